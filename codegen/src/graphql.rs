@@ -1,0 +1,577 @@
+//! GraphQL SDL -> async-graphql types and a resolver trait.
+//!
+//! Rule: on an *entity* type (an object type with an `id: ID!` field), a field whose type is
+//! another entity is resolved through the generated `<Name>Resolvers` trait, as is every field
+//! of `Query` and `Mutation` and every field that takes arguments. All other fields are plain
+//! data on the generated struct (`#[derive(SimpleObject)]`).
+//!
+//! Supported: object types, input objects, enums, the scalars `ID`, `Int`, `Float`, `String`,
+//! `Boolean` and `DateTime` (chrono, UTC), lists, non-null, scalar argument defaults.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use async_graphql_parser::Positioned;
+use async_graphql_parser::types::{
+    BaseType, FieldDefinition, InputValueDefinition, ServiceDocument, Type, TypeKind,
+    TypeSystemDefinition,
+};
+use async_graphql_value::ConstValue;
+use heck::{ToSnakeCase, ToUpperCamelCase};
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote};
+
+use crate::rust::{docs, ident};
+use crate::{CodegenError, GeneratedFile, Result, layout};
+
+const BUILTIN_SCALARS: [&str; 5] = ["ID", "Int", "Float", "String", "Boolean"];
+const CUSTOM_SCALARS: [&str; 1] = ["DateTime"];
+
+fn location(pos: async_graphql_parser::Pos) -> String {
+    format!("line {} column {}", pos.line, pos.column)
+}
+
+/// Parses an SDL document, reporting syntax errors with their position.
+pub fn parse_sdl(source: &Path, text: &str) -> Result<ServiceDocument> {
+    async_graphql_parser::parse_schema(text).map_err(|e| {
+        let at = e
+            .positions()
+            .next()
+            .map(location)
+            .unwrap_or_else(|| "document".to_owned());
+        let message = e.to_string();
+        CodegenError::schema(
+            source,
+            at,
+            message.lines().next().unwrap_or("syntax error").to_owned(),
+        )
+    })
+}
+
+struct Model<'a> {
+    source: &'a Path,
+    objects: BTreeMap<String, &'a Positioned<async_graphql_parser::types::TypeDefinition>>,
+    entities: BTreeSet<String>,
+    query: String,
+    mutation: Option<String>,
+}
+
+impl Model<'_> {
+    fn err(&self, pos: async_graphql_parser::Pos, problem: impl Into<String>) -> CodegenError {
+        CodegenError::schema(self.source, location(pos), problem)
+    }
+
+    fn is_root(&self, name: &str) -> bool {
+        name == self.query || self.mutation.as_deref() == Some(name)
+    }
+
+    fn is_resolved(&self, parent: &str, field: &FieldDefinition) -> bool {
+        self.is_root(parent)
+            || !field.arguments.is_empty()
+            || (self.entities.contains(parent) && self.entities.contains(named(&field.ty.node)))
+    }
+}
+
+fn named(ty: &Type) -> &str {
+    match &ty.base {
+        BaseType::Named(n) => n.as_str(),
+        BaseType::List(inner) => named(inner),
+    }
+}
+
+/// Generates the crate source for one SDL file; `trait_prefix` names the resolver trait.
+pub fn generate_module(source: &Path, text: &str) -> Result<String> {
+    let doc = parse_sdl(source, text)?;
+    let mut types = Vec::new();
+    let mut query = "Query".to_owned();
+    let mut mutation = None;
+    let mut declared = BTreeSet::new();
+    for def in &doc.definitions {
+        match def {
+            TypeSystemDefinition::Schema(s) => {
+                if let Some(q) = &s.node.query {
+                    query = q.node.to_string();
+                }
+                mutation = s.node.mutation.as_ref().map(|m| m.node.to_string());
+                if s.node.subscription.is_some() {
+                    return Err(CodegenError::schema(
+                        source,
+                        location(s.pos),
+                        "unsupported: subscriptions",
+                    ));
+                }
+            }
+            TypeSystemDefinition::Type(t) => {
+                if !declared.insert(t.node.name.node.to_string()) {
+                    return Err(CodegenError::schema(
+                        source,
+                        location(t.pos),
+                        format!("type {} is defined twice", t.node.name.node),
+                    ));
+                }
+                types.push(t);
+            }
+            TypeSystemDefinition::Directive(d) => {
+                return Err(CodegenError::schema(
+                    source,
+                    location(d.pos),
+                    "unsupported: directive definitions",
+                ));
+            }
+        }
+    }
+    if mutation.is_none() && declared.contains("Mutation") {
+        mutation = Some("Mutation".to_owned());
+    }
+    let objects: BTreeMap<_, _> = types
+        .iter()
+        .filter(|t| matches!(t.node.kind, TypeKind::Object(_)))
+        .map(|t| (t.node.name.node.to_string(), *t))
+        .collect();
+    let entities = objects
+        .iter()
+        .filter(|(_, t)| match &t.node.kind {
+            TypeKind::Object(o) => o
+                .fields
+                .iter()
+                .any(|f| f.node.name.node == "id" && f.node.ty.node.to_string() == "ID!"),
+            _ => false,
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    let model = Model {
+        source,
+        objects,
+        entities,
+        query: query.clone(),
+        mutation: mutation.clone(),
+    };
+    if !model.objects.contains_key(&query) {
+        return Err(CodegenError::schema(
+            source,
+            "document",
+            format!("no query root type {query}"),
+        ));
+    }
+
+    // Check that every referenced type exists and is supported.
+    for t in &types {
+        match &t.node.kind {
+            TypeKind::Scalar => {
+                let name = t.node.name.node.as_str();
+                if !CUSTOM_SCALARS.contains(&name) {
+                    return Err(model.err(t.pos, format!("unsupported scalar {name}: supported custom scalars are {CUSTOM_SCALARS:?}")));
+                }
+            }
+            TypeKind::Interface(_) => return Err(model.err(t.pos, "unsupported: interfaces")),
+            TypeKind::Union(_) => return Err(model.err(t.pos, "unsupported: unions")),
+            _ => {}
+        }
+        let check = |ty: &Positioned<Type>| -> Result<()> {
+            let n = named(&ty.node);
+            if BUILTIN_SCALARS.contains(&n) || declared.contains(n) {
+                Ok(())
+            } else {
+                Err(model.err(ty.pos, format!("unknown type {n}")))
+            }
+        };
+        match &t.node.kind {
+            TypeKind::Object(o) => {
+                for f in &o.fields {
+                    check(&f.node.ty)?;
+                    for a in &f.node.arguments {
+                        check(&a.node.ty)?;
+                    }
+                }
+            }
+            TypeKind::InputObject(i) => {
+                for f in &i.fields {
+                    check(&f.node.ty)?;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let trait_name = format_ident!(
+        "{}Resolvers",
+        source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("Schema")
+            .to_upper_camel_case()
+    );
+    let mut items = Vec::new();
+    let mut trait_methods = Vec::new();
+    for t in &types {
+        let name = t.node.name.node.as_str();
+        let name_ident = ident(name);
+        let doc = docs(t.node.description.as_ref().map(|d| d.node.as_str()));
+        match &t.node.kind {
+            TypeKind::Scalar => {}
+            TypeKind::Enum(e) => {
+                let variants = e.values.iter().map(|v| {
+                    let vdoc = docs(v.node.description.as_ref().map(|d| d.node.as_str()));
+                    let wire = v.node.value.node.as_str();
+                    let id = ident(&wire.to_upper_camel_case());
+                    quote!(#vdoc #[graphql(name = #wire)] #id,)
+                });
+                items.push(quote! {
+                    #doc
+                    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+                    #[graphql(name = #name)]
+                    pub enum #name_ident { #(#variants)* }
+                });
+            }
+            TypeKind::InputObject(i) => {
+                let fields = i
+                    .fields
+                    .iter()
+                    .map(|f| input_field(&model, f))
+                    .collect::<Result<Vec<_>>>()?;
+                items.push(quote! {
+                    #doc
+                    #[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
+                    #[graphql(name = #name)]
+                    pub struct #name_ident { #(#fields)* }
+                });
+            }
+            TypeKind::Object(o) => {
+                let root = model.is_root(name);
+                let mut data_fields = Vec::new();
+                let mut resolved = Vec::new();
+                for f in &o.fields {
+                    let fname = f.node.name.node.as_str();
+                    let rust_name = ident(&fname.to_snake_case());
+                    let fdoc = docs(f.node.description.as_ref().map(|d| d.node.as_str()));
+                    let ty = rust_type(&f.node.ty);
+                    if !model.is_resolved(name, &f.node) {
+                        data_fields
+                            .push(quote!(#fdoc #[graphql(name = #fname)] pub #rust_name: #ty,));
+                        continue;
+                    }
+                    let method =
+                        format_ident!("{}_{}", name.to_snake_case(), fname.to_snake_case());
+                    let mut arg_decls = Vec::new();
+                    let mut arg_names = Vec::new();
+                    let mut trait_args = Vec::new();
+                    for a in &f.node.arguments {
+                        let (decl, aname, aty) = argument(&model, a)?;
+                        arg_decls.push(decl);
+                        trait_args.push(quote!(#aname: #aty));
+                        arg_names.push(aname);
+                    }
+                    let parent_arg = if root {
+                        quote!()
+                    } else {
+                        quote!(parent: &#name_ident,)
+                    };
+                    let parent_call = if root { quote!() } else { quote!(self,) };
+                    let trait_doc = format!(" Resolves `{name}.{fname}`.");
+                    trait_methods.push(quote! {
+                        #[doc = #trait_doc]
+                        async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> async_graphql::Result<#ty>;
+                    });
+                    resolved.push(quote! {
+                        #fdoc
+                        #[graphql(name = #fname)]
+                        async fn #rust_name(&self, ctx: &async_graphql::Context<'_>, #(#arg_decls),*) -> async_graphql::Result<#ty> {
+                            resolvers(ctx)?.#method(ctx, #parent_call #(#arg_names),*).await
+                        }
+                    });
+                }
+                if root {
+                    if !data_fields.is_empty() {
+                        return Err(model.err(t.pos, "root types cannot have data fields"));
+                    }
+                    items.push(quote! {
+                        #doc
+                        #[derive(Debug, Default, Clone, Copy)]
+                        pub struct #name_ident;
+
+                        #[async_graphql::Object(name = #name)]
+                        impl #name_ident { #(#resolved)* }
+                    });
+                } else if resolved.is_empty() {
+                    items.push(quote! {
+                        #doc
+                        #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+                        #[graphql(name = #name)]
+                        pub struct #name_ident { #(#data_fields)* }
+                    });
+                } else {
+                    items.push(quote! {
+                        #doc
+                        #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+                        #[graphql(name = #name, complex)]
+                        pub struct #name_ident { #(#data_fields)* }
+
+                        #[async_graphql::ComplexObject]
+                        impl #name_ident { #(#resolved)* }
+                    });
+                }
+            }
+            TypeKind::Interface(_) | TypeKind::Union(_) => unreachable!("rejected above"),
+        }
+    }
+    let query_ident = ident(&query);
+    let (mutation_ty, mutation_val) = match &mutation {
+        Some(m) => {
+            let m = ident(m);
+            (quote!(#m), quote!(#m))
+        }
+        None => (
+            quote!(async_graphql::EmptyMutation),
+            quote!(async_graphql::EmptyMutation),
+        ),
+    };
+    let sdl_path = format!("../../{}", source.display());
+    let trait_doc = " Everything the gateway must resolve: root fields and links between entities.";
+    let tokens = quote! {
+        /// The SDL this crate was generated from, verbatim.
+        pub const SDL: &str = include_str!(#sdl_path);
+
+        #(#items)*
+
+        #[doc = #trait_doc]
+        #[async_trait::async_trait]
+        pub trait #trait_name: Send + Sync + 'static {
+            #(#trait_methods)*
+        }
+
+        /// The executable schema type.
+        pub type Schema = async_graphql::Schema<#query_ident, #mutation_ty, async_graphql::EmptySubscription>;
+
+        /// A schema builder with `resolvers` installed; add limits and data, then `finish()`.
+        pub fn schema_builder(resolvers: std::sync::Arc<dyn #trait_name>) -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, async_graphql::EmptySubscription> {
+            async_graphql::Schema::build(#query_ident, #mutation_val, async_graphql::EmptySubscription).data(resolvers)
+        }
+
+        fn resolvers<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a std::sync::Arc<dyn #trait_name>> {
+            ctx.data::<std::sync::Arc<dyn #trait_name>>()
+        }
+    };
+    let src = source.display().to_string();
+    let body = crate::rust::format(tokens, &src)?;
+    Ok(format!("{}{body}", crate::header(&src)))
+}
+
+fn rust_type(ty: &Positioned<Type>) -> TokenStream {
+    fn inner(ty: &Type) -> TokenStream {
+        let base = match &ty.base {
+            BaseType::Named(n) => match n.as_str() {
+                "ID" => quote!(async_graphql::ID),
+                "Int" => quote!(i32),
+                "Float" => quote!(f64),
+                "String" => quote!(String),
+                "Boolean" => quote!(bool),
+                "DateTime" => quote!(chrono::DateTime<chrono::Utc>),
+                other => {
+                    let id = ident(other);
+                    quote!(#id)
+                }
+            },
+            BaseType::List(item) => {
+                let item = inner(item);
+                quote!(Vec<#item>)
+            }
+        };
+        if ty.nullable {
+            quote!(Option<#base>)
+        } else {
+            base
+        }
+    }
+    inner(&ty.node)
+}
+
+fn input_field(model: &Model<'_>, f: &Positioned<InputValueDefinition>) -> Result<TokenStream> {
+    let fname = f.node.name.node.as_str();
+    let rust_name = ident(&fname.to_snake_case());
+    let doc = docs(f.node.description.as_ref().map(|d| d.node.as_str()));
+    let ty = rust_type(&f.node.ty);
+    let default = default_attr(model, f)?;
+    Ok(quote!(#doc #[graphql(name = #fname #default)] pub #rust_name: #ty,))
+}
+
+fn default_attr(model: &Model<'_>, f: &Positioned<InputValueDefinition>) -> Result<TokenStream> {
+    Ok(match &f.node.default_value {
+        None => quote!(),
+        Some(v) => match &v.node {
+            ConstValue::Number(n) if n.is_i64() => {
+                let lit = proc_macro2::Literal::i64_unsuffixed(n.as_i64().unwrap_or_default());
+                quote!(, default = #lit)
+            }
+            ConstValue::Boolean(b) => quote!(, default = #b),
+            ConstValue::String(s) => quote!(, default = #s),
+            other => return Err(model.err(v.pos, format!("unsupported default value {other}"))),
+        },
+    })
+}
+
+fn argument(
+    model: &Model<'_>,
+    a: &Positioned<InputValueDefinition>,
+) -> Result<(TokenStream, syn::Ident, TokenStream)> {
+    let aname = a.node.name.node.as_str();
+    let rust_name = ident(&aname.to_snake_case());
+    let ty = rust_type(&a.node.ty);
+    let default = default_attr(model, a)?;
+    let desc = a
+        .node
+        .description
+        .as_ref()
+        .map(|d| {
+            let d = d.node.as_str();
+            quote!(, desc = #d)
+        })
+        .unwrap_or_default();
+    Ok((
+        quote!(#[graphql(name = #aname #desc #default)] #rust_name: #ty),
+        rust_name,
+        ty,
+    ))
+}
+
+/// A canonical, order-independent rendering of an SDL document, for checking that the schema
+/// the gateway builds prints back to the committed contract. Built-in scalars, directive
+/// definitions and scalar descriptions are left out; types and fields are sorted by name.
+pub fn canonical_sdl(source: &Path, text: &str) -> Result<String> {
+    let doc = parse_sdl(source, text)?;
+    let mut roots = (String::from("Query"), String::from("Mutation"));
+    let mut types = BTreeMap::new();
+    let desc = |d: &Option<Positioned<String>>| {
+        d.as_ref()
+            .map(|d| format!(" \"{}\"", d.node.trim().replace('\n', "\\n")))
+            .unwrap_or_default()
+    };
+    let value = |v: &InputValueDefinition| {
+        let default = v
+            .default_value
+            .as_ref()
+            .map(|d| format!(" = {}", d.node))
+            .unwrap_or_default();
+        format!(
+            "{}: {}{}{}",
+            v.name.node,
+            v.ty.node,
+            default,
+            desc(&v.description)
+        )
+    };
+    for def in &doc.definitions {
+        match def {
+            TypeSystemDefinition::Schema(s) => {
+                if let Some(q) = &s.node.query {
+                    roots.0 = q.node.to_string();
+                }
+                if let Some(m) = &s.node.mutation {
+                    roots.1 = m.node.to_string();
+                }
+            }
+            TypeSystemDefinition::Directive(_) => {}
+            TypeSystemDefinition::Type(t) => {
+                let name = t.node.name.node.to_string();
+                let mut lines: Vec<String> = match &t.node.kind {
+                    TypeKind::Scalar => {
+                        if BUILTIN_SCALARS.contains(&name.as_str()) {
+                            continue;
+                        }
+                        types.insert(name.clone(), format!("scalar {name}"));
+                        continue;
+                    }
+                    TypeKind::Object(o) => o
+                        .fields
+                        .iter()
+                        .map(|f| {
+                            let args: Vec<_> =
+                                f.node.arguments.iter().map(|a| value(&a.node)).collect();
+                            let args = if args.is_empty() {
+                                String::new()
+                            } else {
+                                format!("({})", args.join(", "))
+                            };
+                            format!(
+                                "  {}{}: {}{}",
+                                f.node.name.node,
+                                args,
+                                f.node.ty.node,
+                                desc(&f.node.description)
+                            )
+                        })
+                        .collect(),
+                    TypeKind::InputObject(i) => i
+                        .fields
+                        .iter()
+                        .map(|f| format!("  {}", value(&f.node)))
+                        .collect(),
+                    TypeKind::Enum(e) => e
+                        .values
+                        .iter()
+                        .map(|v| format!("  {}{}", v.node.value.node, desc(&v.node.description)))
+                        .collect(),
+                    TypeKind::Interface(_) => vec!["  <interface>".into()],
+                    TypeKind::Union(u) => u
+                        .members
+                        .iter()
+                        .map(|m| format!("  | {}", m.node))
+                        .collect(),
+                };
+                lines.sort();
+                let kind = match &t.node.kind {
+                    TypeKind::Object(_) => "type",
+                    TypeKind::InputObject(_) => "input",
+                    TypeKind::Enum(_) => "enum",
+                    TypeKind::Interface(_) => "interface",
+                    TypeKind::Union(_) => "union",
+                    TypeKind::Scalar => "scalar",
+                };
+                types.insert(
+                    name.clone(),
+                    format!(
+                        "{kind} {name}{} {{\n{}\n}}",
+                        desc(&t.node.description),
+                        lines.join("\n")
+                    ),
+                );
+            }
+        }
+    }
+    let mut out = format!("schema {{ query: {} mutation: {} }}\n", roots.0, roots.1);
+    for t in types.values() {
+        out.push_str(t);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// Generates the `graphql` crate's sources from `schema/graphql/*.graphql` (one file).
+pub fn generate_crate(root: &Path) -> Result<Vec<GeneratedFile>> {
+    let contracts = crate::contracts_in(root, layout::GRAPHQL_DIR, "graphql")?;
+    let [rel]: [PathBuf; 1] = contracts.try_into().map_err(|found: Vec<PathBuf>| {
+        CodegenError::schema(
+            layout::GRAPHQL_DIR,
+            "folder",
+            format!("expected exactly one .graphql file, found {}", found.len()),
+        )
+    })?;
+    let text = crate::read_contract(root, &rel)?;
+    let module = rel
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .map(|s| s.to_snake_case())
+        .ok_or_else(|| CodegenError::schema(&rel, "file name", "cannot derive a module name"))?;
+    let lib = format!(
+        "{}//! Generated GraphQL types and resolver trait, from `{}`.\n\n#[rustfmt::skip]\nmod {module};\npub use {module}::*;\n",
+        crate::header(&rel.display().to_string()),
+        rel.display()
+    );
+    let out = Path::new(layout::GRAPHQL_OUT);
+    Ok(vec![
+        GeneratedFile::text(out.join("lib.rs"), lib),
+        GeneratedFile::text(
+            out.join(format!("{module}.rs")),
+            generate_module(&rel, &text)?,
+        ),
+    ])
+}

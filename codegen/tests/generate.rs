@@ -1,0 +1,178 @@
+//! Snapshot tests pin what the generator emits for small fixture contracts, and error tests
+//! check that bad contracts give an error naming the file, the place and the problem.
+
+use std::path::{Path, PathBuf};
+
+use shopmesh_codegen::{CodegenError, graphql, openapi, proto};
+
+fn fixture(rel: &str) -> (PathBuf, String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).unwrap();
+    (PathBuf::from(rel), text)
+}
+
+fn schema_error(err: CodegenError) -> (String, String, String) {
+    match err {
+        CodegenError::Schema {
+            file,
+            location,
+            problem,
+        } => (file.display().to_string(), location, problem),
+        other => panic!("expected a schema error, got {other}"),
+    }
+}
+
+#[test]
+fn openapi_fixture_snapshot() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let api = openapi::parse(&rel, &text).unwrap();
+    insta::assert_snapshot!("openapi_pets", openapi::generate_module(&api).unwrap());
+}
+
+#[test]
+fn graphql_fixture_snapshot() {
+    let (rel, text) = fixture("graphql/library.graphql");
+    insta::assert_snapshot!(
+        "graphql_library",
+        graphql::generate_module(&rel, &text).unwrap()
+    );
+}
+
+#[test]
+fn proto_fixture_snapshot() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proto/ok");
+    let (files, descriptor) =
+        proto::compile(&root, &[PathBuf::from("demo/v1/demo.proto")]).unwrap();
+    assert!(!descriptor.is_empty());
+    insta::assert_snapshot!("proto_demo", files["demo.v1.rs"]);
+}
+
+#[test]
+fn graphql_entity_rule_decides_resolved_fields() {
+    let (rel, text) = fixture("graphql/library.graphql");
+    let code = graphql::generate_module(&rel, &text).unwrap();
+    // Book is an entity linking to the Author entity: resolved through the trait.
+    assert!(code.contains("async fn book_author("), "{code}");
+    // Scalars stay plain data.
+    assert!(!code.contains("async fn book_title("), "{code}");
+    assert!(code.contains("async fn query_books("), "{code}");
+    assert!(code.contains("async fn mutation_add_book("), "{code}");
+}
+
+#[test]
+fn invalid_yaml_names_file_and_line() {
+    let err = openapi::parse(
+        Path::new("schema/openapi/broken.yaml"),
+        "openapi: 3.0.3\ninfo: [unclosed\n",
+    )
+    .unwrap_err();
+    let (file, location, problem) = schema_error(err);
+    assert_eq!(file, "schema/openapi/broken.yaml");
+    assert!(location.starts_with("line "), "{location}");
+    assert!(problem.contains("not a valid OpenAPI"), "{problem}");
+}
+
+#[test]
+fn unknown_ref_names_the_place() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let text = text.replace(
+        "$ref: '#/components/schemas/Kind'",
+        "$ref: '#/components/schemas/Species'",
+    );
+    let (file, location, problem) = schema_error(openapi::parse(&rel, &text).unwrap_err());
+    assert_eq!(file, "openapi/pets.yaml");
+    assert_eq!(location, "components.schemas.Pet.properties.kind");
+    assert!(
+        problem.contains("unknown $ref #/components/schemas/Species"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn unsupported_type_is_an_error() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let text = text.replace(
+        "name: {type: string, minLength: 1, maxLength: 50}",
+        "name: {oneOf: [{type: string}, {type: integer}]}",
+    );
+    let (_, location, problem) = schema_error(openapi::parse(&rel, &text).unwrap_err());
+    assert_eq!(location, "components.schemas.Pet.properties.name");
+    assert!(problem.contains("unsupported type: oneOf"), "{problem}");
+}
+
+#[test]
+fn missing_operation_id_is_an_error() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let text = text.replace("      operationId: addPet\n", "");
+    let (_, location, problem) = schema_error(openapi::parse(&rel, &text).unwrap_err());
+    assert_eq!(location, "paths./pets.post");
+    assert!(problem.contains("operationId is required"));
+}
+
+#[test]
+fn undeclared_path_parameter_is_an_error() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let text = text.replace("/pets/{id}:", "/pets/{petId}:");
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &text).unwrap_err());
+    assert!(
+        problem.contains("path parameter id is not in /pets/{petId}"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn graphql_syntax_error_names_position() {
+    let (file, location, _) = schema_error(
+        graphql::generate_module(
+            Path::new("x.graphql"),
+            "type Query {\n  a: Int\n  b(: Int\n}\n",
+        )
+        .unwrap_err(),
+    );
+    assert_eq!(file, "x.graphql");
+    assert!(location.starts_with("line 3"), "{location}");
+}
+
+#[test]
+fn graphql_unknown_type_is_an_error() {
+    let (_, location, problem) = schema_error(
+        graphql::generate_module(Path::new("x.graphql"), "type Query {\n  a: Widget\n}\n")
+            .unwrap_err(),
+    );
+    assert!(location.starts_with("line 2"), "{location}");
+    assert!(problem.contains("unknown type Widget"), "{problem}");
+}
+
+#[test]
+fn graphql_unsupported_scalar_is_an_error() {
+    let (_, _, problem) = schema_error(
+        graphql::generate_module(
+            Path::new("x.graphql"),
+            "scalar Money\ntype Query {\n  a: Money\n}\n",
+        )
+        .unwrap_err(),
+    );
+    assert!(problem.contains("unsupported scalar Money"), "{problem}");
+}
+
+#[test]
+fn proto_syntax_error_names_file_and_line() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/proto/bad");
+    let err = proto::compile(&root, &[PathBuf::from("demo/v1/demo.proto")]).unwrap_err();
+    let (file, location, problem) = schema_error(err);
+    assert!(file.ends_with("demo/v1/demo.proto"), "{file}");
+    assert_eq!(location, "line 5 column 1");
+    assert!(problem.contains("Expected \";\""), "{problem}");
+}
+
+#[test]
+fn canonical_sdl_ignores_order_but_not_meaning() {
+    let a = "type Query {\n  b: Int\n  a: String\n}\n";
+    let b = "type Query {\n  a: String\n  b: Int\n}\n";
+    let c = "type Query {\n  a: String\n  b: Int!\n}\n";
+    let canon = |s| graphql::canonical_sdl(Path::new("t.graphql"), s).unwrap();
+    assert_eq!(canon(a), canon(b));
+    assert_ne!(canon(a), canon(c));
+}

@@ -1,0 +1,100 @@
+//! Event contracts that services exchange over RabbitMQ.
+//!
+//! The JSON Schema of each event is committed under `schema/events/`; a test keeps the Rust
+//! types and those files in agreement, and [`OrderCreatedV1::from_json`] validates incoming
+//! payloads against the committed schema, so a producer and a consumer can only disagree loudly.
+
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Topic exchange that order events are published to.
+pub const ORDERS_EXCHANGE: &str = "orders";
+/// Routing key of [`OrderCreatedV1`].
+pub const ORDER_CREATED_ROUTING_KEY: &str = "order.created";
+/// Queue the notifications service consumes [`OrderCreatedV1`] from.
+pub const ORDER_CREATED_QUEUE: &str = "order.created";
+/// The committed JSON Schema of [`OrderCreatedV1`].
+pub const ORDER_CREATED_V1_SCHEMA: &str = include_str!("../../schema/events/order-created.v1.json");
+
+/// Emitted once for every order that the orders service stores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(
+    title = "OrderCreatedV1",
+    description = "Emitted once for every order that the orders service stores (routing key `order.created`)."
+)]
+pub struct OrderCreatedV1 {
+    /// Unique id of this event; consumers deduplicate on it.
+    pub event_id: Uuid,
+    /// Id of the created order.
+    #[schemars(range(min = 1))]
+    pub order_id: i64,
+    /// Id of the user who placed the order.
+    #[schemars(range(min = 1))]
+    pub user_id: i64,
+    /// Id of the ordered product.
+    #[schemars(range(min = 1))]
+    pub product_id: i64,
+    /// Number of items, 1 to 1000.
+    #[schemars(range(min = 1, max = 1000))]
+    pub quantity: i32,
+    /// When the order was created (RFC 3339, UTC).
+    pub created_at: DateTime<Utc>,
+}
+
+/// Why a payload is not a valid event.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// The payload is not JSON.
+    #[error("payload is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The payload is JSON but breaks the committed schema.
+    #[error("payload violates {schema}: {reason}")]
+    SchemaViolation {
+        /// Which schema was broken.
+        schema: &'static str,
+        /// The first violation found.
+        reason: String,
+    },
+}
+
+static ORDER_CREATED_VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
+    let schema: serde_json::Value =
+        serde_json::from_str(ORDER_CREATED_V1_SCHEMA).expect("committed event schema is JSON");
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("committed event schema is a valid JSON Schema")
+});
+
+impl OrderCreatedV1 {
+    /// Parses and schema-validates a payload as received from the broker.
+    pub fn from_json(payload: &[u8]) -> Result<Self, EventError> {
+        let value: serde_json::Value =
+            serde_json::from_slice(payload).map_err(EventError::NotJson)?;
+        if let Some(err) = ORDER_CREATED_VALIDATOR.iter_errors(&value).next() {
+            return Err(EventError::SchemaViolation {
+                schema: "order-created.v1.json",
+                reason: format!("{} at {}", err, err.instance_path),
+            });
+        }
+        serde_json::from_value(value).map_err(|e| EventError::SchemaViolation {
+            schema: "order-created.v1.json",
+            reason: e.to_string(),
+        })
+    }
+
+    /// Serializes the event as published to the broker.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("event serializes")
+    }
+
+    /// The schema derived from this Rust type, as it must be committed.
+    pub fn derived_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(OrderCreatedV1)).expect("schema serializes")
+    }
+}

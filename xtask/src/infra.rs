@@ -1,0 +1,248 @@
+//! Finds (and where it can, starts) the infrastructure the tests and `xtask up` need:
+//! MySQL/MariaDB, Redis, RabbitMQ and a MongoDB wire-protocol server.
+
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+
+/// One dependency: where it is expected and how a person starts it.
+pub struct Dependency {
+    /// Human name.
+    pub name: &'static str,
+    /// `host:port` it is expected at.
+    pub addr: String,
+    /// What to do when it is not there.
+    pub how_to_start: &'static str,
+    /// A command that starts it on a machine set up like the project's CI machines.
+    pub local_start: Option<&'static [&'static str]>,
+}
+
+/// Whether something accepts TCP connections at `addr` within `timeout`.
+pub fn reachable(addr: &str, timeout: Duration) -> bool {
+    let Ok(addrs) = addr.to_socket_addrs() else {
+        return false;
+    };
+    addrs
+        .into_iter()
+        .any(|a: SocketAddr| TcpStream::connect_timeout(&a, timeout).is_ok())
+}
+
+fn wait_reachable(addr: &str, within: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if reachable(addr, Duration::from_millis(300)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+fn env_or(key: &str, default: &str) -> String {
+    std::env::var(key)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// The SQL, cache and broker dependencies, addressed from the environment with local defaults.
+pub fn core_dependencies() -> Vec<Dependency> {
+    vec![
+        Dependency {
+            name: "MySQL/MariaDB",
+            addr: format!(
+                "{}:{}",
+                env_or("DB_HOST", "127.0.0.1"),
+                env_or("DB_PORT", "3306")
+            ),
+            how_to_start: "docker compose up -d mysql   (or: start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd)",
+            local_start: Some(&[
+                "start-stop-daemon",
+                "--start",
+                "--oknodo",
+                "--background",
+                "--exec",
+                "/usr/sbin/mariadbd",
+            ]),
+        },
+        Dependency {
+            name: "Redis",
+            addr: format!(
+                "{}:{}",
+                env_or("REDIS_HOST", "127.0.0.1"),
+                env_or("REDIS_PORT", "6379")
+            ),
+            how_to_start: "docker compose up -d redis   (or: redis-server --daemonize yes --port 6379)",
+            local_start: Some(&[
+                "redis-server",
+                "--daemonize",
+                "yes",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                "6379",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]),
+        },
+        Dependency {
+            name: "RabbitMQ",
+            addr: amqp_addr(&env_or(
+                "RABBITMQ_URL",
+                "amqp://guest:guest@127.0.0.1:5672/%2f",
+            )),
+            how_to_start: "docker compose up -d rabbitmq   (or: rabbitmq-server -detached)",
+            local_start: Some(&["rabbitmq-server", "-detached"]),
+        },
+    ]
+}
+
+/// `host:port` of an `amqp://user:pass@host:port/vhost` URL.
+pub fn amqp_addr(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5672")
+    }
+}
+
+/// `host:port` of a `mongodb://...host:port/...` URL (the first host).
+pub fn mongo_addr(url: &str) -> String {
+    let rest = url.split("://").nth(1).unwrap_or(url);
+    let rest = rest.rsplit('@').next().unwrap_or(rest);
+    let host = rest.split(['/', '?', ',']).next().unwrap_or(rest);
+    if host.contains(':') {
+        host.to_owned()
+    } else {
+        format!("{host}:27017")
+    }
+}
+
+/// Checks `dep`, trying its local start command once when it is down.
+pub fn ensure(dep: &Dependency, try_start: bool) -> Result<()> {
+    if reachable(&dep.addr, Duration::from_secs(1)) {
+        println!("infra: {} reachable at {}", dep.name, dep.addr);
+        return Ok(());
+    }
+    if let Some(cmd) = dep
+        .local_start
+        .filter(|cmd| try_start && (which(cmd[0]) || Path::new(cmd[0]).exists()))
+    {
+        println!(
+            "infra: {} not reachable at {}; starting it with `{}`",
+            dep.name,
+            dep.addr,
+            cmd.join(" ")
+        );
+        let _ = Command::new(cmd[0])
+            .args(&cmd[1..])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if wait_reachable(&dep.addr, Duration::from_secs(60)) {
+            println!("infra: {} reachable at {}", dep.name, dep.addr);
+            return Ok(());
+        }
+    }
+    bail!(
+        "{} is not reachable at {} (tried a TCP connection).\n  start it with: {}\n  or point the service at it through the environment / .env",
+        dep.name,
+        dep.addr,
+        dep.how_to_start
+    )
+}
+
+fn which(cmd: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|p| p.join(cmd).exists()))
+        .unwrap_or(false)
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Infrastructure prepared for a test run; stops what it started when dropped.
+pub struct TestInfra {
+    /// Environment variables the tests read.
+    pub vars: Vec<(String, String)>,
+    mongo: Option<Child>,
+}
+
+impl Drop for TestInfra {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.mongo.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts a SecantusDB MongoDB wire-protocol server on a free port, in-memory.
+pub fn start_mongo_standin(root: &Path) -> Result<(Child, String)> {
+    let bin = crate::tools::secantusd(root)?;
+    let port = free_port()?;
+    let log_dir = root.join("target/xtask");
+    std::fs::create_dir_all(&log_dir)?;
+    let log = std::fs::File::create(log_dir.join("mongo-standin.log"))?;
+    let child = Command::new(bin)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--storage-path",
+            ":memory:",
+            "--standalone",
+            "--log-level",
+            "WARNING",
+        ])
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    let addr = format!("127.0.0.1:{port}");
+    if !wait_reachable(&addr, Duration::from_secs(30)) {
+        bail!(
+            "the MongoDB stand-in (SecantusDB) did not start on {addr}; see target/xtask/mongo-standin.log"
+        );
+    }
+    println!("infra: MongoDB stand-in (SecantusDB) listening on {addr}");
+    Ok((child, format!("mongodb://{addr}/?directConnection=true")))
+}
+
+/// Ensures MySQL, Redis and RabbitMQ are up and provides a MongoDB endpoint: `TEST_MONGO_URL`
+/// when it is set and reachable, otherwise a SecantusDB stand-in started for this run.
+pub fn ensure_all(root: &Path) -> Result<TestInfra> {
+    let mut failures = Vec::new();
+    for dep in core_dependencies() {
+        if let Err(e) = ensure(&dep, true) {
+            failures.push(format!("{e:#}"));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("infrastructure missing:\n{}", failures.join("\n"));
+    }
+    let mut vars = Vec::new();
+    let mut mongo = None;
+    match std::env::var("TEST_MONGO_URL") {
+        Ok(url) if reachable(&mongo_addr(&url), Duration::from_secs(1)) => {
+            println!("infra: MongoDB reachable at {url}");
+            vars.push(("TEST_MONGO_URL".to_owned(), url));
+        }
+        _ => {
+            let (child, url) = start_mongo_standin(root)?;
+            mongo = Some(child);
+            vars.push(("TEST_MONGO_URL".to_owned(), url));
+        }
+    }
+    Ok(TestInfra { vars, mongo })
+}
