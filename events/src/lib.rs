@@ -98,3 +98,34 @@ impl OrderCreatedV1 {
         serde_json::to_value(schemars::schema_for!(OrderCreatedV1)).expect("schema serializes")
     }
 }
+
+/// Names of the RabbitMQ objects that carry [`OrderCreatedV1`]. Production uses
+/// [`OrderCreatedTopology::default`]; tests give each run its own names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderCreatedTopology {
+    /// Durable topic exchange the orders service publishes to.
+    pub exchange: String,
+    /// Durable queue the notifications service consumes; bound with [`ORDER_CREATED_ROUTING_KEY`].
+    pub queue: String,
+}
+
+impl Default for OrderCreatedTopology {
+    fn default() -> Self {
+        Self {
+            exchange: ORDERS_EXCHANGE.to_owned(),
+            queue: ORDER_CREATED_QUEUE.to_owned(),
+        }
+    }
+}
+
+impl OrderCreatedTopology {
+    /// Queue that holds a message for its `attempt`-th retry (1-based) until its TTL expires.
+    pub fn retry_queue(&self, attempt: u32) -> String {
+        format!("{}.retry.{attempt}", self.queue)
+    }
+
+    /// Dead-letter queue for messages that cannot be processed.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dlq", self.queue)
+    }
+}

@@ -1,1 +1,13 @@
-//! stub
+//! Plumbing every shopmesh service shares, so no service re-implements it:
+//! typed environment config ([`config`]), RFC 9457 problem responses ([`problem`]),
+//! HTTP serving with body limits and health endpoints ([`http`], [`health`]),
+//! logs ([`telemetry`]) and graceful shutdown ([`shutdown`]).
+
+#[cfg(feature = "amqp")]
+pub mod amqp;
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod problem;
+pub mod shutdown;
+pub mod telemetry;

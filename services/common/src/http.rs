@@ -1,0 +1,173 @@
+//! Serving HTTP: binding (ephemeral ports for tests), the standard middleware stack, and
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use poem::http::{StatusCode, header};
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::{Body, Endpoint, EndpointExt, IntoEndpoint, Middleware, Request, Response};
+
+use crate::problem::ProblemErrors;
+
+/// Largest request body any service accepts: 64 KiB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Binds `addr` (port 0 picks a free port) and returns the acceptor and the bound address.
+pub async fn bind(addr: &str) -> std::io::Result<(TcpAcceptor, SocketAddr)> {
+    let acceptor = TcpListener::bind(addr.to_owned()).into_acceptor().await?;
+    let local = acceptor
+        .local_addr()
+        .into_iter()
+        .find_map(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| std::io::Error::other("listener has no socket address"))?;
+    Ok((acceptor, local))
+}
+
+/// The middleware every service wraps its routes in: body limit, problem+json errors, request
+/// tracing.
+pub fn standard<E>(ep: E) -> impl Endpoint<Output = Response>
+where
+    E: IntoEndpoint,
+    E::Endpoint: 'static,
+{
+    ep.into_endpoint()
+        .with(BodyLimit(MAX_BODY_BYTES))
+        .with(ProblemErrors)
+        .with(poem::middleware::Tracing)
+        .map_to_response()
+}
+
+/// Serves `app` on `acceptor` until `shutdown` resolves, then lets in-flight requests finish
+/// (up to 10 s).
+pub async fn serve<E, F>(acceptor: TcpAcceptor, app: E, shutdown: F) -> std::io::Result<()>
+where
+    E: Endpoint + 'static,
+    F: std::future::Future<Output = ()> + Send,
+{
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
+        .await
+}
+
+/// Rejects request bodies over a byte limit with 413: by `Content-Length` when present, and by
+/// reading at most the limit when the length is not declared.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+impl<E: Endpoint> Middleware<E> for BodyLimit {
+    type Output = BodyLimitEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        BodyLimitEndpoint {
+            inner: ep,
+            limit: self.0,
+        }
+    }
+}
+
+/// Endpoint produced by [`BodyLimit`].
+pub struct BodyLimitEndpoint<E> {
+    inner: E,
+    limit: usize,
+}
+
+impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
+    type Output = E::Output;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let too_large = || {
+            poem::Error::from_string(
+                format!("request body exceeds {} bytes", self.limit),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            )
+        };
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        match declared {
+            Some(len) if len > self.limit => return Err(too_large()),
+            Some(_) => {}
+            None => {
+                // Chunked (HTTP/1.1) or undeclared (HTTP/2): read at most the limit.
+                let bytes = req
+                    .take_body()
+                    .into_bytes_limit(self.limit)
+                    .await
+                    .map_err(|_| too_large())?;
+                req.set_body(Body::from(bytes));
+            }
+        }
+        self.inner.call(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::test::TestClient;
+    use poem::{Route, handler, post};
+
+    use super::*;
+
+    #[handler]
+    async fn echo(body: String) -> String {
+        format!("{} bytes", body.len())
+    }
+
+    fn app() -> impl Endpoint<Output = Response> {
+        standard(Route::new().at("/echo", post(echo)))
+    }
+
+    #[tokio::test]
+    async fn declared_length_over_limit_is_413_problem() {
+        let cli = TestClient::new(app());
+        let resp = cli
+            .post("/echo")
+            .body("x".repeat(MAX_BODY_BYTES + 1))
+            .send()
+            .await;
+        resp.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+        resp.assert_content_type("application/problem+json");
+    }
+
+    #[tokio::test]
+    async fn chunked_body_over_limit_is_413_and_under_limit_passes() {
+        let chunked = |n: usize| {
+            let chunks = vec![Ok::<_, std::io::Error>(bytes_of(n))];
+            Body::from_bytes_stream(futures::stream::iter(chunks))
+        };
+        let cli = TestClient::new(app());
+        let resp = cli
+            .post("/echo")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(chunked(MAX_BODY_BYTES + 10))
+            .send()
+            .await;
+        resp.assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+        let resp = cli
+            .post("/echo")
+            .header(header::TRANSFER_ENCODING, "chunked")
+            .body(chunked(100))
+            .send()
+            .await;
+        resp.assert_status_is_ok();
+        resp.assert_text("100 bytes").await;
+    }
+
+    #[tokio::test]
+    async fn get_without_body_passes_and_unknown_route_is_problem() {
+        let cli = TestClient::new(app());
+        let resp = cli.get("/missing").send().await;
+        resp.assert_status(StatusCode::NOT_FOUND);
+        resp.assert_content_type("application/problem+json");
+        let resp = cli.get("/echo").send().await;
+        resp.assert_status(StatusCode::METHOD_NOT_ALLOWED);
+        resp.assert_content_type("application/problem+json");
+    }
+
+    fn bytes_of(n: usize) -> Vec<u8> {
+        vec![b'x'; n]
+    }
+}
