@@ -1,0 +1,112 @@
+//! Typed configuration of the orders service, read from the environment. Defaults match
+//! docker-compose (which sets the hosts) and work on a developer machine as they are.
+
+use std::time::Duration;
+
+use shopmesh_common::config::{ConfigError, Env, mysql_url};
+use shopmesh_events::OrderCreatedTopology;
+
+/// Everything the orders service needs to start.
+#[derive(Debug, Clone)]
+pub struct OrdersConfig {
+    /// HTTP port (`PORT`, 3002).
+    pub port: u16,
+    /// MySQL URL (`DATABASE_URL`, or `DB_HOST`/`DB_PORT`/`DB_USER`/`DB_PASSWORD`/`DB_NAME`=orders_db).
+    pub database_url: String,
+    /// Pool size (`DB_POOL_SIZE`, 10).
+    pub db_pool_size: u32,
+    /// How long a request waits for a connection before answering 503 (`DB_ACQUIRE_TIMEOUT_MS`, 2000).
+    pub db_acquire_timeout: Duration,
+    /// RabbitMQ URL (`RABBITMQ_URL`).
+    pub rabbitmq_url: String,
+    /// Exchange and queue names (`ORDERS_EXCHANGE`, `ORDER_CREATED_QUEUE`).
+    pub topology: OrderCreatedTopology,
+    /// Outbox relay tuning.
+    pub relay: RelayConfig,
+}
+
+/// How the [`crate::events::OutboxRelay`] batches and retries.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Rows published per transaction (`OUTBOX_BATCH_SIZE`, 100).
+    pub batch_size: u32,
+    /// How often to look for pending rows without a wake-up (`OUTBOX_POLL_MS`, 1000).
+    pub poll_interval: Duration,
+    /// First retry delay after a broker or database failure (`OUTBOX_BACKOFF_MIN_MS`, 100).
+    pub backoff_min: Duration,
+    /// Longest retry delay (`OUTBOX_BACKOFF_MAX_MS`, 5000).
+    pub backoff_max: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 100,
+            poll_interval: Duration::from_millis(1000),
+            backoff_min: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(5000),
+        }
+    }
+}
+
+impl OrdersConfig {
+    /// Reads the configuration from `env`.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let d = RelayConfig::default();
+        let ms = |key: &str, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_millis(
+                env.parse_or(key, default.as_millis() as u64)?,
+            ))
+        };
+        let topology = OrderCreatedTopology::default();
+        Ok(Self {
+            port: env.parse_or("PORT", 3002)?,
+            database_url: mysql_url(env, "orders_db")?,
+            db_pool_size: env.parse_or("DB_POOL_SIZE", 10)?,
+            db_acquire_timeout: ms("DB_ACQUIRE_TIMEOUT_MS", Duration::from_millis(2000))?,
+            rabbitmq_url: env.string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f"),
+            topology: OrderCreatedTopology {
+                exchange: env.string_or("ORDERS_EXCHANGE", &topology.exchange),
+                queue: env.string_or("ORDER_CREATED_QUEUE", &topology.queue),
+            },
+            relay: RelayConfig {
+                batch_size: env.parse_or("OUTBOX_BATCH_SIZE", d.batch_size)?,
+                poll_interval: ms("OUTBOX_POLL_MS", d.poll_interval)?,
+                backoff_min: ms("OUTBOX_BACKOFF_MIN_MS", d.backoff_min)?,
+                backoff_max: ms("OUTBOX_BACKOFF_MAX_MS", d.backoff_max)?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_match_docker_compose_names() {
+        let cfg = OrdersConfig::from_env(&HashMap::new()).unwrap();
+        assert_eq!(cfg.port, 3002);
+        assert_eq!(cfg.database_url, "mysql://root@localhost:3306/orders_db");
+        assert_eq!(cfg.topology.exchange, "orders");
+        assert_eq!(cfg.topology.queue, "order.created");
+    }
+
+    #[test]
+    fn env_overrides() {
+        let env: HashMap<String, String> = [
+            ("PORT", "9000"),
+            ("DB_NAME", "x"),
+            ("OUTBOX_BATCH_SIZE", "7"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let cfg = OrdersConfig::from_env(&env).unwrap();
+        assert_eq!(cfg.port, 9000);
+        assert!(cfg.database_url.ends_with("/x"));
+        assert_eq!(cfg.relay.batch_size, 7);
+    }
+}

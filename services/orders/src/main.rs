@@ -1,0 +1,39 @@
+//! Wires the orders service: config -> store + migrations -> outbox relay -> HTTP server.
+
+use std::time::Duration;
+
+use shopmesh_common::amqp::Backoff;
+use shopmesh_common::config::ProcessEnv;
+use shopmesh_common::shutdown::Shutdown;
+use shopmesh_orders::config::OrdersConfig;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shopmesh_common::telemetry::init("orders");
+    let config = OrdersConfig::from_env(&ProcessEnv)?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+
+    let (store, relay) = shopmesh_orders::build(&config)?;
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    while let Err(e) = store.migrate(&config.database_url).await {
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %e, ?delay, "database not ready for migrations; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+
+    let (acceptor, addr) = shopmesh_common::http::bind(&format!("0.0.0.0:{}", config.port)).await?;
+    tracing::info!(%addr, "orders listening");
+    let s = shutdown.clone();
+    shopmesh_common::http::serve(acceptor, shopmesh_orders::app(store), async move {
+        s.wait().await
+    })
+    .await?;
+    shutdown.trigger();
+    let _ = relay_task.await;
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! MySQL storage of orders and of the transactional outbox.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedV1};
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{MySql, MySqlPool, Transaction};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::domain::{self, Cursor};
+use crate::error::OrdersError;
+
+/// Migrations in `services/orders/migrations`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// What a client asks to order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewOrder {
+    /// Ordering user.
+    pub user_id: i64,
+    /// Ordered product.
+    pub product_id: i64,
+    /// Item count, 1..=1000.
+    pub quantity: i32,
+}
+
+/// A stored order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderRecord {
+    /// Id.
+    pub id: i64,
+    /// Ordering user.
+    pub user_id: i64,
+    /// Ordered product.
+    pub product_id: i64,
+    /// Item count.
+    pub quantity: i32,
+    /// Lifecycle state as stored (`pending`, ...).
+    pub status: String,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+}
+
+type OrderRow = (i64, i64, i64, i32, String, NaiveDateTime);
+
+impl From<OrderRow> for OrderRecord {
+    fn from((id, user_id, product_id, quantity, status, created_at): OrderRow) -> Self {
+        Self {
+            id,
+            user_id,
+            product_id,
+            quantity,
+            status,
+            created_at: created_at.and_utc(),
+        }
+    }
+}
+
+/// An outbox row waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// Row id.
+    pub id: i64,
+    /// Event id, sent as the AMQP `message_id`.
+    pub event_id: String,
+    /// Routing key.
+    pub routing_key: String,
+    /// JSON payload.
+    pub payload: String,
+}
+
+/// Orders and outbox in MySQL.
+#[derive(Clone)]
+pub struct OrderStore {
+    pool: MySqlPool,
+    created: Arc<Notify>,
+}
+
+impl OrderStore {
+    /// A store whose pool connects lazily, so the service starts (and answers 503) while the
+    /// database is down, and recovers by itself when it returns.
+    pub fn connect_lazy(
+        url: &str,
+        pool_size: u32,
+        acquire_timeout: Duration,
+    ) -> Result<Self, sqlx::Error> {
+        let options: MySqlConnectOptions = url.parse()?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Self {
+            pool,
+            created: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Creates the database if it is missing, then applies pending migrations.
+    pub async fn migrate(&self, url: &str) -> Result<(), sqlx::Error> {
+        use sqlx::migrate::MigrateDatabase;
+        if !MySql::database_exists(url).await? {
+            MySql::create_database(url).await?;
+        }
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| sqlx::Error::Migrate(Box::new(e)))
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Woken after every committed order, so the relay publishes without waiting for its poll.
+    pub fn order_created_signal(&self) -> Arc<Notify> {
+        self.created.clone()
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+    }
+
+    /// Stores the order and its `order.created` event in one transaction.
+    pub async fn create(
+        &self,
+        new: NewOrder,
+        traceparent: Option<&str>,
+    ) -> Result<OrderRecord, OrdersError> {
+        let created_at = domain::creation_time();
+        let mut tx = self.pool.begin().await?;
+        let result = sqlx::query(
+            "INSERT INTO orders (user_id, product_id, quantity, status, created_at) VALUES (?, ?, ?, 'pending', ?)",
+        )
+        .bind(new.user_id)
+        .bind(new.product_id)
+        .bind(new.quantity)
+        .bind(created_at.naive_utc())
+        .execute(&mut *tx)
+        .await?;
+        let id = i64::try_from(result.last_insert_id())
+            .map_err(|_| OrdersError::Internal("order id overflow".into()))?;
+        let event = OrderCreatedV1 {
+            event_id: Uuid::now_v7(),
+            order_id: id,
+            user_id: new.user_id,
+            product_id: new.product_id,
+            quantity: new.quantity,
+            created_at,
+        };
+        insert_outbox(&mut tx, &event, traceparent).await?;
+        tx.commit().await?;
+        self.created.notify_one();
+        Ok(OrderRecord {
+            id,
+            user_id: new.user_id,
+            product_id: new.product_id,
+            quantity: new.quantity,
+            status: "pending".to_owned(),
+            created_at,
+        })
+    }
+
+    /// One order.
+    pub async fn get(&self, id: i64) -> Result<Option<OrderRecord>, OrdersError> {
+        let row: Option<OrderRow> = sqlx::query_as(
+            "SELECT id, user_id, product_id, quantity, status, created_at FROM orders WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(OrderRecord::from))
+    }
+
+    /// A page of a user's orders, newest first, and the cursor of the next page.
+    pub async fn list_by_user(
+        &self,
+        user_id: i64,
+        limit: i32,
+        after: Option<Cursor>,
+    ) -> Result<(Vec<OrderRecord>, Option<Cursor>), OrdersError> {
+        let limit = domain::page_size(limit);
+        let rows: Vec<OrderRow> = match after {
+            None => {
+                sqlx::query_as(BY_USER_FIRST_PAGE)
+                    .bind(user_id)
+                    .bind(limit + 1)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            Some(c) => {
+                let at = c.created_at.naive_utc();
+                sqlx::query_as(BY_USER_NEXT_PAGE)
+                    .bind(user_id)
+                    .bind(at)
+                    .bind(at)
+                    .bind(c.id)
+                    .bind(limit + 1)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+        };
+        let records = rows.into_iter().map(OrderRecord::from).collect();
+        Ok(domain::paginate(records, limit, |o: &OrderRecord| Cursor {
+            created_at: o.created_at,
+            id: o.id,
+        }))
+    }
+
+    /// Number of outbox rows not yet confirmed by the broker.
+    pub async fn pending_outbox(&self) -> Result<i64, sqlx::Error> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Starts a transaction that locks up to `limit` pending outbox rows (skipping rows another
+    /// relay replica holds) and returns them oldest first.
+    pub async fn lock_pending(
+        &self,
+        limit: u32,
+    ) -> Result<(Transaction<'static, MySql>, Vec<OutboxMessage>), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+            "SELECT id, event_id, routing_key, payload FROM outbox WHERE published_at IS NULL \
+             ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+        )
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        let messages = rows
+            .into_iter()
+            .map(|(id, event_id, routing_key, payload)| OutboxMessage {
+                id,
+                event_id,
+                routing_key,
+                payload,
+            })
+            .collect();
+        Ok((tx, messages))
+    }
+}
+
+/// First page of a user's orders: served by `idx_orders_user_created` (user_id, created_at),
+/// whose entries also carry the primary key, so no filesort is needed.
+pub const BY_USER_FIRST_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at FROM orders \
+     WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?";
+
+/// Following pages: strictly after the cursor's `(created_at, id)`.
+pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at FROM orders \
+     WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
+     ORDER BY created_at DESC, id DESC LIMIT ?";
+
+async fn insert_outbox(
+    tx: &mut Transaction<'_, MySql>,
+    event: &OrderCreatedV1,
+    traceparent: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let payload = String::from_utf8(event.to_json()).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO outbox (event_id, routing_key, payload, traceparent) VALUES (?, ?, ?, ?)",
+    )
+    .bind(event.event_id.to_string())
+    .bind(ORDER_CREATED_ROUTING_KEY)
+    .bind(payload)
+    .bind(traceparent)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks rows published and records attempts of the failed ones, then commits.
+pub async fn finish_batch(
+    mut tx: Transaction<'static, MySql>,
+    published: &[i64],
+    failed: &[i64],
+) -> Result<(), sqlx::Error> {
+    for (ids, sql) in [
+        (
+            published,
+            "UPDATE outbox SET published_at = CURRENT_TIMESTAMP(6), attempts = attempts + 1 WHERE id IN ",
+        ),
+        (
+            failed,
+            "UPDATE outbox SET attempts = attempts + 1 WHERE id IN ",
+        ),
+    ] {
+        if ids.is_empty() {
+            continue;
+        }
+        let placeholders = vec!["?"; ids.len()].join(",");
+        let sql = format!("{sql}({placeholders})");
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    tx.commit().await
+}

@@ -1,0 +1,628 @@
+//! Orders service against real MariaDB and RabbitMQ: every test has its own database and its
+//! own exchange/queue, so tests run in parallel.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use lapin::options::{
+    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use shopmesh_common::shutdown::Shutdown;
+use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
+use shopmesh_openapi::orders::{
+    CreateOrderRequest, CreateOrderResponse, GetOrderResponse, ListUserOrdersResponse, OrderStatus,
+    OrdersClient,
+};
+use shopmesh_orders::config::RelayConfig;
+use shopmesh_orders::events::OutboxRelay;
+use shopmesh_orders::store::OrderStore;
+use shopmesh_testkit::{TcpProxy, TestDatabase, TestServer, amqp_url, eventually, reroute, unique};
+
+struct Harness {
+    db: TestDatabase,
+    store: OrderStore,
+    server: TestServer,
+    client: OrdersClient,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        let db = TestDatabase::create().await;
+        Self::start_with(db, None).await
+    }
+
+    /// Starts the service; with `db_url` the pool goes there (e.g. through a proxy).
+    async fn start_with(db: TestDatabase, db_url: Option<String>) -> Self {
+        let store = OrderStore::connect_lazy(
+            db_url.as_deref().unwrap_or(&db.url),
+            5,
+            Duration::from_millis(700),
+        )
+        .unwrap();
+        store.migrate(&db.url).await.expect("migrations apply");
+        let server = TestServer::start(shopmesh_orders::app(store.clone())).await;
+        let client = OrdersClient::new(server.base_url.clone());
+        Self {
+            db,
+            store,
+            server,
+            client,
+        }
+    }
+
+    async fn stop(self) {
+        self.server.stop().await;
+        self.store.pool().close().await;
+        self.db.drop_db().await;
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn create(
+        &self,
+        user_id: i64,
+        product_id: i64,
+        quantity: i32,
+    ) -> shopmesh_openapi::orders::Order {
+        match self
+            .client
+            .create_order(&CreateOrderRequest {
+                user_id,
+                product_id,
+                quantity,
+            })
+            .await
+            .unwrap()
+        {
+            CreateOrderResponse::Created(o) => o.0,
+            other => panic!("expected 201, got {other:?}"),
+        }
+    }
+}
+
+fn test_topology() -> OrderCreatedTopology {
+    OrderCreatedTopology {
+        exchange: unique("test.orders"),
+        queue: unique("test.order.created"),
+    }
+}
+
+fn fast_relay() -> RelayConfig {
+    RelayConfig {
+        batch_size: 50,
+        poll_interval: Duration::from_millis(200),
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(300),
+    }
+}
+
+async fn amqp_channel() -> (lapin::Connection, lapin::Channel) {
+    let conn = shopmesh_common::amqp::connect(&amqp_url(), "orders-test", Duration::from_secs(5))
+        .await
+        .expect("RabbitMQ reachable");
+    let ch = conn.create_channel().await.unwrap();
+    (conn, ch)
+}
+
+/// Takes messages from `queue` until `expected` arrived (or `within` passed), acking each.
+async fn drain(
+    ch: &lapin::Channel,
+    queue: &str,
+    expected: usize,
+    within: Duration,
+) -> Vec<lapin::message::BasicGetMessage> {
+    let mut got = Vec::new();
+    let start = tokio::time::Instant::now();
+    while got.len() < expected && start.elapsed() < within {
+        match ch
+            .basic_get(queue, BasicGetOptions::default())
+            .await
+            .unwrap()
+        {
+            Some(msg) => {
+                msg.delivery
+                    .acker
+                    .ack(BasicAckOptions::default())
+                    .await
+                    .unwrap();
+                got.push(msg);
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    got
+}
+
+async fn queue_depth(ch: &lapin::Channel, queue: &str) -> u32 {
+    ch.queue_declare(
+        queue,
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap()
+    .message_count()
+}
+
+async fn delete_topology(ch: &lapin::Channel, t: &OrderCreatedTopology) {
+    let _ = ch
+        .queue_delete(&t.queue, QueueDeleteOptions::default())
+        .await;
+    let _ = ch
+        .exchange_delete(&t.exchange, ExchangeDeleteOptions::default())
+        .await;
+}
+
+/// Checks every message is a schema-valid event with the right AMQP properties; returns them.
+fn events(messages: &[lapin::message::BasicGetMessage]) -> Vec<OrderCreatedV1> {
+    messages
+        .iter()
+        .map(|m| {
+            let event = OrderCreatedV1::from_json(&m.delivery.data)
+                .expect("payload matches order-created.v1.json");
+            let props = &m.delivery.properties;
+            assert_eq!(
+                props.message_id().as_ref().map(|s| s.as_str().to_owned()),
+                Some(event.event_id.to_string())
+            );
+            assert_eq!(
+                props.content_type().as_ref().map(|s| s.as_str()),
+                Some("application/json")
+            );
+            assert_eq!(*props.delivery_mode(), Some(2), "persistent");
+            assert_eq!(m.delivery.routing_key.as_str(), "order.created");
+            event
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn create_get_and_list_round_trip_through_the_generated_client() {
+    let h = Harness::start().await;
+    let first = h.create(7, 100, 2).await;
+    assert_eq!(
+        (
+            first.user_id,
+            first.product_id,
+            first.quantity,
+            first.status
+        ),
+        (7, 100, 2, OrderStatus::Pending)
+    );
+
+    match h.client.get_order(first.id).await.unwrap() {
+        GetOrderResponse::Ok(o) => assert_eq!(o.0, first),
+        other => panic!("{other:?}"),
+    }
+    match h.client.get_order(first.id + 1000).await.unwrap() {
+        GetOrderResponse::NotFound(p) => assert_eq!(p.0.status, 404),
+        other => panic!("{other:?}"),
+    }
+
+    let mut created = vec![first];
+    for product in 101..105 {
+        created.push(h.create(7, product, 1).await);
+    }
+    h.create(8, 1, 1).await; // another user's order must not show up
+
+    // Newest first, two per page, following cursors to the end.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = match h
+            .client
+            .list_user_orders(7, Some(2), cursor.clone())
+            .await
+            .unwrap()
+        {
+            ListUserOrdersResponse::Ok(p) => p.0,
+            other => panic!("{other:?}"),
+        };
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    let expected: Vec<i64> = created.iter().rev().map(|o| o.id).collect();
+    assert_eq!(seen.iter().map(|o| o.id).collect::<Vec<_>>(), expected);
+
+    // Default page size holds all five.
+    match h.client.list_user_orders(7, None, None).await.unwrap() {
+        ListUserOrdersResponse::Ok(p) => {
+            assert_eq!(p.0.items.len(), 5);
+            assert!(p.0.next_cursor.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(h.count("orders").await, 6);
+    assert_eq!(
+        h.count("outbox").await,
+        6,
+        "one event per order, in the same transaction"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_and_writes_nothing() {
+    let h = Harness::start().await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", h.server.base_url);
+    let json = "application/json";
+    let cases: Vec<(&str, &str, &str, String, u16)> = vec![
+        (
+            "wrong type",
+            "POST",
+            json,
+            r#"{"userId":"x","productId":1,"quantity":1}"#.into(),
+            400,
+        ),
+        (
+            "missing field",
+            "POST",
+            json,
+            r#"{"userId":1,"productId":1}"#.into(),
+            400,
+        ),
+        (
+            "userId 0",
+            "POST",
+            json,
+            r#"{"userId":0,"productId":1,"quantity":1}"#.into(),
+            400,
+        ),
+        (
+            "productId -5",
+            "POST",
+            json,
+            r#"{"userId":1,"productId":-5,"quantity":1}"#.into(),
+            400,
+        ),
+        (
+            "quantity 0",
+            "POST",
+            json,
+            r#"{"userId":1,"productId":1,"quantity":0}"#.into(),
+            400,
+        ),
+        (
+            "quantity 1001",
+            "POST",
+            json,
+            r#"{"userId":1,"productId":1,"quantity":1001}"#.into(),
+            400,
+        ),
+        ("not JSON", "POST", json, "{userId: 1".into(), 400),
+        ("JSON array", "POST", json, "[1,2,3]".into(), 400),
+        (
+            "text/plain",
+            "POST",
+            "text/plain",
+            r#"{"userId":1,"productId":1,"quantity":1}"#.into(),
+            415,
+        ),
+        (
+            "over 64 KiB",
+            "POST",
+            json,
+            format!(
+                r#"{{"userId":1,"productId":1,"quantity":1,"pad":"{}"}}"#,
+                "x".repeat(70 * 1024)
+            ),
+            413,
+        ),
+    ];
+    for (name, _, ct, body, status) in cases {
+        let resp = http
+            .post(url("/orders"))
+            .header("content-type", ct)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{name}");
+        let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(
+            ct.starts_with("application/problem+json"),
+            "{name}: content-type {ct}"
+        );
+        let problem: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(problem["status"], status, "{name}: {problem}");
+        assert!(
+            problem["title"].is_string() && problem["type"].is_string(),
+            "{name}: {problem}"
+        );
+    }
+    for (path, status) in [
+        ("/orders/0", 400),
+        ("/orders/abc", 400),
+        ("/orders/user/1?limit=0", 400),
+        ("/orders/user/1?limit=101", 400),
+        ("/orders/user/0", 400),
+        ("/orders/user/1?cursor=not-a-cursor", 400),
+        ("/nothing-here", 404),
+    ] {
+        let resp = http.get(url(path)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{path}");
+        let problem: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(problem["status"], status, "{path}: {problem}");
+    }
+    assert_eq!(h.count("orders").await, 0, "no order written");
+    assert_eq!(h.count("outbox").await, 0, "no event written");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn by_user_queries_use_the_composite_index() {
+    let h = Harness::start().await;
+    for user in 1..=20 {
+        for product in 1..=5 {
+            h.store
+                .create(
+                    shopmesh_orders::store::NewOrder {
+                        user_id: user,
+                        product_id: product,
+                        quantity: 1,
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    sqlx::query("ANALYZE TABLE orders")
+        .execute(h.store.pool())
+        .await
+        .unwrap();
+    let pool = h.store.pool().clone();
+    let explain = |sql: String| {
+        let pool = pool.clone();
+        async move {
+            let row = sqlx::query(&format!("EXPLAIN {sql}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            use sqlx::Row;
+            let key: Option<String> = row.try_get("key").unwrap();
+            let extra: Option<String> = row.try_get("Extra").unwrap();
+            (key, extra)
+        }
+    };
+    let first = shopmesh_orders::store::BY_USER_FIRST_PAGE
+        .replacen('?', "3", 1)
+        .replacen('?', "21", 1);
+    let (key, extra) = explain(first).await;
+    assert_eq!(
+        key.as_deref(),
+        Some("idx_orders_user_created"),
+        "extra: {extra:?}"
+    );
+    assert!(
+        !extra.unwrap_or_default().contains("filesort"),
+        "newest-first must not sort"
+    );
+
+    let next = shopmesh_orders::store::BY_USER_NEXT_PAGE
+        .replacen('?', "3", 1)
+        .replacen('?', "'2030-01-01 00:00:00'", 2)
+        .replacen('?', "1000", 1)
+        .replacen('?', "21", 1);
+    let (key, _) = explain(next).await;
+    assert_eq!(key.as_deref(), Some("idx_orders_user_created"));
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn database_outage_answers_503_and_recovers() {
+    let db = TestDatabase::create().await;
+    let (target, _) = reroute(&db.url, "x:1");
+    let proxy = TcpProxy::start(&target).await;
+    let (_, via_proxy) = reroute(&db.url, &proxy.addr.to_string());
+    let h = Harness::start_with(db, Some(via_proxy)).await;
+    let req = CreateOrderRequest {
+        user_id: 1,
+        product_id: 1,
+        quantity: 1,
+    };
+    h.create(1, 1, 1).await;
+
+    proxy.cut();
+    let http = reqwest::Client::new();
+    let resp = http
+        .post(format!("{}/orders", h.server.base_url))
+        .json(&serde_json::json!({"userId":1,"productId":1,"quantity":1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+    let ready = http
+        .get(format!("{}/health/ready", h.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "not ready while the database is away"
+    );
+
+    proxy.restore();
+    let order = eventually("orders to recover", Duration::from_secs(20), || async {
+        match h.client.create_order(&req).await {
+            Ok(CreateOrderResponse::Created(o)) => Some(o.0),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(order.id > 0);
+    let ready = http
+        .get(format!("{}/health/ready", h.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    assert_eq!(
+        h.count("orders").await,
+        2,
+        "the failed request wrote nothing"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn outbox_delivers_every_event_exactly_once_across_a_broker_outage() {
+    let h = Harness::start().await;
+    let topology = test_topology();
+    let (conn, ch) = amqp_channel().await;
+    shopmesh_common::amqp::declare_order_created(&ch, &topology)
+        .await
+        .unwrap();
+
+    let (target, _) = reroute(&amqp_url(), "x:1");
+    let proxy = TcpProxy::start(&target).await;
+    proxy.cut();
+    let (_, via_proxy) = reroute(&amqp_url(), &proxy.addr.to_string());
+    let relay = OutboxRelay::new(h.store.clone(), via_proxy, topology.clone(), fast_relay());
+    let status = relay.status();
+    let shutdown = Shutdown::new();
+    let relay_task = tokio::spawn(relay.run(shutdown.clone()));
+
+    // The broker is unreachable: orders are still accepted.
+    let mut order_ids = BTreeSet::new();
+    for i in 0..100 {
+        order_ids.insert(h.create(1 + i % 7, 1 + i, 1).await.id);
+    }
+    assert!(!status.connected());
+    assert_eq!(
+        queue_depth(&ch, &topology.queue).await,
+        0,
+        "nothing published during the outage"
+    );
+
+    proxy.restore();
+    let got = drain(&ch, &topology.queue, 100, Duration::from_secs(30)).await;
+    let events = events(&got);
+    assert_eq!(
+        events.len(),
+        100,
+        "all events arrive after the broker returns"
+    );
+    let event_ids: BTreeSet<_> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(event_ids.len(), 100, "no event twice");
+    let event_orders: BTreeSet<_> = events.iter().map(|e| e.order_id).collect();
+    assert_eq!(event_orders, order_ids, "one event per created order");
+
+    // Nothing more arrives, and the outbox is drained.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(queue_depth(&ch, &topology.queue).await, 0, "no duplicates");
+    assert_eq!(h.store.pending_outbox().await.unwrap(), 0);
+    assert_eq!(status.published(), 100);
+
+    shutdown.trigger();
+    relay_task.await.unwrap();
+    delete_topology(&ch, &topology).await;
+    let _ = conn.close(200, "done").await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn relay_restart_resumes_pending_rows() {
+    let h = Harness::start().await;
+    let topology = test_topology();
+    let (conn, ch) = amqp_channel().await;
+    shopmesh_common::amqp::declare_order_created(&ch, &topology)
+        .await
+        .unwrap();
+
+    // Orders created while no relay runs stay pending.
+    for i in 0..10 {
+        h.create(3, 1 + i, 1).await;
+    }
+    assert_eq!(h.store.pending_outbox().await.unwrap(), 10);
+
+    let run = |shutdown: Shutdown| {
+        let relay = OutboxRelay::new(h.store.clone(), amqp_url(), topology.clone(), fast_relay());
+        tokio::spawn(relay.run(shutdown))
+    };
+    let first = Shutdown::new();
+    let task = run(first.clone());
+    let got = drain(&ch, &topology.queue, 10, Duration::from_secs(20)).await;
+    assert_eq!(events(&got).len(), 10);
+    first.trigger();
+    task.await.unwrap();
+
+    // Stopped relay: new orders wait; a new relay picks them up.
+    for i in 0..5 {
+        h.create(4, 1 + i, 1).await;
+    }
+    assert_eq!(h.store.pending_outbox().await.unwrap(), 5);
+    let second = Shutdown::new();
+    let task = run(second.clone());
+    let got = drain(&ch, &topology.queue, 5, Duration::from_secs(20)).await;
+    let events = events(&got);
+    assert_eq!(events.len(), 5);
+    assert!(
+        events.iter().all(|e| e.user_id == 4),
+        "only the new events are published again"
+    );
+    eventually("outbox drained", Duration::from_secs(5), || async {
+        (h.store.pending_outbox().await.unwrap() == 0).then_some(())
+    })
+    .await;
+    second.trigger();
+    task.await.unwrap();
+    delete_topology(&ch, &topology).await;
+    let _ = conn.close(200, "done").await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn served_spec_equals_the_committed_contract_and_docs_are_served() {
+    let h = Harness::start().await;
+    let http = reqwest::Client::new();
+    let served = http
+        .get(format!("{}/openapi.json", h.server.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    shopmesh_codegen::contract::assert_equivalent(shopmesh_openapi::orders::CONTRACT_YAML, &served)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let docs = http
+        .get(format!("{}/docs", h.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    assert!(
+        docs.text().await.unwrap().contains("swagger"),
+        "Swagger UI page"
+    );
+    let live = http
+        .get(format!("{}/health/live", h.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    h.stop().await;
+}
