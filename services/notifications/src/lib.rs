@@ -1,1 +1,126 @@
-//! stub
+//! The notifications service: consumes `order.created` from RabbitMQ into MongoDB and serves
+//! the notifications over gRPC (with reflection and health) on :50051.
+//!
+//! - [`events`] consumes, retries and dead-letters;
+//! - [`store`] keeps notifications in MongoDB behind the [`store::NotificationStore`] trait;
+//! - [`api`] implements the generated gRPC trait;
+//! - [`domain`] holds the rules as plain functions.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shopmesh_common::shutdown::Shutdown;
+use shopmesh_proto::shopmesh::notification::v1::notification_service_server::NotificationServiceServer;
+use tokio::net::TcpListener;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::events::ConsumerStatus;
+use crate::store::NotificationStore;
+
+/// Fully-qualified gRPC service name, as health and reflection report it.
+pub const SERVICE_NAME: &str = "shopmesh.notification.v1.NotificationService";
+
+/// Whether every dependency answers: the store pings and the consumer holds a broker link.
+pub async fn dependencies_ok(
+    store: &dyn NotificationStore,
+    consumer: &ConsumerStatus,
+) -> Result<(), String> {
+    store.ping().await.map_err(|e| format!("mongodb: {e}"))?;
+    if !consumer.connected() {
+        return Err("rabbitmq: consumer not connected".to_owned());
+    }
+    Ok(())
+}
+
+/// Keeps gRPC health in step with the dependencies: SERVING only while MongoDB answers and
+/// the consumer is connected to RabbitMQ. Checks every `every`.
+pub async fn watch_health(
+    reporter: HealthReporter,
+    store: Arc<dyn NotificationStore>,
+    consumer: Arc<ConsumerStatus>,
+    every: Duration,
+    shutdown: Shutdown,
+) {
+    let mut last = None;
+    loop {
+        let ok = dependencies_ok(store.as_ref(), &consumer).await;
+        let status = if ok.is_ok() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        if last != Some(status) {
+            match &ok {
+                Ok(()) => tracing::info!("dependencies up: SERVING"),
+                Err(e) => tracing::warn!(reason = %e, "dependency down: NOT_SERVING"),
+            }
+            reporter.set_service_status("", status).await;
+            reporter.set_service_status(SERVICE_NAME, status).await;
+            last = Some(status);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.wait() => break,
+        }
+    }
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+}
+
+/// Serves the notification service, reflection and health on `listener` until `shutdown`.
+pub async fn serve_grpc(
+    listener: TcpListener,
+    store: Arc<dyn NotificationStore>,
+    consumer: Arc<ConsumerStatus>,
+    health_every: Duration,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
+    reporter
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
+    let watcher = tokio::spawn(watch_health(
+        reporter,
+        store.clone(),
+        consumer,
+        health_every,
+        shutdown.clone(),
+    ));
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shopmesh_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(shopmesh_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let service = NotificationServiceServer::new(api::NotificationGrpc::new(store));
+    let s = shutdown.clone();
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move { s.wait().await },
+        )
+        .await?;
+    let _ = watcher.await;
+    Ok(())
+}

@@ -1,0 +1,73 @@
+//! The gRPC API: implements the generated `NotificationService` trait over a
+//! [`NotificationStore`].
+
+use std::sync::Arc;
+
+use shopmesh_proto::shopmesh::notification::v1 as pb;
+use tonic::{Request, Response, Status};
+
+use crate::domain::{self, PageToken};
+use crate::store::{NotificationStore, StoredNotification};
+
+/// The service behind `shopmesh.notification.v1.NotificationService`.
+pub struct NotificationGrpc {
+    store: Arc<dyn NotificationStore>,
+}
+
+impl NotificationGrpc {
+    /// Serves notifications from `store`.
+    pub fn new(store: Arc<dyn NotificationStore>) -> Self {
+        Self { store }
+    }
+}
+
+/// Converts a stored notification to its contract form.
+pub fn to_contract(n: StoredNotification) -> pb::Notification {
+    let status = match n.status.as_str() {
+        "sent" => pb::NotificationStatus::Sent,
+        "pending" => pb::NotificationStatus::Pending,
+        "failed" => pb::NotificationStatus::Failed,
+        _ => pb::NotificationStatus::Unspecified,
+    };
+    pb::Notification {
+        id: n.id,
+        order_id: n.order_id,
+        user_id: n.user_id,
+        message: n.message,
+        status: status as i32,
+        sent_at: n.sent_at.map(|t| prost_types::Timestamp {
+            seconds: t.timestamp(),
+            nanos: t.timestamp_subsec_nanos() as i32,
+        }),
+        event_id: n.event_id,
+    }
+}
+
+#[tonic::async_trait]
+impl pb::notification_service_server::NotificationService for NotificationGrpc {
+    async fn get_notifications(
+        &self,
+        request: Request<pb::GetNotificationsRequest>,
+    ) -> Result<Response<pb::GetNotificationsResponse>, Status> {
+        let order_id = domain::positive_id("order_id", request.into_inner().order_id)?;
+        let found = self.store.by_order(order_id).await?;
+        Ok(Response::new(pb::GetNotificationsResponse {
+            notifications: found.into_iter().map(to_contract).collect(),
+        }))
+    }
+
+    async fn list_user_notifications(
+        &self,
+        request: Request<pb::ListUserNotificationsRequest>,
+    ) -> Result<Response<pb::ListUserNotificationsResponse>, Status> {
+        let req = request.into_inner();
+        let user_id = domain::positive_id("user_id", req.user_id)?;
+        let limit = domain::page_size(req.page_size)?;
+        let after = PageToken::decode(&req.page_token)?;
+        let (found, next) = self.store.by_user(user_id, limit, after).await?;
+        Ok(Response::new(pb::ListUserNotificationsResponse {
+            notifications: found.into_iter().map(to_contract).collect(),
+            next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
+        }))
+    }
+}

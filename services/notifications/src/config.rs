@@ -1,0 +1,74 @@
+//! Typed configuration of the notifications service (seed names, docker-compose defaults).
+
+use std::time::Duration;
+
+use shopmesh_common::config::{ConfigError, Env};
+use shopmesh_events::OrderCreatedTopology;
+
+use crate::events::ConsumerConfig;
+
+/// Everything the notifications service needs to start.
+#[derive(Debug, Clone)]
+pub struct NotificationsConfig {
+    /// gRPC port (`GRPC_PORT`, 50051).
+    pub grpc_port: u16,
+    /// HTTP port for `/health/*` and `/metrics` (`HTTP_PORT`, 3003).
+    pub http_port: u16,
+    /// MongoDB URL (`MONGO_URL`, mongodb://localhost:27017).
+    pub mongo_url: String,
+    /// Database name (`MONGO_DB`, notifications).
+    pub mongo_db: String,
+    /// How long a store call waits for MongoDB (`MONGO_TIMEOUT_MS`, 2000).
+    pub mongo_timeout: Duration,
+    /// RabbitMQ URL (`RABBITMQ_URL`).
+    pub rabbitmq_url: String,
+    /// Exchange and queue names (`ORDERS_EXCHANGE`, `ORDER_CREATED_QUEUE`).
+    pub topology: OrderCreatedTopology,
+    /// Prefetch, retries (`CONSUMER_PREFETCH`, `CONSUMER_MAX_RETRIES`, `CONSUMER_RETRY_BASE_MS`).
+    pub consumer: ConsumerConfig,
+}
+
+impl NotificationsConfig {
+    /// Reads the configuration from `env`.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let d = ConsumerConfig::default();
+        let topology = OrderCreatedTopology::default();
+        Ok(Self {
+            grpc_port: env.parse_or("GRPC_PORT", 50051)?,
+            http_port: env.parse_or("HTTP_PORT", 3003)?,
+            mongo_url: env.string_or("MONGO_URL", "mongodb://localhost:27017"),
+            mongo_db: env.string_or("MONGO_DB", "notifications"),
+            mongo_timeout: Duration::from_millis(env.parse_or("MONGO_TIMEOUT_MS", 2000)?),
+            rabbitmq_url: env.string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f"),
+            topology: OrderCreatedTopology {
+                exchange: env.string_or("ORDERS_EXCHANGE", &topology.exchange),
+                queue: env.string_or("ORDER_CREATED_QUEUE", &topology.queue),
+            },
+            consumer: ConsumerConfig {
+                prefetch: env.parse_or("CONSUMER_PREFETCH", d.prefetch)?,
+                max_retries: env.parse_or("CONSUMER_MAX_RETRIES", d.max_retries)?,
+                retry_base: Duration::from_millis(
+                    env.parse_or("CONSUMER_RETRY_BASE_MS", d.retry_base.as_millis() as u64)?,
+                ),
+                ..d
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let c = NotificationsConfig::from_env(&HashMap::new()).unwrap();
+        assert_eq!(c.grpc_port, 50051);
+        assert_eq!(c.mongo_db, "notifications");
+        assert_eq!(c.consumer.prefetch, 32);
+        assert_eq!(c.consumer.max_retries, 5);
+        assert_eq!(c.topology.queue, "order.created");
+    }
+}

@@ -1,0 +1,154 @@
+//! Notification rules as plain functions: what a notification says, how pages are addressed.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use shopmesh_events::OrderCreatedV1;
+
+use crate::error::NotificationsError;
+
+/// Page size when the request says 0.
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+/// Largest page size.
+pub const MAX_PAGE_SIZE: i32 = 100;
+
+/// A notification about to be stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    /// Event it was made from; unique.
+    pub event_id: String,
+    /// Order it is about.
+    pub order_id: i64,
+    /// User it is for.
+    pub user_id: i64,
+    /// Text shown to the user.
+    pub message: String,
+    /// When the order was created.
+    pub order_created_at: DateTime<Utc>,
+}
+
+/// The in-app notification for an `order.created` event. In-app notifications are delivered by
+/// being stored in the user's inbox, so they are stored as sent.
+pub fn notification_for(event: &OrderCreatedV1) -> NewNotification {
+    NewNotification {
+        event_id: event.event_id.to_string(),
+        order_id: event.order_id,
+        user_id: event.user_id,
+        message: format!(
+            "Your order #{} for {} x product {} has been received.",
+            event.order_id, event.quantity, event.product_id
+        ),
+        order_created_at: event.created_at,
+    }
+}
+
+/// Validated page size: 0 means the default; otherwise 1..=MAX_PAGE_SIZE.
+pub fn page_size(requested: i32) -> Result<i64, NotificationsError> {
+    match requested {
+        0 => Ok(i64::from(DEFAULT_PAGE_SIZE)),
+        1..=MAX_PAGE_SIZE => Ok(i64::from(requested)),
+        other => Err(NotificationsError::InvalidArgument(format!(
+            "page_size must be 0..={MAX_PAGE_SIZE}, got {other}"
+        ))),
+    }
+}
+
+/// Validated id argument.
+pub fn positive_id(name: &str, value: i64) -> Result<i64, NotificationsError> {
+    if value >= 1 {
+        Ok(value)
+    } else {
+        Err(NotificationsError::InvalidArgument(format!(
+            "{name} must be >= 1, got {value}"
+        )))
+    }
+}
+
+/// Position after the last notification of a page (sorted by `createdAt`, then id, descending).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageToken {
+    /// `createdAt` of the last notification returned, in milliseconds.
+    pub created_at_millis: i64,
+    /// Store id (hex) of the last notification returned.
+    pub id: String,
+}
+
+impl PageToken {
+    /// Opaque form sent to clients.
+    pub fn encode(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.created_at_millis, self.id))
+    }
+
+    /// Parses a token; empty means "first page".
+    pub fn decode(text: &str) -> Result<Option<Self>, NotificationsError> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let invalid = || NotificationsError::InvalidArgument("page_token is not valid".to_owned());
+        let raw = URL_SAFE_NO_PAD.decode(text).map_err(|_| invalid())?;
+        let raw = String::from_utf8(raw).map_err(|_| invalid())?;
+        let (millis, id) = raw.split_once(':').ok_or_else(invalid)?;
+        let created_at_millis = millis.parse().map_err(|_| invalid())?;
+        if id.len() != 24 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid());
+        }
+        Ok(Some(Self {
+            created_at_millis,
+            id: id.to_owned(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use uuid::Uuid;
+
+    use super::*;
+
+    #[test]
+    fn message_names_order_product_and_quantity() {
+        let e = OrderCreatedV1 {
+            event_id: Uuid::nil(),
+            order_id: 9,
+            user_id: 2,
+            product_id: 55,
+            quantity: 3,
+            created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        };
+        let n = notification_for(&e);
+        assert_eq!(
+            n.message,
+            "Your order #9 for 3 x product 55 has been received."
+        );
+        assert_eq!((n.order_id, n.user_id), (9, 2));
+        assert_eq!(n.event_id, Uuid::nil().to_string());
+    }
+
+    #[test]
+    fn page_size_rules() {
+        assert_eq!(page_size(0).unwrap(), 20);
+        assert_eq!(page_size(100).unwrap(), 100);
+        assert!(page_size(101).is_err());
+        assert!(page_size(-1).is_err());
+    }
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_garbage() {
+        let t = PageToken {
+            created_at_millis: 1_700_000_000_000,
+            id: "0123456789abcdef01234567".into(),
+        };
+        assert_eq!(PageToken::decode(&t.encode()).unwrap(), Some(t));
+        assert_eq!(PageToken::decode("").unwrap(), None);
+        for bad in ["%%%", "Zm9v", &URL_SAFE_NO_PAD.encode("12:nothex")] {
+            assert!(PageToken::decode(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_must_be_positive() {
+        assert!(positive_id("order_id", 0).is_err());
+        assert_eq!(positive_id("order_id", 1).unwrap(), 1);
+    }
+}

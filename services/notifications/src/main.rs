@@ -1,0 +1,55 @@
+//! Wires the notifications service: config -> MongoDB store + indexes -> consumer -> gRPC.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shopmesh_common::amqp::Backoff;
+use shopmesh_common::config::ProcessEnv;
+use shopmesh_common::shutdown::Shutdown;
+use shopmesh_notifications::config::NotificationsConfig;
+use shopmesh_notifications::events::NotificationConsumer;
+use shopmesh_notifications::store::{MongoNotificationStore, NotificationStore};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shopmesh_common::telemetry::init("notifications");
+    let config = NotificationsConfig::from_env(&ProcessEnv)?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+
+    let mongo =
+        MongoNotificationStore::connect(&config.mongo_url, &config.mongo_db, config.mongo_timeout)
+            .await?;
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    while let Err(e) = mongo.ensure_indexes().await {
+        let delay = backoff.next_delay();
+        tracing::warn!(error = %e, ?delay, "MongoDB not ready for index creation; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait() => return Ok(()),
+        }
+    }
+    let store: Arc<dyn NotificationStore> = Arc::new(mongo);
+    let consumer = NotificationConsumer::new(
+        store.clone(),
+        config.rabbitmq_url.clone(),
+        config.topology.clone(),
+        config.consumer.clone(),
+    );
+    let status = consumer.status();
+    let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));
+
+    let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.grpc_port)).await?;
+    tracing::info!(addr = %listener.local_addr()?, "notifications gRPC listening");
+    shopmesh_notifications::serve_grpc(
+        listener,
+        store,
+        status,
+        Duration::from_secs(2),
+        shutdown.clone(),
+    )
+    .await?;
+    shutdown.trigger();
+    let _ = consumer_task.await;
+    Ok(())
+}

@@ -1,0 +1,271 @@
+//! Notification storage: the [`NotificationStore`] trait and its MongoDB implementation.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{self, Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Collection, IndexModel};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{NewNotification, PageToken};
+use crate::error::NotificationsError;
+
+/// A stored notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredNotification {
+    /// Store id (hex ObjectId).
+    pub id: String,
+    /// Event it was made from.
+    pub event_id: String,
+    /// Order id.
+    pub order_id: i64,
+    /// User id.
+    pub user_id: i64,
+    /// Text.
+    pub message: String,
+    /// `sent`, `pending` or `failed`.
+    pub status: String,
+    /// When it was delivered to the inbox.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Whether an insert stored a new notification or found the event already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Stored now.
+    Inserted,
+    /// The event id was already stored (a redelivery); nothing changed.
+    Duplicate,
+}
+
+/// Where notifications live. Implemented for MongoDB; tests may wrap it to inject failures.
+#[async_trait::async_trait]
+pub trait NotificationStore: Send + Sync + 'static {
+    /// Stores `n` unless its event id is already stored.
+    async fn insert_if_absent(
+        &self,
+        n: &NewNotification,
+    ) -> Result<InsertOutcome, NotificationsError>;
+    /// An order's notifications, newest first.
+    async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError>;
+    /// A page of a user's notifications, newest first, and the next page's token.
+    async fn by_user(
+        &self,
+        user_id: i64,
+        limit: i64,
+        after: Option<PageToken>,
+    ) -> Result<(Vec<StoredNotification>, Option<PageToken>), NotificationsError>;
+    /// Checks the store answers.
+    async fn ping(&self) -> Result<(), NotificationsError>;
+}
+
+/// Document shape in the `notifications` collection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NotificationDoc {
+    #[serde(rename = "_id")]
+    id: ObjectId,
+    event_id: String,
+    order_id: i64,
+    user_id: i64,
+    message: String,
+    status: String,
+    sent_at: Option<bson::DateTime>,
+    created_at: bson::DateTime,
+}
+
+impl From<NotificationDoc> for StoredNotification {
+    fn from(d: NotificationDoc) -> Self {
+        Self {
+            id: d.id.to_hex(),
+            event_id: d.event_id,
+            order_id: d.order_id,
+            user_id: d.user_id,
+            message: d.message,
+            status: d.status,
+            sent_at: d.sent_at.map(to_chrono),
+            created_at: to_chrono(d.created_at),
+        }
+    }
+}
+
+fn to_chrono(t: bson::DateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or_default()
+}
+
+/// MongoDB-backed store: database `notifications` (configurable), collection `notifications`.
+#[derive(Clone)]
+pub struct MongoNotificationStore {
+    client: Client,
+    collection: Collection<NotificationDoc>,
+}
+
+fn classify(e: mongodb::error::Error) -> NotificationsError {
+    match *e.kind {
+        ErrorKind::ServerSelection { .. }
+        | ErrorKind::Io(_)
+        | ErrorKind::ConnectionPoolCleared { .. } => {
+            NotificationsError::StoreUnavailable(e.to_string())
+        }
+        _ if e.contains_label("RetryableWriteError") => {
+            NotificationsError::StoreUnavailable(e.to_string())
+        }
+        _ => NotificationsError::Store(e.to_string()),
+    }
+}
+
+impl MongoNotificationStore {
+    /// Connects lazily to `url` (the driver connects on first use and reconnects by itself);
+    /// operations fail after `timeout` when no server answers.
+    pub async fn connect(
+        url: &str,
+        database: &str,
+        timeout: Duration,
+    ) -> Result<Self, NotificationsError> {
+        let mut options = ClientOptions::parse(url)
+            .await
+            .map_err(|e| NotificationsError::Store(format!("MONGO_URL: {e}")))?;
+        options.app_name = Some("shopmesh-notifications".to_owned());
+        options.server_selection_timeout = Some(timeout);
+        options.connect_timeout = Some(timeout);
+        let client = Client::with_options(options).map_err(classify)?;
+        let collection = client.database(database).collection("notifications");
+        Ok(Self { client, collection })
+    }
+
+    /// Creates the indexes: orderId, (userId, createdAt desc), unique eventId. Idempotent.
+    pub async fn ensure_indexes(&self) -> Result<(), NotificationsError> {
+        let index = |keys: Document, name: &str, unique: bool| {
+            IndexModel::builder()
+                .keys(keys)
+                .options(
+                    IndexOptions::builder()
+                        .name(name.to_owned())
+                        .unique(unique)
+                        .build(),
+                )
+                .build()
+        };
+        self.collection
+            .create_indexes([
+                index(doc! { "orderId": 1 }, "orderId_1", false),
+                index(
+                    doc! { "userId": 1, "createdAt": -1 },
+                    "userId_1_createdAt_-1",
+                    false,
+                ),
+                index(doc! { "eventId": 1 }, "eventId_unique", true),
+            ])
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Names of the collection's indexes.
+    pub async fn index_names(&self) -> Result<Vec<String>, NotificationsError> {
+        self.collection.list_index_names().await.map_err(classify)
+    }
+
+    /// Drops the whole database (tests).
+    pub async fn drop_database(&self) -> Result<(), NotificationsError> {
+        self.client
+            .database(self.collection.namespace().db.as_str())
+            .drop()
+            .await
+            .map_err(classify)
+    }
+}
+
+#[async_trait::async_trait]
+impl NotificationStore for MongoNotificationStore {
+    async fn insert_if_absent(
+        &self,
+        n: &NewNotification,
+    ) -> Result<InsertOutcome, NotificationsError> {
+        let now = bson::DateTime::now();
+        let doc = NotificationDoc {
+            id: ObjectId::new(),
+            event_id: n.event_id.clone(),
+            order_id: n.order_id,
+            user_id: n.user_id,
+            message: n.message.clone(),
+            status: "sent".to_owned(),
+            sent_at: Some(now),
+            created_at: now,
+        };
+        match self.collection.insert_one(doc).await {
+            Ok(_) => Ok(InsertOutcome::Inserted),
+            Err(e) => match &*e.kind {
+                ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000 => {
+                    Ok(InsertOutcome::Duplicate)
+                }
+                _ => Err(classify(e)),
+            },
+        }
+    }
+
+    async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError> {
+        let cursor = self
+            .collection
+            .find(doc! { "orderId": order_id })
+            .sort(doc! { "createdAt": -1, "_id": -1 })
+            .await
+            .map_err(classify)?;
+        let docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
+        Ok(docs.into_iter().map(Into::into).collect())
+    }
+
+    async fn by_user(
+        &self,
+        user_id: i64,
+        limit: i64,
+        after: Option<PageToken>,
+    ) -> Result<(Vec<StoredNotification>, Option<PageToken>), NotificationsError> {
+        let filter = match &after {
+            None => doc! { "userId": user_id },
+            Some(t) => {
+                let at = bson::DateTime::from_millis(t.created_at_millis);
+                let id = ObjectId::parse_str(&t.id).map_err(|_| {
+                    NotificationsError::InvalidArgument("page_token is not valid".into())
+                })?;
+                doc! { "userId": user_id, "$or": [
+                    { "createdAt": { "$lt": at } },
+                    { "createdAt": at, "_id": { "$lt": id } },
+                ] }
+            }
+        };
+        let cursor = self
+            .collection
+            .find(filter)
+            .sort(doc! { "createdAt": -1, "_id": -1 })
+            .limit(limit + 1)
+            .await
+            .map_err(classify)?;
+        let mut docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
+        let next = if docs.len() as i64 > limit {
+            docs.truncate(limit as usize);
+            docs.last().map(|d| PageToken {
+                created_at_millis: d.created_at.timestamp_millis(),
+                id: d.id.to_hex(),
+            })
+        } else {
+            None
+        };
+        Ok((docs.into_iter().map(Into::into).collect(), next))
+    }
+
+    async fn ping(&self) -> Result<(), NotificationsError> {
+        self.client
+            .database("admin")
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(|_| ())
+            .map_err(classify)
+    }
+}

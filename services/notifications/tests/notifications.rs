@@ -1,0 +1,651 @@
+//! Notifications against real RabbitMQ and a MongoDB wire-protocol server: each test has its
+//! own queues and its own database.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use lapin::options::{
+    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::AMQPValue;
+use lapin::{BasicProperties, Channel};
+use shopmesh_common::shutdown::Shutdown;
+use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, OrderCreatedV1};
+use shopmesh_notifications::domain::{NewNotification, PageToken};
+use shopmesh_notifications::error::NotificationsError;
+use shopmesh_notifications::events::{
+    ConsumerConfig, ConsumerStatus, NotificationConsumer, REASON_HEADER,
+};
+use shopmesh_notifications::store::{
+    InsertOutcome, MongoNotificationStore, NotificationStore, StoredNotification,
+};
+use shopmesh_proto::shopmesh::notification::v1 as pb;
+use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
+use shopmesh_testkit::{TcpProxy, amqp_url, eventually, mongo_url, reroute, unique};
+use tonic::Code;
+use tonic::transport::Channel as GrpcChannel;
+use uuid::Uuid;
+
+/// Wraps a real store and fails the first `failures` inserts as "unavailable".
+struct FlakyStore {
+    inner: Arc<dyn NotificationStore>,
+    failures: AtomicU32,
+}
+
+#[async_trait::async_trait]
+impl NotificationStore for FlakyStore {
+    async fn insert_if_absent(
+        &self,
+        n: &NewNotification,
+    ) -> Result<InsertOutcome, NotificationsError> {
+        if self.failures.load(Ordering::SeqCst) > 0 {
+            self.failures.fetch_sub(1, Ordering::SeqCst);
+            return Err(NotificationsError::StoreUnavailable(
+                "injected failure".into(),
+            ));
+        }
+        self.inner.insert_if_absent(n).await
+    }
+    async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError> {
+        self.inner.by_order(order_id).await
+    }
+    async fn by_user(
+        &self,
+        user_id: i64,
+        limit: i64,
+        after: Option<PageToken>,
+    ) -> Result<(Vec<StoredNotification>, Option<PageToken>), NotificationsError> {
+        self.inner.by_user(user_id, limit, after).await
+    }
+    async fn ping(&self) -> Result<(), NotificationsError> {
+        self.inner.ping().await
+    }
+}
+
+struct Harness {
+    mongo: MongoNotificationStore,
+    topology: OrderCreatedTopology,
+    status: Arc<ConsumerStatus>,
+    shutdown: Shutdown,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    grpc_url: String,
+    publisher: (lapin::Connection, Channel),
+}
+
+struct Options {
+    failures: u32,
+    max_retries: u32,
+    mongo_url: Option<String>,
+    amqp_url: Option<String>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            failures: 0,
+            max_retries: 3,
+            mongo_url: None,
+            amqp_url: None,
+        }
+    }
+}
+
+impl Harness {
+    async fn start(opts: Options) -> Self {
+        let db = unique("smt_notif");
+        let mongo = MongoNotificationStore::connect(
+            &opts.mongo_url.unwrap_or_else(mongo_url),
+            &db,
+            Duration::from_millis(1500),
+        )
+        .await
+        .unwrap();
+        mongo
+            .ensure_indexes()
+            .await
+            .expect("MongoDB reachable (cargo xtask test starts a stand-in)");
+        let topology = OrderCreatedTopology {
+            exchange: unique("test.orders"),
+            queue: unique("test.order.created"),
+        };
+        let store: Arc<dyn NotificationStore> = Arc::new(FlakyStore {
+            inner: Arc::new(mongo.clone()),
+            failures: AtomicU32::new(opts.failures),
+        });
+        let config = ConsumerConfig {
+            prefetch: 8,
+            max_retries: opts.max_retries,
+            retry_base: Duration::from_millis(100),
+            reconnect_min: Duration::from_millis(50),
+            reconnect_max: Duration::from_millis(300),
+        };
+        let consumer = NotificationConsumer::new(
+            store.clone(),
+            opts.amqp_url.unwrap_or_else(amqp_url),
+            topology.clone(),
+            config.clone(),
+        );
+        let status = consumer.status();
+        let shutdown = Shutdown::new();
+        let mut tasks = vec![tokio::spawn(consumer.run(shutdown.clone()))];
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_url = format!("http://{}", listener.local_addr().unwrap());
+        let (st, sh) = (status.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            shopmesh_notifications::serve_grpc(listener, store, st, Duration::from_millis(100), sh)
+                .await
+                .unwrap();
+        }));
+
+        let conn =
+            shopmesh_common::amqp::connect(&amqp_url(), "test-publisher", Duration::from_secs(5))
+                .await
+                .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap();
+        NotificationConsumer::declare(&ch, &topology, &config)
+            .await
+            .unwrap();
+        Self {
+            mongo,
+            topology,
+            status,
+            shutdown,
+            tasks,
+            grpc_url,
+            publisher: (conn, ch),
+        }
+    }
+
+    async fn client(&self) -> NotificationServiceClient<GrpcChannel> {
+        eventually("gRPC server up", Duration::from_secs(10), || async {
+            NotificationServiceClient::connect(self.grpc_url.clone())
+                .await
+                .ok()
+        })
+        .await
+    }
+
+    async fn publish_raw(&self, payload: &[u8], message_id: &str) {
+        let props = BasicProperties::default()
+            .with_message_id(message_id.into())
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        let confirm = self
+            .publisher
+            .1
+            .basic_publish(
+                &self.topology.exchange,
+                ORDER_CREATED_ROUTING_KEY,
+                BasicPublishOptions::default(),
+                payload,
+                props,
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        assert!(confirm.is_ack());
+    }
+
+    async fn publish(&self, event: &OrderCreatedV1) {
+        self.publish_raw(&event.to_json(), &event.event_id.to_string())
+            .await;
+    }
+
+    async fn stop(self) {
+        self.shutdown.trigger();
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+        let ch = &self.publisher.1;
+        for n in 1..=5 {
+            let _ = ch
+                .queue_delete(&self.topology.retry_queue(n), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = ch
+            .queue_delete(
+                &self.topology.dead_letter_queue(),
+                QueueDeleteOptions::default(),
+            )
+            .await;
+        let _ = ch
+            .queue_delete(&self.topology.queue, QueueDeleteOptions::default())
+            .await;
+        let _ = ch
+            .exchange_delete(&self.topology.exchange, ExchangeDeleteOptions::default())
+            .await;
+        let _ = self.publisher.0.close(200, "done").await;
+        let _ = self.mongo.drop_database().await;
+    }
+}
+
+fn event(order_id: i64, user_id: i64) -> OrderCreatedV1 {
+    OrderCreatedV1 {
+        event_id: Uuid::now_v7(),
+        order_id,
+        user_id,
+        product_id: 10 + order_id,
+        quantity: 2,
+        created_at: Utc::now(),
+    }
+}
+
+async fn for_order(
+    client: &mut NotificationServiceClient<GrpcChannel>,
+    order_id: i64,
+) -> Vec<pb::Notification> {
+    client
+        .get_notifications(pb::GetNotificationsRequest { order_id })
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications
+}
+
+async fn all_for_user(
+    client: &mut NotificationServiceClient<GrpcChannel>,
+    user_id: i64,
+    page_size: i32,
+) -> Vec<pb::Notification> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_user_notifications(pb::ListUserNotificationsRequest {
+                user_id,
+                page_size,
+                page_token: token.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.notifications.len() <= page_size as usize);
+        all.extend(page.notifications);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
+#[tokio::test]
+async fn published_events_become_notifications_readable_over_grpc() {
+    let h = Harness::start(Options::default()).await;
+    let events: Vec<_> = (1..=12).map(|i| event(i, 1 + i % 3)).collect();
+    for e in &events {
+        h.publish(e).await;
+    }
+    let mut client = h.client().await;
+    eventually("12 notifications", Duration::from_secs(20), || async {
+        (h.status.processed.load(Ordering::SeqCst) == 12).then_some(())
+    })
+    .await;
+
+    for e in &events {
+        let found = for_order(&mut client, e.order_id).await;
+        assert_eq!(found.len(), 1, "order {}", e.order_id);
+        let n = &found[0];
+        assert_eq!(
+            (n.order_id, n.user_id, n.event_id.as_str()),
+            (e.order_id, e.user_id, e.event_id.to_string().as_str())
+        );
+        assert_eq!(n.status, pb::NotificationStatus::Sent as i32);
+        assert!(n.sent_at.is_some());
+        assert!(n.message.contains(&format!("#{}", e.order_id)));
+    }
+    // Each user's notifications, paged 2 at a time, newest first, none twice.
+    let mut total = 0;
+    for user in 1..=3 {
+        let pages = all_for_user(&mut client, user, 2).await;
+        let expected: BTreeSet<_> = events
+            .iter()
+            .filter(|e| e.user_id == user)
+            .map(|e| e.order_id)
+            .collect();
+        let got: BTreeSet<_> = pages.iter().map(|n| n.order_id).collect();
+        assert_eq!(got, expected);
+        assert_eq!(pages.len(), expected.len(), "no duplicates across pages");
+        let times: Vec<_> = pages.iter().map(|n| n.sent_at.unwrap().seconds).collect();
+        assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+        total += pages.len();
+    }
+    assert_eq!(total, 12);
+    let indexes = h.mongo.index_names().await.unwrap();
+    for name in ["orderId_1", "userId_1_createdAt_-1", "eventId_unique"] {
+        assert!(indexes.iter().any(|i| i == name), "{name} in {indexes:?}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_is_stored_once() {
+    let h = Harness::start(Options::default()).await;
+    let e = event(501, 9);
+    h.publish(&e).await;
+    h.publish(&e).await;
+    h.publish(&event(502, 9)).await;
+    eventually("3 deliveries handled", Duration::from_secs(20), || async {
+        (h.status.processed.load(Ordering::SeqCst) + h.status.duplicates.load(Ordering::SeqCst)
+            == 3)
+            .then_some(())
+    })
+    .await;
+    let mut client = h.client().await;
+    assert_eq!(for_order(&mut client, 501).await.len(), 1);
+    assert_eq!(h.status.duplicates.load(Ordering::SeqCst), 1);
+    assert_eq!(all_for_user(&mut client, 9, 10).await.len(), 2);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dlq_and_the_stream_continues() {
+    let h = Harness::start(Options::default()).await;
+    let mut bad_schema: serde_json::Value = serde_json::from_slice(&event(1, 1).to_json()).unwrap();
+    bad_schema["quantity"] = 0.into();
+    h.publish_raw(b"this is not json", "poison-1").await;
+    h.publish_raw(&serde_json::to_vec(&bad_schema).unwrap(), "poison-2")
+        .await;
+    h.publish_raw(&vec![b'{'; 70 * 1024], "poison-3").await;
+    let good = event(777, 4);
+    h.publish(&good).await;
+
+    eventually(
+        "valid event stored behind the poison",
+        Duration::from_secs(20),
+        || async { (h.status.processed.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    let mut client = h.client().await;
+    assert_eq!(for_order(&mut client, 777).await.len(), 1);
+
+    let ch = &h.publisher.1;
+    let mut reasons = Vec::new();
+    let start = tokio::time::Instant::now();
+    while reasons.len() < 3 && start.elapsed() < Duration::from_secs(10) {
+        match ch
+            .basic_get(
+                &h.topology.dead_letter_queue(),
+                BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap()
+        {
+            Some(m) => {
+                let reason = m
+                    .delivery
+                    .properties
+                    .headers()
+                    .as_ref()
+                    .and_then(|h| h.inner().get(REASON_HEADER).cloned());
+                let id = m
+                    .delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|s| s.to_string())
+                    .unwrap_or_default();
+                reasons.push((id, reason));
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    assert_eq!(reasons.len(), 3);
+    reasons.sort_by(|a, b| a.0.cmp(&b.0));
+    let text = |v: &Option<AMQPValue>| match v {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        other => panic!("reason header missing: {other:?}"),
+    };
+    assert!(text(&reasons[0].1).contains("not JSON"), "{:?}", reasons[0]);
+    assert!(text(&reasons[1].1).contains("violates"), "{:?}", reasons[1]);
+    assert!(text(&reasons[2].1).contains("exceeds"), "{:?}", reasons[2]);
+    assert_eq!(h.status.dead_lettered.load(Ordering::SeqCst), 3);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn transient_store_failures_are_retried_then_stored() {
+    let h = Harness::start(Options {
+        failures: 2,
+        ..Options::default()
+    })
+    .await;
+    let e = event(900, 5);
+    h.publish(&e).await;
+    eventually("stored after retries", Duration::from_secs(20), || async {
+        (h.status.processed.load(Ordering::SeqCst) == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        h.status.retried.load(Ordering::SeqCst),
+        2,
+        "two failures, two retries"
+    );
+    assert_eq!(h.status.dead_lettered.load(Ordering::SeqCst), 0);
+    let mut client = h.client().await;
+    assert_eq!(for_order(&mut client, 900).await.len(), 1);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_keeps_failing_ends_in_the_dlq() {
+    let h = Harness::start(Options {
+        failures: 1000,
+        max_retries: 2,
+        ..Options::default()
+    })
+    .await;
+    h.publish(&event(901, 5)).await;
+    eventually(
+        "dead-lettered after max retries",
+        Duration::from_secs(20),
+        || async { (h.status.dead_lettered.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(h.status.retried.load(Ordering::SeqCst), 2);
+    let m = h
+        .publisher
+        .1
+        .basic_get(
+            &h.topology.dead_letter_queue(),
+            BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("in DLQ");
+    let e = OrderCreatedV1::from_json(&m.delivery.data).unwrap();
+    assert_eq!(e.order_id, 901, "the original payload is kept for replay");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_arguments_and_store_outage_map_to_grpc_codes() {
+    let (target, _) = reroute(&mongo_url(), "x:1");
+    let proxy = TcpProxy::start(&target).await;
+    let (_, via_proxy) = reroute(&mongo_url(), &proxy.addr.to_string());
+    let h = Harness::start(Options {
+        mongo_url: Some(via_proxy),
+        ..Options::default()
+    })
+    .await;
+    let mut client = h.client().await;
+    let code = |r: Result<tonic::Response<pb::GetNotificationsResponse>, tonic::Status>| {
+        r.unwrap_err().code()
+    };
+    assert_eq!(
+        code(
+            client
+                .get_notifications(pb::GetNotificationsRequest { order_id: 0 })
+                .await
+        ),
+        Code::InvalidArgument
+    );
+    for req in [
+        pb::ListUserNotificationsRequest {
+            user_id: 0,
+            page_size: 0,
+            page_token: String::new(),
+        },
+        pb::ListUserNotificationsRequest {
+            user_id: 1,
+            page_size: 101,
+            page_token: String::new(),
+        },
+        pb::ListUserNotificationsRequest {
+            user_id: 1,
+            page_size: -1,
+            page_token: String::new(),
+        },
+        pb::ListUserNotificationsRequest {
+            user_id: 1,
+            page_size: 0,
+            page_token: "garbage!".into(),
+        },
+    ] {
+        let err = client
+            .list_user_notifications(req.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{req:?}");
+    }
+    proxy.cut();
+    assert_eq!(
+        code(
+            client
+                .get_notifications(pb::GetNotificationsRequest { order_id: 1 })
+                .await
+        ),
+        Code::Unavailable
+    );
+    proxy.restore();
+    eventually("store back", Duration::from_secs(15), || {
+        let mut client = client.clone();
+        async move {
+            client
+                .get_notifications(pb::GetNotificationsRequest { order_id: 1 })
+                .await
+                .ok()
+        }
+    })
+    .await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn reflection_lists_the_service_and_health_follows_dependencies() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let (mongo_target, _) = reroute(&mongo_url(), "x:1");
+    let mongo_proxy = TcpProxy::start(&mongo_target).await;
+    let (_, mongo_via) = reroute(&mongo_url(), &mongo_proxy.addr.to_string());
+    let (amqp_target, _) = reroute(&amqp_url(), "x:1");
+    let amqp_proxy = TcpProxy::start(&amqp_target).await;
+    let (_, amqp_via) = reroute(&amqp_url(), &amqp_proxy.addr.to_string());
+    let h = Harness::start(Options {
+        mongo_url: Some(mongo_via),
+        amqp_url: Some(amqp_via),
+        ..Options::default()
+    })
+    .await;
+    h.client().await;
+
+    let channel = GrpcChannel::from_shared(h.grpc_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut reflection = ServerReflectionClient::new(channel.clone());
+    let ask = |m: MessageRequest| {
+        tokio_stream::iter(vec![ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        }])
+    };
+    let mut stream = reflection
+        .server_reflection_info(ask(MessageRequest::ListServices(String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    let services = match stream.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::ListServicesResponse(l)) => {
+            l.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        services.contains(&shopmesh_notifications::SERVICE_NAME.to_owned()),
+        "{services:?}"
+    );
+    assert!(
+        services.contains(&"grpc.health.v1.Health".to_owned()),
+        "{services:?}"
+    );
+    let mut stream = reflection
+        .server_reflection_info(ask(MessageRequest::FileContainingSymbol(
+            shopmesh_notifications::SERVICE_NAME.into(),
+        )))
+        .await
+        .unwrap()
+        .into_inner();
+    match stream.message().await.unwrap().unwrap().message_response {
+        Some(MessageResponse::FileDescriptorResponse(f)) => {
+            assert!(!f.file_descriptor_proto.is_empty())
+        }
+        other => panic!("describe failed: {other:?}"),
+    }
+
+    let mut health = HealthClient::new(channel);
+    let status = |service: &str| {
+        let mut health = health.clone();
+        let service = service.to_owned();
+        async move {
+            health
+                .check(HealthCheckRequest { service })
+                .await
+                .unwrap()
+                .into_inner()
+                .status
+        }
+    };
+    let serving = ServingStatus::Serving as i32;
+    let not_serving = ServingStatus::NotServing as i32;
+    let wait_for = |want: i32, what: &'static str| {
+        let status = &status;
+        async move {
+            eventually(what, Duration::from_secs(20), || async move {
+                (status("").await == want
+                    && status(shopmesh_notifications::SERVICE_NAME).await == want)
+                    .then_some(())
+            })
+            .await
+        }
+    };
+    wait_for(serving, "SERVING with both dependencies up").await;
+    mongo_proxy.cut();
+    wait_for(not_serving, "NOT_SERVING while MongoDB is away").await;
+    mongo_proxy.restore();
+    wait_for(serving, "SERVING after MongoDB returns").await;
+    amqp_proxy.cut();
+    wait_for(not_serving, "NOT_SERVING while RabbitMQ is away").await;
+    amqp_proxy.restore();
+    wait_for(serving, "SERVING after RabbitMQ returns").await;
+    let _ = health
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await;
+    h.stop().await;
+}
