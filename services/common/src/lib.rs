@@ -5,9 +5,12 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+#[cfg(feature = "cache")]
+pub mod cache;
 pub mod config;
 pub mod health;
 pub mod http;
 pub mod problem;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;

@@ -21,7 +21,8 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
-use shopmesh_common::amqp::{self, Backoff};
+use shopmesh_common::amqp;
+use shopmesh_common::retry::Backoff;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
 use tokio::task::JoinSet;

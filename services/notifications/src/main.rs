@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shopmesh_common::amqp::Backoff;
 use shopmesh_common::config::ProcessEnv;
+use shopmesh_common::retry;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_notifications::config::NotificationsConfig;
 use shopmesh_notifications::events::NotificationConsumer;
@@ -20,14 +20,13 @@ async fn main() -> anyhow::Result<()> {
     let mongo =
         MongoNotificationStore::connect(&config.mongo_url, &config.mongo_db, config.mongo_timeout)
             .await?;
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-    while let Err(e) = mongo.ensure_indexes().await {
-        let delay = backoff.next_delay();
-        tracing::warn!(error = %e, ?delay, "MongoDB not ready for index creation; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.wait() => return Ok(()),
-        }
+    if retry::until_ok("MongoDB index creation", &shutdown, || {
+        mongo.ensure_indexes()
+    })
+    .await
+    .is_none()
+    {
+        return Ok(());
     }
     let store: Arc<dyn NotificationStore> = Arc::new(mongo);
     let consumer = NotificationConsumer::new(

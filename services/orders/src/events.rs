@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
-use shopmesh_common::amqp::{self, Backoff};
+use shopmesh_common::amqp;
+use shopmesh_common::retry::Backoff;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::OrderCreatedTopology;
 

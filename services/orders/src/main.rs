@@ -1,9 +1,7 @@
 //! Wires the orders service: config -> store + migrations -> outbox relay -> HTTP server.
 
-use std::time::Duration;
-
-use shopmesh_common::amqp::Backoff;
 use shopmesh_common::config::ProcessEnv;
+use shopmesh_common::retry;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_orders::config::OrdersConfig;
 
@@ -15,14 +13,13 @@ async fn main() -> anyhow::Result<()> {
     shutdown.on_signals();
 
     let (store, relay) = shopmesh_orders::build(&config)?;
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-    while let Err(e) = store.migrate(&config.database_url).await {
-        let delay = backoff.next_delay();
-        tracing::warn!(error = %e, ?delay, "database not ready for migrations; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = shutdown.wait() => return Ok(()),
-        }
+    if retry::until_ok("database migrations", &shutdown, || {
+        store.migrate(&config.database_url)
+    })
+    .await
+    .is_none()
+    {
+        return Ok(());
     }
     let relay_task = tokio::spawn(relay.run(shutdown.clone()));
 
