@@ -1,1 +1,55 @@
-//! stub
+//! The users service: REST on :3001 over MySQL (`users_db`), with a Redis cache-aside layer
+//! (key `user:{id}`, TTL 600 s) that every write refreshes.
+//!
+//! - [`api`] implements the generated `UsersApi` trait;
+//! - [`store`] reads through the cache and writes to MySQL;
+//! - [`domain`] holds the validation rules.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod store;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Response, Route};
+use shopmesh_common::cache::RedisCache;
+use shopmesh_common::health::{self, ReadinessCheck};
+use shopmesh_openapi::users::UsersEndpoints;
+
+use crate::config::UsersConfig;
+use crate::store::UserStore;
+
+/// The HTTP application: contract routes, `/openapi.json`, `/docs`, `/health/*`. Readiness
+/// needs MySQL only: without Redis the service still answers, uncached.
+pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
+    let service =
+        UsersEndpoints::new(Arc::new(api::UsersService::new(store.clone()))).into_service();
+    let spec = service.spec_endpoint();
+    let docs = service.swagger_ui();
+    let checks = vec![ReadinessCheck::new("mysql", move || {
+        let s = store.clone();
+        async move { s.ping().await.map_err(|e| e.to_string()) }
+    })];
+    shopmesh_common::http::standard(
+        Route::new()
+            .nest("/", service)
+            .at("/openapi.json", spec)
+            .nest("/docs", docs)
+            .nest("/health", health::routes(checks)),
+    )
+    .map_to_response()
+}
+
+/// Builds the store (lazy MySQL pool, lazy Redis).
+pub fn build(config: &UsersConfig) -> anyhow::Result<UserStore> {
+    let cache = RedisCache::new(&config.redis_url, config.redis_timeout)?;
+    Ok(UserStore::connect_lazy(
+        &config.database_url,
+        config.db_pool_size,
+        config.db_acquire_timeout,
+        cache,
+        config.cache_ttl,
+    )?)
+}

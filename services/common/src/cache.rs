@@ -1,0 +1,245 @@
+//! A Redis cache that never takes a service down: every call has a short timeout, and while
+//! Redis is unreachable reads are misses and writes are skipped. The outage is logged once
+//! (and once more on recovery) and counted.
+//!
+//! Values can be written with a version ([`RedisCache::set_versioned`]): Redis keeps the write
+//! only if it is newer than what it holds, so a slow reader that fetched an old row can never
+//! overwrite the value a writer just refreshed.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use tokio::sync::Mutex;
+
+/// Lua: set `KEYS[1]` to `ARGV[1]:ARGV[2]` with TTL `ARGV[3]` unless it holds a version >= ARGV[1].
+const SET_IF_NEWER: &str = r"
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local v = tonumber(string.match(cur, '^(%d+):'))
+  if v and v >= tonumber(ARGV[1]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2], 'EX', tonumber(ARGV[3]))
+return 1
+";
+
+/// Counters of cache use.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Reads served from Redis.
+    pub hits: AtomicU64,
+    /// Reads Redis did not have (or could not answer).
+    pub misses: AtomicU64,
+    /// Calls that failed because Redis was unreachable or slow.
+    pub errors: AtomicU64,
+}
+
+/// Shared, fail-soft Redis handle.
+#[derive(Clone)]
+pub struct RedisCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    client: redis::Client,
+    conn: Mutex<Option<ConnectionManager>>,
+    last_attempt: Mutex<Option<Instant>>,
+    down: AtomicBool,
+    timeout: Duration,
+    stats: CacheStats,
+    set_if_newer: redis::Script,
+}
+
+impl RedisCache {
+    /// A cache for `url`; connects on first use. Each call waits at most `timeout`.
+    pub fn new(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {
+        Ok(Self {
+            inner: Arc::new(Inner {
+                client: redis::Client::open(url)?,
+                conn: Mutex::new(None),
+                last_attempt: Mutex::new(None),
+                down: AtomicBool::new(false),
+                timeout,
+                stats: CacheStats::default(),
+                set_if_newer: redis::Script::new(SET_IF_NEWER),
+            }),
+        })
+    }
+
+    /// Hit/miss/error counters.
+    pub fn stats(&self) -> &CacheStats {
+        &self.inner.stats
+    }
+
+    /// Whether the last call reached Redis.
+    pub fn is_up(&self) -> bool {
+        !self.inner.down.load(Ordering::SeqCst)
+    }
+
+    async fn connection(&self) -> Option<ConnectionManager> {
+        let mut guard = self.inner.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            return Some(c.clone());
+        }
+        // While Redis is down, try to connect at most once a second rather than on every call.
+        {
+            let mut last = self.inner.last_attempt.lock().await;
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+                return None;
+            }
+            *last = Some(Instant::now());
+        }
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(self.inner.timeout)
+            .set_response_timeout(self.inner.timeout)
+            .set_number_of_retries(1);
+        match tokio::time::timeout(
+            self.inner.timeout,
+            ConnectionManager::new_with_config(self.inner.client.clone(), config),
+        )
+        .await
+        {
+            Ok(Ok(c)) => {
+                *guard = Some(c.clone());
+                Some(c)
+            }
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("connect timed out");
+                None
+            }
+        }
+    }
+
+    fn failed(&self, why: &str) {
+        self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+        if !self.inner.down.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                error = why,
+                "Redis unavailable; serving without cache until it returns"
+            );
+        }
+    }
+
+    fn succeeded(&self) {
+        if self.inner.down.swap(false, Ordering::SeqCst) {
+            tracing::info!("Redis available again");
+        }
+    }
+
+    /// Runs `cmd` against Redis within the timeout; `None` when Redis is unavailable.
+    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
+        let mut conn = self.connection().await?;
+        match tokio::time::timeout(self.inner.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => {
+                self.succeeded();
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("command timed out");
+                None
+            }
+        }
+    }
+
+    /// Runs a Lua script within the timeout; `None` when Redis is unavailable.
+    pub async fn run_script<T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Option<T> {
+        let mut conn = self.connection().await?;
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(*k);
+        }
+        for a in args {
+            invocation.arg(a);
+        }
+        match tokio::time::timeout(self.inner.timeout, invocation.invoke_async::<T>(&mut conn))
+            .await
+        {
+            Ok(Ok(v)) => {
+                self.succeeded();
+                Some(v)
+            }
+            Ok(Err(e)) => {
+                self.failed(&e.to_string());
+                None
+            }
+            Err(_) => {
+                self.failed("script timed out");
+                None
+            }
+        }
+    }
+
+    /// Reads `key`, counting a hit or a miss.
+    pub async fn get(&self, key: &str) -> Option<String> {
+        let value: Option<String> = self
+            .run(&redis::cmd("GET").arg(key).to_owned())
+            .await
+            .flatten();
+        let counter = if value.is_some() {
+            &self.inner.stats.hits
+        } else {
+            &self.inner.stats.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        value
+    }
+
+    /// Writes `key` with a TTL.
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) {
+        let _: Option<()> = self
+            .run(
+                redis::cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("EX")
+                    .arg(ttl.as_secs().max(1)),
+            )
+            .await;
+    }
+
+    /// Deletes `key`.
+    pub async fn delete(&self, key: &str) {
+        let _: Option<i64> = self.run(redis::cmd("DEL").arg(key)).await;
+    }
+
+    /// Reads a value written by [`RedisCache::set_versioned`], without its version.
+    pub async fn get_versioned(&self, key: &str) -> Option<String> {
+        let raw = self.get(key).await?;
+        raw.split_once(':').map(|(_, v)| v.to_owned())
+    }
+
+    /// Writes `value` at `version` unless Redis already holds the same or a newer version.
+    /// Returns whether it was written.
+    pub async fn set_versioned(&self, key: &str, version: u64, value: &str, ttl: Duration) -> bool {
+        let args = [
+            version.to_string(),
+            value.to_owned(),
+            ttl.as_secs().max(1).to_string(),
+        ];
+        self.run_script::<i64>(&self.inner.set_if_newer, &[key], &args)
+            .await
+            == Some(1)
+    }
+
+    /// `PING`, for readiness.
+    pub async fn ping(&self) -> Result<(), String> {
+        match self.run::<String>(&redis::cmd("PING")).await {
+            Some(_) => Ok(()),
+            None => Err("redis unavailable".to_owned()),
+        }
+    }
+}

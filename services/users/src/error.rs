@@ -1,0 +1,42 @@
+//! The users service's one error type, mapped once to problem responses.
+
+/// Everything that can go wrong serving a users request.
+#[derive(Debug, thiserror::Error)]
+pub enum UsersError {
+    /// No user has this id.
+    #[error("user {0} does not exist")]
+    NotFound(i64),
+    /// Input breaks a rule the contract cannot express.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another user has this email.
+    #[error("another user already has the email {0}")]
+    DuplicateEmail(String),
+    /// The database could not be reached or failed.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[from] sqlx::Error),
+}
+
+impl UsersError {
+    /// HTTP status.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NotFound(_) => 404,
+            Self::Invalid(_) => 400,
+            Self::DuplicateEmail(_) => 409,
+            Self::Unavailable(_) => 503,
+        }
+    }
+
+    /// Problem body; database details are logged, not sent.
+    pub fn problem(&self) -> shopmesh_openapi::users::Problem {
+        let detail = match self {
+            Self::Unavailable(e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                "the user database is unavailable; retry later".to_owned()
+            }
+            other => other.to_string(),
+        };
+        shopmesh_openapi::users::Problem::new(self.status(), detail)
+    }
+}

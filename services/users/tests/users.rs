@@ -1,0 +1,320 @@
+//! Users service against real MariaDB and Redis; each test has its own database and its own
+//! cache-key namespace.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use poem_openapi::types::Email;
+use shopmesh_common::cache::RedisCache;
+use shopmesh_openapi::users::{
+    CreateUserResponse, GetUserResponse, UpdateUserResponse, UserInput, UsersClient,
+};
+use shopmesh_testkit::{TestDatabase, TestServer, redis_url, unique};
+use shopmesh_users::store::UserStore;
+
+struct Harness {
+    db: TestDatabase,
+    store: UserStore,
+    server: TestServer,
+    client: UsersClient,
+}
+
+impl Harness {
+    async fn start() -> Self {
+        Self::start_with_redis(&redis_url()).await
+    }
+
+    async fn start_with_redis(redis: &str) -> Self {
+        let db = TestDatabase::create().await;
+        let cache = RedisCache::new(redis, Duration::from_millis(300)).unwrap();
+        let store = UserStore::connect_lazy(
+            &db.url,
+            5,
+            Duration::from_secs(2),
+            cache,
+            Duration::from_secs(600),
+        )
+        .unwrap()
+        .with_key_prefix(format!("{}:", unique("t")));
+        store.migrate(&db.url).await.unwrap();
+        let server = TestServer::start(shopmesh_users::app(store.clone())).await;
+        let client = UsersClient::new(server.base_url.clone());
+        Self {
+            db,
+            store,
+            server,
+            client,
+        }
+    }
+
+    async fn stop(self) {
+        for id in 1..=10 {
+            self.store.cache().delete(&self.store.cache_key(id)).await;
+        }
+        self.server.stop().await;
+        self.store.pool().close().await;
+        self.db.drop_db().await;
+    }
+
+    async fn user_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+}
+
+fn input(name: &str, email: &str) -> UserInput {
+    UserInput {
+        name: name.to_owned(),
+        email: Email(email.to_owned()),
+    }
+}
+
+#[tokio::test]
+async fn seeded_demo_users_exist_and_unknown_is_404() {
+    let h = Harness::start().await;
+    for (id, name) in [(1, "Alice Johnson"), (2, "Bob Smith"), (3, "Charlie Brown")] {
+        match h.client.get_user(id).await.unwrap() {
+            GetUserResponse::Ok(u) => assert_eq!(u.0.name, name),
+            other => panic!("{other:?}"),
+        }
+    }
+    match h.client.get_user(999).await.unwrap() {
+        GetUserResponse::NotFound(p) => assert_eq!(p.0.status, 404),
+        other => panic!("expected 404, got {other:?}"),
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
+    let h = Harness::start().await;
+    let created = match h
+        .client
+        .create_user(&input("Ada Lovelace", "ada@example.com"))
+        .await
+        .unwrap()
+    {
+        CreateUserResponse::Created(u) => u.0,
+        other => panic!("{other:?}"),
+    };
+    let key = h.store.cache_key(created.id);
+    let cached: Option<String> = h
+        .store
+        .cache()
+        .run(redis::cmd("GET").arg(&key))
+        .await
+        .unwrap();
+    assert!(cached.unwrap().starts_with("1:"), "create caches version 1");
+    let ttl: i64 = h
+        .store
+        .cache()
+        .run(redis::cmd("TTL").arg(&key))
+        .await
+        .unwrap();
+    assert!((590..=600).contains(&ttl), "TTL {ttl}");
+
+    let hits_before = h.store.cache().stats().hits.load(Ordering::Relaxed);
+    for _ in 0..3 {
+        match h.client.get_user(created.id).await.unwrap() {
+            GetUserResponse::Ok(u) => assert_eq!(u.0, created),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        h.store.cache().stats().hits.load(Ordering::Relaxed) - hits_before,
+        3,
+        "served from Redis"
+    );
+
+    // Prove reads come from the cache: change the row behind the cache's back.
+    sqlx::query("UPDATE users SET name = 'Changed Directly' WHERE id = ?")
+        .bind(created.id)
+        .execute(h.store.pool())
+        .await
+        .unwrap();
+    match h.client.get_user(created.id).await.unwrap() {
+        GetUserResponse::Ok(u) => assert_eq!(u.0.name, "Ada Lovelace", "cached copy"),
+        other => panic!("{other:?}"),
+    }
+
+    // A write through the service refreshes the cache: the next read sees it.
+    match h
+        .client
+        .update_user(created.id, &input("Ada King", "ada.king@example.com"))
+        .await
+        .unwrap()
+    {
+        UpdateUserResponse::Ok(u) => assert_eq!(u.0.name, "Ada King"),
+        other => panic!("{other:?}"),
+    }
+    match h.client.get_user(created.id).await.unwrap() {
+        GetUserResponse::Ok(u) => assert_eq!(
+            (u.0.name.as_str(), u.0.email.as_str()),
+            ("Ada King", "ada.king@example.com")
+        ),
+        other => panic!("{other:?}"),
+    }
+    let cached: Option<String> = h
+        .store
+        .cache()
+        .run(redis::cmd("GET").arg(&key))
+        .await
+        .unwrap();
+    assert!(cached.unwrap().starts_with("2:"), "update caches version 2");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn redis_down_falls_back_to_mysql() {
+    let h = Harness::start_with_redis("redis://127.0.0.1:1/").await;
+    match h.client.get_user(1).await.unwrap() {
+        GetUserResponse::Ok(u) => assert_eq!(u.0.name, "Alice Johnson"),
+        other => panic!("{other:?}"),
+    }
+    match h
+        .client
+        .update_user(2, &input("Robert Smith", "bob@example.com"))
+        .await
+        .unwrap()
+    {
+        UpdateUserResponse::Ok(u) => assert_eq!(u.0.name, "Robert Smith"),
+        other => panic!("{other:?}"),
+    }
+    match h.client.get_user(2).await.unwrap() {
+        GetUserResponse::Ok(u) => assert_eq!(u.0.name, "Robert Smith"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!h.store.cache().is_up());
+    assert!(
+        h.store.cache().stats().errors.load(Ordering::Relaxed) >= 1,
+        "outage counted"
+    );
+    let ready = reqwest::get(format!("{}/health/ready", h.server.base_url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "ready without Redis");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_problem_and_writes_nothing() {
+    let h = Harness::start().await;
+    let http = reqwest::Client::new();
+    let long = "x".repeat(201);
+    let cases = [
+        (
+            "POST",
+            "/users",
+            r#"{"name":"A","email":"not-an-email"}"#.to_owned(),
+            400,
+        ),
+        (
+            "POST",
+            "/users",
+            r#"{"name":"","email":"a@example.com"}"#.to_owned(),
+            400,
+        ),
+        (
+            "POST",
+            "/users",
+            r#"{"name":"   ","email":"a@example.com"}"#.to_owned(),
+            400,
+        ),
+        (
+            "POST",
+            "/users",
+            format!(r#"{{"name":"{long}","email":"a@example.com"}}"#),
+            400,
+        ),
+        ("POST", "/users", r#"{"name":"A"}"#.to_owned(), 400),
+        (
+            "POST",
+            "/users",
+            r#"{"name":"Dup","email":"alice@example.com"}"#.to_owned(),
+            409,
+        ),
+        (
+            "POST",
+            "/users",
+            r#"{"name":"Dup","email":"ALICE@example.com"}"#.to_owned(),
+            409,
+        ),
+        (
+            "PUT",
+            "/users/2",
+            r#"{"name":"Bob","email":"alice@example.com"}"#.to_owned(),
+            409,
+        ),
+        (
+            "PUT",
+            "/users/2",
+            r#"{"name":"","email":"bob@example.com"}"#.to_owned(),
+            400,
+        ),
+        (
+            "PUT",
+            "/users/999",
+            r#"{"name":"Nobody","email":"nobody@example.com"}"#.to_owned(),
+            404,
+        ),
+        (
+            "PUT",
+            "/users/0",
+            r#"{"name":"Nobody","email":"nobody@example.com"}"#.to_owned(),
+            400,
+        ),
+    ];
+    for (method, path, body, status) in cases {
+        let req = match method {
+            "POST" => http.post(format!("{}{path}", h.server.base_url)),
+            _ => http.put(format!("{}{path}", h.server.base_url)),
+        };
+        let resp = req
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{method} {path} {body}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/problem+json")
+        );
+        let problem: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(problem["status"], status);
+    }
+    let resp = http
+        .get(format!("{}/users/abc", h.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert_eq!(h.user_count().await, 3, "nothing written");
+    match h.client.get_user(2).await.unwrap() {
+        GetUserResponse::Ok(u) => assert_eq!(
+            (u.0.name.as_str(), u.0.email.as_str()),
+            ("Bob Smith", "bob@example.com"),
+            "unchanged"
+        ),
+        other => panic!("{other:?}"),
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn served_spec_equals_the_committed_contract() {
+    let h = Harness::start().await;
+    let served = reqwest::get(format!("{}/openapi.json", h.server.base_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    shopmesh_codegen::contract::assert_equivalent(shopmesh_openapi::users::CONTRACT_YAML, &served)
+        .unwrap_or_else(|e| panic!("{e}"));
+    h.stop().await;
+}
