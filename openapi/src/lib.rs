@@ -7,6 +7,8 @@
 #[rustfmt::skip]
 pub mod runtime;
 #[rustfmt::skip]
+pub mod gateway;
+#[rustfmt::skip]
 pub mod orders;
 #[rustfmt::skip]
 pub mod users;

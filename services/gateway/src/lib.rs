@@ -1,1 +1,124 @@
-//! stub
+//! The gateway (:3000): GraphQL at `/graphql` (playground on GET) and REST at `/api` (spec at
+//! `/api/openapi.json`, Swagger UI at `/docs`) over the users, orders and notifications
+//! services, with a Redis response cache and a per-client rate limit shared through Redis.
+//!
+//! - [`graphql`] implements the generated `GatewayResolvers` trait; [`api`] the `GatewayApi` trait;
+//! - [`downstream`] calls the services through their generated clients and caches responses;
+//! - [`ratelimit`] limits clients; [`convert`] maps between the contracts of each hop.
+
+pub mod api;
+pub mod config;
+pub mod convert;
+pub mod downstream;
+pub mod error;
+pub mod graphql;
+pub mod playground;
+pub mod ratelimit;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql_poem::{GraphQLRequest, GraphQLResponse};
+use poem::web::{Data, Html};
+use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
+use shopmesh_common::cache::RedisCache;
+use shopmesh_common::health::{self, ReadinessCheck};
+use shopmesh_openapi::gateway::GatewayEndpoints;
+
+use crate::config::GatewayConfig;
+use crate::downstream::Backends;
+use crate::graphql::{GatewayGraph, UserLoader};
+use crate::ratelimit::{ClientRateLimiter, RateLimit};
+
+/// Everything one gateway process shares between requests.
+#[derive(Clone)]
+pub struct Gateway {
+    /// Downstream clients and cache.
+    pub backends: Arc<Backends>,
+    /// The rate limiter.
+    pub limiter: Arc<ClientRateLimiter>,
+    /// The executable GraphQL schema.
+    pub schema: shopmesh_graphql::Schema,
+    config: Arc<GatewayConfig>,
+}
+
+impl Gateway {
+    /// Builds clients, cache, limiter and schema from `config`; connects nothing yet.
+    pub fn new(config: GatewayConfig) -> anyhow::Result<Self> {
+        let cache = RedisCache::new(&config.redis_url, config.redis_timeout)?;
+        let backends = Arc::new(Backends::new(&config, cache.clone())?);
+        let limiter = Arc::new(ClientRateLimiter::new(
+            config.rate_limit.clone(),
+            cache,
+            config.cache_prefix.clone(),
+        ));
+        let mut builder =
+            shopmesh_graphql::schema_builder(Arc::new(GatewayGraph::new(backends.clone())))
+                .limit_depth(config.graphql.max_depth)
+                .limit_complexity(config.graphql.max_complexity);
+        if !config.graphql.introspection {
+            builder = builder.disable_introspection();
+        }
+        Ok(Self {
+            backends,
+            limiter,
+            schema: builder.finish(),
+            config: Arc::new(config),
+        })
+    }
+
+    /// Forgets idle rate-limit clients every minute until the runtime ends.
+    pub fn spawn_housekeeping(&self) {
+        let limiter = self.limiter.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limiter.forget_idle();
+            }
+        });
+    }
+
+    /// The HTTP application. `/graphql` and `/api` are rate limited; `/docs` and `/health` are not.
+    pub fn app(&self) -> impl Endpoint<Output = Response> + use<> {
+        let rest = GatewayEndpoints::new(Arc::new(api::GatewayRest::new(self.backends.clone())))
+            .into_service();
+        let spec = rest.spec_endpoint();
+        let docs = rest.swagger_ui();
+        let limited = Route::new()
+            .at("/graphql", get(graphql_playground).post(graphql_execute))
+            .at("/api/openapi.json", spec)
+            .nest("/", rest)
+            .with(RateLimit(self.limiter.clone()));
+        let (backends, config) = (self.backends.clone(), self.config.clone());
+        let checks = vec![ReadinessCheck::new("downstream", move || {
+            let (b, c) = (backends.clone(), config.clone());
+            async move { b.ping(&c).await }
+        })];
+        shopmesh_common::http::standard(
+            Route::new()
+                .nest("/health", health::routes(checks))
+                .nest("/docs", docs)
+                .nest("/", limited)
+                .data(self.schema.clone())
+                .data(self.backends.clone()),
+        )
+        .map_to_response()
+    }
+}
+
+#[handler]
+fn graphql_playground() -> Html<&'static str> {
+    Html(playground::PAGE)
+}
+
+#[handler]
+async fn graphql_execute(
+    schema: Data<&shopmesh_graphql::Schema>,
+    backends: Data<&Arc<Backends>>,
+    req: GraphQLRequest,
+) -> GraphQLResponse {
+    let loader = DataLoader::new(UserLoader::new(backends.0.clone()), tokio::spawn);
+    schema.execute(req.0.data(loader)).await.into()
+}

@@ -1,0 +1,121 @@
+//! Typed configuration of the gateway (seed names, docker-compose defaults).
+
+use std::time::Duration;
+
+use shopmesh_common::config::{ConfigError, Env, redis_url};
+
+/// Everything the gateway needs to start.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// HTTP port (`PORT`, 3000).
+    pub port: u16,
+    /// Redis URL (`REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`).
+    pub redis_url: String,
+    /// Orders service base URL (`ORDER_SERVICE_URL`, http://localhost:3002).
+    pub order_service_url: String,
+    /// Users service base URL (`USER_SERVICE_URL`, http://localhost:3001).
+    pub user_service_url: String,
+    /// Notifications gRPC URL (`NOTIFICATION_SERVICE_URL`, http://localhost:50051).
+    pub notification_service_url: String,
+    /// Timeout of every downstream call (`DOWNSTREAM_TIMEOUT_MS`, 2000).
+    pub downstream_timeout: Duration,
+    /// Longest wait for Redis before going uncached (`REDIS_TIMEOUT_MS`, 250).
+    pub redis_timeout: Duration,
+    /// TTL of cached orders (`ORDER_CACHE_TTL_SECS`, 300).
+    pub order_cache_ttl: Duration,
+    /// TTL of cached users (`USER_CACHE_TTL_SECS`, 30).
+    pub user_cache_ttl: Duration,
+    /// Prefix of every Redis key the gateway writes (`CACHE_PREFIX`, empty).
+    pub cache_prefix: String,
+    /// Rate limit settings.
+    pub rate_limit: RateLimitConfig,
+    /// GraphQL limits.
+    pub graphql: GraphqlConfig,
+}
+
+/// Per-client request quota.
+#[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    /// Requests allowed per window (`RATE_LIMIT_MAX`, 10).
+    pub max_requests: u32,
+    /// Window length (`RATE_LIMIT_WINDOW_SECS`, 60).
+    pub window: Duration,
+    /// When Redis is unavailable: `true` keeps serving with the in-process limit only,
+    /// `false` rejects with 503 (`RATE_LIMIT_FAIL_OPEN`, true).
+    pub fail_open: bool,
+    /// Take the client address from the first `X-Forwarded-For` entry
+    /// (`TRUST_FORWARDED_FOR`, false). Enable only behind a proxy that sets it.
+    pub trust_forwarded_for: bool,
+}
+
+/// GraphQL hardening.
+#[derive(Debug, Clone)]
+pub struct GraphqlConfig {
+    /// Deepest allowed selection (`GRAPHQL_MAX_DEPTH`, 10).
+    pub max_depth: usize,
+    /// Highest allowed complexity (`GRAPHQL_MAX_COMPLEXITY`, 250).
+    pub max_complexity: usize,
+    /// Whether introspection is allowed (`GRAPHQL_INTROSPECTION`, true).
+    pub introspection: bool,
+}
+
+impl GatewayConfig {
+    /// Reads the configuration from `env`.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let ms = |k: &str, d: u64| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_millis(env.parse_or(k, d)?))
+        };
+        let secs = |k: &str, d: u64| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(env.parse_or(k, d)?))
+        };
+        Ok(Self {
+            port: env.parse_or("PORT", 3000)?,
+            redis_url: redis_url(env)?,
+            order_service_url: env.string_or("ORDER_SERVICE_URL", "http://localhost:3002"),
+            user_service_url: env.string_or("USER_SERVICE_URL", "http://localhost:3001"),
+            notification_service_url: env
+                .string_or("NOTIFICATION_SERVICE_URL", "http://localhost:50051"),
+            downstream_timeout: ms("DOWNSTREAM_TIMEOUT_MS", 2000)?,
+            redis_timeout: ms("REDIS_TIMEOUT_MS", 250)?,
+            order_cache_ttl: secs("ORDER_CACHE_TTL_SECS", 300)?,
+            user_cache_ttl: secs("USER_CACHE_TTL_SECS", 30)?,
+            cache_prefix: env.string_or("CACHE_PREFIX", ""),
+            rate_limit: RateLimitConfig {
+                max_requests: env.parse_or("RATE_LIMIT_MAX", 10)?,
+                window: secs("RATE_LIMIT_WINDOW_SECS", 60)?,
+                fail_open: env.parse_or("RATE_LIMIT_FAIL_OPEN", true)?,
+                trust_forwarded_for: env.parse_or("TRUST_FORWARDED_FOR", false)?,
+            },
+            graphql: GraphqlConfig {
+                max_depth: env.parse_or("GRAPHQL_MAX_DEPTH", 10)?,
+                max_complexity: env.parse_or("GRAPHQL_MAX_COMPLEXITY", 250)?,
+                introspection: env.parse_or("GRAPHQL_INTROSPECTION", true)?,
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_seed() {
+        let c = GatewayConfig::from_env(&HashMap::new()).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.rate_limit.max_requests, 10);
+        assert_eq!(c.rate_limit.window, Duration::from_secs(60));
+        assert_eq!(c.order_cache_ttl, Duration::from_secs(300));
+        assert_eq!(c.order_service_url, "http://localhost:3002");
+        assert!(c.rate_limit.fail_open && !c.rate_limit.trust_forwarded_for);
+    }
+
+    #[test]
+    fn invalid_bool_is_an_error() {
+        let env: HashMap<String, String> =
+            [("RATE_LIMIT_FAIL_OPEN".to_owned(), "maybe".to_owned())].into();
+        assert!(GatewayConfig::from_env(&env).is_err());
+    }
+}

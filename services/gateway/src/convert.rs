@@ -1,0 +1,141 @@
+//! Conversions between the downstream contracts and the gateway's own contracts. Each hop has
+//! its own generated types, so a change to one contract shows up here as a compile error.
+
+use async_graphql::ID;
+use shopmesh_graphql as gql;
+use shopmesh_openapi::{gateway as rest, orders, users};
+use shopmesh_proto::shopmesh::notification::v1 as pb;
+
+use crate::error::GatewayError;
+
+/// Parses a GraphQL `ID` argument as a positive integer id.
+pub fn parse_id(what: &str, id: &ID) -> Result<i64, GatewayError> {
+    match id.parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(GatewayError::InvalidInput(format!(
+            "{what} must be a positive integer id, got {:?}",
+            id.as_str()
+        ))),
+    }
+}
+
+fn timestamp(t: Option<prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
+    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
+}
+
+fn gql_order_status(s: orders::OrderStatus) -> gql::OrderStatus {
+    match s {
+        orders::OrderStatus::Pending => gql::OrderStatus::Pending,
+        orders::OrderStatus::Confirmed => gql::OrderStatus::Confirmed,
+        orders::OrderStatus::Shipped => gql::OrderStatus::Shipped,
+        orders::OrderStatus::Cancelled => gql::OrderStatus::Cancelled,
+    }
+}
+
+/// Order for GraphQL.
+pub fn gql_order(o: orders::Order) -> gql::Order {
+    gql::Order {
+        id: ID::from(o.id),
+        user_id: ID::from(o.user_id),
+        product_id: ID::from(o.product_id),
+        quantity: o.quantity,
+        status: gql_order_status(o.status),
+        created_at: o.created_at,
+    }
+}
+
+/// User for GraphQL.
+pub fn gql_user(u: users::User) -> gql::User {
+    gql::User {
+        id: ID::from(u.id),
+        name: u.name,
+        email: u.email,
+        created_at: u.created_at,
+    }
+}
+
+/// Notification for GraphQL.
+pub fn gql_notification(n: pb::Notification) -> gql::Notification {
+    let status = match pb::NotificationStatus::try_from(n.status) {
+        Ok(pb::NotificationStatus::Sent) => gql::NotificationStatus::Sent,
+        Ok(pb::NotificationStatus::Failed) => gql::NotificationStatus::Failed,
+        _ => gql::NotificationStatus::Pending,
+    };
+    gql::Notification {
+        id: ID::from(n.id),
+        order_id: ID::from(n.order_id),
+        user_id: ID::from(n.user_id),
+        message: n.message,
+        status,
+        sent_at: timestamp(n.sent_at),
+    }
+}
+
+/// Order for REST.
+pub fn rest_order(o: orders::Order) -> rest::Order {
+    rest::Order {
+        id: o.id,
+        user_id: o.user_id,
+        product_id: o.product_id,
+        quantity: o.quantity,
+        status: rest::OrderStatus::parse(o.status.as_str()).unwrap_or(rest::OrderStatus::Pending),
+        created_at: o.created_at,
+    }
+}
+
+/// User for REST.
+pub fn rest_user(u: users::User) -> rest::User {
+    rest::User {
+        id: u.id,
+        name: u.name,
+        email: u.email,
+        created_at: u.created_at,
+    }
+}
+
+/// Notification for REST.
+pub fn rest_notification(n: pb::Notification) -> rest::Notification {
+    let status = match pb::NotificationStatus::try_from(n.status) {
+        Ok(pb::NotificationStatus::Sent) => rest::NotificationStatus::Sent,
+        Ok(pb::NotificationStatus::Failed) => rest::NotificationStatus::Failed,
+        _ => rest::NotificationStatus::Pending,
+    };
+    rest::Notification {
+        id: n.id,
+        order_id: n.order_id,
+        user_id: n.user_id,
+        message: n.message,
+        status,
+        sent_at: timestamp(n.sent_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_must_be_positive_integers() {
+        assert_eq!(parse_id("id", &ID::from("42")).unwrap(), 42);
+        for bad in ["0", "-1", "abc", "", "9223372036854775808"] {
+            assert!(
+                matches!(
+                    parse_id("id", &ID::from(bad)),
+                    Err(GatewayError::InvalidInput(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_order_status_maps_both_ways() {
+        for s in orders::OrderStatus::ALL {
+            assert_eq!(
+                rest::OrderStatus::parse(s.as_str()).map(|r| r.as_str()),
+                Some(s.as_str())
+            );
+            let _ = gql_order_status(*s);
+        }
+    }
+}

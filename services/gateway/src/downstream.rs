@@ -1,0 +1,293 @@
+//! Calls to the services behind the gateway, only through their generated clients, each with a
+//! timeout, plus the gateway's Redis response cache (`order:{id}` 300 s, users 30 s).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use poem_openapi::types::{ParseFromJSON, ToJSON};
+use shopmesh_common::cache::RedisCache;
+use shopmesh_openapi::orders::{self, OrdersClient};
+use shopmesh_openapi::users::{self, UsersClient};
+use shopmesh_proto::shopmesh::notification::v1 as pb;
+use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::GatewayConfig;
+use crate::error::GatewayError;
+
+/// How many calls went to each downstream service (for tests and metrics).
+#[derive(Debug, Default)]
+pub struct DownstreamCalls {
+    /// Calls to the orders service.
+    pub orders: AtomicU64,
+    /// Calls to the users service.
+    pub users: AtomicU64,
+    /// Calls to the notifications service.
+    pub notifications: AtomicU64,
+}
+
+/// The downstream services and the response cache.
+pub struct Backends {
+    orders: OrdersClient,
+    users: UsersClient,
+    notifications: NotificationServiceClient<Channel>,
+    notifications_channel: Channel,
+    cache: RedisCache,
+    timeout: Duration,
+    order_ttl: Duration,
+    user_ttl: Duration,
+    prefix: String,
+    /// Call counters.
+    pub calls: DownstreamCalls,
+}
+
+fn encode<T: ToJSON>(value: &T) -> Option<String> {
+    value.to_json().map(|v| v.to_string())
+}
+
+fn decode<T: ParseFromJSON>(text: &str) -> Option<T> {
+    serde_json::from_str(text)
+        .ok()
+        .and_then(|v| T::parse_from_json(Some(v)).ok())
+}
+
+impl Backends {
+    /// Clients for the configured URLs; nothing connects until first use.
+    pub fn new(config: &GatewayConfig, cache: RedisCache) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(config.downstream_timeout)
+            .connect_timeout(config.downstream_timeout)
+            .build()?;
+        let channel = Endpoint::from_shared(config.notification_service_url.clone())?
+            .timeout(config.downstream_timeout)
+            .connect_timeout(config.downstream_timeout)
+            .connect_lazy();
+        Ok(Self {
+            orders: OrdersClient::with_http_client(&config.order_service_url, http.clone()),
+            users: UsersClient::with_http_client(&config.user_service_url, http),
+            notifications: NotificationServiceClient::new(channel.clone()),
+            notifications_channel: channel,
+            cache,
+            timeout: config.downstream_timeout,
+            order_ttl: config.order_cache_ttl,
+            user_ttl: config.user_cache_ttl,
+            prefix: config.cache_prefix.clone(),
+            calls: DownstreamCalls::default(),
+        })
+    }
+
+    /// The response cache.
+    pub fn cache(&self) -> &RedisCache {
+        &self.cache
+    }
+
+    /// Redis key of a cached order (`order:{id}`, after the configured prefix).
+    pub fn order_key(&self, id: i64) -> String {
+        format!("{}order:{id}", self.prefix)
+    }
+
+    fn user_key(&self, id: i64) -> String {
+        format!("{}gateway:user:{id}", self.prefix)
+    }
+
+    /// One order, from the cache when present.
+    pub async fn order(&self, id: i64) -> Result<orders::Order, GatewayError> {
+        let key = self.order_key(id);
+        if let Some(order) = self
+            .cache
+            .get(&key)
+            .await
+            .and_then(|t| decode::<orders::Order>(&t))
+        {
+            return Ok(order);
+        }
+        self.calls.orders.fetch_add(1, Ordering::Relaxed);
+        let order = match self
+            .orders
+            .get_order(id)
+            .await
+            .map_err(|e| GatewayError::from_client("orders", e))?
+        {
+            orders::GetOrderResponse::Ok(o) => o.0,
+            orders::GetOrderResponse::NotFound(_) => {
+                return Err(GatewayError::NotFound(format!("order {id} does not exist")));
+            }
+            orders::GetOrderResponse::BadRequest(p) => {
+                return Err(GatewayError::InvalidInput(p.0.detail.unwrap_or_default()));
+            }
+            orders::GetOrderResponse::ServiceUnavailable(p) => {
+                return Err(GatewayError::Unavailable {
+                    service: "orders",
+                    detail: p.0.detail.unwrap_or_default(),
+                });
+            }
+        };
+        if let Some(text) = encode(&order) {
+            self.cache.set(&key, &text, self.order_ttl).await;
+        }
+        Ok(order)
+    }
+
+    /// Places an order for an existing user, then caches it under `order:{id}`.
+    pub async fn create_order(
+        &self,
+        request: orders::CreateOrderRequest,
+    ) -> Result<orders::Order, GatewayError> {
+        match self.user(request.user_id).await {
+            Err(GatewayError::NotFound(_)) => {
+                return Err(GatewayError::InvalidInput(format!(
+                    "user {} does not exist",
+                    request.user_id
+                )));
+            }
+            other => other?,
+        };
+        self.calls.orders.fetch_add(1, Ordering::Relaxed);
+        let order = match self
+            .orders
+            .create_order(&request)
+            .await
+            .map_err(|e| GatewayError::from_client("orders", e))?
+        {
+            orders::CreateOrderResponse::Created(o) => o.0,
+            orders::CreateOrderResponse::BadRequest(p)
+            | orders::CreateOrderResponse::PayloadTooLarge(p)
+            | orders::CreateOrderResponse::UnsupportedMediaType(p) => {
+                return Err(GatewayError::InvalidInput(p.0.detail.unwrap_or_default()));
+            }
+            orders::CreateOrderResponse::ServiceUnavailable(p) => {
+                return Err(GatewayError::Unavailable {
+                    service: "orders",
+                    detail: p.0.detail.unwrap_or_default(),
+                });
+            }
+        };
+        // Write-through: the new order replaces whatever the key held.
+        match encode(&order) {
+            Some(text) => {
+                self.cache
+                    .set(&self.order_key(order.id), &text, self.order_ttl)
+                    .await
+            }
+            None => self.cache.delete(&self.order_key(order.id)).await,
+        }
+        Ok(order)
+    }
+
+    /// A page of a user's orders (not cached: pages change with every new order).
+    pub async fn orders_by_user(
+        &self,
+        user_id: i64,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> Result<orders::OrderPage, GatewayError> {
+        self.calls.orders.fetch_add(1, Ordering::Relaxed);
+        match self
+            .orders
+            .list_user_orders(user_id, Some(limit), cursor)
+            .await
+            .map_err(|e| GatewayError::from_client("orders", e))?
+        {
+            orders::ListUserOrdersResponse::Ok(p) => Ok(p.0),
+            orders::ListUserOrdersResponse::BadRequest(p) => {
+                Err(GatewayError::InvalidInput(p.0.detail.unwrap_or_default()))
+            }
+            orders::ListUserOrdersResponse::ServiceUnavailable(p) => {
+                Err(GatewayError::Unavailable {
+                    service: "orders",
+                    detail: p.0.detail.unwrap_or_default(),
+                })
+            }
+        }
+    }
+
+    /// One user, from a short-lived cache when present.
+    pub async fn user(&self, id: i64) -> Result<users::User, GatewayError> {
+        let key = self.user_key(id);
+        if let Some(user) = self
+            .cache
+            .get(&key)
+            .await
+            .and_then(|t| decode::<users::User>(&t))
+        {
+            return Ok(user);
+        }
+        self.calls.users.fetch_add(1, Ordering::Relaxed);
+        let user = match self
+            .users
+            .get_user(id)
+            .await
+            .map_err(|e| GatewayError::from_client("users", e))?
+        {
+            users::GetUserResponse::Ok(u) => u.0,
+            users::GetUserResponse::NotFound(_) => {
+                return Err(GatewayError::NotFound(format!("user {id} does not exist")));
+            }
+            users::GetUserResponse::BadRequest(p) => {
+                return Err(GatewayError::InvalidInput(p.0.detail.unwrap_or_default()));
+            }
+            users::GetUserResponse::ServiceUnavailable(p) => {
+                return Err(GatewayError::Unavailable {
+                    service: "users",
+                    detail: p.0.detail.unwrap_or_default(),
+                });
+            }
+        };
+        if let Some(text) = encode(&user) {
+            self.cache.set(&key, &text, self.user_ttl).await;
+        }
+        Ok(user)
+    }
+
+    /// Notifications about an order, newest first.
+    pub async fn notifications_for_order(
+        &self,
+        order_id: i64,
+    ) -> Result<Vec<pb::Notification>, GatewayError> {
+        self.calls.notifications.fetch_add(1, Ordering::Relaxed);
+        let mut client = self.notifications.clone();
+        let call = client.get_notifications(pb::GetNotificationsRequest { order_id });
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(resp)) => Ok(resp.into_inner().notifications),
+            Ok(Err(status)) => Err(GatewayError::from_status("notifications", status)),
+            Err(_) => Err(GatewayError::Timeout {
+                service: "notifications",
+            }),
+        }
+    }
+
+    /// Checks the downstream services answer their liveness probes.
+    pub async fn ping(&self, config: &GatewayConfig) -> Result<(), String> {
+        let http = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        for (name, url) in [
+            ("orders", &config.order_service_url),
+            ("users", &config.user_service_url),
+        ] {
+            let ok = http
+                .get(format!("{}/health/live", url.trim_end_matches('/')))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if !ok {
+                return Err(format!("{name} not answering"));
+            }
+        }
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(self.notifications_channel.clone());
+        let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+        match tokio::time::timeout(
+            self.timeout,
+            health.check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            }),
+        )
+        .await
+        {
+            Ok(Ok(r)) if r.get_ref().status == serving => Ok(()),
+            _ => Err("notifications not serving".to_owned()),
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The GraphQL API: implements the generated `GatewayResolvers` trait. `Order.user` goes
+//! through a per-request DataLoader, so a list of orders costs one users call per distinct user.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::{Context, ID};
+use shopmesh_graphql::{self as gql, GatewayResolvers};
+use shopmesh_openapi::orders;
+
+use crate::convert::{gql_notification, gql_order, gql_user, parse_id};
+use crate::downstream::Backends;
+use crate::error::GatewayError;
+
+/// Loads users by id for one GraphQL request, deduplicating and batching lookups.
+pub struct UserLoader {
+    backends: Arc<Backends>,
+}
+
+impl UserLoader {
+    /// A loader over `backends`.
+    pub fn new(backends: Arc<Backends>) -> Self {
+        Self { backends }
+    }
+}
+
+impl Loader<i64> for UserLoader {
+    type Value = gql::User;
+    type Error = GatewayError;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        let lookups = keys
+            .iter()
+            .map(|id| async move { (*id, self.backends.user(*id).await) });
+        let mut found = HashMap::new();
+        for (id, result) in futures::future::join_all(lookups).await {
+            match result {
+                Ok(user) => {
+                    found.insert(id, gql_user(user));
+                }
+                Err(GatewayError::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// The resolvers behind `/graphql`.
+pub struct GatewayGraph {
+    backends: Arc<Backends>,
+}
+
+impl GatewayGraph {
+    /// Resolves against `backends`.
+    pub fn new(backends: Arc<Backends>) -> Self {
+        Self { backends }
+    }
+}
+
+impl GatewayGraph {
+    async fn order(&self, id: &ID) -> Result<gql::Order, GatewayError> {
+        Ok(gql_order(self.backends.order(parse_id("id", id)?).await?))
+    }
+
+    async fn orders_by_user(
+        &self,
+        user_id: &ID,
+        first: i32,
+        after: Option<String>,
+    ) -> Result<gql::OrderConnection, GatewayError> {
+        let user_id = parse_id("userId", user_id)?;
+        if !(1..=100).contains(&first) {
+            return Err(GatewayError::InvalidInput(format!(
+                "first must be 1..=100, got {first}"
+            )));
+        }
+        let page = self.backends.orders_by_user(user_id, first, after).await?;
+        Ok(gql::OrderConnection {
+            nodes: page.items.into_iter().map(gql_order).collect(),
+            page_info: gql::PageInfo {
+                has_next_page: page.next_cursor.is_some(),
+                end_cursor: page.next_cursor,
+            },
+        })
+    }
+
+    async fn user(&self, id: &ID) -> Result<gql::User, GatewayError> {
+        Ok(gql_user(self.backends.user(parse_id("id", id)?).await?))
+    }
+
+    async fn create_order(&self, input: gql::CreateOrderInput) -> Result<gql::Order, GatewayError> {
+        let request = orders::CreateOrderRequest {
+            user_id: parse_id("userId", &input.user_id)?,
+            product_id: parse_id("productId", &input.product_id)?,
+            quantity: input.quantity,
+        };
+        if !(1..=1000).contains(&request.quantity) {
+            return Err(GatewayError::InvalidInput(format!(
+                "quantity must be 1..=1000, got {}",
+                request.quantity
+            )));
+        }
+        Ok(gql_order(self.backends.create_order(request).await?))
+    }
+
+    async fn notifications(
+        &self,
+        order: &gql::Order,
+    ) -> Result<Vec<gql::Notification>, GatewayError> {
+        let id = parse_id("id", &order.id)?;
+        Ok(self
+            .backends
+            .notifications_for_order(id)
+            .await?
+            .into_iter()
+            .map(gql_notification)
+            .collect())
+    }
+}
+
+/// Every resolver maps its [`GatewayError`] through [`GatewayError::into_graphql`], so clients
+/// always get `extensions.code`.
+#[async_trait::async_trait]
+impl GatewayResolvers for GatewayGraph {
+    async fn query_order(
+        &self,
+        _ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<gql::Order>> {
+        self.order(&id)
+            .await
+            .map(Some)
+            .map_err(GatewayError::into_graphql)
+    }
+
+    async fn query_orders_by_user(
+        &self,
+        _ctx: &Context<'_>,
+        user_id: ID,
+        first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<gql::OrderConnection> {
+        self.orders_by_user(&user_id, first, after)
+            .await
+            .map_err(GatewayError::into_graphql)
+    }
+
+    async fn query_user(
+        &self,
+        _ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<gql::User>> {
+        self.user(&id)
+            .await
+            .map(Some)
+            .map_err(GatewayError::into_graphql)
+    }
+
+    async fn query_user_name(
+        &self,
+        _ctx: &Context<'_>,
+        id: ID,
+    ) -> async_graphql::Result<Option<String>> {
+        self.user(&id)
+            .await
+            .map(|u| Some(u.name))
+            .map_err(GatewayError::into_graphql)
+    }
+
+    async fn mutation_create_order(
+        &self,
+        _ctx: &Context<'_>,
+        input: gql::CreateOrderInput,
+    ) -> async_graphql::Result<gql::Order> {
+        self.create_order(input)
+            .await
+            .map_err(GatewayError::into_graphql)
+    }
+
+    async fn order_user(
+        &self,
+        ctx: &Context<'_>,
+        parent: &gql::Order,
+    ) -> async_graphql::Result<Option<gql::User>> {
+        let id = parse_id("userId", &parent.user_id).map_err(GatewayError::into_graphql)?;
+        let loader = ctx.data::<DataLoader<UserLoader>>()?;
+        loader
+            .load_one(id)
+            .await
+            .map_err(GatewayError::into_graphql)
+    }
+
+    async fn order_notifications(
+        &self,
+        _ctx: &Context<'_>,
+        parent: &gql::Order,
+    ) -> async_graphql::Result<Vec<gql::Notification>> {
+        self.notifications(parent)
+            .await
+            .map_err(GatewayError::into_graphql)
+    }
+}

@@ -1,0 +1,755 @@
+//! The gateway against real users and orders services (MariaDB), a real notifications gRPC
+//! server (MongoDB wire-protocol server) and real Redis, all on ephemeral ports.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use poem::{Endpoint, EndpointExt};
+use serde_json::{Value, json};
+use shopmesh_common::cache::RedisCache;
+use shopmesh_common::shutdown::Shutdown;
+use shopmesh_gateway::Gateway;
+use shopmesh_gateway::config::{GatewayConfig, GraphqlConfig, RateLimitConfig};
+use shopmesh_notifications::domain::NewNotification;
+use shopmesh_notifications::events::ConsumerStatus;
+use shopmesh_notifications::store::{MongoNotificationStore, NotificationStore};
+use shopmesh_openapi::gateway as rest;
+use shopmesh_orders::store::OrderStore;
+use shopmesh_testkit::{TestDatabase, TestServer, mongo_url, redis_url, unique};
+use shopmesh_users::store::UserStore;
+
+struct Backend {
+    users_db: TestDatabase,
+    orders_db: TestDatabase,
+    users: TestServer,
+    orders: TestServer,
+    orders_store: OrderStore,
+    user_calls: Arc<AtomicU64>,
+    mongo: MongoNotificationStore,
+    grpc_url: String,
+    grpc_shutdown: Shutdown,
+}
+
+impl Backend {
+    async fn start() -> Self {
+        let users_db = TestDatabase::create().await;
+        let cache = RedisCache::new(&redis_url(), Duration::from_millis(300)).unwrap();
+        let user_store = UserStore::connect_lazy(
+            &users_db.url,
+            5,
+            Duration::from_secs(2),
+            cache,
+            Duration::from_secs(600),
+        )
+        .unwrap()
+        .with_key_prefix(format!("{}:", unique("gw")));
+        user_store.migrate(&users_db.url).await.unwrap();
+        let user_calls = Arc::new(AtomicU64::new(0));
+        let counter = user_calls.clone();
+        let users = TestServer::start(shopmesh_users::app(user_store).around(move |ep, req| {
+            let counter = counter.clone();
+            async move {
+                if req.uri().path().starts_with("/users/") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                ep.call(req).await
+            }
+        }))
+        .await;
+
+        let orders_db = TestDatabase::create().await;
+        let orders_store =
+            OrderStore::connect_lazy(&orders_db.url, 5, Duration::from_secs(2)).unwrap();
+        orders_store.migrate(&orders_db.url).await.unwrap();
+        let orders = TestServer::start(shopmesh_orders::app(orders_store.clone())).await;
+
+        let mongo = MongoNotificationStore::connect(
+            &mongo_url(),
+            &unique("smt_gw"),
+            Duration::from_secs(2),
+        )
+        .await
+        .unwrap();
+        mongo.ensure_indexes().await.unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc_url = format!("http://{}", listener.local_addr().unwrap());
+        let grpc_shutdown = Shutdown::new();
+        let (store, sh): (Arc<dyn NotificationStore>, _) =
+            (Arc::new(mongo.clone()), grpc_shutdown.clone());
+        tokio::spawn(async move {
+            shopmesh_notifications::serve_grpc(
+                listener,
+                store,
+                Arc::new(ConsumerStatus::default()),
+                Duration::from_secs(1),
+                sh,
+            )
+            .await
+            .unwrap();
+        });
+        Self {
+            users_db,
+            orders_db,
+            users,
+            orders,
+            orders_store,
+            user_calls,
+            mongo,
+            grpc_url,
+            grpc_shutdown,
+        }
+    }
+
+    fn config(&self) -> GatewayConfig {
+        GatewayConfig {
+            port: 0,
+            redis_url: redis_url(),
+            order_service_url: self.orders.base_url.clone(),
+            user_service_url: self.users.base_url.clone(),
+            notification_service_url: self.grpc_url.clone(),
+            downstream_timeout: Duration::from_secs(2),
+            redis_timeout: Duration::from_millis(300),
+            order_cache_ttl: Duration::from_secs(300),
+            user_cache_ttl: Duration::from_secs(30),
+            cache_prefix: format!("{}:", unique("gw")),
+            rate_limit: RateLimitConfig {
+                max_requests: 10_000,
+                window: Duration::from_secs(60),
+                fail_open: true,
+                trust_forwarded_for: true,
+            },
+            graphql: GraphqlConfig {
+                max_depth: 10,
+                max_complexity: 250,
+                introspection: true,
+            },
+        }
+    }
+
+    async fn stop(self) {
+        self.grpc_shutdown.trigger();
+        self.users.stop().await;
+        self.orders.stop().await;
+        let _ = self.mongo.drop_database().await;
+        self.users_db.drop_db().await;
+        self.orders_db.drop_db().await;
+    }
+}
+
+struct Running {
+    gateway: Gateway,
+    server: TestServer,
+    http: reqwest::Client,
+}
+
+impl Running {
+    async fn start(config: GatewayConfig) -> Self {
+        let gateway = Gateway::new(config).unwrap();
+        let server = TestServer::start(gateway.app()).await;
+        Self {
+            gateway,
+            server,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn graphql(&self, query: &str, variables: Value) -> Value {
+        self.graphql_from("198.51.100.1", query, variables).await.1
+    }
+
+    async fn graphql_from(&self, ip: &str, query: &str, variables: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/graphql", self.server.base_url))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    fn client(&self) -> rest::GatewayClient {
+        rest::GatewayClient::new(self.server.base_url.clone())
+    }
+}
+
+fn error_code(body: &Value) -> Option<&str> {
+    body["errors"][0]["extensions"]["code"].as_str()
+}
+
+const CREATE: &str = "mutation($input: CreateOrderInput!) { createOrder(input: $input) { id userId productId quantity status createdAt } }";
+
+#[tokio::test]
+async fn every_graphql_operation_round_trips() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+
+    let created = gw
+        .graphql(
+            CREATE,
+            json!({"input": {"userId": "1", "productId": "101", "quantity": 2}}),
+        )
+        .await;
+    let order = &created["data"]["createOrder"];
+    assert_eq!(order["status"], "PENDING", "{created}");
+    assert_eq!(
+        (order["userId"].as_str(), order["quantity"].as_i64()),
+        (Some("1"), Some(2))
+    );
+    let id: i64 = order["id"].as_str().unwrap().parse().unwrap();
+
+    for message in ["first", "second"] {
+        backend
+            .mongo
+            .insert_if_absent(&NewNotification {
+                event_id: unique("evt"),
+                order_id: id,
+                user_id: 1,
+                message: message.into(),
+                order_created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    let got = gw
+        .graphql("query($id: ID!) { order(id: $id) { id quantity user { name email } notifications { message status orderId } } }", json!({"id": id.to_string()}))
+        .await;
+    let o = &got["data"]["order"];
+    assert_eq!(o["user"]["name"], "Alice Johnson", "{got}");
+    let messages: Vec<_> = o["notifications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 2, "{got}");
+    assert!(messages.contains(&"first") && messages.contains(&"second"));
+    assert_eq!(o["notifications"][0]["status"], "SENT");
+
+    let name = gw
+        .graphql("query($id: ID!) { userName(id: $id) }", json!({"id": "1"}))
+        .await;
+    assert_eq!(name["data"]["userName"], "Alice Johnson");
+    let user = gw
+        .graphql("query { user(id: \"2\") { id name email } }", json!({}))
+        .await;
+    assert_eq!(user["data"]["user"]["name"], "Bob Smith");
+
+    for product in 102..=104 {
+        gw.graphql(
+            CREATE,
+            json!({"input": {"userId": "1", "productId": product.to_string(), "quantity": 1}}),
+        )
+        .await;
+    }
+    let page = gw.graphql("query { ordersByUser(userId: \"1\", first: 3) { nodes { id productId } pageInfo { hasNextPage endCursor } } }", json!({})).await;
+    let conn = &page["data"]["ordersByUser"];
+    assert_eq!(conn["nodes"].as_array().unwrap().len(), 3, "{page}");
+    assert_eq!(conn["nodes"][0]["productId"], "104", "newest first");
+    assert_eq!(conn["pageInfo"]["hasNextPage"], true);
+    let rest_page = gw
+        .graphql("query($after: String) { ordersByUser(userId: \"1\", first: 3, after: $after) { nodes { productId } pageInfo { hasNextPage } } }", json!({"after": conn["pageInfo"]["endCursor"]}))
+        .await;
+    assert_eq!(
+        rest_page["data"]["ordersByUser"]["nodes"][0]["productId"],
+        "101"
+    );
+    assert_eq!(
+        rest_page["data"]["ordersByUser"]["pageInfo"]["hasNextPage"],
+        false
+    );
+
+    // Typed errors.
+    let missing = gw
+        .graphql("query { order(id: \"999999\") { id } }", json!({}))
+        .await;
+    assert_eq!(missing["data"]["order"], Value::Null);
+    assert_eq!(error_code(&missing), Some("NOT_FOUND"));
+    let bad_id = gw
+        .graphql("query { order(id: \"abc\") { id } }", json!({}))
+        .await;
+    assert_eq!(error_code(&bad_id), Some("BAD_USER_INPUT"));
+    let no_user = gw
+        .graphql(
+            CREATE,
+            json!({"input": {"userId": "999", "productId": "1", "quantity": 1}}),
+        )
+        .await;
+    assert_eq!(error_code(&no_user), Some("BAD_USER_INPUT"), "{no_user}");
+    let bad_qty = gw
+        .graphql(
+            CREATE,
+            json!({"input": {"userId": "1", "productId": "1", "quantity": 0}}),
+        )
+        .await;
+    assert_eq!(error_code(&bad_qty), Some("BAD_USER_INPUT"));
+    let no_name = gw
+        .graphql("query { userName(id: \"424242\") }", json!({}))
+        .await;
+    assert_eq!(
+        (no_name["data"]["userName"].clone(), error_code(&no_name)),
+        (Value::Null, Some("NOT_FOUND"))
+    );
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(backend.orders_store.pool())
+        .await
+        .unwrap();
+    assert_eq!(count, 4, "rejected mutations wrote nothing");
+
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+#[tokio::test]
+async fn every_rest_route_round_trips_and_docs_work_offline() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let client = gw.client();
+    let order = match client
+        .create_order(&rest::CreateOrderRequest {
+            user_id: 2,
+            product_id: 7,
+            quantity: 3,
+        })
+        .await
+        .unwrap()
+    {
+        rest::CreateOrderResponse::Created(o) => o.0,
+        other => panic!("{other:?}"),
+    };
+    match client.get_order(order.id).await.unwrap() {
+        rest::GetOrderResponse::Ok(o) => assert_eq!(o.0, order),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        client.get_order(order.id + 100).await.unwrap(),
+        rest::GetOrderResponse::NotFound(_)
+    ));
+    match client.get_order_notifications(order.id).await.unwrap() {
+        rest::GetOrderNotificationsResponse::Ok(list) => assert!(list.0.items.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    match client.list_user_orders(2, Some(10), None).await.unwrap() {
+        rest::ListUserOrdersResponse::Ok(p) => assert_eq!(p.0.items, vec![order.clone()]),
+        other => panic!("{other:?}"),
+    }
+    match client.get_user(3).await.unwrap() {
+        rest::GetUserResponse::Ok(u) => assert_eq!(u.0.name, "Charlie Brown"),
+        other => panic!("{other:?}"),
+    }
+    match client.get_user_name(1).await.unwrap() {
+        rest::GetUserNameResponse::Ok(n) => assert_eq!(n.0.name, "Alice Johnson"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        client.get_user_name(5000).await.unwrap(),
+        rest::GetUserNameResponse::NotFound(_)
+    ));
+    match client
+        .create_order(&rest::CreateOrderRequest {
+            user_id: 5000,
+            product_id: 7,
+            quantity: 3,
+        })
+        .await
+        .unwrap()
+    {
+        rest::CreateOrderResponse::BadRequest(p) => {
+            assert!(p.0.detail.unwrap().contains("user 5000"))
+        }
+        other => panic!("{other:?}"),
+    }
+
+    let base = &gw.server.base_url;
+    let spec = gw
+        .http
+        .get(format!("{base}/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    shopmesh_codegen::contract::assert_equivalent(rest::CONTRACT_YAML, &spec)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let page = gw
+        .http
+        .get(format!("{base}/graphql"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("shopmesh GraphQL") && !page.contains("https://"),
+        "playground needs no external assets"
+    );
+    let docs = gw.http.get(format!("{base}/docs")).send().await.unwrap();
+    assert_eq!(docs.status().as_u16(), 200);
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+#[tokio::test]
+async fn order_user_is_batched_one_call_per_distinct_user() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    for (user, count) in [(1, 20), (2, 20), (3, 10)] {
+        for p in 0..count {
+            backend
+                .orders_store
+                .create(
+                    shopmesh_orders::store::NewOrder {
+                        user_id: user,
+                        product_id: 1 + p,
+                        quantity: 1,
+                    },
+                    None,
+                )
+                .await
+                .unwrap();
+        }
+    }
+    backend.user_calls.store(0, Ordering::SeqCst);
+    let q = "{ a: ordersByUser(userId: \"1\", first: 50) { nodes { id user { name } } }
+               b: ordersByUser(userId: \"2\", first: 50) { nodes { id user { name } } }
+               c: ordersByUser(userId: \"3\", first: 50) { nodes { id user { name } } } }";
+    let body = gw.graphql(q, json!({})).await;
+    let total: usize = ["a", "b", "c"]
+        .iter()
+        .map(|k| body["data"][k]["nodes"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(total, 50, "{body}");
+    assert_eq!(
+        body["data"]["c"]["nodes"][0]["user"]["name"],
+        "Charlie Brown"
+    );
+    assert_eq!(
+        backend.user_calls.load(Ordering::SeqCst),
+        3,
+        "50 orders, 3 distinct users, 3 users calls"
+    );
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+#[tokio::test]
+async fn orders_are_cached_written_through_and_served_without_redis() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let client = gw.client();
+    let order = match client
+        .create_order(&rest::CreateOrderRequest {
+            user_id: 1,
+            product_id: 5,
+            quantity: 1,
+        })
+        .await
+        .unwrap()
+    {
+        rest::CreateOrderResponse::Created(o) => o.0,
+        other => panic!("{other:?}"),
+    };
+    let key = gw.gateway.backends.order_key(order.id);
+    let ttl: i64 = gw
+        .gateway
+        .backends
+        .cache()
+        .run(redis::cmd("TTL").arg(&key))
+        .await
+        .unwrap();
+    assert!(
+        (290..=300).contains(&ttl),
+        "created order written through with TTL 300, got {ttl}"
+    );
+
+    let calls = || gw.gateway.backends.calls.orders.load(Ordering::SeqCst);
+    let before = calls();
+    let hits = gw
+        .gateway
+        .backends
+        .cache()
+        .stats()
+        .hits
+        .load(Ordering::Relaxed);
+    for _ in 0..2 {
+        assert!(matches!(
+            client.get_order(order.id).await.unwrap(),
+            rest::GetOrderResponse::Ok(_)
+        ));
+        let g = gw
+            .graphql(
+                "query($id: ID!) { order(id: $id) { id } }",
+                json!({"id": order.id.to_string()}),
+            )
+            .await;
+        assert_eq!(g["data"]["order"]["id"], order.id.to_string());
+    }
+    assert_eq!(calls(), before, "served from the cache, no orders call");
+    assert_eq!(
+        gw.gateway
+            .backends
+            .cache()
+            .stats()
+            .hits
+            .load(Ordering::Relaxed)
+            - hits,
+        4
+    );
+
+    // An order the gateway has not seen: first read misses, second hits.
+    let other = backend
+        .orders_store
+        .create(
+            shopmesh_orders::store::NewOrder {
+                user_id: 2,
+                product_id: 9,
+                quantity: 1,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    client.get_order(other.id).await.unwrap();
+    client.get_order(other.id).await.unwrap();
+    assert_eq!(calls(), before + 1, "one miss, then a hit");
+
+    // Redis down: still served, uncached.
+    let mut config = backend.config();
+    config.redis_url = "redis://127.0.0.1:1/".into();
+    let no_redis = Running::start(config).await;
+    let c2 = no_redis.client();
+    for _ in 0..2 {
+        assert!(matches!(
+            c2.get_order(order.id).await.unwrap(),
+            rest::GetOrderResponse::Ok(_)
+        ));
+    }
+    assert_eq!(
+        no_redis
+            .gateway
+            .backends
+            .calls
+            .orders
+            .load(Ordering::SeqCst),
+        2,
+        "every read goes downstream"
+    );
+    assert!(!no_redis.gateway.backends.cache().is_up());
+    no_redis.server.stop().await;
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas() {
+    let backend = Backend::start().await;
+    let mut config = backend.config();
+    config.rate_limit.max_requests = 10;
+    let gw = Running::start(config.clone()).await;
+    let get = |gw: &Running, ip: &str, path: &str| {
+        let req = gw
+            .http
+            .get(format!("{}{path}", gw.server.base_url))
+            .header("x-forwarded-for", ip);
+        async move { req.send().await.unwrap() }
+    };
+    for i in 0..10 {
+        assert_eq!(
+            get(&gw, "203.0.113.7", "/api/users/1/name")
+                .await
+                .status()
+                .as_u16(),
+            200,
+            "request {}",
+            i + 1
+        );
+    }
+    let eleventh = get(&gw, "203.0.113.7", "/api/users/1/name").await;
+    assert_eq!(eleventh.status().as_u16(), 429);
+    let retry_after: u64 = eleventh.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "Retry-After {retry_after}");
+    assert!(
+        eleventh.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
+    let (status, _) = gw
+        .graphql_from("203.0.113.7", "{ userName(id: \"1\") }", json!({}))
+        .await;
+    assert_eq!(status, 429, "GraphQL is limited alike");
+    assert_eq!(
+        get(&gw, "203.0.113.8", "/api/users/1/name")
+            .await
+            .status()
+            .as_u16(),
+        200,
+        "other clients unaffected"
+    );
+    for _ in 0..15 {
+        assert_eq!(
+            get(&gw, "203.0.113.7", "/health/live")
+                .await
+                .status()
+                .as_u16(),
+            200,
+            "health is not limited"
+        );
+    }
+    assert!(gw.gateway.limiter.stats.rejected.load(Ordering::Relaxed) >= 2);
+
+    // Two replicas sharing one Redis together allow exactly the limit.
+    let mut shared = config.clone();
+    shared.cache_prefix = format!("{}:", unique("gwshared"));
+    let (a, b) = (
+        Running::start(shared.clone()).await,
+        Running::start(shared).await,
+    );
+    let mut ok = 0;
+    for i in 0..20 {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        if get(replica, "192.0.2.44", "/api/users/2")
+            .await
+            .status()
+            .as_u16()
+            == 200
+        {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 10, "20 requests over two replicas, limit 10");
+    for r in [a, b, gw] {
+        r.server.stop().await;
+    }
+    backend.stop().await;
+}
+
+#[tokio::test]
+async fn depth_complexity_and_introspection_limits() {
+    let backend = Backend::start().await;
+    let mut config = backend.config();
+    config.graphql = GraphqlConfig {
+        max_depth: 3,
+        max_complexity: 8,
+        introspection: false,
+    };
+    let gw = Running::start(config).await;
+    let deep = gw
+        .graphql(
+            "{ ordersByUser(userId: \"1\") { nodes { user { name } } pageInfo { endCursor } } }",
+            json!({}),
+        )
+        .await;
+    assert!(
+        deep["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deep"),
+        "{deep}"
+    );
+    let wide = gw.graphql("{ a: userName(id: \"1\") b: userName(id: \"1\") c: userName(id: \"1\") d: userName(id: \"1\") e: userName(id: \"1\") f: userName(id: \"1\") g: userName(id: \"1\") h: userName(id: \"1\") i: userName(id: \"1\") }", json!({})).await;
+    assert!(
+        wide["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("too complex"),
+        "{wide}"
+    );
+    let fine = gw.graphql("{ userName(id: \"1\") }", json!({})).await;
+    assert_eq!(fine["data"]["userName"], "Alice Johnson");
+    let intro = gw
+        .graphql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert!(
+        intro["data"]["__schema"].is_null(),
+        "introspection disabled: {intro}"
+    );
+    let open = Running::start(backend.config()).await;
+    let intro = open
+        .graphql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(
+        intro["data"]["__schema"]["queryType"]["name"], "Query",
+        "enabled by default"
+    );
+    open.server.stop().await;
+    let big = "x".repeat(70 * 1024);
+    let resp = gw
+        .http
+        .post(format!("{}/graphql", gw.server.base_url))
+        .json(&json!({ "query": format!("{{ userName(id: \"{big}\") }}") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 413, "body limit");
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+#[tokio::test]
+async fn downstream_timeout_and_outage_are_typed_errors_not_hangs() {
+    let backend = Backend::start().await;
+    let slow = TestServer::start(poem::endpoint::make(|_| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        "too late"
+    }))
+    .await;
+    let mut config = backend.config();
+    config.order_service_url = slow.base_url.clone();
+    config.user_service_url = "http://127.0.0.1:1".into();
+    config.downstream_timeout = Duration::from_millis(300);
+    let gw = Running::start(config).await;
+
+    let start = Instant::now();
+    let body = gw.graphql("{ order(id: \"1\") { id } }", json!({})).await;
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "answered within the timeout: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(error_code(&body), Some("DOWNSTREAM_TIMEOUT"), "{body}");
+    assert_eq!(body["errors"][0]["extensions"]["service"], "orders");
+    let rest_resp = gw
+        .http
+        .get(format!("{}/api/orders/1", gw.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest_resp.status().as_u16(), 504);
+
+    let down = gw.graphql("{ userName(id: \"1\") }", json!({})).await;
+    assert_eq!(error_code(&down), Some("DOWNSTREAM_UNAVAILABLE"), "{down}");
+    let rest_resp = gw
+        .http
+        .get(format!("{}/api/users/1", gw.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest_resp.status().as_u16(), 503);
+    let ready = gw
+        .http
+        .get(format!("{}/health/ready", gw.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status().as_u16(),
+        503,
+        "not ready while downstream is away"
+    );
+
+    gw.server.stop().await;
+    slow.stop().await;
+    backend.stop().await;
+}
