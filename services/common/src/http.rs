@@ -24,9 +24,9 @@ pub async fn bind(addr: &str) -> std::io::Result<(TcpAcceptor, SocketAddr)> {
     Ok((acceptor, local))
 }
 
-/// The middleware every service wraps its routes in: body limit, problem+json errors, request
-/// tracing.
-pub fn standard<E>(ep: E) -> impl Endpoint<Output = Response>
+/// The middleware every service wraps its routes in: body limit, problem+json errors,
+/// request metrics labelled with `service`, request tracing.
+pub fn standard<E>(service: &'static str, ep: E) -> impl Endpoint<Output = Response>
 where
     E: IntoEndpoint,
     E::Endpoint: 'static,
@@ -34,8 +34,36 @@ where
     ep.into_endpoint()
         .with(BodyLimit(MAX_BODY_BYTES))
         .with(ProblemErrors)
+        .with(crate::metrics::RequestMetrics(service))
         .with(poem::middleware::Tracing)
         .map_to_response()
+}
+
+/// When the process was started as `<binary> healthcheck` (the container HEALTHCHECK), GETs
+/// `http://127.0.0.1:$PORT/health/live` (port from `port_env`, else `default_port`) and exits
+/// 0 if it answers 200, 1 otherwise. Returns normally for any other command line.
+pub fn healthcheck_command(port_env: &str, default_port: u16) {
+    if std::env::args().nth(1).as_deref() != Some("healthcheck") {
+        return;
+    }
+    let port = std::env::var(port_env)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(default_port);
+    let ok = live_probe(port).unwrap_or(false);
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+fn live_probe(port: u16) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head)?;
+    Ok(head.starts_with(b"HTTP/1.1 200"))
 }
 
 /// Serves `app` on `acceptor` until `shutdown` resolves, then lets in-flight requests finish
@@ -117,7 +145,7 @@ mod tests {
     }
 
     fn app() -> impl Endpoint<Output = Response> {
-        standard(Route::new().at("/echo", post(echo)))
+        standard("test", Route::new().at("/echo", post(echo)))
     }
 
     #[tokio::test]

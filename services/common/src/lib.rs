@@ -10,6 +10,7 @@ pub mod cache;
 pub mod config;
 pub mod health;
 pub mod http;
+pub mod metrics;
 pub mod problem;
 pub mod retry;
 pub mod shutdown;

@@ -16,6 +16,7 @@ pub mod playground;
 pub mod ratelimit;
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
@@ -24,6 +25,7 @@ use poem::web::{Data, Html};
 use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::health::{self, ReadinessCheck};
+use shopmesh_common::metrics::{Collector, cache_metrics};
 use shopmesh_openapi::gateway::GatewayEndpoints;
 
 use crate::config::GatewayConfig;
@@ -80,7 +82,8 @@ impl Gateway {
         });
     }
 
-    /// The HTTP application. `/graphql` and `/api` are rate limited; `/docs` and `/health` are not.
+    /// The HTTP application. `/graphql` and `/api` are rate limited; `/docs`, `/health` and
+    /// `/metrics` are not.
     pub fn app(&self) -> impl Endpoint<Output = Response> + use<> {
         let rest = GatewayEndpoints::new(Arc::new(api::GatewayRest::new(self.backends.clone())))
             .into_service();
@@ -96,9 +99,28 @@ impl Gateway {
             let (b, c) = (backends.clone(), config.clone());
             async move { b.ping(&c).await }
         })];
+        let (backends, limiter) = (self.backends.clone(), self.limiter.clone());
+        let collectors: Vec<Collector> = vec![Arc::new(move || {
+            cache_metrics("gateway", backends.cache());
+            let calls = &backends.calls;
+            for (service, n) in [
+                ("orders", &calls.orders),
+                ("users", &calls.users),
+                ("notifications", &calls.notifications),
+            ] {
+                metrics::counter!("gateway_downstream_calls_total", "downstream" => service)
+                    .absolute(n.load(Ordering::Relaxed));
+            }
+            metrics::counter!("gateway_rate_limited_total")
+                .absolute(limiter.stats.rejected.load(Ordering::Relaxed));
+            metrics::counter!("gateway_rate_limit_shared_unavailable_total")
+                .absolute(limiter.stats.shared_unavailable.load(Ordering::Relaxed));
+        })];
         shopmesh_common::http::standard(
+            "gateway",
             Route::new()
                 .nest("/health", health::routes(checks))
+                .at("/metrics", shopmesh_common::metrics::endpoint(collectors))
                 .nest("/docs", docs)
                 .nest("/", limited)
                 .data(self.schema.clone())

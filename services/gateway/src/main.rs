@@ -7,6 +7,7 @@ use shopmesh_gateway::config::GatewayConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    shopmesh_common::http::healthcheck_command("PORT", 3000);
     shopmesh_common::telemetry::init("gateway");
     let config = GatewayConfig::from_env(&ProcessEnv)?;
     let port = config.port;

@@ -608,6 +608,21 @@ async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas(
         );
     }
     assert!(gw.gateway.limiter.stats.rejected.load(Ordering::Relaxed) >= 2);
+    let metrics = get(&gw, "203.0.113.7", "/metrics")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gateway_rate_limited_total"),
+        "metrics are not limited and count rejections"
+    );
+    assert!(
+        metrics.contains(
+            r#"http_requests_total{service="gateway",operation="api",method="GET",status="429"}"#
+        ),
+        "{metrics}"
+    );
 
     // Two replicas sharing one Redis together allow exactly the limit.
     let mut shared = config.clone();

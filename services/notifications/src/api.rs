@@ -43,6 +43,22 @@ pub fn to_contract(n: StoredNotification) -> pb::Notification {
     }
 }
 
+/// Records `grpc_requests_total{method, code}` and `grpc_request_duration_seconds{method}`.
+async fn observed<T>(
+    method: &'static str,
+    call: impl Future<Output = Result<T, Status>>,
+) -> Result<T, Status> {
+    let start = std::time::Instant::now();
+    let result = call.await;
+    let code = match &result {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    };
+    metrics::histogram!("grpc_request_duration_seconds", "service" => "notifications", "method" => method).record(start.elapsed().as_secs_f64());
+    metrics::counter!("grpc_requests_total", "service" => "notifications", "method" => method, "code" => format!("{code:?}")).increment(1);
+    result
+}
+
 #[tonic::async_trait]
 impl pb::notification_service_server::NotificationService for NotificationGrpc {
     async fn get_notifications(
@@ -60,14 +76,17 @@ impl pb::notification_service_server::NotificationService for NotificationGrpc {
         &self,
         request: Request<pb::ListUserNotificationsRequest>,
     ) -> Result<Response<pb::ListUserNotificationsResponse>, Status> {
-        let req = request.into_inner();
-        let user_id = domain::positive_id("user_id", req.user_id)?;
-        let limit = domain::page_size(req.page_size)?;
-        let after = PageToken::decode(&req.page_token)?;
-        let (found, next) = self.store.by_user(user_id, limit, after).await?;
-        Ok(Response::new(pb::ListUserNotificationsResponse {
-            notifications: found.into_iter().map(to_contract).collect(),
-            next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
-        }))
+        observed("ListUserNotifications", async {
+            let req = request.into_inner();
+            let user_id = domain::positive_id("user_id", req.user_id)?;
+            let limit = domain::page_size(req.page_size)?;
+            let after = PageToken::decode(&req.page_token)?;
+            let (found, next) = self.store.by_user(user_id, limit, after).await?;
+            Ok(Response::new(pb::ListUserNotificationsResponse {
+                notifications: found.into_iter().map(to_contract).collect(),
+                next_page_token: next.map(|t| t.encode()).unwrap_or_default(),
+            }))
+        })
+        .await
     }
 }

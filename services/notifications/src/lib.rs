@@ -79,6 +79,47 @@ pub async fn watch_health(
         .await;
 }
 
+/// The HTTP side of the service (`HTTP_PORT`): `/health/live`, `/health/ready` (MongoDB and
+/// RabbitMQ answer) and `/metrics` (consumer outcomes, gRPC calls).
+pub fn http_app(
+    store: Arc<dyn NotificationStore>,
+    consumer: Arc<ConsumerStatus>,
+) -> impl poem::Endpoint<Output = poem::Response> {
+    use poem::EndpointExt;
+    use shopmesh_common::health::{self, ReadinessCheck};
+    use shopmesh_common::metrics::Collector;
+    use std::sync::atomic::Ordering;
+
+    let (s, c) = (store.clone(), consumer.clone());
+    let checks = vec![ReadinessCheck::new("dependencies", move || {
+        let (s, c) = (s.clone(), c.clone());
+        async move { dependencies_ok(s.as_ref(), &c).await }
+    })];
+    let collectors: Vec<Collector> = vec![Arc::new(move || {
+        for (outcome, n) in [
+            ("stored", &consumer.processed),
+            ("duplicate", &consumer.duplicates),
+            ("retried", &consumer.retried),
+            ("dead_lettered", &consumer.dead_lettered),
+        ] {
+            metrics::counter!("notifications_consumed_total", "outcome" => outcome)
+                .absolute(n.load(Ordering::Relaxed));
+        }
+        metrics::gauge!("notifications_consumer_connected").set(if consumer.connected() {
+            1.0
+        } else {
+            0.0
+        });
+    })];
+    shopmesh_common::http::standard(
+        "notifications",
+        poem::Route::new()
+            .nest("/health", health::routes(checks))
+            .at("/metrics", shopmesh_common::metrics::endpoint(collectors)),
+    )
+    .map_to_response()
+}
+
 /// Serves the notification service, reflection and health on `listener` until `shutdown`.
 pub async fn serve_grpc(
     listener: TcpListener,

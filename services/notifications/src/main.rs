@@ -12,6 +12,7 @@ use shopmesh_notifications::store::{MongoNotificationStore, NotificationStore};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    shopmesh_common::http::healthcheck_command("HTTP_PORT", 3003);
     shopmesh_common::telemetry::init("notifications");
     let config = NotificationsConfig::from_env(&ProcessEnv)?;
     let shutdown = Shutdown::new();
@@ -38,6 +39,15 @@ async fn main() -> anyhow::Result<()> {
     let status = consumer.status();
     let consumer_task = tokio::spawn(consumer.run(shutdown.clone()));
 
+    let (acceptor, http_addr) =
+        shopmesh_common::http::bind(&format!("0.0.0.0:{}", config.http_port)).await?;
+    tracing::info!(%http_addr, "notifications health and metrics listening");
+    let http_app = shopmesh_notifications::http_app(store.clone(), status.clone());
+    let s = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        shopmesh_common::http::serve(acceptor, http_app, async move { s.wait().await }).await
+    });
+
     let listener = tokio::net::TcpListener::bind(("0.0.0.0", config.grpc_port)).await?;
     tracing::info!(addr = %listener.local_addr()?, "notifications gRPC listening");
     shopmesh_notifications::serve_grpc(
@@ -50,5 +60,6 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     shutdown.trigger();
     let _ = consumer_task.await;
+    let _ = http_task.await;
     Ok(())
 }

@@ -319,6 +319,33 @@ async fn published_events_become_notifications_readable_over_grpc() {
         total += pages.len();
     }
     assert_eq!(total, 12);
+    let store: Arc<dyn NotificationStore> = Arc::new(h.mongo.clone());
+    let http = shopmesh_testkit::TestServer::start(shopmesh_notifications::http_app(
+        store,
+        h.status.clone(),
+    ))
+    .await;
+    let ready = reqwest::get(format!("{}/health/ready", http.base_url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "MongoDB and RabbitMQ up");
+    let metrics = reqwest::get(format!("{}/metrics", http.base_url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"notifications_consumed_total{outcome="stored"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"grpc_requests_total{service="notifications",method="GetNotifications",code="Ok"}"#
+        ),
+        "{metrics}"
+    );
+    http.stop().await;
     let indexes = h.mongo.index_names().await.unwrap();
     for name in ["orderId_1", "userId_1_createdAt_-1", "eventId_unique"] {
         assert!(indexes.iter().any(|i| i == name), "{name} in {indexes:?}");

@@ -128,6 +128,7 @@ impl OutboxRelay {
                             break;
                         }
                         let delay = backoff.next_delay();
+                        self.report_lag().await;
                         tracing::warn!(error = %e, ?delay, "outbox relay cannot reach RabbitMQ; events stay in the outbox");
                         tokio::select! {
                             _ = tokio::time::sleep(delay) => {}
@@ -143,6 +144,7 @@ impl OutboxRelay {
                 Ok(_) if stopping => break,
                 Ok(_) => {
                     backoff.reset();
+                    self.report_lag().await;
                     tokio::select! {
                         _ = wake.notified() => {}
                         _ = tokio::time::sleep(self.config.poll_interval) => {}
@@ -171,6 +173,14 @@ impl OutboxRelay {
         }
         self.status.connected.store(false, Ordering::SeqCst);
         tracing::info!("outbox relay stopped");
+    }
+
+    /// Sets `outbox_pending_events` and `outbox_oldest_pending_seconds`.
+    async fn report_lag(&self) {
+        if let Ok((pending, oldest)) = self.store.outbox_lag().await {
+            metrics::gauge!("outbox_pending_events").set(pending as f64);
+            metrics::gauge!("outbox_oldest_pending_seconds").set(oldest);
+        }
     }
 
     /// Publishes one batch of pending rows; returns how many the broker confirmed.

@@ -24,7 +24,7 @@ use crate::events::OutboxRelay;
 use crate::store::OrderStore;
 
 /// The HTTP application: contract routes at `/`, spec at `/openapi.json`, Swagger UI at
-/// `/docs`, health at `/health/live` and `/health/ready`.
+/// `/docs`, health at `/health/live` and `/health/ready`, Prometheus metrics at `/metrics`.
 pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
     let service =
         OrdersEndpoints::new(Arc::new(api::OrdersService::new(store.clone()))).into_service();
@@ -36,11 +36,13 @@ pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
         async move { s.ping().await.map_err(|e| e.to_string()) }
     })];
     shopmesh_common::http::standard(
+        "orders",
         Route::new()
             .nest("/", service)
             .at("/openapi.json", spec)
             .nest("/docs", docs)
-            .nest("/health", health::routes(checks)),
+            .nest("/health", health::routes(checks))
+            .at("/metrics", shopmesh_common::metrics::endpoint(Vec::new())),
     )
     .map_to_response()
 }

@@ -7,6 +7,7 @@ use shopmesh_orders::config::OrdersConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    shopmesh_common::http::healthcheck_command("PORT", 3002);
     shopmesh_common::telemetry::init("orders");
     let config = OrdersConfig::from_env(&ProcessEnv)?;
     let shutdown = Shutdown::new();

@@ -221,6 +221,17 @@ impl OrderStore {
             .await
     }
 
+    /// `(pending rows, age in seconds of the oldest pending row)`, for the outbox lag metrics.
+    pub async fn outbox_lag(&self) -> Result<(i64, f64), sqlx::Error> {
+        let (count, micros): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(TIMESTAMPDIFF(MICROSECOND, MIN(created_at), CURRENT_TIMESTAMP(6)) AS SIGNED) \
+             FROM outbox WHERE published_at IS NULL",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((count, micros.unwrap_or(0).max(0) as f64 / 1e6))
+    }
+
     /// Starts a transaction that locks up to `limit` pending outbox rows (skipping rows another
     /// relay replica holds) and returns them oldest first.
     pub async fn lock_pending(

@@ -624,5 +624,21 @@ async fn served_spec_equals_the_committed_contract_and_docs_are_served() {
         .await
         .unwrap();
     assert_eq!(live.status().as_u16(), 200);
+    h.create(1, 1, 1).await;
+    let metrics = http
+        .get(format!("{}/metrics", h.server.base_url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(r#"http_requests_total{service="orders",operation="createOrder",method="POST",status="201"}"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        r#"http_request_duration_seconds_bucket{service="orders",operation="createOrder""#
+    ));
     h.stop().await;
 }

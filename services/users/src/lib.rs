@@ -16,28 +16,33 @@ use std::sync::Arc;
 use poem::{Endpoint, EndpointExt, Response, Route};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::health::{self, ReadinessCheck};
+use shopmesh_common::metrics::{Collector, cache_metrics};
 use shopmesh_openapi::users::UsersEndpoints;
 
 use crate::config::UsersConfig;
 use crate::store::UserStore;
 
-/// The HTTP application: contract routes, `/openapi.json`, `/docs`, `/health/*`. Readiness
+/// The HTTP application: contract routes, `/openapi.json`, `/docs`, `/health/*`, `/metrics`. Readiness
 /// needs MySQL only: without Redis the service still answers, uncached.
 pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
     let service =
         UsersEndpoints::new(Arc::new(api::UsersService::new(store.clone()))).into_service();
     let spec = service.spec_endpoint();
     let docs = service.swagger_ui();
+    let cache = store.cache().clone();
     let checks = vec![ReadinessCheck::new("mysql", move || {
         let s = store.clone();
         async move { s.ping().await.map_err(|e| e.to_string()) }
     })];
+    let collectors: Vec<Collector> = vec![Arc::new(move || cache_metrics("users", &cache))];
     shopmesh_common::http::standard(
+        "users",
         Route::new()
             .nest("/", service)
             .at("/openapi.json", spec)
             .nest("/docs", docs)
-            .nest("/health", health::routes(checks)),
+            .nest("/health", health::routes(checks))
+            .at("/metrics", shopmesh_common::metrics::endpoint(collectors)),
     )
     .map_to_response()
 }

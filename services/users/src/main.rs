@@ -7,6 +7,7 @@ use shopmesh_users::config::UsersConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    shopmesh_common::http::healthcheck_command("PORT", 3001);
     shopmesh_common::telemetry::init("users");
     let config = UsersConfig::from_env(&ProcessEnv)?;
     let shutdown = Shutdown::new();

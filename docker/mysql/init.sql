@@ -1,0 +1,6 @@
+-- Databases of the users and orders services, owned by the application user.
+CREATE DATABASE IF NOT EXISTS users_db;
+CREATE DATABASE IF NOT EXISTS orders_db;
+GRANT ALL PRIVILEGES ON users_db.* TO 'shopmesh'@'%';
+GRANT ALL PRIVILEGES ON orders_db.* TO 'shopmesh'@'%';
+FLUSH PRIVILEGES;

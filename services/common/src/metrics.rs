@@ -1,0 +1,154 @@
+//! Prometheus metrics at `/metrics`: request counts and latency histograms per operation for
+//! every HTTP service, plus whatever counters a service registers as collectors (cache hits,
+//! rate-limit rejections, outbox lag, consumer outcomes).
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use poem::http::Method;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, handler};
+use poem_openapi::OperationId;
+
+/// Latency buckets in seconds, from 0.5 ms to 5 s.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// The process-wide recorder (installed on first use; one per process, shared by every
+/// service running in it).
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS)
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics shows only this handle's metrics");
+        }
+        handle
+    })
+}
+
+/// Something that copies a service's own counters into metrics right before a scrape.
+pub type Collector = Arc<dyn Fn() + Send + Sync>;
+
+/// Middleware recording `http_requests_total` and `http_request_duration_seconds` labelled by
+/// service, operation (the OpenAPI operationId, `graphql`, or the first path segment), method
+/// and status.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestMetrics(pub &'static str);
+
+impl<E: Endpoint> Middleware<E> for RequestMetrics {
+    type Output = RequestMetricsEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        handle();
+        RequestMetricsEndpoint {
+            inner: ep,
+            service: self.0,
+        }
+    }
+}
+
+/// Endpoint produced by [`RequestMetrics`].
+pub struct RequestMetricsEndpoint<E> {
+    inner: E,
+    service: &'static str,
+}
+
+fn fallback_operation(path: &str, method: &Method) -> String {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    match first {
+        "" => "root".to_owned(),
+        "graphql" if method == Method::POST => "graphql".to_owned(),
+        "graphql" => "graphql_playground".to_owned(),
+        "health" | "metrics" | "docs" => first.to_owned(),
+        // Rejected before reaching an operation (rate limit, body limit).
+        "api" => "api".to_owned(),
+        "openapi.json" => "openapi_spec".to_owned(),
+        _ => "unmatched".to_owned(),
+    }
+}
+
+impl<E: Endpoint> Endpoint for RequestMetricsEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        let start = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let result = self.inner.call(req).await.map(IntoResponse::into_response);
+        let (status, operation) = match &result {
+            Ok(resp) => (
+                resp.status().as_u16(),
+                resp.data::<OperationId>().map(|o| o.0.to_owned()),
+            ),
+            Err(err) => (err.status().as_u16(), None),
+        };
+        let operation = operation.unwrap_or_else(|| fallback_operation(&path, &method));
+        let labels = [
+            ("service", self.service.to_owned()),
+            ("operation", operation),
+            ("method", method.to_string()),
+        ];
+        metrics::histogram!("http_request_duration_seconds", &labels)
+            .record(start.elapsed().as_secs_f64());
+        let mut with_status = labels.to_vec();
+        with_status.push(("status", status.to_string()));
+        metrics::counter!("http_requests_total", &with_status).increment(1);
+        result
+    }
+}
+
+/// Copies a [`crate::cache::RedisCache`]'s counters into `cache_hits_total`,
+/// `cache_misses_total` and `cache_errors_total`, labelled with `service`.
+#[cfg(feature = "cache")]
+pub fn cache_metrics(service: &'static str, cache: &crate::cache::RedisCache) {
+    use std::sync::atomic::Ordering;
+    let stats = cache.stats();
+    metrics::counter!("cache_hits_total", "service" => service)
+        .absolute(stats.hits.load(Ordering::Relaxed));
+    metrics::counter!("cache_misses_total", "service" => service)
+        .absolute(stats.misses.load(Ordering::Relaxed));
+    metrics::counter!("cache_errors_total", "service" => service)
+        .absolute(stats.errors.load(Ordering::Relaxed));
+}
+
+/// `GET /metrics`: runs the collectors, then renders the Prometheus text format.
+pub fn endpoint(collectors: Vec<Collector>) -> impl Endpoint<Output = Response> {
+    #[handler]
+    fn render(collectors: poem::web::Data<&Arc<Vec<Collector>>>) -> Response {
+        for c in collectors.iter() {
+            c();
+        }
+        Response::builder()
+            .content_type("text/plain; version=0.0.4")
+            .body(handle().render())
+    }
+    use poem::EndpointExt;
+    render.data(Arc::new(collectors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_without_an_id_get_a_stable_label() {
+        assert_eq!(fallback_operation("/graphql", &Method::POST), "graphql");
+        assert_eq!(
+            fallback_operation("/graphql", &Method::GET),
+            "graphql_playground"
+        );
+        assert_eq!(fallback_operation("/health/ready", &Method::GET), "health");
+        assert_eq!(fallback_operation("/api/orders/1", &Method::GET), "api");
+        assert_eq!(
+            fallback_operation("/no/such/thing", &Method::GET),
+            "unmatched",
+            "no unbounded label values"
+        );
+    }
+}
