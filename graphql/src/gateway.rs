@@ -66,6 +66,26 @@ impl Mutation {
     ) -> async_graphql::Result<Order> {
         resolvers(ctx)?.mutation_create_order(ctx, input).await
     }
+    /// Register a user; the email must not be taken.
+    #[graphql(name = "createUser")]
+    async fn create_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "input")]
+        input: CreateUserInput,
+    ) -> async_graphql::Result<User> {
+        resolvers(ctx)?.mutation_create_user(ctx, input).await
+    }
+}
+/// What a client sends to register a user.
+#[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
+#[graphql(name = "CreateUserInput")]
+pub struct CreateUserInput {
+    /// 1 to 200 characters.
+    #[graphql(name = "name")]
+    pub name: String,
+    #[graphql(name = "email")]
+    pub email: String,
 }
 /// What a client sends to place an order.
 #[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
@@ -223,6 +243,12 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         input: CreateOrderInput,
     ) -> async_graphql::Result<Order>;
+    /// Resolves `Mutation.createUser`.
+    async fn mutation_create_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        input: CreateUserInput,
+    ) -> async_graphql::Result<User>;
     /// Resolves `Order.user`.
     async fn order_user(
         &self,

@@ -89,6 +89,15 @@ pub struct OrderPage {
     #[oai(rename = "nextCursor", skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
 }
+/// What a client sends to register a user.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "CreateUserRequest")]
+pub struct CreateUserRequest {
+    #[oai(rename = "name", validator(min_length = 1usize, max_length = 200usize))]
+    pub name: String,
+    #[oai(rename = "email", validator(max_length = 254usize))]
+    pub email: poem_openapi::types::Email,
+}
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "User")]
@@ -561,6 +570,126 @@ impl ListUserOrdersResponse {
         }
     }
 }
+/// Every response of `createUser` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[oai(bad_request_handler = "create_user_bad_request")]
+pub enum CreateUserResponse {
+    /// The user was created.
+    #[oai(status = 201u16)]
+    Created(Json<User>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// Another user already has this email.
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body is larger than the gateway accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(status = 429u16, content_type = "application/problem+json")]
+    TooManyRequests(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+fn create_user_bad_request(err: poem::Error) -> CreateUserResponse {
+    match err.status().as_u16() {
+        413u16 => {
+            CreateUserResponse::PayloadTooLarge(
+                Json(Problem::new(413u16, err.to_string())),
+            )
+        }
+        415u16 => {
+            CreateUserResponse::UnsupportedMediaType(
+                Json(Problem::new(415u16, err.to_string())),
+            )
+        }
+        _ => CreateUserResponse::BadRequest(Json(Problem::new(400, err.to_string()))),
+    }
+}
+impl CreateUserResponse {
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Created(_) => 201u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Conflict(_) => 409u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+    async fn from_reqwest(
+        response: reqwest::Response,
+    ) -> Result<Self, crate::runtime::ClientError> {
+        let status = response.status().as_u16();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(crate::runtime::ClientError::from_reqwest)?;
+        match status {
+            201u16 => {
+                Ok(Self::Created(Json(crate::runtime::decode_json(201u16, &bytes)?)))
+            }
+            400u16 => {
+                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
+            }
+            409u16 => {
+                Ok(Self::Conflict(Json(crate::runtime::decode_json(409u16, &bytes)?)))
+            }
+            413u16 => {
+                Ok(
+                    Self::PayloadTooLarge(
+                        Json(crate::runtime::decode_json(413u16, &bytes)?),
+                    ),
+                )
+            }
+            415u16 => {
+                Ok(
+                    Self::UnsupportedMediaType(
+                        Json(crate::runtime::decode_json(415u16, &bytes)?),
+                    ),
+                )
+            }
+            429u16 => {
+                Ok(
+                    Self::TooManyRequests(
+                        Json(crate::runtime::decode_json(429u16, &bytes)?),
+                    ),
+                )
+            }
+            503u16 => {
+                Ok(
+                    Self::ServiceUnavailable(
+                        Json(crate::runtime::decode_json(503u16, &bytes)?),
+                    ),
+                )
+            }
+            504u16 => {
+                Ok(
+                    Self::GatewayTimeout(
+                        Json(crate::runtime::decode_json(504u16, &bytes)?),
+                    ),
+                )
+            }
+            other => {
+                Err(crate::runtime::ClientError::UnexpectedStatus {
+                    status: other,
+                    body: String::from_utf8_lossy(&bytes).into_owned(),
+                })
+            }
+        }
+    }
+}
 /// Every response of `getUser` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
 #[oai(bad_request_handler = "get_user_bad_request")]
@@ -745,6 +874,8 @@ pub trait GatewayApi: Send + Sync + 'static {
         limit: i32,
         cursor: Option<String>,
     ) -> ListUserOrdersResponse;
+    /// Register a user.
+    async fn create_user(&self, body: CreateUserRequest) -> CreateUserResponse;
     /// One user.
     async fn get_user(&self, id: i64) -> GetUserResponse;
     /// A user's name (the seed's userName lookup).
@@ -835,6 +966,16 @@ impl GatewayEndpoints {
         cursor: poem_openapi::param::Query<Option<String>>,
     ) -> ListUserOrdersResponse {
         self.api.list_user_orders(user_id.0, limit.0, cursor.0).await
+    }
+    /// Register a user.
+    #[oai(
+        path = "/api/users",
+        method = "post",
+        operation_id = "createUser",
+        tag = GatewayTag::Users
+    )]
+    async fn create_user(&self, body: Json<CreateUserRequest>) -> CreateUserResponse {
+        self.api.create_user(body.0).await
     }
     /// One user.
     #[oai(
@@ -965,6 +1106,25 @@ impl GatewayClient {
             .await
             .map_err(crate::runtime::ClientError::from_reqwest)?;
         ListUserOrdersResponse::from_reqwest(response).await
+    }
+    /// Register a user.
+    pub async fn create_user(
+        &self,
+        body: &CreateUserRequest,
+    ) -> Result<CreateUserResponse, crate::runtime::ClientError> {
+        let url = format!("{}/api/users", self.base_url);
+        #[allow(unused_mut)]
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let request = self
+            .http
+            .post(url)
+            .query(&query)
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let response = request
+            .send()
+            .await
+            .map_err(crate::runtime::ClientError::from_reqwest)?;
+        CreateUserResponse::from_reqwest(response).await
     }
     /// One user.
     pub async fn get_user(

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use poem_openapi::payload::Json;
 use shopmesh_openapi::gateway::{
-    CreateOrderRequest, CreateOrderResponse, GatewayApi, GetOrderNotificationsResponse,
-    GetOrderResponse, GetUserNameResponse, GetUserResponse, ListUserOrdersResponse,
-    NotificationList, OrderPage, UserName,
+    CreateOrderRequest, CreateOrderResponse, CreateUserRequest, CreateUserResponse, GatewayApi,
+    GetOrderNotificationsResponse, GetOrderResponse, GetUserNameResponse, GetUserResponse,
+    ListUserOrdersResponse, NotificationList, OrderPage, UserName,
 };
-use shopmesh_openapi::orders;
+use shopmesh_openapi::{orders, users};
 
 use crate::convert::{rest_notification, rest_order, rest_user};
 use crate::downstream::Backends;
@@ -88,6 +88,19 @@ impl GatewayApi for GatewayRest {
             })),
             Err(e) => {
                 failure!(ListUserOrdersResponse, e, { 400 => BadRequest, 504 => GatewayTimeout })
+            }
+        }
+    }
+
+    async fn create_user(&self, body: CreateUserRequest) -> CreateUserResponse {
+        let request = users::UserInput {
+            name: body.name,
+            email: body.email,
+        };
+        match self.backends.create_user(request).await {
+            Ok(u) => CreateUserResponse::Created(Json(rest_user(u))),
+            Err(e) => {
+                failure!(CreateUserResponse, e, { 400 => BadRequest, 409 => Conflict, 504 => GatewayTimeout })
             }
         }
     }

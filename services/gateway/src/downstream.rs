@@ -239,6 +239,44 @@ impl Backends {
         Ok(user)
     }
 
+    /// Registers a user and caches it.
+    pub async fn create_user(
+        &self,
+        request: users::UserInput,
+    ) -> Result<users::User, GatewayError> {
+        self.calls.users.fetch_add(1, Ordering::Relaxed);
+        let detail =
+            |p: poem_openapi::payload::Json<users::Problem>| p.0.detail.unwrap_or_default();
+        let user = match self
+            .users
+            .create_user(&request)
+            .await
+            .map_err(|e| GatewayError::from_client("users", e))?
+        {
+            users::CreateUserResponse::Created(u) => u.0,
+            users::CreateUserResponse::Conflict(p) => {
+                return Err(GatewayError::Conflict(detail(p)));
+            }
+            users::CreateUserResponse::BadRequest(p)
+            | users::CreateUserResponse::PayloadTooLarge(p)
+            | users::CreateUserResponse::UnsupportedMediaType(p) => {
+                return Err(GatewayError::InvalidInput(detail(p)));
+            }
+            users::CreateUserResponse::ServiceUnavailable(p) => {
+                return Err(GatewayError::Unavailable {
+                    service: "users",
+                    detail: detail(p),
+                });
+            }
+        };
+        if let Some(text) = encode(&user) {
+            self.cache
+                .set(&self.user_key(user.id), &text, self.user_ttl)
+                .await;
+        }
+        Ok(user)
+    }
+
     /// Notifications about an order, newest first.
     pub async fn notifications_for_order(
         &self,

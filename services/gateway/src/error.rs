@@ -11,6 +11,9 @@ pub enum GatewayError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with existing data (a taken email).
+    #[error("{0}")]
+    Conflict(String),
     /// A downstream service is unreachable or answered outside its contract.
     #[error("{service} is unavailable: {detail}")]
     Unavailable {
@@ -57,6 +60,7 @@ impl GatewayError {
         match self {
             Self::InvalidInput(_) => 400,
             Self::NotFound(_) => 404,
+            Self::Conflict(_) => 409,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
         }
@@ -67,6 +71,7 @@ impl GatewayError {
         match self {
             Self::InvalidInput(_) => "BAD_USER_INPUT",
             Self::NotFound(_) => "NOT_FOUND",
+            Self::Conflict(_) => "CONFLICT",
             Self::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
             Self::Timeout { .. } => "DOWNSTREAM_TIMEOUT",
         }

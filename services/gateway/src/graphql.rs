@@ -105,6 +105,20 @@ impl GatewayGraph {
         Ok(gql_order(self.backends.create_order(request).await?))
     }
 
+    async fn create_user(&self, input: gql::CreateUserInput) -> Result<gql::User, GatewayError> {
+        let email = input.email.trim().to_owned();
+        if !email.contains('@') || email.len() > 254 {
+            return Err(GatewayError::InvalidInput(format!(
+                "{email:?} is not an email address"
+            )));
+        }
+        let request = shopmesh_openapi::users::UserInput {
+            name: input.name,
+            email: poem_openapi::types::Email(email),
+        };
+        Ok(gql_user(self.backends.create_user(request).await?))
+    }
+
     async fn notifications(
         &self,
         order: &gql::Order,
@@ -175,6 +189,16 @@ impl GatewayResolvers for GatewayGraph {
         input: gql::CreateOrderInput,
     ) -> async_graphql::Result<gql::Order> {
         self.create_order(input)
+            .await
+            .map_err(GatewayError::into_graphql)
+    }
+
+    async fn mutation_create_user(
+        &self,
+        _ctx: &Context<'_>,
+        input: gql::CreateUserInput,
+    ) -> async_graphql::Result<gql::User> {
+        self.create_user(input)
             .await
             .map_err(GatewayError::into_graphql)
     }

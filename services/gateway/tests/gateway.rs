@@ -235,6 +235,34 @@ async fn every_graphql_operation_round_trips() {
         .graphql("query($id: ID!) { userName(id: $id) }", json!({"id": "1"}))
         .await;
     assert_eq!(name["data"]["userName"], "Alice Johnson");
+    const CREATE_USER: &str =
+        "mutation($input: CreateUserInput!) { createUser(input: $input) { id name email } }";
+    let email = format!("{}@example.com", unique("grace"));
+    let made = gw
+        .graphql(
+            CREATE_USER,
+            json!({"input": {"name": "Grace Hopper", "email": email}}),
+        )
+        .await;
+    assert_eq!(made["data"]["createUser"]["name"], "Grace Hopper", "{made}");
+    let again = gw
+        .graphql(
+            CREATE_USER,
+            json!({"input": {"name": "Grace Again", "email": email}}),
+        )
+        .await;
+    assert_eq!(error_code(&again), Some("CONFLICT"), "{again}");
+    let bad_email = gw
+        .graphql(
+            CREATE_USER,
+            json!({"input": {"name": "X", "email": "nope"}}),
+        )
+        .await;
+    assert_eq!(
+        error_code(&bad_email),
+        Some("BAD_USER_INPUT"),
+        "{bad_email}"
+    );
     let user = gw
         .graphql("query { user(id: \"2\") { id name email } }", json!({}))
         .await;
@@ -338,6 +366,18 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
         rest::ListUserOrdersResponse::Ok(p) => assert_eq!(p.0.items, vec![order.clone()]),
         other => panic!("{other:?}"),
     }
+    let new_user = rest::CreateUserRequest {
+        name: "Linus".into(),
+        email: poem_openapi::types::Email(format!("{}@example.com", unique("linus"))),
+    };
+    match client.create_user(&new_user).await.unwrap() {
+        rest::CreateUserResponse::Created(u) => assert_eq!(u.0.name, "Linus"),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        client.create_user(&new_user).await.unwrap(),
+        rest::CreateUserResponse::Conflict(_)
+    ));
     match client.get_user(3).await.unwrap() {
         rest::GetUserResponse::Ok(u) => assert_eq!(u.0.name, "Charlie Brown"),
         other => panic!("{other:?}"),
