@@ -172,6 +172,14 @@ impl MongoNotificationStore {
         self.collection.list_index_names().await.map_err(classify)
     }
 
+    /// Number of stored notifications.
+    pub async fn count(&self) -> Result<u64, NotificationsError> {
+        self.collection
+            .count_documents(doc! {})
+            .await
+            .map_err(classify)
+    }
+
     /// Drops the whole database (tests).
     pub async fn drop_database(&self) -> Result<(), NotificationsError> {
         self.client
