@@ -11,6 +11,7 @@
 
 mod infra;
 mod tools;
+mod up;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("test") => test(&args[1..]),
         Some("infra") => infra::ensure_all(&root()).map(|_| ()),
+        Some("up") => up::run(&root(), &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <gen [--check] | lint | test [-- cargo test args] | infra>"
@@ -89,7 +91,8 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+/// `cargo`, as the one running this xtask.
+pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
 }
 
