@@ -65,11 +65,14 @@ impl pb::notification_service_server::NotificationService for NotificationGrpc {
         &self,
         request: Request<pb::GetNotificationsRequest>,
     ) -> Result<Response<pb::GetNotificationsResponse>, Status> {
-        let order_id = domain::positive_id("order_id", request.into_inner().order_id)?;
-        let found = self.store.by_order(order_id).await?;
-        Ok(Response::new(pb::GetNotificationsResponse {
-            notifications: found.into_iter().map(to_contract).collect(),
-        }))
+        observed("GetNotifications", async {
+            let order_id = domain::positive_id("order_id", request.into_inner().order_id)?;
+            let found = self.store.by_order(order_id).await?;
+            Ok(Response::new(pb::GetNotificationsResponse {
+                notifications: found.into_iter().map(to_contract).collect(),
+            }))
+        })
+        .await
     }
 
     async fn list_user_notifications(

@@ -128,6 +128,8 @@ pub async fn serve_grpc(
     health_every: Duration,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    // Install the recorder before the first gRPC call records anything.
+    shopmesh_common::metrics::handle();
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", ServingStatus::NotServing)

@@ -69,6 +69,8 @@ impl OutboxRelay {
         topology: OrderCreatedTopology,
         config: RelayConfig,
     ) -> Self {
+        // The relay records gauges and counters: make sure a recorder is there to receive them.
+        shopmesh_common::metrics::handle();
         Self {
             store,
             amqp_url,
