@@ -18,11 +18,10 @@ use shopmesh_common::problem::Problem;
 
 use crate::config::RateLimitConfig;
 
-/// Lua: count a request in the caller's window, starting the window on its first request;
-/// returns `{count, milliseconds left in the window}`.
-const COUNT_IN_WINDOW: &str = r"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+/// Lua: take `ARGV[2]` requests' worth of the caller's window quota, starting the window
+/// (`ARGV[1]` ms) on its first use; returns `{count after taking, milliseconds left}`.
+const TAKE_FROM_WINDOW: &str = r"
+local n = redis.call('INCRBY', KEYS[1], ARGV[2])
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
@@ -30,6 +29,27 @@ if ttl < 0 then
 end
 return {n, ttl}
 ";
+
+/// How many requests a process takes from the shared quota per Redis round trip: 1% of the
+/// limit (at least 1, at most 1000). With the default 10 per minute that is 1, so every request
+/// is counted in Redis; with large limits it saves a round trip on most requests. Leased
+/// requests are counted in Redis when taken, so all replicas together never exceed the limit;
+/// a replica can hold at most `lease - 1` unused ones until the window ends.
+pub fn lease_size(max_requests: u32) -> u32 {
+    (max_requests / 100).clamp(1, 1000)
+}
+
+/// Requests granted from a lease of `lease` when the window count is `count` after taking it.
+pub fn granted(lease: u32, count: i64, max_requests: u32) -> i64 {
+    let over = (count - i64::from(max_requests)).max(0);
+    (i64::from(lease) - over).max(0)
+}
+
+/// Requests a client may still make from its current lease, until `expires`.
+struct Lease {
+    remaining: u32,
+    expires: std::time::Instant,
+}
 
 /// Outcome of a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +82,8 @@ pub struct RateLimitStats {
 /// The limiter shared by all limited routes of one gateway process.
 pub struct ClientRateLimiter {
     local: DefaultKeyedRateLimiter<IpAddr>,
+    leases: std::sync::Mutex<std::collections::HashMap<IpAddr, Lease>>,
+    lease: u32,
     shared: RedisCache,
     script: redis::Script,
     config: RateLimitConfig,
@@ -80,17 +102,37 @@ impl ClientRateLimiter {
             .allow_burst(max);
         Self {
             local: RateLimiter::keyed(quota),
+            leases: std::sync::Mutex::default(),
+            lease: lease_size(config.max_requests),
             shared,
-            script: redis::Script::new(COUNT_IN_WINDOW),
+            script: redis::Script::new(TAKE_FROM_WINDOW),
             config,
             prefix,
             stats: RateLimitStats::default(),
         }
     }
 
-    /// Forgets idle clients (call periodically to bound memory).
+    /// Forgets idle clients and ended leases (call periodically to bound memory).
     pub fn forget_idle(&self) {
         self.local.retain_recent();
+        let now = std::time::Instant::now();
+        if let Ok(mut leases) = self.leases.lock() {
+            leases.retain(|_, l| l.expires > now);
+        }
+    }
+
+    /// Takes one request from `client`'s current lease, if it has one.
+    fn take_leased(&self, client: IpAddr) -> bool {
+        let Ok(mut leases) = self.leases.lock() else {
+            return false;
+        };
+        match leases.get_mut(&client) {
+            Some(l) if l.remaining > 0 && l.expires > std::time::Instant::now() => {
+                l.remaining -= 1;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Checks and counts one request from `client`.
@@ -101,17 +143,39 @@ impl ClientRateLimiter {
                 retry_after_secs: retry_after_secs(wait),
             };
         }
+        if self.take_leased(client) {
+            return Decision::Allow;
+        }
         let key = format!("{}ratelimit:{client}", self.prefix);
         let window_ms = self.config.window.as_millis().max(1).to_string();
+        let args = [window_ms, self.lease.to_string()];
         match self
             .shared
-            .run_script::<(i64, i64)>(&self.script, &[&key], &[window_ms])
+            .run_script::<(i64, i64)>(&self.script, &[&key], &args)
             .await
         {
-            Some((count, _)) if count <= i64::from(self.config.max_requests) => Decision::Allow,
-            Some((_, ttl_ms)) => Decision::Reject {
-                retry_after_secs: retry_after_secs(Duration::from_millis(ttl_ms.max(0) as u64)),
-            },
+            Some((count, ttl_ms)) => {
+                let got = granted(self.lease, count, self.config.max_requests);
+                let ttl = Duration::from_millis(ttl_ms.max(0) as u64);
+                if got == 0 {
+                    return Decision::Reject {
+                        retry_after_secs: retry_after_secs(ttl),
+                    };
+                }
+                if got > 1
+                    && let Ok(mut leases) = self.leases.lock()
+                {
+                    let expires = std::time::Instant::now() + ttl;
+                    leases.insert(
+                        client,
+                        Lease {
+                            remaining: (got - 1) as u32,
+                            expires,
+                        },
+                    );
+                }
+                Decision::Allow
+            }
             None => {
                 self.stats
                     .shared_unavailable
@@ -198,6 +262,26 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn leases_are_one_percent_of_the_limit() {
+        assert_eq!(
+            lease_size(10),
+            1,
+            "small limits count every request in Redis"
+        );
+        assert_eq!(lease_size(1000), 10);
+        assert_eq!(lease_size(u32::MAX), 1000);
+    }
+
+    #[test]
+    fn a_lease_is_cut_at_the_limit() {
+        assert_eq!(granted(10, 50, 100), 10, "well under the limit");
+        assert_eq!(granted(10, 104, 100), 6, "only what is left");
+        assert_eq!(granted(10, 110, 100), 0, "nothing left");
+        assert_eq!(granted(1, 11, 10), 0);
+        assert_eq!(granted(1, 10, 10), 1);
+    }
 
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {

@@ -178,6 +178,12 @@ impl Running {
     }
 }
 
+fn shared_config(base: &GatewayConfig, max: u32) -> GatewayConfig {
+    let mut c = base.clone();
+    c.rate_limit.max_requests = max;
+    c
+}
+
 fn error_code(body: &Value) -> Option<&str> {
     body["errors"][0]["extensions"]["code"].as_str()
 }
@@ -684,6 +690,39 @@ async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas(
         }
     }
     assert_eq!(ok, 10, "20 requests over two replicas, limit 10");
+
+    // With a larger limit each replica leases several requests per Redis round trip; together
+    // they still never exceed the limit, and at most a lease per replica goes unused.
+    let mut leased = shared_config(&config, 300);
+    leased.cache_prefix = format!("{}:", unique("gwlease"));
+    let (c, d) = (
+        Running::start(leased.clone()).await,
+        Running::start(leased).await,
+    );
+    let mut ok = 0;
+    for i in 0..400 {
+        let replica = if i % 2 == 0 { &c } else { &d };
+        if get(replica, "192.0.2.45", "/health/live")
+            .await
+            .status()
+            .as_u16()
+            == 200
+            && get(replica, "192.0.2.45", "/api/users/2/name")
+                .await
+                .status()
+                .as_u16()
+                == 200
+        {
+            ok += 1;
+        }
+    }
+    assert!(
+        (296..=300).contains(&ok),
+        "two replicas, limit 300, lease 3: allowed {ok}"
+    );
+    for r in [c, d] {
+        r.server.stop().await;
+    }
     for r in [a, b, gw] {
         r.server.stop().await;
     }
