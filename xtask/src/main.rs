@@ -9,6 +9,8 @@
 //! | `up` | run the four services against the infrastructure in `.env` / environment |
 //! | `bench` | load benchmarks, results in `bench/results/latest.json` |
 
+mod bench;
+mod fuzz;
 mod infra;
 mod tools;
 mod up;
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("infra") => infra::ensure_all(&root()).map(|_| ()),
         Some("up") => up::run(&root(), &args[1..]),
+        Some("bench") => bench::run(&root(), &args[1..]),
         _ => {
             eprintln!(
                 "usage: cargo xtask <gen [--check] | lint | test [-- cargo test args] | infra>"
@@ -133,20 +136,34 @@ fn breaking(buf: &Path) -> Result<()> {
 
 fn test(extra: &[String]) -> Result<()> {
     let root = root();
-    println!("test: step 1/4 gen --check");
+    println!("test: step 1/5 gen --check");
     generate(true)?;
-    println!("test: step 2/4 lint");
+    println!("test: step 2/5 lint");
     lint()?;
-    println!("test: step 3/4 infrastructure");
+    println!("test: step 3/5 infrastructure");
     let env = infra::ensure_all(&root)?;
-    println!("test: step 4/4 cargo test");
+    println!("test: step 4/5 cargo test");
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"])
         .args(extra);
     for (k, v) in &env.vars {
         cmd.env(k, v);
     }
-    let result = run(&mut cmd);
+    let result = run(&mut cmd).and_then(|()| {
+        println!("test: step 5/5 contract fuzzing (schemathesis)");
+        let mongo = env
+            .vars
+            .iter()
+            .find(|(k, _)| k == "TEST_MONGO_URL")
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default();
+        fuzz::run(
+            &root,
+            &root.join("target/debug"),
+            &up::environment(&root),
+            &mongo,
+        )
+    });
     drop(env);
     result
 }

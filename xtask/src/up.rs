@@ -66,7 +66,7 @@ pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
 }
 
 /// The effective environment: `.env` values, overridden by the process environment.
-fn environment(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn environment(root: &Path) -> BTreeMap<String, String> {
     let mut env = std::fs::read_to_string(root.join(".env"))
         .map(|t| parse_dotenv(&t))
         .unwrap_or_default();
@@ -133,7 +133,7 @@ fn dependencies(env: &BTreeMap<String, String>) -> Vec<Dependency> {
 }
 
 /// Sends SIGTERM (graceful shutdown) to a child.
-fn terminate(child: &Child) {
+pub(crate) fn terminate(child: &Child) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(child.id().to_string())
@@ -148,7 +148,8 @@ fn pump(name: &'static str, stream: impl std::io::Read + Send + 'static) {
     });
 }
 
-fn ready(port: u16) -> bool {
+/// Whether `127.0.0.1:port/health/ready` answers 200.
+pub(crate) fn ready(port: u16) -> bool {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect_timeout(
         &([127, 0, 0, 1], port).into(),

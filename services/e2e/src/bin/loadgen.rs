@@ -1,0 +1,429 @@
+//! Load generator for `cargo xtask bench`. Runs each scenario against services that xtask
+//! started as separate (release) processes, prints a table and writes JSON.
+//!
+//! `loadgen serve-baseline PORT` instead serves the bare poem JSON endpoint used as scenario 1's
+//! server (the same poem build as the services, in a process of its own).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use shopmesh_proto::shopmesh::notification::v1 as pb;
+use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
+use tokio::sync::Mutex;
+
+/// Where the services under test listen.
+struct Targets {
+    baseline: String,
+    gateway: String,
+    orders: String,
+    grpc: String,
+}
+
+/// One scenario's measurements.
+struct Outcome {
+    name: &'static str,
+    requests: u64,
+    errors: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+}
+
+impl Outcome {
+    fn json(&self) -> Value {
+        let q = |p: f64| self.latency.value_at_quantile(p) as f64 / 1000.0;
+        json!({
+            "scenario": self.name,
+            "requests": self.requests,
+            "errors": self.errors,
+            "seconds": self.seconds,
+            "throughput_rps": self.requests as f64 / self.seconds,
+            "p50_ms": q(0.5), "p99_ms": q(0.99), "p999_ms": q(0.999),
+        })
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// Runs `call` from `concurrency` workers: `warmup` first (not measured), then until `measure`
+/// has passed or `max_requests` were sent.
+async fn drive<F, Fut>(
+    name: &'static str,
+    concurrency: usize,
+    warmup: Duration,
+    measure: Duration,
+    max_requests: Option<u64>,
+    call: F,
+) -> Outcome
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let call = Arc::new(call);
+    let warm_end = Instant::now() + warmup;
+    let mut warm = Vec::new();
+    for w in 0..concurrency {
+        let call = call.clone();
+        warm.push(tokio::spawn(async move {
+            let mut i = w as u64;
+            while Instant::now() < warm_end {
+                call(i).await;
+                i += concurrency as u64;
+            }
+        }));
+    }
+    for w in warm {
+        let _ = w.await;
+    }
+    let shared = Arc::new(Mutex::new((histogram(), 0u64, 0u64)));
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + measure;
+    let mut workers = Vec::new();
+    for _ in 0..concurrency {
+        let (call, shared, counter) = (call.clone(), shared.clone(), counter.clone());
+        workers.push(tokio::spawn(async move {
+            let mut local = histogram();
+            let (mut n, mut errors) = (0u64, 0u64);
+            loop {
+                let i = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if Instant::now() >= end || max_requests.is_some_and(|m| i >= m) {
+                    break;
+                }
+                let t = Instant::now();
+                let ok = call(1_000_000 + i).await;
+                let _ = local.record(t.elapsed().as_micros().max(1) as u64);
+                n += 1;
+                if !ok {
+                    errors += 1;
+                }
+            }
+            let mut s = shared.lock().await;
+            let _ = s.0.add(&local);
+            s.1 += n;
+            s.2 += errors;
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let (latency, requests, errors) = {
+        let totals = shared.lock().await;
+        (totals.0.clone(), totals.1, totals.2)
+    };
+    Outcome {
+        name,
+        requests,
+        errors,
+        seconds,
+        latency,
+    }
+}
+
+async fn graphql(
+    http: &reqwest::Client,
+    url: &str,
+    query: &str,
+    variables: Value,
+) -> Option<Value> {
+    let resp = http
+        .post(format!("{url}/graphql"))
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await
+        .ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    let body: Value = resp.json().await.ok()?;
+    body.get("errors").is_none().then_some(body)
+}
+
+/// Posts orders for `user_id` at `rate` per second for `seconds`, then reads the user's
+/// notifications over gRPC and reports order-created -> notification-stored latency.
+async fn event_latency(
+    t: &Targets,
+    http: &reqwest::Client,
+    rate: u32,
+    seconds: u32,
+    user_id: i64,
+) -> Value {
+    let total = rate * seconds;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut created = std::collections::HashMap::new();
+    let mut pending = Vec::new();
+    for i in 0..total {
+        ticker.tick().await;
+        let (http, url) = (http.clone(), t.orders.clone());
+        pending.push(tokio::spawn(async move {
+            let body = json!({"userId": user_id, "productId": 1 + i64::from(i), "quantity": 1});
+            let resp = http
+                .post(format!("{url}/orders"))
+                .json(&body)
+                .send()
+                .await
+                .ok()?;
+            let order: Value = resp.json().await.ok()?;
+            let at = chrono::DateTime::parse_from_rfc3339(order["createdAt"].as_str()?).ok()?;
+            Some((order["id"].as_i64()?, at.with_timezone(&chrono::Utc)))
+        }));
+    }
+    for p in pending {
+        if let Ok(Some((id, at))) = p.await {
+            created.insert(id, at);
+        }
+    }
+    let mut client = NotificationServiceClient::connect(t.grpc.clone())
+        .await
+        .expect("gRPC reachable");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut latencies = histogram();
+    loop {
+        let mut seen = std::collections::HashMap::new();
+        let mut token = String::new();
+        loop {
+            let page = client
+                .list_user_notifications(pb::ListUserNotificationsRequest {
+                    user_id,
+                    page_size: 100,
+                    page_token: token.clone(),
+                })
+                .await
+                .map(|r| r.into_inner());
+            let Ok(page) = page else { break };
+            for n in page.notifications {
+                if let Some(ts) = n.sent_at {
+                    seen.insert(n.order_id, ts);
+                }
+            }
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        if seen.len() >= created.len() || Instant::now() > deadline {
+            for (id, at) in &created {
+                if let Some(ts) = seen.get(id) {
+                    let stored_ms = ts.seconds * 1000 + i64::from(ts.nanos) / 1_000_000;
+                    let lag_us = (stored_ms - at.timestamp_millis()).max(0) * 1000;
+                    let _ = latencies.record(lag_us.max(1) as u64);
+                }
+            }
+            let q = |p: f64| latencies.value_at_quantile(p) as f64 / 1000.0;
+            return json!({
+                "rate_per_s": rate, "sent": total, "accepted": created.len(), "notified": seen.len(),
+                "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": latencies.max() as f64 / 1000.0,
+                "note": "order createdAt (MySQL) to notification sentAt (MongoDB, millisecond precision)"
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .build()?;
+    let warm = Duration::from_secs(1);
+    let measure = Duration::from_secs(seconds);
+    let mut outcomes = Vec::new();
+
+    let (h, u) = (http.clone(), t.baseline.clone());
+    outcomes.push(
+        drive(
+            "1 baseline: bare poem JSON",
+            32,
+            warm,
+            measure,
+            None,
+            move |_| {
+                let (h, u) = (h.clone(), u.clone());
+                async move {
+                    h.get(format!("{u}/json"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                }
+            },
+        )
+        .await,
+    );
+
+    let order = graphql(
+        &http,
+        &t.gateway,
+        "mutation { createOrder(input: {userId: \"1\", productId: \"1\", quantity: 1}) { id } }",
+        json!({}),
+    )
+    .await
+    .expect("gateway can create an order");
+    let order_id = order["data"]["createOrder"]["id"]
+        .as_str()
+        .unwrap_or("1")
+        .to_owned();
+    let (h, u, id) = (http.clone(), t.gateway.clone(), order_id.clone());
+    outcomes.push(
+        drive(
+            "2 gateway GraphQL order(id), cached",
+            32,
+            warm,
+            measure,
+            None,
+            move |_| {
+                let (h, u, id) = (h.clone(), u.clone(), id.clone());
+                async move {
+                    graphql(
+                        &h,
+                        &u,
+                        "query($id: ID!) { order(id: $id) { id status quantity } }",
+                        json!({"id": id}),
+                    )
+                    .await
+                    .is_some()
+                }
+            },
+        )
+        .await,
+    );
+
+    let (h, u) = (http.clone(), t.gateway.clone());
+    outcomes.push(drive("3 gateway GraphQL createOrder, end to end", 16, warm, measure, None, move |i| {
+        let (h, u) = (h.clone(), u.clone());
+        async move {
+            let vars = json!({"i": {"userId": "2", "productId": (i % 100_000 + 1).to_string(), "quantity": 1}});
+            graphql(&h, &u, "mutation($i: CreateOrderInput!) { createOrder(input: $i) { id } }", vars).await.is_some()
+        }
+    }).await);
+
+    let (h, u) = (http.clone(), t.orders.clone());
+    outcomes.push(
+        drive(
+            "4 orders REST POST /orders",
+            16,
+            warm,
+            measure,
+            None,
+            move |i| {
+                let (h, u) = (h.clone(), u.clone());
+                async move {
+                    let body = json!({"userId": 3, "productId": i % 100_000 + 1, "quantity": 1});
+                    h.post(format!("{u}/orders"))
+                        .json(&body)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().as_u16() == 201)
+                }
+            },
+        )
+        .await,
+    );
+
+    let grpc = NotificationServiceClient::connect(t.grpc.clone()).await?;
+    let probe: i64 = order_id.parse().unwrap_or(1);
+    outcomes.push(
+        drive(
+            "6 notifications gRPC GetNotifications",
+            32,
+            warm,
+            measure,
+            None,
+            move |_| {
+                let mut c = grpc.clone();
+                async move {
+                    c.get_notifications(pb::GetNotificationsRequest { order_id: probe })
+                        .await
+                        .is_ok()
+                }
+            },
+        )
+        .await,
+    );
+
+    let base = std::process::id() as i64 * 1000;
+    let mut events = Vec::new();
+    for (k, rate) in [200u32, 500].into_iter().enumerate() {
+        events.push(event_latency(&t, &http, rate, 5, 900_000_000 + base + k as i64).await);
+    }
+
+    println!(
+        "\n{:<44} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9}",
+        "scenario", "requests", "errors", "req/s", "p50 ms", "p99 ms", "p99.9 ms"
+    );
+    let rows: Vec<Value> = outcomes.iter().map(Outcome::json).collect();
+    for r in &rows {
+        println!(
+            "{:<44} {:>9} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
+            r["scenario"].as_str().unwrap_or(""),
+            r["requests"].as_u64().unwrap_or(0),
+            r["errors"].as_u64().unwrap_or(0),
+            r["throughput_rps"].as_f64().unwrap_or(0.0),
+            r["p50_ms"].as_f64().unwrap_or(0.0),
+            r["p99_ms"].as_f64().unwrap_or(0.0),
+            r["p999_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!(
+        "\n{:<44} {:>6} {:>9} {:>9} {:>9} {:>9}",
+        "5 event latency (order -> notification)", "rate", "notified", "p50 ms", "p99 ms", "max ms"
+    );
+    for e in &events {
+        println!(
+            "{:<44} {:>6} {:>9} {:>9.1} {:>9.1} {:>9.1}",
+            "",
+            e["rate_per_s"].as_u64().unwrap_or(0),
+            e["notified"].as_u64().unwrap_or(0),
+            e["p50_ms"].as_f64().unwrap_or(0.0),
+            e["p99_ms"].as_f64().unwrap_or(0.0),
+            e["max_ms"].as_f64().unwrap_or(0.0)
+        );
+    }
+    let ratio = rows[1]["throughput_rps"].as_f64().unwrap_or(0.0)
+        / rows[0]["throughput_rps"].as_f64().unwrap_or(1.0);
+    println!("\ncached order(id) throughput / baseline: {ratio:.2} (target >= 0.5)");
+    let report = json!({ "http": rows, "event_latency": events, "cached_to_baseline_ratio": ratio, "measure_seconds": seconds });
+    std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+    Ok(())
+}
+
+#[poem::handler]
+fn bare_json() -> poem::web::Json<Value> {
+    poem::web::Json(json!({ "id": 1, "status": "pending", "quantity": 1 }))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve-baseline") {
+        let port = args.get(1).map(String::as_str).unwrap_or("3199");
+        let app = poem::Route::new()
+            .at("/json", poem::get(bare_json))
+            .at("/health/ready", poem::get(bare_json));
+        poem::Server::new(poem::listener::TcpListener::bind(format!(
+            "127.0.0.1:{port}"
+        )))
+        .run(app)
+        .await?;
+        return Ok(());
+    }
+    let get = |k: &str| {
+        std::env::var(k)
+            .map_err(|_| anyhow::anyhow!("{k} is not set (run through `cargo xtask bench`)"))
+    };
+    let targets = Targets {
+        baseline: get("BENCH_BASELINE_URL")?,
+        gateway: get("BENCH_GATEWAY_URL")?,
+        orders: get("BENCH_ORDERS_URL")?,
+        grpc: get("BENCH_GRPC_URL")?,
+    };
+    let seconds = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    run(targets, &get("BENCH_OUTPUT")?, seconds).await
+}
