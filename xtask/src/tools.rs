@@ -45,3 +45,19 @@ pub fn secantusd(root: &Path) -> Result<PathBuf> {
     }
     Ok(bin)
 }
+
+/// Pinned schemathesis, for fuzzing the REST contracts.
+pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
+
+/// Path to schemathesis' `st`, installing it with pip into `.tools/venv` when missing.
+pub fn schemathesis(root: &Path) -> Result<PathBuf> {
+    secantusd(root)?;
+    let bin = root.join(".tools/venv/bin/st");
+    if !bin.exists() {
+        println!("tools: installing schemathesis=={SCHEMATHESIS_VERSION} with pip");
+        run(Command::new(root.join(".tools/venv/bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")))?;
+    }
+    Ok(bin)
+}

@@ -1,0 +1,65 @@
+//! Contract fuzzing with schemathesis (from PyPI): every service's served OpenAPI spec is
+//! fuzzed against the running service; no request may get a 5xx or a response that breaks the
+//! spec (status, content type, body schema, headers).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::Result;
+
+use crate::bench::{Layout, start};
+
+/// The schemathesis checks that express "no 5xx, nothing outside the spec".
+pub const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance";
+
+/// Starts the services from `bin_dir` and fuzzes users, orders and the gateway's REST API.
+pub fn run(
+    root: &Path,
+    bin_dir: &Path,
+    env: &BTreeMap<String, String>,
+    mongo_url: &str,
+) -> Result<()> {
+    let st = crate::tools::schemathesis(root)?;
+    let layout = Layout {
+        base: 3200,
+        prefix: "fuzz",
+    };
+    let _services = start(bin_dir, &layout, env, mongo_url)?;
+    let specs = [
+        (
+            "users",
+            format!("{}/openapi.json", layout.url(1)),
+            layout.url(1),
+        ),
+        (
+            "orders",
+            format!("{}/openapi.json", layout.url(2)),
+            layout.url(2),
+        ),
+        (
+            "gateway",
+            format!("{}/api/openapi.json", layout.gateway()),
+            layout.gateway(),
+        ),
+    ];
+    for (name, spec, base) in specs {
+        println!("fuzz: schemathesis against {name} ({spec})");
+        crate::run(
+            Command::new(&st)
+                .args([
+                    "run",
+                    &spec,
+                    "--url",
+                    &base,
+                    "--checks",
+                    CHECKS,
+                    "--max-examples",
+                    "30",
+                    "--generation-deterministic",
+                ])
+                .current_dir(root.join("target")),
+        )?;
+    }
+    Ok(())
+}
