@@ -54,7 +54,11 @@ impl Layout {
             (
                 "users",
                 self.base + 1,
-                vec![("PORT", port(1)), ("DB_NAME", format!("{p}_users_db"))],
+                vec![
+                    ("PORT", port(1)),
+                    ("DB_NAME", format!("{p}_users_db")),
+                    ("CACHE_PREFIX", format!("{p}:")),
+                ],
             ),
             (
                 "orders",

@@ -21,6 +21,9 @@ pub struct UsersConfig {
     pub cache_ttl: Duration,
     /// Longest wait for Redis before serving uncached (`REDIS_TIMEOUT_MS`, 250).
     pub redis_timeout: Duration,
+    /// Prefix of the cache keys (`CACHE_PREFIX`, empty: keys are `user:{id}`). Set it when
+    /// several deployments with different databases share one Redis.
+    pub cache_prefix: String,
 }
 
 impl UsersConfig {
@@ -34,6 +37,7 @@ impl UsersConfig {
             redis_url: redis_url(env)?,
             cache_ttl: Duration::from_secs(env.parse_or("USER_CACHE_TTL_SECS", 600)?),
             redis_timeout: Duration::from_millis(env.parse_or("REDIS_TIMEOUT_MS", 250)?),
+            cache_prefix: env.string_or("CACHE_PREFIX", ""),
         })
     }
 }
@@ -51,5 +55,12 @@ mod tests {
         assert!(c.database_url.ends_with("/users_db"));
         assert_eq!(c.cache_ttl, Duration::from_secs(600));
         assert_eq!(c.redis_url, "redis://localhost:6379/");
+        assert_eq!(c.cache_prefix, "", "keys are user:{{id}} by default");
+        let env: HashMap<String, String> =
+            [("CACHE_PREFIX".to_owned(), "staging:".to_owned())].into();
+        assert_eq!(
+            UsersConfig::from_env(&env).unwrap().cache_prefix,
+            "staging:"
+        );
     }
 }

@@ -50,11 +50,12 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
 /// Builds the store (lazy MySQL pool, lazy Redis).
 pub fn build(config: &UsersConfig) -> anyhow::Result<UserStore> {
     let cache = RedisCache::new(&config.redis_url, config.redis_timeout)?;
-    Ok(UserStore::connect_lazy(
+    let store = UserStore::connect_lazy(
         &config.database_url,
         config.db_pool_size,
         config.db_acquire_timeout,
         cache,
         config.cache_ttl,
-    )?)
+    )?;
+    Ok(store.with_key_prefix(config.cache_prefix.clone()))
 }
