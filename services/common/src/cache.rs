@@ -131,10 +131,13 @@ impl RedisCache {
         }
     }
 
-    /// Runs `cmd` against Redis within the timeout; `None` when Redis is unavailable.
-    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
-        let mut conn = self.connection().await?;
-        match tokio::time::timeout(self.inner.timeout, cmd.query_async::<T>(&mut conn)).await {
+    /// Awaits a Redis call within the timeout, recording success or failure.
+    async fn finish<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        match tokio::time::timeout(self.inner.timeout, call).await {
             Ok(Ok(v)) => {
                 self.succeeded();
                 Some(v)
@@ -144,10 +147,17 @@ impl RedisCache {
                 None
             }
             Err(_) => {
-                self.failed("command timed out");
+                self.failed(&format!("{what} timed out"));
                 None
             }
         }
+    }
+
+    /// Runs `cmd` against Redis within the timeout; `None` when Redis is unavailable.
+    pub async fn run<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Option<T> {
+        let mut conn = self.connection().await?;
+        self.finish("command", cmd.query_async::<T>(&mut conn))
+            .await
     }
 
     /// Runs a Lua script within the timeout; `None` when Redis is unavailable.
@@ -165,22 +175,8 @@ impl RedisCache {
         for a in args {
             invocation.arg(a);
         }
-        match tokio::time::timeout(self.inner.timeout, invocation.invoke_async::<T>(&mut conn))
+        self.finish("script", invocation.invoke_async::<T>(&mut conn))
             .await
-        {
-            Ok(Ok(v)) => {
-                self.succeeded();
-                Some(v)
-            }
-            Ok(Err(e)) => {
-                self.failed(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.failed("script timed out");
-                None
-            }
-        }
     }
 
     /// Reads `key`, counting a hit or a miss.

@@ -8,6 +8,8 @@ pub mod amqp;
 #[cfg(feature = "cache")]
 pub mod cache;
 pub mod config;
+#[cfg(feature = "mysql")]
+pub mod db;
 pub mod health;
 pub mod http;
 pub mod metrics;

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedV1};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{MySql, MySqlPool, Transaction};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -87,11 +86,7 @@ impl OrderStore {
         pool_size: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, sqlx::Error> {
-        let options: MySqlConnectOptions = url.parse()?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(pool_size)
-            .acquire_timeout(acquire_timeout)
-            .connect_lazy_with(options);
+        let pool = shopmesh_common::db::lazy_pool(url, pool_size, acquire_timeout)?;
         Ok(Self {
             pool,
             created: Arc::new(Notify::new()),
@@ -100,14 +95,7 @@ impl OrderStore {
 
     /// Creates the database if it is missing, then applies pending migrations.
     pub async fn migrate(&self, url: &str) -> Result<(), sqlx::Error> {
-        use sqlx::migrate::MigrateDatabase;
-        if !MySql::database_exists(url).await? {
-            MySql::create_database(url).await?;
-        }
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| sqlx::Error::Migrate(Box::new(e)))
+        shopmesh_common::db::create_and_migrate(&self.pool, url, &MIGRATOR).await
     }
 
     /// The connection pool.
@@ -122,10 +110,7 @@ impl OrderStore {
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        shopmesh_common::db::ping(&self.pool).await
     }
 
     /// Stores the order and its `order.created` event in one transaction.

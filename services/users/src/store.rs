@@ -5,8 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopmesh_common::cache::RedisCache;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{MySql, MySqlPool};
+use sqlx::MySqlPool;
 
 use crate::domain::{UserFields, cache_key};
 use crate::error::UsersError;
@@ -71,11 +70,7 @@ impl UserStore {
         cache: RedisCache,
         ttl: Duration,
     ) -> Result<Self, sqlx::Error> {
-        let options: MySqlConnectOptions = url.parse()?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(pool_size)
-            .acquire_timeout(acquire_timeout)
-            .connect_lazy_with(options);
+        let pool = shopmesh_common::db::lazy_pool(url, pool_size, acquire_timeout)?;
         Ok(Self {
             pool,
             cache,
@@ -97,14 +92,7 @@ impl UserStore {
 
     /// Creates the database when missing and applies migrations.
     pub async fn migrate(&self, url: &str) -> Result<(), sqlx::Error> {
-        use sqlx::migrate::MigrateDatabase;
-        if !MySql::database_exists(url).await? {
-            MySql::create_database(url).await?;
-        }
-        MIGRATOR
-            .run(&self.pool)
-            .await
-            .map_err(|e| sqlx::Error::Migrate(Box::new(e)))
+        shopmesh_common::db::create_and_migrate(&self.pool, url, &MIGRATOR).await
     }
 
     /// The pool.
@@ -119,10 +107,7 @@ impl UserStore {
 
     /// Checks MySQL answers.
     pub async fn ping(&self) -> Result<(), sqlx::Error> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
+        shopmesh_common::db::ping(&self.pool).await
     }
 
     async fn remember(&self, user: &UserRecord) {
