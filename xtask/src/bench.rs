@@ -178,22 +178,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         .cloned()
         .unwrap_or_else(|| "5".into());
     println!("bench: building release binaries");
-    crate::run(crate::cargo().args([
-        "build",
-        "--release",
-        "--quiet",
-        "-p",
-        "shopmesh-users",
-        "-p",
-        "shopmesh-orders",
-        "-p",
-        "shopmesh-notifications",
-        "-p",
-        "shopmesh-gateway",
-        "-p",
-        "shopmesh-e2e",
-        "--bins",
-    ]))?;
+    up::build_services(true, &["shopmesh-e2e"])?;
     for dep in infra::core_dependencies() {
         infra::ensure(&dep, true)?;
     }

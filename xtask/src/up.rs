@@ -50,6 +50,27 @@ const SERVICES: [ServiceSpec; 4] = [
     },
 ];
 
+/// The service packages, each with a binary named like the package.
+pub(crate) const SERVICE_PACKAGES: [&str; 4] = [
+    "shopmesh-users",
+    "shopmesh-orders",
+    "shopmesh-notifications",
+    "shopmesh-gateway",
+];
+
+/// Builds the service binaries (and `extra` packages), in release mode when `release`.
+pub(crate) fn build_services(release: bool, extra: &[&str]) -> Result<()> {
+    let mut cmd = crate::cargo();
+    cmd.args(["build", "--quiet", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
+    for package in SERVICE_PACKAGES.iter().chain(extra) {
+        cmd.args(["-p", package]);
+    }
+    crate::run(&mut cmd)
+}
+
 /// Reads `KEY=VALUE` lines (comments and blanks skipped, optional quotes removed).
 pub fn parse_dotenv(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -195,19 +216,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
 
     if !args.iter().any(|a| a == "--no-build") {
         println!("up: building the services");
-        crate::run(crate::cargo().args([
-            "build",
-            "--quiet",
-            "-p",
-            "shopmesh-users",
-            "-p",
-            "shopmesh-orders",
-            "-p",
-            "shopmesh-notifications",
-            "-p",
-            "shopmesh-gateway",
-            "--bins",
-        ]))?;
+        build_services(false, &[])?;
     }
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -40,6 +40,12 @@ pub async fn dependencies_ok(
     Ok(())
 }
 
+/// Sets the overall ("") and the service's health status.
+async fn report(reporter: &HealthReporter, status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    reporter.set_service_status(SERVICE_NAME, status).await;
+}
+
 /// Keeps gRPC health in step with the dependencies: SERVING only while MongoDB answers and
 /// the consumer is connected to RabbitMQ. Checks every `every`.
 pub async fn watch_health(
@@ -62,8 +68,7 @@ pub async fn watch_health(
                 Ok(()) => tracing::info!("dependencies up: SERVING"),
                 Err(e) => tracing::warn!(reason = %e, "dependency down: NOT_SERVING"),
             }
-            reporter.set_service_status("", status).await;
-            reporter.set_service_status(SERVICE_NAME, status).await;
+            report(&reporter, status).await;
             last = Some(status);
         }
         tokio::select! {
@@ -71,12 +76,7 @@ pub async fn watch_health(
             _ = shutdown.wait() => break,
         }
     }
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    reporter
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    report(&reporter, ServingStatus::NotServing).await;
 }
 
 /// The HTTP side of the service (`HTTP_PORT`): `/health/live`, `/health/ready` (MongoDB and
@@ -131,12 +131,7 @@ pub async fn serve_grpc(
     // Install the recorder before the first gRPC call records anything.
     shopmesh_common::metrics::handle();
     let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
-    reporter
-        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
-        .await;
+    report(&reporter, ServingStatus::NotServing).await;
     let watcher = tokio::spawn(watch_health(
         reporter,
         store.clone(),

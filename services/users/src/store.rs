@@ -135,6 +135,22 @@ impl UserStore {
         Ok(user)
     }
 
+    /// Reads the written row back inside `tx`, commits, then refreshes the cache with it.
+    async fn commit_and_remember(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::MySql>,
+        id: i64,
+    ) -> Result<UserRecord, UsersError> {
+        let row: UserRow = sqlx::query_as(SELECT_USER)
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let user = UserRecord::from(row);
+        self.remember(&user).await;
+        Ok(user)
+    }
+
     /// Creates a user (409 on a taken email) and caches it.
     pub async fn create(&self, fields: &UserFields) -> Result<UserRecord, UsersError> {
         let mut tx = self.pool.begin().await?;
@@ -151,14 +167,7 @@ impl UserStore {
                 }
             })?;
         let id = i64::try_from(inserted.last_insert_id()).unwrap_or(i64::MAX);
-        let row: UserRow = sqlx::query_as(SELECT_USER)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let user = UserRecord::from(row);
-        self.remember(&user).await;
-        Ok(user)
+        self.commit_and_remember(tx, id).await
     }
 
     /// Replaces a user's fields, bumps its version and refreshes the cache, so a read after the
@@ -175,13 +184,6 @@ impl UserStore {
         if updated.rows_affected() == 0 {
             return Err(UsersError::NotFound(id));
         }
-        let row: UserRow = sqlx::query_as(SELECT_USER)
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        let user = UserRecord::from(row);
-        self.remember(&user).await;
-        Ok(user)
+        self.commit_and_remember(tx, id).await
     }
 }
