@@ -118,6 +118,61 @@ fn lint() -> Result<()> {
     Ok(())
 }
 
+/// Totals of every `test result:` line cargo printed.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+}
+
+impl Tally {
+    /// Adds `test result: ok. 12 passed; 0 failed; ...` lines; ignores the rest.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(kind), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match kind {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Runs `cmd`, echoing its stdout while counting test results.
+fn run_counting(cmd: &mut Command) -> (Tally, Result<()>) {
+    use std::io::BufRead;
+    let mut tally = Tally::default();
+    let shown = format!("{cmd:?}");
+    let child = cmd
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return (tally, Err(anyhow::anyhow!("cannot start {shown}: {e}"))),
+    };
+    if let Some(out) = child.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            println!("{line}");
+            tally.add_line(&line);
+        }
+    }
+    let result = match child.wait() {
+        Ok(status) if status.success() => Ok(()),
+        Ok(status) => Err(anyhow::anyhow!("{shown} failed with {status}")),
+        Err(e) => Err(e.into()),
+    };
+    (tally, result)
+}
+
 /// `buf breaking` against the previous commit, when that commit already had protos.
 fn breaking(buf: &Path) -> Result<()> {
     let has_previous = Command::new("git")
@@ -149,7 +204,8 @@ fn test(extra: &[String]) -> Result<()> {
     for (k, v) in &env.vars {
         cmd.env(k, v);
     }
-    let result = run(&mut cmd).and_then(|()| {
+    let (tally, tests) = run_counting(&mut cmd);
+    let result = tests.and_then(|()| {
         println!("test: step 5/5 contract fuzzing (schemathesis)");
         let mongo = env
             .vars
@@ -164,6 +220,32 @@ fn test(extra: &[String]) -> Result<()> {
             &mongo,
         )
     });
+    println!("tests: {} passed, {} failed", tally.passed, tally.failed);
     drop(env);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn tally_sums_test_result_lines() {
+        let mut t = Tally::default();
+        for line in [
+            "test result: ok. 12 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s",
+            "running 3 tests",
+            "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 1s",
+            "test passed ... ok",
+        ] {
+            t.add_line(line);
+        }
+        assert_eq!(
+            t,
+            Tally {
+                passed: 14,
+                failed: 1
+            }
+        );
+    }
 }
