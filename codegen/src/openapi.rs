@@ -701,6 +701,17 @@ pub fn generate_module(api: &Api) -> Result<String> {
     let version = &api.version;
     let description = api.description.clone().unwrap_or_default();
     let yaml_path = format!("../../{source}");
+    let mut routes: Vec<(String, Vec<String>)> = Vec::new();
+    for op in &api.operations {
+        let method = op.method.to_uppercase();
+        match routes.iter_mut().find(|(p, _)| *p == op.path) {
+            Some((_, methods)) => methods.push(method),
+            None => routes.push((op.path.clone(), vec![method])),
+        }
+    }
+    let route_entries = routes
+        .iter()
+        .map(|(path, methods)| quote!((#path, &[#(#methods),*])));
     let tokens = quote! {
         use poem_openapi::payload::Json;
 
@@ -712,6 +723,8 @@ pub fn generate_module(api: &Api) -> Result<String> {
         pub const VERSION: &str = #version;
         /// `info.description` of the contract.
         pub const DESCRIPTION: &str = #description;
+        /// Every path template of the contract with its methods, for `Allow` headers.
+        pub const ROUTES: &[(&str, &[&str])] = &[#(#route_entries),*];
 
         #(#models)*
         #problem_impl

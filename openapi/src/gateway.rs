@@ -10,6 +10,16 @@ pub const TITLE: &str = "shopmesh gateway";
 pub const VERSION: &str = "1.0.0";
 /// `info.description` of the contract.
 pub const DESCRIPTION: &str = "The public REST face of shopmesh; the same operations as the GraphQL API at /graphql.";
+/// Every path template of the contract with its methods, for `Allow` headers.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/api/orders", &["POST"]),
+    ("/api/orders/{id}", &["GET"]),
+    ("/api/orders/{id}/notifications", &["GET"]),
+    ("/api/users/{userId}/orders", &["GET"]),
+    ("/api/users", &["POST"]),
+    ("/api/users/{id}", &["GET"]),
+    ("/api/users/{id}/name", &["GET"]),
+];
 /// What a client sends to place an order.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "CreateOrderRequest")]

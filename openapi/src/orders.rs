@@ -10,6 +10,12 @@ pub const TITLE: &str = "shopmesh orders";
 pub const VERSION: &str = "1.0.0";
 /// `info.description` of the contract.
 pub const DESCRIPTION: &str = "Places orders and lists them per user. Every created order emits an `order.created` event.";
+/// Every path template of the contract with its methods, for `Allow` headers.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/orders", &["POST"]),
+    ("/orders/{id}", &["GET"]),
+    ("/orders/user/{userId}", &["GET"]),
+];
 /// What a client sends to place an order.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "CreateOrderRequest")]

@@ -10,6 +10,11 @@ pub const TITLE: &str = "shopmesh users";
 pub const VERSION: &str = "1.0.0";
 /// `info.description` of the contract.
 pub const DESCRIPTION: &str = "Stores users; reads are served from a Redis cache that every write refreshes.";
+/// Every path template of the contract with its methods, for `Allow` headers.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/users", &["POST"]),
+    ("/users/{id}", &["GET", "PUT"]),
+];
 /// A user's editable fields.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "UserInput")]

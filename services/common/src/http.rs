@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use poem::http::{StatusCode, header};
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{Body, Endpoint, EndpointExt, IntoEndpoint, Middleware, Request, Response};
+use poem::{
+    Body, Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Middleware, Request, Response,
+};
 
 use crate::problem::ProblemErrors;
 
@@ -135,7 +137,7 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
 #[cfg(test)]
 mod tests {
     use poem::test::TestClient;
-    use poem::{Route, handler, post};
+    use poem::{EndpointExt, Route, handler, post};
 
     use super::*;
 
@@ -195,7 +197,103 @@ mod tests {
         resp.assert_content_type("application/problem+json");
     }
 
+    #[test]
+    fn allow_lists_the_methods_of_the_matching_template() {
+        let allow = AllowHeader(vec![
+            ("/orders", &["POST"]),
+            ("/orders/{id}", &["GET", "PUT"]),
+            ("/orders/user/{userId}", &["GET"]),
+        ]);
+        assert_eq!(allow.allowed("/orders").as_deref(), Some("POST"));
+        assert_eq!(allow.allowed("/orders/42").as_deref(), Some("GET, PUT"));
+        assert_eq!(allow.allowed("/orders/user/7").as_deref(), Some("GET"));
+        assert_eq!(allow.allowed("/orders/42/extra"), None);
+        assert_eq!(allow.allowed("/nope"), None);
+    }
+
+    #[tokio::test]
+    async fn method_not_allowed_carries_allow() {
+        let app = standard("test", Route::new().at("/echo", post(echo)))
+            .with(AllowHeader(vec![("/echo", &["POST"])]));
+        let resp = TestClient::new(app).get("/echo").send().await;
+        resp.assert_status(StatusCode::METHOD_NOT_ALLOWED);
+        resp.assert_header("allow", "POST");
+    }
+
     fn bytes_of(n: usize) -> Vec<u8> {
         vec![b'x'; n]
+    }
+}
+
+/// Adds the `Allow` header (RFC 9110) to 405 responses, listing the methods the requested path
+/// supports according to a route table (path templates with `{param}` segments).
+#[derive(Debug, Clone)]
+pub struct AllowHeader(pub Vec<(&'static str, &'static [&'static str])>);
+
+impl AllowHeader {
+    /// A contract's routes plus the operational ones every service serves (`/health/live`,
+    /// `/health/ready`, `/metrics`) and `extra` ones (spec, GraphQL).
+    pub fn new(
+        contract: &[(&'static str, &'static [&'static str])],
+        extra: &[(&'static str, &'static [&'static str])],
+    ) -> Self {
+        const GET: &[&str] = &["GET"];
+        let mut routes = contract.to_vec();
+        routes.extend_from_slice(extra);
+        routes.extend([
+            ("/health/live", GET),
+            ("/health/ready", GET),
+            ("/metrics", GET),
+        ]);
+        Self(routes)
+    }
+
+    /// The methods `path` supports, or `None` when no template matches it.
+    pub fn allowed(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+        self.0
+            .iter()
+            .find(|(template, _)| {
+                let parts: Vec<&str> = template.split('/').collect();
+                parts.len() == segments.len()
+                    && parts
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| (t.starts_with('{') && !s.is_empty()) || t == s)
+            })
+            .map(|(_, methods)| methods.join(", "))
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for AllowHeader {
+    type Output = AllowHeaderEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        AllowHeaderEndpoint {
+            inner: ep,
+            routes: self.clone(),
+        }
+    }
+}
+
+/// Endpoint produced by [`AllowHeader`].
+pub struct AllowHeaderEndpoint<E> {
+    inner: E,
+    routes: AllowHeader,
+}
+
+impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
+        let path = req.uri().path().to_owned();
+        let mut resp = self.inner.call(req).await?.into_response();
+        if resp.status() == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = self.routes.allowed(&path)
+            && let Ok(value) = allow.parse()
+        {
+            resp.headers_mut().insert(header::ALLOW, value);
+        }
+        Ok(resp)
     }
 }

@@ -126,7 +126,13 @@ impl Gateway {
                 .data(self.schema.clone())
                 .data(self.backends.clone()),
         )
-        .map_to_response()
+        .with(shopmesh_common::http::AllowHeader::new(
+            shopmesh_openapi::gateway::ROUTES,
+            &[
+                ("/api/openapi.json", &["GET"]),
+                ("/graphql", &["GET", "POST"]),
+            ],
+        ))
     }
 }
 

@@ -117,7 +117,7 @@ pub fn http_app(
             .nest("/health", health::routes(checks))
             .at("/metrics", shopmesh_common::metrics::endpoint(collectors)),
     )
-    .map_to_response()
+    .with(shopmesh_common::http::AllowHeader::new(&[], &[]))
 }
 
 /// Serves the notification service, reflection and health on `listener` until `shutdown`.

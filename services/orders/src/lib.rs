@@ -44,7 +44,10 @@ pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
             .nest("/health", health::routes(checks))
             .at("/metrics", shopmesh_common::metrics::endpoint(Vec::new())),
     )
-    .map_to_response()
+    .with(shopmesh_common::http::AllowHeader::new(
+        shopmesh_openapi::orders::ROUTES,
+        &[("/openapi.json", &["GET"])],
+    ))
 }
 
 /// Connects the store (lazily), builds the relay; migrations are run by the caller.

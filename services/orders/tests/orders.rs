@@ -624,6 +624,23 @@ async fn served_spec_equals_the_committed_contract_and_docs_are_served() {
         .await
         .unwrap();
     assert_eq!(live.status().as_u16(), 200);
+    let wrong_method = http
+        .delete(format!("{}/orders/1", h.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status().as_u16(), 405);
+    assert_eq!(
+        wrong_method.headers()["allow"],
+        "GET",
+        "RFC 9110: 405 lists the allowed methods"
+    );
+    assert!(
+        wrong_method.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/problem+json")
+    );
     h.create(1, 1, 1).await;
     let metrics = http
         .get(format!("{}/metrics", h.server.base_url))

@@ -44,7 +44,10 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
             .nest("/health", health::routes(checks))
             .at("/metrics", shopmesh_common::metrics::endpoint(collectors)),
     )
-    .map_to_response()
+    .with(shopmesh_common::http::AllowHeader::new(
+        shopmesh_openapi::users::ROUTES,
+        &[("/openapi.json", &["GET"])],
+    ))
 }
 
 /// Builds the store (lazy MySQL pool, lazy Redis).
