@@ -45,21 +45,17 @@ pub fn run(
     ];
     for (name, spec, base) in specs {
         println!("fuzz: schemathesis against {name} ({spec})");
-        crate::run(
-            Command::new(&st)
-                .args([
-                    "run",
-                    &spec,
-                    "--url",
-                    &base,
-                    "--checks",
-                    CHECKS,
-                    "--max-examples",
-                    "30",
-                    "--generation-deterministic",
-                ])
-                .current_dir(root.join("target")),
-        )?;
+        crate::run(Command::new(&st).args([
+            "run",
+            &spec,
+            "--url",
+            &base,
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            "30",
+            "--generation-deterministic",
+        ]))?;
     }
     Ok(())
 }

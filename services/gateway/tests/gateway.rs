@@ -450,14 +450,11 @@ async fn order_user_is_batched_one_call_per_distinct_user() {
         for p in 0..count {
             backend
                 .orders_store
-                .create(
-                    shopmesh_orders::store::NewOrder {
-                        user_id: user,
-                        product_id: 1 + p,
-                        quantity: 1,
-                    },
-                    None,
-                )
+                .create(shopmesh_orders::store::NewOrder {
+                    user_id: user,
+                    product_id: 1 + p,
+                    quantity: 1,
+                })
                 .await
                 .unwrap();
         }
@@ -552,14 +549,11 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
     // An order the gateway has not seen: first read misses, second hits.
     let other = backend
         .orders_store
-        .create(
-            shopmesh_orders::store::NewOrder {
-                user_id: 2,
-                product_id: 9,
-                quantity: 1,
-            },
-            None,
-        )
+        .create(shopmesh_orders::store::NewOrder {
+            user_id: 2,
+            product_id: 9,
+            quantity: 1,
+        })
         .await
         .unwrap();
     client.get_order(other.id).await.unwrap();

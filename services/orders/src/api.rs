@@ -46,7 +46,7 @@ impl OrdersApi for OrdersService {
             product_id: body.product_id,
             quantity: body.quantity,
         };
-        match self.store.create(new, None).await.and_then(to_contract) {
+        match self.store.create(new).await.and_then(to_contract) {
             Ok(order) => CreateOrderResponse::Created(Json(order)),
             Err(e @ OrdersError::Unavailable(_)) => {
                 CreateOrderResponse::ServiceUnavailable(Json(e.problem()))

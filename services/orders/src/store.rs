@@ -114,11 +114,7 @@ impl OrderStore {
     }
 
     /// Stores the order and its `order.created` event in one transaction.
-    pub async fn create(
-        &self,
-        new: NewOrder,
-        traceparent: Option<&str>,
-    ) -> Result<OrderRecord, OrdersError> {
+    pub async fn create(&self, new: NewOrder) -> Result<OrderRecord, OrdersError> {
         let created_at = domain::creation_time();
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
@@ -140,7 +136,7 @@ impl OrderStore {
             quantity: new.quantity,
             created_at,
         };
-        insert_outbox(&mut tx, &event, traceparent).await?;
+        insert_outbox(&mut tx, &event).await?;
         tx.commit().await?;
         self.created.notify_one();
         Ok(OrderRecord {
@@ -257,18 +253,14 @@ pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, s
 async fn insert_outbox(
     tx: &mut Transaction<'_, MySql>,
     event: &OrderCreatedV1,
-    traceparent: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     let payload = String::from_utf8(event.to_json()).unwrap_or_default();
-    sqlx::query(
-        "INSERT INTO outbox (event_id, routing_key, payload, traceparent) VALUES (?, ?, ?, ?)",
-    )
-    .bind(event.event_id.to_string())
-    .bind(ORDER_CREATED_ROUTING_KEY)
-    .bind(payload)
-    .bind(traceparent)
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query("INSERT INTO outbox (event_id, routing_key, payload) VALUES (?, ?, ?)")
+        .bind(event.event_id.to_string())
+        .bind(ORDER_CREATED_ROUTING_KEY)
+        .bind(payload)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

@@ -370,14 +370,11 @@ async fn by_user_queries_use_the_composite_index() {
     for user in 1..=20 {
         for product in 1..=5 {
             h.store
-                .create(
-                    shopmesh_orders::store::NewOrder {
-                        user_id: user,
-                        product_id: product,
-                        quantity: 1,
-                    },
-                    None,
-                )
+                .create(shopmesh_orders::store::NewOrder {
+                    user_id: user,
+                    product_id: product,
+                    quantity: 1,
+                })
                 .await
                 .unwrap();
         }
