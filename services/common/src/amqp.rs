@@ -1,11 +1,12 @@
 //! RabbitMQ plumbing shared by the publisher (orders) and the consumer (notifications):
-//! connecting with a timeout and declaring the `order.created` topology idempotently.
+//! connecting with a timeout, declaring the `order.created` topology idempotently, and carrying
+//! trace context in message headers.
 
 use std::time::Duration;
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology};
 
 /// Opens a connection, failing after `timeout` instead of hanging on an unresponsive host.
@@ -60,4 +61,46 @@ pub async fn declare_order_created(
         )
         .await?;
     Ok(())
+}
+
+/// Adds `span`'s W3C trace context (`traceparent`, `tracestate`) to message headers, so the
+/// consumer's span continues the trace. Adds nothing while trace export is off.
+pub fn insert_trace_headers(headers: &mut FieldTable, span: &tracing::Span) {
+    for (name, value) in crate::telemetry::trace_headers_of(span) {
+        headers.insert(name.into(), AMQPValue::LongString(value.into()));
+    }
+}
+
+/// A string header of a message (long or short string), if present.
+pub fn header_str(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+/// Makes `span` (the span that processes a message) a child of the span that published it,
+/// from the message's trace-context headers.
+pub fn continue_trace_from_message(span: &tracing::Span, properties: &BasicProperties) {
+    crate::telemetry::continue_remote_trace(span, |name| header_str(properties, name));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn string_headers_are_read_whatever_their_amqp_type() {
+        let mut headers = FieldTable::default();
+        headers.insert("a".into(), AMQPValue::LongString("long".into()));
+        headers.insert("b".into(), AMQPValue::ShortString("short".into()));
+        headers.insert("c".into(), AMQPValue::LongUInt(3));
+        let props = BasicProperties::default().with_headers(headers);
+        assert_eq!(header_str(&props, "a").as_deref(), Some("long"));
+        assert_eq!(header_str(&props, "b").as_deref(), Some("short"));
+        assert_eq!(header_str(&props, "c"), None);
+        assert_eq!(header_str(&props, "missing"), None);
+        assert_eq!(header_str(&BasicProperties::default(), "a"), None);
+    }
 }

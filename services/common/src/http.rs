@@ -37,7 +37,7 @@ where
         .with(BodyLimit(MAX_BODY_BYTES))
         .with(ProblemErrors)
         .with(crate::metrics::RequestMetrics(service))
-        .with(poem::middleware::Tracing)
+        .with(crate::telemetry::TraceRequests)
         .map_to_response()
 }
 

@@ -59,7 +59,8 @@ pub struct RequestMetricsEndpoint<E> {
     service: &'static str,
 }
 
-fn fallback_operation(path: &str, method: &Method) -> String {
+/// The operation label of a request no OpenAPI operation answered.
+pub(crate) fn fallback_operation(path: &str, method: &Method) -> String {
     let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
     match first {
         "" => "root".to_owned(),
@@ -73,6 +74,11 @@ fn fallback_operation(path: &str, method: &Method) -> String {
     }
 }
 
+/// The OpenAPI operationId that produced `resp`, if any.
+pub(crate) fn operation_of(resp: &Response) -> Option<String> {
+    resp.data::<OperationId>().map(|o| o.0.to_owned())
+}
+
 impl<E: Endpoint> Endpoint for RequestMetricsEndpoint<E> {
     type Output = Response;
 
@@ -82,10 +88,7 @@ impl<E: Endpoint> Endpoint for RequestMetricsEndpoint<E> {
         let path = req.uri().path().to_owned();
         let result = self.inner.call(req).await.map(IntoResponse::into_response);
         let (status, operation) = match &result {
-            Ok(resp) => (
-                resp.status().as_u16(),
-                resp.data::<OperationId>().map(|o| o.0.to_owned()),
-            ),
+            Ok(resp) => (resp.status().as_u16(), operation_of(resp)),
             Err(err) => (err.status().as_u16(), None),
         };
         let operation = operation.unwrap_or_else(|| fallback_operation(&path, &method));

@@ -8,7 +8,8 @@ use shopmesh_gateway::config::GatewayConfig;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shopmesh_common::http::healthcheck_command("PORT", 3000);
-    shopmesh_common::telemetry::init("gateway");
+    // Held to the end of main: dropping it flushes buffered spans.
+    let _telemetry = shopmesh_common::telemetry::init("gateway");
     let config = GatewayConfig::from_env(&ProcessEnv)?;
     let port = config.port;
     let shutdown = Shutdown::new();

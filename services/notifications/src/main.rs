@@ -13,7 +13,8 @@ use shopmesh_notifications::store::{MongoNotificationStore, NotificationStore};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shopmesh_common::http::healthcheck_command("HTTP_PORT", 3003);
-    shopmesh_common::telemetry::init("notifications");
+    // Held to the end of main: dropping it flushes buffered spans.
+    let _telemetry = shopmesh_common::telemetry::init("notifications");
     let config = NotificationsConfig::from_env(&ProcessEnv)?;
     let shutdown = Shutdown::new();
     shutdown.on_signals();

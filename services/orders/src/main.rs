@@ -8,7 +8,8 @@ use shopmesh_orders::config::OrdersConfig;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shopmesh_common::http::healthcheck_command("PORT", 3002);
-    shopmesh_common::telemetry::init("orders");
+    // Held to the end of main: dropping it flushes buffered spans.
+    let _telemetry = shopmesh_common::telemetry::init("orders");
     let config = OrdersConfig::from_env(&ProcessEnv)?;
     let shutdown = Shutdown::new();
     shutdown.on_signals();

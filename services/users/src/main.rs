@@ -8,7 +8,8 @@ use shopmesh_users::config::UsersConfig;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     shopmesh_common::http::healthcheck_command("PORT", 3001);
-    shopmesh_common::telemetry::init("users");
+    // Held to the end of main: dropping it flushes buffered spans.
+    let _telemetry = shopmesh_common::telemetry::init("users");
     let config = UsersConfig::from_env(&ProcessEnv)?;
     let shutdown = Shutdown::new();
     shutdown.on_signals();
