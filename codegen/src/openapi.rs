@@ -1133,16 +1133,35 @@ fn gen_client(api: &Api) -> TokenStream {
         args.extend(body_arg);
         let http_method = format_ident!("{}", op.method);
         let fmt = format!("{{}}{path_fmt}");
+        let wire_method = op.method.to_uppercase();
+        let span_name = format!("{wire_method} {}", op.path);
+        let template = &op.path;
+        let operation_id = &op.id;
         methods.push(quote! {
             #doc
             pub async fn #method_name(&self, #(#args),*) -> Result<#resp, crate::runtime::ClientError> {
+                let span = tracing::info_span!(
+                    "http.client",
+                    otel.name = #span_name,
+                    otel.kind = "client",
+                    otel.status_code = tracing::field::Empty,
+                    http.request.method = #wire_method,
+                    url.template = #template,
+                    http.response.status_code = tracing::field::Empty,
+                    shopmesh.operation = #operation_id,
+                );
                 let url = format!(#fmt, self.base_url #(, #path_args)*);
                 #[allow(unused_mut)]
                 let mut query: Vec<(&str, String)> = Vec::new();
                 #(#query)*
-                let request = self.http.#http_method(url).query(&query) #body_call;
-                let response = request.send().await.map_err(crate::runtime::ClientError::from_reqwest)?;
-                #resp::from_reqwest(response).await
+                let headers = span.in_scope(|| self.hook_headers());
+                let request = self.http.#http_method(url).query(&query).headers(headers) #body_call;
+                let call = async move {
+                    let response = request.send().await.map_err(crate::runtime::ClientError::from_reqwest);
+                    crate::runtime::record_response(&tracing::Span::current(), &response);
+                    #resp::from_reqwest(response?).await
+                };
+                tracing::Instrument::instrument(call, span).await
             }
         });
     }
@@ -1153,6 +1172,7 @@ fn gen_client(api: &Api) -> TokenStream {
         pub struct #client {
             base_url: String,
             http: reqwest::Client,
+            hook: Option<crate::runtime::RequestHook>,
         }
 
         impl #client {
@@ -1168,11 +1188,26 @@ fn gen_client(api: &Api) -> TokenStream {
 
             /// A client that sends through `http` (its timeouts, default headers, pool).
             pub fn with_http_client(base_url: impl Into<String>, http: reqwest::Client) -> Self {
-                Self { base_url: base_url.into().trim_end_matches('/').to_owned(), http }
+                Self { base_url: base_url.into().trim_end_matches('/').to_owned(), http, hook: None }
+            }
+
+            /// Runs `hook` on the headers of every request, inside the call's span (used to
+            /// propagate trace context).
+            pub fn with_request_hook(mut self, hook: crate::runtime::RequestHook) -> Self {
+                self.hook = Some(hook);
+                self
             }
 
             /// The base URL requests go to.
             pub fn base_url(&self) -> &str { &self.base_url }
+
+            fn hook_headers(&self) -> reqwest::header::HeaderMap {
+                let mut headers = reqwest::header::HeaderMap::new();
+                if let Some(hook) = &self.hook {
+                    hook.apply(&mut headers);
+                }
+                headers
+            }
 
             #(#methods)*
         }

@@ -1023,6 +1023,7 @@ impl GatewayEndpoints {
 pub struct GatewayClient {
     base_url: String,
     http: reqwest::Client,
+    hook: Option<crate::runtime::RequestHook>,
 }
 impl GatewayClient {
     /// A client for the service at `base_url` (e.g. `http://localhost:3002`), with a
@@ -1039,60 +1040,109 @@ impl GatewayClient {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             http,
+            hook: None,
         }
+    }
+    /// Runs `hook` on the headers of every request, inside the call's span (used to
+    /// propagate trace context).
+    pub fn with_request_hook(mut self, hook: crate::runtime::RequestHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+    fn hook_headers(&self) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(hook) = &self.hook {
+            hook.apply(&mut headers);
+        }
+        headers
     }
     /// Place an order for an existing user.
     pub async fn create_order(
         &self,
         body: &CreateOrderRequest,
     ) -> Result<CreateOrderResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /api/orders", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/api/orders", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "createOrder",
+        );
         let url = format!("{}/api/orders", self.base_url);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
             .query(&query)
+            .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        CreateOrderResponse::from_reqwest(response).await
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            CreateOrderResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// One order (served from the gateway cache when possible).
     pub async fn get_order(
         &self,
         id: i64,
     ) -> Result<GetOrderResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/orders/{id}", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/api/orders/{id}", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getOrder",
+        );
         let url = format!("{}/api/orders/{}", self.base_url, id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
-        let request = self.http.get(url).query(&query);
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        GetOrderResponse::from_reqwest(response).await
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            GetOrderResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// Notifications sent about an order, newest first.
     pub async fn get_order_notifications(
         &self,
         id: i64,
     ) -> Result<GetOrderNotificationsResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/orders/{id}/notifications", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "GET", url.template = "/api/orders/{id}/notifications", http.response
+            .status_code = tracing::field::Empty, shopmesh.operation =
+            "getOrderNotifications",
+        );
         let url = format!("{}/api/orders/{}/notifications", self.base_url, id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
-        let request = self.http.get(url).query(&query);
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        GetOrderNotificationsResponse::from_reqwest(response).await
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            GetOrderNotificationsResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// A user's orders, newest first, one page at a time.
     pub async fn list_user_orders(
@@ -1101,6 +1151,12 @@ impl GatewayClient {
         limit: Option<i32>,
         cursor: Option<String>,
     ) -> Result<ListUserOrdersResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/users/{userId}/orders", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "GET", url.template = "/api/users/{userId}/orders", http.response.status_code
+            = tracing::field::Empty, shopmesh.operation = "listUserOrders",
+        );
         let url = format!("{}/api/users/{}/orders", self.base_url, user_id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
@@ -1110,60 +1166,99 @@ impl GatewayClient {
         if let Some(v) = cursor {
             query.push(("cursor", v.to_string()));
         }
-        let request = self.http.get(url).query(&query);
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        ListUserOrdersResponse::from_reqwest(response).await
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            ListUserOrdersResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// Register a user.
     pub async fn create_user(
         &self,
         body: &CreateUserRequest,
     ) -> Result<CreateUserResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /api/users", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/api/users", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "createUser",
+        );
         let url = format!("{}/api/users", self.base_url);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
             .query(&query)
+            .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        CreateUserResponse::from_reqwest(response).await
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            CreateUserResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// One user.
     pub async fn get_user(
         &self,
         id: i64,
     ) -> Result<GetUserResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/users/{id}", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/api/users/{id}", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getUser",
+        );
         let url = format!("{}/api/users/{}", self.base_url, id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
-        let request = self.http.get(url).query(&query);
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        GetUserResponse::from_reqwest(response).await
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            GetUserResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// A user's name (the seed's userName lookup).
     pub async fn get_user_name(
         &self,
         id: i64,
     ) -> Result<GetUserNameResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/users/{id}/name", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/api/users/{id}/name", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getUserName",
+        );
         let url = format!("{}/api/users/{}/name", self.base_url, id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
-        let request = self.http.get(url).query(&query);
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        GetUserNameResponse::from_reqwest(response).await
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            GetUserNameResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
 }

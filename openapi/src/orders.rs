@@ -433,6 +433,7 @@ impl OrdersEndpoints {
 pub struct OrdersClient {
     base_url: String,
     http: reqwest::Client,
+    hook: Option<crate::runtime::RequestHook>,
 }
 impl OrdersClient {
     /// A client for the service at `base_url` (e.g. `http://localhost:3002`), with a
@@ -449,45 +450,82 @@ impl OrdersClient {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             http,
+            hook: None,
         }
+    }
+    /// Runs `hook` on the headers of every request, inside the call's span (used to
+    /// propagate trace context).
+    pub fn with_request_hook(mut self, hook: crate::runtime::RequestHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+    fn hook_headers(&self) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(hook) = &self.hook {
+            hook.apply(&mut headers);
+        }
+        headers
     }
     /// Place an order.
     pub async fn create_order(
         &self,
         body: &CreateOrderRequest,
     ) -> Result<CreateOrderResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /orders", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/orders", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "createOrder",
+        );
         let url = format!("{}/orders", self.base_url);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
             .query(&query)
+            .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        CreateOrderResponse::from_reqwest(response).await
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            CreateOrderResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// Fetch one order.
     pub async fn get_order(
         &self,
         id: i64,
     ) -> Result<GetOrderResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /orders/{id}", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/orders/{id}", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getOrder",
+        );
         let url = format!("{}/orders/{}", self.base_url, id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
-        let request = self.http.get(url).query(&query);
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        GetOrderResponse::from_reqwest(response).await
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            GetOrderResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// A user's orders, newest first, one page at a time.
     pub async fn list_user_orders(
@@ -496,6 +534,12 @@ impl OrdersClient {
         limit: Option<i32>,
         cursor: Option<String>,
     ) -> Result<ListUserOrdersResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /orders/user/{userId}", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/orders/user/{userId}", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "listUserOrders",
+        );
         let url = format!("{}/orders/user/{}", self.base_url, user_id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
@@ -505,11 +549,16 @@ impl OrdersClient {
         if let Some(v) = cursor {
             query.push(("cursor", v.to_string()));
         }
-        let request = self.http.get(url).query(&query);
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        ListUserOrdersResponse::from_reqwest(response).await
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            ListUserOrdersResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
 }

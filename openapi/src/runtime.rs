@@ -43,3 +43,43 @@ pub fn decode_json<T: poem_openapi::types::ParseFromJSON>(status: u16, bytes: &[
         .map_err(|e| ClientError::Decode { status, reason: e.to_string() })?;
     T::parse_from_json(Some(value)).map_err(|e| ClientError::Decode { status, reason: e.into_message() })
 }
+
+/// Adds headers to every request a generated client sends (trace context, credentials). It runs
+/// inside the call's `http.client` span, so `tracing::Span::current()` is that span.
+#[derive(Clone)]
+pub struct RequestHook(std::sync::Arc<dyn Fn(&mut reqwest::header::HeaderMap) + Send + Sync>);
+
+impl RequestHook {
+    /// Wraps `hook`.
+    pub fn new(hook: impl Fn(&mut reqwest::header::HeaderMap) + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(hook))
+    }
+
+    /// Runs the hook on `headers`.
+    pub fn apply(&self, headers: &mut reqwest::header::HeaderMap) {
+        (self.0)(headers)
+    }
+}
+
+impl std::fmt::Debug for RequestHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestHook")
+    }
+}
+
+/// Records the status code on a client span, and marks the span as failed when the call did not
+/// complete or the server answered 5xx.
+pub fn record_response(span: &tracing::Span, response: &Result<reqwest::Response, ClientError>) {
+    match response {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        Err(_) => {
+            span.record("otel.status_code", "ERROR");
+        }
+    }
+}

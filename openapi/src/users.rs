@@ -413,6 +413,7 @@ impl UsersEndpoints {
 pub struct UsersClient {
     base_url: String,
     http: reqwest::Client,
+    hook: Option<crate::runtime::RequestHook>,
 }
 impl UsersClient {
     /// A client for the service at `base_url` (e.g. `http://localhost:3002`), with a
@@ -429,45 +430,82 @@ impl UsersClient {
         Self {
             base_url: base_url.into().trim_end_matches('/').to_owned(),
             http,
+            hook: None,
         }
+    }
+    /// Runs `hook` on the headers of every request, inside the call's span (used to
+    /// propagate trace context).
+    pub fn with_request_hook(mut self, hook: crate::runtime::RequestHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
     /// The base URL requests go to.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+    fn hook_headers(&self) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(hook) = &self.hook {
+            hook.apply(&mut headers);
+        }
+        headers
     }
     /// Register a user.
     pub async fn create_user(
         &self,
         body: &UserInput,
     ) -> Result<CreateUserResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /users", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/users", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "createUser",
+        );
         let url = format!("{}/users", self.base_url);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
             .query(&query)
+            .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        CreateUserResponse::from_reqwest(response).await
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            CreateUserResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// Fetch one user.
     pub async fn get_user(
         &self,
         id: i64,
     ) -> Result<GetUserResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /users/{id}", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/users/{id}", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "getUser",
+        );
         let url = format!("{}/users/{}", self.base_url, id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
-        let request = self.http.get(url).query(&query);
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        GetUserResponse::from_reqwest(response).await
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            GetUserResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// Replace a user's name and email.
     pub async fn update_user(
@@ -475,18 +513,30 @@ impl UsersClient {
         id: i64,
         body: &UserInput,
     ) -> Result<UpdateUserResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "PUT /users/{id}", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "PUT", url
+            .template = "/users/{id}", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "updateUser",
+        );
         let url = format!("{}/users/{}", self.base_url, id);
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .put(url)
             .query(&query)
+            .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
-        let response = request
-            .send()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        UpdateUserResponse::from_reqwest(response).await
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            UpdateUserResponse::from_reqwest(response?).await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
 }
