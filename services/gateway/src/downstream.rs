@@ -5,12 +5,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use poem_openapi::types::{ParseFromJSON, ToJSON};
+use reqwest::header::{HeaderName, HeaderValue};
 use shopmesh_common::cache::RedisCache;
+use shopmesh_common::telemetry;
 use shopmesh_openapi::orders::{self, OrdersClient};
+use shopmesh_openapi::runtime::RequestHook;
 use shopmesh_openapi::users::{self, UsersClient};
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
+use tonic::metadata::{MetadataKey, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
 
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
@@ -41,6 +46,20 @@ pub struct Backends {
     pub calls: DownstreamCalls,
 }
 
+/// Adds the current span's trace context to a generated client's request headers.
+fn trace_context_hook() -> RequestHook {
+    RequestHook::new(|headers| {
+        for (name, value) in telemetry::outgoing_trace_headers() {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+    })
+}
+
 fn encode<T: ToJSON>(value: &T) -> Option<String> {
     value.to_json().map(|v| v.to_string())
 }
@@ -63,8 +82,10 @@ impl Backends {
             .connect_timeout(config.downstream_timeout)
             .connect_lazy();
         Ok(Self {
-            orders: OrdersClient::with_http_client(&config.order_service_url, http.clone()),
-            users: UsersClient::with_http_client(&config.user_service_url, http),
+            orders: OrdersClient::with_http_client(&config.order_service_url, http.clone())
+                .with_request_hook(trace_context_hook()),
+            users: UsersClient::with_http_client(&config.user_service_url, http)
+                .with_request_hook(trace_context_hook()),
             notifications: NotificationServiceClient::new(channel.clone()),
             notifications_channel: channel,
             cache,
@@ -283,9 +304,36 @@ impl Backends {
         order_id: i64,
     ) -> Result<Vec<pb::Notification>, GatewayError> {
         self.calls.notifications.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "grpc.client",
+            otel.name = "shopmesh.notification.v1.NotificationService/GetNotifications",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.grpc.status_code = tracing::field::Empty,
+        );
+        let mut request = tonic::Request::new(pb::GetNotificationsRequest { order_id });
+        for (name, value) in telemetry::trace_headers_of(&span) {
+            if let (Ok(name), Ok(value)) = (
+                MetadataKey::from_bytes(name.as_bytes()),
+                MetadataValue::try_from(value.as_str()),
+            ) {
+                request.metadata_mut().insert(name, value);
+            }
+        }
         let mut client = self.notifications.clone();
-        let call = client.get_notifications(pb::GetNotificationsRequest { order_id });
-        match tokio::time::timeout(self.timeout, call).await {
+        let call = tokio::time::timeout(self.timeout, client.get_notifications(request));
+        let outcome = call.instrument(span.clone()).await;
+        let code = match &outcome {
+            Ok(Ok(_)) => tonic::Code::Ok,
+            Ok(Err(status)) => status.code(),
+            Err(_) => tonic::Code::DeadlineExceeded,
+        };
+        span.record("rpc.grpc.status_code", code as i32);
+        if code != tonic::Code::Ok {
+            span.record("otel.status_code", "ERROR");
+        }
+        match outcome {
             Ok(Ok(resp)) => Ok(resp.into_inner().notifications),
             Ok(Err(status)) => Err(GatewayError::from_status("notifications", status)),
             Err(_) => Err(GatewayError::Timeout {

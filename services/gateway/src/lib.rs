@@ -147,6 +147,9 @@ async fn graphql_execute(
     backends: Data<&Arc<Backends>>,
     req: GraphQLRequest,
 ) -> GraphQLResponse {
-    let loader = DataLoader::new(UserLoader::new(backends.0.clone()), tokio::spawn);
+    // Batches run in tasks of their own; they stay in the request's trace.
+    let loader = DataLoader::new(UserLoader::new(backends.0.clone()), |batch| {
+        tokio::spawn(tracing::Instrument::in_current_span(batch))
+    });
     schema.execute(req.0.data(loader)).await.into()
 }

@@ -26,6 +26,7 @@ use shopmesh_common::retry::Backoff;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
 use tokio::task::JoinSet;
+use tracing::{Instrument, Span};
 
 use crate::domain::notification_for;
 use crate::store::{InsertOutcome, NotificationStore};
@@ -94,6 +95,18 @@ pub enum Verdict {
     Retry(u32),
     /// Give up: dead-letter with this reason.
     DeadLetter(String),
+}
+
+impl Verdict {
+    /// A short name for logs, metrics and spans.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::Done(InsertOutcome::Inserted) => "stored",
+            Self::Done(InsertOutcome::Duplicate) => "duplicate",
+            Self::Retry(_) => "retried",
+            Self::DeadLetter(_) => "dead_lettered",
+        }
+    }
 }
 
 /// Decides a delivery's fate: plain logic over the payload, the retry count and the store.
@@ -293,7 +306,8 @@ impl NotificationConsumer {
                             max_retries: self.config.max_retries,
                             status: self.status.clone(),
                         };
-                        in_flight.spawn(async move { handler.handle(delivery).await });
+                        let span = delivery_span(&self.topology.queue, &delivery);
+                        in_flight.spawn(async move { handler.handle(delivery).await }.instrument(span));
                     }
                     Some(Err(e)) => break Err(e),
                     None => break Err(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed)),
@@ -310,6 +324,26 @@ impl NotificationConsumer {
         while in_flight.join_next().await.is_some() {}
         result
     }
+}
+
+/// The span one delivery is processed in: a consumer span continuing the trace of the request
+/// that created the order (through the outbox and the broker's message headers).
+fn delivery_span(queue: &str, delivery: &Delivery) -> Span {
+    let span = tracing::info_span!(
+        "order.created process",
+        otel.name = %format!("{queue} process"),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "process",
+        messaging.destination.name = %queue,
+        messaging.message.id = delivery.properties.message_id().as_ref().map(|id| id.as_str()),
+        messaging.rabbitmq.redelivered = delivery.redelivered,
+        shopmesh.retry = retry_count(delivery),
+        shopmesh.outcome = tracing::field::Empty,
+    );
+    amqp::continue_trace_from_message(&span, &delivery.properties);
+    span
 }
 
 struct DeliveryHandler {
@@ -329,6 +363,11 @@ impl DeliveryHandler {
             self.max_retries,
         )
         .await;
+        let span = Span::current();
+        span.record("shopmesh.outcome", verdict.label());
+        if matches!(verdict, Verdict::DeadLetter(_)) {
+            span.record("otel.status_code", "ERROR");
+        }
         let moved = match &verdict {
             Verdict::Done(InsertOutcome::Inserted) => {
                 self.status.processed.fetch_add(1, Ordering::SeqCst);

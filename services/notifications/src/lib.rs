@@ -150,6 +150,7 @@ pub async fn serve_grpc(
     let service = NotificationServiceServer::new(api::NotificationGrpc::new(store));
     let s = shutdown.clone();
     tonic::transport::Server::builder()
+        .trace_fn(shopmesh_common::telemetry::grpc_server_span)
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)

@@ -14,7 +14,9 @@ use lapin::{BasicProperties, Channel, Connection};
 use shopmesh_common::amqp;
 use shopmesh_common::retry::Backoff;
 use shopmesh_common::shutdown::Shutdown;
+use shopmesh_common::telemetry;
 use shopmesh_events::OrderCreatedTopology;
+use tracing::{Instrument, Span};
 
 use crate::config::RelayConfig;
 use crate::store::{self, OrderStore, OutboxMessage};
@@ -195,6 +197,7 @@ impl OutboxRelay {
         // Send the whole batch, then collect the confirms: one round trip for the batch.
         let mut pending = Vec::with_capacity(messages.len());
         for m in &messages {
+            let span = publish_span(&self.topology.exchange, m);
             let confirm = channel
                 .basic_publish(
                     &self.topology.exchange,
@@ -204,18 +207,20 @@ impl OutboxRelay {
                         ..Default::default()
                     },
                     m.payload.as_bytes(),
-                    properties(m),
+                    properties(m, &span),
                 )
+                .instrument(span.clone())
                 .await?;
-            pending.push((m.id, confirm));
+            pending.push((m.id, confirm, span));
         }
         let (mut published, mut failed) = (Vec::new(), Vec::new());
-        for (id, confirm) in pending {
+        for (id, confirm, span) in pending {
             let confirmation = confirm.await?;
             // A returned message (Ack with a message) was not routed to any queue: not delivered.
             if confirmation.is_ack() && confirmation.take_message().is_none() {
                 published.push(id);
             } else {
+                span.record("otel.status_code", "ERROR");
                 failed.push(id);
             }
         }
@@ -233,12 +238,35 @@ impl OutboxRelay {
     }
 }
 
-fn properties(m: &OutboxMessage) -> BasicProperties {
+/// The producer span of one publish: a child of the request that stored the event (its
+/// `traceparent` was kept in the outbox row), ending when the broker confirms.
+fn publish_span(exchange: &str, m: &OutboxMessage) -> Span {
+    let span = tracing::info_span!(
+        "order.created publish",
+        otel.name = %format!("{exchange} publish"),
+        otel.kind = "producer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = "rabbitmq",
+        messaging.operation.type = "send",
+        messaging.destination.name = %exchange,
+        messaging.rabbitmq.destination.routing_key = %m.routing_key,
+        messaging.message.id = %m.event_id,
+    );
+    if let Some(traceparent) = &m.traceparent {
+        telemetry::continue_remote_trace(&span, |name| {
+            (name == "traceparent").then(|| traceparent.clone())
+        });
+    }
+    span
+}
+
+fn properties(m: &OutboxMessage, span: &Span) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
         "event-type".into(),
         AMQPValue::LongString(m.routing_key.clone().into()),
     );
+    amqp::insert_trace_headers(&mut headers, span);
     BasicProperties::default()
         .with_message_id(ShortString::from(m.event_id.clone()))
         .with_content_type(ShortString::from("application/json"))

@@ -69,6 +69,8 @@ pub struct OutboxMessage {
     pub routing_key: String,
     /// JSON payload.
     pub payload: String,
+    /// W3C `traceparent` of the request that created the event, when it was traced.
+    pub traceparent: Option<String>,
 }
 
 /// Orders and outbox in MySQL.
@@ -113,7 +115,8 @@ impl OrderStore {
         shopmesh_common::db::ping(&self.pool).await
     }
 
-    /// Stores the order and its `order.created` event in one transaction.
+    /// Stores the order and its `order.created` event in one transaction. The outbox row keeps
+    /// the current span's `traceparent`, so the published event continues the request's trace.
     pub async fn create(&self, new: NewOrder) -> Result<OrderRecord, OrdersError> {
         let created_at = domain::creation_time();
         let mut tx = self.pool.begin().await?;
@@ -136,7 +139,8 @@ impl OrderStore {
             quantity: new.quantity,
             created_at,
         };
-        insert_outbox(&mut tx, &event).await?;
+        let traceparent = shopmesh_common::telemetry::current_traceparent();
+        insert_outbox(&mut tx, &event, traceparent.as_deref()).await?;
         tx.commit().await?;
         self.created.notify_one();
         Ok(OrderRecord {
@@ -220,21 +224,24 @@ impl OrderStore {
         limit: u32,
     ) -> Result<(Transaction<'static, MySql>, Vec<OutboxMessage>), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
-            "SELECT id, event_id, routing_key, payload FROM outbox WHERE published_at IS NULL \
-             ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
+        let rows: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id, event_id, routing_key, payload, traceparent FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",
         )
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
         let messages = rows
             .into_iter()
-            .map(|(id, event_id, routing_key, payload)| OutboxMessage {
-                id,
-                event_id,
-                routing_key,
-                payload,
-            })
+            .map(
+                |(id, event_id, routing_key, payload, traceparent)| OutboxMessage {
+                    id,
+                    event_id,
+                    routing_key,
+                    payload,
+                    traceparent,
+                },
+            )
             .collect();
         Ok((tx, messages))
     }
@@ -253,14 +260,18 @@ pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, s
 async fn insert_outbox(
     tx: &mut Transaction<'_, MySql>,
     event: &OrderCreatedV1,
+    traceparent: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     let payload = String::from_utf8(event.to_json()).unwrap_or_default();
-    sqlx::query("INSERT INTO outbox (event_id, routing_key, payload) VALUES (?, ?, ?)")
-        .bind(event.event_id.to_string())
-        .bind(ORDER_CREATED_ROUTING_KEY)
-        .bind(payload)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO outbox (event_id, routing_key, payload, traceparent) VALUES (?, ?, ?, ?)",
+    )
+    .bind(event.event_id.to_string())
+    .bind(ORDER_CREATED_ROUTING_KEY)
+    .bind(payload)
+    .bind(traceparent)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
