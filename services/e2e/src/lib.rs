@@ -19,6 +19,8 @@ use shopmesh_orders::store::OrderStore;
 use shopmesh_testkit::{TestDatabase, TestServer, amqp_url, mongo_url, redis_url, unique};
 use shopmesh_users::store::UserStore;
 
+pub mod processes;
+
 /// How to start a [`Platform`].
 #[derive(Debug, Clone)]
 pub struct PlatformOptions {
@@ -230,27 +232,30 @@ impl Platform {
         for s in self.servers {
             s.stop().await;
         }
-        if let Ok(conn) =
-            shopmesh_common::amqp::connect(&amqp_url(), "e2e-cleanup", Duration::from_secs(5)).await
-            && let Ok(ch) = conn.create_channel().await
-        {
-            let config = test_consumer_config();
-            let mut queues = vec![
-                self.topology.queue.clone(),
-                self.topology.dead_letter_queue(),
-            ];
-            queues.extend((1..=config.max_retries).map(|n| self.topology.retry_queue(n)));
-            for q in queues {
-                let _ = ch.queue_delete(&q, Default::default()).await;
-            }
-            let _ = ch
-                .exchange_delete(&self.topology.exchange, Default::default())
-                .await;
-            let _ = conn.close(200, "cleanup").await;
-        }
+        remove_topology(&self.topology, test_consumer_config().max_retries).await;
         let _ = self.notifications_store.drop_database().await;
         for db in self.databases {
             db.drop_db().await;
         }
     }
+}
+
+/// Deletes a test's `order.created` exchange, queue, retry queues (`1..=max_retries`) and DLQ.
+pub async fn remove_topology(topology: &OrderCreatedTopology, max_retries: u32) {
+    let Ok(conn) =
+        shopmesh_common::amqp::connect(&amqp_url(), "e2e-cleanup", Duration::from_secs(5)).await
+    else {
+        return;
+    };
+    if let Ok(ch) = conn.create_channel().await {
+        let mut queues = vec![topology.queue.clone(), topology.dead_letter_queue()];
+        queues.extend((1..=max_retries).map(|n| topology.retry_queue(n)));
+        for q in queues {
+            let _ = ch.queue_delete(&q, Default::default()).await;
+        }
+        let _ = ch
+            .exchange_delete(&topology.exchange, Default::default())
+            .await;
+    }
+    let _ = conn.close(200, "cleanup").await;
 }

@@ -12,6 +12,7 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
+use shopmesh_e2e::processes::{free_port, service_binary};
 use shopmesh_e2e::{Platform, PlatformOptions};
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedV1};
 use shopmesh_openapi::orders::{CreateOrderRequest, CreateOrderResponse, OrdersClient};
@@ -77,28 +78,9 @@ async fn broker_outage_loses_and_duplicates_nothing() {
     platform.stop().await;
 }
 
-fn notifications_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
-    let bin = dir.join("shopmesh-notifications");
-    assert!(
-        bin.exists(),
-        "{} is missing: `cargo test --workspace` builds it",
-        bin.display()
-    );
-    bin
-}
-
 fn spawn_notifications(platform: &Platform) -> Child {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-            .to_string()
-    };
-    Command::new(notifications_binary())
+    let free = || free_port().to_string();
+    Command::new(service_binary("shopmesh-notifications"))
         .env("MONGO_URL", mongo_url())
         .env("MONGO_DB", &platform.mongo_db)
         .env("RABBITMQ_URL", amqp_url())

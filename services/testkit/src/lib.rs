@@ -2,6 +2,8 @@
 //! MongoDB wire-protocol server. Endpoints come from `TEST_*` variables (set by
 //! `cargo xtask test`) with this machine's local defaults.
 
+pub mod otlp;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

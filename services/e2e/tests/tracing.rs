@@ -1,0 +1,246 @@
+//! Distributed tracing across real processes: each service exports its spans over OTLP/HTTP to a
+//! receiver in this test, and a client's `traceparent` is followed from the gateway through the
+//! users and orders REST calls, the outbox, RabbitMQ and the notifications consumer, and the
+//! gateway's gRPC call to notifications. The services run with `RUST_LOG=warn`, so this also
+//! shows that log filtering does not switch tracing off.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use shopmesh_e2e::processes::ProcessPlatform;
+use shopmesh_testkit::otlp::{OtlpReceiver, ReceivedSpan, SpanKind};
+
+/// The span id the test client pretends to be (the gateway's root span's parent).
+const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+
+fn new_trace_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+async fn graphql(http: &reqwest::Client, gateway: &str, trace_id: &str, query: &str) -> Value {
+    http.post(format!("{gateway}/graphql"))
+        .header("traceparent", format!("00-{trace_id}-{CLIENT_SPAN}-01"))
+        .json(&json!({ "query": query }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// One span of `spans` by service and kind, with a name containing `name`.
+fn find<'a>(
+    spans: &'a [ReceivedSpan],
+    service: &str,
+    kind: SpanKind,
+    name: &str,
+) -> Option<&'a ReceivedSpan> {
+    spans
+        .iter()
+        .find(|s| s.service == service && s.kind == kind && s.name.contains(name))
+}
+
+fn describe(spans: &[ReceivedSpan]) -> String {
+    spans
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {:?} {:?} id={} parent={}",
+                s.service, s.kind, s.name, s.span_id, s.parent_span_id
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Waits until the trace holds a span for every `(service, kind, name)` in `expected`.
+async fn wait_for_trace(
+    receiver: &OtlpReceiver,
+    trace_id: &str,
+    expected: &[(&str, SpanKind, &str)],
+) -> Vec<ReceivedSpan> {
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let spans = receiver.trace(trace_id);
+            if expected
+                .iter()
+                .all(|(svc, kind, name)| find(&spans, svc, *kind, name).is_some())
+            {
+                return spans;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        panic!(
+            "trace {trace_id} lacks some of {expected:?}; it has:\n{}",
+            describe(&receiver.trace(trace_id))
+        )
+    })
+}
+
+/// Asserts that `child`'s parent is a span of `service` with `kind`, and returns it.
+fn parent_of<'a>(
+    spans: &'a [ReceivedSpan],
+    child: &ReceivedSpan,
+    service: &str,
+    kind: SpanKind,
+) -> &'a ReceivedSpan {
+    let by_id: HashMap<&str, &ReceivedSpan> =
+        spans.iter().map(|s| (s.span_id.as_str(), s)).collect();
+    let parent = by_id.get(child.parent_span_id.as_str()).unwrap_or_else(|| {
+        panic!(
+            "parent of {} {:?} is not in the trace:\n{}",
+            child.service,
+            child.name,
+            describe(spans)
+        )
+    });
+    assert_eq!(
+        (parent.service.as_str(), parent.kind),
+        (service, kind),
+        "parent of {} {:?}:\n{}",
+        child.service,
+        child.name,
+        describe(spans)
+    );
+    parent
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() {
+    let receiver = OtlpReceiver::start().await;
+    let platform = ProcessPlatform::start(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    ])
+    .await
+    .unwrap();
+    let http = reqwest::Client::new();
+
+    // Trace A: placing an order (user check, create, then the order's notifications over gRPC),
+    // and the order.created event it causes.
+    let trace_a = new_trace_id();
+    let body = graphql(
+        &http,
+        &platform.gateway_url,
+        &trace_a,
+        r#"mutation { createOrder(input: {userId: "1", productId: "7", quantity: 2}) {
+             id user { name } notifications { id } } }"#,
+    )
+    .await;
+    assert_eq!(
+        body["data"]["createOrder"]["user"]["name"], "Alice Johnson",
+        "{body}"
+    );
+    let spans = wait_for_trace(
+        &receiver,
+        &trace_a,
+        &[
+            ("gateway", SpanKind::Server, "POST graphql"),
+            ("gateway", SpanKind::Client, "GET /users/{id}"),
+            ("users", SpanKind::Server, "GET getUser"),
+            ("gateway", SpanKind::Client, "POST /orders"),
+            ("orders", SpanKind::Server, "POST createOrder"),
+            ("orders", SpanKind::Producer, "publish"),
+            ("notifications", SpanKind::Consumer, "process"),
+            ("gateway", SpanKind::Client, "GetNotifications"),
+            ("notifications", SpanKind::Server, "GetNotifications"),
+        ],
+    )
+    .await;
+
+    let root = find(&spans, "gateway", SpanKind::Server, "POST graphql").unwrap();
+    assert_eq!(
+        root.parent_span_id, CLIENT_SPAN,
+        "the client's span is the root's parent"
+    );
+    assert_eq!(root.attributes["http.response.status_code"], "200");
+    for (service, name) in [
+        ("users", "GET getUser"),
+        ("orders", "POST createOrder"),
+        ("notifications", "GetNotifications"),
+    ] {
+        let server = find(&spans, service, SpanKind::Server, name).unwrap();
+        let client = parent_of(&spans, server, "gateway", SpanKind::Client);
+        // Client spans sit inside the gateway's request span (possibly below resolver spans).
+        assert_eq!(
+            client.trace_id, root.trace_id,
+            "{service} call belongs to the request"
+        );
+    }
+    let created = find(&spans, "orders", SpanKind::Server, "POST createOrder").unwrap();
+    assert_eq!(created.attributes["http.response.status_code"], "201");
+    let publish = find(&spans, "orders", SpanKind::Producer, "publish").unwrap();
+    assert_eq!(
+        publish.parent_span_id,
+        created.span_id,
+        "the outbox carried the request's context to the relay:\n{}",
+        describe(&spans)
+    );
+    let consume = find(&spans, "notifications", SpanKind::Consumer, "process").unwrap();
+    assert_eq!(
+        consume.parent_span_id,
+        publish.span_id,
+        "the message headers carried the publisher's context:\n{}",
+        describe(&spans)
+    );
+    assert_eq!(consume.attributes["shopmesh.outcome"], "stored");
+    assert_eq!(
+        consume.attributes["messaging.message.id"],
+        publish.attributes["messaging.message.id"]
+    );
+
+    // Trace B: an order created behind the gateway's back (so nothing is cached) read through
+    // the gateway: `Order.user` goes through the DataLoader, whose batches run in tasks of
+    // their own and must stay in the request's trace.
+    let direct: Value = http
+        .post(format!("{}/orders", platform.orders_url))
+        .json(&json!({"userId": 2, "productId": 8, "quantity": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let order_id = direct["id"].as_i64().unwrap_or_else(|| panic!("{direct}"));
+    let trace_b = new_trace_id();
+    let body = graphql(
+        &http,
+        &platform.gateway_url,
+        &trace_b,
+        &format!(r#"{{ order(id: "{order_id}") {{ id user {{ name }} }} }}"#),
+    )
+    .await;
+    assert_eq!(body["data"]["order"]["id"], order_id.to_string(), "{body}");
+    let spans = wait_for_trace(
+        &receiver,
+        &trace_b,
+        &[
+            ("orders", SpanKind::Server, "GET getOrder"),
+            ("users", SpanKind::Server, "GET getUser"),
+        ],
+    )
+    .await;
+    let users = find(&spans, "users", SpanKind::Server, "GET getUser").unwrap();
+    parent_of(&spans, users, "gateway", SpanKind::Client);
+
+    // The readiness probes made while starting were not traced.
+    let probes: Vec<_> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| {
+            s.attributes
+                .get("url.path")
+                .is_some_and(|p| p.starts_with("/health"))
+        })
+        .collect();
+    assert!(probes.is_empty(), "{}", describe(&probes));
+
+    let exits = platform.stop().await;
+    assert!(exits.iter().all(|(_, clean)| *clean), "{exits:?}");
+    receiver.stop().await;
+}
