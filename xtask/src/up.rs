@@ -317,8 +317,12 @@ fn start_all(
         }
     }
     let grpc = get(env, "GRPC_PORT", "50051");
+    let traces = match get(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "") {
+        endpoint if !endpoint.is_empty() => format!("OTLP to {endpoint}"),
+        _ => "off (set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4318)".to_owned(),
+    };
     println!(
-        "\nup: all services ready\n  GraphQL playground  http://localhost:3000/graphql\n  REST + Swagger UI   http://localhost:3000/docs  (spec: /api/openapi.json)\n  gRPC                localhost:{grpc}  (grpcurl -plaintext localhost:{grpc} list)\n  RabbitMQ UI         http://localhost:15672\n  metrics             http://localhost:3000/metrics, :3001, :3002, :3003\nPress Ctrl-C to stop.\n"
+        "\nup: all services ready\n  GraphQL playground  http://localhost:3000/graphql\n  REST + Swagger UI   http://localhost:3000/docs  (spec: /api/openapi.json)\n  gRPC                localhost:{grpc}  (grpcurl -plaintext localhost:{grpc} list)\n  RabbitMQ UI         http://localhost:15672\n  metrics             http://localhost:3000/metrics, :3001, :3002, :3003\n  traces              {traces}\nPress Ctrl-C to stop.\n"
     );
     while !stop.load(Ordering::SeqCst) {
         if let Some((name, status)) = children

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_yaml::Value;
 use shopmesh_common::config::Env;
+use shopmesh_common::telemetry::TelemetryConfig;
 
 /// Records which variables a config loader asks for.
 struct RecordingEnv {
@@ -20,9 +21,6 @@ impl Env for RecordingEnv {
         self.values.get(key).filter(|v| !v.is_empty()).cloned()
     }
 }
-
-/// Read by the shared telemetry, not by a service's config.
-const TELEMETRY_VARS: [&str; 2] = ["RUST_LOG", "LOG_FORMAT"];
 
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -98,6 +96,8 @@ fn load(name: &str, values: HashMap<String, String>) -> (BTreeSet<String>, Vec<u
         ],
         other => panic!("unknown service {other}"),
     };
+    // Every service also reads the shared telemetry settings.
+    TelemetryConfig::from_env(name, &env);
     (env.read.into_inner(), ports)
 }
 
@@ -111,7 +111,7 @@ fn every_compose_variable_is_read_by_its_service_and_parses() {
         let (read, ports) = load(name, env.clone());
         for key in env.keys() {
             assert!(
-                read.contains(key) || TELEMETRY_VARS.contains(&key.as_str()),
+                read.contains(key),
                 "docker-compose sets {key} for {name}, but {name} never reads it (reads: {read:?})"
             );
         }
@@ -267,5 +267,37 @@ fn env_example_documents_every_variable_the_services_read() {
             documented.contains(key.as_str()),
             ".env.example does not document {key}"
         );
+    }
+}
+
+#[test]
+fn every_service_sends_its_traces_to_the_compose_jaeger() {
+    let doc = compose();
+    let jaeger = &doc["services"]["jaeger"];
+    assert!(
+        host_ports(jaeger).contains(&16686),
+        "the Jaeger UI is published"
+    );
+    let otlp_http = jaeger["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|a| a.strip_prefix("receivers.otlp.protocols.http.endpoint="))
+        .expect("Jaeger's OTLP/HTTP receiver listens beyond localhost");
+    let port = otlp_http.rsplit(':').next().unwrap();
+    for name in ["users", "orders", "notifications", "gateway"] {
+        let env = RecordingEnv {
+            values: environment(&doc["services"][name]),
+            read: RefCell::default(),
+        };
+        let telemetry = TelemetryConfig::from_env(name, &env);
+        assert_eq!(
+            telemetry.traces_endpoint,
+            Some(format!("http://jaeger:{port}/v1/traces")),
+            "{name}"
+        );
+        assert_eq!(telemetry.service_name, name);
+        assert!(telemetry.json_logs, "{name} logs JSON in containers");
     }
 }

@@ -244,3 +244,83 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
     assert!(exits.iter().all(|(_, clean)| *clean), "{exits:?}");
     receiver.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_trace_receiver_is_reported_and_never_breaks_the_service() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    use shopmesh_e2e::processes::{free_port, service_binary};
+    use shopmesh_testkit::{TestDatabase, redis_url, unique};
+
+    let db = TestDatabase::create().await;
+    let closed = free_port();
+    let port = free_port();
+    let mut child = Command::new(service_binary("shopmesh-users"))
+        .env("PORT", port.to_string())
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", redis_url())
+        .env("CACHE_PREFIX", format!("{}:", unique("otel")))
+        .env("RUST_LOG", "warn")
+        .env(
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            format!("http://127.0.0.1:{closed}"),
+        )
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let logs = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(logs).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/users/1");
+    let answered = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                return r.status().as_u16();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("users answers");
+    assert_eq!(answered, 200, "requests are served while export fails");
+
+    let reported = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+            if line.contains("BatchSpanProcessor.ExportError") {
+                return Ok(line);
+            }
+            seen.push(line);
+        }
+        Err(seen.join("\n"))
+    })
+    .await
+    .unwrap();
+    assert!(reported.is_ok(), "export failure logged: {reported:?}");
+
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "shutdown is not held up by the unreachable receiver"
+    );
+    db.drop_db().await;
+}
