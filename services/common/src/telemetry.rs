@@ -326,22 +326,28 @@ impl<E: Endpoint> Endpoint for TraceRequestsEndpoint<E> {
         let start = Instant::now();
         async move {
             let result = self.inner.call(req).await.map(IntoResponse::into_response);
-            let (status, operation) = match &result {
-                Ok(resp) => (resp.status(), crate::metrics::operation_of(resp)),
-                Err(err) => (err.status(), None),
+            let status = match &result {
+                Ok(resp) => resp.status(),
+                Err(err) => err.status(),
             };
-            let operation =
-                operation.unwrap_or_else(|| crate::metrics::fallback_operation(&path, &method));
             let current = Span::current();
-            // The span's OpenTelemetry context exists by now (children used it), and
-            // tracing-opentelemetry only reads `otel.name` before that: rename it directly.
-            current
-                .context()
-                .span()
-                .update_name(format!("{method} {operation}"));
-            current.record("http.response.status_code", status.as_u16());
-            if status.is_server_error() {
-                current.record("otel.status_code", "ERROR");
+            // Nothing listens (logs above INFO, no export): skip the naming work.
+            if !current.is_disabled() {
+                let operation = result
+                    .as_ref()
+                    .ok()
+                    .and_then(crate::metrics::operation_of)
+                    .unwrap_or_else(|| crate::metrics::fallback_operation(&path, &method));
+                // The span's OpenTelemetry context exists by now (children used it), and
+                // tracing-opentelemetry only reads `otel.name` before that: rename it directly.
+                current
+                    .context()
+                    .span()
+                    .update_name(format!("{method} {operation}"));
+                current.record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    current.record("otel.status_code", "ERROR");
+                }
             }
             let (status, duration_ms) = (status.as_u16(), start.elapsed().as_secs_f64() * 1e3);
             if is_probe(&path) {
