@@ -72,36 +72,21 @@ impl TelemetryConfig {
     }
 }
 
-/// Flushes exported spans when the service stops; returned by [`init`].
+/// Returned by [`init`]; dropping it exports the spans still buffered (waiting at most 5 s)
+/// and stops exporting, so hold it until the service stops.
 #[must_use = "dropping Telemetry at once stops trace export"]
 #[derive(Debug, Default)]
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
-impl Telemetry {
-    /// Whether spans are being exported.
-    pub fn exporting(&self) -> bool {
-        self.provider.is_some()
-    }
-
-    /// Exports the spans still buffered (waiting at most 5 s) and stops exporting.
-    pub fn shutdown(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
+impl Drop for Telemetry {
+    fn drop(&mut self) {
         if let Some(provider) = self.provider.take()
             && let Err(e) = provider.shutdown_with_timeout(Duration::from_secs(5))
         {
             tracing::warn!(error = %e, "could not flush spans at shutdown");
         }
-    }
-}
-
-impl Drop for Telemetry {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -219,6 +204,20 @@ pub fn trace_headers_of(span: &Span) -> HashMap<String, String> {
     let mut fields = HashMap::new();
     PROPAGATOR.inject_context(&span.context(), &mut fields);
     fields
+}
+
+/// [`trace_headers_of`] `span` as HTTP headers, for HTTP requests (reqwest shares this type)
+/// and gRPC metadata (`tonic::metadata::MetadataMap::from_headers`).
+pub fn trace_header_map(span: &Span) -> http::HeaderMap {
+    trace_headers_of(span)
+        .into_iter()
+        .filter_map(|(name, value)| {
+            Some((
+                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
+                http::HeaderValue::from_str(&value).ok()?,
+            ))
+        })
+        .collect()
 }
 
 /// [`trace_headers_of`] the current span: what an outgoing request, message or call carries.
@@ -442,6 +441,11 @@ mod tests {
             });
             let headers = trace_headers_of(&span);
             let traceparent = &headers["traceparent"];
+            assert_eq!(
+                trace_header_map(&span)["traceparent"].to_str().unwrap(),
+                traceparent,
+                "the header map carries the same context"
+            );
             let parts: Vec<&str> = traceparent.split('-').collect();
             assert_eq!(parts[1], "4bf92f3577b34da6a3ce929d0e0e4736", "same trace");
             assert_ne!(

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use poem_openapi::types::{ParseFromJSON, ToJSON};
-use reqwest::header::{HeaderName, HeaderValue};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::telemetry;
 use shopmesh_openapi::orders::{self, OrdersClient};
@@ -13,7 +12,7 @@ use shopmesh_openapi::runtime::RequestHook;
 use shopmesh_openapi::users::{self, UsersClient};
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
-use tonic::metadata::{MetadataKey, MetadataValue};
+use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
@@ -49,14 +48,7 @@ pub struct Backends {
 /// Adds the current span's trace context to a generated client's request headers.
 fn trace_context_hook() -> RequestHook {
     RequestHook::new(|headers| {
-        for (name, value) in telemetry::outgoing_trace_headers() {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(&value),
-            ) {
-                headers.insert(name, value);
-            }
-        }
+        headers.extend(telemetry::trace_header_map(&tracing::Span::current()))
     })
 }
 
@@ -313,14 +305,7 @@ impl Backends {
             rpc.grpc.status_code = tracing::field::Empty,
         );
         let mut request = tonic::Request::new(pb::GetNotificationsRequest { order_id });
-        for (name, value) in telemetry::trace_headers_of(&span) {
-            if let (Ok(name), Ok(value)) = (
-                MetadataKey::from_bytes(name.as_bytes()),
-                MetadataValue::try_from(value.as_str()),
-            ) {
-                request.metadata_mut().insert(name, value);
-            }
-        }
+        *request.metadata_mut() = MetadataMap::from_headers(telemetry::trace_header_map(&span));
         let mut client = self.notifications.clone();
         let call = tokio::time::timeout(self.timeout, client.get_notifications(request));
         let outcome = call.instrument(span.clone()).await;
