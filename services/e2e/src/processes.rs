@@ -37,6 +37,14 @@ pub fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Sends SIGTERM to `child` (a graceful stop, unlike `Child::kill`'s SIGKILL).
+pub fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
+
 /// The four services running as child processes.
 pub struct ProcessPlatform {
     /// Gateway base URL.
@@ -159,10 +167,7 @@ impl ProcessPlatform {
     pub async fn stop(mut self) -> Vec<(&'static str, bool)> {
         let mut exits = Vec::new();
         while let Some((name, mut child)) = self.children.pop() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+            terminate(&child);
             let clean =
                 tokio::task::spawn_blocking(move || child.wait().is_ok_and(|s| s.success()))
                     .await

@@ -12,7 +12,7 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
-use shopmesh_e2e::processes::{free_port, service_binary};
+use shopmesh_e2e::processes::{free_port, service_binary, terminate};
 use shopmesh_e2e::{Platform, PlatformOptions};
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedV1};
 use shopmesh_openapi::orders::{CreateOrderRequest, CreateOrderResponse, OrdersClient};
@@ -218,10 +218,7 @@ async fn consumer_killed_mid_stream_resumes_without_loss_or_duplicates() {
         dead, poison,
         "all poison and oversized messages dead-lettered, nothing else"
     );
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(consumer.id().to_string())
-        .status();
+    terminate(&consumer);
     let status = consumer.wait().unwrap();
     assert!(status.success(), "graceful stop on SIGTERM: {status}");
     let _ = conn.close(200, "done").await;

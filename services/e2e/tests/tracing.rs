@@ -250,8 +250,8 @@ async fn an_unreachable_trace_receiver_is_reported_and_never_breaks_the_service(
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
-    use shopmesh_e2e::processes::{free_port, service_binary};
-    use shopmesh_testkit::{TestDatabase, redis_url, unique};
+    use shopmesh_e2e::processes::{free_port, service_binary, terminate};
+    use shopmesh_testkit::{TestDatabase, eventually, redis_url, unique};
 
     let db = TestDatabase::create().await;
     let closed = free_port();
@@ -281,16 +281,10 @@ async fn an_unreachable_trace_receiver_is_reported_and_never_breaks_the_service(
 
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/users/1");
-    let answered = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            if let Ok(r) = http.get(&url).send().await {
-                return r.status().as_u16();
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let answered = eventually("users answers", Duration::from_secs(60), || async {
+        Some(http.get(&url).send().await.ok()?.status().as_u16())
     })
-    .await
-    .expect("users answers");
+    .await;
     assert_eq!(answered, 200, "requests are served while export fails");
 
     let reported = tokio::task::spawn_blocking(move || {
@@ -307,11 +301,7 @@ async fn an_unreachable_trace_receiver_is_reported_and_never_breaks_the_service(
     .unwrap();
     assert!(reported.is_ok(), "export failure logged: {reported:?}");
 
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
+    terminate(&child);
     let started = std::time::Instant::now();
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
