@@ -203,6 +203,8 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
     );
     let mut items = Vec::new();
     let mut trait_methods = Vec::new();
+    let mut erased_methods = Vec::new();
+    let mut erased_impls = Vec::new();
     for t in &types {
         let name = t.node.name.node.as_str();
         let name_ident = ident(name);
@@ -267,10 +269,21 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
                         quote!(parent: &#name_ident,)
                     };
                     let parent_call = if root { quote!() } else { quote!(self,) };
+                    let parent_call_erased = if root { quote!() } else { quote!(parent,) };
                     let trait_doc = format!(" Resolves `{name}.{fname}`.");
                     trait_methods.push(quote! {
                         #[doc = #trait_doc]
+                        async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> Result<#ty, Self::Error>;
+                    });
+                    erased_methods.push(quote! {
                         async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> async_graphql::Result<#ty>;
+                    });
+                    erased_impls.push(quote! {
+                        async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> async_graphql::Result<#ty> {
+                            #trait_name::#method(self, ctx, #parent_call_erased #(#arg_names),*)
+                                .await
+                                .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+                        }
                     });
                     resolved.push(quote! {
                         #fdoc
@@ -336,19 +349,34 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
         #[doc = #trait_doc]
         #[async_trait::async_trait]
         pub trait #trait_name: Send + Sync + 'static {
+            /// The resolvers' error: a domain error that says its own `extensions` (code ...).
+            type Error: async_graphql::ErrorExtensions + Send + Sync;
+
             #(#trait_methods)*
+        }
+
+        /// The resolvers as the generated objects call them: errors already GraphQL errors.
+        #[async_trait::async_trait]
+        trait Resolve: Send + Sync + 'static {
+            #(#erased_methods)*
+        }
+
+        #[async_trait::async_trait]
+        impl<R: #trait_name> Resolve for R {
+            #(#erased_impls)*
         }
 
         /// The executable schema type.
         pub type Schema = async_graphql::Schema<#query_ident, #mutation_ty, async_graphql::EmptySubscription>;
 
         /// A schema builder with `resolvers` installed; add limits and data, then `finish()`.
-        pub fn schema_builder(resolvers: std::sync::Arc<dyn #trait_name>) -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, async_graphql::EmptySubscription> {
+        pub fn schema_builder<R: #trait_name>(resolvers: std::sync::Arc<R>) -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, async_graphql::EmptySubscription> {
+            let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
             async_graphql::Schema::build(#query_ident, #mutation_val, async_graphql::EmptySubscription).data(resolvers)
         }
 
-        fn resolvers<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a std::sync::Arc<dyn #trait_name>> {
-            ctx.data::<std::sync::Arc<dyn #trait_name>>()
+        fn resolvers<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a std::sync::Arc<dyn Resolve>> {
+            ctx.data::<std::sync::Arc<dyn Resolve>>()
         }
     };
     let src = source.display().to_string();

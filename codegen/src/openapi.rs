@@ -184,6 +184,38 @@ pub struct Operation {
     pub responses: Vec<ResponseDef>,
 }
 
+impl Operation {
+    /// The one 2xx response (parsing guarantees there is exactly one).
+    pub fn success(&self) -> &ResponseDef {
+        self.responses
+            .iter()
+            .find(|r| (200..300).contains(&r.status))
+            .expect("parse checked: one 2xx response")
+    }
+
+    /// The documented error statuses, each answered with a problem body.
+    pub fn problem_statuses(&self) -> Vec<u16> {
+        self.responses
+            .iter()
+            .map(|r| r.status)
+            .filter(|s| !(200..300).contains(s))
+            .collect()
+    }
+}
+
+/// The shape every contract's `Problem` schema must have: it is generated once, as
+/// `runtime::Problem`, and shared by every module.
+const PROBLEM_FIELDS: [(&str, bool); 5] = [
+    ("type", true),
+    ("title", true),
+    ("status", true),
+    ("detail", false),
+    ("instance", false),
+];
+
+/// The description the shared `Problem` type carries into every served spec.
+const PROBLEM_DESCRIPTION: &str = "An RFC 9457 problem detail.";
+
 impl Api {
     /// Name of the server trait (`OrdersApi`).
     pub fn trait_name(&self) -> syn::Ident {
@@ -221,7 +253,11 @@ pub fn parse(source: &Path, text: &str) -> Result<Api> {
             let ReferenceOr::Item(schema) = schema else {
                 return Err(err(at, "a component schema must not be a bare $ref".into()));
             };
-            schemas.push(ctx.schema_def(name, schema, &at)?);
+            let def = ctx.schema_def(name, schema, &at)?;
+            if name == "Problem" {
+                ctx.check_problem(&def, &at)?;
+            }
+            schemas.push(def);
         }
     }
 
@@ -267,6 +303,46 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&self, at: &str, problem: impl Into<String>) -> CodegenError {
         CodegenError::schema(self.source, at, problem)
+    }
+
+    /// `Problem` is one shared type: its schema must be the RFC 9457 shape exactly.
+    fn check_problem(&self, def: &SchemaDef, at: &str) -> Result<()> {
+        let shared = match def {
+            SchemaDef::Object {
+                description,
+                fields,
+                ..
+            } => {
+                description.as_deref() == Some(PROBLEM_DESCRIPTION)
+                    && fields.len() == PROBLEM_FIELDS.len()
+                    && fields
+                        .iter()
+                        .zip(PROBLEM_FIELDS)
+                        .all(|(f, (name, required))| {
+                            let ty = if name == "status" {
+                                TypeRef::I32
+                            } else {
+                                TypeRef::String
+                            };
+                            f.json_name == name
+                                && f.required == required
+                                && f.ty == ty
+                                && f.validators == Validators::default()
+                        })
+            }
+            SchemaDef::Enum { .. } => false,
+        };
+        if shared {
+            Ok(())
+        } else {
+            Err(self.err(
+                at,
+                format!(
+                    "Problem is shared by every contract and must be exactly: description \"{PROBLEM_DESCRIPTION}\", \
+                     required string type, string title, int32 status, optional string detail and instance"
+                ),
+            ))
+        }
     }
 
     fn schema_ref_name(&self, reference: &str, at: &str) -> Result<String> {
@@ -552,6 +628,7 @@ impl Ctx<'_> {
         if responses.is_empty() {
             return Err(self.err(at, "an operation needs at least one response"));
         }
+        self.check_responses(&responses, at)?;
         Ok(Operation {
             id,
             method: method.to_owned(),
@@ -563,6 +640,37 @@ impl Ctx<'_> {
             body,
             responses,
         })
+    }
+
+    /// One success response (its value is what the server trait returns and the client
+    /// yields), and every error answered with a `Problem`, including a 500, so that any
+    /// problem a service raises maps onto a documented status.
+    fn check_responses(&self, responses: &[ResponseDef], at: &str) -> Result<()> {
+        let successes = responses
+            .iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .count();
+        if successes != 1 {
+            return Err(self.err(
+                at,
+                format!("an operation needs exactly one 2xx response, found {successes}"),
+            ));
+        }
+        for r in responses.iter().filter(|r| !(200..300).contains(&r.status)) {
+            if !matches!(&r.body, Some((_, TypeRef::Named(n))) if n == "Problem") {
+                return Err(self.err(
+                    &format!("{at}.responses.{}", r.status),
+                    "error responses must have a Problem body",
+                ));
+            }
+        }
+        if !responses.iter().any(|r| r.status == 500) {
+            return Err(self.err(
+                at,
+                "every operation must document 500 with a Problem body, the status of errors it does not list",
+            ));
+        }
+        Ok(())
     }
 
     fn resolve_response<'b>(
@@ -681,20 +789,8 @@ fn validator_attr(v: &Validators) -> TokenStream {
 pub fn generate_module(api: &Api) -> Result<String> {
     let source = api.source.display().to_string();
     let models = api.schemas.iter().map(gen_schema);
-    let has_problem = api
-        .schemas
-        .iter()
-        .any(|s| matches!(s, SchemaDef::Object { name, .. } if name == "Problem"));
-    let problem_impl = if has_problem {
-        gen_problem_impl()
-    } else {
-        quote!()
-    };
     let tags = gen_tags(api);
-    let responses = api
-        .operations
-        .iter()
-        .map(|op| gen_response_enum(op, has_problem));
+    let responses = api.operations.iter().map(gen_response_enum);
     let server = gen_server(api);
     let client = gen_client(api);
     let title = &api.title;
@@ -727,7 +823,6 @@ pub fn generate_module(api: &Api) -> Result<String> {
         pub const ROUTES: &[(&str, &[&str])] = &[#(#route_entries),*];
 
         #(#models)*
-        #problem_impl
         #tags
         #(#responses)*
         #server
@@ -739,6 +834,10 @@ pub fn generate_module(api: &Api) -> Result<String> {
 
 fn gen_schema(schema: &SchemaDef) -> TokenStream {
     match schema {
+        SchemaDef::Object { name, .. } if name == "Problem" => quote! {
+            /// The shared RFC 9457 problem type (parsing checked this contract's shape).
+            pub use crate::runtime::Problem;
+        },
         SchemaDef::Object {
             name,
             description,
@@ -819,27 +918,6 @@ fn gen_schema(schema: &SchemaDef) -> TokenStream {
     }
 }
 
-fn gen_problem_impl() -> TokenStream {
-    quote! {
-        impl Problem {
-            /// A problem with `type` `about:blank`, the status's reason phrase as title and `detail`.
-            pub fn new(status: u16, detail: impl Into<String>) -> Self {
-                let title = poem::http::StatusCode::from_u16(status)
-                    .ok()
-                    .and_then(|s| s.canonical_reason())
-                    .unwrap_or("Error");
-                Self {
-                    r#type: "about:blank".to_owned(),
-                    title: title.to_owned(),
-                    status: i32::from(status),
-                    detail: Some(detail.into()),
-                    instance: None,
-                }
-            }
-        }
-    }
-}
-
 fn tag_enum_name(api: &Api) -> syn::Ident {
     format_ident!("{}Tag", api.module.to_upper_camel_case())
 }
@@ -865,7 +943,18 @@ fn response_enum_name(op: &Operation) -> syn::Ident {
     format_ident!("{}Response", op.id.to_upper_camel_case())
 }
 
-fn gen_response_enum(op: &Operation, has_problem: bool) -> TokenStream {
+/// The type an operation's success yields: its body type, or `NoContent`.
+fn success_type(op: &Operation) -> TokenStream {
+    match &op.success().body {
+        Some((_, ty)) => rust_type(ty),
+        None => quote!(crate::runtime::NoContent),
+    }
+}
+
+/// The poem-openapi response enum of an operation. It is built only from a success value or
+/// from a [`Problem`] (`From<Problem>`), which picks the variant by the problem's status after
+/// folding it onto the documented ones, so a variant's status and its body always agree.
+fn gen_response_enum(op: &Operation) -> TokenStream {
     let name = response_enum_name(op);
     let variants = op.responses.iter().map(|r| {
         let variant = variant_name(r.status);
@@ -883,46 +972,33 @@ fn gen_response_enum(op: &Operation, has_problem: bool) -> TokenStream {
             }
         }
     });
-    let problem_status = |s: u16| {
-        op.responses.iter().any(|r| {
-            r.status == s && matches!(&r.body, Some((_, TypeRef::Named(n))) if n == "Problem")
-        })
-    };
-    let (attr, handler) = if has_problem && problem_status(400) {
+    let problem_statuses = op.problem_statuses();
+    let problem_arms = problem_statuses.iter().filter(|s| **s != 500).map(|s| {
+        let v = variant_name(*s);
+        quote!(#s => Self::#v(Json(problem)),)
+    });
+    let (attr, handler) = if problem_statuses.contains(&400) {
         let fn_name = format_ident!("{}_bad_request", op.id.to_snake_case());
         let fn_str = fn_name.to_string();
-        let mut arms = Vec::new();
-        for s in [413u16, 415] {
-            if problem_status(s) {
-                let v = variant_name(s);
-                arms.push(quote!(#s => #name::#v(Json(Problem::new(#s, err.to_string()))),));
-            }
-        }
-        let fallback = quote!(#name::BadRequest(Json(Problem::new(400, err.to_string()))));
-        let body = if arms.is_empty() {
-            fallback
-        } else {
-            quote!(match err.status().as_u16() { #(#arms)* _ => #fallback, })
-        };
         (
             quote!(#[oai(bad_request_handler = #fn_str)]),
             quote! {
+                #[cfg(feature = "server")]
                 fn #fn_name(err: poem::Error) -> #name {
-                    #body
+                    Problem::new(err.status().as_u16(), err.to_string()).into()
                 }
             },
         )
     } else {
         (quote!(), quote!())
     };
-    let decode_arms = op.responses.iter().map(|r| {
-        let variant = variant_name(r.status);
-        let status = r.status;
-        match &r.body {
-            None => quote!(#status => Ok(Self::#variant),),
-            Some(_) => quote!(#status => Ok(Self::#variant(Json(crate::runtime::decode_json(#status, &bytes)?))),),
-        }
-    });
+    let success = op.success();
+    let success_variant = variant_name(success.status);
+    let from_success = match &success.body {
+        Some(_) => quote!(Self::#success_variant(Json(value))),
+        None => quote!({ let crate::runtime::NoContent = value; Self::#success_variant }),
+    };
+    let success_ty = success_type(op);
     let status_arms = op.responses.iter().map(|r| {
         let variant = variant_name(r.status);
         let status = r.status;
@@ -941,18 +1017,32 @@ fn gen_response_enum(op: &Operation, has_problem: bool) -> TokenStream {
         #handler
 
         impl #name {
+            /// The error statuses this operation documents, each with a problem body.
+            pub const PROBLEM_STATUSES: &'static [u16] = &[#(#problem_statuses),*];
+
             /// The HTTP status of this response.
             pub fn status(&self) -> u16 { match self { #(#status_arms)* } }
+        }
 
-            async fn from_reqwest(response: reqwest::Response) -> Result<Self, crate::runtime::ClientError> {
-                let status = response.status().as_u16();
-                let bytes = response.bytes().await.map_err(crate::runtime::ClientError::from_reqwest)?;
-                match status {
-                    #(#decode_arms)*
-                    other => Err(crate::runtime::ClientError::UnexpectedStatus {
-                        status: other,
-                        body: String::from_utf8_lossy(&bytes).into_owned(),
-                    }),
+        impl From<#success_ty> for #name {
+            fn from(value: #success_ty) -> Self { #from_success }
+        }
+
+        impl From<Problem> for #name {
+            fn from(problem: Problem) -> Self {
+                let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+                match problem.status() {
+                    #(#problem_arms)*
+                    _ => Self::InternalServerError(Json(problem)),
+                }
+            }
+        }
+
+        impl From<Result<#success_ty, Problem>> for #name {
+            fn from(result: Result<#success_ty, Problem>) -> Self {
+                match result {
+                    Ok(value) => value.into(),
+                    Err(problem) => problem.into(),
                 }
             }
         }
@@ -1029,9 +1119,10 @@ fn gen_server(api: &Api) -> TokenStream {
             adapter_args.push(quote!(body: Json<#ty>));
             call_args.push(quote!(body.0));
         }
+        let success = success_type(op);
         trait_methods.push(quote! {
             #doc
-            async fn #method_name(&self, #(#trait_args),*) -> #resp;
+            async fn #method_name(&self, #(#trait_args),*) -> Result<#success, Problem>;
         });
         let path = op.path.replace('{', ":").replace('}', "");
         let http_method = op.method.as_str();
@@ -1047,7 +1138,7 @@ fn gen_server(api: &Api) -> TokenStream {
             #doc
             #[oai(path = #path, method = #http_method, operation_id = #op_id #tag)]
             async fn #method_name(&self, #(#adapter_args),*) -> #resp {
-                self.api.#method_name(#(#call_args),*).await
+                self.api.#method_name(#(#call_args),*).await.into()
             }
         });
     }
@@ -1055,8 +1146,12 @@ fn gen_server(api: &Api) -> TokenStream {
         " The {} contract as a trait: implement it, then serve it with [`{}`].",
         api.module, endpoints
     );
+    let defaults = defaults
+        .iter()
+        .map(|d| quote!(#[cfg(feature = "server")] #d));
     quote! {
         #[doc = #trait_doc]
+        #[cfg(feature = "server")]
         #[async_trait::async_trait]
         pub trait #trait_name: Send + Sync + 'static {
             #(#trait_methods)*
@@ -1066,11 +1161,13 @@ fn gen_server(api: &Api) -> TokenStream {
 
         /// Mounts an implementation of the trait as poem-openapi routes that parse and validate
         /// requests exactly as the contract says.
+        #[cfg(feature = "server")]
         #[derive(Clone)]
         pub struct #endpoints {
             api: std::sync::Arc<dyn #trait_name>,
         }
 
+        #[cfg(feature = "server")]
         impl #endpoints {
             /// Wraps an implementation.
             pub fn new(api: std::sync::Arc<dyn #trait_name>) -> Self { Self { api } }
@@ -1081,6 +1178,7 @@ fn gen_server(api: &Api) -> TokenStream {
             }
         }
 
+        #[cfg(feature = "server")]
         #[poem_openapi::OpenApi]
         impl #endpoints {
             #(#adapter_methods)*
@@ -1137,9 +1235,11 @@ fn gen_client(api: &Api) -> TokenStream {
         let span_name = format!("{wire_method} {}", op.path);
         let template = &op.path;
         let operation_id = &op.id;
+        let success = success_type(op);
+        let success_status = op.success().status;
         methods.push(quote! {
             #doc
-            pub async fn #method_name(&self, #(#args),*) -> Result<#resp, crate::runtime::ClientError> {
+            pub async fn #method_name(&self, #(#args),*) -> Result<#success, crate::runtime::ClientError> {
                 let span = tracing::info_span!(
                     "http.client",
                     otel.name = #span_name,
@@ -1159,7 +1259,7 @@ fn gen_client(api: &Api) -> TokenStream {
                 let call = async move {
                     let response = request.send().await.map_err(crate::runtime::ClientError::from_reqwest);
                     crate::runtime::record_response(&tracing::Span::current(), &response);
-                    #resp::from_reqwest(response?).await
+                    crate::runtime::decode_response(response?, #success_status, #resp::PROBLEM_STATUSES).await
                 };
                 tracing::Instrument::instrument(call, span).await
             }
@@ -1168,6 +1268,7 @@ fn gen_client(api: &Api) -> TokenStream {
     let doc = format!(" Typed client (SDK) for the {} contract.", api.module);
     quote! {
         #[doc = #doc]
+        #[cfg(feature = "client")]
         #[derive(Debug, Clone)]
         pub struct #client {
             base_url: String,
@@ -1175,6 +1276,7 @@ fn gen_client(api: &Api) -> TokenStream {
             hook: Option<crate::runtime::RequestHook>,
         }
 
+        #[cfg(feature = "client")]
         impl #client {
             /// A client for the service at `base_url` (e.g. `http://localhost:3002`), with a
             /// 2 second timeout.
@@ -1230,11 +1332,12 @@ pub fn generate_crate(root: &Path) -> Result<Vec<GeneratedFile>> {
     }
     let mods: String = modules
         .iter()
-        .map(|m| format!("#[rustfmt::skip]\npub mod {m};\n"))
+        .map(|m| format!("#[cfg(feature = \"{m}\")]\n#[rustfmt::skip]\npub mod {m};\n"))
         .collect();
     let lib = format!(
-        "{}//! Generated REST contracts: for each file in `schema/openapi/`, a module with the models,\n\
-         //! a server trait, a poem-openapi adapter and a typed client.\n\n\
+        "{}//! Generated REST contracts: for each file in `schema/openapi/`, a module (feature named\n\
+         //! like the contract) with the models and response types, the server trait and poem-openapi\n\
+         //! adapter (feature `server`) and a typed client (feature `client`).\n\n\
          #[rustfmt::skip]\npub mod runtime;\n{mods}",
         crate::header(layout::OPENAPI_DIR)
     );

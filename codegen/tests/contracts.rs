@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use shopmesh_openapi::runtime::Problem;
+
 use shopmesh_codegen::{contract, graphql};
 
 fn root() -> &'static Path {
@@ -109,27 +111,32 @@ fn contract_check_detects_a_changed_constraint() {
     assert!(contract::assert_equivalent(committed, &renamed).is_err());
 }
 
-/// A do-nothing implementation of the generated trait, only to obtain the served spec.
+/// An implementation of the generated traits that answers every call with 503, only to obtain
+/// the served spec.
 struct Unavailable;
+
+fn unavailable<T>() -> Result<T, Problem> {
+    Err(Problem::new(503, "unavailable"))
+}
 
 #[async_trait::async_trait]
 impl shopmesh_openapi::orders::OrdersApi for Unavailable {
     async fn create_order(
         &self,
         _: shopmesh_openapi::orders::CreateOrderRequest,
-    ) -> shopmesh_openapi::orders::CreateOrderResponse {
-        unimplemented!()
+    ) -> Result<shopmesh_openapi::orders::Order, Problem> {
+        unavailable()
     }
-    async fn get_order(&self, _: i64) -> shopmesh_openapi::orders::GetOrderResponse {
-        unimplemented!()
+    async fn get_order(&self, _: i64) -> Result<shopmesh_openapi::orders::Order, Problem> {
+        unavailable()
     }
     async fn list_user_orders(
         &self,
         _: i64,
         _: i32,
         _: Option<String>,
-    ) -> shopmesh_openapi::orders::ListUserOrdersResponse {
-        unimplemented!()
+    ) -> Result<shopmesh_openapi::orders::OrderPage, Problem> {
+        unavailable()
     }
 }
 
@@ -138,18 +145,50 @@ impl shopmesh_openapi::users::UsersApi for Unavailable {
     async fn create_user(
         &self,
         _: shopmesh_openapi::users::UserInput,
-    ) -> shopmesh_openapi::users::CreateUserResponse {
-        unimplemented!()
+    ) -> Result<shopmesh_openapi::users::User, Problem> {
+        unavailable()
     }
-    async fn get_user(&self, _: i64) -> shopmesh_openapi::users::GetUserResponse {
-        unimplemented!()
+    async fn get_user(&self, _: i64) -> Result<shopmesh_openapi::users::User, Problem> {
+        unavailable()
     }
     async fn update_user(
         &self,
         _: i64,
         _: shopmesh_openapi::users::UserInput,
-    ) -> shopmesh_openapi::users::UpdateUserResponse {
-        unimplemented!()
+    ) -> Result<shopmesh_openapi::users::User, Problem> {
+        unavailable()
+    }
+}
+
+/// Whatever status a service's problem carries, the generated response answers a documented
+/// status and the body's `status` is that same status.
+#[tokio::test]
+async fn a_problem_always_answers_a_documented_status_that_its_body_repeats() {
+    use poem::IntoResponse;
+    use shopmesh_openapi::orders::{CreateOrderResponse, GetOrderResponse};
+    for status in [
+        400u16, 401, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504,
+    ] {
+        for (documented, response) in [
+            (
+                GetOrderResponse::PROBLEM_STATUSES,
+                GetOrderResponse::from(Problem::new(status, "x")).into_response(),
+            ),
+            (
+                CreateOrderResponse::PROBLEM_STATUSES,
+                CreateOrderResponse::from(Problem::new(status, "x")).into_response(),
+            ),
+        ] {
+            let http = response.status().as_u16();
+            assert!(
+                documented.contains(&http),
+                "{status} answered undocumented {http}"
+            );
+            let body: serde_json::Value =
+                serde_json::from_str(&response.into_body().into_string().await.unwrap()).unwrap();
+            assert_eq!(body["status"], u64::from(http), "{status}: {body}");
+            assert_eq!(body["detail"], "x");
+        }
     }
 }
 

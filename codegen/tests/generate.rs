@@ -111,6 +111,53 @@ fn missing_operation_id_is_an_error() {
     assert!(problem.contains("operationId is required"));
 }
 
+/// The response rules that let a problem always map onto a documented status.
+#[test]
+fn operations_need_one_success_a_500_and_problem_bodies() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let no_500 = text.replacen(
+        "        '500':\n          description: Failed.\n          content:\n            application/problem+json:\n              schema: {$ref: '#/components/schemas/Problem'}\n",
+        "",
+        1,
+    );
+    let (_, location, problem) = schema_error(openapi::parse(&rel, &no_500).unwrap_err());
+    assert_eq!(location, "paths./pets/{id}.get");
+    assert!(problem.contains("must document 500"), "{problem}");
+
+    let two_successes = text.replacen(
+        "        '404':",
+        "        '202':\n          description: Later.\n        '404':",
+        1,
+    );
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &two_successes).unwrap_err());
+    assert!(
+        problem.contains("exactly one 2xx response, found 2"),
+        "{problem}"
+    );
+
+    let bare_404 = text.replacen(
+        "          description: Missing.\n          content:\n            application/problem+json:\n              schema: {$ref: '#/components/schemas/Problem'}\n",
+        "          description: Missing.\n",
+        1,
+    );
+    let (_, location, problem) = schema_error(openapi::parse(&rel, &bare_404).unwrap_err());
+    assert_eq!(location, "paths./pets/{id}.get.responses.404");
+    assert!(problem.contains("must have a Problem body"), "{problem}");
+}
+
+/// `Problem` is generated once and shared, so no contract may give it another shape.
+#[test]
+fn a_problem_schema_of_another_shape_is_an_error() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let text = text.replace(
+        "        instance: {type: string}\n",
+        "        instance: {type: string}\n        code: {type: string}\n",
+    );
+    let (_, location, problem) = schema_error(openapi::parse(&rel, &text).unwrap_err());
+    assert_eq!(location, "components.schemas.Problem");
+    assert!(problem.contains("shared by every contract"), "{problem}");
+}
+
 #[test]
 fn undeclared_path_parameter_is_an_error() {
     let (rel, text) = fixture("openapi/pets.yaml");

@@ -211,12 +211,14 @@ pub struct Notification {
 /// Everything the gateway must resolve: root fields and links between entities.
 #[async_trait::async_trait]
 pub trait GatewayResolvers: Send + Sync + 'static {
+    /// The resolvers' error: a domain error that says its own `extensions` (code ...).
+    type Error: async_graphql::ErrorExtensions + Send + Sync;
     /// Resolves `Query.order`.
     async fn query_order(
         &self,
         ctx: &async_graphql::Context<'_>,
         id: async_graphql::ID,
-    ) -> async_graphql::Result<Option<Order>>;
+    ) -> Result<Option<Order>, Self::Error>;
     /// Resolves `Query.ordersByUser`.
     async fn query_orders_by_user(
         &self,
@@ -224,43 +226,166 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         user_id: async_graphql::ID,
         first: i32,
         after: Option<String>,
-    ) -> async_graphql::Result<OrderConnection>;
+    ) -> Result<OrderConnection, Self::Error>;
     /// Resolves `Query.user`.
     async fn query_user(
         &self,
         ctx: &async_graphql::Context<'_>,
         id: async_graphql::ID,
-    ) -> async_graphql::Result<Option<User>>;
+    ) -> Result<Option<User>, Self::Error>;
     /// Resolves `Query.userName`.
     async fn query_user_name(
         &self,
         ctx: &async_graphql::Context<'_>,
         id: async_graphql::ID,
-    ) -> async_graphql::Result<Option<String>>;
+    ) -> Result<Option<String>, Self::Error>;
     /// Resolves `Mutation.createOrder`.
     async fn mutation_create_order(
         &self,
         ctx: &async_graphql::Context<'_>,
         input: CreateOrderInput,
-    ) -> async_graphql::Result<Order>;
+    ) -> Result<Order, Self::Error>;
     /// Resolves `Mutation.createUser`.
     async fn mutation_create_user(
         &self,
         ctx: &async_graphql::Context<'_>,
         input: CreateUserInput,
-    ) -> async_graphql::Result<User>;
+    ) -> Result<User, Self::Error>;
     /// Resolves `Order.user`.
     async fn order_user(
         &self,
         ctx: &async_graphql::Context<'_>,
         parent: &Order,
-    ) -> async_graphql::Result<Option<User>>;
+    ) -> Result<Option<User>, Self::Error>;
     /// Resolves `Order.notifications`.
     async fn order_notifications(
         &self,
         ctx: &async_graphql::Context<'_>,
         parent: &Order,
+    ) -> Result<Vec<Notification>, Self::Error>;
+}
+/// The resolvers as the generated objects call them: errors already GraphQL errors.
+#[async_trait::async_trait]
+trait Resolve: Send + Sync + 'static {
+    async fn query_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<Order>>;
+    async fn query_orders_by_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        user_id: async_graphql::ID,
+        first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<OrderConnection>;
+    async fn query_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<User>>;
+    async fn query_user_name(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<String>>;
+    async fn mutation_create_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        input: CreateOrderInput,
+    ) -> async_graphql::Result<Order>;
+    async fn mutation_create_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        input: CreateUserInput,
+    ) -> async_graphql::Result<User>;
+    async fn order_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Option<User>>;
+    async fn order_notifications(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
     ) -> async_graphql::Result<Vec<Notification>>;
+}
+#[async_trait::async_trait]
+impl<R: GatewayResolvers> Resolve for R {
+    async fn query_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<Order>> {
+        GatewayResolvers::query_order(self, ctx, id)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn query_orders_by_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        user_id: async_graphql::ID,
+        first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<OrderConnection> {
+        GatewayResolvers::query_orders_by_user(self, ctx, user_id, first, after)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn query_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<User>> {
+        GatewayResolvers::query_user(self, ctx, id)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn query_user_name(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<String>> {
+        GatewayResolvers::query_user_name(self, ctx, id)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_create_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        input: CreateOrderInput,
+    ) -> async_graphql::Result<Order> {
+        GatewayResolvers::mutation_create_order(self, ctx, input)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_create_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        input: CreateUserInput,
+    ) -> async_graphql::Result<User> {
+        GatewayResolvers::mutation_create_user(self, ctx, input)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn order_user(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Option<User>> {
+        GatewayResolvers::order_user(self, ctx, parent)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn order_notifications(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Vec<Notification>> {
+        GatewayResolvers::order_notifications(self, ctx, parent)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
 }
 /// The executable schema type.
 pub type Schema = async_graphql::Schema<
@@ -269,14 +394,15 @@ pub type Schema = async_graphql::Schema<
     async_graphql::EmptySubscription,
 >;
 /// A schema builder with `resolvers` installed; add limits and data, then `finish()`.
-pub fn schema_builder(
-    resolvers: std::sync::Arc<dyn GatewayResolvers>,
+pub fn schema_builder<R: GatewayResolvers>(
+    resolvers: std::sync::Arc<R>,
 ) -> async_graphql::SchemaBuilder<Query, Mutation, async_graphql::EmptySubscription> {
+    let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
     async_graphql::Schema::build(Query, Mutation, async_graphql::EmptySubscription)
         .data(resolvers)
 }
 fn resolvers<'a>(
     ctx: &async_graphql::Context<'a>,
-) -> async_graphql::Result<&'a std::sync::Arc<dyn GatewayResolvers>> {
-    ctx.data::<std::sync::Arc<dyn GatewayResolvers>>()
+) -> async_graphql::Result<&'a std::sync::Arc<dyn Resolve>> {
+    ctx.data::<std::sync::Arc<dyn Resolve>>()
 }

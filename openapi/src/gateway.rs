@@ -186,37 +186,8 @@ pub struct NotificationList {
     #[oai(rename = "items")]
     pub items: Vec<Notification>,
 }
-/// An RFC 9457 problem detail.
-#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
-#[oai(rename = "Problem")]
-pub struct Problem {
-    #[oai(rename = "type")]
-    pub r#type: String,
-    #[oai(rename = "title")]
-    pub title: String,
-    #[oai(rename = "status")]
-    pub status: i32,
-    #[oai(rename = "detail", skip_serializing_if_is_none)]
-    pub detail: Option<String>,
-    #[oai(rename = "instance", skip_serializing_if_is_none)]
-    pub instance: Option<String>,
-}
-impl Problem {
-    /// A problem with `type` `about:blank`, the status's reason phrase as title and `detail`.
-    pub fn new(status: u16, detail: impl Into<String>) -> Self {
-        let title = poem::http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("Error");
-        Self {
-            r#type: "about:blank".to_owned(),
-            title: title.to_owned(),
-            status: i32::from(status),
-            detail: Some(detail.into()),
-            instance: None,
-        }
-    }
-}
+/// The shared RFC 9457 problem type (parsing checked this contract's shape).
+pub use crate::runtime::Problem;
 /// Tags that group this contract's operations.
 #[derive(Debug, poem_openapi::Tags)]
 pub enum GatewayTag {
@@ -246,6 +217,9 @@ pub enum CreateOrderResponse {
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(status = 429u16, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A downstream service is unavailable; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
@@ -253,22 +227,15 @@ pub enum CreateOrderResponse {
     #[oai(status = 504u16, content_type = "application/problem+json")]
     GatewayTimeout(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
-    match err.status().as_u16() {
-        413u16 => {
-            CreateOrderResponse::PayloadTooLarge(
-                Json(Problem::new(413u16, err.to_string())),
-            )
-        }
-        415u16 => {
-            CreateOrderResponse::UnsupportedMediaType(
-                Json(Problem::new(415u16, err.to_string())),
-            )
-        }
-        _ => CreateOrderResponse::BadRequest(Json(Problem::new(400, err.to_string()))),
-    }
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl CreateOrderResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
@@ -277,66 +244,36 @@ impl CreateOrderResponse {
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
             Self::GatewayTimeout(_) => 504u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            201u16 => {
-                Ok(Self::Created(Json(crate::runtime::decode_json(201u16, &bytes)?)))
-            }
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            413u16 => {
-                Ok(
-                    Self::PayloadTooLarge(
-                        Json(crate::runtime::decode_json(413u16, &bytes)?),
-                    ),
-                )
-            }
-            415u16 => {
-                Ok(
-                    Self::UnsupportedMediaType(
-                        Json(crate::runtime::decode_json(415u16, &bytes)?),
-                    ),
-                )
-            }
-            429u16 => {
-                Ok(
-                    Self::TooManyRequests(
-                        Json(crate::runtime::decode_json(429u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            504u16 => {
-                Ok(
-                    Self::GatewayTimeout(
-                        Json(crate::runtime::decode_json(504u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<Order> for CreateOrderResponse {
+    fn from(value: Order) -> Self {
+        Self::Created(Json(value))
+    }
+}
+impl From<Problem> for CreateOrderResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for CreateOrderResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -356,6 +293,9 @@ pub enum GetOrderResponse {
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(status = 429u16, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A downstream service is unavailable; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
@@ -363,10 +303,15 @@ pub enum GetOrderResponse {
     #[oai(status = 504u16, content_type = "application/problem+json")]
     GatewayTimeout(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn get_order_bad_request(err: poem::Error) -> GetOrderResponse {
-    GetOrderResponse::BadRequest(Json(Problem::new(400, err.to_string())))
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl GetOrderResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
@@ -374,53 +319,35 @@ impl GetOrderResponse {
             Self::BadRequest(_) => 400u16,
             Self::NotFound(_) => 404u16,
             Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
             Self::GatewayTimeout(_) => 504u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            404u16 => {
-                Ok(Self::NotFound(Json(crate::runtime::decode_json(404u16, &bytes)?)))
-            }
-            429u16 => {
-                Ok(
-                    Self::TooManyRequests(
-                        Json(crate::runtime::decode_json(429u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            504u16 => {
-                Ok(
-                    Self::GatewayTimeout(
-                        Json(crate::runtime::decode_json(504u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<Order> for GetOrderResponse {
+    fn from(value: Order) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetOrderResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for GetOrderResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -437,6 +364,9 @@ pub enum GetOrderNotificationsResponse {
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(status = 429u16, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A downstream service is unavailable; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
@@ -444,62 +374,51 @@ pub enum GetOrderNotificationsResponse {
     #[oai(status = 504u16, content_type = "application/problem+json")]
     GatewayTimeout(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn get_order_notifications_bad_request(
     err: poem::Error,
 ) -> GetOrderNotificationsResponse {
-    GetOrderNotificationsResponse::BadRequest(Json(Problem::new(400, err.to_string())))
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl GetOrderNotificationsResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 429u16, 500u16, 503u16, 504u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
             Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
             Self::GatewayTimeout(_) => 504u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            429u16 => {
-                Ok(
-                    Self::TooManyRequests(
-                        Json(crate::runtime::decode_json(429u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            504u16 => {
-                Ok(
-                    Self::GatewayTimeout(
-                        Json(crate::runtime::decode_json(504u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<NotificationList> for GetOrderNotificationsResponse {
+    fn from(value: NotificationList) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetOrderNotificationsResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<NotificationList, Problem>> for GetOrderNotificationsResponse {
+    fn from(result: Result<NotificationList, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -516,6 +435,9 @@ pub enum ListUserOrdersResponse {
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(status = 429u16, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A downstream service is unavailable; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
@@ -523,60 +445,49 @@ pub enum ListUserOrdersResponse {
     #[oai(status = 504u16, content_type = "application/problem+json")]
     GatewayTimeout(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn list_user_orders_bad_request(err: poem::Error) -> ListUserOrdersResponse {
-    ListUserOrdersResponse::BadRequest(Json(Problem::new(400, err.to_string())))
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl ListUserOrdersResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 429u16, 500u16, 503u16, 504u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
             Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
             Self::GatewayTimeout(_) => 504u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            429u16 => {
-                Ok(
-                    Self::TooManyRequests(
-                        Json(crate::runtime::decode_json(429u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            504u16 => {
-                Ok(
-                    Self::GatewayTimeout(
-                        Json(crate::runtime::decode_json(504u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<OrderPage> for ListUserOrdersResponse {
+    fn from(value: OrderPage) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ListUserOrdersResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<OrderPage, Problem>> for ListUserOrdersResponse {
+    fn from(result: Result<OrderPage, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -602,6 +513,9 @@ pub enum CreateUserResponse {
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(status = 429u16, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A downstream service is unavailable; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
@@ -609,22 +523,15 @@ pub enum CreateUserResponse {
     #[oai(status = 504u16, content_type = "application/problem+json")]
     GatewayTimeout(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn create_user_bad_request(err: poem::Error) -> CreateUserResponse {
-    match err.status().as_u16() {
-        413u16 => {
-            CreateUserResponse::PayloadTooLarge(
-                Json(Problem::new(413u16, err.to_string())),
-            )
-        }
-        415u16 => {
-            CreateUserResponse::UnsupportedMediaType(
-                Json(Problem::new(415u16, err.to_string())),
-            )
-        }
-        _ => CreateUserResponse::BadRequest(Json(Problem::new(400, err.to_string()))),
-    }
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl CreateUserResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 409u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
@@ -634,69 +541,37 @@ impl CreateUserResponse {
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
             Self::GatewayTimeout(_) => 504u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            201u16 => {
-                Ok(Self::Created(Json(crate::runtime::decode_json(201u16, &bytes)?)))
-            }
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            409u16 => {
-                Ok(Self::Conflict(Json(crate::runtime::decode_json(409u16, &bytes)?)))
-            }
-            413u16 => {
-                Ok(
-                    Self::PayloadTooLarge(
-                        Json(crate::runtime::decode_json(413u16, &bytes)?),
-                    ),
-                )
-            }
-            415u16 => {
-                Ok(
-                    Self::UnsupportedMediaType(
-                        Json(crate::runtime::decode_json(415u16, &bytes)?),
-                    ),
-                )
-            }
-            429u16 => {
-                Ok(
-                    Self::TooManyRequests(
-                        Json(crate::runtime::decode_json(429u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            504u16 => {
-                Ok(
-                    Self::GatewayTimeout(
-                        Json(crate::runtime::decode_json(504u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<User> for CreateUserResponse {
+    fn from(value: User) -> Self {
+        Self::Created(Json(value))
+    }
+}
+impl From<Problem> for CreateUserResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<User, Problem>> for CreateUserResponse {
+    fn from(result: Result<User, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -716,6 +591,9 @@ pub enum GetUserResponse {
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(status = 429u16, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A downstream service is unavailable; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
@@ -723,10 +601,15 @@ pub enum GetUserResponse {
     #[oai(status = 504u16, content_type = "application/problem+json")]
     GatewayTimeout(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn get_user_bad_request(err: poem::Error) -> GetUserResponse {
-    GetUserResponse::BadRequest(Json(Problem::new(400, err.to_string())))
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl GetUserResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
@@ -734,53 +617,35 @@ impl GetUserResponse {
             Self::BadRequest(_) => 400u16,
             Self::NotFound(_) => 404u16,
             Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
             Self::GatewayTimeout(_) => 504u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            404u16 => {
-                Ok(Self::NotFound(Json(crate::runtime::decode_json(404u16, &bytes)?)))
-            }
-            429u16 => {
-                Ok(
-                    Self::TooManyRequests(
-                        Json(crate::runtime::decode_json(429u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            504u16 => {
-                Ok(
-                    Self::GatewayTimeout(
-                        Json(crate::runtime::decode_json(504u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<User> for GetUserResponse {
+    fn from(value: User) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetUserResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<User, Problem>> for GetUserResponse {
+    fn from(result: Result<User, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -800,6 +665,9 @@ pub enum GetUserNameResponse {
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(status = 429u16, content_type = "application/problem+json")]
     TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A downstream service is unavailable; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
@@ -807,10 +675,15 @@ pub enum GetUserNameResponse {
     #[oai(status = 504u16, content_type = "application/problem+json")]
     GatewayTimeout(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn get_user_name_bad_request(err: poem::Error) -> GetUserNameResponse {
-    GetUserNameResponse::BadRequest(Json(Problem::new(400, err.to_string())))
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl GetUserNameResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
@@ -818,88 +691,77 @@ impl GetUserNameResponse {
             Self::BadRequest(_) => 400u16,
             Self::NotFound(_) => 404u16,
             Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
             Self::GatewayTimeout(_) => 504u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            404u16 => {
-                Ok(Self::NotFound(Json(crate::runtime::decode_json(404u16, &bytes)?)))
-            }
-            429u16 => {
-                Ok(
-                    Self::TooManyRequests(
-                        Json(crate::runtime::decode_json(429u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            504u16 => {
-                Ok(
-                    Self::GatewayTimeout(
-                        Json(crate::runtime::decode_json(504u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<UserName> for GetUserNameResponse {
+    fn from(value: UserName) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetUserNameResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<UserName, Problem>> for GetUserNameResponse {
+    fn from(result: Result<UserName, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
 /// The gateway contract as a trait: implement it, then serve it with [`GatewayEndpoints`].
+#[cfg(feature = "server")]
 #[async_trait::async_trait]
 pub trait GatewayApi: Send + Sync + 'static {
     /// Place an order for an existing user.
-    async fn create_order(&self, body: CreateOrderRequest) -> CreateOrderResponse;
+    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem>;
     /// One order (served from the gateway cache when possible).
-    async fn get_order(&self, id: i64) -> GetOrderResponse;
+    async fn get_order(&self, id: i64) -> Result<Order, Problem>;
     /// Notifications sent about an order, newest first.
-    async fn get_order_notifications(&self, id: i64) -> GetOrderNotificationsResponse;
+    async fn get_order_notifications(
+        &self,
+        id: i64,
+    ) -> Result<NotificationList, Problem>;
     /// A user's orders, newest first, one page at a time.
     async fn list_user_orders(
         &self,
         user_id: i64,
         limit: i32,
         cursor: Option<String>,
-    ) -> ListUserOrdersResponse;
+    ) -> Result<OrderPage, Problem>;
     /// Register a user.
-    async fn create_user(&self, body: CreateUserRequest) -> CreateUserResponse;
+    async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem>;
     /// One user.
-    async fn get_user(&self, id: i64) -> GetUserResponse;
+    async fn get_user(&self, id: i64) -> Result<User, Problem>;
     /// A user's name (the seed's userName lookup).
-    async fn get_user_name(&self, id: i64) -> GetUserNameResponse;
+    async fn get_user_name(&self, id: i64) -> Result<UserName, Problem>;
 }
+#[cfg(feature = "server")]
 fn list_user_orders_limit_default() -> i32 {
     20
 }
 /// Mounts an implementation of the trait as poem-openapi routes that parse and validate
 /// requests exactly as the contract says.
+#[cfg(feature = "server")]
 #[derive(Clone)]
 pub struct GatewayEndpoints {
     api: std::sync::Arc<dyn GatewayApi>,
 }
+#[cfg(feature = "server")]
 impl GatewayEndpoints {
     /// Wraps an implementation.
     pub fn new(api: std::sync::Arc<dyn GatewayApi>) -> Self {
@@ -910,6 +772,7 @@ impl GatewayEndpoints {
         poem_openapi::OpenApiService::new(self, TITLE, VERSION).description(DESCRIPTION)
     }
 }
+#[cfg(feature = "server")]
 #[poem_openapi::OpenApi]
 impl GatewayEndpoints {
     /// Place an order for an existing user.
@@ -920,7 +783,7 @@ impl GatewayEndpoints {
         tag = GatewayTag::Orders
     )]
     async fn create_order(&self, body: Json<CreateOrderRequest>) -> CreateOrderResponse {
-        self.api.create_order(body.0).await
+        self.api.create_order(body.0).await.into()
     }
     /// One order (served from the gateway cache when possible).
     #[oai(
@@ -935,7 +798,7 @@ impl GatewayEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderResponse {
-        self.api.get_order(id.0).await
+        self.api.get_order(id.0).await.into()
     }
     /// Notifications sent about an order, newest first.
     #[oai(
@@ -950,7 +813,7 @@ impl GatewayEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderNotificationsResponse {
-        self.api.get_order_notifications(id.0).await
+        self.api.get_order_notifications(id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
     #[oai(
@@ -975,7 +838,7 @@ impl GatewayEndpoints {
         #[oai(name = "cursor", validator(max_length = 200usize))]
         cursor: poem_openapi::param::Query<Option<String>>,
     ) -> ListUserOrdersResponse {
-        self.api.list_user_orders(user_id.0, limit.0, cursor.0).await
+        self.api.list_user_orders(user_id.0, limit.0, cursor.0).await.into()
     }
     /// Register a user.
     #[oai(
@@ -985,7 +848,7 @@ impl GatewayEndpoints {
         tag = GatewayTag::Users
     )]
     async fn create_user(&self, body: Json<CreateUserRequest>) -> CreateUserResponse {
-        self.api.create_user(body.0).await
+        self.api.create_user(body.0).await.into()
     }
     /// One user.
     #[oai(
@@ -1000,7 +863,7 @@ impl GatewayEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserResponse {
-        self.api.get_user(id.0).await
+        self.api.get_user(id.0).await.into()
     }
     /// A user's name (the seed's userName lookup).
     #[oai(
@@ -1015,16 +878,18 @@ impl GatewayEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserNameResponse {
-        self.api.get_user_name(id.0).await
+        self.api.get_user_name(id.0).await.into()
     }
 }
 /// Typed client (SDK) for the gateway contract.
+#[cfg(feature = "client")]
 #[derive(Debug, Clone)]
 pub struct GatewayClient {
     base_url: String,
     http: reqwest::Client,
     hook: Option<crate::runtime::RequestHook>,
 }
+#[cfg(feature = "client")]
 impl GatewayClient {
     /// A client for the service at `base_url` (e.g. `http://localhost:3002`), with a
     /// 2 second timeout.
@@ -1064,7 +929,7 @@ impl GatewayClient {
     pub async fn create_order(
         &self,
         body: &CreateOrderRequest,
-    ) -> Result<CreateOrderResponse, crate::runtime::ClientError> {
+    ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "POST /api/orders", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "POST", url
@@ -1087,7 +952,12 @@ impl GatewayClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            CreateOrderResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    201u16,
+                    CreateOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
@@ -1095,7 +965,7 @@ impl GatewayClient {
     pub async fn get_order(
         &self,
         id: i64,
-    ) -> Result<GetOrderResponse, crate::runtime::ClientError> {
+    ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /api/orders/{id}", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "GET", url
@@ -1113,7 +983,12 @@ impl GatewayClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            GetOrderResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
@@ -1121,7 +996,7 @@ impl GatewayClient {
     pub async fn get_order_notifications(
         &self,
         id: i64,
-    ) -> Result<GetOrderNotificationsResponse, crate::runtime::ClientError> {
+    ) -> Result<NotificationList, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /api/orders/{id}/notifications", otel.kind =
             "client", otel.status_code = tracing::field::Empty, http.request.method =
@@ -1140,7 +1015,12 @@ impl GatewayClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            GetOrderNotificationsResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetOrderNotificationsResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
@@ -1150,7 +1030,7 @@ impl GatewayClient {
         user_id: i64,
         limit: Option<i32>,
         cursor: Option<String>,
-    ) -> Result<ListUserOrdersResponse, crate::runtime::ClientError> {
+    ) -> Result<OrderPage, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /api/users/{userId}/orders", otel.kind =
             "client", otel.status_code = tracing::field::Empty, http.request.method =
@@ -1174,7 +1054,12 @@ impl GatewayClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            ListUserOrdersResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ListUserOrdersResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
@@ -1182,7 +1067,7 @@ impl GatewayClient {
     pub async fn create_user(
         &self,
         body: &CreateUserRequest,
-    ) -> Result<CreateUserResponse, crate::runtime::ClientError> {
+    ) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "POST /api/users", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "POST", url
@@ -1205,15 +1090,17 @@ impl GatewayClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            CreateUserResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    201u16,
+                    CreateUserResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
     /// One user.
-    pub async fn get_user(
-        &self,
-        id: i64,
-    ) -> Result<GetUserResponse, crate::runtime::ClientError> {
+    pub async fn get_user(&self, id: i64) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /api/users/{id}", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "GET", url
@@ -1231,7 +1118,12 @@ impl GatewayClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            GetUserResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetUserResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
@@ -1239,7 +1131,7 @@ impl GatewayClient {
     pub async fn get_user_name(
         &self,
         id: i64,
-    ) -> Result<GetUserNameResponse, crate::runtime::ClientError> {
+    ) -> Result<UserName, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /api/users/{id}/name", otel.kind = "client",
             otel.status_code = tracing::field::Empty, http.request.method = "GET", url
@@ -1257,7 +1149,12 @@ impl GatewayClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            GetUserNameResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetUserNameResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }

@@ -95,37 +95,8 @@ pub struct OrderPage {
     #[oai(rename = "nextCursor", skip_serializing_if_is_none)]
     pub next_cursor: Option<String>,
 }
-/// An RFC 9457 problem detail.
-#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
-#[oai(rename = "Problem")]
-pub struct Problem {
-    #[oai(rename = "type")]
-    pub r#type: String,
-    #[oai(rename = "title")]
-    pub title: String,
-    #[oai(rename = "status")]
-    pub status: i32,
-    #[oai(rename = "detail", skip_serializing_if_is_none)]
-    pub detail: Option<String>,
-    #[oai(rename = "instance", skip_serializing_if_is_none)]
-    pub instance: Option<String>,
-}
-impl Problem {
-    /// A problem with `type` `about:blank`, the status's reason phrase as title and `detail`.
-    pub fn new(status: u16, detail: impl Into<String>) -> Self {
-        let title = poem::http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("Error");
-        Self {
-            r#type: "about:blank".to_owned(),
-            title: title.to_owned(),
-            status: i32::from(status),
-            detail: Some(detail.into()),
-            instance: None,
-        }
-    }
-}
+/// The shared RFC 9457 problem type (parsing checked this contract's shape).
+pub use crate::runtime::Problem;
 /// Tags that group this contract's operations.
 #[derive(Debug, poem_openapi::Tags)]
 pub enum OrdersTag {
@@ -149,26 +120,22 @@ pub enum CreateOrderResponse {
     /// The body is not `application/json`.
     #[oai(status = 415u16, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A dependency of the service is down; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
-    match err.status().as_u16() {
-        413u16 => {
-            CreateOrderResponse::PayloadTooLarge(
-                Json(Problem::new(413u16, err.to_string())),
-            )
-        }
-        415u16 => {
-            CreateOrderResponse::UnsupportedMediaType(
-                Json(Problem::new(415u16, err.to_string())),
-            )
-        }
-        _ => CreateOrderResponse::BadRequest(Json(Problem::new(400, err.to_string()))),
-    }
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl CreateOrderResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 413u16, 415u16, 500u16, 503u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
@@ -176,51 +143,33 @@ impl CreateOrderResponse {
             Self::BadRequest(_) => 400u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            201u16 => {
-                Ok(Self::Created(Json(crate::runtime::decode_json(201u16, &bytes)?)))
-            }
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            413u16 => {
-                Ok(
-                    Self::PayloadTooLarge(
-                        Json(crate::runtime::decode_json(413u16, &bytes)?),
-                    ),
-                )
-            }
-            415u16 => {
-                Ok(
-                    Self::UnsupportedMediaType(
-                        Json(crate::runtime::decode_json(415u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<Order> for CreateOrderResponse {
+    fn from(value: Order) -> Self {
+        Self::Created(Json(value))
+    }
+}
+impl From<Problem> for CreateOrderResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for CreateOrderResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -237,52 +186,52 @@ pub enum GetOrderResponse {
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A dependency of the service is down; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn get_order_bad_request(err: poem::Error) -> GetOrderResponse {
-    GetOrderResponse::BadRequest(Json(Problem::new(400, err.to_string())))
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl GetOrderResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[400u16, 404u16, 500u16, 503u16];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
             Self::NotFound(_) => 404u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            404u16 => {
-                Ok(Self::NotFound(Json(crate::runtime::decode_json(404u16, &bytes)?)))
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<Order> for GetOrderResponse {
+    fn from(value: Order) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetOrderResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for GetOrderResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -296,75 +245,81 @@ pub enum ListUserOrdersResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A dependency of the service is down; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn list_user_orders_bad_request(err: poem::Error) -> ListUserOrdersResponse {
-    ListUserOrdersResponse::BadRequest(Json(Problem::new(400, err.to_string())))
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl ListUserOrdersResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[400u16, 500u16, 503u16];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<OrderPage> for ListUserOrdersResponse {
+    fn from(value: OrderPage) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ListUserOrdersResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<OrderPage, Problem>> for ListUserOrdersResponse {
+    fn from(result: Result<OrderPage, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
 /// The orders contract as a trait: implement it, then serve it with [`OrdersEndpoints`].
+#[cfg(feature = "server")]
 #[async_trait::async_trait]
 pub trait OrdersApi: Send + Sync + 'static {
     /// Place an order.
-    async fn create_order(&self, body: CreateOrderRequest) -> CreateOrderResponse;
+    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem>;
     /// Fetch one order.
-    async fn get_order(&self, id: i64) -> GetOrderResponse;
+    async fn get_order(&self, id: i64) -> Result<Order, Problem>;
     /// A user's orders, newest first, one page at a time.
     async fn list_user_orders(
         &self,
         user_id: i64,
         limit: i32,
         cursor: Option<String>,
-    ) -> ListUserOrdersResponse;
+    ) -> Result<OrderPage, Problem>;
 }
+#[cfg(feature = "server")]
 fn list_user_orders_limit_default() -> i32 {
     20
 }
 /// Mounts an implementation of the trait as poem-openapi routes that parse and validate
 /// requests exactly as the contract says.
+#[cfg(feature = "server")]
 #[derive(Clone)]
 pub struct OrdersEndpoints {
     api: std::sync::Arc<dyn OrdersApi>,
 }
+#[cfg(feature = "server")]
 impl OrdersEndpoints {
     /// Wraps an implementation.
     pub fn new(api: std::sync::Arc<dyn OrdersApi>) -> Self {
@@ -375,6 +330,7 @@ impl OrdersEndpoints {
         poem_openapi::OpenApiService::new(self, TITLE, VERSION).description(DESCRIPTION)
     }
 }
+#[cfg(feature = "server")]
 #[poem_openapi::OpenApi]
 impl OrdersEndpoints {
     /// Place an order.
@@ -385,7 +341,7 @@ impl OrdersEndpoints {
         tag = OrdersTag::Orders
     )]
     async fn create_order(&self, body: Json<CreateOrderRequest>) -> CreateOrderResponse {
-        self.api.create_order(body.0).await
+        self.api.create_order(body.0).await.into()
     }
     /// Fetch one order.
     #[oai(
@@ -400,7 +356,7 @@ impl OrdersEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderResponse {
-        self.api.get_order(id.0).await
+        self.api.get_order(id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
     #[oai(
@@ -425,16 +381,18 @@ impl OrdersEndpoints {
         #[oai(name = "cursor", validator(max_length = 200usize))]
         cursor: poem_openapi::param::Query<Option<String>>,
     ) -> ListUserOrdersResponse {
-        self.api.list_user_orders(user_id.0, limit.0, cursor.0).await
+        self.api.list_user_orders(user_id.0, limit.0, cursor.0).await.into()
     }
 }
 /// Typed client (SDK) for the orders contract.
+#[cfg(feature = "client")]
 #[derive(Debug, Clone)]
 pub struct OrdersClient {
     base_url: String,
     http: reqwest::Client,
     hook: Option<crate::runtime::RequestHook>,
 }
+#[cfg(feature = "client")]
 impl OrdersClient {
     /// A client for the service at `base_url` (e.g. `http://localhost:3002`), with a
     /// 2 second timeout.
@@ -474,7 +432,7 @@ impl OrdersClient {
     pub async fn create_order(
         &self,
         body: &CreateOrderRequest,
-    ) -> Result<CreateOrderResponse, crate::runtime::ClientError> {
+    ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "POST /orders", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "POST", url
@@ -497,7 +455,12 @@ impl OrdersClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            CreateOrderResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    201u16,
+                    CreateOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
@@ -505,7 +468,7 @@ impl OrdersClient {
     pub async fn get_order(
         &self,
         id: i64,
-    ) -> Result<GetOrderResponse, crate::runtime::ClientError> {
+    ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /orders/{id}", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "GET", url
@@ -523,7 +486,12 @@ impl OrdersClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            GetOrderResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
@@ -533,7 +501,7 @@ impl OrdersClient {
         user_id: i64,
         limit: Option<i32>,
         cursor: Option<String>,
-    ) -> Result<ListUserOrdersResponse, crate::runtime::ClientError> {
+    ) -> Result<OrderPage, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /orders/user/{userId}", otel.kind = "client",
             otel.status_code = tracing::field::Empty, http.request.method = "GET", url
@@ -557,7 +525,12 @@ impl OrdersClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            ListUserOrdersResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ListUserOrdersResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }

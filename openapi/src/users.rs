@@ -37,37 +37,8 @@ pub struct User {
     #[oai(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
-/// An RFC 9457 problem detail.
-#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
-#[oai(rename = "Problem")]
-pub struct Problem {
-    #[oai(rename = "type")]
-    pub r#type: String,
-    #[oai(rename = "title")]
-    pub title: String,
-    #[oai(rename = "status")]
-    pub status: i32,
-    #[oai(rename = "detail", skip_serializing_if_is_none)]
-    pub detail: Option<String>,
-    #[oai(rename = "instance", skip_serializing_if_is_none)]
-    pub instance: Option<String>,
-}
-impl Problem {
-    /// A problem with `type` `about:blank`, the status's reason phrase as title and `detail`.
-    pub fn new(status: u16, detail: impl Into<String>) -> Self {
-        let title = poem::http::StatusCode::from_u16(status)
-            .ok()
-            .and_then(|s| s.canonical_reason())
-            .unwrap_or("Error");
-        Self {
-            r#type: "about:blank".to_owned(),
-            title: title.to_owned(),
-            status: i32::from(status),
-            detail: Some(detail.into()),
-            instance: None,
-        }
-    }
-}
+/// The shared RFC 9457 problem type (parsing checked this contract's shape).
+pub use crate::runtime::Problem;
 /// Tags that group this contract's operations.
 #[derive(Debug, poem_openapi::Tags)]
 pub enum UsersTag {
@@ -94,26 +65,22 @@ pub enum CreateUserResponse {
     /// The body is not `application/json`.
     #[oai(status = 415u16, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A dependency of the service is down; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn create_user_bad_request(err: poem::Error) -> CreateUserResponse {
-    match err.status().as_u16() {
-        413u16 => {
-            CreateUserResponse::PayloadTooLarge(
-                Json(Problem::new(413u16, err.to_string())),
-            )
-        }
-        415u16 => {
-            CreateUserResponse::UnsupportedMediaType(
-                Json(Problem::new(415u16, err.to_string())),
-            )
-        }
-        _ => CreateUserResponse::BadRequest(Json(Problem::new(400, err.to_string()))),
-    }
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl CreateUserResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 409u16, 413u16, 415u16, 500u16, 503u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
@@ -122,54 +89,34 @@ impl CreateUserResponse {
             Self::Conflict(_) => 409u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            201u16 => {
-                Ok(Self::Created(Json(crate::runtime::decode_json(201u16, &bytes)?)))
-            }
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            409u16 => {
-                Ok(Self::Conflict(Json(crate::runtime::decode_json(409u16, &bytes)?)))
-            }
-            413u16 => {
-                Ok(
-                    Self::PayloadTooLarge(
-                        Json(crate::runtime::decode_json(413u16, &bytes)?),
-                    ),
-                )
-            }
-            415u16 => {
-                Ok(
-                    Self::UnsupportedMediaType(
-                        Json(crate::runtime::decode_json(415u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<User> for CreateUserResponse {
+    fn from(value: User) -> Self {
+        Self::Created(Json(value))
+    }
+}
+impl From<Problem> for CreateUserResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<User, Problem>> for CreateUserResponse {
+    fn from(result: Result<User, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -186,52 +133,52 @@ pub enum GetUserResponse {
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A dependency of the service is down; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn get_user_bad_request(err: poem::Error) -> GetUserResponse {
-    GetUserResponse::BadRequest(Json(Problem::new(400, err.to_string())))
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl GetUserResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[400u16, 404u16, 500u16, 503u16];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
             Self::NotFound(_) => 404u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            404u16 => {
-                Ok(Self::NotFound(Json(crate::runtime::decode_json(404u16, &bytes)?)))
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<User> for GetUserResponse {
+    fn from(value: User) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetUserResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<User, Problem>> for GetUserResponse {
+    fn from(result: Result<User, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
@@ -257,26 +204,22 @@ pub enum UpdateUserResponse {
     /// The body is not `application/json`.
     #[oai(status = 415u16, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
     /// A dependency of the service is down; retry later.
     #[oai(status = 503u16, content_type = "application/problem+json")]
     ServiceUnavailable(Json<Problem>),
 }
+#[cfg(feature = "server")]
 fn update_user_bad_request(err: poem::Error) -> UpdateUserResponse {
-    match err.status().as_u16() {
-        413u16 => {
-            UpdateUserResponse::PayloadTooLarge(
-                Json(Problem::new(413u16, err.to_string())),
-            )
-        }
-        415u16 => {
-            UpdateUserResponse::UnsupportedMediaType(
-                Json(Problem::new(415u16, err.to_string())),
-            )
-        }
-        _ => UpdateUserResponse::BadRequest(Json(Problem::new(400, err.to_string()))),
-    }
+    Problem::new(err.status().as_u16(), err.to_string()).into()
 }
 impl UpdateUserResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 404u16, 409u16, 413u16, 415u16, 500u16, 503u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
@@ -286,74 +229,57 @@ impl UpdateUserResponse {
             Self::Conflict(_) => 409u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
+            Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
     }
-    async fn from_reqwest(
-        response: reqwest::Response,
-    ) -> Result<Self, crate::runtime::ClientError> {
-        let status = response.status().as_u16();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(crate::runtime::ClientError::from_reqwest)?;
-        match status {
-            200u16 => Ok(Self::Ok(Json(crate::runtime::decode_json(200u16, &bytes)?))),
-            400u16 => {
-                Ok(Self::BadRequest(Json(crate::runtime::decode_json(400u16, &bytes)?)))
-            }
-            404u16 => {
-                Ok(Self::NotFound(Json(crate::runtime::decode_json(404u16, &bytes)?)))
-            }
-            409u16 => {
-                Ok(Self::Conflict(Json(crate::runtime::decode_json(409u16, &bytes)?)))
-            }
-            413u16 => {
-                Ok(
-                    Self::PayloadTooLarge(
-                        Json(crate::runtime::decode_json(413u16, &bytes)?),
-                    ),
-                )
-            }
-            415u16 => {
-                Ok(
-                    Self::UnsupportedMediaType(
-                        Json(crate::runtime::decode_json(415u16, &bytes)?),
-                    ),
-                )
-            }
-            503u16 => {
-                Ok(
-                    Self::ServiceUnavailable(
-                        Json(crate::runtime::decode_json(503u16, &bytes)?),
-                    ),
-                )
-            }
-            other => {
-                Err(crate::runtime::ClientError::UnexpectedStatus {
-                    status: other,
-                    body: String::from_utf8_lossy(&bytes).into_owned(),
-                })
-            }
+}
+impl From<User> for UpdateUserResponse {
+    fn from(value: User) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for UpdateUserResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<User, Problem>> for UpdateUserResponse {
+    fn from(result: Result<User, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
         }
     }
 }
 /// The users contract as a trait: implement it, then serve it with [`UsersEndpoints`].
+#[cfg(feature = "server")]
 #[async_trait::async_trait]
 pub trait UsersApi: Send + Sync + 'static {
     /// Register a user.
-    async fn create_user(&self, body: UserInput) -> CreateUserResponse;
+    async fn create_user(&self, body: UserInput) -> Result<User, Problem>;
     /// Fetch one user.
-    async fn get_user(&self, id: i64) -> GetUserResponse;
+    async fn get_user(&self, id: i64) -> Result<User, Problem>;
     /// Replace a user's name and email.
-    async fn update_user(&self, id: i64, body: UserInput) -> UpdateUserResponse;
+    async fn update_user(&self, id: i64, body: UserInput) -> Result<User, Problem>;
 }
 /// Mounts an implementation of the trait as poem-openapi routes that parse and validate
 /// requests exactly as the contract says.
+#[cfg(feature = "server")]
 #[derive(Clone)]
 pub struct UsersEndpoints {
     api: std::sync::Arc<dyn UsersApi>,
 }
+#[cfg(feature = "server")]
 impl UsersEndpoints {
     /// Wraps an implementation.
     pub fn new(api: std::sync::Arc<dyn UsersApi>) -> Self {
@@ -364,6 +290,7 @@ impl UsersEndpoints {
         poem_openapi::OpenApiService::new(self, TITLE, VERSION).description(DESCRIPTION)
     }
 }
+#[cfg(feature = "server")]
 #[poem_openapi::OpenApi]
 impl UsersEndpoints {
     /// Register a user.
@@ -374,7 +301,7 @@ impl UsersEndpoints {
         tag = UsersTag::Users
     )]
     async fn create_user(&self, body: Json<UserInput>) -> CreateUserResponse {
-        self.api.create_user(body.0).await
+        self.api.create_user(body.0).await.into()
     }
     /// Fetch one user.
     #[oai(
@@ -389,7 +316,7 @@ impl UsersEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserResponse {
-        self.api.get_user(id.0).await
+        self.api.get_user(id.0).await.into()
     }
     /// Replace a user's name and email.
     #[oai(
@@ -405,16 +332,18 @@ impl UsersEndpoints {
         id: poem_openapi::param::Path<i64>,
         body: Json<UserInput>,
     ) -> UpdateUserResponse {
-        self.api.update_user(id.0, body.0).await
+        self.api.update_user(id.0, body.0).await.into()
     }
 }
 /// Typed client (SDK) for the users contract.
+#[cfg(feature = "client")]
 #[derive(Debug, Clone)]
 pub struct UsersClient {
     base_url: String,
     http: reqwest::Client,
     hook: Option<crate::runtime::RequestHook>,
 }
+#[cfg(feature = "client")]
 impl UsersClient {
     /// A client for the service at `base_url` (e.g. `http://localhost:3002`), with a
     /// 2 second timeout.
@@ -454,7 +383,7 @@ impl UsersClient {
     pub async fn create_user(
         &self,
         body: &UserInput,
-    ) -> Result<CreateUserResponse, crate::runtime::ClientError> {
+    ) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "POST /users", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "POST", url
@@ -477,15 +406,17 @@ impl UsersClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            CreateUserResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    201u16,
+                    CreateUserResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
     /// Fetch one user.
-    pub async fn get_user(
-        &self,
-        id: i64,
-    ) -> Result<GetUserResponse, crate::runtime::ClientError> {
+    pub async fn get_user(&self, id: i64) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /users/{id}", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "GET", url
@@ -503,7 +434,12 @@ impl UsersClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            GetUserResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetUserResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }
@@ -512,7 +448,7 @@ impl UsersClient {
         &self,
         id: i64,
         body: &UserInput,
-    ) -> Result<UpdateUserResponse, crate::runtime::ClientError> {
+    ) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "PUT /users/{id}", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "PUT", url
@@ -535,7 +471,12 @@ impl UsersClient {
                 .await
                 .map_err(crate::runtime::ClientError::from_reqwest);
             crate::runtime::record_response(&tracing::Span::current(), &response);
-            UpdateUserResponse::from_reqwest(response?).await
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    UpdateUserResponse::PROBLEM_STATUSES,
+                )
+                .await
         };
         tracing::Instrument::instrument(call, span).await
     }

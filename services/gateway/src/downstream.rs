@@ -8,7 +8,7 @@ use poem_openapi::types::{ParseFromJSON, ToJSON};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::telemetry;
 use shopmesh_openapi::orders::{self, OrdersClient};
-use shopmesh_openapi::runtime::RequestHook;
+use shopmesh_openapi::runtime::{ClientError, RequestHook};
 use shopmesh_openapi::users::{self, UsersClient};
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
@@ -50,6 +50,14 @@ fn trace_context_hook() -> RequestHook {
     RequestHook::new(|headers| {
         headers.extend(telemetry::trace_header_map(&tracing::Span::current()))
     })
+}
+
+fn orders_error(e: ClientError) -> GatewayError {
+    GatewayError::from_client("orders", e)
+}
+
+fn users_error(e: ClientError) -> GatewayError {
+    GatewayError::from_client("users", e)
 }
 
 fn encode<T: ToJSON>(value: &T) -> Option<String> {
@@ -115,26 +123,7 @@ impl Backends {
             return Ok(order);
         }
         self.calls.orders.fetch_add(1, Ordering::Relaxed);
-        let order = match self
-            .orders
-            .get_order(id)
-            .await
-            .map_err(|e| GatewayError::from_client("orders", e))?
-        {
-            orders::GetOrderResponse::Ok(o) => o.0,
-            orders::GetOrderResponse::NotFound(_) => {
-                return Err(GatewayError::NotFound(format!("order {id} does not exist")));
-            }
-            orders::GetOrderResponse::BadRequest(p) => {
-                return Err(GatewayError::InvalidInput(p.0.detail.unwrap_or_default()));
-            }
-            orders::GetOrderResponse::ServiceUnavailable(p) => {
-                return Err(GatewayError::Unavailable {
-                    service: "orders",
-                    detail: p.0.detail.unwrap_or_default(),
-                });
-            }
-        };
+        let order = self.orders.get_order(id).await.map_err(orders_error)?;
         if let Some(text) = encode(&order) {
             self.cache.set(&key, &text, self.order_ttl).await;
         }
@@ -156,25 +145,11 @@ impl Backends {
             other => other?,
         };
         self.calls.orders.fetch_add(1, Ordering::Relaxed);
-        let order = match self
+        let order = self
             .orders
             .create_order(&request)
             .await
-            .map_err(|e| GatewayError::from_client("orders", e))?
-        {
-            orders::CreateOrderResponse::Created(o) => o.0,
-            orders::CreateOrderResponse::BadRequest(p)
-            | orders::CreateOrderResponse::PayloadTooLarge(p)
-            | orders::CreateOrderResponse::UnsupportedMediaType(p) => {
-                return Err(GatewayError::InvalidInput(p.0.detail.unwrap_or_default()));
-            }
-            orders::CreateOrderResponse::ServiceUnavailable(p) => {
-                return Err(GatewayError::Unavailable {
-                    service: "orders",
-                    detail: p.0.detail.unwrap_or_default(),
-                });
-            }
-        };
+            .map_err(orders_error)?;
         // Write-through: the new order replaces whatever the key held.
         match encode(&order) {
             Some(text) => {
@@ -195,23 +170,10 @@ impl Backends {
         cursor: Option<String>,
     ) -> Result<orders::OrderPage, GatewayError> {
         self.calls.orders.fetch_add(1, Ordering::Relaxed);
-        match self
-            .orders
+        self.orders
             .list_user_orders(user_id, Some(limit), cursor)
             .await
-            .map_err(|e| GatewayError::from_client("orders", e))?
-        {
-            orders::ListUserOrdersResponse::Ok(p) => Ok(p.0),
-            orders::ListUserOrdersResponse::BadRequest(p) => {
-                Err(GatewayError::InvalidInput(p.0.detail.unwrap_or_default()))
-            }
-            orders::ListUserOrdersResponse::ServiceUnavailable(p) => {
-                Err(GatewayError::Unavailable {
-                    service: "orders",
-                    detail: p.0.detail.unwrap_or_default(),
-                })
-            }
-        }
+            .map_err(orders_error)
     }
 
     /// One user, from a short-lived cache when present.
@@ -226,26 +188,7 @@ impl Backends {
             return Ok(user);
         }
         self.calls.users.fetch_add(1, Ordering::Relaxed);
-        let user = match self
-            .users
-            .get_user(id)
-            .await
-            .map_err(|e| GatewayError::from_client("users", e))?
-        {
-            users::GetUserResponse::Ok(u) => u.0,
-            users::GetUserResponse::NotFound(_) => {
-                return Err(GatewayError::NotFound(format!("user {id} does not exist")));
-            }
-            users::GetUserResponse::BadRequest(p) => {
-                return Err(GatewayError::InvalidInput(p.0.detail.unwrap_or_default()));
-            }
-            users::GetUserResponse::ServiceUnavailable(p) => {
-                return Err(GatewayError::Unavailable {
-                    service: "users",
-                    detail: p.0.detail.unwrap_or_default(),
-                });
-            }
-        };
+        let user = self.users.get_user(id).await.map_err(users_error)?;
         if let Some(text) = encode(&user) {
             self.cache.set(&key, &text, self.user_ttl).await;
         }
@@ -258,30 +201,11 @@ impl Backends {
         request: users::UserInput,
     ) -> Result<users::User, GatewayError> {
         self.calls.users.fetch_add(1, Ordering::Relaxed);
-        let detail =
-            |p: poem_openapi::payload::Json<users::Problem>| p.0.detail.unwrap_or_default();
-        let user = match self
+        let user = self
             .users
             .create_user(&request)
             .await
-            .map_err(|e| GatewayError::from_client("users", e))?
-        {
-            users::CreateUserResponse::Created(u) => u.0,
-            users::CreateUserResponse::Conflict(p) => {
-                return Err(GatewayError::Conflict(detail(p)));
-            }
-            users::CreateUserResponse::BadRequest(p)
-            | users::CreateUserResponse::PayloadTooLarge(p)
-            | users::CreateUserResponse::UnsupportedMediaType(p) => {
-                return Err(GatewayError::InvalidInput(detail(p)));
-            }
-            users::CreateUserResponse::ServiceUnavailable(p) => {
-                return Err(GatewayError::Unavailable {
-                    service: "users",
-                    detail: detail(p),
-                });
-            }
-        };
+            .map_err(users_error)?;
         if let Some(text) = encode(&user) {
             self.cache
                 .set(&self.user_key(user.id), &text, self.user_ttl)

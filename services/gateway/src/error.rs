@@ -1,6 +1,7 @@
 //! The gateway's one error type, mapped once to REST problems and once to typed GraphQL errors.
 
-use shopmesh_openapi::runtime::ClientError;
+use async_graphql::ErrorExtensions;
+use shopmesh_openapi::runtime::{ClientError, Problem};
 
 /// Everything that can go wrong answering a gateway request.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -28,12 +29,25 @@ pub enum GatewayError {
         /// Which service.
         service: &'static str,
     },
+    /// A bug in the gateway itself (e.g. a missing per-request loader).
+    #[error("internal error")]
+    Internal(String),
 }
 
 impl GatewayError {
-    /// Maps a generated REST client's failure.
+    /// Maps a generated REST client's failure: a documented problem by its status (the
+    /// downstream's detail is kept), anything else as an unavailable or slow service.
     pub fn from_client(service: &'static str, e: ClientError) -> Self {
         match e {
+            ClientError::Problem(p) => {
+                let detail = p.detail_or_title().to_owned();
+                match p.status() {
+                    404 => Self::NotFound(detail),
+                    409 => Self::Conflict(detail),
+                    400..=499 => Self::InvalidInput(detail),
+                    _ => Self::Unavailable { service, detail },
+                }
+            }
             ClientError::Timeout => Self::Timeout { service },
             other => Self::Unavailable {
                 service,
@@ -63,6 +77,7 @@ impl GatewayError {
             Self::Conflict(_) => 409,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
+            Self::Internal(_) => 500,
         }
     }
 
@@ -74,29 +89,37 @@ impl GatewayError {
             Self::Conflict(_) => "CONFLICT",
             Self::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
             Self::Timeout { .. } => "DOWNSTREAM_TIMEOUT",
+            Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }
 
-    /// REST problem body.
-    pub fn problem(&self) -> shopmesh_openapi::gateway::Problem {
-        if let Self::Unavailable { .. } | Self::Timeout { .. } = self {
-            tracing::warn!(error = %self, "downstream failure");
+    /// Logs what a client is not told: downstream failures and internal errors.
+    fn log(&self) {
+        match self {
+            Self::Unavailable { .. } | Self::Timeout { .. } => {
+                tracing::warn!(error = %self, "downstream failure")
+            }
+            Self::Internal(detail) => tracing::error!(%detail, "internal error"),
+            _ => {}
         }
-        shopmesh_openapi::gateway::Problem::new(self.status(), self.to_string())
     }
 }
 
-impl GatewayError {
-    /// Typed GraphQL error: the message plus `extensions.code` (and `extensions.service` for
-    /// downstream failures). Resolvers map every error through here; async-graphql's blanket
-    /// `From<Display>` would drop the code.
-    pub fn into_graphql(self) -> async_graphql::Error {
-        use async_graphql::ErrorExtensions;
-        if let Self::Unavailable { .. } | Self::Timeout { .. } = &self {
-            tracing::warn!(error = %self, "downstream failure");
-        }
+/// The REST problem; the generated response picks the variant from its status.
+impl From<GatewayError> for Problem {
+    fn from(e: GatewayError) -> Self {
+        e.log();
+        Problem::new(e.status(), e.to_string())
+    }
+}
+
+/// Typed GraphQL error: the message plus `extensions.code` (and `extensions.service` for
+/// downstream failures). The generated resolver layer calls this for every resolver error.
+impl ErrorExtensions for GatewayError {
+    fn extend(&self) -> async_graphql::Error {
+        self.log();
         let code = self.code();
-        let service = match &self {
+        let service = match self {
             Self::Unavailable { service, .. } | Self::Timeout { service } => Some(*service),
             _ => None,
         };
@@ -106,6 +129,13 @@ impl GatewayError {
                 ext.set("service", s);
             }
         })
+    }
+}
+
+/// Context lookups (`ctx.data`) fail only when the gateway wired a request wrongly.
+impl From<async_graphql::Error> for GatewayError {
+    fn from(e: async_graphql::Error) -> Self {
+        Self::Internal(e.message)
     }
 }
 
@@ -133,7 +163,7 @@ mod tests {
     fn statuses_and_codes() {
         let e = GatewayError::Timeout { service: "orders" };
         assert_eq!((e.status(), e.code()), (504, "DOWNSTREAM_TIMEOUT"));
-        let gql = GatewayError::NotFound("order 1 does not exist".into()).into_graphql();
+        let gql = GatewayError::NotFound("order 1 does not exist".into()).extend();
         let ext = gql.extensions.unwrap();
         assert_eq!(
             ext.get("code"),

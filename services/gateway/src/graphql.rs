@@ -59,18 +59,30 @@ impl GatewayGraph {
     }
 }
 
-impl GatewayGraph {
-    async fn order(&self, id: &ID) -> Result<gql::Order, GatewayError> {
-        Ok(gql_order(self.backends.order(parse_id("id", id)?).await?))
+/// Resolvers return [`GatewayError`]; the generated layer turns it into a GraphQL error with
+/// `extensions.code` (its `ErrorExtensions`).
+#[async_trait::async_trait]
+impl GatewayResolvers for GatewayGraph {
+    type Error = GatewayError;
+
+    async fn query_order(
+        &self,
+        _ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<gql::Order>, GatewayError> {
+        Ok(Some(gql_order(
+            self.backends.order(parse_id("id", &id)?).await?,
+        )))
     }
 
-    async fn orders_by_user(
+    async fn query_orders_by_user(
         &self,
-        user_id: &ID,
+        _ctx: &Context<'_>,
+        user_id: ID,
         first: i32,
         after: Option<String>,
     ) -> Result<gql::OrderConnection, GatewayError> {
-        let user_id = parse_id("userId", user_id)?;
+        let user_id = parse_id("userId", &user_id)?;
         if !(1..=100).contains(&first) {
             return Err(GatewayError::InvalidInput(format!(
                 "first must be 1..=100, got {first}"
@@ -86,11 +98,29 @@ impl GatewayGraph {
         })
     }
 
-    async fn user(&self, id: &ID) -> Result<gql::User, GatewayError> {
-        Ok(gql_user(self.backends.user(parse_id("id", id)?).await?))
+    async fn query_user(
+        &self,
+        _ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<gql::User>, GatewayError> {
+        Ok(Some(gql_user(
+            self.backends.user(parse_id("id", &id)?).await?,
+        )))
     }
 
-    async fn create_order(&self, input: gql::CreateOrderInput) -> Result<gql::Order, GatewayError> {
+    async fn query_user_name(
+        &self,
+        _ctx: &Context<'_>,
+        id: ID,
+    ) -> Result<Option<String>, GatewayError> {
+        Ok(Some(self.backends.user(parse_id("id", &id)?).await?.name))
+    }
+
+    async fn mutation_create_order(
+        &self,
+        _ctx: &Context<'_>,
+        input: gql::CreateOrderInput,
+    ) -> Result<gql::Order, GatewayError> {
         let request = orders::CreateOrderRequest {
             user_id: parse_id("userId", &input.user_id)?,
             product_id: parse_id("productId", &input.product_id)?,
@@ -105,7 +135,11 @@ impl GatewayGraph {
         Ok(gql_order(self.backends.create_order(request).await?))
     }
 
-    async fn create_user(&self, input: gql::CreateUserInput) -> Result<gql::User, GatewayError> {
+    async fn mutation_create_user(
+        &self,
+        _ctx: &Context<'_>,
+        input: gql::CreateUserInput,
+    ) -> Result<gql::User, GatewayError> {
         let email = input.email.trim().to_owned();
         if !email.contains('@') || email.len() > 254 {
             return Err(GatewayError::InvalidInput(format!(
@@ -119,11 +153,21 @@ impl GatewayGraph {
         Ok(gql_user(self.backends.create_user(request).await?))
     }
 
-    async fn notifications(
+    async fn order_user(
         &self,
-        order: &gql::Order,
+        ctx: &Context<'_>,
+        parent: &gql::Order,
+    ) -> Result<Option<gql::User>, GatewayError> {
+        let id = parse_id("userId", &parent.user_id)?;
+        ctx.data::<DataLoader<UserLoader>>()?.load_one(id).await
+    }
+
+    async fn order_notifications(
+        &self,
+        _ctx: &Context<'_>,
+        parent: &gql::Order,
     ) -> Result<Vec<gql::Notification>, GatewayError> {
-        let id = parse_id("id", &order.id)?;
+        let id = parse_id("id", &parent.id)?;
         Ok(self
             .backends
             .notifications_for_order(id)
@@ -131,98 +175,5 @@ impl GatewayGraph {
             .into_iter()
             .map(gql_notification)
             .collect())
-    }
-}
-
-/// Every resolver maps its [`GatewayError`] through [`GatewayError::into_graphql`], so clients
-/// always get `extensions.code`.
-#[async_trait::async_trait]
-impl GatewayResolvers for GatewayGraph {
-    async fn query_order(
-        &self,
-        _ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Option<gql::Order>> {
-        self.order(&id)
-            .await
-            .map(Some)
-            .map_err(GatewayError::into_graphql)
-    }
-
-    async fn query_orders_by_user(
-        &self,
-        _ctx: &Context<'_>,
-        user_id: ID,
-        first: i32,
-        after: Option<String>,
-    ) -> async_graphql::Result<gql::OrderConnection> {
-        self.orders_by_user(&user_id, first, after)
-            .await
-            .map_err(GatewayError::into_graphql)
-    }
-
-    async fn query_user(
-        &self,
-        _ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Option<gql::User>> {
-        self.user(&id)
-            .await
-            .map(Some)
-            .map_err(GatewayError::into_graphql)
-    }
-
-    async fn query_user_name(
-        &self,
-        _ctx: &Context<'_>,
-        id: ID,
-    ) -> async_graphql::Result<Option<String>> {
-        self.user(&id)
-            .await
-            .map(|u| Some(u.name))
-            .map_err(GatewayError::into_graphql)
-    }
-
-    async fn mutation_create_order(
-        &self,
-        _ctx: &Context<'_>,
-        input: gql::CreateOrderInput,
-    ) -> async_graphql::Result<gql::Order> {
-        self.create_order(input)
-            .await
-            .map_err(GatewayError::into_graphql)
-    }
-
-    async fn mutation_create_user(
-        &self,
-        _ctx: &Context<'_>,
-        input: gql::CreateUserInput,
-    ) -> async_graphql::Result<gql::User> {
-        self.create_user(input)
-            .await
-            .map_err(GatewayError::into_graphql)
-    }
-
-    async fn order_user(
-        &self,
-        ctx: &Context<'_>,
-        parent: &gql::Order,
-    ) -> async_graphql::Result<Option<gql::User>> {
-        let id = parse_id("userId", &parent.user_id).map_err(GatewayError::into_graphql)?;
-        let loader = ctx.data::<DataLoader<UserLoader>>()?;
-        loader
-            .load_one(id)
-            .await
-            .map_err(GatewayError::into_graphql)
-    }
-
-    async fn order_notifications(
-        &self,
-        _ctx: &Context<'_>,
-        parent: &gql::Order,
-    ) -> async_graphql::Result<Vec<gql::Notification>> {
-        self.notifications(parent)
-            .await
-            .map_err(GatewayError::into_graphql)
     }
 }

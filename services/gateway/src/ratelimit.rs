@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use poem::http::StatusCode;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use shopmesh_common::cache::RedisCache;
-use shopmesh_common::problem::Problem;
+use shopmesh_common::problem::{self, Problem};
 
 use crate::config::RateLimitConfig;
 
@@ -243,15 +242,13 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
                     self.limiter.config.max_requests,
                     self.limiter.config.window.as_secs()
                 );
-                let mut resp = Problem::new(StatusCode::TOO_MANY_REQUESTS, detail).into_response();
+                let mut resp = problem::response(&Problem::new(429, detail));
                 resp.headers_mut()
                     .insert("retry-after", retry_after_secs.into());
                 Ok(resp)
             }
             Decision::Unavailable => {
-                let mut resp =
-                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "rate limiter unavailable")
-                        .into_response();
+                let mut resp = problem::response(&Problem::new(503, "rate limiter unavailable"));
                 resp.headers_mut().insert("retry-after", 1u64.into());
                 Ok(resp)
             }

@@ -1,4 +1,6 @@
-//! The orders service's one error type, mapped once to problem responses in [`crate::api`].
+//! The orders service's one error type, mapped once to a problem (and so to a response).
+
+use shopmesh_openapi::runtime::Problem;
 
 /// Everything that can go wrong serving an orders request.
 #[derive(Debug, thiserror::Error)]
@@ -27,20 +29,22 @@ impl OrdersError {
             Self::Internal(_) => 500,
         }
     }
+}
 
-    /// Problem body for this error; internal details of database failures are logged, not sent.
-    pub fn problem(&self) -> shopmesh_openapi::orders::Problem {
-        let detail = match self {
-            Self::Unavailable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
+/// The problem a client sees; internal details of database failures are logged, not sent.
+impl From<OrdersError> for Problem {
+    fn from(e: OrdersError) -> Self {
+        let detail = match &e {
+            OrdersError::Unavailable(err) => {
+                tracing::warn!(error = %err, "database unavailable");
                 "the order database is unavailable; retry later".to_owned()
             }
-            Self::Internal(e) => {
-                tracing::error!(error = %e, "internal error");
+            OrdersError::Internal(err) => {
+                tracing::error!(error = %err, "internal error");
                 "internal error".to_owned()
             }
             other => other.to_string(),
         };
-        shopmesh_openapi::orders::Problem::new(self.status(), detail)
+        Problem::new(e.status(), detail)
     }
 }

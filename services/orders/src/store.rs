@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedV1};
+use shopmesh_openapi::orders::OrderStatus;
 use sqlx::{MySql, MySqlPool, Transaction};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -37,24 +38,32 @@ pub struct OrderRecord {
     pub product_id: i64,
     /// Item count.
     pub quantity: i32,
-    /// Lifecycle state as stored (`pending`, ...).
-    pub status: String,
+    /// Lifecycle state.
+    pub status: OrderStatus,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
 
 type OrderRow = (i64, i64, i64, i32, String, NaiveDateTime);
 
-impl From<OrderRow> for OrderRecord {
-    fn from((id, user_id, product_id, quantity, status, created_at): OrderRow) -> Self {
-        Self {
+impl TryFrom<OrderRow> for OrderRecord {
+    type Error = OrdersError;
+
+    /// The one place a stored status string becomes the contract's enum.
+    fn try_from(
+        (id, user_id, product_id, quantity, status, created_at): OrderRow,
+    ) -> Result<Self, OrdersError> {
+        let status = OrderStatus::parse(&status).ok_or_else(|| {
+            OrdersError::Internal(format!("order {id} has unknown status {status:?}"))
+        })?;
+        Ok(Self {
             id,
             user_id,
             product_id,
             quantity,
             status,
             created_at: created_at.and_utc(),
-        }
+        })
     }
 }
 
@@ -121,11 +130,12 @@ impl OrderStore {
         let created_at = domain::creation_time();
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
-            "INSERT INTO orders (user_id, product_id, quantity, status, created_at) VALUES (?, ?, ?, 'pending', ?)",
+            "INSERT INTO orders (user_id, product_id, quantity, status, created_at) VALUES (?, ?, ?, ?, ?)",
         )
         .bind(new.user_id)
         .bind(new.product_id)
         .bind(new.quantity)
+        .bind(OrderStatus::Pending.as_str())
         .bind(created_at.naive_utc())
         .execute(&mut *tx)
         .await?;
@@ -148,7 +158,7 @@ impl OrderStore {
             user_id: new.user_id,
             product_id: new.product_id,
             quantity: new.quantity,
-            status: "pending".to_owned(),
+            status: OrderStatus::Pending,
             created_at,
         })
     }
@@ -161,7 +171,7 @@ impl OrderStore {
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(OrderRecord::from))
+        row.map(OrderRecord::try_from).transpose()
     }
 
     /// A page of a user's orders, newest first, and the cursor of the next page.
@@ -192,7 +202,10 @@ impl OrderStore {
                     .await?
             }
         };
-        let records = rows.into_iter().map(OrderRecord::from).collect();
+        let records = rows
+            .into_iter()
+            .map(OrderRecord::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(domain::paginate(records, limit, |o: &OrderRecord| Cursor {
             created_at: o.created_at,
             id: o.id,

@@ -11,10 +11,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
-use shopmesh_openapi::orders::{
-    CreateOrderRequest, CreateOrderResponse, GetOrderResponse, ListUserOrdersResponse, OrderStatus,
-    OrdersClient,
-};
+use shopmesh_openapi::orders::{CreateOrderRequest, OrderStatus, OrdersClient};
+use shopmesh_openapi::runtime::ClientError;
 use shopmesh_orders::config::RelayConfig;
 use shopmesh_orders::events::OutboxRelay;
 use shopmesh_orders::store::OrderStore;
@@ -71,19 +69,14 @@ impl Harness {
         product_id: i64,
         quantity: i32,
     ) -> shopmesh_openapi::orders::Order {
-        match self
-            .client
+        self.client
             .create_order(&CreateOrderRequest {
                 user_id,
                 product_id,
                 quantity,
             })
             .await
-            .unwrap()
-        {
-            CreateOrderResponse::Created(o) => o.0,
-            other => panic!("expected 201, got {other:?}"),
-        }
+            .unwrap_or_else(|e| panic!("expected 201, got {e:?}"))
     }
 }
 
@@ -200,12 +193,10 @@ async fn create_get_and_list_round_trip_through_the_generated_client() {
         (7, 100, 2, OrderStatus::Pending)
     );
 
-    match h.client.get_order(first.id).await.unwrap() {
-        GetOrderResponse::Ok(o) => assert_eq!(o.0, first),
-        other => panic!("{other:?}"),
-    }
-    match h.client.get_order(first.id + 1000).await.unwrap() {
-        GetOrderResponse::NotFound(p) => assert_eq!(p.0.status, 404),
+    let o = h.client.get_order(first.id).await.unwrap();
+    assert_eq!(o, first);
+    match h.client.get_order(first.id + 1000).await {
+        Err(ClientError::Problem(p)) => assert_eq!(p.status, 404),
         other => panic!("{other:?}"),
     }
 
@@ -219,15 +210,11 @@ async fn create_get_and_list_round_trip_through_the_generated_client() {
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
-        let page = match h
+        let page = h
             .client
             .list_user_orders(7, Some(2), cursor.clone())
             .await
-            .unwrap()
-        {
-            ListUserOrdersResponse::Ok(p) => p.0,
-            other => panic!("{other:?}"),
-        };
+            .unwrap();
         assert!(page.items.len() <= 2);
         seen.extend(page.items);
         match page.next_cursor {
@@ -239,13 +226,9 @@ async fn create_get_and_list_round_trip_through_the_generated_client() {
     assert_eq!(seen.iter().map(|o| o.id).collect::<Vec<_>>(), expected);
 
     // Default page size holds all five.
-    match h.client.list_user_orders(7, None, None).await.unwrap() {
-        ListUserOrdersResponse::Ok(p) => {
-            assert_eq!(p.0.items.len(), 5);
-            assert!(p.0.next_cursor.is_none());
-        }
-        other => panic!("{other:?}"),
-    }
+    let p = h.client.list_user_orders(7, None, None).await.unwrap();
+    assert_eq!(p.items.len(), 5);
+    assert!(p.next_cursor.is_none());
     assert_eq!(h.count("orders").await, 6);
     assert_eq!(
         h.count("outbox").await,
@@ -463,10 +446,7 @@ async fn database_outage_answers_503_and_recovers() {
 
     proxy.restore();
     let order = eventually("orders to recover", Duration::from_secs(20), || async {
-        match h.client.create_order(&req).await {
-            Ok(CreateOrderResponse::Created(o)) => Some(o.0),
-            _ => None,
-        }
+        h.client.create_order(&req).await.ok()
     })
     .await;
     assert!(order.id > 0);
@@ -654,5 +634,41 @@ async fn served_spec_equals_the_committed_contract_and_docs_are_served() {
     assert!(metrics.contains(
         r#"http_request_duration_seconds_bucket{service="orders",operation="createOrder""#
     ));
+    h.stop().await;
+}
+
+/// An internal failure (here a row whose status no contract value names) answers 500, and the
+/// problem body says 500 too: the response is built from the problem, so they cannot disagree.
+#[tokio::test]
+async fn an_internal_error_answers_500_with_a_body_that_says_500() {
+    let h = Harness::start().await;
+    let order = h.create(3, 4, 1).await;
+    sqlx::query("UPDATE orders SET status = 'lost' WHERE id = ?")
+        .bind(order.id)
+        .execute(h.store.pool())
+        .await
+        .unwrap();
+    let http = reqwest::Client::new();
+    for url in [
+        format!("{}/orders/{}", h.server.base_url, order.id),
+        format!("{}/orders/user/3", h.server.base_url),
+    ] {
+        let resp = http.get(&url).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            (status, &body["status"]),
+            (500, &serde_json::json!(500)),
+            "{url}: {body}"
+        );
+        assert_eq!(
+            body["detail"], "internal error",
+            "no internals leak: {body}"
+        );
+    }
+    match h.client.get_order(order.id).await {
+        Err(ClientError::Problem(p)) => assert_eq!(p.status, 500),
+        other => panic!("{other:?}"),
+    }
     h.stop().await;
 }

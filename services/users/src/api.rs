@@ -1,12 +1,10 @@
-//! The users REST API: implements the generated [`UsersApi`] trait over [`UserStore`].
+//! The users REST API: implements the generated [`UsersApi`] trait over [`UserStore`]; errors
+//! become problems in one place ([`crate::error`]).
 
-use poem_openapi::payload::Json;
-use shopmesh_openapi::users::{
-    CreateUserResponse, GetUserResponse, UpdateUserResponse, User, UserInput, UsersApi,
-};
+use shopmesh_openapi::runtime::Problem;
+use shopmesh_openapi::users::{User, UserInput, UsersApi};
 
 use crate::domain;
-use crate::error::UsersError;
 use crate::store::{UserRecord, UserStore};
 
 /// The service behind `/users`.
@@ -33,49 +31,17 @@ pub fn to_contract(u: UserRecord) -> User {
 
 #[async_trait::async_trait]
 impl UsersApi for UsersService {
-    async fn create_user(&self, body: UserInput) -> CreateUserResponse {
-        let result = match domain::validate(&body.name, &body.email) {
-            Ok(fields) => self.store.create(&fields).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(u) => CreateUserResponse::Created(Json(to_contract(u))),
-            Err(e @ UsersError::DuplicateEmail(_)) => {
-                CreateUserResponse::Conflict(Json(e.problem()))
-            }
-            Err(e @ UsersError::Unavailable(_)) => {
-                CreateUserResponse::ServiceUnavailable(Json(e.problem()))
-            }
-            Err(e) => CreateUserResponse::BadRequest(Json(e.problem())),
-        }
+    async fn create_user(&self, body: UserInput) -> Result<User, Problem> {
+        let fields = domain::validate(&body.name, &body.email)?;
+        Ok(to_contract(self.store.create(&fields).await?))
     }
 
-    async fn get_user(&self, id: i64) -> GetUserResponse {
-        match self.store.get(id).await {
-            Ok(u) => GetUserResponse::Ok(Json(to_contract(u))),
-            Err(e @ UsersError::NotFound(_)) => GetUserResponse::NotFound(Json(e.problem())),
-            Err(e @ UsersError::Unavailable(_)) => {
-                GetUserResponse::ServiceUnavailable(Json(e.problem()))
-            }
-            Err(e) => GetUserResponse::BadRequest(Json(e.problem())),
-        }
+    async fn get_user(&self, id: i64) -> Result<User, Problem> {
+        Ok(to_contract(self.store.get(id).await?))
     }
 
-    async fn update_user(&self, id: i64, body: UserInput) -> UpdateUserResponse {
-        let result = match domain::validate(&body.name, &body.email) {
-            Ok(fields) => self.store.update(id, &fields).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(u) => UpdateUserResponse::Ok(Json(to_contract(u))),
-            Err(e @ UsersError::NotFound(_)) => UpdateUserResponse::NotFound(Json(e.problem())),
-            Err(e @ UsersError::DuplicateEmail(_)) => {
-                UpdateUserResponse::Conflict(Json(e.problem()))
-            }
-            Err(e @ UsersError::Unavailable(_)) => {
-                UpdateUserResponse::ServiceUnavailable(Json(e.problem()))
-            }
-            Err(e) => UpdateUserResponse::BadRequest(Json(e.problem())),
-        }
+    async fn update_user(&self, id: i64, body: UserInput) -> Result<User, Problem> {
+        let fields = domain::validate(&body.name, &body.email)?;
+        Ok(to_contract(self.store.update(id, &fields).await?))
     }
 }

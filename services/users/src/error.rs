@@ -1,4 +1,6 @@
-//! The users service's one error type, mapped once to problem responses.
+//! The users service's one error type, mapped once to a problem (and so to a response).
+
+use shopmesh_openapi::runtime::Problem;
 
 /// Everything that can go wrong serving a users request.
 #[derive(Debug, thiserror::Error)]
@@ -27,16 +29,18 @@ impl UsersError {
             Self::Unavailable(_) => 503,
         }
     }
+}
 
-    /// Problem body; database details are logged, not sent.
-    pub fn problem(&self) -> shopmesh_openapi::users::Problem {
-        let detail = match self {
-            Self::Unavailable(e) => {
-                tracing::warn!(error = %e, "database unavailable");
+/// The problem a client sees; database details are logged, not sent.
+impl From<UsersError> for Problem {
+    fn from(e: UsersError) -> Self {
+        let detail = match &e {
+            UsersError::Unavailable(err) => {
+                tracing::warn!(error = %err, "database unavailable");
                 "the user database is unavailable; retry later".to_owned()
             }
             other => other.to_string(),
         };
-        shopmesh_openapi::users::Problem::new(self.status(), detail)
+        Problem::new(e.status(), detail)
     }
 }

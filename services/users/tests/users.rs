@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use poem_openapi::types::Email;
 use shopmesh_common::cache::RedisCache;
-use shopmesh_openapi::users::{
-    CreateUserResponse, GetUserResponse, UpdateUserResponse, UserInput, UsersClient,
-};
+use shopmesh_openapi::runtime::ClientError;
+use shopmesh_openapi::users::{UserInput, UsersClient};
 use shopmesh_testkit::{TestDatabase, TestServer, redis_url, unique};
 use shopmesh_users::store::UserStore;
 
@@ -75,13 +74,11 @@ fn input(name: &str, email: &str) -> UserInput {
 async fn seeded_demo_users_exist_and_unknown_is_404() {
     let h = Harness::start().await;
     for (id, name) in [(1, "Alice Johnson"), (2, "Bob Smith"), (3, "Charlie Brown")] {
-        match h.client.get_user(id).await.unwrap() {
-            GetUserResponse::Ok(u) => assert_eq!(u.0.name, name),
-            other => panic!("{other:?}"),
-        }
+        let u = h.client.get_user(id).await.unwrap();
+        assert_eq!(u.name, name);
     }
-    match h.client.get_user(999).await.unwrap() {
-        GetUserResponse::NotFound(p) => assert_eq!(p.0.status, 404),
+    match h.client.get_user(999).await {
+        Err(ClientError::Problem(p)) => assert_eq!(p.status, 404),
         other => panic!("expected 404, got {other:?}"),
     }
     h.stop().await;
@@ -90,15 +87,11 @@ async fn seeded_demo_users_exist_and_unknown_is_404() {
 #[tokio::test]
 async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
     let h = Harness::start().await;
-    let created = match h
+    let created = h
         .client
         .create_user(&input("Ada Lovelace", "ada@example.com"))
         .await
-        .unwrap()
-    {
-        CreateUserResponse::Created(u) => u.0,
-        other => panic!("{other:?}"),
-    };
+        .unwrap();
     let key = h.store.cache_key(created.id);
     let cached: Option<String> = h
         .store
@@ -117,10 +110,8 @@ async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
 
     let hits_before = h.store.cache().stats().hits.load(Ordering::Relaxed);
     for _ in 0..3 {
-        match h.client.get_user(created.id).await.unwrap() {
-            GetUserResponse::Ok(u) => assert_eq!(u.0, created),
-            other => panic!("{other:?}"),
-        }
+        let u = h.client.get_user(created.id).await.unwrap();
+        assert_eq!(u, created);
     }
     assert_eq!(
         h.store.cache().stats().hits.load(Ordering::Relaxed) - hits_before,
@@ -134,28 +125,21 @@ async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
         .execute(h.store.pool())
         .await
         .unwrap();
-    match h.client.get_user(created.id).await.unwrap() {
-        GetUserResponse::Ok(u) => assert_eq!(u.0.name, "Ada Lovelace", "cached copy"),
-        other => panic!("{other:?}"),
-    }
+    let u = h.client.get_user(created.id).await.unwrap();
+    assert_eq!(u.name, "Ada Lovelace", "cached copy");
 
     // A write through the service refreshes the cache: the next read sees it.
-    match h
+    let u = h
         .client
         .update_user(created.id, &input("Ada King", "ada.king@example.com"))
         .await
-        .unwrap()
-    {
-        UpdateUserResponse::Ok(u) => assert_eq!(u.0.name, "Ada King"),
-        other => panic!("{other:?}"),
-    }
-    match h.client.get_user(created.id).await.unwrap() {
-        GetUserResponse::Ok(u) => assert_eq!(
-            (u.0.name.as_str(), u.0.email.as_str()),
-            ("Ada King", "ada.king@example.com")
-        ),
-        other => panic!("{other:?}"),
-    }
+        .unwrap();
+    assert_eq!(u.name, "Ada King");
+    let u = h.client.get_user(created.id).await.unwrap();
+    assert_eq!(
+        (u.name.as_str(), u.email.as_str()),
+        ("Ada King", "ada.king@example.com")
+    );
     let cached: Option<String> = h
         .store
         .cache()
@@ -169,23 +153,16 @@ async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
 #[tokio::test]
 async fn redis_down_falls_back_to_mysql() {
     let h = Harness::start_with_redis("redis://127.0.0.1:1/").await;
-    match h.client.get_user(1).await.unwrap() {
-        GetUserResponse::Ok(u) => assert_eq!(u.0.name, "Alice Johnson"),
-        other => panic!("{other:?}"),
-    }
-    match h
+    let u = h.client.get_user(1).await.unwrap();
+    assert_eq!(u.name, "Alice Johnson");
+    let u = h
         .client
         .update_user(2, &input("Robert Smith", "bob@example.com"))
         .await
-        .unwrap()
-    {
-        UpdateUserResponse::Ok(u) => assert_eq!(u.0.name, "Robert Smith"),
-        other => panic!("{other:?}"),
-    }
-    match h.client.get_user(2).await.unwrap() {
-        GetUserResponse::Ok(u) => assert_eq!(u.0.name, "Robert Smith"),
-        other => panic!("{other:?}"),
-    }
+        .unwrap();
+    assert_eq!(u.name, "Robert Smith");
+    let u = h.client.get_user(2).await.unwrap();
+    assert_eq!(u.name, "Robert Smith");
     assert!(!h.store.cache().is_up());
     assert!(
         h.store.cache().stats().errors.load(Ordering::Relaxed) >= 1,
@@ -294,14 +271,12 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
     assert_eq!(h.user_count().await, 3, "nothing written");
-    match h.client.get_user(2).await.unwrap() {
-        GetUserResponse::Ok(u) => assert_eq!(
-            (u.0.name.as_str(), u.0.email.as_str()),
-            ("Bob Smith", "bob@example.com"),
-            "unchanged"
-        ),
-        other => panic!("{other:?}"),
-    }
+    let u = h.client.get_user(2).await.unwrap();
+    assert_eq!(
+        (u.name.as_str(), u.email.as_str()),
+        ("Bob Smith", "bob@example.com"),
+        "unchanged"
+    );
     h.stop().await;
 }
 
