@@ -9,136 +9,24 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use shopmesh_stack::{Names, Output, Ports, Processes, Service, Stack};
 
 use crate::infra;
 use crate::up;
 
-/// Extra environment of one process.
-pub type EnvVars = Vec<(&'static str, String)>;
-
-/// Ports and names of one set of service processes: the gateway on `base`, users on
-/// `base + 1`, orders on `base + 2`, notifications HTTP on `base + 3` and gRPC on
-/// `base + 47051`; databases, queues and cache keys prefixed with `prefix`.
-pub struct Layout {
-    /// Gateway port; the others follow.
-    pub base: u16,
-    /// Name prefix of databases, queues, exchange and cache keys.
-    pub prefix: &'static str,
+/// The platform for a benchmark or fuzzing run: ports `base` to `base + 4`, names prefixed
+/// with `prefix`, the developer's environment with `mongo_url`, quiet logs and a rate limit
+/// that never bites.
+pub fn stack(env: &BTreeMap<String, String>, base: u16, prefix: &str, mongo_url: &str) -> Stack {
+    Stack::new(env.clone(), Ports::from_base(base), Names::prefixed(prefix))
+        .set("MONGO_URL", mongo_url)
+        .set("RUST_LOG", "warn")
+        .set_for(Service::Gateway, "RATE_LIMIT_MAX", "1000000000")
 }
 
-impl Layout {
-    /// The gateway's base URL.
-    pub fn gateway(&self) -> String {
-        format!("http://127.0.0.1:{}", self.base)
-    }
-
-    /// Base URL of the service `offset` ports above the gateway.
-    pub fn url(&self, offset: u16) -> String {
-        format!("http://127.0.0.1:{}", self.base + offset)
-    }
-
-    /// The notifications gRPC URL.
-    pub fn grpc(&self) -> String {
-        format!("http://127.0.0.1:{}", self.base + 47051)
-    }
-
-    /// `(name, ready port, environment)` of each process.
-    pub fn processes(&self) -> Vec<(&'static str, u16, EnvVars)> {
-        let p = self.prefix;
-        let port = |o: u16| (self.base + o).to_string();
-        let topology = vec![
-            ("ORDERS_EXCHANGE", format!("{p}.orders")),
-            ("ORDER_CREATED_QUEUE", format!("{p}.order.created")),
-        ];
-        vec![
-            (
-                "users",
-                self.base + 1,
-                vec![
-                    ("PORT", port(1)),
-                    ("DB_NAME", format!("{p}_users_db")),
-                    ("CACHE_PREFIX", format!("{p}:")),
-                ],
-            ),
-            (
-                "orders",
-                self.base + 2,
-                [
-                    vec![("PORT", port(2)), ("DB_NAME", format!("{p}_orders_db"))],
-                    topology.clone(),
-                ]
-                .concat(),
-            ),
-            (
-                "notifications",
-                self.base + 3,
-                [
-                    vec![
-                        ("GRPC_PORT", (self.base + 47051).to_string()),
-                        ("HTTP_PORT", port(3)),
-                        ("MONGO_DB", format!("{p}_notifications")),
-                    ],
-                    topology,
-                ]
-                .concat(),
-            ),
-            (
-                "gateway",
-                self.base,
-                vec![
-                    ("PORT", port(0)),
-                    ("ORDER_SERVICE_URL", self.url(2)),
-                    ("USER_SERVICE_URL", self.url(1)),
-                    ("NOTIFICATION_SERVICE_URL", self.grpc()),
-                    ("CACHE_PREFIX", format!("{p}:")),
-                    ("RATE_LIMIT_MAX", "1000000000".to_owned()),
-                ],
-            ),
-        ]
-    }
-}
-
-/// Service processes started by [`start`]; stopped gracefully when dropped.
-pub struct Processes {
-    /// `(name, process)`.
-    pub children: Vec<(&'static str, Child)>,
-}
-
-impl Drop for Processes {
-    fn drop(&mut self) {
-        for (_, child) in &self.children {
-            up::terminate(child);
-        }
-        for (_, child) in &mut self.children {
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Starts the four services from `bin_dir` with `layout`, each ready before the next starts.
-pub fn start(
-    bin_dir: &Path,
-    layout: &Layout,
-    env: &BTreeMap<String, String>,
-    mongo_url: &str,
-) -> Result<Processes> {
-    let mut procs = Processes {
-        children: Vec::new(),
-    };
-    for (name, port, extra) in layout.processes() {
-        let mut cmd = Command::new(bin_dir.join(format!("shopmesh-{name}")));
-        cmd.envs(env)
-            .env("MONGO_URL", mongo_url)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().with_context(|| format!("starting {name}"))?;
-        wait_ready(name, port, &mut child)?;
-        procs.children.push((name, child));
-    }
-    Ok(procs)
+/// Starts `stack`'s services from `bin_dir`, each ready before the next starts.
+pub fn start(stack: &Stack, bin_dir: &Path) -> Result<Processes> {
+    stack.spawn(bin_dir, Output::Null, Duration::from_secs(60))
 }
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
@@ -157,7 +45,7 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 
 fn wait_ready(name: &str, port: u16, child: &mut Child) -> Result<()> {
     let start = Instant::now();
-    while !up::ready(port) {
+    while !shopmesh_stack::ready(port) {
         if let Some(status) = child.try_wait()? {
             bail!("{name} exited during start-up ({status})");
         }
@@ -178,14 +66,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         .cloned()
         .unwrap_or_else(|| "5".into());
     println!("bench: building release binaries");
-    up::build_services(true, &["shopmesh-e2e"])?;
+    up::build_services(true, &["shopmesh-loadgen"])?;
     for dep in infra::core_dependencies() {
         infra::ensure(&dep, true)?;
     }
     let env = up::environment(root);
     let (mut mongo, mongo_url) = match env
         .get("MONGO_URL")
-        .filter(|u| infra::reachable(&infra::mongo_addr(u), Duration::from_secs(1)))
+        .filter(|u| infra::reachable(&infra::addr_of(u), Duration::from_secs(1)))
     {
         Some(url) => (None, url.clone()),
         None => {
@@ -206,12 +94,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         wait_ready("baseline", 3199, &mut baseline)?;
         children.push(("baseline", baseline.id()));
         baseline_process = Some(baseline);
-        let layout = Layout {
-            base: 3100,
-            prefix: "bench",
-        };
-        let services = start(&release, &layout, &env, &mongo_url)?;
-        children.extend(services.children.iter().map(|(n, c)| (*n, c.id())));
+        let stack = stack(&env, 3100, "bench", &mongo_url);
+        let services = start(&stack, &release)?;
+        children.extend(services.pids().into_iter().map(|(s, pid)| (s.name(), pid)));
         held = Some(services);
         std::thread::sleep(Duration::from_secs(2));
         let idle: BTreeMap<&str, u64> = children
@@ -225,9 +110,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         crate::run(
             Command::new(release.join("loadgen"))
                 .env("BENCH_BASELINE_URL", "http://127.0.0.1:3199")
-                .env("BENCH_GATEWAY_URL", "http://127.0.0.1:3100")
-                .env("BENCH_ORDERS_URL", "http://127.0.0.1:3102")
-                .env("BENCH_GRPC_URL", "http://127.0.0.1:50151")
+                .env("BENCH_GATEWAY_URL", stack.url(Service::Gateway))
+                .env("BENCH_ORDERS_URL", stack.url(Service::Orders))
+                .env("BENCH_GRPC_URL", stack.grpc_url())
                 .env("BENCH_SECONDS", &seconds)
                 .env("BENCH_OUTPUT", &raw),
         )?;
@@ -270,7 +155,9 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         println!("\nbench: results in bench/results/latest.json");
         Ok(())
     })();
-    drop(held);
+    if let Some(services) = held {
+        services.stop(Duration::from_secs(15));
+    }
     if let Some(mut b) = baseline_process {
         let _ = b.kill();
         let _ = b.wait();

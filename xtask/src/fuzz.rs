@@ -8,7 +8,9 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use crate::bench::{Layout, start};
+use shopmesh_stack::Service;
+
+use crate::bench::{stack, start};
 
 /// The schemathesis checks that express "no 5xx, nothing outside the spec".
 pub const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance";
@@ -21,29 +23,15 @@ pub fn run(
     mongo_url: &str,
 ) -> Result<()> {
     let st = crate::tools::schemathesis(root)?;
-    let layout = Layout {
-        base: 3200,
-        prefix: "fuzz",
-    };
-    let _services = start(bin_dir, &layout, env, mongo_url)?;
+    let stack = stack(env, 3200, "fuzz", mongo_url);
+    let _services = start(&stack, bin_dir)?;
     let specs = [
-        (
-            "users",
-            format!("{}/openapi.json", layout.url(1)),
-            layout.url(1),
-        ),
-        (
-            "orders",
-            format!("{}/openapi.json", layout.url(2)),
-            layout.url(2),
-        ),
-        (
-            "gateway",
-            format!("{}/api/openapi.json", layout.gateway()),
-            layout.gateway(),
-        ),
+        ("users", "/openapi.json", stack.url(Service::Users)),
+        ("orders", "/openapi.json", stack.url(Service::Orders)),
+        ("gateway", "/api/openapi.json", stack.url(Service::Gateway)),
     ];
-    for (name, spec, base) in specs {
+    for (name, spec_path, base) in specs {
+        let spec = format!("{base}{spec_path}");
         println!("fuzz: schemathesis against {name} ({spec})");
         crate::run(Command::new(&st).args([
             "run",

@@ -92,7 +92,7 @@ pub fn core_dependencies() -> Vec<Dependency> {
         },
         Dependency {
             name: "RabbitMQ",
-            addr: amqp_addr(&env_or(
+            addr: addr_of(&env_or(
                 "RABBITMQ_URL",
                 "amqp://guest:guest@127.0.0.1:5672/%2f",
             )),
@@ -102,28 +102,10 @@ pub fn core_dependencies() -> Vec<Dependency> {
     ]
 }
 
-/// `host:port` of an `amqp://user:pass@host:port/vhost` URL.
-pub fn amqp_addr(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let rest = rest.rsplit('@').next().unwrap_or(rest);
-    let hostport = rest.split('/').next().unwrap_or(rest);
-    if hostport.contains(':') {
-        hostport.to_owned()
-    } else {
-        format!("{hostport}:5672")
-    }
-}
-
-/// `host:port` of a `mongodb://...host:port/...` URL (the first host).
-pub fn mongo_addr(url: &str) -> String {
-    let rest = url.split("://").nth(1).unwrap_or(url);
-    let rest = rest.rsplit('@').next().unwrap_or(rest);
-    let host = rest.split(['/', '?', ',']).next().unwrap_or(rest);
-    if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:27017")
-    }
+/// `host:port` of a dependency's URL (the stack's one URL parser); an unparsable URL is
+/// returned as it is, so the reachability check names it.
+pub fn addr_of(url: &str) -> String {
+    shopmesh_stack::authority(url).unwrap_or_else(|_| url.to_owned())
 }
 
 /// Checks `dep`, trying its local start command once when it is down.
@@ -234,7 +216,7 @@ pub fn ensure_all(root: &Path) -> Result<TestInfra> {
     let mut vars = Vec::new();
     let mut mongo = None;
     match std::env::var("TEST_MONGO_URL") {
-        Ok(url) if reachable(&mongo_addr(&url), Duration::from_secs(1)) => {
+        Ok(url) if reachable(&addr_of(&url), Duration::from_secs(1)) => {
             println!("infra: MongoDB reachable at {url}");
             vars.push(("TEST_MONGO_URL".to_owned(), url));
         }

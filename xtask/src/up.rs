@@ -4,51 +4,15 @@
 //! prints the URLs, and on Ctrl-C (or SIGTERM) stops them all gracefully.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use shopmesh_stack::{Names, Output, Ports, Stack};
 
-use crate::infra::{self, Dependency};
-
-/// A service `up` runs: its binary, readiness port and extra environment.
-struct ServiceSpec {
-    name: &'static str,
-    ready_port: &'static str,
-    default_port: u16,
-    env: &'static [(&'static str, &'static str)],
-}
-
-const SERVICES: [ServiceSpec; 4] = [
-    ServiceSpec {
-        name: "users",
-        ready_port: "PORT",
-        default_port: 3001,
-        env: &[("PORT", "3001"), ("DB_NAME", "users_db")],
-    },
-    ServiceSpec {
-        name: "orders",
-        ready_port: "PORT",
-        default_port: 3002,
-        env: &[("PORT", "3002"), ("DB_NAME", "orders_db")],
-    },
-    ServiceSpec {
-        name: "notifications",
-        ready_port: "HTTP_PORT",
-        default_port: 3003,
-        env: &[],
-    },
-    ServiceSpec {
-        name: "gateway",
-        ready_port: "PORT",
-        default_port: 3000,
-        env: &[("PORT", "3000")],
-    },
-];
+use crate::infra::{self, Dependency, addr_of};
 
 /// The service packages, each with a binary named like the package.
 pub(crate) const SERVICE_PACKAGES: [&str; 4] = [
@@ -106,7 +70,7 @@ fn get<'a>(env: &'a BTreeMap<String, String>, key: &str, default: &'a str) -> &'
 
 fn dependencies(env: &BTreeMap<String, String>) -> Vec<Dependency> {
     let mysql = match env.get("DATABASE_URL").filter(|v| !v.is_empty()) {
-        Some(url) => infra::mongo_addr(url).replace(":27017", ":3306"),
+        Some(url) => addr_of(url),
         None => format!(
             "{}:{}",
             get(env, "DB_HOST", "127.0.0.1"),
@@ -114,7 +78,7 @@ fn dependencies(env: &BTreeMap<String, String>) -> Vec<Dependency> {
         ),
     };
     let redis = match env.get("REDIS_URL").filter(|v| !v.is_empty()) {
-        Some(url) => infra::mongo_addr(url).replace(":27017", ":6379"),
+        Some(url) => addr_of(url),
         None => format!(
             "{}:{}",
             get(env, "REDIS_HOST", "127.0.0.1"),
@@ -136,7 +100,7 @@ fn dependencies(env: &BTreeMap<String, String>) -> Vec<Dependency> {
         },
         Dependency {
             name: "RabbitMQ",
-            addr: infra::amqp_addr(get(
+            addr: addr_of(get(
                 env,
                 "RABBITMQ_URL",
                 "amqp://guest:guest@127.0.0.1:5672/%2f",
@@ -146,46 +110,28 @@ fn dependencies(env: &BTreeMap<String, String>) -> Vec<Dependency> {
         },
         Dependency {
             name: "MongoDB",
-            addr: infra::mongo_addr(get(env, "MONGO_URL", "mongodb://127.0.0.1:27017")),
+            addr: addr_of(get(env, "MONGO_URL", "mongodb://127.0.0.1:27017")),
             how_to_start: "docker compose up -d mongo   (or: cargo xtask up --mongo-standin)",
             local_start: None,
         },
     ]
 }
 
-/// Sends SIGTERM (graceful shutdown) to a child.
-pub(crate) fn terminate(child: &Child) {
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status();
-}
-
-fn pump(name: &'static str, stream: impl std::io::Read + Send + 'static) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            println!("[{name:>13}] {line}");
-        }
-    });
-}
-
-/// Whether `127.0.0.1:port/health/ready` answers 200.
-pub(crate) fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(
-        &([127, 0, 0, 1], port).into(),
-        Duration::from_millis(500),
-    ) else {
-        return false;
+/// The platform `up` runs: the documented ports and names, except where the environment sets
+/// the notifications ports or a name.
+pub(crate) fn stack(env: BTreeMap<String, String>) -> Result<Stack> {
+    let port = |key: &str, default: u16| -> Result<u16> {
+        get(&env, key, &default.to_string())
+            .parse()
+            .with_context(|| format!("{key} is not a port"))
     };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
-    if s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 12];
-    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+    let ports = Ports {
+        notifications_http: port("HTTP_PORT", Ports::DEFAULT.notifications_http)?,
+        notifications_grpc: port("GRPC_PORT", Ports::DEFAULT.notifications_grpc)?,
+        ..Ports::DEFAULT
+    };
+    let names = Names::from_env(&env);
+    Ok(Stack::new(env, ports, names))
 }
 
 /// Runs `cargo xtask up [--mongo-standin] [--no-build]`.
@@ -224,116 +170,55 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
 
-    let mut children: Vec<(&'static str, Child)> = Vec::new();
-    let result = start_all(root, &env, &stop, &mut children);
-    if let Err(e) = &result {
-        eprintln!("up: {e:#}");
-    }
-    println!("up: stopping {} services", children.len());
-    for (_, child) in &children {
-        terminate(child);
-    }
-    for (name, child) in &mut children {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => {
-                    println!("up: {name} stopped ({status})");
-                    break;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(100))
-                }
-                _ => {
-                    let _ = child.kill();
-                    println!("up: {name} killed after 15 s");
-                    break;
-                }
+    let stack = stack(env)?;
+    let spawned = stack.spawn(
+        &root.join("target/debug"),
+        Output::Prefixed,
+        Duration::from_secs(90),
+    );
+    let mut processes = match spawned {
+        Ok(p) => p,
+        Err(e) => {
+            if let Some(mut m) = standin {
+                let _ = m.kill();
+                let _ = m.wait();
             }
+            return Err(e);
         }
-    }
-    if let Some(mut m) = standin {
-        let _ = m.kill();
-        let _ = m.wait();
-    }
-    result
-}
-
-fn start_all(
-    root: &Path,
-    env: &BTreeMap<String, String>,
-    stop: &AtomicBool,
-    children: &mut Vec<(&'static str, Child)>,
-) -> Result<()> {
-    for spec in &SERVICES {
-        let binary = root
-            .join("target/debug")
-            .join(format!("shopmesh-{}", spec.name));
-        let mut cmd = Command::new(&binary);
-        cmd.env_clear()
-            .envs(env)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in spec.env {
-            if !env.contains_key(*k) || *k == "PORT" || *k == "DB_NAME" {
-                cmd.env(k, v);
-            }
-        }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        pump(spec.name, child.stdout.take().context("stdout")?);
-        pump(spec.name, child.stderr.take().context("stderr")?);
-        children.push((spec.name, child));
-
-        let port = env
-            .get(spec.ready_port)
-            .filter(|_| spec.ready_port != "PORT")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(spec.default_port);
-        let started = Instant::now();
-        loop {
-            if ready(port) {
-                println!(
-                    "up: ✓ {} ready on :{port} after {:.1} s",
-                    spec.name,
-                    started.elapsed().as_secs_f64()
-                );
-                break;
-            }
-            if let Some((name, status)) = children
-                .iter_mut()
-                .find_map(|(n, c)| c.try_wait().ok().flatten().map(|s| (*n, s)))
-            {
-                bail!("{name} exited during start-up ({status}); see its log lines above");
-            }
-            if stop.load(Ordering::SeqCst) {
-                return Ok(());
-            }
-            if started.elapsed() > Duration::from_secs(90) {
-                bail!("{} did not become ready on :{port} within 90 s", spec.name);
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    let grpc = get(env, "GRPC_PORT", "50051");
-    let traces = match get(env, "OTEL_EXPORTER_OTLP_ENDPOINT", "") {
+    };
+    let grpc = stack.ports.notifications_grpc;
+    let traces = match get(&stack.env, "OTEL_EXPORTER_OTLP_ENDPOINT", "") {
         endpoint if !endpoint.is_empty() => format!("OTLP to {endpoint}"),
         _ => "off (set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4318)".to_owned(),
     };
     println!(
         "\nup: all services ready\n  GraphQL playground  http://localhost:3000/graphql\n  REST + Swagger UI   http://localhost:3000/docs  (spec: /api/openapi.json)\n  gRPC                localhost:{grpc}  (grpcurl -plaintext localhost:{grpc} list)\n  RabbitMQ UI         http://localhost:15672\n  metrics             http://localhost:3000/metrics, :3001, :3002, :3003\n  traces              {traces}\nPress Ctrl-C to stop.\n"
     );
+    let mut result = Ok(());
     while !stop.load(Ordering::SeqCst) {
-        if let Some((name, status)) = children
-            .iter_mut()
-            .find_map(|(n, c)| c.try_wait().ok().flatten().map(|s| (*n, s)))
-        {
-            bail!("{name} exited unexpectedly ({status})");
+        if let Some((name, status)) = processes.exited() {
+            result = Err(anyhow::anyhow!("{name} exited unexpectedly ({status})"));
+            break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    Ok(())
+    if let Err(e) = &result {
+        eprintln!("up: {e:#}");
+    }
+    println!("up: stopping the services");
+    for (name, clean) in processes.stop(Duration::from_secs(15)) {
+        let how = if clean {
+            "cleanly"
+        } else {
+            "killed after 15 s"
+        };
+        println!("up: {name} stopped ({how})");
+    }
+    if let Some(mut m) = standin {
+        let _ = m.kill();
+        let _ = m.wait();
+    }
+    result
 }
 
 #[cfg(test)]

@@ -51,6 +51,14 @@ impl Env for ProcessEnv {
     }
 }
 
+impl Env for std::collections::BTreeMap<String, String> {
+    fn get(&self, key: &str) -> Option<String> {
+        std::collections::BTreeMap::get(self, key)
+            .filter(|v| !v.is_empty())
+            .cloned()
+    }
+}
+
 impl Env for std::collections::HashMap<String, String> {
     fn get(&self, key: &str) -> Option<String> {
         std::collections::HashMap::get(self, key)

@@ -1,7 +1,8 @@
 //! Plumbing every shopmesh service shares, so no service re-implements it:
 //! typed environment config ([`config`]), RFC 9457 problem responses ([`problem`]),
 //! HTTP serving with body limits and health endpoints ([`http`], [`health`]),
-//! logs ([`telemetry`]) and graceful shutdown ([`shutdown`]).
+//! logs ([`telemetry`]), graceful shutdown ([`shutdown`]) and the one way a service is built
+//! and run ([`service`]).
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
@@ -15,5 +16,6 @@ pub mod http;
 pub mod metrics;
 pub mod problem;
 pub mod retry;
+pub mod service;
 pub mod shutdown;
 pub mod telemetry;

@@ -15,17 +15,23 @@ pub mod graphql;
 pub mod playground;
 pub mod ratelimit;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql_poem::{GraphQLRequest, GraphQLResponse};
+use poem::listener::TcpAcceptor;
 use poem::web::{Data, Html};
 use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
 use shopmesh_common::cache::RedisCache;
+use shopmesh_common::config::{ConfigError, Env};
 use shopmesh_common::health::{self, ReadinessCheck};
+use shopmesh_common::http;
 use shopmesh_common::metrics::{Collector, cache_metrics};
+use shopmesh_common::service::{Addrs, Service};
+use shopmesh_common::shutdown::Shutdown;
 use shopmesh_openapi::gateway::GatewayEndpoints;
 
 use crate::config::GatewayConfig;
@@ -70,16 +76,15 @@ impl Gateway {
         })
     }
 
-    /// Forgets idle rate-limit clients every minute until the runtime ends.
-    pub fn spawn_housekeeping(&self) {
-        let limiter = self.limiter.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                limiter.forget_idle();
+    /// Forgets idle rate-limit clients every minute until `shutdown`.
+    async fn housekeeping(limiter: Arc<ClientRateLimiter>, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => limiter.forget_idle(),
+                _ = shutdown.wait() => return,
             }
-        });
+        }
     }
 
     /// The HTTP application. `/graphql` and `/api` are rate limited; `/docs`, `/health` and
@@ -116,7 +121,7 @@ impl Gateway {
             metrics::counter!("gateway_rate_limit_shared_unavailable_total")
                 .absolute(limiter.stats.shared_unavailable.load(Ordering::Relaxed));
         })];
-        shopmesh_common::http::standard(
+        http::standard(
             "gateway",
             Route::new()
                 .nest("/health", health::routes(checks))
@@ -126,7 +131,7 @@ impl Gateway {
                 .data(self.schema.clone())
                 .data(self.backends.clone()),
         )
-        .with(shopmesh_common::http::AllowHeader::new(
+        .with(http::AllowHeader::new(
             shopmesh_openapi::gateway::ROUTES,
             &[
                 ("/api/openapi.json", &["GET"]),
@@ -152,4 +157,56 @@ async fn graphql_execute(
         tokio::spawn(tracing::Instrument::in_current_span(batch))
     });
     schema.execute(req.0.data(loader)).await.into()
+}
+
+/// The gateway, built from its configuration: listener bound, clients, cache, limiter and
+/// schema created (nothing connected yet). [`Service::run_until`] serves.
+pub struct Application {
+    gateway: Gateway,
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// The shared state (cache, limiter, call counters).
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+}
+
+impl Service for Application {
+    type Config = GatewayConfig;
+    const NAME: &'static str = "gateway";
+    const HEALTH_PORT: (&'static str, u16) = ("PORT", 3000);
+
+    fn config(env: &impl Env) -> Result<GatewayConfig, ConfigError> {
+        GatewayConfig::from_env(env)
+    }
+
+    async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
+        let (acceptor, addr) = http::bind(&format!("0.0.0.0:{}", config.port)).await?;
+        Ok(Self {
+            gateway: Gateway::new(config)?,
+            acceptor,
+            addr,
+        })
+    }
+
+    fn addrs(&self) -> Addrs {
+        Addrs {
+            http: self.addr,
+            grpc: None,
+        }
+    }
+
+    async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let housekeeping = tokio::spawn(Gateway::housekeeping(
+            self.gateway.limiter.clone(),
+            shutdown.clone(),
+        ));
+        let served = http::serve(self.acceptor, self.gateway.app(), shutdown.wait()).await;
+        shutdown.trigger();
+        let _ = housekeeping.await;
+        Ok(served?)
+    }
 }

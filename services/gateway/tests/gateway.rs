@@ -5,152 +5,119 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use poem::{Endpoint, EndpointExt};
 use serde_json::{Value, json};
-use shopmesh_common::cache::RedisCache;
-use shopmesh_common::shutdown::Shutdown;
+use shopmesh_common::service::Service as _;
 use shopmesh_gateway::Gateway;
-use shopmesh_gateway::config::{GatewayConfig, GraphqlConfig, RateLimitConfig};
+use shopmesh_gateway::config::{GatewayConfig, GraphqlConfig};
 use shopmesh_notifications::domain::NewNotification;
-use shopmesh_notifications::events::ConsumerStatus;
 use shopmesh_notifications::store::{MongoNotificationStore, NotificationStore};
 use shopmesh_openapi::gateway as rest;
 use shopmesh_openapi::runtime::ClientError;
 use shopmesh_orders::store::OrderStore;
-use shopmesh_testkit::{TestDatabase, TestServer, mongo_url, redis_url, unique};
-use shopmesh_users::store::UserStore;
+use shopmesh_testkit::{
+    self as testkit, CountingProxy, Service, Stack, TestServer, build_service, remove_names,
+    test_stack, unique,
+};
 
+/// Users, orders and notifications as `Application`s from one test stack (no relay, no
+/// consumer: the gateway reads only), with users behind a counting proxy.
 struct Backend {
-    users_db: TestDatabase,
-    orders_db: TestDatabase,
-    users: TestServer,
-    orders: TestServer,
+    stack: Stack,
+    users: testkit::Running,
+    users_proxy: CountingProxy,
+    orders: testkit::Running,
     orders_store: OrderStore,
     user_calls: Arc<AtomicU64>,
+    notifications: testkit::Running,
     mongo: MongoNotificationStore,
-    grpc_url: String,
-    grpc_shutdown: Shutdown,
 }
 
 impl Backend {
     async fn start() -> Self {
-        let users_db = TestDatabase::create().await;
-        let cache = RedisCache::new(&redis_url(), Duration::from_millis(300)).unwrap();
-        let user_store = UserStore::connect_lazy(
-            &users_db.url,
-            5,
-            Duration::from_secs(2),
-            cache,
-            Duration::from_secs(600),
+        let stack = test_stack()
+            .set("REDIS_TIMEOUT_MS", "300")
+            .set("DB_POOL_SIZE", "5")
+            .set("OUTBOX_RELAY_ENABLED", "false")
+            .set("CONSUMER_ENABLED", "false");
+        let users = build_service::<shopmesh_users::Application>(
+            &stack.env_for(Service::Users).unwrap(),
+            |_| {},
         )
-        .unwrap()
-        .with_key_prefix(format!("{}:", unique("gw")));
-        user_store.migrate(&users_db.url).await.unwrap();
-        let user_calls = Arc::new(AtomicU64::new(0));
-        let counter = user_calls.clone();
-        let users = TestServer::start(shopmesh_users::app(user_store).around(move |ep, req| {
-            let counter = counter.clone();
-            async move {
-                if req.uri().path().starts_with("/users/") {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                }
-                ep.call(req).await
-            }
-        }))
         .await;
-
-        let orders_db = TestDatabase::create().await;
-        let orders_store =
-            OrderStore::connect_lazy(&orders_db.url, 5, Duration::from_secs(2)).unwrap();
-        orders_store.migrate(&orders_db.url).await.unwrap();
-        let orders = TestServer::start(shopmesh_orders::app(orders_store.clone())).await;
-
-        let mongo = MongoNotificationStore::connect(
-            &mongo_url(),
-            &unique("smt_gw"),
-            Duration::from_secs(2),
+        let users = testkit::Running::start(users).await;
+        let users_proxy = CountingProxy::start(&users.base_url, "/users/").await;
+        let orders = build_service::<shopmesh_orders::Application>(
+            &stack.env_for(Service::Orders).unwrap(),
+            |_| {},
         )
-        .await
-        .unwrap();
-        mongo.ensure_indexes().await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_url = format!("http://{}", listener.local_addr().unwrap());
-        let grpc_shutdown = Shutdown::new();
-        let (store, sh): (Arc<dyn NotificationStore>, _) =
-            (Arc::new(mongo.clone()), grpc_shutdown.clone());
-        tokio::spawn(async move {
-            shopmesh_notifications::serve_grpc(
-                listener,
-                store,
-                Arc::new(ConsumerStatus::default()),
-                Duration::from_secs(1),
-                sh,
-            )
-            .await
-            .unwrap();
-        });
+        .await;
+        let orders_store = orders.store().clone();
+        let orders = testkit::Running::start(orders).await;
+        let notifications = build_service::<shopmesh_notifications::Application>(
+            &stack.env_for(Service::Notifications).unwrap(),
+            |c| c.health_interval = Duration::from_secs(1),
+        )
+        .await;
+        let mongo = notifications.store().clone();
+        let notifications = testkit::Running::start(notifications).await;
         Self {
-            users_db,
-            orders_db,
+            user_calls: users_proxy.count.clone(),
+            stack,
             users,
+            users_proxy,
             orders,
             orders_store,
-            user_calls,
+            notifications,
             mongo,
-            grpc_url,
-            grpc_shutdown,
         }
     }
 
+    /// The gateway's configuration from the stack, with its own cache prefix each time.
     fn config(&self) -> GatewayConfig {
-        GatewayConfig {
-            port: 0,
-            redis_url: redis_url(),
-            order_service_url: self.orders.base_url.clone(),
-            user_service_url: self.users.base_url.clone(),
-            notification_service_url: self.grpc_url.clone(),
-            downstream_timeout: Duration::from_secs(2),
-            redis_timeout: Duration::from_millis(300),
-            order_cache_ttl: Duration::from_secs(300),
-            user_cache_ttl: Duration::from_secs(30),
-            cache_prefix: format!("{}:", unique("gw")),
-            rate_limit: RateLimitConfig {
-                max_requests: 10_000,
-                window: Duration::from_secs(60),
-                fail_open: true,
-                trust_forwarded_for: true,
-            },
-            graphql: GraphqlConfig {
-                max_depth: 10,
-                max_complexity: 250,
-                introspection: true,
-            },
-        }
+        let env = self
+            .stack
+            .clone()
+            .set_for(
+                Service::Gateway,
+                "USER_SERVICE_URL",
+                &self.users_proxy.server.base_url,
+            )
+            .set_for(
+                Service::Gateway,
+                "CACHE_PREFIX",
+                format!("{}:", unique("gw")),
+            )
+            .set_for(Service::Gateway, "RATE_LIMIT_MAX", "10000")
+            .set_for(Service::Gateway, "TRUST_FORWARDED_FOR", "true")
+            .env_for(Service::Gateway)
+            .unwrap();
+        GatewayConfig::from_env(&env).unwrap()
     }
 
     async fn stop(self) {
-        self.grpc_shutdown.trigger();
+        self.users_proxy.server.stop().await;
         self.users.stop().await;
         self.orders.stop().await;
-        let _ = self.mongo.drop_database().await;
-        self.users_db.drop_db().await;
-        self.orders_db.drop_db().await;
+        self.notifications.stop().await;
+        remove_names(&self.stack.names, 0).await;
     }
 }
 
+/// A gateway `Application` built from a configuration.
 struct Running {
     gateway: Gateway,
-    server: TestServer,
+    server: testkit::Running,
     http: reqwest::Client,
 }
 
 impl Running {
-    async fn start(config: GatewayConfig) -> Self {
-        let gateway = Gateway::new(config).unwrap();
-        let server = TestServer::start(gateway.app()).await;
+    async fn start(mut config: GatewayConfig) -> Self {
+        config.port = 0;
+        let app = shopmesh_gateway::Application::build(config).await.unwrap();
+        let gateway = app.gateway().clone();
         Self {
             gateway,
-            server,
+            server: testkit::Running::start(app).await,
             http: reqwest::Client::new(),
         }
     }
@@ -160,18 +127,14 @@ impl Running {
     }
 
     async fn graphql_from(&self, ip: &str, query: &str, variables: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}/graphql", self.server.base_url))
-            .header("x-forwarded-for", ip)
-            .json(&json!({ "query": query, "variables": variables }))
-            .send()
-            .await
-            .unwrap();
-        (
-            resp.status().as_u16(),
-            resp.json().await.unwrap_or(Value::Null),
+        testkit::graphql(
+            &self.http,
+            &self.server.base_url,
+            &[("x-forwarded-for", ip)],
+            query,
+            variables,
         )
+        .await
     }
 
     fn client(&self) -> rest::GatewayClient {

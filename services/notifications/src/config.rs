@@ -26,6 +26,11 @@ pub struct NotificationsConfig {
     pub topology: OrderCreatedTopology,
     /// Prefetch, retries (`CONSUMER_PREFETCH`, `CONSUMER_MAX_RETRIES`, `CONSUMER_RETRY_BASE_MS`).
     pub consumer: ConsumerConfig,
+    /// How often gRPC health re-checks MongoDB and the consumer (2 s).
+    pub health_interval: Duration,
+    /// Whether this process consumes `order.created` (`CONSUMER_ENABLED`, true). Without a
+    /// consumer the service serves stored notifications and reports itself not ready.
+    pub consumer_enabled: bool,
 }
 
 impl NotificationsConfig {
@@ -52,6 +57,8 @@ impl NotificationsConfig {
                 ),
                 ..d
             },
+            health_interval: Duration::from_secs(2),
+            consumer_enabled: env.parse_or("CONSUMER_ENABLED", true)?,
         })
     }
 }

@@ -13,17 +13,24 @@ pub mod error;
 pub mod events;
 pub mod store;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use poem::listener::TcpAcceptor;
+use shopmesh_common::config::{ConfigError, Env};
+use shopmesh_common::http;
+use shopmesh_common::retry;
+use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_server::NotificationServiceServer;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use crate::events::ConsumerStatus;
-use crate::store::NotificationStore;
+use crate::config::NotificationsConfig;
+use crate::events::{ConsumerStatus, NotificationConsumer};
+use crate::store::{MongoNotificationStore, NotificationStore};
 
 /// Fully-qualified gRPC service name, as health and reflection report it.
 pub const SERVICE_NAME: &str = "shopmesh.notification.v1.NotificationService";
@@ -111,13 +118,13 @@ pub fn http_app(
             0.0
         });
     })];
-    shopmesh_common::http::standard(
+    http::standard(
         "notifications",
         poem::Route::new()
             .nest("/health", health::routes(checks))
             .at("/metrics", shopmesh_common::metrics::endpoint(collectors)),
     )
-    .with(shopmesh_common::http::AllowHeader::new(&[], &[]))
+    .with(http::AllowHeader::new(&[], &[]))
 }
 
 /// Serves the notification service, reflection and health on `listener` until `shutdown`.
@@ -162,4 +169,104 @@ pub async fn serve_grpc(
         .await?;
     let _ = watcher.await;
     Ok(())
+}
+
+/// The notifications service, built from its configuration: HTTP and gRPC listeners bound,
+/// MongoDB store and consumer created. [`Service::run_until`] creates the indexes, starts the
+/// consumer and serves both listeners.
+pub struct Application {
+    store: MongoNotificationStore,
+    consumer: NotificationConsumer,
+    consumer_enabled: bool,
+    health_interval: Duration,
+    http: (TcpAcceptor, SocketAddr),
+    grpc: TcpListener,
+}
+
+impl Application {
+    /// The store (tests count documents through it).
+    pub fn store(&self) -> &MongoNotificationStore {
+        &self.store
+    }
+
+    /// The consumer's counters and broker link.
+    pub fn consumer_status(&self) -> Arc<ConsumerStatus> {
+        self.consumer.status()
+    }
+}
+
+impl Service for Application {
+    type Config = NotificationsConfig;
+    const NAME: &'static str = "notifications";
+    const HEALTH_PORT: (&'static str, u16) = ("HTTP_PORT", 3003);
+
+    fn config(env: &impl Env) -> Result<NotificationsConfig, ConfigError> {
+        NotificationsConfig::from_env(env)
+    }
+
+    async fn build(config: NotificationsConfig) -> anyhow::Result<Self> {
+        let store = MongoNotificationStore::connect(
+            &config.mongo_url,
+            &config.mongo_db,
+            config.mongo_timeout,
+        )
+        .await?;
+        let consumer = NotificationConsumer::new(
+            Arc::new(store.clone()),
+            config.rabbitmq_url,
+            config.topology,
+            config.consumer,
+        );
+        let http = http::bind(&format!("0.0.0.0:{}", config.http_port)).await?;
+        let grpc = TcpListener::bind(("0.0.0.0", config.grpc_port)).await?;
+        Ok(Self {
+            store,
+            consumer,
+            consumer_enabled: config.consumer_enabled,
+            health_interval: config.health_interval,
+            http,
+            grpc,
+        })
+    }
+
+    fn addrs(&self) -> Addrs {
+        Addrs {
+            http: self.http.1,
+            grpc: self.grpc.local_addr().ok(),
+        }
+    }
+
+    async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let mongo = self.store;
+        let indexed = retry::until_ok("MongoDB index creation", &shutdown, || {
+            mongo.ensure_indexes()
+        })
+        .await;
+        if indexed.is_none() {
+            return Ok(());
+        }
+        let store: Arc<dyn NotificationStore> = Arc::new(mongo);
+        let status = self.consumer.status();
+        let consumer = self
+            .consumer_enabled
+            .then(|| tokio::spawn(self.consumer.run(shutdown.clone())));
+        let http_app = http_app(store.clone(), status.clone());
+        let (acceptor, s) = (self.http.0, shutdown.clone());
+        let http_task =
+            tokio::spawn(async move { http::serve(acceptor, http_app, s.wait()).await });
+        let served = serve_grpc(
+            self.grpc,
+            store,
+            status,
+            self.health_interval,
+            shutdown.clone(),
+        )
+        .await;
+        shutdown.trigger();
+        if let Some(consumer) = consumer {
+            let _ = consumer.await;
+        }
+        let _ = http_task.await;
+        served
+    }
 }

@@ -7,14 +7,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel};
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, OrderCreatedV1};
+use shopmesh_notifications::Application;
 use shopmesh_notifications::domain::{NewNotification, PageToken};
 use shopmesh_notifications::error::NotificationsError;
 use shopmesh_notifications::events::{
@@ -25,7 +23,10 @@ use shopmesh_notifications::store::{
 };
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
-use shopmesh_testkit::{TcpProxy, amqp_url, eventually, mongo_url, reroute, unique};
+use shopmesh_testkit::{
+    Names, Running, Service, TcpProxy, amqp_url, build_service, eventually, mongo_url,
+    remove_names, reroute, test_stack, topology,
+};
 use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
 use uuid::Uuid;
@@ -70,10 +71,21 @@ struct Harness {
     mongo: MongoNotificationStore,
     topology: OrderCreatedTopology,
     status: Arc<ConsumerStatus>,
-    shutdown: Shutdown,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
     grpc_url: String,
+    /// The service's HTTP listener (health, metrics); absent for a component harness.
+    http_url: Option<String>,
+    names: Names,
+    run: Run,
     publisher: (lapin::Connection, Channel),
+}
+
+/// How the harness runs the service.
+enum Run {
+    /// The `Application`, from the stack's configuration.
+    Application(Running),
+    /// The consumer and gRPC server over a store with injected failures: a component test of
+    /// the consumer's retry ladder, where the fault is inside the store, not configuration.
+    Components(Shutdown, Vec<tokio::task::JoinHandle<()>>),
 }
 
 struct Options {
@@ -96,51 +108,68 @@ impl Default for Options {
 
 impl Harness {
     async fn start(opts: Options) -> Self {
-        let db = unique("smt_notif");
-        let mongo = MongoNotificationStore::connect(
-            &opts.mongo_url.unwrap_or_else(mongo_url),
-            &db,
-            Duration::from_millis(1500),
-        )
-        .await
-        .unwrap();
-        mongo
-            .ensure_indexes()
-            .await
-            .expect("MongoDB reachable (cargo xtask test starts a stand-in)");
-        let topology = OrderCreatedTopology {
-            exchange: unique("test.orders"),
-            queue: unique("test.order.created"),
-        };
-        let store: Arc<dyn NotificationStore> = Arc::new(FlakyStore {
-            inner: Arc::new(mongo.clone()),
-            failures: AtomicU32::new(opts.failures),
-        });
-        let config = ConsumerConfig {
+        let mut stack = test_stack().set_for(Service::Notifications, "MONGO_TIMEOUT_MS", "1500");
+        if let Some(url) = &opts.mongo_url {
+            stack = stack.set_for(Service::Notifications, "MONGO_URL", url);
+        }
+        if let Some(url) = &opts.amqp_url {
+            stack = stack.set_for(Service::Notifications, "RABBITMQ_URL", url);
+        }
+        let consumer_config = ConsumerConfig {
             prefetch: 8,
             max_retries: opts.max_retries,
             retry_base: Duration::from_millis(100),
             reconnect_min: Duration::from_millis(50),
             reconnect_max: Duration::from_millis(300),
         };
-        let consumer = NotificationConsumer::new(
-            store.clone(),
-            opts.amqp_url.unwrap_or_else(amqp_url),
-            topology.clone(),
-            config.clone(),
-        );
-        let status = consumer.status();
-        let shutdown = Shutdown::new();
-        let mut tasks = vec![tokio::spawn(consumer.run(shutdown.clone()))];
-
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc_url = format!("http://{}", listener.local_addr().unwrap());
-        let (st, sh) = (status.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move {
-            shopmesh_notifications::serve_grpc(listener, store, st, Duration::from_millis(100), sh)
+        let topology = topology(&stack.names);
+        let config = consumer_config.clone();
+        let app =
+            build_service::<Application>(&stack.env_for(Service::Notifications).unwrap(), |c| {
+                c.consumer = config;
+                c.health_interval = Duration::from_millis(100);
+            })
+            .await;
+        let mongo = app.store().clone();
+        let (status, grpc_url, http_url, run) = if opts.failures == 0 {
+            let status = app.consumer_status();
+            let running = Running::start(app).await;
+            let urls = (running.grpc_url(), Some(running.base_url.clone()));
+            (status, urls.0, urls.1, Run::Application(running))
+        } else {
+            mongo
+                .ensure_indexes()
+                .await
+                .expect("MongoDB reachable (cargo xtask test starts a stand-in)");
+            let store: Arc<dyn NotificationStore> = Arc::new(FlakyStore {
+                inner: Arc::new(mongo.clone()),
+                failures: AtomicU32::new(opts.failures),
+            });
+            let consumer = NotificationConsumer::new(
+                store.clone(),
+                opts.amqp_url.clone().unwrap_or_else(amqp_url),
+                topology.clone(),
+                consumer_config.clone(),
+            );
+            let status = consumer.status();
+            let shutdown = Shutdown::new();
+            let mut tasks = vec![tokio::spawn(consumer.run(shutdown.clone()))];
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let grpc_url = format!("http://{}", listener.local_addr().unwrap());
+            let (st, sh) = (status.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(async move {
+                shopmesh_notifications::serve_grpc(
+                    listener,
+                    store,
+                    st,
+                    Duration::from_millis(100),
+                    sh,
+                )
                 .await
                 .unwrap();
-        }));
+            }));
+            (status, grpc_url, None, Run::Components(shutdown, tasks))
+        };
 
         let conn =
             shopmesh_common::amqp::connect(&amqp_url(), "test-publisher", Duration::from_secs(5))
@@ -150,16 +179,17 @@ impl Harness {
         ch.confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap();
-        NotificationConsumer::declare(&ch, &topology, &config)
+        NotificationConsumer::declare(&ch, &topology, &consumer_config)
             .await
             .unwrap();
         Self {
             mongo,
             topology,
             status,
-            shutdown,
-            tasks,
             grpc_url,
+            http_url,
+            names: stack.names,
+            run,
             publisher: (conn, ch),
         }
     }
@@ -201,30 +231,17 @@ impl Harness {
     }
 
     async fn stop(self) {
-        self.shutdown.trigger();
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        match self.run {
+            Run::Application(running) => running.stop().await,
+            Run::Components(shutdown, tasks) => {
+                shutdown.trigger();
+                for t in tasks {
+                    let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+                }
+            }
         }
-        let ch = &self.publisher.1;
-        for n in 1..=5 {
-            let _ = ch
-                .queue_delete(&self.topology.retry_queue(n), QueueDeleteOptions::default())
-                .await;
-        }
-        let _ = ch
-            .queue_delete(
-                &self.topology.dead_letter_queue(),
-                QueueDeleteOptions::default(),
-            )
-            .await;
-        let _ = ch
-            .queue_delete(&self.topology.queue, QueueDeleteOptions::default())
-            .await;
-        let _ = ch
-            .exchange_delete(&self.topology.exchange, ExchangeDeleteOptions::default())
-            .await;
         let _ = self.publisher.0.close(200, "done").await;
-        let _ = self.mongo.drop_database().await;
+        remove_names(&self.names, 5).await;
     }
 }
 
@@ -319,17 +336,12 @@ async fn published_events_become_notifications_readable_over_grpc() {
         total += pages.len();
     }
     assert_eq!(total, 12);
-    let store: Arc<dyn NotificationStore> = Arc::new(h.mongo.clone());
-    let http = shopmesh_testkit::TestServer::start(shopmesh_notifications::http_app(
-        store,
-        h.status.clone(),
-    ))
-    .await;
-    let ready = reqwest::get(format!("{}/health/ready", http.base_url))
+    let http_url = h.http_url.clone().expect("the Application serves HTTP");
+    let ready = reqwest::get(format!("{http_url}/health/ready"))
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200, "MongoDB and RabbitMQ up");
-    let metrics = reqwest::get(format!("{}/metrics", http.base_url))
+    let metrics = reqwest::get(format!("{http_url}/metrics"))
         .await
         .unwrap()
         .text()
@@ -345,7 +357,6 @@ async fn published_events_become_notifications_readable_over_grpc() {
         ),
         "{metrics}"
     );
-    http.stop().await;
     let indexes = h.mongo.index_names().await.unwrap();
     for name in ["orderId_1", "userId_1_createdAt_-1", "eventId_unique"] {
         assert!(indexes.iter().any(|i| i == name), "{name} in {indexes:?}");

@@ -23,6 +23,10 @@ pub struct OrdersConfig {
     pub topology: OrderCreatedTopology,
     /// Outbox relay tuning.
     pub relay: RelayConfig,
+    /// Whether this process relays the outbox (`OUTBOX_RELAY_ENABLED`, true). Set false on
+    /// replicas that only serve the API while another process relays; the relay locks rows
+    /// (`FOR UPDATE SKIP LOCKED`), so several relays are also safe.
+    pub relay_enabled: bool,
 }
 
 /// How the [`crate::events::OutboxRelay`] batches and retries.
@@ -75,6 +79,7 @@ impl OrdersConfig {
                 backoff_min: ms("OUTBOX_BACKOFF_MIN_MS", d.backoff_min)?,
                 backoff_max: ms("OUTBOX_BACKOFF_MAX_MS", d.backoff_max)?,
             },
+            relay_enabled: env.parse_or("OUTBOX_RELAY_ENABLED", true)?,
         })
     }
 }

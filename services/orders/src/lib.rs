@@ -13,14 +13,21 @@ pub mod error;
 pub mod events;
 pub mod store;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, Response, Route};
+use shopmesh_common::config::{ConfigError, Env};
 use shopmesh_common::health::{self, ReadinessCheck};
+use shopmesh_common::http;
+use shopmesh_common::retry;
+use shopmesh_common::service::{Addrs, Service};
+use shopmesh_common::shutdown::Shutdown;
 use shopmesh_openapi::orders::OrdersEndpoints;
 
 use crate::config::OrdersConfig;
-use crate::events::OutboxRelay;
+use crate::events::{OutboxRelay, RelayStatus};
 use crate::store::OrderStore;
 
 /// The HTTP application: contract routes at `/`, spec at `/openapi.json`, Swagger UI at
@@ -35,7 +42,7 @@ pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
         let s = ready_store.clone();
         async move { s.ping().await.map_err(|e| e.to_string()) }
     })];
-    shopmesh_common::http::standard(
+    http::standard(
         "orders",
         Route::new()
             .nest("/", service)
@@ -44,24 +51,90 @@ pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
             .nest("/health", health::routes(checks))
             .at("/metrics", shopmesh_common::metrics::endpoint(Vec::new())),
     )
-    .with(shopmesh_common::http::AllowHeader::new(
+    .with(http::AllowHeader::new(
         shopmesh_openapi::orders::ROUTES,
         &[("/openapi.json", &["GET"])],
     ))
 }
 
-/// Connects the store (lazily), builds the relay; migrations are run by the caller.
-pub fn build(config: &OrdersConfig) -> anyhow::Result<(OrderStore, OutboxRelay)> {
-    let store = OrderStore::connect_lazy(
-        &config.database_url,
-        config.db_pool_size,
-        config.db_acquire_timeout,
-    )?;
-    let relay = OutboxRelay::new(
-        store.clone(),
-        config.rabbitmq_url.clone(),
-        config.topology.clone(),
-        config.relay.clone(),
-    );
-    Ok((store, relay))
+/// The orders service, built from its configuration: listener bound, store (lazily
+/// connected) and outbox relay created. [`Service::run_until`] migrates, starts the relay and
+/// serves.
+pub struct Application {
+    store: OrderStore,
+    relay: Option<OutboxRelay>,
+    database_url: String,
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// The store behind the API (tests count rows through it).
+    pub fn store(&self) -> &OrderStore {
+        &self.store
+    }
+
+    /// The relay's counters and broker link, when this process relays.
+    pub fn relay_status(&self) -> Option<Arc<RelayStatus>> {
+        self.relay.as_ref().map(OutboxRelay::status)
+    }
+}
+
+impl Service for Application {
+    type Config = OrdersConfig;
+    const NAME: &'static str = "orders";
+    const HEALTH_PORT: (&'static str, u16) = ("PORT", 3002);
+
+    fn config(env: &impl Env) -> Result<OrdersConfig, ConfigError> {
+        OrdersConfig::from_env(env)
+    }
+
+    async fn build(config: OrdersConfig) -> anyhow::Result<Self> {
+        let store = OrderStore::connect_lazy(
+            &config.database_url,
+            config.db_pool_size,
+            config.db_acquire_timeout,
+        )?;
+        let relay = config.relay_enabled.then(|| {
+            OutboxRelay::new(
+                store.clone(),
+                config.rabbitmq_url,
+                config.topology,
+                config.relay,
+            )
+        });
+        let (acceptor, addr) = http::bind(&format!("0.0.0.0:{}", config.port)).await?;
+        Ok(Self {
+            store,
+            relay,
+            database_url: config.database_url,
+            acceptor,
+            addr,
+        })
+    }
+
+    fn addrs(&self) -> Addrs {
+        Addrs {
+            http: self.addr,
+            grpc: None,
+        }
+    }
+
+    async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let store = self.store;
+        let migrated = retry::until_ok("database migrations", &shutdown, || {
+            store.migrate(&self.database_url)
+        })
+        .await;
+        if migrated.is_none() {
+            return Ok(());
+        }
+        let relay = self.relay.map(|r| tokio::spawn(r.run(shutdown.clone())));
+        let served = http::serve(self.acceptor, app(store), shutdown.wait()).await;
+        shutdown.trigger();
+        if let Some(relay) = relay {
+            let _ = relay.await;
+        }
+        Ok(served?)
+    }
 }

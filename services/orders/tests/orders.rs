@@ -13,37 +13,41 @@ use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
 use shopmesh_openapi::orders::{CreateOrderRequest, OrderStatus, OrdersClient};
 use shopmesh_openapi::runtime::ClientError;
+use shopmesh_orders::Application;
 use shopmesh_orders::config::RelayConfig;
 use shopmesh_orders::events::OutboxRelay;
 use shopmesh_orders::store::OrderStore;
-use shopmesh_testkit::{TcpProxy, TestDatabase, TestServer, amqp_url, eventually, reroute, unique};
+use shopmesh_testkit::{
+    Running, Service, Stack, TcpProxy, amqp_url, build_service, eventually, remove_names, reroute,
+    test_stack, unique,
+};
 
+/// The orders API over a database of its own; the relay is off (tests run their own).
 struct Harness {
-    db: TestDatabase,
+    stack: Stack,
     store: OrderStore,
-    server: TestServer,
+    server: Running,
     client: OrdersClient,
 }
 
 impl Harness {
     async fn start() -> Self {
-        let db = TestDatabase::create().await;
-        Self::start_with(db, None).await
+        Self::start_on(test_stack()).await
     }
 
-    /// Starts the service; with `db_url` the pool goes there (e.g. through a proxy).
-    async fn start_with(db: TestDatabase, db_url: Option<String>) -> Self {
-        let store = OrderStore::connect_lazy(
-            db_url.as_deref().unwrap_or(&db.url),
-            5,
-            Duration::from_millis(700),
-        )
-        .unwrap();
-        store.migrate(&db.url).await.expect("migrations apply");
-        let server = TestServer::start(shopmesh_orders::app(store.clone())).await;
+    /// Starts the service from `stack` (e.g. with `DATABASE_URL` through a proxy).
+    async fn start_on(stack: Stack) -> Self {
+        let stack = stack
+            .set_for(Service::Orders, "OUTBOX_RELAY_ENABLED", "false")
+            .set_for(Service::Orders, "DB_POOL_SIZE", "5")
+            .set_for(Service::Orders, "DB_ACQUIRE_TIMEOUT_MS", "700");
+        let app =
+            build_service::<Application>(&stack.env_for(Service::Orders).unwrap(), |_| {}).await;
+        let store = app.store().clone();
+        let server = Running::start(app).await;
         let client = OrdersClient::new(server.base_url.clone());
         Self {
-            db,
+            stack,
             store,
             server,
             client,
@@ -53,7 +57,7 @@ impl Harness {
     async fn stop(self) {
         self.server.stop().await;
         self.store.pool().close().await;
-        self.db.drop_db().await;
+        remove_names(&self.stack.names, 0).await;
     }
 
     async fn count(&self, table: &str) -> i64 {
@@ -406,11 +410,12 @@ async fn by_user_queries_use_the_composite_index() {
 
 #[tokio::test]
 async fn database_outage_answers_503_and_recovers() {
-    let db = TestDatabase::create().await;
-    let (target, _) = reroute(&db.url, "x:1");
+    let stack = test_stack();
+    let url = stack.env_for(Service::Orders).unwrap()["DATABASE_URL"].clone();
+    let (target, _) = reroute(&url, "x:1");
     let proxy = TcpProxy::start(&target).await;
-    let (_, via_proxy) = reroute(&db.url, &proxy.addr.to_string());
-    let h = Harness::start_with(db, Some(via_proxy)).await;
+    let (_, via_proxy) = reroute(&url, &proxy.addr.to_string());
+    let h = Harness::start_on(stack.set_for(Service::Orders, "DATABASE_URL", via_proxy)).await;
     let req = CreateOrderRequest {
         user_id: 1,
         product_id: 1,

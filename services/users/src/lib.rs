@@ -11,12 +11,19 @@ pub mod domain;
 pub mod error;
 pub mod store;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
+use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, Response, Route};
 use shopmesh_common::cache::RedisCache;
+use shopmesh_common::config::{ConfigError, Env};
 use shopmesh_common::health::{self, ReadinessCheck};
+use shopmesh_common::http;
 use shopmesh_common::metrics::{Collector, cache_metrics};
+use shopmesh_common::retry;
+use shopmesh_common::service::{Addrs, Service};
+use shopmesh_common::shutdown::Shutdown;
 use shopmesh_openapi::users::UsersEndpoints;
 
 use crate::config::UsersConfig;
@@ -35,7 +42,7 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
         async move { s.ping().await.map_err(|e| e.to_string()) }
     })];
     let collectors: Vec<Collector> = vec![Arc::new(move || cache_metrics("users", &cache))];
-    shopmesh_common::http::standard(
+    http::standard(
         "users",
         Route::new()
             .nest("/", service)
@@ -44,21 +51,73 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
             .nest("/health", health::routes(checks))
             .at("/metrics", shopmesh_common::metrics::endpoint(collectors)),
     )
-    .with(shopmesh_common::http::AllowHeader::new(
+    .with(http::AllowHeader::new(
         shopmesh_openapi::users::ROUTES,
         &[("/openapi.json", &["GET"])],
     ))
 }
 
-/// Builds the store (lazy MySQL pool, lazy Redis).
-pub fn build(config: &UsersConfig) -> anyhow::Result<UserStore> {
-    let cache = RedisCache::new(&config.redis_url, config.redis_timeout)?;
-    let store = UserStore::connect_lazy(
-        &config.database_url,
-        config.db_pool_size,
-        config.db_acquire_timeout,
-        cache,
-        config.cache_ttl,
-    )?;
-    Ok(store.with_key_prefix(config.cache_prefix.clone()))
+/// The users service, built from its configuration: listener bound, store created (lazily
+/// connected). [`Service::run_until`] migrates, then serves.
+pub struct Application {
+    store: UserStore,
+    database_url: String,
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl Application {
+    /// The store behind the API (tests read through it).
+    pub fn store(&self) -> &UserStore {
+        &self.store
+    }
+}
+
+impl Service for Application {
+    type Config = UsersConfig;
+    const NAME: &'static str = "users";
+    const HEALTH_PORT: (&'static str, u16) = ("PORT", 3001);
+
+    fn config(env: &impl Env) -> Result<UsersConfig, ConfigError> {
+        UsersConfig::from_env(env)
+    }
+
+    async fn build(config: UsersConfig) -> anyhow::Result<Self> {
+        let cache = RedisCache::new(&config.redis_url, config.redis_timeout)?;
+        let store = UserStore::connect_lazy(
+            &config.database_url,
+            config.db_pool_size,
+            config.db_acquire_timeout,
+            cache,
+            config.cache_ttl,
+        )?
+        .with_key_prefix(config.cache_prefix.clone());
+        let (acceptor, addr) = http::bind(&format!("0.0.0.0:{}", config.port)).await?;
+        Ok(Self {
+            store,
+            database_url: config.database_url,
+            acceptor,
+            addr,
+        })
+    }
+
+    fn addrs(&self) -> Addrs {
+        Addrs {
+            http: self.addr,
+            grpc: None,
+        }
+    }
+
+    async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let store = self.store;
+        let migrated = retry::until_ok("database migrations", &shutdown, || {
+            store.migrate(&self.database_url)
+        })
+        .await;
+        if migrated.is_none() {
+            return Ok(());
+        }
+        http::serve(self.acceptor, app(store), shutdown.wait()).await?;
+        Ok(())
+    }
 }

@@ -2,19 +2,20 @@
 //! cache-key namespace.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use poem_openapi::types::Email;
-use shopmesh_common::cache::RedisCache;
 use shopmesh_openapi::runtime::ClientError;
 use shopmesh_openapi::users::{UserInput, UsersClient};
-use shopmesh_testkit::{TestDatabase, TestServer, redis_url, unique};
+use shopmesh_testkit::{
+    Running, Service, Stack, build_service, redis_url, remove_names, test_stack,
+};
+use shopmesh_users::Application;
 use shopmesh_users::store::UserStore;
 
 struct Harness {
-    db: TestDatabase,
+    stack: Stack,
     store: UserStore,
-    server: TestServer,
+    server: Running,
     client: UsersClient,
 }
 
@@ -24,22 +25,17 @@ impl Harness {
     }
 
     async fn start_with_redis(redis: &str) -> Self {
-        let db = TestDatabase::create().await;
-        let cache = RedisCache::new(redis, Duration::from_millis(300)).unwrap();
-        let store = UserStore::connect_lazy(
-            &db.url,
-            5,
-            Duration::from_secs(2),
-            cache,
-            Duration::from_secs(600),
-        )
-        .unwrap()
-        .with_key_prefix(format!("{}:", unique("t")));
-        store.migrate(&db.url).await.unwrap();
-        let server = TestServer::start(shopmesh_users::app(store.clone())).await;
+        let stack = test_stack()
+            .set_for(Service::Users, "REDIS_URL", redis)
+            .set_for(Service::Users, "REDIS_TIMEOUT_MS", "300")
+            .set_for(Service::Users, "DB_POOL_SIZE", "5");
+        let app =
+            build_service::<Application>(&stack.env_for(Service::Users).unwrap(), |_| {}).await;
+        let store = app.store().clone();
+        let server = Running::start(app).await;
         let client = UsersClient::new(server.base_url.clone());
         Self {
-            db,
+            stack,
             store,
             server,
             client,
@@ -52,7 +48,7 @@ impl Harness {
         }
         self.server.stop().await;
         self.store.pool().close().await;
-        self.db.drop_db().await;
+        remove_names(&self.stack.names, 0).await;
     }
 
     async fn user_count(&self) -> i64 {

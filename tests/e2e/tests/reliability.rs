@@ -12,11 +12,12 @@ use lapin::BasicProperties;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use serde_json::{Value, json};
-use shopmesh_e2e::processes::{free_port, service_binary, terminate};
-use shopmesh_e2e::{Platform, PlatformOptions};
+use shopmesh_e2e::processes::bin_dir;
+use shopmesh_e2e::{MAX_RETRIES, Platform, PlatformOptions};
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedV1};
 use shopmesh_openapi::orders::{CreateOrderRequest, OrdersClient};
-use shopmesh_testkit::{TcpProxy, amqp_url, eventually, mongo_url, reroute};
+use shopmesh_testkit::stack::{Output, terminate};
+use shopmesh_testkit::{Ports, Service, TcpProxy, amqp_url, eventually, reroute};
 
 #[tokio::test]
 async fn broker_outage_loses_and_duplicates_nothing() {
@@ -78,23 +79,23 @@ async fn broker_outage_loses_and_duplicates_nothing() {
     platform.stop().await;
 }
 
+/// A notifications process consuming the platform's queue, on ports of its own (the
+/// platform's in-process notifications keeps serving gRPC).
 fn spawn_notifications(platform: &Platform) -> Child {
-    let free = || free_port().to_string();
-    Command::new(service_binary("shopmesh-notifications"))
-        .env("MONGO_URL", mongo_url())
-        .env("MONGO_DB", &platform.mongo_db)
-        .env("RABBITMQ_URL", amqp_url())
-        .env("ORDERS_EXCHANGE", &platform.topology.exchange)
-        .env("ORDER_CREATED_QUEUE", &platform.topology.queue)
-        .env("CONSUMER_RETRY_BASE_MS", "200")
-        .env("CONSUMER_MAX_RETRIES", "3")
-        .env("CONSUMER_PREFETCH", "32")
-        .env("GRPC_PORT", free())
-        .env("HTTP_PORT", free())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
+    let mut stack = platform
+        .stack
+        .clone()
+        .set_for(Service::Notifications, "CONSUMER_ENABLED", "true")
+        .set_for(Service::Notifications, "CONSUMER_RETRY_BASE_MS", "200")
+        .set_for(
+            Service::Notifications,
+            "CONSUMER_MAX_RETRIES",
+            MAX_RETRIES.to_string(),
+        )
+        .set_for(Service::Notifications, "CONSUMER_PREFETCH", "32");
+    stack.ports = Ports::free().unwrap();
+    stack
+        .spawn_one(&bin_dir(), Service::Notifications, Output::Inherit)
         .unwrap()
 }
 

@@ -248,28 +248,24 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_trace_receiver_is_reported_and_never_breaks_the_service() {
     use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
 
-    use shopmesh_e2e::processes::{free_port, service_binary, terminate};
-    use shopmesh_testkit::{TestDatabase, eventually, redis_url, unique};
+    use shopmesh_e2e::processes::{bin_dir, process_stack};
+    use shopmesh_testkit::stack::{Output, terminate};
+    use shopmesh_testkit::{Service, eventually, remove_names};
 
-    let db = TestDatabase::create().await;
-    let closed = free_port();
-    let port = free_port();
-    let mut child = Command::new(service_binary("shopmesh-users"))
-        .env("PORT", port.to_string())
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", redis_url())
-        .env("CACHE_PREFIX", format!("{}:", unique("otel")))
-        .env("RUST_LOG", "warn")
-        .env(
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let stack = process_stack()
+        .set(
             "OTEL_EXPORTER_OTLP_ENDPOINT",
             format!("http://127.0.0.1:{closed}"),
         )
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
+        .set("OTEL_BSP_SCHEDULE_DELAY", "100");
+    let port = stack.ports.users;
+    let mut child = stack
+        .spawn_one(&bin_dir(), Service::Users, Output::Capture)
         .unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     let logs = child.stdout.take().unwrap();
@@ -312,5 +308,5 @@ async fn an_unreachable_trace_receiver_is_reported_and_never_breaks_the_service(
         started.elapsed() < Duration::from_secs(15),
         "shutdown is not held up by the unreachable receiver"
     );
-    db.drop_db().await;
+    remove_names(&stack.names, 0).await;
 }

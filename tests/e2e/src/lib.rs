@@ -1,0 +1,183 @@
+//! The whole platform for platform-level tests, started through the platform's [`Stack`]:
+//! [`Platform`] runs the four `Application`s in this process, [`processes::ProcessPlatform`]
+//! runs the four binaries. Each has names of its own (databases, exchange, queues, cache
+//! prefix) and free ports, so several platforms can run at once against the same
+//! infrastructure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shopmesh_events::OrderCreatedTopology;
+use shopmesh_gateway::Gateway;
+use shopmesh_notifications::events::{ConsumerConfig, ConsumerStatus, NotificationConsumer};
+use shopmesh_notifications::store::MongoNotificationStore;
+use shopmesh_orders::events::RelayStatus;
+use shopmesh_orders::store::OrderStore;
+use shopmesh_testkit::{
+    Running, Service, Stack, amqp_url, build_service, redis_url, remove_names, test_stack, topology,
+};
+
+pub mod processes;
+
+/// Retries before dead-lettering, kept low for tests.
+pub const MAX_RETRIES: u32 = 3;
+
+/// How to start a [`Platform`].
+#[derive(Debug, Clone)]
+pub struct PlatformOptions {
+    /// Gateway requests per client per minute.
+    pub rate_limit: u32,
+    /// RabbitMQ URL the orders relay publishes to (e.g. through a proxy).
+    pub relay_amqp_url: String,
+    /// Whether to run the notifications consumer in this process.
+    pub run_consumer: bool,
+    /// Redis URL for users and the gateway.
+    pub redis_url: String,
+}
+
+impl Default for PlatformOptions {
+    fn default() -> Self {
+        Self {
+            rate_limit: 10_000,
+            relay_amqp_url: amqp_url(),
+            run_consumer: true,
+            redis_url: redis_url(),
+        }
+    }
+}
+
+/// A running platform.
+pub struct Platform {
+    /// The stack it was started from (to start more of it, e.g. another consumer process).
+    pub stack: Stack,
+    /// Gateway base URL.
+    pub gateway_url: String,
+    /// Users base URL.
+    pub users_url: String,
+    /// Orders base URL.
+    pub orders_url: String,
+    /// Notifications gRPC URL.
+    pub grpc_url: String,
+    /// Notifications HTTP (health, metrics) URL.
+    pub notifications_http_url: String,
+    /// The gateway's shared state (cache, limiter, counters).
+    pub gateway: Gateway,
+    /// Orders store (to count rows).
+    pub orders_store: OrderStore,
+    /// Notifications store (to count documents).
+    pub notifications_store: MongoNotificationStore,
+    /// RabbitMQ names this platform uses.
+    pub topology: OrderCreatedTopology,
+    /// MongoDB database name of the notifications.
+    pub mongo_db: String,
+    /// Consumer counters.
+    pub consumer: Arc<ConsumerStatus>,
+    /// Relay counters.
+    pub relay: Arc<RelayStatus>,
+    running: Vec<Running>,
+}
+
+/// Consumer settings for tests: quick retries and reconnects.
+pub fn test_consumer_config() -> ConsumerConfig {
+    ConsumerConfig {
+        prefetch: 32,
+        max_retries: MAX_RETRIES,
+        retry_base: Duration::from_millis(200),
+        reconnect_min: Duration::from_millis(50),
+        reconnect_max: Duration::from_millis(500),
+    }
+}
+
+impl Platform {
+    /// Starts everything; returns once every service serves.
+    pub async fn start(options: PlatformOptions) -> anyhow::Result<Self> {
+        let stack = test_stack()
+            .set("REDIS_URL", &options.redis_url)
+            .set_for(Service::Orders, "RABBITMQ_URL", &options.relay_amqp_url)
+            .set_for(Service::Orders, "OUTBOX_POLL_MS", "200")
+            .set_for(Service::Orders, "OUTBOX_BACKOFF_MIN_MS", "50")
+            .set_for(Service::Orders, "OUTBOX_BACKOFF_MAX_MS", "500")
+            .set_for(
+                Service::Notifications,
+                "CONSUMER_ENABLED",
+                options.run_consumer.to_string(),
+            )
+            .set_for(
+                Service::Gateway,
+                "RATE_LIMIT_MAX",
+                options.rate_limit.to_string(),
+            )
+            .set_for(Service::Gateway, "TRUST_FORWARDED_FOR", "true");
+        let topology = topology(&stack.names);
+        // Declare the consumer's topology now, so events published before it connects are kept.
+        let conn = shopmesh_common::amqp::connect(&amqp_url(), "e2e-setup", Duration::from_secs(5))
+            .await?;
+        NotificationConsumer::declare(
+            &conn.create_channel().await?,
+            &topology,
+            &test_consumer_config(),
+        )
+        .await?;
+        let _ = conn.close(200, "declared").await;
+
+        let env = |s: Service| stack.env_for(s);
+        let users =
+            build_service::<shopmesh_users::Application>(&env(Service::Users)?, |_| {}).await;
+        let orders =
+            build_service::<shopmesh_orders::Application>(&env(Service::Orders)?, |_| {}).await;
+        let (orders_store, relay) = (
+            orders.store().clone(),
+            orders.relay_status().expect("the relay runs"),
+        );
+        let notifications = build_service::<shopmesh_notifications::Application>(
+            &env(Service::Notifications)?,
+            |c| {
+                c.consumer = test_consumer_config();
+                c.health_interval = Duration::from_millis(500);
+            },
+        )
+        .await;
+        let (notifications_store, consumer) = (
+            notifications.store().clone(),
+            notifications.consumer_status(),
+        );
+        let gateway =
+            build_service::<shopmesh_gateway::Application>(&env(Service::Gateway)?, |_| {}).await;
+        let gateway_state = gateway.gateway().clone();
+        let running = vec![
+            Running::start(users).await,
+            Running::start(orders).await,
+            Running::start(notifications).await,
+            Running::start(gateway).await,
+        ];
+        Ok(Self {
+            gateway_url: stack.url(Service::Gateway),
+            users_url: stack.url(Service::Users),
+            orders_url: stack.url(Service::Orders),
+            grpc_url: stack.grpc_url(),
+            notifications_http_url: stack.url(Service::Notifications),
+            gateway: gateway_state,
+            orders_store,
+            notifications_store,
+            topology,
+            mongo_db: stack.names.mongo_db.clone(),
+            consumer,
+            relay,
+            running,
+            stack,
+        })
+    }
+
+    /// Number of stored notifications.
+    pub async fn notification_count(&self) -> u64 {
+        self.notifications_store.count().await.unwrap_or(0)
+    }
+
+    /// Stops everything (the gateway first) and removes its databases, queues and exchange.
+    pub async fn stop(mut self) {
+        while let Some(service) = self.running.pop() {
+            service.stop().await;
+        }
+        remove_names(&self.stack.names, MAX_RETRIES).await;
+    }
+}

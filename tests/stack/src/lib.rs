@@ -1,0 +1,624 @@
+//! The platform declared once. A [`Stack`] is the four services with their ports, the
+//! environment they share (where MySQL, Redis, RabbitMQ and MongoDB are) and the names they use
+//! in those stores ([`Names`]), so several platforms can share one set of infrastructure.
+//! [`Stack::env_for`] is the whole configuration of one service; everything that starts the
+//! platform starts it from there, changing configuration only:
+//!
+//! - as child processes with [`Stack::spawn`]: `cargo xtask up`, `bench`, the contract fuzzing
+//!   and the process-level tests;
+//! - in one process: tests read `env_for` into a service's typed config and build its
+//!   `Application` (see `shopmesh-testkit`).
+//!
+//! This crate uses only the standard library (and `url`), so `cargo xtask` stays quick to
+//! build and works while the services do not compile.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// One of the platform's services, in start order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Service {
+    /// users (REST, MySQL, Redis).
+    Users,
+    /// orders (REST, MySQL, outbox relay to RabbitMQ).
+    Orders,
+    /// notifications (RabbitMQ consumer, MongoDB, gRPC, HTTP health).
+    Notifications,
+    /// gateway (GraphQL and REST over the other three).
+    Gateway,
+}
+
+impl Service {
+    /// Every service, in start order (the gateway last: its readiness needs the others).
+    pub const ALL: [Service; 4] = [
+        Service::Users,
+        Service::Orders,
+        Service::Notifications,
+        Service::Gateway,
+    ];
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Users => "users",
+            Self::Orders => "orders",
+            Self::Notifications => "notifications",
+            Self::Gateway => "gateway",
+        }
+    }
+
+    /// Its package, also the name of its binary.
+    pub fn package(self) -> &'static str {
+        match self {
+            Self::Users => "shopmesh-users",
+            Self::Orders => "shopmesh-orders",
+            Self::Notifications => "shopmesh-notifications",
+            Self::Gateway => "shopmesh-gateway",
+        }
+    }
+
+    /// Its binary in `bin_dir` (`target/debug`, `target/release`).
+    pub fn binary(self, bin_dir: &Path) -> PathBuf {
+        bin_dir.join(self.package())
+    }
+}
+
+/// The ports of one platform. The HTTP port of each service answers `/health/*`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    /// gateway HTTP (`PORT`).
+    pub gateway: u16,
+    /// users HTTP (`PORT`).
+    pub users: u16,
+    /// orders HTTP (`PORT`).
+    pub orders: u16,
+    /// notifications health and metrics (`HTTP_PORT`).
+    pub notifications_http: u16,
+    /// notifications gRPC (`GRPC_PORT`).
+    pub notifications_grpc: u16,
+}
+
+impl Ports {
+    /// The documented ports: 3000 to 3003 and 50051.
+    pub const DEFAULT: Ports = Ports {
+        gateway: 3000,
+        users: 3001,
+        orders: 3002,
+        notifications_http: 3003,
+        notifications_grpc: 50051,
+    };
+
+    /// Five consecutive ports from `base`: gateway, users, orders, notifications HTTP and gRPC.
+    pub fn from_base(base: u16) -> Self {
+        Self {
+            gateway: base,
+            users: base + 1,
+            orders: base + 2,
+            notifications_http: base + 3,
+            notifications_grpc: base + 4,
+        }
+    }
+
+    /// Five distinct free loopback ports (released at once; the services bind them moments
+    /// later).
+    pub fn free() -> Result<Self> {
+        let held = (0..5)
+            .map(|_| TcpListener::bind("127.0.0.1:0"))
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("finding free ports")?;
+        let port = |i: usize| held[i].local_addr().map(|a| a.port());
+        Ok(Self {
+            gateway: port(0)?,
+            users: port(1)?,
+            orders: port(2)?,
+            notifications_http: port(3)?,
+            notifications_grpc: port(4)?,
+        })
+    }
+
+    /// The port `service` answers `/health/*` on.
+    pub fn http(&self, service: Service) -> u16 {
+        match service {
+            Service::Users => self.users,
+            Service::Orders => self.orders,
+            Service::Notifications => self.notifications_http,
+            Service::Gateway => self.gateway,
+        }
+    }
+
+    /// Every port with what listens on it.
+    pub fn all(&self) -> [(u16, &'static str); 5] {
+        [
+            (self.gateway, "gateway HTTP"),
+            (self.users, "users HTTP"),
+            (self.orders, "orders HTTP"),
+            (self.notifications_http, "notifications HTTP"),
+            (self.notifications_grpc, "notifications gRPC"),
+        ]
+    }
+}
+
+/// The names one platform uses inside the shared infrastructure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// MySQL database of users.
+    pub users_db: String,
+    /// MySQL database of orders.
+    pub orders_db: String,
+    /// RabbitMQ exchange of order events.
+    pub exchange: String,
+    /// RabbitMQ queue of `order.created` (its retry queues and DLQ are named after it).
+    pub queue: String,
+    /// MongoDB database of notifications.
+    pub mongo_db: String,
+    /// Prefix of every Redis key.
+    pub cache_prefix: String,
+}
+
+impl Default for Names {
+    /// The documented names (docker-compose, `cargo xtask up`).
+    fn default() -> Self {
+        Self {
+            users_db: "users_db".into(),
+            orders_db: "orders_db".into(),
+            exchange: "orders".into(),
+            queue: "order.created".into(),
+            mongo_db: "notifications".into(),
+            cache_prefix: String::new(),
+        }
+    }
+}
+
+impl Names {
+    /// Names of their own for a run: `{p}_users_db`, `{p}.orders`, `{p}:` ...
+    pub fn prefixed(p: &str) -> Self {
+        Self {
+            users_db: format!("{p}_users_db"),
+            orders_db: format!("{p}_orders_db"),
+            exchange: format!("{p}.orders"),
+            queue: format!("{p}.order.created"),
+            mongo_db: format!("{p}_notifications"),
+            cache_prefix: format!("{p}:"),
+        }
+    }
+
+    /// The documented names, except where `env` sets `ORDERS_EXCHANGE`, `ORDER_CREATED_QUEUE`,
+    /// `MONGO_DB` or `CACHE_PREFIX`.
+    pub fn from_env(env: &BTreeMap<String, String>) -> Self {
+        let d = Self::default();
+        let get = |k: &str, d: String| env.get(k).filter(|v| !v.is_empty()).cloned().unwrap_or(d);
+        Self {
+            exchange: get("ORDERS_EXCHANGE", d.exchange),
+            queue: get("ORDER_CREATED_QUEUE", d.queue),
+            mongo_db: get("MONGO_DB", d.mongo_db),
+            cache_prefix: get("CACHE_PREFIX", d.cache_prefix),
+            ..d
+        }
+    }
+}
+
+/// The platform: ports, names, shared environment, and per-service overrides.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    /// Ports of the services.
+    pub ports: Ports,
+    /// Names inside the infrastructure.
+    pub names: Names,
+    /// Environment every service gets first: where the infrastructure is (`DATABASE_URL` or
+    /// `DB_*`, `REDIS_URL`, `RABBITMQ_URL`, `MONGO_URL`), `RUST_LOG`, telemetry ...
+    pub env: BTreeMap<String, String>,
+    overrides: Vec<(Option<Service>, String, String)>,
+}
+
+impl Stack {
+    /// A stack on `ports` with `names`, over the shared environment `env`.
+    pub fn new(env: BTreeMap<String, String>, ports: Ports, names: Names) -> Self {
+        Self {
+            ports,
+            names,
+            env,
+            overrides: Vec::new(),
+        }
+    }
+
+    /// Sets `key` for every service (after the declaration, so it wins).
+    pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.overrides.push((None, key.to_owned(), value.into()));
+        self
+    }
+
+    /// Sets `key` for `service` only.
+    pub fn set_for(mut self, service: Service, key: &str, value: impl Into<String>) -> Self {
+        self.overrides
+            .push((Some(service), key.to_owned(), value.into()));
+        self
+    }
+
+    /// Base URL of `service`'s HTTP listener.
+    pub fn url(&self, service: Service) -> String {
+        format!("http://127.0.0.1:{}", self.ports.http(service))
+    }
+
+    /// URL of the notifications gRPC listener.
+    pub fn grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.notifications_grpc)
+    }
+
+    /// The whole environment of `service`: the shared environment, then what the platform
+    /// declares for it (ports, names, where the other services are), then overrides.
+    pub fn env_for(&self, service: Service) -> Result<BTreeMap<String, String>> {
+        let mut env = self.env.clone();
+        let n = &self.names;
+        let topology = [
+            ("ORDERS_EXCHANGE", n.exchange.clone()),
+            ("ORDER_CREATED_QUEUE", n.queue.clone()),
+        ];
+        let declared: Vec<(&str, String)> = match service {
+            Service::Users => vec![
+                ("PORT", self.ports.users.to_string()),
+                ("CACHE_PREFIX", n.cache_prefix.clone()),
+            ],
+            Service::Orders => [
+                vec![("PORT", self.ports.orders.to_string())],
+                topology.to_vec(),
+            ]
+            .concat(),
+            Service::Notifications => [
+                vec![
+                    ("HTTP_PORT", self.ports.notifications_http.to_string()),
+                    ("GRPC_PORT", self.ports.notifications_grpc.to_string()),
+                    ("MONGO_DB", n.mongo_db.clone()),
+                ],
+                topology.to_vec(),
+            ]
+            .concat(),
+            Service::Gateway => vec![
+                ("PORT", self.ports.gateway.to_string()),
+                ("CACHE_PREFIX", n.cache_prefix.clone()),
+                ("USER_SERVICE_URL", self.url(Service::Users)),
+                ("ORDER_SERVICE_URL", self.url(Service::Orders)),
+                ("NOTIFICATION_SERVICE_URL", self.grpc_url()),
+            ],
+        };
+        env.extend(declared.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let database = match service {
+            Service::Users => Some(&n.users_db),
+            Service::Orders => Some(&n.orders_db),
+            _ => None,
+        };
+        if let Some(db) = database {
+            match env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+                Some(url) => {
+                    let url = with_database(url, db)?;
+                    env.insert("DATABASE_URL".into(), url);
+                }
+                None => {
+                    env.insert("DB_NAME".into(), db.clone());
+                }
+            }
+        }
+        for (only, k, v) in &self.overrides {
+            if only.is_none_or(|s| s == service) {
+                env.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(env)
+    }
+
+    /// The first of this stack's ports that something else already listens on, as an error
+    /// naming the port and what it is for.
+    pub fn check_ports_free(&self) -> Result<()> {
+        for (port, what) in self.ports.all() {
+            if TcpListener::bind(("0.0.0.0", port)).is_err() {
+                bail!(
+                    "port {port} ({what}) is already in use{}; stop what holds it or choose other ports",
+                    holder(port).map(|h| format!(" by {h}")).unwrap_or_default()
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts the services from `bin_dir` as child processes, in start order, each ready
+    /// (`/health/ready` 200) before the next starts; `within` bounds each wait.
+    pub fn spawn(&self, bin_dir: &Path, output: Output, within: Duration) -> Result<Processes> {
+        self.check_ports_free()?;
+        let mut processes = Processes {
+            children: Vec::new(),
+        };
+        for service in Service::ALL {
+            let child = self.spawn_one(bin_dir, service, output)?;
+            processes.children.push((service, child));
+            let port = self.ports.http(service);
+            let started = Instant::now();
+            while !ready(port) {
+                if let Some((name, status)) = processes.exited() {
+                    bail!("{name} exited during start-up ({status}); see its log lines");
+                }
+                if started.elapsed() > within {
+                    bail!(
+                        "{} did not become ready on :{port} within {} s",
+                        service.name(),
+                        within.as_secs()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if let Output::Prefixed = output {
+                println!(
+                    "stack: ✓ {} ready on :{port} after {:.1} s",
+                    service.name(),
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Ok(processes)
+    }
+
+    /// Starts one service from `bin_dir` (without waiting), e.g. to restart a stopped one.
+    pub fn spawn_one(&self, bin_dir: &Path, service: Service, output: Output) -> Result<Child> {
+        let binary = service.binary(bin_dir);
+        let mut cmd = Command::new(&binary);
+        cmd.env_clear().envs(self.env_for(service)?);
+        match output {
+            Output::Inherit => cmd.stdout(Stdio::null()).stderr(Stdio::inherit()),
+            Output::Null => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+            Output::Prefixed => cmd.stdout(Stdio::piped()).stderr(Stdio::piped()),
+            Output::Capture => cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()),
+        };
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        if let Output::Prefixed = output {
+            for stream in [
+                child
+                    .stdout
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+                child
+                    .stderr
+                    .take()
+                    .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let name = service.name();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
+                        println!("[{name:>13}] {line}");
+                    }
+                });
+            }
+        }
+        Ok(child)
+    }
+}
+
+/// Where a spawned service's logs go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// stderr to this process's stderr, stdout dropped (tests).
+    Inherit,
+    /// Nothing (benchmarks).
+    Null,
+    /// Both, each line prefixed with the service's name (`cargo xtask up`).
+    Prefixed,
+    /// stdout left piped on the child for the caller to read, stderr inherited.
+    Capture,
+}
+
+/// Services running as child processes; any still running when this is dropped is killed.
+pub struct Processes {
+    children: Vec<(Service, Child)>,
+}
+
+impl Processes {
+    /// The process of `service`.
+    pub fn child(&mut self, service: Service) -> Option<&mut Child> {
+        self.children
+            .iter_mut()
+            .find(|(s, _)| *s == service)
+            .map(|(_, c)| c)
+    }
+
+    /// Replaces the process of `service` (after a kill and restart).
+    pub fn replace(&mut self, service: Service, child: Child) {
+        self.children.retain(|(s, _)| *s != service);
+        self.children.push((service, child));
+    }
+
+    /// `(service, pid)` of each process.
+    pub fn pids(&self) -> Vec<(Service, u32)> {
+        self.children.iter().map(|(s, c)| (*s, c.id())).collect()
+    }
+
+    /// A service that has exited, with its status.
+    pub fn exited(&mut self) -> Option<(&'static str, ExitStatus)> {
+        self.children
+            .iter_mut()
+            .find_map(|(s, c)| c.try_wait().ok().flatten().map(|st| (s.name(), st)))
+    }
+
+    /// Sends SIGTERM to every service, the last started first, and waits up to `grace` for each;
+    /// returns each one's name and whether it exited cleanly (a service still running after
+    /// `grace` is killed and counts as unclean).
+    pub fn stop(mut self, grace: Duration) -> Vec<(&'static str, bool)> {
+        let mut exits = Vec::new();
+        while let Some((service, mut child)) = self.children.pop() {
+            terminate(&child);
+            let deadline = Instant::now() + grace;
+            let clean = loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => break status.success(),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50))
+                    }
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break false;
+                    }
+                }
+            };
+            exits.push((service.name(), clean));
+        }
+        exits
+    }
+}
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Sends SIGTERM (a graceful stop, unlike `Child::kill`'s SIGKILL).
+pub fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+}
+
+/// Whether `127.0.0.1:port/health/ready` answers 200.
+pub fn ready(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    if s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 200")
+}
+
+/// `url` with its path (the database name) replaced by `database`.
+pub fn with_database(url: &str, database: &str) -> Result<String> {
+    let mut parsed = url::Url::parse(url).with_context(|| "DATABASE_URL is not a URL")?;
+    parsed.set_path(&format!("/{database}"));
+    Ok(parsed.into())
+}
+
+/// `host:port` of a URL, with the scheme's usual port when the URL names none (MySQL 3306,
+/// Redis 6379, AMQP 5672, MongoDB 27017). The one place URLs are taken apart for addresses.
+pub fn authority(url: &str) -> Result<String> {
+    let parsed = url::Url::parse(url).with_context(|| format!("{url:?} is not a URL"))?;
+    let host = parsed
+        .host_str()
+        .with_context(|| format!("{url:?} names no host"))?;
+    let default = match parsed.scheme() {
+        "mysql" | "mariadb" => 3306,
+        "redis" | "rediss" => 6379,
+        "amqp" => 5672,
+        "amqps" => 5671,
+        "mongodb" => 27017,
+        "http" => 80,
+        "https" => 443,
+        other => bail!("{url:?}: unknown scheme {other}"),
+    };
+    Ok(format!("{host}:{}", parsed.port().unwrap_or(default)))
+}
+
+/// What holds `port`, from `ss` when it is installed (`name pid=...`).
+fn holder(port: u16) -> Option<String> {
+    let out = Command::new("ss")
+        .args(["-ltnpH", &format!("sport = :{port}")])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let users = text.split("users:((").nth(1)?;
+    let name = users.split('"').nth(1)?;
+    let pid = users.split("pid=").nth(1)?.split(',').next()?;
+    Some(format!("{name} (pid {pid})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stack(env: &[(&str, &str)]) -> Stack {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Stack::new(env, Ports::from_base(4000), Names::prefixed("t1"))
+    }
+
+    #[test]
+    fn each_service_gets_its_ports_names_and_peers() {
+        let s = stack(&[("DATABASE_URL", "mysql://root:pw@db:3307/ignored")]);
+        let users = s.env_for(Service::Users).unwrap();
+        assert_eq!(users["PORT"], "4001");
+        assert_eq!(users["DATABASE_URL"], "mysql://root:pw@db:3307/t1_users_db");
+        assert_eq!(users["CACHE_PREFIX"], "t1:");
+        let orders = s.env_for(Service::Orders).unwrap();
+        assert_eq!(
+            orders["DATABASE_URL"],
+            "mysql://root:pw@db:3307/t1_orders_db"
+        );
+        assert_eq!(orders["ORDER_CREATED_QUEUE"], "t1.order.created");
+        let n = s.env_for(Service::Notifications).unwrap();
+        assert_eq!(
+            (n["HTTP_PORT"].as_str(), n["GRPC_PORT"].as_str()),
+            ("4003", "4004")
+        );
+        assert_eq!(n["MONGO_DB"], "t1_notifications");
+        let g = s.env_for(Service::Gateway).unwrap();
+        assert_eq!(g["USER_SERVICE_URL"], "http://127.0.0.1:4001");
+        assert_eq!(g["NOTIFICATION_SERVICE_URL"], "http://127.0.0.1:4004");
+    }
+
+    #[test]
+    fn without_database_url_the_database_is_named_and_overrides_win() {
+        let s = stack(&[("DB_HOST", "db")]).set("RUST_LOG", "warn").set_for(
+            Service::Orders,
+            "OUTBOX_POLL_MS",
+            "100",
+        );
+        let users = s.env_for(Service::Users).unwrap();
+        assert_eq!(users["DB_NAME"], "t1_users_db");
+        assert_eq!(users["RUST_LOG"], "warn");
+        assert!(!users.contains_key("OUTBOX_POLL_MS"));
+        assert_eq!(s.env_for(Service::Orders).unwrap()["OUTBOX_POLL_MS"], "100");
+    }
+
+    #[test]
+    fn authorities_come_from_urls_with_scheme_defaults() {
+        assert_eq!(authority("mysql://u:p@db:3307/x").unwrap(), "db:3307");
+        assert_eq!(
+            authority("mysql://root@localhost/orders_db").unwrap(),
+            "localhost:3306"
+        );
+        assert_eq!(authority("redis://:pw@cache/").unwrap(), "cache:6379");
+        assert_eq!(authority("amqp://u:p@mq:5673/%2f").unwrap(), "mq:5673");
+        assert_eq!(authority("mongodb://mongo").unwrap(), "mongo:27017");
+        assert!(authority("not a url").is_err());
+    }
+
+    #[test]
+    fn a_taken_port_is_named() {
+        let held = TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = held.local_addr().unwrap().port();
+        let mut s = stack(&[]);
+        s.ports.users = port;
+        let err = s.check_ports_free().unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("port {port} (users HTTP) is already in use")),
+            "{err}"
+        );
+    }
+}
