@@ -79,120 +79,12 @@ fn named(ty: &Type) -> &str {
     }
 }
 
-/// Generates the crate source for one SDL file; `trait_prefix` names the resolver trait.
+/// Generates the crate source for one SDL file; the resolver trait is named after the file.
 pub fn generate_module(source: &Path, text: &str) -> Result<String> {
     let doc = parse_sdl(source, text)?;
-    let mut types = Vec::new();
-    let mut query = "Query".to_owned();
-    let mut mutation = None;
-    let mut declared = BTreeSet::new();
-    for def in &doc.definitions {
-        match def {
-            TypeSystemDefinition::Schema(s) => {
-                if let Some(q) = &s.node.query {
-                    query = q.node.to_string();
-                }
-                mutation = s.node.mutation.as_ref().map(|m| m.node.to_string());
-                if s.node.subscription.is_some() {
-                    return Err(CodegenError::schema(
-                        source,
-                        location(s.pos),
-                        "unsupported: subscriptions",
-                    ));
-                }
-            }
-            TypeSystemDefinition::Type(t) => {
-                if !declared.insert(t.node.name.node.to_string()) {
-                    return Err(CodegenError::schema(
-                        source,
-                        location(t.pos),
-                        format!("type {} is defined twice", t.node.name.node),
-                    ));
-                }
-                types.push(t);
-            }
-            TypeSystemDefinition::Directive(d) => {
-                return Err(CodegenError::schema(
-                    source,
-                    location(d.pos),
-                    "unsupported: directive definitions",
-                ));
-            }
-        }
-    }
-    if mutation.is_none() && declared.contains("Mutation") {
-        mutation = Some("Mutation".to_owned());
-    }
-    let objects: BTreeMap<_, _> = types
-        .iter()
-        .filter(|t| matches!(t.node.kind, TypeKind::Object(_)))
-        .map(|t| (t.node.name.node.to_string(), *t))
-        .collect();
-    let entities = objects
-        .iter()
-        .filter(|(_, t)| match &t.node.kind {
-            TypeKind::Object(o) => o
-                .fields
-                .iter()
-                .any(|f| f.node.name.node == "id" && f.node.ty.node.to_string() == "ID!"),
-            _ => false,
-        })
-        .map(|(n, _)| n.clone())
-        .collect();
-    let model = Model {
-        source,
-        objects,
-        entities,
-        query: query.clone(),
-        mutation: mutation.clone(),
-    };
-    if !model.objects.contains_key(&query) {
-        return Err(CodegenError::schema(
-            source,
-            "document",
-            format!("no query root type {query}"),
-        ));
-    }
-
-    // Check that every referenced type exists and is supported.
-    for t in &types {
-        match &t.node.kind {
-            TypeKind::Scalar => {
-                let name = t.node.name.node.as_str();
-                if !CUSTOM_SCALARS.contains(&name) {
-                    return Err(model.err(t.pos, format!("unsupported scalar {name}: supported custom scalars are {CUSTOM_SCALARS:?}")));
-                }
-            }
-            TypeKind::Interface(_) => return Err(model.err(t.pos, "unsupported: interfaces")),
-            TypeKind::Union(_) => return Err(model.err(t.pos, "unsupported: unions")),
-            _ => {}
-        }
-        let check = |ty: &Positioned<Type>| -> Result<()> {
-            let n = named(&ty.node);
-            if BUILTIN_SCALARS.contains(&n) || declared.contains(n) {
-                Ok(())
-            } else {
-                Err(model.err(ty.pos, format!("unknown type {n}")))
-            }
-        };
-        match &t.node.kind {
-            TypeKind::Object(o) => {
-                for f in &o.fields {
-                    check(&f.node.ty)?;
-                    for a in &f.node.arguments {
-                        check(&a.node.ty)?;
-                    }
-                }
-            }
-            TypeKind::InputObject(i) => {
-                for f in &i.fields {
-                    check(&f.node.ty)?;
-                }
-            }
-            _ => {}
-        }
-    }
-
+    let (types, query, mutation, declared) = roots_and_types(source, &doc)?;
+    let model = model(source, &types, &query, &mutation)?;
+    check_references(&model, &types, &declared)?;
     let trait_name = format_ident!(
         "{}Resolvers",
         source
@@ -202,131 +94,15 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
             .to_upper_camel_case()
     );
     let mut items = Vec::new();
-    let mut trait_methods = Vec::new();
-    let mut erased_methods = Vec::new();
-    let mut erased_impls = Vec::new();
+    let mut resolvers = ResolverMethods::default();
     for t in &types {
-        let name = t.node.name.node.as_str();
-        let name_ident = ident(name);
-        let doc = docs(t.node.description.as_ref().map(|d| d.node.as_str()));
-        match &t.node.kind {
-            TypeKind::Scalar => {}
-            TypeKind::Enum(e) => {
-                let variants = e.values.iter().map(|v| {
-                    let vdoc = docs(v.node.description.as_ref().map(|d| d.node.as_str()));
-                    let wire = v.node.value.node.as_str();
-                    let id = ident(&wire.to_upper_camel_case());
-                    quote!(#vdoc #[graphql(name = #wire)] #id,)
-                });
-                items.push(quote! {
-                    #doc
-                    #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
-                    #[graphql(name = #name)]
-                    pub enum #name_ident { #(#variants)* }
-                });
-            }
-            TypeKind::InputObject(i) => {
-                let fields = i
-                    .fields
-                    .iter()
-                    .map(|f| input_field(&model, f))
-                    .collect::<Result<Vec<_>>>()?;
-                items.push(quote! {
-                    #doc
-                    #[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
-                    #[graphql(name = #name)]
-                    pub struct #name_ident { #(#fields)* }
-                });
-            }
-            TypeKind::Object(o) => {
-                let root = model.is_root(name);
-                let mut data_fields = Vec::new();
-                let mut resolved = Vec::new();
-                for f in &o.fields {
-                    let fname = f.node.name.node.as_str();
-                    let rust_name = ident(&fname.to_snake_case());
-                    let fdoc = docs(f.node.description.as_ref().map(|d| d.node.as_str()));
-                    let ty = rust_type(&f.node.ty);
-                    if !model.is_resolved(name, &f.node) {
-                        data_fields
-                            .push(quote!(#fdoc #[graphql(name = #fname)] pub #rust_name: #ty,));
-                        continue;
-                    }
-                    let method =
-                        format_ident!("{}_{}", name.to_snake_case(), fname.to_snake_case());
-                    let mut arg_decls = Vec::new();
-                    let mut arg_names = Vec::new();
-                    let mut trait_args = Vec::new();
-                    for a in &f.node.arguments {
-                        let (decl, aname, aty) = argument(&model, a)?;
-                        arg_decls.push(decl);
-                        trait_args.push(quote!(#aname: #aty));
-                        arg_names.push(aname);
-                    }
-                    let parent_arg = if root {
-                        quote!()
-                    } else {
-                        quote!(parent: &#name_ident,)
-                    };
-                    let parent_call = if root { quote!() } else { quote!(self,) };
-                    let parent_call_erased = if root { quote!() } else { quote!(parent,) };
-                    let trait_doc = format!(" Resolves `{name}.{fname}`.");
-                    trait_methods.push(quote! {
-                        #[doc = #trait_doc]
-                        async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> Result<#ty, Self::Error>;
-                    });
-                    erased_methods.push(quote! {
-                        async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> async_graphql::Result<#ty>;
-                    });
-                    erased_impls.push(quote! {
-                        async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> async_graphql::Result<#ty> {
-                            #trait_name::#method(self, ctx, #parent_call_erased #(#arg_names),*)
-                                .await
-                                .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
-                        }
-                    });
-                    resolved.push(quote! {
-                        #fdoc
-                        #[graphql(name = #fname)]
-                        async fn #rust_name(&self, ctx: &async_graphql::Context<'_>, #(#arg_decls),*) -> async_graphql::Result<#ty> {
-                            resolvers(ctx)?.#method(ctx, #parent_call #(#arg_names),*).await
-                        }
-                    });
-                }
-                if root {
-                    if !data_fields.is_empty() {
-                        return Err(model.err(t.pos, "root types cannot have data fields"));
-                    }
-                    items.push(quote! {
-                        #doc
-                        #[derive(Debug, Default, Clone, Copy)]
-                        pub struct #name_ident;
-
-                        #[async_graphql::Object(name = #name)]
-                        impl #name_ident { #(#resolved)* }
-                    });
-                } else if resolved.is_empty() {
-                    items.push(quote! {
-                        #doc
-                        #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
-                        #[graphql(name = #name)]
-                        pub struct #name_ident { #(#data_fields)* }
-                    });
-                } else {
-                    items.push(quote! {
-                        #doc
-                        #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
-                        #[graphql(name = #name, complex)]
-                        pub struct #name_ident { #(#data_fields)* }
-
-                        #[async_graphql::ComplexObject]
-                        impl #name_ident { #(#resolved)* }
-                    });
-                }
-            }
-            TypeKind::Interface(_) | TypeKind::Union(_) => unreachable!("rejected above"),
-        }
+        items.push(gen_type(&model, t, &trait_name, &mut resolvers)?);
     }
+    let ResolverMethods {
+        trait_methods,
+        erased_methods,
+        erased_impls,
+    } = resolvers;
     let query_ident = ident(&query);
     let (mutation_ty, mutation_val) = match &mutation {
         Some(m) => {
@@ -382,6 +158,293 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
     let src = source.display().to_string();
     let body = crate::rust::format(tokens, &src)?;
     Ok(format!("{}{body}", crate::header(&src)))
+}
+
+type Definition = Positioned<async_graphql_parser::types::TypeDefinition>;
+
+/// The document's types in order, the query and mutation root names, and every declared name.
+#[allow(clippy::type_complexity)]
+fn roots_and_types<'a>(
+    source: &Path,
+    doc: &'a ServiceDocument,
+) -> Result<(
+    Vec<&'a Definition>,
+    String,
+    Option<String>,
+    BTreeSet<String>,
+)> {
+    let mut types = Vec::new();
+    let mut query = "Query".to_owned();
+    let mut mutation = None;
+    let mut declared = BTreeSet::new();
+    for def in &doc.definitions {
+        match def {
+            TypeSystemDefinition::Schema(s) => {
+                if let Some(q) = &s.node.query {
+                    query = q.node.to_string();
+                }
+                mutation = s.node.mutation.as_ref().map(|m| m.node.to_string());
+                if s.node.subscription.is_some() {
+                    return Err(CodegenError::schema(
+                        source,
+                        location(s.pos),
+                        "unsupported: subscriptions",
+                    ));
+                }
+            }
+            TypeSystemDefinition::Type(t) => {
+                if !declared.insert(t.node.name.node.to_string()) {
+                    return Err(CodegenError::schema(
+                        source,
+                        location(t.pos),
+                        format!("type {} is defined twice", t.node.name.node),
+                    ));
+                }
+                types.push(t);
+            }
+            TypeSystemDefinition::Directive(d) => {
+                return Err(CodegenError::schema(
+                    source,
+                    location(d.pos),
+                    "unsupported: directive definitions",
+                ));
+            }
+        }
+    }
+    if mutation.is_none() && declared.contains("Mutation") {
+        mutation = Some("Mutation".to_owned());
+    }
+    Ok((types, query, mutation, declared))
+}
+
+/// The model: objects, entities (objects with `id: ID!`) and roots; the query root must exist.
+fn model<'a>(
+    source: &'a Path,
+    types: &[&'a Definition],
+    query: &str,
+    mutation: &Option<String>,
+) -> Result<Model<'a>> {
+    let objects: BTreeMap<_, _> = types
+        .iter()
+        .filter(|t| matches!(t.node.kind, TypeKind::Object(_)))
+        .map(|t| (t.node.name.node.to_string(), *t))
+        .collect();
+    let entities = objects
+        .iter()
+        .filter(|(_, t)| match &t.node.kind {
+            TypeKind::Object(o) => o
+                .fields
+                .iter()
+                .any(|f| f.node.name.node == "id" && f.node.ty.node.to_string() == "ID!"),
+            _ => false,
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    let model = Model {
+        source,
+        objects,
+        entities,
+        query: query.to_owned(),
+        mutation: mutation.clone(),
+    };
+    if !model.objects.contains_key(query) {
+        return Err(CodegenError::schema(
+            source,
+            "document",
+            format!("no query root type {query}"),
+        ));
+    }
+
+    Ok(model)
+}
+
+/// Every referenced type exists and every declared one is supported.
+fn check_references(
+    model: &Model<'_>,
+    types: &[&Definition],
+    declared: &BTreeSet<String>,
+) -> Result<()> {
+    for t in types {
+        match &t.node.kind {
+            TypeKind::Scalar => {
+                let name = t.node.name.node.as_str();
+                if !CUSTOM_SCALARS.contains(&name) {
+                    return Err(model.err(t.pos, format!("unsupported scalar {name}: supported custom scalars are {CUSTOM_SCALARS:?}")));
+                }
+            }
+            TypeKind::Interface(_) => return Err(model.err(t.pos, "unsupported: interfaces")),
+            TypeKind::Union(_) => return Err(model.err(t.pos, "unsupported: unions")),
+            _ => {}
+        }
+        let check = |ty: &Positioned<Type>| -> Result<()> {
+            let n = named(&ty.node);
+            if BUILTIN_SCALARS.contains(&n) || declared.contains(n) {
+                Ok(())
+            } else {
+                Err(model.err(ty.pos, format!("unknown type {n}")))
+            }
+        };
+        match &t.node.kind {
+            TypeKind::Object(o) => {
+                for f in &o.fields {
+                    check(&f.node.ty)?;
+                    for a in &f.node.arguments {
+                        check(&a.node.ty)?;
+                    }
+                }
+            }
+            TypeKind::InputObject(i) => {
+                for f in &i.fields {
+                    check(&f.node.ty)?;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    Ok(())
+}
+
+/// What the resolver trait, and its GraphQL-error twin, gain from each resolved field.
+#[derive(Default)]
+struct ResolverMethods {
+    trait_methods: Vec<TokenStream>,
+    erased_methods: Vec<TokenStream>,
+    erased_impls: Vec<TokenStream>,
+}
+
+/// The Rust item for one SDL type; resolved fields add their methods to `resolvers`.
+fn gen_type(
+    model: &Model<'_>,
+    t: &Definition,
+    trait_name: &syn::Ident,
+    resolvers: &mut ResolverMethods,
+) -> Result<TokenStream> {
+    let ResolverMethods {
+        trait_methods,
+        erased_methods,
+        erased_impls,
+    } = resolvers;
+    let mut items = Vec::new();
+    let name = t.node.name.node.as_str();
+    let name_ident = ident(name);
+    let doc = docs(t.node.description.as_ref().map(|d| d.node.as_str()));
+    match &t.node.kind {
+        TypeKind::Scalar => {}
+        TypeKind::Enum(e) => {
+            let variants = e.values.iter().map(|v| {
+                let vdoc = docs(v.node.description.as_ref().map(|d| d.node.as_str()));
+                let wire = v.node.value.node.as_str();
+                let id = ident(&wire.to_upper_camel_case());
+                quote!(#vdoc #[graphql(name = #wire)] #id,)
+            });
+            items.push(quote! {
+                #doc
+                #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+                #[graphql(name = #name)]
+                pub enum #name_ident { #(#variants)* }
+            });
+        }
+        TypeKind::InputObject(i) => {
+            let fields = i
+                .fields
+                .iter()
+                .map(|f| input_field(model, f))
+                .collect::<Result<Vec<_>>>()?;
+            items.push(quote! {
+                #doc
+                #[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
+                #[graphql(name = #name)]
+                pub struct #name_ident { #(#fields)* }
+            });
+        }
+        TypeKind::Object(o) => {
+            let root = model.is_root(name);
+            let mut data_fields = Vec::new();
+            let mut resolved = Vec::new();
+            for f in &o.fields {
+                let fname = f.node.name.node.as_str();
+                let rust_name = ident(&fname.to_snake_case());
+                let fdoc = docs(f.node.description.as_ref().map(|d| d.node.as_str()));
+                let ty = rust_type(&f.node.ty);
+                if !model.is_resolved(name, &f.node) {
+                    data_fields.push(quote!(#fdoc #[graphql(name = #fname)] pub #rust_name: #ty,));
+                    continue;
+                }
+                let method = format_ident!("{}_{}", name.to_snake_case(), fname.to_snake_case());
+                let mut arg_decls = Vec::new();
+                let mut arg_names = Vec::new();
+                let mut trait_args = Vec::new();
+                for a in &f.node.arguments {
+                    let (decl, aname, aty) = argument(model, a)?;
+                    arg_decls.push(decl);
+                    trait_args.push(quote!(#aname: #aty));
+                    arg_names.push(aname);
+                }
+                let parent_arg = if root {
+                    quote!()
+                } else {
+                    quote!(parent: &#name_ident,)
+                };
+                let parent_call = if root { quote!() } else { quote!(self,) };
+                let parent_call_erased = if root { quote!() } else { quote!(parent,) };
+                let trait_doc = format!(" Resolves `{name}.{fname}`.");
+                trait_methods.push(quote! {
+                    #[doc = #trait_doc]
+                    async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> Result<#ty, Self::Error>;
+                });
+                erased_methods.push(quote! {
+                    async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> async_graphql::Result<#ty>;
+                });
+                erased_impls.push(quote! {
+                    async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> async_graphql::Result<#ty> {
+                        #trait_name::#method(self, ctx, #parent_call_erased #(#arg_names),*)
+                            .await
+                            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+                    }
+                });
+                resolved.push(quote! {
+                    #fdoc
+                    #[graphql(name = #fname)]
+                    async fn #rust_name(&self, ctx: &async_graphql::Context<'_>, #(#arg_decls),*) -> async_graphql::Result<#ty> {
+                        resolvers(ctx)?.#method(ctx, #parent_call #(#arg_names),*).await
+                    }
+                });
+            }
+            if root {
+                if !data_fields.is_empty() {
+                    return Err(model.err(t.pos, "root types cannot have data fields"));
+                }
+                items.push(quote! {
+                    #doc
+                    #[derive(Debug, Default, Clone, Copy)]
+                    pub struct #name_ident;
+
+                    #[async_graphql::Object(name = #name)]
+                    impl #name_ident { #(#resolved)* }
+                });
+            } else if resolved.is_empty() {
+                items.push(quote! {
+                    #doc
+                    #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+                    #[graphql(name = #name)]
+                    pub struct #name_ident { #(#data_fields)* }
+                });
+            } else {
+                items.push(quote! {
+                    #doc
+                    #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+                    #[graphql(name = #name, complex)]
+                    pub struct #name_ident { #(#data_fields)* }
+
+                    #[async_graphql::ComplexObject]
+                    impl #name_ident { #(#resolved)* }
+                });
+            }
+        }
+        TypeKind::Interface(_) | TypeKind::Union(_) => unreachable!("rejected above"),
+    }
+    Ok(quote!(#(#items)*))
 }
 
 fn rust_type(ty: &Positioned<Type>) -> TokenStream {

@@ -9,25 +9,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use shopmesh_stack::{Names, Output, Ports, Processes, Service, Stack};
+use shopmesh_stack::{Processes, Service};
 
-use crate::infra;
-use crate::up;
-
-/// The platform for a benchmark or fuzzing run: ports `base` to `base + 4`, names prefixed
-/// with `prefix`, the developer's environment with `mongo_url`, quiet logs and a rate limit
-/// that never bites.
-pub fn stack(env: &BTreeMap<String, String>, base: u16, prefix: &str, mongo_url: &str) -> Stack {
-    Stack::new(env.clone(), Ports::from_base(base), Names::prefixed(prefix))
-        .set("MONGO_URL", mongo_url)
-        .set("RUST_LOG", "warn")
-        .set_for(Service::Gateway, "RATE_LIMIT_MAX", "1000000000")
-}
-
-/// Starts `stack`'s services from `bin_dir`, each ready before the next starts.
-pub fn start(stack: &Stack, bin_dir: &Path) -> Result<Processes> {
-    stack.spawn(bin_dir, Output::Null, Duration::from_secs(60))
-}
+use crate::platform::{stack, start};
+use crate::{infra, up};
 
 /// `VmRSS` and `VmHWM` (peak) of a process, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {

@@ -10,7 +10,7 @@ use anyhow::Result;
 
 use shopmesh_stack::Service;
 
-use crate::bench::{stack, start};
+use crate::platform::{stack, start};
 
 /// The schemathesis checks that express "no 5xx, nothing outside the spec".
 pub const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance";

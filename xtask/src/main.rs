@@ -12,6 +12,7 @@
 mod bench;
 mod fuzz;
 mod infra;
+mod platform;
 mod tools;
 mod up;
 

@@ -14,6 +14,64 @@ pub struct ConfigError {
     pub reason: String,
 }
 
+/// A connection URL that may carry a password. `Debug` and `Display` show it with the password
+/// replaced by `***` (host, port and database stay visible, as logs need them); only
+/// [`SecretUrl::expose`] gives the URL to connect with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretUrl(String);
+
+impl SecretUrl {
+    /// Wraps `url`.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL itself, password included: pass it to a client, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with its password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut parsed) if parsed.password().is_some() => {
+                let _ = parsed.set_password(Some("***"));
+                parsed.into()
+            }
+            Ok(_) => self.0.clone(),
+            // Not a single-host URL (e.g. a MongoDB seed list): hide all the userinfo.
+            Err(_) => match (self.0.split_once("://"), self.0.rfind('@')) {
+                (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &self.0[at..]),
+                _ => self.0.clone(),
+            },
+        }
+    }
+}
+
+impl From<String> for SecretUrl {
+    fn from(url: String) -> Self {
+        Self(url)
+    }
+}
+
+impl From<&str> for SecretUrl {
+    fn from(url: &str) -> Self {
+        Self(url.to_owned())
+    }
+}
+
+impl std::fmt::Debug for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl std::fmt::Display for SecretUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
 /// Source of configuration values; the process environment in production, a map in tests.
 pub trait Env {
     /// The value of `key`, if set and not empty.
@@ -69,9 +127,9 @@ impl Env for std::collections::HashMap<String, String> {
 
 /// Builds `mysql://user:password@host:port/database` from the seed's `DB_*` variables, unless
 /// `DATABASE_URL` is set.
-pub fn mysql_url(env: &impl Env, default_db: &str) -> Result<String, ConfigError> {
+pub fn mysql_url(env: &impl Env, default_db: &str) -> Result<SecretUrl, ConfigError> {
     if let Some(url) = env.get("DATABASE_URL") {
-        return Ok(url);
+        return Ok(url.into());
     }
     let host = env.string_or("DB_HOST", "localhost");
     let port: u16 = env.parse_or("DB_PORT", 3306)?;
@@ -83,20 +141,21 @@ pub fn mysql_url(env: &impl Env, default_db: &str) -> Result<String, ConfigError
     } else {
         format!("{user}:{}", encode_userinfo(&password))
     };
-    Ok(format!("mysql://{auth}@{host}:{port}/{db}"))
+    Ok(format!("mysql://{auth}@{host}:{port}/{db}").into())
 }
 
 /// Builds a Redis URL from `REDIS_URL`, or `REDIS_HOST`, `REDIS_PORT`, `REDIS_PASSWORD`.
-pub fn redis_url(env: &impl Env) -> Result<String, ConfigError> {
+pub fn redis_url(env: &impl Env) -> Result<SecretUrl, ConfigError> {
     if let Some(url) = env.get("REDIS_URL") {
-        return Ok(url);
+        return Ok(url.into());
     }
     let host = env.string_or("REDIS_HOST", "localhost");
     let port: u16 = env.parse_or("REDIS_PORT", 6379)?;
     Ok(match env.get("REDIS_PASSWORD") {
         Some(pw) => format!("redis://:{}@{host}:{port}/", encode_userinfo(&pw)),
         None => format!("redis://{host}:{port}/"),
-    })
+    }
+    .into())
 }
 
 fn encode_userinfo(s: &str) -> String {
@@ -131,7 +190,7 @@ mod tests {
             ("DB_NAME", "shop"),
         ]);
         assert_eq!(
-            mysql_url(&e, "x").unwrap(),
+            mysql_url(&e, "x").unwrap().expose(),
             "mysql://root:p%40ss%20word@mysql:3306/shop"
         );
     }
@@ -139,13 +198,35 @@ mod tests {
     #[test]
     fn database_url_wins() {
         let e = env(&[("DATABASE_URL", "mysql://a@b/c"), ("DB_HOST", "ignored")]);
-        assert_eq!(mysql_url(&e, "x").unwrap(), "mysql://a@b/c");
+        assert_eq!(mysql_url(&e, "x").unwrap().expose(), "mysql://a@b/c");
     }
 
     #[test]
     fn redis_url_with_password() {
         let e = env(&[("REDIS_HOST", "redis"), ("REDIS_PASSWORD", "secret")]);
-        assert_eq!(redis_url(&e).unwrap(), "redis://:secret@redis:6379/");
+        assert_eq!(
+            redis_url(&e).unwrap().expose(),
+            "redis://:secret@redis:6379/"
+        );
+    }
+
+    #[test]
+    fn debug_and_display_never_show_a_password() {
+        let e = env(&[("DB_HOST", "db"), ("DB_PASSWORD", "hunter2")]);
+        let url = mysql_url(&e, "shop").unwrap();
+        for shown in [format!("{url:?}"), url.to_string()] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("root:***@db:3306/shop"), "{shown}");
+        }
+        let seeds = SecretUrl::from("mongodb://u:pw@h1:27017,h2:27017/?replicaSet=r");
+        assert_eq!(
+            seeds.to_string(),
+            "mongodb://***@h1:27017,h2:27017/?replicaSet=r"
+        );
+        assert_eq!(
+            SecretUrl::from("amqp://mq:5672/%2f").to_string(),
+            "amqp://mq:5672/%2f"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shopmesh_common::config::{ConfigError, Env, redis_url};
+use shopmesh_common::config::{ConfigError, Env, SecretUrl, redis_url};
 
 /// Everything the gateway needs to start.
 #[derive(Debug, Clone)]
@@ -10,7 +10,7 @@ pub struct GatewayConfig {
     /// HTTP port (`PORT`, 3000).
     pub port: u16,
     /// Redis URL (`REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`).
-    pub redis_url: String,
+    pub redis_url: SecretUrl,
     /// Orders service base URL (`ORDER_SERVICE_URL`, http://localhost:3002).
     pub order_service_url: String,
     /// Users service base URL (`USER_SERVICE_URL`, http://localhost:3001).

@@ -54,7 +54,7 @@ pub struct Gateway {
 impl Gateway {
     /// Builds clients, cache, limiter and schema from `config`; connects nothing yet.
     pub fn new(config: GatewayConfig) -> anyhow::Result<Self> {
-        let cache = RedisCache::new(&config.redis_url, config.redis_timeout)?;
+        let cache = RedisCache::new(config.redis_url.expose(), config.redis_timeout)?;
         let backends = Arc::new(Backends::new(&config, cache.clone())?);
         let limiter = Arc::new(ClientRateLimiter::new(
             config.rate_limit.clone(),

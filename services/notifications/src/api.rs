@@ -6,7 +6,7 @@ use std::sync::Arc;
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use tonic::{Request, Response, Status};
 
-use crate::domain::{self, PageToken};
+use crate::domain::{self, NotificationStatus, PageToken};
 use crate::store::{NotificationStore, StoredNotification};
 
 /// The service behind `shopmesh.notification.v1.NotificationService`.
@@ -23,11 +23,10 @@ impl NotificationGrpc {
 
 /// Converts a stored notification to its contract form.
 pub fn to_contract(n: StoredNotification) -> pb::Notification {
-    let status = match n.status.as_str() {
-        "sent" => pb::NotificationStatus::Sent,
-        "pending" => pb::NotificationStatus::Pending,
-        "failed" => pb::NotificationStatus::Failed,
-        _ => pb::NotificationStatus::Unspecified,
+    let status = match n.status {
+        NotificationStatus::Sent => pb::NotificationStatus::Sent,
+        NotificationStatus::Pending => pb::NotificationStatus::Pending,
+        NotificationStatus::Failed => pb::NotificationStatus::Failed,
     };
     pb::Notification {
         id: n.id,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shopmesh_common::config::{ConfigError, Env};
+use shopmesh_common::config::{ConfigError, Env, SecretUrl};
 use shopmesh_events::OrderCreatedTopology;
 
 use crate::events::ConsumerConfig;
@@ -15,13 +15,13 @@ pub struct NotificationsConfig {
     /// HTTP port for `/health/*` and `/metrics` (`HTTP_PORT`, 3003).
     pub http_port: u16,
     /// MongoDB URL (`MONGO_URL`, mongodb://localhost:27017).
-    pub mongo_url: String,
+    pub mongo_url: SecretUrl,
     /// Database name (`MONGO_DB`, notifications).
     pub mongo_db: String,
     /// How long a store call waits for MongoDB (`MONGO_TIMEOUT_MS`, 2000).
     pub mongo_timeout: Duration,
     /// RabbitMQ URL (`RABBITMQ_URL`).
-    pub rabbitmq_url: String,
+    pub rabbitmq_url: SecretUrl,
     /// Exchange and queue names (`ORDERS_EXCHANGE`, `ORDER_CREATED_QUEUE`).
     pub topology: OrderCreatedTopology,
     /// Prefetch, retries (`CONSUMER_PREFETCH`, `CONSUMER_MAX_RETRIES`, `CONSUMER_RETRY_BASE_MS`).
@@ -41,10 +41,14 @@ impl NotificationsConfig {
         Ok(Self {
             grpc_port: env.parse_or("GRPC_PORT", 50051)?,
             http_port: env.parse_or("HTTP_PORT", 3003)?,
-            mongo_url: env.string_or("MONGO_URL", "mongodb://localhost:27017"),
+            mongo_url: env
+                .string_or("MONGO_URL", "mongodb://localhost:27017")
+                .into(),
             mongo_db: env.string_or("MONGO_DB", "notifications"),
             mongo_timeout: Duration::from_millis(env.parse_or("MONGO_TIMEOUT_MS", 2000)?),
-            rabbitmq_url: env.string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f"),
+            rabbitmq_url: env
+                .string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f")
+                .into(),
             topology: OrderCreatedTopology {
                 exchange: env.string_or("ORDERS_EXCHANGE", &topology.exchange),
                 queue: env.string_or("ORDER_CREATED_QUEUE", &topology.queue),

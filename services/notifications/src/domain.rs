@@ -12,6 +12,18 @@ pub const DEFAULT_PAGE_SIZE: i32 = 20;
 /// Largest page size.
 pub const MAX_PAGE_SIZE: i32 = 100;
 
+/// Delivery state of a notification, stored as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NotificationStatus {
+    /// Not delivered yet.
+    Pending,
+    /// Delivered to the user's inbox.
+    Sent,
+    /// Delivery failed.
+    Failed,
+}
+
 /// A notification about to be stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNotification {

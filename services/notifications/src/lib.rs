@@ -206,14 +206,14 @@ impl Service for Application {
 
     async fn build(config: NotificationsConfig) -> anyhow::Result<Self> {
         let store = MongoNotificationStore::connect(
-            &config.mongo_url,
+            config.mongo_url.expose(),
             &config.mongo_db,
             config.mongo_timeout,
         )
         .await?;
         let consumer = NotificationConsumer::new(
             Arc::new(store.clone()),
-            config.rabbitmq_url,
+            config.rabbitmq_url.expose().to_owned(),
             config.topology,
             config.consumer,
         );

@@ -11,7 +11,7 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{NewNotification, PageToken};
+use crate::domain::{NewNotification, NotificationStatus, PageToken};
 use crate::error::NotificationsError;
 
 /// A stored notification.
@@ -27,8 +27,8 @@ pub struct StoredNotification {
     pub user_id: i64,
     /// Text.
     pub message: String,
-    /// `sent`, `pending` or `failed`.
-    pub status: String,
+    /// Delivery state.
+    pub status: NotificationStatus,
     /// When it was delivered to the inbox.
     pub sent_at: Option<DateTime<Utc>>,
     /// When it was stored.
@@ -75,7 +75,7 @@ struct NotificationDoc {
     order_id: i64,
     user_id: i64,
     message: String,
-    status: String,
+    status: NotificationStatus,
     sent_at: Option<bson::DateTime>,
     created_at: bson::DateTime,
 }
@@ -203,7 +203,7 @@ impl NotificationStore for MongoNotificationStore {
             order_id: n.order_id,
             user_id: n.user_id,
             message: n.message.clone(),
-            status: "sent".to_owned(),
+            status: NotificationStatus::Sent,
             sent_at: Some(now),
             created_at: now,
         };

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use shopmesh_common::config::{ConfigError, Env, mysql_url};
+use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url};
 use shopmesh_events::OrderCreatedTopology;
 
 /// Everything the orders service needs to start.
@@ -12,13 +12,13 @@ pub struct OrdersConfig {
     /// HTTP port (`PORT`, 3002).
     pub port: u16,
     /// MySQL URL (`DATABASE_URL`, or `DB_HOST`/`DB_PORT`/`DB_USER`/`DB_PASSWORD`/`DB_NAME`=orders_db).
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// Pool size (`DB_POOL_SIZE`, 10).
     pub db_pool_size: u32,
     /// How long a request waits for a connection before answering 503 (`DB_ACQUIRE_TIMEOUT_MS`, 2000).
     pub db_acquire_timeout: Duration,
     /// RabbitMQ URL (`RABBITMQ_URL`).
-    pub rabbitmq_url: String,
+    pub rabbitmq_url: SecretUrl,
     /// Exchange and queue names (`ORDERS_EXCHANGE`, `ORDER_CREATED_QUEUE`).
     pub topology: OrderCreatedTopology,
     /// Outbox relay tuning.
@@ -68,7 +68,9 @@ impl OrdersConfig {
             database_url: mysql_url(env, "orders_db")?,
             db_pool_size: env.parse_or("DB_POOL_SIZE", 10)?,
             db_acquire_timeout: ms("DB_ACQUIRE_TIMEOUT_MS", Duration::from_millis(2000))?,
-            rabbitmq_url: env.string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f"),
+            rabbitmq_url: env
+                .string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f")
+                .into(),
             topology: OrderCreatedTopology {
                 exchange: env.string_or("ORDERS_EXCHANGE", &topology.exchange),
                 queue: env.string_or("ORDER_CREATED_QUEUE", &topology.queue),
@@ -94,7 +96,10 @@ mod tests {
     fn defaults_match_docker_compose_names() {
         let cfg = OrdersConfig::from_env(&HashMap::new()).unwrap();
         assert_eq!(cfg.port, 3002);
-        assert_eq!(cfg.database_url, "mysql://root@localhost:3306/orders_db");
+        assert_eq!(
+            cfg.database_url.expose(),
+            "mysql://root@localhost:3306/orders_db"
+        );
         assert_eq!(cfg.topology.exchange, "orders");
         assert_eq!(cfg.topology.queue, "order.created");
     }
@@ -111,7 +116,7 @@ mod tests {
         .collect();
         let cfg = OrdersConfig::from_env(&env).unwrap();
         assert_eq!(cfg.port, 9000);
-        assert!(cfg.database_url.ends_with("/x"));
+        assert!(cfg.database_url.expose().ends_with("/x"));
         assert_eq!(cfg.relay.batch_size, 7);
     }
 }

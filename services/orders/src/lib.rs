@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, Response, Route};
-use shopmesh_common::config::{ConfigError, Env};
+use shopmesh_common::config::{ConfigError, Env, SecretUrl};
 use shopmesh_common::health::{self, ReadinessCheck};
 use shopmesh_common::http;
 use shopmesh_common::retry;
@@ -63,7 +63,7 @@ pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
 pub struct Application {
     store: OrderStore,
     relay: Option<OutboxRelay>,
-    database_url: String,
+    database_url: SecretUrl,
     acceptor: TcpAcceptor,
     addr: SocketAddr,
 }
@@ -91,14 +91,14 @@ impl Service for Application {
 
     async fn build(config: OrdersConfig) -> anyhow::Result<Self> {
         let store = OrderStore::connect_lazy(
-            &config.database_url,
+            config.database_url.expose(),
             config.db_pool_size,
             config.db_acquire_timeout,
         )?;
         let relay = config.relay_enabled.then(|| {
             OutboxRelay::new(
                 store.clone(),
-                config.rabbitmq_url,
+                config.rabbitmq_url.expose().to_owned(),
                 config.topology,
                 config.relay,
             )
@@ -123,7 +123,7 @@ impl Service for Application {
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let store = self.store;
         let migrated = retry::until_ok("database migrations", &shutdown, || {
-            store.migrate(&self.database_url)
+            store.migrate(self.database_url.expose())
         })
         .await;
         if migrated.is_none() {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use shopmesh_common::config::{ConfigError, Env, mysql_url, redis_url};
+use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url, redis_url};
 
 /// Everything the users service needs to start.
 #[derive(Debug, Clone)]
@@ -10,13 +10,13 @@ pub struct UsersConfig {
     /// HTTP port (`PORT`, 3001).
     pub port: u16,
     /// MySQL URL (`DATABASE_URL` or `DB_*`, database `users_db`).
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// Pool size (`DB_POOL_SIZE`, 10).
     pub db_pool_size: u32,
     /// How long a request waits for a connection (`DB_ACQUIRE_TIMEOUT_MS`, 2000).
     pub db_acquire_timeout: Duration,
     /// Redis URL (`REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`).
-    pub redis_url: String,
+    pub redis_url: SecretUrl,
     /// Cache TTL (`USER_CACHE_TTL_SECS`, 600).
     pub cache_ttl: Duration,
     /// Longest wait for Redis before serving uncached (`REDIS_TIMEOUT_MS`, 250).
@@ -52,9 +52,9 @@ mod tests {
     fn defaults() {
         let c = UsersConfig::from_env(&HashMap::new()).unwrap();
         assert_eq!(c.port, 3001);
-        assert!(c.database_url.ends_with("/users_db"));
+        assert!(c.database_url.expose().ends_with("/users_db"));
         assert_eq!(c.cache_ttl, Duration::from_secs(600));
-        assert_eq!(c.redis_url, "redis://localhost:6379/");
+        assert_eq!(c.redis_url.expose(), "redis://localhost:6379/");
         assert_eq!(c.cache_prefix, "", "keys are user:{{id}} by default");
         let env: HashMap<String, String> =
             [("CACHE_PREFIX".to_owned(), "staging:".to_owned())].into();

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, Response, Route};
 use shopmesh_common::cache::RedisCache;
-use shopmesh_common::config::{ConfigError, Env};
+use shopmesh_common::config::{ConfigError, Env, SecretUrl};
 use shopmesh_common::health::{self, ReadinessCheck};
 use shopmesh_common::http;
 use shopmesh_common::metrics::{Collector, cache_metrics};
@@ -61,7 +61,7 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
 /// connected). [`Service::run_until`] migrates, then serves.
 pub struct Application {
     store: UserStore,
-    database_url: String,
+    database_url: SecretUrl,
     acceptor: TcpAcceptor,
     addr: SocketAddr,
 }
@@ -83,9 +83,9 @@ impl Service for Application {
     }
 
     async fn build(config: UsersConfig) -> anyhow::Result<Self> {
-        let cache = RedisCache::new(&config.redis_url, config.redis_timeout)?;
+        let cache = RedisCache::new(config.redis_url.expose(), config.redis_timeout)?;
         let store = UserStore::connect_lazy(
-            &config.database_url,
+            config.database_url.expose(),
             config.db_pool_size,
             config.db_acquire_timeout,
             cache,
@@ -111,7 +111,7 @@ impl Service for Application {
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let store = self.store;
         let migrated = retry::until_ok("database migrations", &shutdown, || {
-            store.migrate(&self.database_url)
+            store.migrate(self.database_url.expose())
         })
         .await;
         if migrated.is_none() {

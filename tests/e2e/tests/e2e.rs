@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use shopmesh_e2e::{Platform, PlatformOptions};
-use shopmesh_testkit::{eventually, unique};
+use shopmesh_testkit::{self as testkit, eventually, unique};
 
 async fn graphql(
     http: &reqwest::Client,
@@ -16,15 +16,8 @@ async fn graphql(
     query: &str,
     variables: Value,
 ) -> (u16, Value) {
-    let resp = http
-        .post(format!("{}/graphql", platform.gateway_url))
-        .header("x-forwarded-for", client_ip)
-        .json(&json!({ "query": query, "variables": variables }))
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    let headers = [("x-forwarded-for", client_ip)];
+    testkit::graphql(http, &platform.gateway_url, &headers, query, variables).await
 }
 
 #[tokio::test]

@@ -19,15 +19,10 @@ fn new_trace_id() -> String {
 }
 
 async fn graphql(http: &reqwest::Client, gateway: &str, trace_id: &str, query: &str) -> Value {
-    http.post(format!("{gateway}/graphql"))
-        .header("traceparent", format!("00-{trace_id}-{CLIENT_SPAN}-01"))
-        .json(&json!({ "query": query }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    let traceparent = format!("00-{trace_id}-{CLIENT_SPAN}-01");
+    let headers = [("traceparent", traceparent.as_str())];
+    let (_, body) = shopmesh_testkit::graphql(http, gateway, &headers, query, json!({})).await;
+    body
 }
 
 /// One span of `spans` by service and kind, with a name containing `name`.

@@ -8,19 +8,23 @@
 //! - Trace context crosses process boundaries as W3C `traceparent`/`tracestate`: callers add
 //!   [`outgoing_trace_headers`] to what they send, receivers call [`continue_remote_trace`] on
 //!   the span that handles it. Both do nothing while export is off.
+//!
+//! Split by job: [`export`] builds the OTLP pipeline, [`propagation`] carries W3C trace context
+//! across processes, [`server`] opens the server spans of HTTP and gRPC requests.
 
-use std::collections::HashMap;
-use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+mod export;
+mod propagation;
+mod server;
 
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use export::tracer_provider;
+
+pub use propagation::*;
+pub use server::*;
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
-use tracing::{Instrument, Span};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -141,224 +145,6 @@ pub fn init_with(config: &TelemetryConfig) -> Telemetry {
         (None, _) => tracing::info!(service = %config.service_name, "telemetry initialised"),
     }
     Telemetry { provider }
-}
-
-fn tracer_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTracerProvider> {
-    let runtime = tokio::runtime::Handle::try_current()
-        .map_err(|_| anyhow::anyhow!("trace export needs a Tokio runtime"))?;
-    let client = OtlpHttpClient {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?,
-        runtime,
-    };
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(client)
-        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-        .with_endpoint(endpoint)
-        .build()?;
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(service_name.to_owned())
-        .build();
-    Ok(SdkTracerProvider::builder()
-        .with_batch_exporter(exporter)
-        .with_resource(resource)
-        .build())
-}
-
-/// Sends OTLP requests with the service's own reqwest/hyper stack on its Tokio runtime. The SDK
-/// exports from a thread of its own, so each request is spawned onto the runtime and awaited.
-#[derive(Debug)]
-struct OtlpHttpClient {
-    http: reqwest::Client,
-    runtime: tokio::runtime::Handle,
-}
-
-#[async_trait::async_trait]
-impl opentelemetry_http::HttpClient for OtlpHttpClient {
-    async fn send_bytes(
-        &self,
-        request: http::Request<bytes::Bytes>,
-    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
-        let request = reqwest::Request::try_from(request)?;
-        let http = self.http.clone();
-        let sent = self.runtime.spawn(async move {
-            let response = http.execute(request).await?;
-            let mut out = http::Response::builder().status(response.status());
-            if let Some(headers) = out.headers_mut() {
-                *headers = response.headers().clone();
-            }
-            let body = response.bytes().await?;
-            Ok::<_, opentelemetry_http::HttpError>(out.body(body)?)
-        });
-        sent.await?
-    }
-}
-
-static PROPAGATOR: LazyLock<TraceContextPropagator> = LazyLock::new(TraceContextPropagator::new);
-
-/// The W3C trace-context fields (`traceparent`, and `tracestate` when there is one) that make
-/// the receiver's spans children of `span`. Empty while export is off.
-pub fn trace_headers_of(span: &Span) -> HashMap<String, String> {
-    let mut fields = HashMap::new();
-    PROPAGATOR.inject_context(&span.context(), &mut fields);
-    fields
-}
-
-/// [`trace_headers_of`] `span` as HTTP headers, for HTTP requests (reqwest shares this type)
-/// and gRPC metadata (`tonic::metadata::MetadataMap::from_headers`).
-pub fn trace_header_map(span: &Span) -> http::HeaderMap {
-    trace_headers_of(span)
-        .into_iter()
-        .filter_map(|(name, value)| {
-            Some((
-                http::HeaderName::from_bytes(name.as_bytes()).ok()?,
-                http::HeaderValue::from_str(&value).ok()?,
-            ))
-        })
-        .collect()
-}
-
-/// [`trace_headers_of`] the current span: what an outgoing request, message or call carries.
-pub fn outgoing_trace_headers() -> HashMap<String, String> {
-    trace_headers_of(&Span::current())
-}
-
-/// The current span's `traceparent`, to store beside work that continues later (the outbox).
-pub fn current_traceparent() -> Option<String> {
-    outgoing_trace_headers().remove("traceparent")
-}
-
-/// Makes `span` a child of the remote span named by the trace-context fields `lookup` finds
-/// (`traceparent`, `tracestate`). Missing or malformed fields, or export being off, leave `span`
-/// as it was.
-pub fn continue_remote_trace(span: &Span, lookup: impl Fn(&str) -> Option<String>) {
-    let fields: HashMap<String, String> = PROPAGATOR
-        .fields()
-        .filter_map(|name| lookup(name).map(|v| (name.to_owned(), v)))
-        .collect();
-    if fields.is_empty() {
-        return;
-    }
-    let parent = PROPAGATOR.extract(&fields);
-    // Fails only when no OpenTelemetry layer is installed, i.e. export is off.
-    let _ = span.set_parent(parent);
-}
-
-/// [`continue_remote_trace`] from HTTP headers (poem requests, tonic requests).
-pub fn continue_remote_trace_from_headers(span: &Span, headers: &http::HeaderMap) {
-    continue_remote_trace(span, |name| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-}
-
-/// Whether `path` is a health probe or a metrics scrape: such requests are traced and logged at
-/// DEBUG only, so they neither reach the trace backend nor fill the logs.
-fn is_probe(path: &str) -> bool {
-    path.starts_with("/health") || path == "/metrics" || path.starts_with("/grpc.health.")
-}
-
-/// The span a gRPC server call runs in (for tonic's `Server::trace_fn`), named after the
-/// method (`package.Service/Method`) and continuing the caller's trace from its metadata.
-pub fn grpc_server_span<B>(request: &http::Request<B>) -> Span {
-    let path = request.uri().path();
-    let method = path.trim_start_matches('/');
-    let span = if is_probe(path) {
-        tracing::debug_span!("grpc.server", otel.name = %method, otel.kind = "server", rpc.system = "grpc")
-    } else {
-        tracing::info_span!("grpc.server", otel.name = %method, otel.kind = "server", rpc.system = "grpc")
-    };
-    continue_remote_trace_from_headers(&span, request.headers());
-    span
-}
-
-fn http_server_span(method: &http::Method, path: &str) -> Span {
-    macro_rules! request_span {
-        ($level:ident) => {
-            tracing::$level!(
-                "http.server",
-                otel.kind = "server",
-                otel.status_code = tracing::field::Empty,
-                http.request.method = %method,
-                url.path = %path,
-                http.response.status_code = tracing::field::Empty,
-            )
-        };
-    }
-    if is_probe(path) {
-        request_span!(debug_span)
-    } else {
-        request_span!(info_span)
-    }
-}
-
-/// Middleware opening one `http.server` span per request (named `METHOD operation`), as a child
-/// of the caller's span when the request carries `traceparent`, and logging the response.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TraceRequests;
-
-impl<E: Endpoint> Middleware<E> for TraceRequests {
-    type Output = TraceRequestsEndpoint<E>;
-
-    fn transform(&self, ep: E) -> Self::Output {
-        TraceRequestsEndpoint { inner: ep }
-    }
-}
-
-/// Endpoint produced by [`TraceRequests`].
-pub struct TraceRequestsEndpoint<E> {
-    inner: E,
-}
-
-impl<E: Endpoint> Endpoint for TraceRequestsEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
-        let method = req.method().clone();
-        let path = req.uri().path().to_owned();
-        let span = http_server_span(&method, &path);
-        continue_remote_trace_from_headers(&span, req.headers());
-        let start = Instant::now();
-        async move {
-            let result = self.inner.call(req).await.map(IntoResponse::into_response);
-            let status = match &result {
-                Ok(resp) => resp.status(),
-                Err(err) => err.status(),
-            };
-            let current = Span::current();
-            // Nothing listens (logs above INFO, no export): skip the naming work.
-            if !current.is_disabled() {
-                let operation = result
-                    .as_ref()
-                    .ok()
-                    .and_then(crate::metrics::operation_of)
-                    .unwrap_or_else(|| crate::metrics::fallback_operation(&path, &method));
-                // The span's OpenTelemetry context exists by now (children used it), and
-                // tracing-opentelemetry only reads `otel.name` before that: rename it directly.
-                current
-                    .context()
-                    .span()
-                    .update_name(format!("{method} {operation}"));
-                current.record("http.response.status_code", status.as_u16());
-                if status.is_server_error() {
-                    current.record("otel.status_code", "ERROR");
-                }
-            }
-            let (status, duration_ms) = (status.as_u16(), start.elapsed().as_secs_f64() * 1e3);
-            if is_probe(&path) {
-                tracing::debug!(status, duration_ms, "response");
-            } else {
-                tracing::info!(status, duration_ms, "response");
-            }
-            result
-        }
-        .instrument(span)
-        .await
-    }
 }
 
 #[cfg(test)]
