@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 
 use crate::error::OrdersError;
 
@@ -38,7 +38,9 @@ impl Cursor {
         let (micros, id) = raw.split_once(':').ok_or_else(invalid)?;
         let micros: i64 = micros.parse().map_err(|_| invalid())?;
         let id: i64 = id.parse().map_err(|_| invalid())?;
-        let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+        let created_at = DateTime::from_timestamp_micros(micros)
+            .filter(|t| (1000..=9999).contains(&t.year()))
+            .ok_or_else(invalid)?;
         if id < 1 {
             return Err(invalid());
         }
@@ -95,6 +97,9 @@ mod tests {
             "bm9jb2xvbg",
             &URL_SAFE_NO_PAD.encode("12:x"),
             &URL_SAFE_NO_PAD.encode("12:0"),
+            // Outside MySQL's DATETIME range (years 1000 to 9999): never produced by encode.
+            &URL_SAFE_NO_PAD.encode("-99999999999999999:1"),
+            &URL_SAFE_NO_PAD.encode("253402300800000000:1"),
         ] {
             assert!(
                 matches!(Cursor::decode(bad), Err(OrdersError::InvalidCursor(_))),

@@ -4,10 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use lapin::options::{
-    BasicAckOptions, BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions,
-    QueueDeleteOptions,
-};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
@@ -18,8 +15,8 @@ use shopmesh_orders::config::RelayConfig;
 use shopmesh_orders::events::OutboxRelay;
 use shopmesh_orders::store::OrderStore;
 use shopmesh_testkit::{
-    Running, Service, Stack, TcpProxy, amqp_url, build_service, eventually, remove_names, reroute,
-    test_stack, unique,
+    Running, Service, Stack, TcpProxy, amqp_url, build_service, eventually, remove_names,
+    remove_topology, reroute, test_stack, unique,
 };
 
 /// The orders API over a database of its own; the relay is off (tests run their own).
@@ -149,15 +146,6 @@ async fn queue_depth(ch: &lapin::Channel, queue: &str) -> u32 {
     .await
     .unwrap()
     .message_count()
-}
-
-async fn delete_topology(ch: &lapin::Channel, t: &OrderCreatedTopology) {
-    let _ = ch
-        .queue_delete(&t.queue, QueueDeleteOptions::default())
-        .await;
-    let _ = ch
-        .exchange_delete(&t.exchange, ExchangeDeleteOptions::default())
-        .await;
 }
 
 /// Checks every message is a schema-valid event with the right AMQP properties; returns them.
@@ -520,7 +508,7 @@ async fn outbox_delivers_every_event_exactly_once_across_a_broker_outage() {
 
     shutdown.trigger();
     relay_task.await.unwrap();
-    delete_topology(&ch, &topology).await;
+    remove_topology(&topology, 0).await;
     let _ = conn.close(200, "done").await;
     h.stop().await;
 }
@@ -571,7 +559,7 @@ async fn relay_restart_resumes_pending_rows() {
     .await;
     second.trigger();
     task.await.unwrap();
-    delete_topology(&ch, &topology).await;
+    remove_topology(&topology, 0).await;
     let _ = conn.close(200, "done").await;
     h.stop().await;
 }
@@ -674,6 +662,33 @@ async fn an_internal_error_answers_500_with_a_body_that_says_500() {
     match h.client.get_order(order.id).await {
         Err(ClientError::Problem(p)) => assert_eq!(p.status, 500),
         other => panic!("{other:?}"),
+    }
+    h.stop().await;
+}
+
+/// A cursor whose timestamp MySQL cannot hold is the client's mistake (400), not an outage
+/// (it answered 503 and logged "database unavailable").
+#[tokio::test]
+async fn a_cursor_with_an_out_of_range_timestamp_is_a_400() {
+    use base64::Engine;
+    let h = Harness::start().await;
+    h.create(1, 1, 1).await;
+    let http = reqwest::Client::new();
+    for raw in ["-99999999999999999:1", "253402300800000000:1"] {
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let resp = http
+            .get(format!("{}/orders/user/1", h.server.base_url))
+            .query(&[("cursor", &cursor)])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(
+            (status, &body["status"]),
+            (400, &serde_json::json!(400)),
+            "{raw}: {body}"
+        );
     }
     h.stop().await;
 }
