@@ -43,9 +43,13 @@ pub struct RateLimitConfig {
     /// When Redis is unavailable: `true` keeps serving with the in-process limit only,
     /// `false` rejects with 503 (`RATE_LIMIT_FAIL_OPEN`, true).
     pub fail_open: bool,
-    /// Take the client address from the first `X-Forwarded-For` entry
-    /// (`TRUST_FORWARDED_FOR`, false). Enable only behind a proxy that sets it.
+    /// Take the client address from `X-Forwarded-For` (`TRUST_FORWARDED_FOR`, false). Enable
+    /// only behind a proxy that appends to it.
     pub trust_forwarded_for: bool,
+    /// Proxies in front of the gateway (`TRUSTED_PROXIES`, comma-separated CIDRs, empty): the
+    /// client is the right-most `X-Forwarded-For` address outside these networks; entries to
+    /// its left are the client's own claims and never count.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// GraphQL hardening.
@@ -85,6 +89,7 @@ impl GatewayConfig {
                 window: secs("RATE_LIMIT_WINDOW_SECS", 60)?,
                 fail_open: env.parse_or("RATE_LIMIT_FAIL_OPEN", true)?,
                 trust_forwarded_for: env.parse_or("TRUST_FORWARDED_FOR", false)?,
+                trusted_proxies: cidrs(env, "TRUSTED_PROXIES")?,
             },
             graphql: GraphqlConfig {
                 max_depth: env.parse_or("GRAPHQL_MAX_DEPTH", 10)?,
@@ -93,6 +98,27 @@ impl GatewayConfig {
             },
         })
     }
+}
+
+/// A comma-separated list of CIDRs (a bare address is a /32 or /128).
+fn cidrs(env: &impl Env, key: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(value) = env.get(key) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|e| ConfigError {
+                    key: key.to_owned(),
+                    value: value.clone(),
+                    reason: format!("{s:?} is not a CIDR or address: {e}"),
+                })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -110,6 +136,20 @@ mod tests {
         assert_eq!(c.order_cache_ttl, Duration::from_secs(300));
         assert_eq!(c.order_service_url, "http://localhost:3002");
         assert!(c.rate_limit.fail_open && !c.rate_limit.trust_forwarded_for);
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_or_addresses() {
+        let env: HashMap<String, String> = [(
+            "TRUSTED_PROXIES".to_owned(),
+            "10.0.0.0/8, 192.0.2.1".to_owned(),
+        )]
+        .into();
+        let c = GatewayConfig::from_env(&env).unwrap();
+        assert_eq!(c.rate_limit.trusted_proxies.len(), 2);
+        let bad: HashMap<String, String> =
+            [("TRUSTED_PROXIES".to_owned(), "10.0.0.0/99".to_owned())].into();
+        assert!(GatewayConfig::from_env(&bad).is_err());
     }
 
     #[test]

@@ -188,21 +188,37 @@ impl ClientRateLimiter {
         }
     }
 
-    /// The client address of `req`: the peer, or the first `X-Forwarded-For` entry when trusted.
+    /// The client address of `req`: the peer, or, when `X-Forwarded-For` is trusted, the
+    /// address the nearest untrusted hop appended (see [`forwarded_client`]).
     pub fn client_of(&self, req: &Request) -> Option<IpAddr> {
         if self.config.trust_forwarded_for {
             let forwarded = req
                 .headers()
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
+                .and_then(|v| forwarded_client(v, &self.config.trusted_proxies));
             if forwarded.is_some() {
                 return forwarded;
             }
         }
         req.remote_addr().as_socket_addr().map(|a| a.ip())
     }
+}
+
+/// The client in an `X-Forwarded-For` list: proxies append the address they received from, so
+/// reading from the right, the first address outside `trusted` is the client; everything to
+/// its left was written by the client and is ignored. When every entry is trusted, the
+/// left-most is the client.
+pub fn forwarded_client(header: &str, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let hops: Vec<IpAddr> = header
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted.iter().any(|net| net.contains(*ip)))
+        .or(hops.first())
+        .copied()
 }
 
 /// Middleware applying a [`ClientRateLimiter`] to the routes it wraps.
@@ -287,6 +303,31 @@ mod tests {
         assert_eq!(retry_after_secs(Duration::ZERO), 1);
     }
 
+    #[test]
+    fn the_client_is_the_right_most_untrusted_forwarded_address() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // The client wrote the first entry; the edge proxy appended the real peer.
+        assert_eq!(
+            forwarded_client("1.2.3.4, 203.0.113.9", &[]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            forwarded_client("1.2.3.4, 203.0.113.9, 10.1.2.3", &trusted),
+            ip("203.0.113.9"),
+            "internal proxies are skipped"
+        );
+        assert_eq!(
+            forwarded_client("10.0.0.1, 10.0.0.2", &trusted),
+            ip("10.0.0.1")
+        );
+        assert_eq!(
+            forwarded_client("garbage, 203.0.113.9", &[]),
+            ip("203.0.113.9")
+        );
+        assert_eq!(forwarded_client("garbage", &[]), None);
+    }
+
     #[tokio::test]
     async fn local_limit_applies_without_redis() {
         let config = RateLimitConfig {
@@ -294,6 +335,7 @@ mod tests {
             window: Duration::from_secs(60),
             fail_open: true,
             trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
         };
         let cache = RedisCache::new("redis://127.0.0.1:1/", Duration::from_millis(50)).unwrap();
         let limiter = ClientRateLimiter::new(config, cache, String::new());
@@ -319,6 +361,7 @@ mod tests {
             window: Duration::from_secs(60),
             fail_open: false,
             trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
         };
         let cache = RedisCache::new("redis://127.0.0.1:1/", Duration::from_millis(50)).unwrap();
         let limiter = ClientRateLimiter::new(config, cache, String::new());

@@ -524,6 +524,36 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
     backend.stop().await;
 }
 
+/// Behind a proxy that appends the peer to `X-Forwarded-For`, a client that writes a new
+/// first entry on every request is still one client (30 of 30 got through when the first,
+/// client-chosen entry was the key).
+#[tokio::test]
+async fn a_client_cannot_escape_the_rate_limit_by_forging_forwarded_for() {
+    let backend = Backend::start().await;
+    let mut config = backend.config();
+    config.rate_limit.max_requests = 10;
+    let gw = Running::start(config).await;
+    let mut passed = 0;
+    for i in 0..30 {
+        let resp = gw
+            .http
+            .get(format!("{}/api/users/1/name", gw.server.base_url))
+            .header("x-forwarded-for", format!("198.18.0.{i}, 203.0.113.77"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status().is_success() {
+            passed += 1;
+        }
+    }
+    assert_eq!(
+        passed, 10,
+        "the limit applies to the address the proxy appended"
+    );
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
 #[tokio::test]
 async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas() {
     let backend = Backend::start().await;
