@@ -104,6 +104,7 @@ fn to_chrono(t: bson::DateTime) -> DateTime<Utc> {
 pub struct MongoNotificationStore {
     client: Client,
     collection: Collection<NotificationDoc>,
+    timeout: Duration,
 }
 
 fn classify(e: mongodb::error::Error) -> NotificationsError {
@@ -136,7 +137,33 @@ impl MongoNotificationStore {
         options.connect_timeout = Some(timeout);
         let client = Client::with_options(options).map_err(classify)?;
         let collection = client.database(database).collection("notifications");
-        Ok(Self { client, collection })
+        Ok(Self {
+            client,
+            collection,
+            timeout,
+        })
+    }
+
+    /// Runs one store operation in a task of its own and waits at most the store's timeout.
+    /// A caller that gives up (a cancelled gRPC call, a client deadline) then never drops a
+    /// driver operation mid-flight, which the driver does not survive: the pooled connection
+    /// stays checked out and later calls wait for it. The operation itself finishes, or ends at
+    /// its server-side `maxTimeMS`, in the background.
+    async fn detached<T, F>(&self, op: F) -> Result<T, NotificationsError>
+    where
+        F: std::future::Future<Output = Result<T, NotificationsError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        match tokio::time::timeout(self.timeout, tokio::spawn(op)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(failed)) => Err(NotificationsError::Store(format!(
+                "store operation failed: {failed}"
+            ))),
+            Err(_) => Err(NotificationsError::StoreUnavailable(format!(
+                "MongoDB did not answer within {:?}",
+                self.timeout
+            ))),
+        }
     }
 
     /// Creates the indexes: orderId, (userId, createdAt desc), unique eventId. Idempotent.
@@ -207,26 +234,34 @@ impl NotificationStore for MongoNotificationStore {
             sent_at: Some(now),
             created_at: now,
         };
-        match self.collection.insert_one(doc).await {
-            Ok(_) => Ok(InsertOutcome::Inserted),
-            Err(e) => match &*e.kind {
-                ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000 => {
-                    Ok(InsertOutcome::Duplicate)
-                }
-                _ => Err(classify(e)),
-            },
-        }
+        let collection = self.collection.clone();
+        self.detached(async move {
+            match collection.insert_one(doc).await {
+                Ok(_) => Ok(InsertOutcome::Inserted),
+                Err(e) => match &*e.kind {
+                    ErrorKind::Write(WriteFailure::WriteError(w)) if w.code == 11000 => {
+                        Ok(InsertOutcome::Duplicate)
+                    }
+                    _ => Err(classify(e)),
+                },
+            }
+        })
+        .await
     }
 
     async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError> {
-        let cursor = self
-            .collection
-            .find(doc! { "orderId": order_id })
-            .sort(doc! { "createdAt": -1, "_id": -1 })
-            .await
-            .map_err(classify)?;
-        let docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
-        Ok(docs.into_iter().map(Into::into).collect())
+        let (collection, max_time) = (self.collection.clone(), self.timeout);
+        self.detached(async move {
+            let cursor = collection
+                .find(doc! { "orderId": order_id })
+                .sort(doc! { "createdAt": -1, "_id": -1 })
+                .max_time(max_time)
+                .await
+                .map_err(classify)?;
+            let docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
+            Ok(docs.into_iter().map(Into::into).collect())
+        })
+        .await
     }
 
     async fn by_user(
@@ -248,14 +283,19 @@ impl NotificationStore for MongoNotificationStore {
                 ] }
             }
         };
-        let cursor = self
-            .collection
-            .find(filter)
-            .sort(doc! { "createdAt": -1, "_id": -1 })
-            .limit(limit + 1)
-            .await
-            .map_err(classify)?;
-        let mut docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
+        let (collection, max_time) = (self.collection.clone(), self.timeout);
+        let mut docs: Vec<NotificationDoc> = self
+            .detached(async move {
+                let cursor = collection
+                    .find(filter)
+                    .sort(doc! { "createdAt": -1, "_id": -1 })
+                    .limit(limit + 1)
+                    .max_time(max_time)
+                    .await
+                    .map_err(classify)?;
+                cursor.try_collect().await.map_err(classify)
+            })
+            .await?;
         let next = if docs.len() as i64 > limit {
             docs.truncate(limit as usize);
             docs.last().map(|d| PageToken {
@@ -269,11 +309,14 @@ impl NotificationStore for MongoNotificationStore {
     }
 
     async fn ping(&self) -> Result<(), NotificationsError> {
-        self.client
-            .database("admin")
-            .run_command(doc! { "ping": 1 })
-            .await
-            .map(|_| ())
-            .map_err(classify)
+        let admin = self.client.database("admin");
+        self.detached(async move {
+            admin
+                .run_command(doc! { "ping": 1 })
+                .await
+                .map(|_| ())
+                .map_err(classify)
+        })
+        .await
     }
 }

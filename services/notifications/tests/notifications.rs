@@ -687,3 +687,44 @@ async fn reflection_lists_the_service_and_health_follows_dependencies() {
         .await;
     h.stop().await;
 }
+
+/// Callers that give up mid-call (client timeouts, a gateway's short downstream deadline) must
+/// not wedge the service: tonic drops a cancelled handler, and a store operation dropped
+/// mid-flight used to leave the MongoDB pool stuck, so every later call missed its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_calls_do_not_wedge_the_store() {
+    let h = Harness::start(Options::default()).await;
+    let client = h.client().await;
+    let mut cancelled = tokio::task::JoinSet::new();
+    for round in 0..5 {
+        for i in 0..100 {
+            let mut c = client.clone();
+            cancelled.spawn(async move {
+                let request = pb::GetNotificationsRequest {
+                    order_id: 1 + round * 100 + i,
+                };
+                let _ = tokio::time::timeout(
+                    Duration::from_micros(500 + 50 * i as u64),
+                    c.get_notifications(request),
+                )
+                .await;
+            });
+        }
+        while cancelled.join_next().await.is_some() {}
+    }
+    for attempt in 0..3 {
+        let started = std::time::Instant::now();
+        let mut c = client.clone();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(3),
+            c.get_notifications(pb::GetNotificationsRequest { order_id: 7 }),
+        )
+        .await;
+        assert!(
+            matches!(answer, Ok(Ok(_))),
+            "call {attempt} after the cancellations: {answer:?} in {:?}",
+            started.elapsed()
+        );
+    }
+    h.stop().await;
+}
