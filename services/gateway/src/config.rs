@@ -61,6 +61,10 @@ pub struct GraphqlConfig {
     pub max_complexity: usize,
     /// Whether introspection is allowed (`GRAPHQL_INTROSPECTION`, true).
     pub introspection: bool,
+    /// Root fields, aliases included, one query may select (`GRAPHQL_MAX_ROOT_FIELDS`, 20).
+    pub max_root_fields: usize,
+    /// Mutations (root fields of a mutation) one request may run (`GRAPHQL_MAX_MUTATIONS`, 5).
+    pub max_mutations: usize,
 }
 
 impl GatewayConfig {
@@ -95,6 +99,8 @@ impl GatewayConfig {
                 max_depth: env.parse_or("GRAPHQL_MAX_DEPTH", 10)?,
                 max_complexity: env.parse_or("GRAPHQL_MAX_COMPLEXITY", 250)?,
                 introspection: env.parse_or("GRAPHQL_INTROSPECTION", true)?,
+                max_root_fields: env.parse_or("GRAPHQL_MAX_ROOT_FIELDS", 20)?,
+                max_mutations: env.parse_or("GRAPHQL_MAX_MUTATIONS", 5)?,
             },
         })
     }

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod downstream;
 pub mod error;
 pub mod graphql;
+pub mod limits;
 pub mod playground;
 pub mod ratelimit;
 
@@ -64,7 +65,11 @@ impl Gateway {
         let mut builder =
             shopmesh_graphql::schema_builder(Arc::new(GatewayGraph::new(backends.clone())))
                 .limit_depth(config.graphql.max_depth)
-                .limit_complexity(config.graphql.max_complexity);
+                .limit_complexity(config.graphql.max_complexity)
+                .extension(limits::OperationLimits {
+                    max_root_fields: config.graphql.max_root_fields,
+                    max_mutations: config.graphql.max_mutations,
+                });
         if !config.graphql.introspection {
             builder = builder.disable_introspection();
         }

@@ -154,6 +154,83 @@ fn error_code(body: &Value) -> Option<&str> {
 
 const CREATE: &str = "mutation($input: CreateOrderInput!) { createOrder(input: $input) { id userId productId quantity status createdAt } }";
 
+/// Aliases used to multiply what one request costs: 40 aliased `ordersByUser(first: 100)` with
+/// notifications (4,000 gRPC calls), 124 aliased `user` lookups, 120 aliased `createOrder`
+/// (120 writes under a limit of 10 requests a minute). Each is now rejected before anything
+/// runs, and the downstream call counters prove it.
+#[tokio::test]
+async fn aliased_fan_out_is_rejected_before_any_downstream_call() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let calls = |gw: &Running| {
+        let c = &gw.gateway.backends.calls;
+        [&c.users, &c.orders, &c.notifications].map(|n| n.load(Ordering::SeqCst))
+    };
+    let aliased = |n: usize, field: &str| -> String {
+        (0..n)
+            .map(|i| format!("a{i}: {}", field.replace("$I", &(1000 + i).to_string())))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let attacks = [
+        format!(
+            "{{ {} }}",
+            aliased(
+                40,
+                r#"ordersByUser(userId: "1", first: 100) { nodes { notifications { message } } }"#
+            )
+        ),
+        format!("{{ {} }}", aliased(124, r#"user(id: "$I") { name }"#)),
+        format!(
+            "mutation {{ {} }}",
+            aliased(
+                120,
+                r#"createOrder(input: {userId: "1", productId: "$I", quantity: 1}) { id }"#
+            )
+        ),
+    ];
+    let before = calls(&gw);
+    let orders_before: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(backend.orders_store.pool())
+        .await
+        .unwrap();
+    for attack in &attacks {
+        let body = gw.graphql(attack, json!({})).await;
+        assert_eq!(error_code(&body), Some("QUERY_LIMIT_EXCEEDED"), "{body}");
+        assert!(body["data"].is_null(), "nothing ran: {body}");
+    }
+    assert_eq!(calls(&gw), before, "no users, orders or notifications call");
+    let orders_after: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(backend.orders_store.pool())
+        .await
+        .unwrap();
+    assert_eq!(orders_after, orders_before, "no order written");
+
+    // At the limits, operations still run.
+    let ok = gw
+        .graphql(
+            &format!("{{ {} }}", aliased(20, r#"userName(id: "1")"#)),
+            json!({}),
+        )
+        .await;
+    assert!(ok["errors"].is_null(), "{ok}");
+    let writes = gw
+        .graphql(
+            &format!(
+                "mutation {{ {} }}",
+                aliased(
+                    5,
+                    r#"createOrder(input: {userId: "1", productId: "$I", quantity: 1}) { id }"#
+                )
+            ),
+            json!({}),
+        )
+        .await;
+    assert!(writes["errors"].is_null(), "{writes}");
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
 #[tokio::test]
 async fn every_graphql_operation_round_trips() {
     let backend = Backend::start().await;
@@ -698,6 +775,7 @@ async fn depth_complexity_and_introspection_limits() {
         max_depth: 3,
         max_complexity: 8,
         introspection: false,
+        ..config.graphql
     };
     let gw = Running::start(config).await;
     let deep = gw
