@@ -37,6 +37,21 @@ pub async fn create_and_migrate(
         .map_err(|e| sqlx::Error::Migrate(Box::new(e)))
 }
 
+/// [`create_and_migrate`], retried with backoff until it succeeds (MySQL may start after the
+/// service). `false` when `shutdown` came first.
+pub async fn migrate_until_done(
+    pool: &MySqlPool,
+    url: &str,
+    migrator: &Migrator,
+    shutdown: &crate::shutdown::Shutdown,
+) -> bool {
+    crate::retry::until_ok("database migrations", shutdown, || {
+        create_and_migrate(pool, url, migrator)
+    })
+    .await
+    .is_some()
+}
+
 /// Checks the database answers.
 pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())

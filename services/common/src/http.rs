@@ -26,6 +26,35 @@ pub async fn bind(addr: &str) -> std::io::Result<(TcpAcceptor, SocketAddr)> {
     Ok((acceptor, local))
 }
 
+/// An HTTP listener bound when a service is built and served when it runs, so a service (or a
+/// test, with port 0) knows its address before it serves.
+pub struct HttpListener {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+}
+
+impl HttpListener {
+    /// Binds `0.0.0.0:port` (port 0 picks a free port).
+    pub async fn bind(port: u16) -> std::io::Result<Self> {
+        let (acceptor, addr) = bind(&format!("0.0.0.0:{port}")).await?;
+        Ok(Self { acceptor, addr })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves `app` until `shutdown`, then drains (see [`serve`]).
+    pub async fn serve<E: Endpoint + 'static>(
+        self,
+        app: E,
+        shutdown: &crate::shutdown::Shutdown,
+    ) -> std::io::Result<()> {
+        serve(self.acceptor, app, shutdown.wait()).await
+    }
+}
+
 /// The middleware every service wraps its routes in: body limit, problem+json errors,
 /// request metrics labelled with `service`, request tracing.
 pub fn standard<E>(service: &'static str, ep: E) -> impl Endpoint<Output = Response>

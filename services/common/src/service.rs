@@ -17,6 +17,13 @@ pub struct Addrs {
     pub grpc: Option<SocketAddr>,
 }
 
+impl Addrs {
+    /// A service with one HTTP listener.
+    pub fn http(http: SocketAddr) -> Self {
+        Self { http, grpc: None }
+    }
+}
+
 /// A service: built from its configuration (listeners bound, clients created, nothing
 /// served yet), then run until a shutdown is requested.
 pub trait Service: Sized + Send + 'static {

@@ -16,20 +16,18 @@ pub mod limits;
 pub mod playground;
 pub mod ratelimit;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql_poem::{GraphQLRequest, GraphQLResponse};
-use poem::listener::TcpAcceptor;
 use poem::web::{Data, Html};
 use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::config::{ConfigError, Env};
 use shopmesh_common::health::{self, ReadinessCheck};
-use shopmesh_common::http;
+use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::metrics::{Collector, cache_metrics};
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
@@ -168,8 +166,7 @@ async fn graphql_execute(
 /// schema created (nothing connected yet). [`Service::run_until`] serves.
 pub struct Application {
     gateway: Gateway,
-    acceptor: TcpAcceptor,
-    addr: SocketAddr,
+    listener: HttpListener,
 }
 
 impl Application {
@@ -189,19 +186,15 @@ impl Service for Application {
     }
 
     async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
-        let (acceptor, addr) = http::bind(&format!("0.0.0.0:{}", config.port)).await?;
+        let listener = HttpListener::bind(config.port).await?;
         Ok(Self {
             gateway: Gateway::new(config)?,
-            acceptor,
-            addr,
+            listener,
         })
     }
 
     fn addrs(&self) -> Addrs {
-        Addrs {
-            http: self.addr,
-            grpc: None,
-        }
+        Addrs::http(self.listener.addr())
     }
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -209,7 +202,7 @@ impl Service for Application {
             self.gateway.limiter.clone(),
             shutdown.clone(),
         ));
-        let served = http::serve(self.acceptor, self.gateway.app(), shutdown.wait()).await;
+        let served = self.listener.serve(self.gateway.app(), &shutdown).await;
         shutdown.trigger();
         let _ = housekeeping.await;
         Ok(served?)

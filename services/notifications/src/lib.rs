@@ -13,13 +13,11 @@ pub mod error;
 pub mod events;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use poem::listener::TcpAcceptor;
 use shopmesh_common::config::{ConfigError, Env};
-use shopmesh_common::http;
+use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::retry;
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
@@ -179,7 +177,7 @@ pub struct Application {
     consumer: NotificationConsumer,
     consumer_enabled: bool,
     health_interval: Duration,
-    http: (TcpAcceptor, SocketAddr),
+    http: HttpListener,
     grpc: TcpListener,
 }
 
@@ -217,7 +215,7 @@ impl Service for Application {
             config.topology,
             config.consumer,
         );
-        let http = http::bind(&format!("0.0.0.0:{}", config.http_port)).await?;
+        let http = HttpListener::bind(config.http_port).await?;
         let grpc = TcpListener::bind(("0.0.0.0", config.grpc_port)).await?;
         Ok(Self {
             store,
@@ -231,7 +229,7 @@ impl Service for Application {
 
     fn addrs(&self) -> Addrs {
         Addrs {
-            http: self.http.1,
+            http: self.http.addr(),
             grpc: self.grpc.local_addr().ok(),
         }
     }
@@ -251,9 +249,8 @@ impl Service for Application {
             .consumer_enabled
             .then(|| tokio::spawn(self.consumer.run(shutdown.clone())));
         let http_app = http_app(store.clone(), status.clone());
-        let (acceptor, s) = (self.http.0, shutdown.clone());
-        let http_task =
-            tokio::spawn(async move { http::serve(acceptor, http_app, s.wait()).await });
+        let (listener, s) = (self.http, shutdown.clone());
+        let http_task = tokio::spawn(async move { listener.serve(http_app, &s).await });
         let served = serve_grpc(
             self.grpc,
             store,

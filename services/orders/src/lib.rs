@@ -13,22 +13,20 @@ pub mod error;
 pub mod events;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, Response, Route};
 use shopmesh_common::config::{ConfigError, Env, SecretUrl};
+use shopmesh_common::db;
 use shopmesh_common::health::{self, ReadinessCheck};
-use shopmesh_common::http;
-use shopmesh_common::retry;
+use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_openapi::orders::OrdersEndpoints;
 
 use crate::config::OrdersConfig;
 use crate::events::{OutboxRelay, RelayStatus};
-use crate::store::OrderStore;
+use crate::store::{MIGRATOR, OrderStore};
 
 /// The HTTP application: contract routes at `/`, spec at `/openapi.json`, Swagger UI at
 /// `/docs`, health at `/health/live` and `/health/ready`, Prometheus metrics at `/metrics`.
@@ -64,8 +62,7 @@ pub struct Application {
     store: OrderStore,
     relay: Option<OutboxRelay>,
     database_url: SecretUrl,
-    acceptor: TcpAcceptor,
-    addr: SocketAddr,
+    listener: HttpListener,
 }
 
 impl Application {
@@ -103,34 +100,27 @@ impl Service for Application {
                 config.relay,
             )
         });
-        let (acceptor, addr) = http::bind(&format!("0.0.0.0:{}", config.port)).await?;
+        let listener = HttpListener::bind(config.port).await?;
         Ok(Self {
             store,
             relay,
             database_url: config.database_url,
-            acceptor,
-            addr,
+            listener,
         })
     }
 
     fn addrs(&self) -> Addrs {
-        Addrs {
-            http: self.addr,
-            grpc: None,
-        }
+        Addrs::http(self.listener.addr())
     }
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let store = self.store;
-        let migrated = retry::until_ok("database migrations", &shutdown, || {
-            store.migrate(self.database_url.expose())
-        })
-        .await;
-        if migrated.is_none() {
+        let url = self.database_url.expose();
+        if !db::migrate_until_done(store.pool(), url, &MIGRATOR, &shutdown).await {
             return Ok(());
         }
         let relay = self.relay.map(|r| tokio::spawn(r.run(shutdown.clone())));
-        let served = http::serve(self.acceptor, app(store), shutdown.wait()).await;
+        let served = self.listener.serve(app(store), &shutdown).await;
         shutdown.trigger();
         if let Some(relay) = relay {
             let _ = relay.await;

@@ -104,11 +104,6 @@ impl OrderStore {
         })
     }
 
-    /// Creates the database if it is missing, then applies pending migrations.
-    pub async fn migrate(&self, url: &str) -> Result<(), sqlx::Error> {
-        shopmesh_common::db::create_and_migrate(&self.pool, url, &MIGRATOR).await
-    }
-
     /// The connection pool.
     pub fn pool(&self) -> &MySqlPool {
         &self.pool

@@ -11,23 +11,21 @@ pub mod domain;
 pub mod error;
 pub mod store;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use poem::listener::TcpAcceptor;
 use poem::{Endpoint, EndpointExt, Response, Route};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl};
+use shopmesh_common::db;
 use shopmesh_common::health::{self, ReadinessCheck};
-use shopmesh_common::http;
+use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::metrics::{Collector, cache_metrics};
-use shopmesh_common::retry;
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_openapi::users::UsersEndpoints;
 
 use crate::config::UsersConfig;
-use crate::store::UserStore;
+use crate::store::{MIGRATOR, UserStore};
 
 /// The HTTP application: contract routes, `/openapi.json`, `/docs`, `/health/*`, `/metrics`. Readiness
 /// needs MySQL only: without Redis the service still answers, uncached.
@@ -62,8 +60,7 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
 pub struct Application {
     store: UserStore,
     database_url: SecretUrl,
-    acceptor: TcpAcceptor,
-    addr: SocketAddr,
+    listener: HttpListener,
 }
 
 impl Application {
@@ -92,32 +89,25 @@ impl Service for Application {
             config.cache_ttl,
         )?
         .with_key_prefix(config.cache_prefix.clone());
-        let (acceptor, addr) = http::bind(&format!("0.0.0.0:{}", config.port)).await?;
+        let listener = HttpListener::bind(config.port).await?;
         Ok(Self {
             store,
             database_url: config.database_url,
-            acceptor,
-            addr,
+            listener,
         })
     }
 
     fn addrs(&self) -> Addrs {
-        Addrs {
-            http: self.addr,
-            grpc: None,
-        }
+        Addrs::http(self.listener.addr())
     }
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let store = self.store;
-        let migrated = retry::until_ok("database migrations", &shutdown, || {
-            store.migrate(self.database_url.expose())
-        })
-        .await;
-        if migrated.is_none() {
+        let url = self.database_url.expose();
+        if !db::migrate_until_done(store.pool(), url, &MIGRATOR, &shutdown).await {
             return Ok(());
         }
-        http::serve(self.acceptor, app(store), shutdown.wait()).await?;
+        self.listener.serve(app(store), &shutdown).await?;
         Ok(())
     }
 }

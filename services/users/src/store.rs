@@ -90,11 +90,6 @@ impl UserStore {
         cache_key(&self.key_prefix, id)
     }
 
-    /// Creates the database when missing and applies migrations.
-    pub async fn migrate(&self, url: &str) -> Result<(), sqlx::Error> {
-        shopmesh_common::db::create_and_migrate(&self.pool, url, &MIGRATOR).await
-    }
-
     /// The pool.
     pub fn pool(&self) -> &MySqlPool {
         &self.pool
