@@ -25,6 +25,9 @@ pub struct GatewayConfig {
     pub order_cache_ttl: Duration,
     /// TTL of cached users (`USER_CACHE_TTL_SECS`, 30).
     pub user_cache_ttl: Duration,
+    /// How long "no such user" is remembered (`NOT_FOUND_CACHE_TTL_SECS`, 5; 0 turns it off),
+    /// so lookups of ids that do not exist cannot make a users call every time.
+    pub not_found_cache_ttl: Duration,
     /// Prefix of every Redis key the gateway writes (`CACHE_PREFIX`, empty).
     pub cache_prefix: String,
     /// Rate limit settings.
@@ -87,6 +90,7 @@ impl GatewayConfig {
             redis_timeout: ms("REDIS_TIMEOUT_MS", 250)?,
             order_cache_ttl: secs("ORDER_CACHE_TTL_SECS", 300)?,
             user_cache_ttl: secs("USER_CACHE_TTL_SECS", 30)?,
+            not_found_cache_ttl: secs("NOT_FOUND_CACHE_TTL_SECS", 5)?,
             cache_prefix: env.string_or("CACHE_PREFIX", ""),
             rate_limit: RateLimitConfig {
                 max_requests: env.parse_or("RATE_LIMIT_MAX", 10)?,

@@ -40,6 +40,7 @@ pub struct Backends {
     timeout: Duration,
     order_ttl: Duration,
     user_ttl: Duration,
+    not_found_ttl: Duration,
     prefix: String,
     /// Call counters.
     pub calls: DownstreamCalls,
@@ -59,6 +60,9 @@ fn orders_error(e: ClientError) -> GatewayError {
 fn users_error(e: ClientError) -> GatewayError {
     GatewayError::from_client("users", e)
 }
+
+/// What the cache holds for a user id the users service does not know (JSON `null`).
+const NOT_FOUND: &str = "null";
 
 fn encode<T: ToJSON>(value: &T) -> Option<String> {
     value.to_json().map(|v| v.to_string())
@@ -92,6 +96,7 @@ impl Backends {
             timeout: config.downstream_timeout,
             order_ttl: config.order_cache_ttl,
             user_ttl: config.user_cache_ttl,
+            not_found_ttl: config.not_found_cache_ttl,
             prefix: config.cache_prefix.clone(),
             calls: DownstreamCalls::default(),
         })
@@ -177,18 +182,30 @@ impl Backends {
     }
 
     /// One user, from a short-lived cache when present.
+    /// A cached "no such user" expires after `NOT_FOUND_CACHE_TTL_SECS`; creating the user
+    /// through the gateway replaces it at once.
     pub async fn user(&self, id: i64) -> Result<users::User, GatewayError> {
         let key = self.user_key(id);
-        if let Some(user) = self
-            .cache
-            .get(&key)
-            .await
-            .and_then(|t| decode::<users::User>(&t))
-        {
-            return Ok(user);
+        let not_found = || GatewayError::NotFound(format!("user {id} does not exist"));
+        match self.cache.get(&key).await.as_deref() {
+            Some(NOT_FOUND) => return Err(not_found()),
+            Some(text) => {
+                if let Some(user) = decode::<users::User>(text) {
+                    return Ok(user);
+                }
+            }
+            None => {}
         }
         self.calls.users.fetch_add(1, Ordering::Relaxed);
-        let user = self.users.get_user(id).await.map_err(users_error)?;
+        let user = match self.users.get_user(id).await.map_err(users_error) {
+            Err(GatewayError::NotFound(detail)) => {
+                if !self.not_found_ttl.is_zero() {
+                    self.cache.set(&key, NOT_FOUND, self.not_found_ttl).await;
+                }
+                return Err(GatewayError::NotFound(detail));
+            }
+            other => other?,
+        };
         if let Some(text) = encode(&user) {
             self.cache.set(&key, &text, self.user_ttl).await;
         }

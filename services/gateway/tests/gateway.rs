@@ -231,6 +231,65 @@ async fn aliased_fan_out_is_rejected_before_any_downstream_call() {
     backend.stop().await;
 }
 
+/// Lookups of ids that do not exist used to reach the users service every time (124 aliases,
+/// 124 calls, again and again). "No such user" is now remembered briefly.
+#[tokio::test]
+async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let query = (0..10)
+        .map(|i| format!(r#"u{i}: userName(id: "{}")"#, 900_000 + i))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let query = format!("{{ {query} }}");
+    backend.user_calls.store(0, Ordering::SeqCst);
+    for round in 0..3 {
+        let body = gw.graphql(&query, json!({})).await;
+        assert_eq!(
+            error_code(&body),
+            Some("NOT_FOUND"),
+            "round {round}: {body}"
+        );
+    }
+    assert_eq!(
+        backend.user_calls.load(Ordering::SeqCst),
+        10,
+        "one users call per unknown id, then none while remembered"
+    );
+    // REST reads share the memory.
+    let resp = gw
+        .http
+        .get(format!("{}/api/users/900000", gw.server.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert_eq!(backend.user_calls.load(Ordering::SeqCst), 10);
+
+    // The next id (the test database holds the 3 seeded users) is remembered as missing; the
+    // user created through the gateway under that id is served at once, not a 404.
+    let next = format!("{}/api/users/4", gw.server.base_url);
+    assert_eq!(
+        gw.http.get(&next).send().await.unwrap().status().as_u16(),
+        404
+    );
+    let created = gw
+        .client()
+        .create_user(&rest::CreateUserRequest {
+            name: "Grace".into(),
+            email: poem_openapi::types::Email(format!("{}@example.com", unique("grace"))),
+        })
+        .await
+        .unwrap();
+    assert_eq!(created.id, 4);
+    assert_eq!(
+        gw.http.get(&next).send().await.unwrap().status().as_u16(),
+        200
+    );
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
 #[tokio::test]
 async fn every_graphql_operation_round_trips() {
     let backend = Backend::start().await;
