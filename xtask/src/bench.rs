@@ -56,7 +56,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         infra::ensure(&dep, true)?;
     }
     let env = up::environment(root);
-    let (mut mongo, mongo_url) = match env
+    let (mongo, mongo_url) = match env
         .get("MONGO_URL")
         .filter(|u| infra::reachable(&infra::addr_of(u), Duration::from_secs(1)))
     {
@@ -147,9 +147,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         let _ = b.kill();
         let _ = b.wait();
     }
-    if let Some(m) = mongo.as_mut() {
-        let _ = m.kill();
-        let _ = m.wait();
-    }
+    drop(mongo);
     result
 }

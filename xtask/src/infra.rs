@@ -157,20 +157,22 @@ pub fn free_port() -> Result<u16> {
 pub struct TestInfra {
     /// Environment variables the tests read.
     pub vars: Vec<(String, String)>,
-    mongo: Option<Child>,
+    // Held for its Drop: the stand-in stops with the test run.
+    _mongo: Option<MongoStandin>,
 }
 
-impl Drop for TestInfra {
+/// A running MongoDB stand-in; stopped when dropped.
+pub struct MongoStandin(Child);
+
+impl Drop for MongoStandin {
     fn drop(&mut self) {
-        if let Some(mut child) = self.mongo.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
 /// Starts a SecantusDB MongoDB wire-protocol server on a free port, in-memory.
-pub fn start_mongo_standin(root: &Path) -> Result<(Child, String)> {
+pub fn start_mongo_standin(root: &Path) -> Result<(MongoStandin, String)> {
     let bin = crate::tools::secantusd(root)?;
     let port = free_port()?;
     let log_dir = root.join("target/xtask");
@@ -198,7 +200,10 @@ pub fn start_mongo_standin(root: &Path) -> Result<(Child, String)> {
         );
     }
     println!("infra: MongoDB stand-in (SecantusDB) listening on {addr}");
-    Ok((child, format!("mongodb://{addr}/?directConnection=true")))
+    Ok((
+        MongoStandin(child),
+        format!("mongodb://{addr}/?directConnection=true"),
+    ))
 }
 
 /// Ensures MySQL, Redis and RabbitMQ are up and provides a MongoDB endpoint: `TEST_MONGO_URL`
@@ -221,10 +226,13 @@ pub fn ensure_all(root: &Path) -> Result<TestInfra> {
             vars.push(("TEST_MONGO_URL".to_owned(), url));
         }
         _ => {
-            let (child, url) = start_mongo_standin(root)?;
-            mongo = Some(child);
+            let (standin, url) = start_mongo_standin(root)?;
+            mongo = Some(standin);
             vars.push(("TEST_MONGO_URL".to_owned(), url));
         }
     }
-    Ok(TestInfra { vars, mongo })
+    Ok(TestInfra {
+        vars,
+        _mongo: mongo,
+    })
 }

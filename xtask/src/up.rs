@@ -160,6 +160,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         );
     }
 
+    let stack = stack(env)?;
+    stack.check_ports_free()?;
     if !args.iter().any(|a| a == "--no-build") {
         println!("up: building the services");
         build_services(false, &[])?;
@@ -170,22 +172,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
 
-    let stack = stack(env)?;
-    let spawned = stack.spawn(
+    let mut processes = stack.spawn(
         &root.join("target/debug"),
         Output::Prefixed,
         Duration::from_secs(90),
-    );
-    let mut processes = match spawned {
-        Ok(p) => p,
-        Err(e) => {
-            if let Some(mut m) = standin {
-                let _ = m.kill();
-                let _ = m.wait();
-            }
-            return Err(e);
-        }
-    };
+    )?;
     let grpc = stack.ports.notifications_grpc;
     let traces = match get(&stack.env, "OTEL_EXPORTER_OTLP_ENDPOINT", "") {
         endpoint if !endpoint.is_empty() => format!("OTLP to {endpoint}"),
@@ -214,10 +205,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         };
         println!("up: {name} stopped ({how})");
     }
-    if let Some(mut m) = standin {
-        let _ = m.kill();
-        let _ = m.wait();
-    }
+    drop(standin);
     result
 }
 
