@@ -186,9 +186,10 @@ impl Backends {
     /// through the gateway replaces it at once.
     pub async fn user(&self, id: i64) -> Result<users::User, GatewayError> {
         let key = self.user_key(id);
-        let not_found = || GatewayError::NotFound(format!("user {id} does not exist"));
         match self.cache.get(&key).await.as_deref() {
-            Some(NOT_FOUND) => return Err(not_found()),
+            Some(NOT_FOUND) => {
+                return Err(GatewayError::NotFound(format!("user {id} does not exist")));
+            }
             Some(text) => {
                 if let Some(user) = decode::<users::User>(text) {
                     return Ok(user);
@@ -198,11 +199,11 @@ impl Backends {
         }
         self.calls.users.fetch_add(1, Ordering::Relaxed);
         let user = match self.users.get_user(id).await.map_err(users_error) {
-            Err(GatewayError::NotFound(detail)) => {
+            Err(e @ GatewayError::NotFound(_)) => {
                 if !self.not_found_ttl.is_zero() {
                     self.cache.set(&key, NOT_FOUND, self.not_found_ttl).await;
                 }
-                return Err(GatewayError::NotFound(detail));
+                return Err(e);
             }
             other => other?,
         };
