@@ -2,16 +2,22 @@
 //! Redis is unreachable reads are misses and writes are skipped. The outage is logged once
 //! (and once more on recovery) and counted.
 //!
+//! A circuit breaker keeps an outage from costing every call its timeout: the first failure
+//! opens it, calls then skip Redis at once, and a background probe pings Redis every
+//! [`PROBE_INTERVAL`] on a fresh connection and closes the breaker when it answers.
+//!
 //! Values can be written with a version ([`RedisCache::set_versioned`]): Redis keeps the write
 //! only if it is newer than what it holds, so a slow reader that fetched an old row can never
 //! overwrite the value a writer just refreshed.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use tokio::sync::Mutex;
+
+/// How often an open breaker probes Redis.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Lua: set `KEYS[1]` to `ARGV[1]:ARGV[2]` with TTL `ARGV[3]` unless it holds a version >= ARGV[1].
 const SET_IF_NEWER: &str = r"
@@ -33,6 +39,8 @@ pub struct CacheStats {
     pub misses: AtomicU64,
     /// Calls that failed because Redis was unreachable or slow.
     pub errors: AtomicU64,
+    /// Calls that skipped Redis because the circuit breaker was open.
+    pub bypassed: AtomicU64,
 }
 
 /// Shared, fail-soft Redis handle.
@@ -44,7 +52,7 @@ pub struct RedisCache {
 struct Inner {
     client: redis::Client,
     conn: Mutex<Option<ConnectionManager>>,
-    last_attempt: Mutex<Option<Instant>>,
+    /// The breaker: open while Redis is failing; a probe task runs while it is open.
     down: AtomicBool,
     timeout: Duration,
     stats: CacheStats,
@@ -58,7 +66,6 @@ impl RedisCache {
             inner: Arc::new(Inner {
                 client: redis::Client::open(url)?,
                 conn: Mutex::new(None),
-                last_attempt: Mutex::new(None),
                 down: AtomicBool::new(false),
                 timeout,
                 stats: CacheStats::default(),
@@ -72,62 +79,86 @@ impl RedisCache {
         &self.inner.stats
     }
 
-    /// Whether the last call reached Redis.
+    /// Whether the breaker is closed (the last call, or the last probe, reached Redis).
     pub fn is_up(&self) -> bool {
         !self.inner.down.load(Ordering::SeqCst)
     }
 
+    /// The shared connection, made on first use; `None` (at once) while the breaker is open.
     async fn connection(&self) -> Option<ConnectionManager> {
-        let mut guard = self.inner.conn.lock().await;
-        if let Some(c) = guard.as_ref() {
-            return Some(c.clone());
+        if self.inner.down.load(Ordering::Acquire) {
+            self.inner.stats.bypassed.fetch_add(1, Ordering::Relaxed);
+            return None;
         }
-        // While Redis is down, try to connect at most once a second rather than on every call.
-        {
-            let mut last = self.inner.last_attempt.lock().await;
-            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
-                return None;
+        if let Some(c) = self.shared_connection() {
+            return Some(c);
+        }
+        match self.connect().await {
+            Ok(c) => {
+                if let Ok(mut slot) = self.inner.conn.lock() {
+                    *slot = Some(c.clone());
+                }
+                Some(c)
             }
-            *last = Some(Instant::now());
+            Err(why) => {
+                self.failed(&why);
+                None
+            }
         }
+    }
+
+    fn shared_connection(&self) -> Option<ConnectionManager> {
+        self.inner.conn.lock().ok()?.clone()
+    }
+
+    async fn connect(&self) -> Result<ConnectionManager, String> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(self.inner.timeout)
             .set_response_timeout(self.inner.timeout)
             .set_number_of_retries(1);
-        match tokio::time::timeout(
+        tokio::time::timeout(
             self.inner.timeout,
             ConnectionManager::new_with_config(self.inner.client.clone(), config),
         )
         .await
-        {
-            Ok(Ok(c)) => {
-                *guard = Some(c.clone());
-                Some(c)
-            }
-            Ok(Err(e)) => {
-                self.failed(&e.to_string());
-                None
-            }
-            Err(_) => {
-                self.failed("connect timed out");
-                None
-            }
-        }
+        .map_err(|_| "connect timed out".to_owned())?
+        .map_err(|e| e.to_string())
     }
 
+    /// Opens the breaker (once per outage: logs, drops the connection, starts the probe).
     fn failed(&self, why: &str) {
         self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
-        if !self.inner.down.swap(true, Ordering::SeqCst) {
-            tracing::warn!(
-                error = why,
-                "Redis unavailable; serving without cache until it returns"
-            );
+        if self.inner.down.swap(true, Ordering::AcqRel) {
+            return;
         }
+        tracing::warn!(
+            error = why,
+            "Redis unavailable; serving without cache until it returns"
+        );
+        // A hung connection may never fail by itself; the probe starts from a fresh one.
+        if let Ok(mut slot) = self.inner.conn.lock() {
+            *slot = None;
+        }
+        let cache = self.clone();
+        tokio::spawn(async move { cache.probe_until_up().await });
     }
 
-    fn succeeded(&self) {
-        if self.inner.down.swap(false, Ordering::SeqCst) {
-            tracing::info!("Redis available again");
+    async fn probe_until_up(&self) {
+        loop {
+            tokio::time::sleep(PROBE_INTERVAL).await;
+            let Ok(mut conn) = self.connect().await else {
+                continue;
+            };
+            let ping = redis::cmd("PING");
+            let answer = ping.query_async::<String>(&mut conn);
+            if let Ok(Ok(_)) = tokio::time::timeout(self.inner.timeout, answer).await {
+                if let Ok(mut slot) = self.inner.conn.lock() {
+                    *slot = Some(conn);
+                }
+                self.inner.down.store(false, Ordering::Release);
+                tracing::info!("Redis available again");
+                return;
+            }
         }
     }
 
@@ -138,12 +169,15 @@ impl RedisCache {
         call: impl std::future::Future<Output = redis::RedisResult<T>>,
     ) -> Option<T> {
         match tokio::time::timeout(self.inner.timeout, call).await {
-            Ok(Ok(v)) => {
-                self.succeeded();
-                Some(v)
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(e)) if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() => {
+                self.failed(&e.to_string());
+                None
             }
             Ok(Err(e)) => {
-                self.failed(&e.to_string());
+                // Redis answered, with an error: the link is fine, so the breaker stays shut.
+                self.inner.stats.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, "Redis {what} failed");
                 None
             }
             Err(_) => {

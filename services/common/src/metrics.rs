@@ -107,7 +107,8 @@ impl<E: Endpoint> Endpoint for RequestMetricsEndpoint<E> {
 }
 
 /// Copies a [`crate::cache::RedisCache`]'s counters into `cache_hits_total`,
-/// `cache_misses_total` and `cache_errors_total`, labelled with `service`.
+/// `cache_misses_total`, `cache_errors_total` and `cache_bypassed_total`, and its breaker
+/// into the gauge `cache_up` (1 closed, 0 open), labelled with `service`.
 #[cfg(feature = "cache")]
 pub fn cache_metrics(service: &'static str, cache: &crate::cache::RedisCache) {
     use std::sync::atomic::Ordering;
@@ -118,6 +119,9 @@ pub fn cache_metrics(service: &'static str, cache: &crate::cache::RedisCache) {
         .absolute(stats.misses.load(Ordering::Relaxed));
     metrics::counter!("cache_errors_total", "service" => service)
         .absolute(stats.errors.load(Ordering::Relaxed));
+    metrics::counter!("cache_bypassed_total", "service" => service)
+        .absolute(stats.bypassed.load(Ordering::Relaxed));
+    metrics::gauge!("cache_up", "service" => service).set(if cache.is_up() { 1.0 } else { 0.0 });
 }
 
 /// `GET /metrics`: runs the collectors, then renders the Prometheus text format.

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use shopmesh_common::cache::RedisCache;
-use shopmesh_testkit::{redis_url, unique};
+use shopmesh_testkit::{TcpProxy, eventually, redis_url, reroute, unique};
 
 #[tokio::test]
 async fn versioned_writes_never_go_back_in_time() {
@@ -65,4 +65,40 @@ async fn unreachable_redis_is_a_fast_miss_not_an_error() {
         start.elapsed()
     );
     assert!(cache.stats().errors.load(Ordering::Relaxed) >= 1);
+}
+
+/// A hung Redis (accepts, never answers) costs one timeout, not one per call: after the first
+/// failure calls skip Redis until a background probe finds it back, and then hits resume.
+#[tokio::test]
+async fn hung_redis_trips_the_breaker_and_hits_resume_when_it_returns() {
+    let target = shopmesh_testkit::stack::authority(&redis_url()).unwrap();
+    let proxy = TcpProxy::start(&target).await;
+    let (_, url) = reroute(&redis_url(), &proxy.addr.to_string());
+    let cache = RedisCache::new(&url, Duration::from_millis(200)).unwrap();
+    let key = unique("test:breaker");
+    cache.set(&key, "v", Duration::from_secs(60)).await;
+    assert_eq!(cache.get(&key).await.as_deref(), Some("v"));
+
+    proxy.hang();
+    assert_eq!(cache.get(&key).await, None, "a hung Redis is a miss");
+    let errors = cache.stats().errors.load(Ordering::Relaxed);
+    for _ in 0..50 {
+        assert_eq!(cache.get(&key).await, None);
+    }
+    let waited = cache.stats().errors.load(Ordering::Relaxed) - errors;
+    assert_eq!(
+        waited, 0,
+        "calls while the breaker is open never wait on Redis"
+    );
+    assert!(cache.stats().bypassed.load(Ordering::Relaxed) >= 50);
+    assert!(!cache.is_up());
+
+    proxy.restore();
+    eventually(
+        "cache hits after Redis returns",
+        Duration::from_secs(3),
+        || async { (cache.get(&key).await.as_deref() == Some("v")).then_some(()) },
+    )
+    .await;
+    assert!(cache.is_up());
 }

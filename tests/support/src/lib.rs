@@ -13,7 +13,7 @@ pub use shopmesh_stack::{self as stack, Names, Ports, Service, Stack};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
@@ -122,12 +122,17 @@ impl TestDatabase {
     }
 }
 
-/// A TCP proxy on loopback whose link can be cut and restored, to simulate an outage of
+/// What a [`TcpProxy`] does with connections.
+const PROXY_UP: u8 = 0;
+const PROXY_REFUSING: u8 = 1;
+const PROXY_HANGING: u8 = 2;
+
+/// A TCP proxy on loopback whose link can be cut, hung and restored, to simulate an outage of
 /// whatever is behind it without touching the real server.
 pub struct TcpProxy {
     /// Address clients connect to.
     pub addr: SocketAddr,
-    up: Arc<AtomicBool>,
+    state: Arc<std::sync::atomic::AtomicU8>,
     cut_tx: broadcast::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -137,35 +142,70 @@ impl TcpProxy {
     pub async fn start(target: &str) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy addr");
-        let up = Arc::new(AtomicBool::new(true));
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(PROXY_UP));
         let (cut_tx, _) = broadcast::channel(4);
         let target = target.to_owned();
-        let (up2, cut2) = (up.clone(), cut_tx.clone());
+        let (state2, cut2) = (state.clone(), cut_tx.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut client, _)) = listener.accept().await else {
                     continue;
                 };
-                if !up2.load(Ordering::SeqCst) {
-                    drop(client);
-                    continue;
+                let mut cut = cut2.subscribe();
+                match state2.load(Ordering::SeqCst) {
+                    PROXY_REFUSING => {
+                        drop(client);
+                        continue;
+                    }
+                    PROXY_HANGING => {
+                        // Accept and say nothing, as a hung server does, until restored.
+                        let state = state2.clone();
+                        tokio::spawn(async move {
+                            while state.load(Ordering::SeqCst) == PROXY_HANGING {
+                                if cut.recv().await.is_err() {
+                                    break;
+                                }
+                            }
+                            drop(client);
+                        });
+                        continue;
+                    }
+                    _ => {}
                 }
                 let target = target.clone();
-                let mut cut = cut2.subscribe();
+                let state = state2.clone();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(&target).await else {
                         return;
                     };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.recv() => {}
+                    let hang = {
+                        let copy = tokio::io::copy_bidirectional(&mut client, &mut server);
+                        tokio::pin!(copy);
+                        loop {
+                            tokio::select! {
+                                _ = &mut copy => break false,
+                                _ = cut.recv() => match state.load(Ordering::SeqCst) {
+                                    PROXY_UP => continue,
+                                    PROXY_HANGING => break true,
+                                    _ => break false,
+                                },
+                            }
+                        }
+                    };
+                    drop(server);
+                    if hang {
+                        while state.load(Ordering::SeqCst) == PROXY_HANGING {
+                            if cut.recv().await.is_err() {
+                                break;
+                            }
+                        }
                     }
                 });
             }
         });
         Self {
             addr,
-            up,
+            state,
             cut_tx,
             task,
         }
@@ -173,13 +213,21 @@ impl TcpProxy {
 
     /// Drops every open connection and refuses new ones until [`TcpProxy::restore`].
     pub fn cut(&self) {
-        self.up.store(false, Ordering::SeqCst);
+        self.state.store(PROXY_REFUSING, Ordering::SeqCst);
         let _ = self.cut_tx.send(());
     }
 
-    /// Accepts connections again.
+    /// Simulates a hung server: open connections stop forwarding (they stay open, silent) and
+    /// new ones are accepted but never answered, until [`TcpProxy::restore`].
+    pub fn hang(&self) {
+        self.state.store(PROXY_HANGING, Ordering::SeqCst);
+        let _ = self.cut_tx.send(());
+    }
+
+    /// Accepts and forwards connections again; connections held by [`TcpProxy::hang`] close.
     pub fn restore(&self) {
-        self.up.store(true, Ordering::SeqCst);
+        self.state.store(PROXY_UP, Ordering::SeqCst);
+        let _ = self.cut_tx.send(());
     }
 }
 
