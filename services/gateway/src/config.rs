@@ -3,12 +3,16 @@
 use std::time::Duration;
 
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, redis_url};
+use shopmesh_common::http::HttpLimits;
 
 /// Everything the gateway needs to start.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// HTTP port (`PORT`, 3000).
     pub port: u16,
+    /// Limits of the HTTP listener (`HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_IDLE_TIMEOUT_SECS`,
+    /// `HTTP_MAX_CONNECTIONS`).
+    pub http: HttpLimits,
     /// Redis URL (`REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`).
     pub redis_url: SecretUrl,
     /// Orders service base URL (`ORDER_SERVICE_URL`, http://localhost:3002).
@@ -81,6 +85,7 @@ impl GatewayConfig {
         };
         Ok(Self {
             port: env.parse_or("PORT", 3000)?,
+            http: HttpLimits::from_env(env)?,
             redis_url: redis_url(env)?,
             order_service_url: env.string_or("ORDER_SERVICE_URL", "http://localhost:3002"),
             user_service_url: env.string_or("USER_SERVICE_URL", "http://localhost:3001"),

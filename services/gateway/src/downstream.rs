@@ -61,6 +61,9 @@ fn users_error(e: ClientError) -> GatewayError {
     GatewayError::from_client("users", e)
 }
 
+/// How long an idle pooled connection to users or orders is kept.
+const DOWNSTREAM_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// What the cache holds for a user id the users service does not know (JSON `null`).
 const NOT_FOUND: &str = "null";
 
@@ -80,6 +83,9 @@ impl Backends {
         let http = reqwest::Client::builder()
             .timeout(config.downstream_timeout)
             .connect_timeout(config.downstream_timeout)
+            // Sooner than the services close idle connections (HttpLimits), so a request
+            // never goes out on a connection the server is closing.
+            .pool_idle_timeout(DOWNSTREAM_POOL_IDLE)
             .build()?;
         let channel = Endpoint::from_shared(config.notification_service_url.clone())?
             .timeout(config.downstream_timeout)

@@ -186,7 +186,7 @@ impl Service for Application {
     }
 
     async fn build(config: GatewayConfig) -> anyhow::Result<Self> {
-        let listener = HttpListener::bind(config.port).await?;
+        let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {
             gateway: Gateway::new(config)?,
             listener,

@@ -215,7 +215,7 @@ impl Service for Application {
             config.topology,
             config.consumer,
         );
-        let http = HttpListener::bind(config.http_port).await?;
+        let http = HttpListener::bind(config.http_port, config.http).await?;
         let grpc = TcpListener::bind(("0.0.0.0", config.grpc_port)).await?;
         Ok(Self {
             store,

@@ -100,7 +100,7 @@ impl Service for Application {
                 config.relay,
             )
         });
-        let listener = HttpListener::bind(config.port).await?;
+        let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {
             store,
             relay,

@@ -89,7 +89,7 @@ impl Service for Application {
             config.cache_ttl,
         )?
         .with_key_prefix(config.cache_prefix.clone());
-        let listener = HttpListener::bind(config.port).await?;
+        let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {
             store,
             database_url: config.database_url,

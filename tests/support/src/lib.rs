@@ -250,13 +250,14 @@ pub struct TestServer {
 impl TestServer {
     /// Serves `app` on a free loopback port.
     pub async fn start<E: poem::Endpoint + 'static>(app: E) -> Self {
-        let (acceptor, addr) = shopmesh_common::http::bind("127.0.0.1:0")
+        let (listener, addr) = shopmesh_common::http::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let shutdown = shopmesh_common::shutdown::Shutdown::new();
         let s = shutdown.clone();
         let task = tokio::spawn(async move {
-            shopmesh_common::http::serve(acceptor, app, async move { s.wait().await }).await
+            let limits = shopmesh_common::http::HttpLimits::default();
+            shopmesh_common::http::serve(listener, app, limits, async move { s.wait().await }).await
         });
         Self {
             base_url: format!("http://{addr}"),

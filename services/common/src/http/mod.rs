@@ -1,11 +1,10 @@
-//! Serving HTTP: binding (ephemeral ports for tests), the standard middleware stack, and
-//! graceful shutdown.
+//! Serving HTTP: binding (ephemeral ports for tests), the standard middleware stack, and the
+//! server with its connection limits and drain ([`server`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use poem::http::{StatusCode, header};
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{
     Body, Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Middleware, Request, Response,
 };
@@ -15,29 +14,34 @@ use crate::problem::ProblemErrors;
 /// Largest request body any service accepts: 64 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Binds `addr` (port 0 picks a free port) and returns the acceptor and the bound address.
-pub async fn bind(addr: &str) -> std::io::Result<(TcpAcceptor, SocketAddr)> {
-    let acceptor = TcpListener::bind(addr.to_owned()).into_acceptor().await?;
-    let local = acceptor
-        .local_addr()
-        .into_iter()
-        .find_map(|a| a.as_socket_addr().copied())
-        .ok_or_else(|| std::io::Error::other("listener has no socket address"))?;
-    Ok((acceptor, local))
+pub mod server;
+
+pub use server::{DRAIN_TIMEOUT, HttpLimits, serve};
+
+/// Binds `addr` (port 0 picks a free port) and returns the listener and the bound address.
+pub async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
 }
 
 /// An HTTP listener bound when a service is built and served when it runs, so a service (or a
 /// test, with port 0) knows its address before it serves.
 pub struct HttpListener {
-    acceptor: TcpAcceptor,
+    listener: tokio::net::TcpListener,
     addr: SocketAddr,
+    limits: HttpLimits,
 }
 
 impl HttpListener {
-    /// Binds `0.0.0.0:port` (port 0 picks a free port).
-    pub async fn bind(port: u16) -> std::io::Result<Self> {
-        let (acceptor, addr) = bind(&format!("0.0.0.0:{port}")).await?;
-        Ok(Self { acceptor, addr })
+    /// Binds `0.0.0.0:port` (port 0 picks a free port), to serve within `limits`.
+    pub async fn bind(port: u16, limits: HttpLimits) -> std::io::Result<Self> {
+        let (listener, addr) = bind(&format!("0.0.0.0:{port}")).await?;
+        Ok(Self {
+            listener,
+            addr,
+            limits,
+        })
     }
 
     /// The bound address.
@@ -45,13 +49,13 @@ impl HttpListener {
         self.addr
     }
 
-    /// Serves `app` until `shutdown`, then drains (see [`serve`]).
+    /// Serves `app` until `shutdown`, then drains (see [`server`]).
     pub async fn serve<E: Endpoint + 'static>(
         self,
         app: E,
         shutdown: &crate::shutdown::Shutdown,
     ) -> std::io::Result<()> {
-        serve(self.acceptor, app, shutdown.wait()).await
+        serve(self.listener, app, self.limits, shutdown.wait()).await
     }
 }
 
@@ -95,18 +99,6 @@ fn live_probe(port: u16) -> std::io::Result<bool> {
     let mut head = [0u8; 12];
     stream.read_exact(&mut head)?;
     Ok(head.starts_with(b"HTTP/1.1 200"))
-}
-
-/// Serves `app` on `acceptor` until `shutdown` resolves, then lets in-flight requests finish
-/// (up to 10 s).
-pub async fn serve<E, F>(acceptor: TcpAcceptor, app: E, shutdown: F) -> std::io::Result<()>
-where
-    E: Endpoint + 'static,
-    F: std::future::Future<Output = ()> + Send,
-{
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
-        .await
 }
 
 /// Rejects request bodies over a byte limit with 413: by `Content-Length` when present, and by

@@ -1,0 +1,336 @@
+//! The HTTP server every service runs: poem endpoints on hyper, with the limits a listener that
+//! faces clients needs and poem's own server does not offer.
+//!
+//! - **Header-read timeout**: a client that trickles its request head (slowloris) is cut off.
+//! - **Idle timeout**: a connection with no request in flight for this long is closed.
+//! - **Connection cap**: at the cap, a new connection first closes the longest-idle one (as
+//!   nginx reuses keep-alive connections when it runs out), so idle or slow sockets cannot lock
+//!   out a client; only when every connection is busy is the new one refused.
+//! - **Drain**: on shutdown the listener closes (new connections are refused), requests in
+//!   flight are answered with `Connection: close` (HTTP/1) or after a GOAWAY (HTTP/2), and
+//!   the server returns when the last connection ends, or after [`DRAIN_TIMEOUT`].
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use poem::web::{LocalAddr, RemoteAddr};
+use poem::{Addr, Endpoint, Request};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+use crate::config::{ConfigError, Env};
+
+/// Longest wait for in-flight requests when a server shuts down.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection closed to make room (or for idleness) may take to finish.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Limits of an HTTP listener, from the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// Longest a client may take to send a request head (`HTTP_HEADER_READ_TIMEOUT_MS`,
+    /// 30000). hyper starts this clock whenever an HTTP/1 connection waits for its next
+    /// request, so it also closes HTTP/1 keep-alive connections idle this long.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed
+    /// (`HTTP_IDLE_TIMEOUT_SECS`, 75; HTTP/1 connections close sooner, see above). Clients
+    /// that pool connections must drop idle ones sooner than the server does, or a request
+    /// can race the close; the gateway's drop them after 20 s.
+    pub idle_timeout: Duration,
+    /// Most open connections (`HTTP_MAX_CONNECTIONS`, 4096); keep it under the process's
+    /// file-descriptor limit.
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(75),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Reads the limits from `env`.
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            header_read_timeout: Duration::from_millis(env.parse_or(
+                "HTTP_HEADER_READ_TIMEOUT_MS",
+                d.header_read_timeout.as_millis() as u64,
+            )?),
+            idle_timeout: Duration::from_secs(
+                env.parse_or("HTTP_IDLE_TIMEOUT_SECS", d.idle_timeout.as_secs())?,
+            ),
+            max_connections: env
+                .parse_or("HTTP_MAX_CONNECTIONS", d.max_connections)?
+                .max(1),
+        })
+    }
+}
+
+/// Serves `app` on `listener` within `limits` until `shutdown` resolves, then drains.
+pub async fn serve<E, F>(
+    listener: TcpListener,
+    app: E,
+    limits: HttpLimits,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    E: Endpoint + 'static,
+    F: Future<Output = ()> + Send,
+{
+    let local = listener.local_addr()?;
+    let app = Arc::new(app);
+    let connections = Arc::new(Connections::new(limits.max_connections));
+    let (drain_tx, drain) = watch::channel(false);
+    let mut http = auto::Builder::new(TokioExecutor::new());
+    http.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    http.http2().timer(TokioTimer::new());
+    let http = Arc::new(http);
+    tracing::info!(addr = %local, "listening");
+
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, typically: wait for some to close.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(conn) = connections.admit() else {
+            metrics::counter!("http_connections_refused_total").increment(1);
+            continue;
+        };
+        let task = ConnectionTask {
+            app: app.clone(),
+            http: http.clone(),
+            local,
+            remote,
+            idle_timeout: limits.idle_timeout,
+            drain: drain.clone(),
+        };
+        tokio::spawn(task.run(stream, conn));
+    }
+
+    drop(listener);
+    let _ = drain_tx.send(true);
+    connections.closed_all(DRAIN_TIMEOUT).await;
+    tracing::info!(addr = %local, "server stopped");
+    Ok(())
+}
+
+/// What one connection's task needs.
+struct ConnectionTask<E> {
+    app: Arc<E>,
+    http: Arc<auto::Builder<TokioExecutor>>,
+    local: SocketAddr,
+    remote: SocketAddr,
+    idle_timeout: Duration,
+    drain: watch::Receiver<bool>,
+}
+
+impl<E: Endpoint + 'static> ConnectionTask<E> {
+    async fn run(mut self, stream: TcpStream, conn: Admitted) {
+        let state = conn.state.clone();
+        let service = {
+            let (app, state) = (self.app.clone(), state.clone());
+            let (local, remote) = (self.local, self.remote);
+            hyper::service::service_fn(move |req: http::Request<Incoming>| {
+                let (app, state) = (app.clone(), state.clone());
+                async move {
+                    let _busy = Busy::enter(&state);
+                    let req: Request = (
+                        req,
+                        LocalAddr(Addr::SocketAddr(local)),
+                        RemoteAddr(Addr::SocketAddr(remote)),
+                        http::uri::Scheme::HTTP,
+                    )
+                        .into();
+                    let resp = app.get_response(req).await;
+                    Ok::<_, Infallible>(hyper::Response::<BoxBody<Bytes, std::io::Error>>::from(
+                        resp,
+                    ))
+                }
+            })
+        };
+        let served = self
+            .http
+            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        tokio::pin!(served);
+        let mut evicted = state.close.subscribe();
+        let grace = tokio::select! {
+            _ = &mut served => return,
+            _ = evicted.wait_for(|closed| *closed) => CLOSE_GRACE,
+            _ = state.idle_for(self.idle_timeout) => CLOSE_GRACE,
+            _ = self.drain.wait_for(|draining| *draining) => DRAIN_TIMEOUT,
+        };
+        // Finishes a request in flight (answered with `Connection: close` or after a GOAWAY);
+        // a client still sending its head gets `grace` to finish it.
+        served.as_mut().graceful_shutdown();
+        let _ = tokio::time::timeout(grace, served).await;
+    }
+}
+
+/// The open connections of one server.
+struct Connections {
+    open: Mutex<BTreeMap<u64, Arc<ConnectionState>>>,
+    next_id: AtomicU64,
+    max: usize,
+    /// Notified whenever a connection ends.
+    ended: Notify,
+    epoch: Instant,
+}
+
+/// What the server knows about one connection.
+struct ConnectionState {
+    in_flight: AtomicUsize,
+    /// Milliseconds since [`Connections::epoch`] at the last request start or end.
+    last_active: AtomicU64,
+    epoch: Instant,
+    close: watch::Sender<bool>,
+}
+
+/// A connection's place among the open ones, given up when dropped.
+struct Admitted {
+    id: u64,
+    state: Arc<ConnectionState>,
+    connections: Arc<Connections>,
+}
+
+impl Connections {
+    fn new(max: usize) -> Self {
+        Self {
+            open: Mutex::default(),
+            next_id: AtomicU64::new(0),
+            max,
+            ended: Notify::new(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Admits a new connection, closing the longest-idle one when at the cap; `None` (refuse)
+    /// when at the cap with every connection busy.
+    fn admit(self: &Arc<Self>) -> Option<Admitted> {
+        let mut open = self.open.lock().ok()?;
+        if open.len() >= self.max {
+            let (&victim, _) = open
+                .iter()
+                .filter(|(_, c)| c.in_flight.load(Ordering::Acquire) == 0)
+                .min_by_key(|(_, c)| c.last_active.load(Ordering::Acquire))?;
+            if let Some(c) = open.remove(&victim) {
+                let _ = c.close.send(true);
+                metrics::counter!("http_connections_evicted_total").increment(1);
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ConnectionState {
+            in_flight: AtomicUsize::new(0),
+            last_active: AtomicU64::new(self.now_ms()),
+            epoch: self.epoch,
+            close: watch::channel(false).0,
+        });
+        open.insert(id, state.clone());
+        metrics::gauge!("http_connections_open").set(open.len() as f64);
+        Some(Admitted {
+            id,
+            state,
+            connections: self.clone(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Resolves when no connection is open, or after `within`.
+    async fn closed_all(&self, within: Duration) {
+        let deadline = tokio::time::sleep(within);
+        tokio::pin!(deadline);
+        loop {
+            let ended = self.ended.notified();
+            if self.open.lock().map(|o| o.is_empty()).unwrap_or(true) {
+                return;
+            }
+            tokio::select! {
+                _ = ended => {}
+                _ = &mut deadline => {
+                    tracing::warn!("drain timed out with connections open");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        if let Ok(mut open) = self.connections.open.lock() {
+            open.remove(&self.id);
+            metrics::gauge!("http_connections_open").set(open.len() as f64);
+        }
+        self.connections.ended.notify_waiters();
+    }
+}
+
+impl ConnectionState {
+    fn touch(&self) {
+        self.last_active
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Release);
+    }
+
+    /// Resolves once the connection has had no request in flight for `timeout`.
+    async fn idle_for(&self, timeout: Duration) {
+        loop {
+            let last = self.last_active.load(Ordering::Acquire);
+            let idle_until = self.epoch + Duration::from_millis(last) + timeout;
+            tokio::time::sleep_until(idle_until.into()).await;
+            let busy = self.in_flight.load(Ordering::Acquire) > 0;
+            if !busy && self.last_active.load(Ordering::Acquire) == last {
+                return;
+            }
+            if busy {
+                // A long request: look again a timeout later rather than spin.
+                tokio::time::sleep(timeout).await;
+            }
+        }
+    }
+}
+
+/// Marks a request in flight on its connection for as long as it lives.
+struct Busy<'a>(&'a ConnectionState);
+
+impl<'a> Busy<'a> {
+    fn enter(state: &'a ConnectionState) -> Self {
+        state.in_flight.fetch_add(1, Ordering::AcqRel);
+        state.touch();
+        Self(state)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}

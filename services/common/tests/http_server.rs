@@ -1,0 +1,149 @@
+//! The HTTP server's connection limits, against real sockets: slow request heads are cut off,
+//! idle connections are closed, and at the connection cap a new client is still served.
+
+use std::time::Duration;
+
+use poem::{Route, get, handler};
+use shopmesh_common::http::{HttpLimits, serve};
+use shopmesh_common::shutdown::Shutdown;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[handler]
+fn hello() -> &'static str {
+    "hello"
+}
+
+struct Server {
+    addr: std::net::SocketAddr,
+    shutdown: Shutdown,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+async fn start(limits: HttpLimits) -> Server {
+    let (listener, addr) = shopmesh_common::http::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let s = shutdown.clone();
+    tokio::spawn(async move {
+        serve(
+            listener,
+            Route::new().at("/", get(hello)),
+            limits,
+            async move { s.wait().await },
+        )
+        .await
+    });
+    Server { addr, shutdown }
+}
+
+/// Whether the server closes `stream` (EOF or reset) within `within`.
+async fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            // A response (e.g. 408) before the close is fine.
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+async fn get_ok(stream: &mut TcpStream) -> bool {
+    if stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+        Ok(Ok(n)) => buf[..n].starts_with(b"HTTP/1.1 200") && buf[..n].ends_with(b"hello"),
+        _ => false,
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_request_head_is_cut_off() {
+    let server = start(HttpLimits {
+        header_read_timeout: Duration::from_millis(500),
+        ..HttpLimits::default()
+    })
+    .await;
+    let mut slow = TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    let trickle = async {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if slow.write_all(b"X-Slow: 1\r\n").await.is_err() {
+                return;
+            }
+        }
+    };
+    trickle.await;
+    assert!(
+        closed_within(&mut slow, Duration::from_secs(1)).await,
+        "a head still incomplete after 4 s (timeout 0.5 s) must have been cut off"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let server = start(HttpLimits {
+        idle_timeout: Duration::from_millis(500),
+        ..HttpLimits::default()
+    })
+    .await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    assert!(get_ok(&mut client).await);
+    assert!(
+        closed_within(&mut client, Duration::from_secs(3)).await,
+        "idle for 3 s with a 0.5 s idle timeout"
+    );
+}
+
+#[tokio::test]
+async fn at_the_connection_cap_idle_and_slow_sockets_make_room_for_a_client() {
+    let server = start(HttpLimits {
+        max_connections: 20,
+        ..HttpLimits::default()
+    })
+    .await;
+    // 15 idle keep-alive connections and 15 that never finish their head: 30 > 20.
+    let mut held = Vec::new();
+    for _ in 0..15 {
+        let mut idle = TcpStream::connect(server.addr).await.unwrap();
+        assert!(get_ok(&mut idle).await);
+        held.push(idle);
+    }
+    for _ in 0..15 {
+        let mut slow = TcpStream::connect(server.addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        held.push(slow);
+    }
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        get_ok(&mut client).await,
+        "a new client is served at the cap"
+    );
+
+    let mut closed = 0;
+    for stream in &mut held {
+        if closed_within(stream, Duration::from_millis(200)).await {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 11,
+        "31 connections against a cap of 20: at least 11 were closed, not {closed}"
+    );
+}
