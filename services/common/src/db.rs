@@ -37,19 +37,20 @@ pub async fn create_and_migrate(
         .map_err(|e| sqlx::Error::Migrate(Box::new(e)))
 }
 
-/// [`create_and_migrate`], retried with backoff until it succeeds (MySQL may start after the
-/// service). `false` when `shutdown` came first.
-pub async fn migrate_until_done(
+/// [`create_and_migrate`] in the background, retried with backoff until it succeeds (MySQL may
+/// start after the service), while the service already answers its probes (see
+/// [`crate::startup`]).
+pub fn migrate_in_background(
     pool: &MySqlPool,
-    url: &str,
-    migrator: &Migrator,
+    url: &crate::config::SecretUrl,
+    migrator: &'static Migrator,
     shutdown: &crate::shutdown::Shutdown,
-) -> bool {
-    crate::retry::until_ok("database migrations", shutdown, || {
-        create_and_migrate(pool, url, migrator)
+) -> crate::startup::Startup {
+    let (pool, url) = (pool.clone(), url.clone());
+    crate::startup::Startup::spawn("database migrations", shutdown, move || {
+        let (pool, url) = (pool.clone(), url.clone());
+        async move { create_and_migrate(&pool, url.expose(), migrator).await }
     })
-    .await
-    .is_some()
 }
 
 /// Checks the database answers.

@@ -18,4 +18,5 @@ pub mod problem;
 pub mod retry;
 pub mod service;
 pub mod shutdown;
+pub mod startup;
 pub mod telemetry;

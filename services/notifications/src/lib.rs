@@ -13,14 +13,16 @@ pub mod error;
 pub mod events;
 pub mod store;
 
+use poem::EndpointExt;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use shopmesh_common::config::{ConfigError, Env};
 use shopmesh_common::http::{self, HttpListener};
-use shopmesh_common::retry;
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
+use shopmesh_common::startup::{Startup, StartupGate};
 use shopmesh_proto::shopmesh::notification::v1::notification_service_server::NotificationServiceServer;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
@@ -236,19 +238,26 @@ impl Service for Application {
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let mongo = self.store;
-        let indexed = retry::until_ok("MongoDB index creation", &shutdown, || {
-            mongo.ensure_indexes()
-        })
-        .await;
-        if indexed.is_none() {
-            return Ok(());
-        }
+        // The consumer relies on the unique index for idempotency, so it waits for it; reads
+        // are served meanwhile.
+        let indexed = {
+            let mongo = mongo.clone();
+            Startup::spawn("MongoDB index creation", &shutdown, move || {
+                let mongo = mongo.clone();
+                async move { mongo.ensure_indexes().await }
+            })
+        };
         let store: Arc<dyn NotificationStore> = Arc::new(mongo);
         let status = self.consumer.status();
-        let consumer = self
-            .consumer_enabled
-            .then(|| tokio::spawn(self.consumer.run(shutdown.clone())));
-        let http_app = http_app(store.clone(), status.clone());
+        let consumer = self.consumer_enabled.then(|| {
+            let (indexed, shutdown, consumer) = (indexed.clone(), shutdown.clone(), self.consumer);
+            tokio::spawn(async move {
+                if indexed.wait().await {
+                    consumer.run(shutdown).await;
+                }
+            })
+        });
+        let http_app = http_app(store.clone(), status.clone()).with(StartupGate(indexed));
         let (listener, s) = (self.http, shutdown.clone());
         let http_task = tokio::spawn(async move { listener.serve(http_app, &s).await });
         let served = serve_grpc(

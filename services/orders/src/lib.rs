@@ -22,6 +22,7 @@ use shopmesh_common::health::{self, ReadinessCheck};
 use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
+use shopmesh_common::startup::StartupGate;
 use shopmesh_openapi::orders::OrdersEndpoints;
 
 use crate::config::OrdersConfig;
@@ -115,12 +116,18 @@ impl Service for Application {
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let store = self.store;
-        let url = self.database_url.expose();
-        if !db::migrate_until_done(store.pool(), url, &MIGRATOR, &shutdown).await {
-            return Ok(());
-        }
-        let relay = self.relay.map(|r| tokio::spawn(r.run(shutdown.clone())));
-        let served = self.listener.serve(app(store), &shutdown).await;
+        let migrated =
+            db::migrate_in_background(store.pool(), &self.database_url, &MIGRATOR, &shutdown);
+        let relay = self.relay.map(|relay| {
+            let (migrated, shutdown) = (migrated.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if migrated.wait().await {
+                    relay.run(shutdown).await;
+                }
+            })
+        });
+        let app = app(store).with(StartupGate(migrated));
+        let served = self.listener.serve(app, &shutdown).await;
         shutdown.trigger();
         if let Some(relay) = relay {
             let _ = relay.await;

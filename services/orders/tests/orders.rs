@@ -457,6 +457,54 @@ async fn database_outage_answers_503_and_recovers() {
     h.stop().await;
 }
 
+/// MariaDB down when the service starts: it listens at once (liveness 200, so an orchestrator
+/// does not restart it), answers 503 until its migrations ran, then serves.
+#[tokio::test]
+async fn database_down_at_start_is_live_not_ready_then_serves() {
+    let stack = test_stack();
+    let url = stack.env_for(Service::Orders).unwrap()["DATABASE_URL"].clone();
+    let (target, _) = reroute(&url, "x:1");
+    let proxy = TcpProxy::start(&target).await;
+    proxy.cut();
+    let (_, via_proxy) = reroute(&url, &proxy.addr.to_string());
+    let stack = stack.set_for(Service::Orders, "DATABASE_URL", via_proxy);
+    let app = build_service::<Application>(&stack.env_for(Service::Orders).unwrap(), |_| {}).await;
+    let server = Running::start_live(app).await;
+    let http = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let (http, base) = (http.clone(), server.base_url.clone());
+        async move {
+            let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.headers().get("content-type").cloned(),
+            )
+        }
+    };
+    assert_eq!(status("/health/ready").await.0, 503);
+    let (code, content_type) = status("/orders/1").await;
+    assert_eq!(code, 503);
+    assert_eq!(
+        content_type.unwrap().to_str().unwrap(),
+        "application/problem+json"
+    );
+
+    proxy.restore();
+    eventually("migrations to finish", Duration::from_secs(30), || async {
+        (status("/health/ready").await.0 == 200).then_some(())
+    })
+    .await;
+    let resp = http
+        .post(format!("{}/orders", server.base_url))
+        .json(&serde_json::json!({"userId": 1, "productId": 1, "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    server.stop().await;
+    remove_names(&stack.names, 0).await;
+}
+
 #[tokio::test]
 async fn outbox_delivers_every_event_exactly_once_across_a_broker_outage() {
     let h = Harness::start().await;

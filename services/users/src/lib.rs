@@ -22,6 +22,7 @@ use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::metrics::{Collector, cache_metrics};
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
+use shopmesh_common::startup::StartupGate;
 use shopmesh_openapi::users::UsersEndpoints;
 
 use crate::config::UsersConfig;
@@ -56,7 +57,8 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
 }
 
 /// The users service, built from its configuration: listener bound, store created (lazily
-/// connected). [`Service::run_until`] migrates, then serves.
+/// connected). [`Service::run_until`] serves at once and migrates in the background; until
+/// that is done only liveness and metrics answer (everything else 503).
 pub struct Application {
     store: UserStore,
     database_url: SecretUrl,
@@ -103,11 +105,10 @@ impl Service for Application {
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let store = self.store;
-        let url = self.database_url.expose();
-        if !db::migrate_until_done(store.pool(), url, &MIGRATOR, &shutdown).await {
-            return Ok(());
-        }
-        self.listener.serve(app(store), &shutdown).await?;
+        let migrated =
+            db::migrate_in_background(store.pool(), &self.database_url, &MIGRATOR, &shutdown);
+        let app = app(store).with(StartupGate(migrated));
+        self.listener.serve(app, &shutdown).await?;
         Ok(())
     }
 }

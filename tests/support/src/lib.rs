@@ -394,9 +394,23 @@ pub struct Running {
 }
 
 impl Running {
-    /// Runs `service` until [`Running::stop`]; returns once it serves (its `/health/live`
-    /// answers, so migrations and index creation are done).
+    /// Runs `service` until [`Running::stop`]; returns once its start-up work (migrations,
+    /// index creation) is done: `/health/ready` answers with a status other than `starting`.
     pub async fn start<S: Runnable>(service: S) -> Self {
+        let running = Self::start_live(service).await;
+        let ready = format!("{}/health/ready", running.base_url);
+        let http = reqwest::Client::new();
+        eventually(&ready, Duration::from_secs(60), || async {
+            let body: Value = http.get(&ready).send().await.ok()?.json().await.ok()?;
+            (body["status"] != shopmesh_common::startup::STARTING).then_some(())
+        })
+        .await;
+        running
+    }
+
+    /// Runs `service` until [`Running::stop`]; returns once `/health/live` answers, which it
+    /// does while start-up work still runs.
+    pub async fn start_live<S: Runnable>(service: S) -> Self {
         let addrs = service.addrs();
         let base_url = format!("http://127.0.0.1:{}", addrs.http.port());
         let shutdown = Shutdown::new();
