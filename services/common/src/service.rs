@@ -15,13 +15,8 @@ pub struct Addrs {
     pub http: SocketAddr,
     /// The gRPC listener, for services that speak gRPC.
     pub grpc: Option<SocketAddr>,
-}
-
-impl Addrs {
-    /// A service with one HTTP listener.
-    pub fn http(http: SocketAddr) -> Self {
-        Self { http, grpc: None }
-    }
+    /// The listener serving `/metrics` when it is not the HTTP one (`METRICS_PORT`).
+    pub metrics: Option<SocketAddr>,
 }
 
 /// A service: built from its configuration (listeners bound, clients created, nothing
@@ -61,6 +56,6 @@ pub async fn main<S: Service>() -> anyhow::Result<()> {
     shutdown.on_signals();
     let service = S::build(config).await?;
     let addrs = service.addrs();
-    tracing::info!(http = %addrs.http, grpc = ?addrs.grpc, "{} listening", S::NAME);
+    tracing::info!(http = %addrs.http, grpc = ?addrs.grpc, metrics = ?addrs.metrics, "{} listening", S::NAME);
     service.run_until(shutdown).await
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use poem::{Route, get, handler};
-use shopmesh_common::http::{HttpLimits, serve};
+use shopmesh_common::http::{HttpConfig, serve};
 use shopmesh_common::shutdown::Shutdown;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,7 +25,7 @@ impl Drop for Server {
     }
 }
 
-async fn start(limits: HttpLimits) -> Server {
+async fn start(limits: HttpConfig) -> Server {
     let (listener, addr) = shopmesh_common::http::bind("127.0.0.1:0").await.unwrap();
     let shutdown = Shutdown::new();
     let s = shutdown.clone();
@@ -72,9 +72,9 @@ async fn get_ok(stream: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn a_client_that_trickles_its_request_head_is_cut_off() {
-    let server = start(HttpLimits {
+    let server = start(HttpConfig {
         header_read_timeout: Duration::from_millis(500),
-        ..HttpLimits::default()
+        ..HttpConfig::default()
     })
     .await;
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
@@ -98,9 +98,9 @@ async fn a_client_that_trickles_its_request_head_is_cut_off() {
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
-    let server = start(HttpLimits {
+    let server = start(HttpConfig {
         idle_timeout: Duration::from_millis(500),
-        ..HttpLimits::default()
+        ..HttpConfig::default()
     })
     .await;
     let mut client = TcpStream::connect(server.addr).await.unwrap();
@@ -113,9 +113,9 @@ async fn an_idle_keep_alive_connection_is_closed() {
 
 #[tokio::test]
 async fn at_the_connection_cap_idle_and_slow_sockets_make_room_for_a_client() {
-    let server = start(HttpLimits {
+    let server = start(HttpConfig {
         max_connections: 20,
-        ..HttpLimits::default()
+        ..HttpConfig::default()
     })
     .await;
     // 15 idle keep-alive connections and 15 that never finish their head: 30 > 20.

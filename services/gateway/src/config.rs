@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, redis_url};
-use shopmesh_common::http::HttpLimits;
+use shopmesh_common::http::HttpConfig;
 
 /// Everything the gateway needs to start.
 #[derive(Debug, Clone)]
@@ -12,7 +12,7 @@ pub struct GatewayConfig {
     pub port: u16,
     /// Limits of the HTTP listener (`HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_IDLE_TIMEOUT_SECS`,
     /// `HTTP_MAX_CONNECTIONS`).
-    pub http: HttpLimits,
+    pub http: HttpConfig,
     /// Redis URL (`REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`).
     pub redis_url: SecretUrl,
     /// Orders service base URL (`ORDER_SERVICE_URL`, http://localhost:3002).
@@ -85,7 +85,7 @@ impl GatewayConfig {
         };
         Ok(Self {
             port: env.parse_or("PORT", 3000)?,
-            http: HttpLimits::from_env(env)?,
+            http: HttpConfig::from_env(env)?,
             redis_url: redis_url(env)?,
             order_service_url: env.string_or("ORDER_SERVICE_URL", "http://localhost:3002"),
             user_service_url: env.string_or("USER_SERVICE_URL", "http://localhost:3001"),

@@ -83,7 +83,7 @@ impl Backends {
         let http = reqwest::Client::builder()
             .timeout(config.downstream_timeout)
             .connect_timeout(config.downstream_timeout)
-            // Sooner than the services close idle connections (HttpLimits), so a request
+            // Sooner than the services close idle connections (HttpConfig), so a request
             // never goes out on a connection the server is closing.
             .pool_idle_timeout(DOWNSTREAM_POOL_IDLE)
             .build()?;

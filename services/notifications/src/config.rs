@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shopmesh_common::config::{ConfigError, Env, SecretUrl};
-use shopmesh_common::http::HttpLimits;
+use shopmesh_common::http::HttpConfig;
 use shopmesh_events::OrderCreatedTopology;
 
 use crate::events::ConsumerConfig;
@@ -17,7 +17,7 @@ pub struct NotificationsConfig {
     pub http_port: u16,
     /// Limits of the HTTP listener (`HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_IDLE_TIMEOUT_SECS`,
     /// `HTTP_MAX_CONNECTIONS`).
-    pub http: HttpLimits,
+    pub http: HttpConfig,
     /// MongoDB URL (`MONGO_URL`, mongodb://localhost:27017).
     pub mongo_url: SecretUrl,
     /// Database name (`MONGO_DB`, notifications).
@@ -45,7 +45,7 @@ impl NotificationsConfig {
         Ok(Self {
             grpc_port: env.parse_or("GRPC_PORT", 50051)?,
             http_port: env.parse_or("HTTP_PORT", 3003)?,
-            http: HttpLimits::from_env(env)?,
+            http: HttpConfig::from_env(env)?,
             mongo_url: env
                 .string_or("MONGO_URL", "mongodb://localhost:27017")
                 .into(),

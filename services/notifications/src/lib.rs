@@ -231,8 +231,8 @@ impl Service for Application {
 
     fn addrs(&self) -> Addrs {
         Addrs {
-            http: self.http.addr(),
             grpc: self.grpc.local_addr().ok(),
+            ..self.http.addrs()
         }
     }
 

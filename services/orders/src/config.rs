@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url};
-use shopmesh_common::http::HttpLimits;
+use shopmesh_common::http::HttpConfig;
 use shopmesh_events::OrderCreatedTopology;
 
 /// Everything the orders service needs to start.
@@ -14,7 +14,7 @@ pub struct OrdersConfig {
     pub port: u16,
     /// Limits of the HTTP listener (`HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_IDLE_TIMEOUT_SECS`,
     /// `HTTP_MAX_CONNECTIONS`).
-    pub http: HttpLimits,
+    pub http: HttpConfig,
     /// MySQL URL (`DATABASE_URL`, or `DB_HOST`/`DB_PORT`/`DB_USER`/`DB_PASSWORD`/`DB_NAME`=orders_db).
     pub database_url: SecretUrl,
     /// Pool size (`DB_POOL_SIZE`, 10).
@@ -69,7 +69,7 @@ impl OrdersConfig {
         let topology = OrderCreatedTopology::default();
         Ok(Self {
             port: env.parse_or("PORT", 3002)?,
-            http: HttpLimits::from_env(env)?,
+            http: HttpConfig::from_env(env)?,
             database_url: mysql_url(env, "orders_db")?,
             db_pool_size: env.parse_or("DB_POOL_SIZE", 10)?,
             db_acquire_timeout: ms("DB_ACQUIRE_TIMEOUT_MS", Duration::from_millis(2000))?,

@@ -111,7 +111,7 @@ impl Service for Application {
     }
 
     fn addrs(&self) -> Addrs {
-        Addrs::http(self.listener.addr())
+        self.listener.addrs()
     }
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url, redis_url};
-use shopmesh_common::http::HttpLimits;
+use shopmesh_common::http::HttpConfig;
 
 /// Everything the users service needs to start.
 #[derive(Debug, Clone)]
@@ -12,7 +12,7 @@ pub struct UsersConfig {
     pub port: u16,
     /// Limits of the HTTP listener (`HTTP_HEADER_READ_TIMEOUT_MS`, `HTTP_IDLE_TIMEOUT_SECS`,
     /// `HTTP_MAX_CONNECTIONS`).
-    pub http: HttpLimits,
+    pub http: HttpConfig,
     /// MySQL URL (`DATABASE_URL` or `DB_*`, database `users_db`).
     pub database_url: SecretUrl,
     /// Pool size (`DB_POOL_SIZE`, 10).
@@ -35,7 +35,7 @@ impl UsersConfig {
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         Ok(Self {
             port: env.parse_or("PORT", 3001)?,
-            http: HttpLimits::from_env(env)?,
+            http: HttpConfig::from_env(env)?,
             database_url: mysql_url(env, "users_db")?,
             db_pool_size: env.parse_or("DB_POOL_SIZE", 10)?,
             db_acquire_timeout: Duration::from_millis(env.parse_or("DB_ACQUIRE_TIMEOUT_MS", 2000)?),

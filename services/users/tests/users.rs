@@ -4,6 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use poem_openapi::types::Email;
+use shopmesh_common::service::Service as _;
 use shopmesh_openapi::runtime::ClientError;
 use shopmesh_openapi::users::{UserInput, UsersClient};
 use shopmesh_testkit::{
@@ -288,4 +289,38 @@ async fn served_spec_equals_the_committed_contract() {
     shopmesh_codegen::contract::assert_equivalent(shopmesh_openapi::users::CONTRACT_YAML, &served)
         .unwrap_or_else(|e| panic!("{e}"));
     h.stop().await;
+}
+
+/// With `METRICS_PORT` set, `/metrics` moves to its own listener (with the probes), and the
+/// public one no longer serves it.
+#[tokio::test]
+async fn metrics_can_be_served_on_an_internal_port_only() {
+    let stack = test_stack().set_for(Service::Users, "METRICS_PORT", "0");
+    let app = build_service::<Application>(&stack.env_for(Service::Users).unwrap(), |_| {}).await;
+    let metrics = app.addrs().metrics.expect("a metrics listener");
+    let server = Running::start(app).await;
+    let internal = format!("http://127.0.0.1:{}", metrics.port());
+    let http = reqwest::Client::new();
+    let get = |url: String| {
+        let http = http.clone();
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+
+    assert_eq!(get(format!("{}/users/1", server.base_url)).await.0, 200);
+    let (status, _) = get(format!("{}/metrics", server.base_url)).await;
+    assert_eq!(status, 404, "the public listener does not serve /metrics");
+    let (status, body) = get(format!("{internal}/metrics")).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("http_requests_total"), "{body}");
+    assert_eq!(get(format!("{internal}/health/ready")).await.0, 200);
+    assert_eq!(
+        get(format!("{internal}/users/1")).await.0,
+        404,
+        "no API on it"
+    );
+    server.stop().await;
+    remove_names(&stack.names, 0).await;
 }

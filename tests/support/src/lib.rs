@@ -256,7 +256,7 @@ impl TestServer {
         let shutdown = shopmesh_common::shutdown::Shutdown::new();
         let s = shutdown.clone();
         let task = tokio::spawn(async move {
-            let limits = shopmesh_common::http::HttpLimits::default();
+            let limits = shopmesh_common::http::HttpConfig::default();
             shopmesh_common::http::serve(listener, app, limits, async move { s.wait().await }).await
         });
         Self {

@@ -16,7 +16,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub mod server;
 
-pub use server::{DRAIN_TIMEOUT, HttpLimits, serve};
+pub use server::{DRAIN_TIMEOUT, HttpConfig, serve};
 
 /// Binds `addr` (port 0 picks a free port) and returns the listener and the bound address.
 pub async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
@@ -26,27 +26,44 @@ pub async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, Socke
 }
 
 /// An HTTP listener bound when a service is built and served when it runs, so a service (or a
-/// test, with port 0) knows its address before it serves.
+/// test, with port 0) knows its address before it serves. With a metrics port it is two
+/// listeners: the main one without `/metrics`, and one with `/metrics` and the probes only.
 pub struct HttpListener {
     listener: tokio::net::TcpListener,
-    addr: SocketAddr,
-    limits: HttpLimits,
+    metrics: Option<tokio::net::TcpListener>,
+    config: HttpConfig,
 }
 
+/// The paths the metrics listener serves.
+const INTERNAL_PATHS: &[&str] = &["/metrics", "/health/live", "/health/ready"];
+
 impl HttpListener {
-    /// Binds `0.0.0.0:port` (port 0 picks a free port), to serve within `limits`.
-    pub async fn bind(port: u16, limits: HttpLimits) -> std::io::Result<Self> {
-        let (listener, addr) = bind(&format!("0.0.0.0:{port}")).await?;
+    /// Binds `0.0.0.0:port` (port 0 picks a free port), and the metrics port when `config`
+    /// has one.
+    pub async fn bind(port: u16, config: HttpConfig) -> std::io::Result<Self> {
+        let (listener, _) = bind(&format!("0.0.0.0:{port}")).await?;
+        let metrics = match config.metrics_port {
+            Some(port) => Some(bind(&format!("0.0.0.0:{port}")).await?.0),
+            None => None,
+        };
         Ok(Self {
             listener,
-            addr,
-            limits,
+            metrics,
+            config,
         })
     }
 
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// The bound addresses.
+    pub fn addrs(&self) -> crate::service::Addrs {
+        let addr = |l: &tokio::net::TcpListener| {
+            l.local_addr()
+                .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+        };
+        crate::service::Addrs {
+            http: addr(&self.listener),
+            grpc: None,
+            metrics: self.metrics.as_ref().map(addr),
+        }
     }
 
     /// Serves `app` until `shutdown`, then drains (see [`server`]).
@@ -55,7 +72,57 @@ impl HttpListener {
         app: E,
         shutdown: &crate::shutdown::Shutdown,
     ) -> std::io::Result<()> {
-        serve(self.listener, app, self.limits, shutdown.wait()).await
+        let Some(metrics) = self.metrics else {
+            return serve(self.listener, app, self.config, shutdown.wait()).await;
+        };
+        let app = std::sync::Arc::new(app);
+        let public = PathFilter::except(&["/metrics"], app.clone());
+        let internal = PathFilter::only(INTERNAL_PATHS, app);
+        let (public, internal) = tokio::join!(
+            serve(self.listener, public, self.config, shutdown.wait()),
+            serve(metrics, internal, self.config, shutdown.wait()),
+        );
+        public.and(internal)
+    }
+}
+
+/// Answers 404 (problem+json) for the paths a listener does not serve.
+pub struct PathFilter<E> {
+    inner: E,
+    paths: &'static [&'static str],
+    listed_are_served: bool,
+}
+
+impl<E> PathFilter<E> {
+    /// Serves every path but `paths`.
+    pub fn except(paths: &'static [&'static str], inner: E) -> Self {
+        Self {
+            inner,
+            paths,
+            listed_are_served: false,
+        }
+    }
+
+    /// Serves `paths` only.
+    pub fn only(paths: &'static [&'static str], inner: E) -> Self {
+        Self {
+            inner,
+            paths,
+            listed_are_served: true,
+        }
+    }
+}
+
+impl<E: Endpoint> Endpoint for PathFilter<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let listed = self.paths.contains(&req.uri().path());
+        if listed != self.listed_are_served {
+            let problem = crate::problem::Problem::new(404, "not served on this listener");
+            return Ok(crate::problem::response(&problem));
+        }
+        Ok(self.inner.call(req).await?.into_response())
     }
 }
 

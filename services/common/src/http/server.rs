@@ -35,9 +35,9 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a connection closed to make room (or for idleness) may take to finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
-/// Limits of an HTTP listener, from the environment.
+/// How an HTTP listener serves: its limits and where its metrics go, from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
+pub struct HttpConfig {
     /// Longest a client may take to send a request head (`HTTP_HEADER_READ_TIMEOUT_MS`,
     /// 30000). hyper starts this clock whenever an HTTP/1 connection waits for its next
     /// request, so it also closes HTTP/1 keep-alive connections idle this long.
@@ -50,20 +50,25 @@ pub struct HttpLimits {
     /// Most open connections (`HTTP_MAX_CONNECTIONS`, 4096); keep it under the process's
     /// file-descriptor limit.
     pub max_connections: usize,
+    /// A second listener (`METRICS_PORT`, unset) that serves `/metrics` and the health
+    /// probes only; when set, the main listener no longer serves `/metrics`, so the metrics
+    /// need not be public.
+    pub metrics_port: Option<u16>,
 }
 
-impl Default for HttpLimits {
+impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             max_connections: 4096,
+            metrics_port: None,
         }
     }
 }
 
-impl HttpLimits {
-    /// Reads the limits from `env`.
+impl HttpConfig {
+    /// Reads the settings from `env`.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let d = Self::default();
         Ok(Self {
@@ -77,6 +82,10 @@ impl HttpLimits {
             max_connections: env
                 .parse_or("HTTP_MAX_CONNECTIONS", d.max_connections)?
                 .max(1),
+            metrics_port: env
+                .get("METRICS_PORT")
+                .map(|_| env.parse_or("METRICS_PORT", 0))
+                .transpose()?,
         })
     }
 }
@@ -85,7 +94,7 @@ impl HttpLimits {
 pub async fn serve<E, F>(
     listener: TcpListener,
     app: E,
-    limits: HttpLimits,
+    limits: HttpConfig,
     shutdown: F,
 ) -> std::io::Result<()>
 where
