@@ -147,3 +147,64 @@ async fn at_the_connection_cap_idle_and_slow_sockets_make_room_for_a_client() {
         "31 connections against a cap of 20: at least 11 were closed, not {closed}"
     );
 }
+
+#[handler]
+async fn slow_hello() -> &'static str {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    "hello"
+}
+
+/// A replica being replaced: clients keep sending on kept-alive connections while it shuts
+/// down. A client may only see its connection refused (it then goes to another replica);
+/// a request it did send is always answered.
+#[tokio::test]
+async fn shutting_down_under_load_drops_no_request() {
+    let (listener, addr) = shopmesh_common::http::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = Shutdown::new();
+    let s = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let app = Route::new().at("/", get(slow_hello));
+        serve(listener, app, HttpConfig::default(), async move {
+            s.wait().await
+        })
+        .await
+    });
+    let url = format!("http://{addr}/");
+    let clients: Vec<_> = (0..64)
+        .map(|_| {
+            let (url, http) = (url.clone(), reqwest::Client::new());
+            tokio::spawn(async move {
+                let (mut answered, mut failed) = (0u32, Vec::new());
+                loop {
+                    match http.get(&url).send().await {
+                        Ok(resp) if resp.status().is_success() => answered += 1,
+                        Ok(resp) => failed.push(format!("status {}", resp.status())),
+                        Err(e) if e.is_connect() => break,
+                        Err(e) => failed.push(format!("{e:?}")),
+                    }
+                }
+                (answered, failed)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.trigger();
+    let mut answered = 0;
+    let mut failed = Vec::new();
+    for client in clients {
+        let (a, f) = tokio::time::timeout(Duration::from_secs(20), client)
+            .await
+            .expect("every client ends once the server refuses it")
+            .unwrap();
+        answered += a;
+        failed.extend(f);
+    }
+    server.await.unwrap().unwrap();
+    assert!(answered > 100, "load ran: {answered} answered");
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+}

@@ -6,9 +6,10 @@
 //! - **Connection cap**: at the cap, a new connection first closes the longest-idle one (as
 //!   nginx reuses keep-alive connections when it runs out), so idle or slow sockets cannot lock
 //!   out a client; only when every connection is busy is the new one refused.
-//! - **Drain**: on shutdown the listener closes (new connections are refused), requests in
-//!   flight are answered with `Connection: close` (HTTP/1) or after a GOAWAY (HTTP/2), and
-//!   the server returns when the last connection ends, or after [`DRAIN_TIMEOUT`].
+//! - **Drain**: on shutdown the listener closes (new connections are refused, so clients go to
+//!   another replica), every answer carries `Connection: close` (HTTP/1), connections are
+//!   closed once quiet (HTTP/2 with a GOAWAY), and the server returns when the last one ends,
+//!   or after [`DRAIN_TIMEOUT`]. No request a client sent is dropped.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -34,6 +35,12 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a connection closed to make room (or for idleness) may take to finish.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// While draining, a connection with no request for this long is closed.
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
+
+/// While draining, a connection that is never quiet is closed (GOAWAY on HTTP/2) after this.
+const DRAIN_QUIET_MAX: Duration = Duration::from_secs(2);
 
 /// How an HTTP listener serves: its limits and where its metrics go, from the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,15 +167,16 @@ struct ConnectionTask<E> {
 }
 
 impl<E: Endpoint + 'static> ConnectionTask<E> {
-    async fn run(mut self, stream: TcpStream, conn: Admitted) {
+    async fn run(self, stream: TcpStream, conn: Admitted) {
         let state = conn.state.clone();
         let service = {
-            let (app, state) = (self.app.clone(), state.clone());
+            let (app, state, drain) = (self.app.clone(), state.clone(), self.drain.clone());
             let (local, remote) = (self.local, self.remote);
             hyper::service::service_fn(move |req: http::Request<Incoming>| {
-                let (app, state) = (app.clone(), state.clone());
+                let (app, state, drain) = (app.clone(), state.clone(), drain.clone());
                 async move {
                     let _busy = Busy::enter(&state);
+                    let http1 = req.version() < http::Version::HTTP_2;
                     let req: Request = (
                         req,
                         LocalAddr(Addr::SocketAddr(local)),
@@ -176,7 +184,15 @@ impl<E: Endpoint + 'static> ConnectionTask<E> {
                         http::uri::Scheme::HTTP,
                     )
                         .into();
-                    let resp = app.get_response(req).await;
+                    let mut resp = app.get_response(req).await;
+                    if http1 && *drain.borrow() {
+                        // The client learns from the answer itself that this connection ends,
+                        // so it sends its next request elsewhere.
+                        resp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
+                    }
                     Ok::<_, Infallible>(hyper::Response::<BoxBody<Bytes, std::io::Error>>::from(
                         resp,
                     ))
@@ -188,15 +204,27 @@ impl<E: Endpoint + 'static> ConnectionTask<E> {
             .serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(served);
         let mut evicted = state.close.subscribe();
-        let grace = tokio::select! {
+        let mut drain = self.drain.clone();
+        let draining = tokio::select! {
             _ = &mut served => return,
-            _ = evicted.wait_for(|closed| *closed) => CLOSE_GRACE,
-            _ = state.idle_for(self.idle_timeout) => CLOSE_GRACE,
-            _ = self.drain.wait_for(|draining| *draining) => DRAIN_TIMEOUT,
+            _ = evicted.wait_for(|closed| *closed) => false,
+            _ = state.idle_for(self.idle_timeout) => false,
+            _ = drain.wait_for(|draining| *draining) => true,
         };
-        // Finishes a request in flight (answered with `Connection: close` or after a GOAWAY);
-        // a client still sending its head gets `grace` to finish it.
+        if draining {
+            // Closing a kept-alive connection at once would drop a request the client may
+            // already have sent on it. Answers now carry `Connection: close`, so busy HTTP/1
+            // connections end after their next answer; the rest are closed once quiet.
+            let quiet = tokio::time::timeout(DRAIN_QUIET_MAX, state.idle_for(DRAIN_QUIET));
+            tokio::select! {
+                _ = &mut served => return,
+                _ = quiet => {}
+            }
+        }
+        // Finishes a request in flight (answered with `Connection: close`, or after a GOAWAY
+        // on HTTP/2); a client still sending its head gets a grace period to finish it.
         served.as_mut().graceful_shutdown();
+        let grace = if draining { DRAIN_TIMEOUT } else { CLOSE_GRACE };
         let _ = tokio::time::timeout(grace, served).await;
     }
 }
