@@ -38,6 +38,8 @@ pub struct GatewayConfig {
     pub rate_limit: RateLimitConfig,
     /// GraphQL limits.
     pub graphql: GraphqlConfig,
+    /// Retries and circuit breaking of downstream calls.
+    pub resilience: ResilienceConfig,
 }
 
 /// Per-client request quota.
@@ -72,6 +74,21 @@ pub struct GraphqlConfig {
     pub max_root_fields: usize,
     /// Mutations (root fields of a mutation) one request may run (`GRAPHQL_MAX_MUTATIONS`, 5).
     pub max_mutations: usize,
+}
+
+/// Retries and circuit breaking of downstream calls (see [`crate::breaker`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ResilienceConfig {
+    /// Retries of a read that found its service unavailable (`DOWNSTREAM_RETRIES`, 2).
+    pub retries: u32,
+    /// First retry delay; each doubles, with full jitter (`DOWNSTREAM_RETRY_BASE_MS`, 50).
+    pub retry_base: Duration,
+    /// Retries allowed per call, on average (`DOWNSTREAM_RETRY_RATIO`, 0.2).
+    pub retry_ratio: f64,
+    /// Consecutive failures that open a service's circuit (`CIRCUIT_FAILURE_THRESHOLD`, 5).
+    pub failure_threshold: u32,
+    /// How long an open circuit fails calls before a probe (`CIRCUIT_OPEN_MS`, 5000).
+    pub open_for: Duration,
 }
 
 impl GatewayConfig {
@@ -110,6 +127,13 @@ impl GatewayConfig {
                 introspection: env.parse_or("GRAPHQL_INTROSPECTION", true)?,
                 max_root_fields: env.parse_or("GRAPHQL_MAX_ROOT_FIELDS", 20)?,
                 max_mutations: env.parse_or("GRAPHQL_MAX_MUTATIONS", 5)?,
+            },
+            resilience: ResilienceConfig {
+                retries: env.parse_or("DOWNSTREAM_RETRIES", 2)?,
+                retry_base: ms("DOWNSTREAM_RETRY_BASE_MS", 50)?,
+                retry_ratio: env.parse_or("DOWNSTREAM_RETRY_RATIO", 0.2)?,
+                failure_threshold: env.parse_or("CIRCUIT_FAILURE_THRESHOLD", 5)?.max(1),
+                open_for: ms("CIRCUIT_OPEN_MS", 5000)?,
             },
         })
     }

@@ -16,6 +16,7 @@ use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
+use crate::breaker::{CircuitBreaker, CircuitState};
 use crate::config::GatewayConfig;
 use crate::error::GatewayError;
 
@@ -42,8 +43,16 @@ pub struct Backends {
     user_ttl: Duration,
     not_found_ttl: Duration,
     prefix: String,
-    /// Call counters.
+    breakers: Breakers,
+    /// Call counters (attempts, retries included).
     pub calls: DownstreamCalls,
+}
+
+/// One circuit breaker per downstream service.
+struct Breakers {
+    orders: CircuitBreaker,
+    users: CircuitBreaker,
+    notifications: CircuitBreaker,
 }
 
 /// Adds the current span's trace context to a generated client's request headers.
@@ -60,6 +69,11 @@ fn orders_error(e: ClientError) -> GatewayError {
 fn users_error(e: ClientError) -> GatewayError {
     GatewayError::from_client("users", e)
 }
+
+/// A call that may be retried: it changes nothing.
+const READ: bool = true;
+/// A call that is sent once: a retry could apply it twice.
+const WRITE: bool = false;
 
 /// How long an idle pooled connection to users or orders is kept.
 const DOWNSTREAM_POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
@@ -104,8 +118,19 @@ impl Backends {
             user_ttl: config.user_cache_ttl,
             not_found_ttl: config.not_found_cache_ttl,
             prefix: config.cache_prefix.clone(),
+            breakers: Breakers {
+                orders: CircuitBreaker::new("orders", config.resilience),
+                users: CircuitBreaker::new("users", config.resilience),
+                notifications: CircuitBreaker::new("notifications", config.resilience),
+            },
             calls: DownstreamCalls::default(),
         })
+    }
+
+    /// The state of each downstream service's circuit: orders, users, notifications.
+    pub fn circuits(&self) -> [CircuitState; 3] {
+        let b = &self.breakers;
+        [b.orders.state(), b.users.state(), b.notifications.state()]
     }
 
     /// The response cache.
@@ -133,8 +158,14 @@ impl Backends {
         {
             return Ok(order);
         }
-        self.calls.orders.fetch_add(1, Ordering::Relaxed);
-        let order = self.orders.get_order(id).await.map_err(orders_error)?;
+        let order = self
+            .breakers
+            .orders
+            .call(READ, || async {
+                self.calls.orders.fetch_add(1, Ordering::Relaxed);
+                self.orders.get_order(id).await.map_err(orders_error)
+            })
+            .await?;
         if let Some(text) = encode(&order) {
             self.cache.set(&key, &text, self.order_ttl).await;
         }
@@ -155,12 +186,17 @@ impl Backends {
             }
             other => other?,
         };
-        self.calls.orders.fetch_add(1, Ordering::Relaxed);
         let order = self
+            .breakers
             .orders
-            .create_order(&request)
-            .await
-            .map_err(orders_error)?;
+            .call(WRITE, || async {
+                self.calls.orders.fetch_add(1, Ordering::Relaxed);
+                self.orders
+                    .create_order(&request)
+                    .await
+                    .map_err(orders_error)
+            })
+            .await?;
         // Write-through: the new order replaces whatever the key held.
         match encode(&order) {
             Some(text) => {
@@ -180,11 +216,16 @@ impl Backends {
         limit: i32,
         cursor: Option<String>,
     ) -> Result<orders::OrderPage, GatewayError> {
-        self.calls.orders.fetch_add(1, Ordering::Relaxed);
-        self.orders
-            .list_user_orders(user_id, Some(limit), cursor)
+        self.breakers
+            .orders
+            .call(READ, || async {
+                self.calls.orders.fetch_add(1, Ordering::Relaxed);
+                self.orders
+                    .list_user_orders(user_id, Some(limit), cursor.clone())
+                    .await
+                    .map_err(orders_error)
+            })
             .await
-            .map_err(orders_error)
     }
 
     /// One user, from a short-lived cache when present.
@@ -203,8 +244,15 @@ impl Backends {
             }
             None => {}
         }
-        self.calls.users.fetch_add(1, Ordering::Relaxed);
-        let user = match self.users.get_user(id).await.map_err(users_error) {
+        let fetched = self
+            .breakers
+            .users
+            .call(READ, || async {
+                self.calls.users.fetch_add(1, Ordering::Relaxed);
+                self.users.get_user(id).await.map_err(users_error)
+            })
+            .await;
+        let user = match fetched {
             Err(e @ GatewayError::NotFound(_)) => {
                 if !self.not_found_ttl.is_zero() {
                     self.cache.set(&key, NOT_FOUND, self.not_found_ttl).await;
@@ -224,12 +272,14 @@ impl Backends {
         &self,
         request: users::UserInput,
     ) -> Result<users::User, GatewayError> {
-        self.calls.users.fetch_add(1, Ordering::Relaxed);
         let user = self
+            .breakers
             .users
-            .create_user(&request)
-            .await
-            .map_err(users_error)?;
+            .call(WRITE, || async {
+                self.calls.users.fetch_add(1, Ordering::Relaxed);
+                self.users.create_user(&request).await.map_err(users_error)
+            })
+            .await?;
         if let Some(text) = encode(&user) {
             self.cache
                 .set(&self.user_key(user.id), &text, self.user_ttl)
@@ -240,6 +290,16 @@ impl Backends {
 
     /// Notifications about an order, newest first.
     pub async fn notifications_for_order(
+        &self,
+        order_id: i64,
+    ) -> Result<Vec<pb::Notification>, GatewayError> {
+        self.breakers
+            .notifications
+            .call(READ, || self.get_notifications(order_id))
+            .await
+    }
+
+    async fn get_notifications(
         &self,
         order_id: i64,
     ) -> Result<Vec<pb::Notification>, GatewayError> {

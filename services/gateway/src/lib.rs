@@ -7,6 +7,7 @@
 //! - [`ratelimit`] limits clients; [`convert`] maps between the contracts of each hop.
 
 pub mod api;
+pub mod breaker;
 pub mod config;
 pub mod convert;
 pub mod downstream;

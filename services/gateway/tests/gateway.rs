@@ -15,8 +15,8 @@ use shopmesh_openapi::gateway as rest;
 use shopmesh_openapi::runtime::ClientError;
 use shopmesh_orders::store::OrderStore;
 use shopmesh_testkit::{
-    self as testkit, CountingProxy, Service, Stack, TestServer, build_service, remove_names,
-    test_stack, unique,
+    self as testkit, CountingProxy, Service, Stack, TcpProxy, TestServer, build_service,
+    eventually, remove_names, test_stack, unique,
 };
 
 /// Users, orders and notifications as `Application`s from one test stack (no relay, no
@@ -943,5 +943,56 @@ async fn downstream_timeout_and_outage_are_typed_errors_not_hangs() {
 
     gw.server.stop().await;
     slow.stop().await;
+    backend.stop().await;
+}
+
+/// Orders hangs (accepts connections, never answers): after a few calls time out its circuit
+/// opens and order reads fail at once with DOWNSTREAM_UNAVAILABLE instead of each waiting for
+/// the timeout, user reads keep working, and orders is used again by itself once it answers.
+#[tokio::test]
+async fn a_hung_service_trips_its_circuit_and_the_rest_keeps_working() {
+    let backend = Backend::start().await;
+    let target = testkit::stack::authority(&backend.orders.base_url).unwrap();
+    let proxy = TcpProxy::start(&target).await;
+    let mut config = backend.config();
+    config.order_service_url = format!("http://{}", proxy.addr);
+    config.downstream_timeout = Duration::from_millis(300);
+    config.resilience.failure_threshold = 3;
+    config.resilience.open_for = Duration::from_millis(1500);
+    let gw = Running::start(config).await;
+    let order_calls = || gw.gateway.backends.calls.orders.load(Ordering::SeqCst);
+    let order = |id: u32| format!(r#"{{ order(id: "{}") {{ id }} }}"#, 990_000 + id);
+
+    proxy.hang();
+    let mut codes = Vec::new();
+    for id in 0..12 {
+        let body = gw.graphql(&order(id), json!({})).await;
+        codes.push(error_code(&body).unwrap_or("none").to_owned());
+    }
+    assert_eq!(
+        &codes[..3],
+        ["DOWNSTREAM_TIMEOUT"; 3],
+        "the first calls wait for their timeout"
+    );
+    assert!(
+        codes[3..].iter().all(|c| c == "DOWNSTREAM_UNAVAILABLE"),
+        "then the circuit is open: {codes:?}"
+    );
+    assert_eq!(order_calls(), 3, "an open circuit sends nothing to orders");
+    let user = gw.graphql(r#"{ user(id: "1") { name } }"#, json!({})).await;
+    assert_eq!(user["data"]["user"]["name"], "Alice Johnson", "{user}");
+
+    proxy.restore();
+    let recovered = eventually(
+        "order reads to recover",
+        Duration::from_secs(10),
+        || async {
+            let body = gw.graphql(&order(0), json!({})).await;
+            // Order 990000 does not exist: a NOT_FOUND means orders answered.
+            (error_code(&body) == Some("NOT_FOUND")).then_some(body)
+        },
+    )
+    .await;
+    assert!(recovered["errors"][0]["message"].is_string());
     backend.stop().await;
 }
