@@ -8,6 +8,10 @@
 //!   whose TTL (`retry_base * 2^(n-1)`) dead-letters it back to the main queue; after
 //!   `max_retries` it goes to `<queue>.dlq`.
 //! - Poison (not JSON, breaks the event schema, too large) goes to the DLQ at once.
+//! - A store outage spends no retries: when an insert fails and the store does not answer a
+//!   ping either, the message is requeued, the consumer lets go of everything it holds and
+//!   stops consuming, and it resumes once the store answers again. So an outage of any length
+//!   dead-letters nothing; only failures of a live store climb the retry ladder.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +73,7 @@ impl Default for ConsumerConfig {
 #[derive(Debug, Default)]
 pub struct ConsumerStatus {
     connected: AtomicBool,
+    paused: AtomicBool,
     /// Notifications stored.
     pub processed: AtomicU64,
     /// Redeliveries of events already stored.
@@ -84,6 +89,11 @@ impl ConsumerStatus {
     pub fn connected(&self) -> bool {
         self.connected.load(Ordering::SeqCst)
     }
+
+    /// Whether consuming is paused because the store is down.
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::SeqCst)
+    }
 }
 
 /// What to do with one delivery.
@@ -95,6 +105,8 @@ pub enum Verdict {
     Retry(u32),
     /// Give up: dead-letter with this reason.
     DeadLetter(String),
+    /// The store is down: requeue without spending a retry, and pause consuming.
+    StoreDown,
 }
 
 impl Verdict {
@@ -105,6 +117,7 @@ impl Verdict {
             Self::Done(InsertOutcome::Duplicate) => "duplicate",
             Self::Retry(_) => "retried",
             Self::DeadLetter(_) => "dead_lettered",
+            Self::StoreDown => "requeued_store_down",
         }
     }
 }
@@ -128,6 +141,8 @@ pub async fn decide(
     };
     match store.insert_if_absent(&notification_for(&event)).await {
         Ok(outcome) => Verdict::Done(outcome),
+        // The store itself is down, not this message's fault: no retry is spent on it.
+        Err(_) if store.ping().await.is_err() => Verdict::StoreDown,
         Err(e) if retries_so_far >= max_retries => {
             Verdict::DeadLetter(format!("store failed after {retries_so_far} retries: {e}"))
         }
@@ -273,16 +288,34 @@ impl NotificationConsumer {
                 }
             };
             backoff.reset();
-            match self.consume(&link, &shutdown).await {
-                Ok(()) => tracing::info!("consumer stopped"),
+            let stopped = self.consume(&link, &shutdown).await;
+            self.status.connected.store(false, Ordering::SeqCst);
+            // Closing the connection hands every message still unacked back to the queue.
+            let _ = link.connection.close(200, "closing").await;
+            match stopped {
+                Ok(Stopped::Shutdown) => tracing::info!("consumer stopped"),
+                Ok(Stopped::StoreDown) => self.wait_for_store(&shutdown).await,
                 Err(e) => tracing::warn!(error = %e, "consumer lost its connection; reconnecting"),
             }
-            self.status.connected.store(false, Ordering::SeqCst);
-            let _ = link.connection.close(200, "closing").await;
         }
     }
 
-    async fn consume(&self, link: &Link, shutdown: &Shutdown) -> Result<(), lapin::Error> {
+    /// Pings the store until it answers (or shutdown), with backoff.
+    async fn wait_for_store(&self, shutdown: &Shutdown) {
+        tracing::warn!("notification store unavailable; consuming paused until it returns");
+        self.status.paused.store(true, Ordering::SeqCst);
+        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
+        while !shutdown.is_triggered() && self.store.ping().await.is_err() {
+            tokio::select! {
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = shutdown.wait() => {}
+            }
+        }
+        self.status.paused.store(false, Ordering::SeqCst);
+        tracing::info!("notification store available again; resuming consumption");
+    }
+
+    async fn consume(&self, link: &Link, shutdown: &Shutdown) -> Result<Stopped, lapin::Error> {
         let mut consumer = link
             .consume
             .basic_consume(
@@ -312,8 +345,12 @@ impl NotificationConsumer {
                     Some(Err(e)) => break Err(e),
                     None => break Err(lapin::Error::InvalidChannelState(lapin::ChannelState::Closed)),
                 },
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                _ = shutdown.wait() => break Ok(()),
+                Some(handled) = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if matches!(handled, Ok(Handled::StoreDown)) {
+                        break Ok(Stopped::StoreDown);
+                    }
+                }
+                _ = shutdown.wait() => break Ok(Stopped::Shutdown),
             }
         };
         // Stop receiving, then let every message in hand reach its ack or nack.
@@ -346,6 +383,18 @@ fn delivery_span(queue: &str, delivery: &Delivery) -> Span {
     span
 }
 
+/// Why [`NotificationConsumer::consume`] stopped.
+enum Stopped {
+    Shutdown,
+    StoreDown,
+}
+
+/// How a delivery ended.
+enum Handled {
+    Settled,
+    StoreDown,
+}
+
 struct DeliveryHandler {
     store: Arc<dyn NotificationStore>,
     publish: Channel,
@@ -355,7 +404,7 @@ struct DeliveryHandler {
 }
 
 impl DeliveryHandler {
-    async fn handle(self, delivery: Delivery) {
+    async fn handle(self, delivery: Delivery) -> Handled {
         let verdict = decide(
             self.store.as_ref(),
             &delivery.data,
@@ -369,6 +418,18 @@ impl DeliveryHandler {
             span.record("otel.status_code", "ERROR");
         }
         let moved = match &verdict {
+            Verdict::StoreDown => {
+                let requeued = delivery
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+                if let Err(e) = requeued {
+                    tracing::warn!(error = %e, "could not requeue delivery");
+                }
+                return Handled::StoreDown;
+            }
             Verdict::Done(InsertOutcome::Inserted) => {
                 self.status.processed.fetch_add(1, Ordering::SeqCst);
                 Ok(())
@@ -418,6 +479,7 @@ impl DeliveryHandler {
             // The channel is gone; the broker redelivers the message to the next consumer.
             tracing::warn!(error = %e, "could not settle delivery");
         }
+        Handled::Settled
     }
 
     /// Publishes a copy of `delivery` to `queue` (via the default exchange) with one header set,

@@ -731,3 +731,54 @@ async fn cancelled_calls_do_not_wedge_the_store() {
     }
     h.stop().await;
 }
+
+/// Messages in the dead-letter queue right now (peeked by a passive declare).
+async fn dead_lettered(h: &Harness) -> u32 {
+    h.publisher
+        .1
+        .queue_declare(
+            &h.topology.dead_letter_queue(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap()
+        .message_count()
+}
+
+/// MongoDB down longer than the whole retry ladder (1 retry after 0.1 s; each attempt fails
+/// after the 1.5 s store timeout, so a message is dead-lettered after about 3 s): the
+/// consumer stops consuming instead of spending retries, so no good event is dead-lettered,
+/// and every one is stored once MongoDB returns.
+#[tokio::test]
+async fn a_store_outage_pauses_consumption_instead_of_dead_lettering() {
+    let (mongo_target, _) = reroute(&mongo_url(), "x:1");
+    let mongo_proxy = TcpProxy::start(&mongo_target).await;
+    let (_, mongo_via) = reroute(&mongo_url(), &mongo_proxy.addr.to_string());
+    let h = Harness::start(Options {
+        mongo_url: Some(mongo_via),
+        max_retries: 1,
+        ..Options::default()
+    })
+    .await;
+
+    mongo_proxy.cut();
+    let events: Vec<_> = (1..=20).map(|i| event(i, 1)).collect();
+    for e in &events {
+        h.publish(e).await;
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(dead_lettered(&h).await, 0, "an outage dead-letters nothing");
+    assert_eq!(h.status.dead_lettered.load(Ordering::SeqCst), 0);
+
+    mongo_proxy.restore();
+    eventually("all 20 stored", Duration::from_secs(30), || async {
+        (h.status.processed.load(Ordering::SeqCst) == 20).then_some(())
+    })
+    .await;
+    assert_eq!(dead_lettered(&h).await, 0);
+    h.stop().await;
+}
