@@ -43,15 +43,33 @@ pub trait Service: Sized + Send + 'static {
     /// Prepares its stores (migrations, indexes, retried until they succeed), starts its
     /// background work (relay, consumer) and serves until `shutdown`, then drains.
     fn run_until(self, shutdown: Shutdown) -> impl Future<Output = anyhow::Result<()>> + Send;
+
+    /// Runs the operator command `args` (`<binary> <command> [options]`) instead of serving;
+    /// `None` when the service has no such command. Services without commands keep the
+    /// default.
+    fn command(
+        config: Self::Config,
+        args: Vec<String>,
+    ) -> impl Future<Output = Option<anyhow::Result<()>>> + Send {
+        let _ = (config, args);
+        async { None }
+    }
 }
 
 /// The whole `main` of a service binary: the `healthcheck` argument, telemetry (flushed on
-/// exit), configuration from the environment, SIGTERM/Ctrl-C, build and serve.
+/// exit), configuration from the environment, an operator command when one is given
+/// ([`Service::command`]), else SIGTERM/Ctrl-C, build and serve.
 pub async fn main<S: Service>() -> anyhow::Result<()> {
     crate::http::healthcheck_command(S::HEALTH_PORT.0, S::HEALTH_PORT.1);
     // Held to the end: dropping it flushes buffered spans.
     let _telemetry = crate::telemetry::init(S::NAME);
     let config = S::config(&ProcessEnv)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(command) = args.first().cloned() {
+        return S::command(config, args)
+            .await
+            .unwrap_or_else(|| anyhow::bail!("{} has no command {command:?}", S::NAME));
+    }
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let service = S::build(config).await?;

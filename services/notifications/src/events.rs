@@ -493,31 +493,37 @@ impl DeliveryHandler {
     ) -> Result<(), lapin::Error> {
         let mut headers = delivery.properties.headers().clone().unwrap_or_default();
         headers.insert(ShortString::from(header), value);
-        let properties: BasicProperties = delivery
-            .properties
-            .clone()
-            .with_headers(headers)
-            .with_delivery_mode(2);
-        let confirm = self
-            .publish
-            .basic_publish(
-                "",
-                queue,
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                &delivery.data,
-                properties,
-            )
-            .await?
-            .await?;
-        if confirm.is_ack() && confirm.take_message().is_none() {
-            Ok(())
-        } else {
-            Err(lapin::Error::InvalidChannelState(
-                lapin::ChannelState::Error,
-            ))
-        }
+        let properties = delivery.properties.clone().with_headers(headers);
+        publish_confirmed(&self.publish, queue, &delivery.data, properties).await
+    }
+}
+
+/// Publishes `payload` to `queue` through the default exchange (mandatory, persistent) and
+/// waits for the broker's confirm; a nack or a return is an error.
+pub(crate) async fn publish_confirmed(
+    channel: &Channel,
+    queue: &str,
+    payload: &[u8],
+    properties: BasicProperties,
+) -> Result<(), lapin::Error> {
+    let confirm = channel
+        .basic_publish(
+            "",
+            queue,
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            payload,
+            properties.with_delivery_mode(2),
+        )
+        .await?
+        .await?;
+    if confirm.is_ack() && confirm.take_message().is_none() {
+        Ok(())
+    } else {
+        Err(lapin::Error::InvalidChannelState(
+            lapin::ChannelState::Error,
+        ))
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod redrive;
 pub mod store;
 
 use poem::EndpointExt;
@@ -234,6 +235,33 @@ impl Service for Application {
             grpc: self.grpc.local_addr().ok(),
             ..self.http.addrs()
         }
+    }
+
+    /// `redrive [--reason TEXT]`: moves dead-lettered events back (see [`redrive`]).
+    async fn command(config: NotificationsConfig, args: Vec<String>) -> Option<anyhow::Result<()>> {
+        if args.first().map(String::as_str) != Some("redrive") {
+            return None;
+        }
+        let reason = match args.get(1..).unwrap_or_default() {
+            [] => None,
+            [flag, text] if flag == "--reason" => Some(text.clone()),
+            _ => return Some(Err(anyhow::anyhow!("usage: redrive [--reason TEXT]"))),
+        };
+        let url = config.rabbitmq_url.expose();
+        Some(
+            redrive::redrive(url, &config.topology, reason.as_deref())
+                .await
+                .map(|report| {
+                    println!(
+                        "redrive: {} moved back to {}, {} left in {}",
+                        report.moved,
+                        config.topology.queue,
+                        report.kept,
+                        config.topology.dead_letter_queue()
+                    );
+                })
+                .map_err(anyhow::Error::from),
+        )
     }
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {

@@ -18,6 +18,7 @@ use shopmesh_notifications::error::NotificationsError;
 use shopmesh_notifications::events::{
     ConsumerConfig, ConsumerStatus, NotificationConsumer, REASON_HEADER,
 };
+use shopmesh_notifications::redrive::redrive;
 use shopmesh_notifications::store::{
     InsertOutcome, MongoNotificationStore, NotificationStore, StoredNotification,
 };
@@ -780,5 +781,59 @@ async fn a_store_outage_pauses_consumption_instead_of_dead_lettering() {
     })
     .await;
     assert_eq!(dead_lettered(&h).await, 0);
+    h.stop().await;
+}
+
+/// After the cause is fixed, an operator moves dead-lettered events back: good ones (matching
+/// the reason asked for) are stored, poison stays in the DLQ, and running it again is harmless.
+#[tokio::test]
+async fn redrive_moves_good_events_back_and_leaves_poison() {
+    let h = Harness::start(Options::default()).await;
+    let dead_letter = |payload: Vec<u8>, reason: &'static str| {
+        let ch = h.publisher.1.clone();
+        let dlq = h.topology.dead_letter_queue();
+        async move {
+            let mut headers = lapin::types::FieldTable::default();
+            headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
+            headers.insert("x-retry-count".into(), AMQPValue::LongUInt(5));
+            ch.basic_publish(
+                "",
+                &dlq,
+                BasicPublishOptions::default(),
+                &payload,
+                BasicProperties::default().with_headers(headers),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+    };
+    let events: Vec<_> = (1..=3).map(|i| event(700 + i, 1)).collect();
+    for e in &events {
+        dead_letter(e.to_json(), "store failed after 5 retries: timeout").await;
+    }
+    dead_letter(b"{not json".to_vec(), "expected value at line 1").await;
+    assert_eq!(dead_lettered(&h).await, 4);
+
+    let url = amqp_url();
+    let only_other = redrive(&url, &h.topology, Some("no such reason"))
+        .await
+        .unwrap();
+    assert_eq!((only_other.moved, only_other.kept), (0, 4));
+    let report = redrive(&url, &h.topology, Some("store failed"))
+        .await
+        .unwrap();
+    assert_eq!((report.moved, report.kept), (3, 1));
+    eventually(
+        "the 3 redriven events stored",
+        Duration::from_secs(20),
+        || async { (h.status.processed.load(Ordering::SeqCst) == 3).then_some(()) },
+    )
+    .await;
+    assert_eq!(dead_lettered(&h).await, 1, "poison stays");
+    let again = redrive(&url, &h.topology, None).await.unwrap();
+    assert_eq!((again.moved, again.kept), (0, 1));
+    assert_eq!(h.status.dead_lettered.load(Ordering::SeqCst), 0);
     h.stop().await;
 }

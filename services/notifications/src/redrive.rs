@@ -1,0 +1,101 @@
+//! Moving dead-lettered `order.created` messages back to the main queue, for an operator after
+//! the cause is fixed: `shopmesh-notifications redrive [--reason TEXT]`.
+//!
+//! Each message in the DLQ is looked at once per run: one that is not poison (it parses as an
+//! event, within the size limit) and whose `x-dead-letter-reason` contains `TEXT` (every one,
+//! without `--reason`) goes back to the main queue with a fresh retry ladder; the rest go back
+//! to the DLQ's tail. Every move is published with a confirm before the original is acked, so
+//! a crash mid-run loses nothing; it can only leave a copy, which the consumer's idempotent
+//! store ignores. Running it again is safe.
+
+use lapin::BasicProperties;
+use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::types::AMQPValue;
+use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
+
+use crate::events::{MAX_EVENT_BYTES, REASON_HEADER, RETRY_HEADER, publish_confirmed};
+
+/// What a redrive did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedriveReport {
+    /// Messages moved back to the main queue.
+    pub moved: u32,
+    /// Messages left in the DLQ (poison, or another reason than asked for).
+    pub kept: u32,
+}
+
+/// Moves the dead-lettered messages whose reason contains `reason` (all when `None`) and that
+/// are not poison back to the main queue.
+pub async fn redrive(
+    amqp_url: &str,
+    topology: &OrderCreatedTopology,
+    reason: Option<&str>,
+) -> Result<RedriveReport, lapin::Error> {
+    let connection = shopmesh_common::amqp::connect(
+        amqp_url,
+        "shopmesh-notifications-redrive",
+        std::time::Duration::from_secs(5),
+    )
+    .await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    let dlq = topology.dead_letter_queue();
+    let waiting = channel
+        .queue_declare(
+            &dlq,
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await?
+        .message_count();
+    let mut report = RedriveReport::default();
+    // Only the messages there at the start: the ones put back at the tail are not seen twice.
+    for _ in 0..waiting {
+        let Some(message) = channel
+            .basic_get(&dlq, BasicGetOptions { no_ack: false })
+            .await?
+        else {
+            break;
+        };
+        let delivery = &message.delivery;
+        let poison = delivery.data.len() > MAX_EVENT_BYTES
+            || OrderCreatedV1::from_json(&delivery.data).is_err();
+        let wanted = reason.is_none_or(|r| dead_letter_reason(&delivery.properties).contains(r));
+        if !poison && wanted {
+            let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+            let mut fresh = lapin::types::FieldTable::default();
+            for (key, value) in headers.inner() {
+                if key.as_str() != RETRY_HEADER && key.as_str() != REASON_HEADER {
+                    fresh.insert(key.clone(), value.clone());
+                }
+            }
+            headers = fresh;
+            let properties = delivery.properties.clone().with_headers(headers);
+            publish_confirmed(&channel, &topology.queue, &delivery.data, properties).await?;
+            report.moved += 1;
+        } else {
+            publish_confirmed(&channel, &dlq, &delivery.data, delivery.properties.clone()).await?;
+            report.kept += 1;
+        }
+        delivery.ack(BasicAckOptions::default()).await?;
+    }
+    let _ = connection.close(200, "redrive done").await;
+    Ok(report)
+}
+
+fn dead_letter_reason(properties: &BasicProperties) -> String {
+    match properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get(REASON_HEADER))
+    {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        Some(AMQPValue::ShortString(s)) => s.to_string(),
+        _ => String::new(),
+    }
+}
