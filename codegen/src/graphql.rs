@@ -26,6 +26,9 @@ use crate::{CodegenError, GeneratedFile, Result, layout};
 
 const BUILTIN_SCALARS: [&str; 5] = ["ID", "Int", "Float", "String", "Boolean"];
 const CUSTOM_SCALARS: [&str; 1] = ["DateTime"];
+/// Directives the generator reads: the GraphQL cost directives (`@cost(weight:)` and
+/// `@listSize(slicingArguments:)`), which become each resolved field's complexity.
+const COST_DIRECTIVES: [&str; 2] = ["cost", "listSize"];
 
 fn location(pos: async_graphql_parser::Pos) -> String {
     format!("line {} column {}", pos.line, pos.column)
@@ -203,11 +206,14 @@ fn roots_and_types<'a>(
                 types.push(t);
             }
             TypeSystemDefinition::Directive(d) => {
-                return Err(CodegenError::schema(
-                    source,
-                    location(d.pos),
-                    "unsupported: directive definitions",
-                ));
+                let name = d.node.name.node.as_str();
+                if !COST_DIRECTIVES.contains(&name) {
+                    return Err(CodegenError::schema(
+                        source,
+                        location(d.pos),
+                        format!("unsupported directive @{name}: supported are {COST_DIRECTIVES:?}"),
+                    ));
+                }
             }
         }
     }
@@ -368,6 +374,12 @@ fn gen_type(
                 let fdoc = docs(f.node.description.as_ref().map(|d| d.node.as_str()));
                 let ty = rust_type(&f.node.ty);
                 if !model.is_resolved(name, &f.node) {
+                    if let Some(d) = f.node.directives.first() {
+                        return Err(model.err(
+                            d.pos,
+                            "cost directives apply to resolved fields only (data fields cost nothing)",
+                        ));
+                    }
                     data_fields.push(quote!(#fdoc #[graphql(name = #fname)] pub #rust_name: #ty,));
                     continue;
                 }
@@ -403,9 +415,10 @@ fn gen_type(
                             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
                     }
                 });
+                let complexity = complexity(model, &f.node)?;
                 resolved.push(quote! {
                     #fdoc
-                    #[graphql(name = #fname)]
+                    #[graphql(name = #fname #complexity)]
                     async fn #rust_name(&self, ctx: &async_graphql::Context<'_>, #(#arg_decls),*) -> async_graphql::Result<#ty> {
                         resolvers(ctx)?.#method(ctx, #parent_call #(#arg_names),*).await
                     }
@@ -522,6 +535,62 @@ fn argument(
         rust_name,
         ty,
     ))
+}
+
+/// The complexity of a resolved field from its cost directives: `weight + child` where
+/// `@cost(weight:)` sets the weight (1 without it), and `@listSize(slicingArguments: [a])`
+/// multiplies what each element selects by the argument `a`. Empty when neither is present
+/// (async-graphql's default: 1 + child).
+fn complexity(model: &Model<'_>, field: &FieldDefinition) -> Result<TokenStream> {
+    let mut weight = None;
+    let mut slicing = None;
+    for d in &field.directives {
+        let arg = |name: &str| {
+            d.node
+                .arguments
+                .iter()
+                .find(|(n, _)| n.node == name)
+                .map(|(_, v)| &v.node)
+        };
+        match d.node.name.node.as_str() {
+            "cost" => match arg("weight") {
+                Some(ConstValue::Number(n)) if n.as_u64().is_some() => weight = n.as_u64(),
+                _ => return Err(model.err(d.pos, "@cost needs weight: a non-negative Int")),
+            },
+            "listSize" => match arg("slicingArguments") {
+                Some(ConstValue::List(args)) if args.len() == 1 => {
+                    let ConstValue::String(a) = &args[0] else {
+                        return Err(model.err(d.pos, "slicingArguments holds argument names"));
+                    };
+                    let takes = field
+                        .arguments
+                        .iter()
+                        .any(|x| x.node.name.node == a.as_str() && named(&x.node.ty.node) == "Int");
+                    if !takes {
+                        return Err(model.err(d.pos, format!("no Int argument {a} to slice by")));
+                    }
+                    slicing = Some(a.to_snake_case());
+                }
+                _ => {
+                    return Err(
+                        model.err(d.pos, "@listSize needs slicingArguments: one argument name")
+                    );
+                }
+            },
+            other => {
+                return Err(model.err(d.pos, format!("unsupported directive @{other} on a field")));
+            }
+        }
+    }
+    if weight.is_none() && slicing.is_none() {
+        return Ok(quote!());
+    }
+    let weight = weight.unwrap_or(1);
+    let expr = match slicing {
+        Some(arg) => format!("{weight} + ({arg}.max(0) as usize).saturating_mul(child_complexity)"),
+        None => format!("{weight} + child_complexity"),
+    };
+    Ok(quote!(, complexity = #expr))
 }
 
 /// A canonical, order-independent rendering of an SDL document, for checking that the schema

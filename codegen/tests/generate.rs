@@ -223,3 +223,41 @@ fn canonical_sdl_ignores_order_but_not_meaning() {
     assert_eq!(canon(a), canon(b));
     assert_ne!(canon(a), canon(c));
 }
+
+#[test]
+fn cost_directives_become_field_complexity() {
+    let sdl = r#"
+directive @cost(weight: Int!) on FIELD_DEFINITION
+directive @listSize(slicingArguments: [String!]) on FIELD_DEFINITION
+type Query {
+  books(first: Int! = 10): [Book!]! @listSize(slicingArguments: ["first"])
+  book(id: ID!): Book @cost(weight: 4)
+}
+type Book {
+  id: ID!
+  title: String!
+}
+"#;
+    let code = graphql::generate_module(Path::new("x.graphql"), sdl).unwrap();
+    assert!(
+        code.contains(
+            r#"complexity = "1 + (first.max(0) as usize).saturating_mul(child_complexity)""#
+        ),
+        "{code}"
+    );
+    assert!(
+        code.contains(r#"complexity = "4 + child_complexity""#),
+        "{code}"
+    );
+
+    let no_such_argument = sdl.replace(r#"["first"]"#, r#"["last"]"#);
+    let (_, _, problem) = schema_error(
+        graphql::generate_module(Path::new("x.graphql"), &no_such_argument).unwrap_err(),
+    );
+    assert!(problem.contains("no Int argument last"), "{problem}");
+
+    let other = "directive @auth on FIELD_DEFINITION\ntype Query {\n  a: Int\n}\n";
+    let (_, _, problem) =
+        schema_error(graphql::generate_module(Path::new("x.graphql"), other).unwrap_err());
+    assert!(problem.contains("unsupported directive @auth"), "{problem}");
+}

@@ -18,7 +18,10 @@ impl Query {
         resolvers(ctx)?.query_order(ctx, id).await
     }
     /// A user's orders, newest first, one page at a time.
-    #[graphql(name = "ordersByUser")]
+    #[graphql(
+        name = "ordersByUser",
+        complexity = "1 + (first.max(0) as usize).saturating_mul(child_complexity)"
+    )]
     async fn orders_by_user(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -140,7 +143,7 @@ impl Order {
         resolvers(ctx)?.order_user(ctx, self).await
     }
     /// Notifications sent about this order, newest first.
-    #[graphql(name = "notifications")]
+    #[graphql(name = "notifications", complexity = "3 + child_complexity")]
     async fn notifications(
         &self,
         ctx: &async_graphql::Context<'_>,

@@ -528,7 +528,10 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
 #[tokio::test]
 async fn order_user_is_batched_one_call_per_distinct_user() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    // 150 orders with their users cost 603 (GRAPHQL_MAX_COMPLEXITY is 250 by default).
+    let mut config = backend.config();
+    config.graphql.max_complexity = 1000;
+    let gw = Running::start(config).await;
     for (user, count) in [(1, 20), (2, 20), (3, 10)] {
         for p in 0..count {
             backend
@@ -839,7 +842,7 @@ async fn depth_complexity_and_introspection_limits() {
     let gw = Running::start(config).await;
     let deep = gw
         .graphql(
-            "{ ordersByUser(userId: \"1\") { nodes { user { name } } pageInfo { endCursor } } }",
+            "{ ordersByUser(userId: \"1\", first: 1) { nodes { user { name } } pageInfo { endCursor } } }",
             json!({}),
         )
         .await;
@@ -994,5 +997,35 @@ async fn a_hung_service_trips_its_circuit_and_the_rest_keeps_working() {
     )
     .await;
     assert!(recovered["errors"][0]["message"].is_string());
+    backend.stop().await;
+}
+
+/// A list's cost is what each element selects times its `first` (the contract's
+/// `@listSize`), and each order's notifications cost a gRPC call (`@cost`): one
+/// `ordersByUser(first: 100)` with notifications is over the default limit of 250 and is
+/// rejected before any call, while a page of 20 is served.
+#[tokio::test]
+async fn a_list_costs_its_first_times_what_each_element_selects() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let calls = || {
+        let c = &gw.gateway.backends.calls;
+        [&c.users, &c.orders, &c.notifications].map(|n| n.load(Ordering::SeqCst))
+    };
+    let page = |first: u32| {
+        format!(
+            r#"{{ ordersByUser(userId: "1", first: {first}) {{ nodes {{ notifications {{ message }} }} }} }}"#
+        )
+    };
+    let before = calls();
+    let big = gw.graphql(&page(100), json!({})).await;
+    let message = big["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("too complex"), "{big}");
+    assert!(big["data"].is_null(), "{big}");
+    assert_eq!(calls(), before, "rejected before any downstream call");
+
+    let small = gw.graphql(&page(20), json!({})).await;
+    assert!(small["errors"].is_null(), "{small}");
+    assert!(small["data"]["ordersByUser"]["nodes"].is_array(), "{small}");
     backend.stop().await;
 }
