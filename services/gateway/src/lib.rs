@@ -133,7 +133,8 @@ impl Gateway {
                 .nest("/docs", docs)
                 .nest("/", limited)
                 .data(self.schema.clone())
-                .data(self.backends.clone()),
+                .data(self.backends.clone())
+                .data(self.limiter.clone()),
         )
         .with(http::AllowHeader::new(
             shopmesh_openapi::gateway::ROUTES,
@@ -152,15 +153,24 @@ fn graphql_playground() -> Html<&'static str> {
 
 #[handler]
 async fn graphql_execute(
+    http: &poem::Request,
     schema: Data<&shopmesh_graphql::Schema>,
     backends: Data<&Arc<Backends>>,
+    limiter: Data<&Arc<ClientRateLimiter>>,
     req: GraphQLRequest,
 ) -> GraphQLResponse {
     // Batches run in tasks of their own; they stay in the request's trace.
     let loader = DataLoader::new(UserLoader::new(backends.0.clone()), |batch| {
         tokio::spawn(tracing::Instrument::in_current_span(batch))
     });
-    schema.execute(req.0.data(loader)).await.into()
+    let mut request = req.0.data(loader);
+    if let Some(client) = limiter.client_of(http) {
+        request = request.data(limits::RateCharge {
+            limiter: limiter.0.clone(),
+            client,
+        });
+    }
+    schema.execute(request).await.into()
 }
 
 /// The gateway, built from its configuration: listener bound, clients, cache, limiter and

@@ -1,12 +1,20 @@
 //! Per-operation limits that depth and complexity do not catch: how many root fields (aliases
 //! included, through fragments too) one operation may select. Each root field is at least one
-//! downstream call, so aliases would otherwise multiply the calls one request makes, and every
-//! aliased mutation would write while the rate limit counts one HTTP request.
+//! downstream call, so aliases would otherwise multiply the calls one request makes.
+//!
+//! And the rate limit charged per operation rather than per HTTP request: a request counts as
+//! many requests as it runs mutations, or, for a query, one per started [`COST_PER_REQUEST`]
+//! of its complexity, whichever is more (the HTTP request itself already counted one).
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::ValidationResult;
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+};
 use async_graphql::parser::types::{
     ExecutableDocument, FragmentDefinition, OperationType, Selection, SelectionSet,
 };
@@ -14,6 +22,20 @@ use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
 
 /// `extensions.code` of a rejected operation.
 pub const LIMIT_CODE: &str = "QUERY_LIMIT_EXCEEDED";
+
+/// `extensions.code` of an operation over the client's rate limit.
+pub const RATE_LIMITED_CODE: &str = "RATE_LIMITED";
+
+/// Complexity one rate-limited request pays for: a query costing 250 counts as 3 requests.
+pub const COST_PER_REQUEST: usize = 100;
+
+/// Who a GraphQL request is charged to (request data, set by the handler).
+pub struct RateCharge {
+    /// The gateway's limiter.
+    pub limiter: Arc<crate::ratelimit::ClientRateLimiter>,
+    /// The client, as the rate-limit middleware saw it.
+    pub client: IpAddr,
+}
 
 /// Installs [`OperationLimit`] on a schema.
 #[derive(Debug, Clone, Copy)]
@@ -26,12 +48,20 @@ pub struct OperationLimits {
 
 impl ExtensionFactory for OperationLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(OperationLimit(*self))
+        Arc::new(OperationLimit {
+            limits: *self,
+            mutations: AtomicUsize::new(0),
+        })
     }
 }
 
-/// Rejects, after parsing and before anything runs, an operation over its root-field limit.
-pub struct OperationLimit(OperationLimits);
+/// Rejects, after parsing and before anything runs, an operation over its root-field limit,
+/// and, after validation, one its client's rate limit cannot pay for. One per request.
+pub struct OperationLimit {
+    limits: OperationLimits,
+    /// Mutations the request runs.
+    mutations: AtomicUsize,
+}
 
 #[async_trait::async_trait]
 impl Extension for OperationLimit {
@@ -45,14 +75,17 @@ impl Extension for OperationLimit {
         let document = next.run(ctx, query, variables).await?;
         for (_, operation) in document.operations.iter() {
             let (limit, what) = match operation.node.ty {
-                OperationType::Mutation => (self.0.max_mutations, "mutations"),
-                _ => (self.0.max_root_fields, "root fields"),
+                OperationType::Mutation => (self.limits.max_mutations, "mutations"),
+                _ => (self.limits.max_root_fields, "root fields"),
             };
             let count = root_fields(
                 &operation.node.selection_set.node,
                 &document.fragments,
                 &mut HashSet::new(),
             );
+            if operation.node.ty == OperationType::Mutation {
+                self.mutations.fetch_add(count, Ordering::Relaxed);
+            }
             if count > limit {
                 let mut error = ServerError::new(
                     format!(
@@ -68,6 +101,39 @@ impl Extension for OperationLimit {
             }
         }
         Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await?;
+        let Some(charge) = ctx.data_opt::<RateCharge>() else {
+            return Ok(result);
+        };
+        let requests = self
+            .mutations
+            .load(Ordering::Relaxed)
+            .max(1 + result.complexity / COST_PER_REQUEST);
+        let extra = u32::try_from(requests - 1).unwrap_or(u32::MAX);
+        match charge.limiter.charge(charge.client, extra).await {
+            crate::ratelimit::Decision::Allow => Ok(result),
+            crate::ratelimit::Decision::Reject { retry_after_secs } => {
+                let mut error = ServerError::new(
+                    format!(
+                        "this operation counts as {requests} requests (its mutations or its cost) and exceeds the rate limit; retry in {retry_after_secs} s"
+                    ),
+                    None,
+                );
+                let ext = error.extensions.get_or_insert_with(Default::default);
+                ext.set("code", RATE_LIMITED_CODE);
+                ext.set("retryAfter", retry_after_secs);
+                Err(vec![error])
+            }
+            // Fail-closed without Redis is the middleware's call; it already let this through.
+            crate::ratelimit::Decision::Unavailable => Ok(result),
+        }
     }
 }
 

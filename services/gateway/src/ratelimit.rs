@@ -136,32 +136,53 @@ impl ClientRateLimiter {
 
     /// Checks and counts one request from `client`.
     pub async fn check(&self, client: IpAddr) -> Decision {
-        if let Err(not_until) = self.local.check_key(&client) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            return Decision::Reject {
-                retry_after_secs: retry_after_secs(wait),
-            };
+        self.charge(client, 1).await
+    }
+
+    /// Checks and counts `n` requests' worth from `client` (a GraphQL request is charged for
+    /// each mutation it runs and for its cost, see `limits`); all or nothing.
+    pub async fn charge(&self, client: IpAddr, n: u32) -> Decision {
+        let Some(amount) = NonZeroU32::new(n) else {
+            return Decision::Allow;
+        };
+        match self.local.check_key_n(&client, amount) {
+            Ok(Ok(())) => {}
+            Ok(Err(not_until)) => {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                return Decision::Reject {
+                    retry_after_secs: retry_after_secs(wait),
+                };
+            }
+            Err(_) => {
+                // More than the whole burst: never allowed within one window.
+                return Decision::Reject {
+                    retry_after_secs: retry_after_secs(self.config.window),
+                };
+            }
         }
-        if self.take_leased(client) {
+        if n == 1 && self.take_leased(client) {
             return Decision::Allow;
         }
+        // A single request may take a lease for later ones; a larger charge takes exactly n.
+        let take = if n == 1 { self.lease } else { n };
         let key = format!("{}ratelimit:{client}", self.prefix);
         let window_ms = self.config.window.as_millis().max(1).to_string();
-        let args = [window_ms, self.lease.to_string()];
+        let args = [window_ms, take.to_string()];
         match self
             .shared
             .run_script::<(i64, i64)>(&self.script, &[&key], &args)
             .await
         {
             Some((count, ttl_ms)) => {
-                let got = granted(self.lease, count, self.config.max_requests);
+                let got = granted(take, count, self.config.max_requests);
                 let ttl = Duration::from_millis(ttl_ms.max(0) as u64);
-                if got == 0 {
+                if got == 0 || (n > 1 && got < i64::from(n)) {
                     return Decision::Reject {
                         retry_after_secs: retry_after_secs(ttl),
                     };
                 }
-                if got > 1
+                if n == 1
+                    && got > 1
                     && let Ok(mut leases) = self.leases.lock()
                 {
                     let expires = std::time::Instant::now() + ttl;

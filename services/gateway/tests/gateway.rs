@@ -1029,3 +1029,32 @@ async fn a_list_costs_its_first_times_what_each_element_selects() {
     assert!(small["data"]["ordersByUser"]["nodes"].is_array(), "{small}");
     backend.stop().await;
 }
+
+/// The rate limit counts operations, not HTTP requests: each mutation counts as a request, so
+/// under a limit of 10 a client sending 5 createOrder per request places 10 orders, not 20.
+#[tokio::test]
+async fn each_mutation_counts_against_the_rate_limit() {
+    let backend = Backend::start().await;
+    let gw = Running::start(shared_config(&backend.config(), 10)).await;
+    let five = (0..5)
+        .map(|i| {
+            format!(r#"o{i}: createOrder(input: {{userId: "1", productId: "{}", quantity: 1}}) {{ id }}"#, 50 + i)
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mutation = format!("mutation {{ {five} }}");
+    let mut placed = 0;
+    let mut limited = 0;
+    for _ in 0..4 {
+        let (status, body) = gw.graphql_from("198.51.100.77", &mutation, json!({})).await;
+        if let Some(data) = body["data"].as_object() {
+            placed += data.values().filter(|o| o["id"].is_string()).count();
+        }
+        if status == 429 || error_code(&body) == Some("RATE_LIMITED") {
+            limited += 1;
+        }
+    }
+    assert_eq!(placed, 10, "10 orders under a limit of 10");
+    assert_eq!(limited, 2, "the third and fourth requests are refused");
+    backend.stop().await;
+}
