@@ -38,6 +38,29 @@ pub struct GetNotificationsResponse {
 }
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetNotificationsForOrdersRequest {
+    /// 1 to 100 order ids, each >= 1; repeated ids are answered once.
+    #[prost(int64, repeated, tag = "1")]
+    pub order_ids: ::prost::alloc::vec::Vec<i64>,
+}
+/// One order's notifications, newest first (none is an empty list).
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct OrderNotifications {
+    #[prost(int64, tag = "1")]
+    pub order_id: i64,
+    #[prost(message, repeated, tag = "2")]
+    pub notifications: ::prost::alloc::vec::Vec<Notification>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetNotificationsForOrdersResponse {
+    /// One entry per distinct requested id, in the order first requested.
+    #[prost(message, repeated, tag = "1")]
+    pub orders: ::prost::alloc::vec::Vec<OrderNotifications>,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct ListUserNotificationsRequest {
     /// Must be >= 1.
     #[prost(int64, tag = "1")]
@@ -214,6 +237,37 @@ pub mod notification_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// The notifications of several orders in one call (a page of orders, say), newest first
+        /// per order.
+        pub async fn get_notifications_for_orders(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetNotificationsForOrdersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetNotificationsForOrdersResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmesh.notification.v1.NotificationService/GetNotificationsForOrders",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "shopmesh.notification.v1.NotificationService",
+                        "GetNotificationsForOrders",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
         /// A user's notifications, newest first, one page at a time.
         pub async fn list_user_notifications(
             &mut self,
@@ -265,6 +319,15 @@ pub mod notification_service_server {
             request: tonic::Request<super::GetNotificationsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::GetNotificationsResponse>,
+            tonic::Status,
+        >;
+        /// The notifications of several orders in one call (a page of orders, say), newest first
+        /// per order.
+        async fn get_notifications_for_orders(
+            &self,
+            request: tonic::Request<super::GetNotificationsForOrdersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetNotificationsForOrdersResponse>,
             tonic::Status,
         >;
         /// A user's notifications, newest first, one page at a time.
@@ -387,6 +450,60 @@ pub mod notification_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = GetNotificationsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shopmesh.notification.v1.NotificationService/GetNotificationsForOrders" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetNotificationsForOrdersSvc<T: NotificationService>(
+                        pub Arc<T>,
+                    );
+                    impl<
+                        T: NotificationService,
+                    > tonic::server::UnaryService<
+                        super::GetNotificationsForOrdersRequest,
+                    > for GetNotificationsForOrdersSvc<T> {
+                        type Response = super::GetNotificationsForOrdersResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<
+                                super::GetNotificationsForOrdersRequest,
+                            >,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as NotificationService>::get_notifications_for_orders(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetNotificationsForOrdersSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

@@ -295,27 +295,65 @@ impl Backends {
     ) -> Result<Vec<pb::Notification>, GatewayError> {
         self.breakers
             .notifications
-            .call(READ, || self.get_notifications(order_id))
+            .call(READ, || async {
+                let request = pb::GetNotificationsRequest { order_id };
+                let answer = self
+                    .notifications_rpc("GetNotifications", request, |mut c, r| async move {
+                        c.get_notifications(r).await
+                    })
+                    .await?;
+                Ok(answer.notifications)
+            })
             .await
     }
 
-    async fn get_notifications(
+    /// Notifications about each of `order_ids` (at most 100), in one call.
+    pub async fn notifications_for_orders(
         &self,
-        order_id: i64,
-    ) -> Result<Vec<pb::Notification>, GatewayError> {
+        order_ids: &[i64],
+    ) -> Result<Vec<pb::OrderNotifications>, GatewayError> {
+        self.breakers
+            .notifications
+            .call(READ, || async {
+                let request = pb::GetNotificationsForOrdersRequest {
+                    order_ids: order_ids.to_vec(),
+                };
+                let answer = self
+                    .notifications_rpc(
+                        "GetNotificationsForOrders",
+                        request,
+                        |mut c, r| async move { c.get_notifications_for_orders(r).await },
+                    )
+                    .await?;
+                Ok(answer.orders)
+            })
+            .await
+    }
+
+    /// One call to the notifications service: counted, traced (a client span whose context
+    /// travels in the request metadata) and bounded by the downstream timeout.
+    async fn notifications_rpc<Req, Resp, F, Fut>(
+        &self,
+        method: &'static str,
+        message: Req,
+        call: F,
+    ) -> Result<Resp, GatewayError>
+    where
+        F: FnOnce(NotificationServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
         self.calls.notifications.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!(
             "grpc.client",
-            otel.name = "shopmesh.notification.v1.NotificationService/GetNotifications",
+            otel.name = %format!("shopmesh.notification.v1.NotificationService/{method}"),
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
             rpc.system = "grpc",
             rpc.grpc.status_code = tracing::field::Empty,
         );
-        let mut request = tonic::Request::new(pb::GetNotificationsRequest { order_id });
+        let mut request = tonic::Request::new(message);
         *request.metadata_mut() = MetadataMap::from_headers(telemetry::trace_header_map(&span));
-        let mut client = self.notifications.clone();
-        let call = tokio::time::timeout(self.timeout, client.get_notifications(request));
+        let call = tokio::time::timeout(self.timeout, call(self.notifications.clone(), request));
         let outcome = call.instrument(span.clone()).await;
         let code = match &outcome {
             Ok(Ok(_)) => tonic::Code::Ok,
@@ -327,7 +365,7 @@ impl Backends {
             span.record("otel.status_code", "ERROR");
         }
         match outcome {
-            Ok(Ok(resp)) => Ok(resp.into_inner().notifications),
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
             Ok(Err(status)) => Err(GatewayError::from_status("notifications", status)),
             Err(_) => Err(GatewayError::Timeout {
                 service: "notifications",

@@ -1,5 +1,6 @@
-//! The GraphQL API: implements the generated `GatewayResolvers` trait. `Order.user` goes
-//! through a per-request DataLoader, so a list of orders costs one users call per distinct user.
+//! The GraphQL API: implements the generated `GatewayResolvers` trait. `Order.user` and
+//! `Order.notifications` go through per-request DataLoaders, so a list of orders costs one
+//! users call per distinct user and one notifications call per 100 orders.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +45,35 @@ impl Loader<i64> for UserLoader {
             }
         }
         Ok(found)
+    }
+}
+
+/// Loads notifications by order id for one GraphQL request: the orders of a page cost one
+/// `GetNotificationsForOrders` call (per 100 orders), not one call each.
+pub struct NotificationLoader {
+    backends: Arc<Backends>,
+}
+
+impl NotificationLoader {
+    /// A loader over `backends`.
+    pub fn new(backends: Arc<Backends>) -> Self {
+        Self { backends }
+    }
+}
+
+impl Loader<i64> for NotificationLoader {
+    type Value = Vec<gql::Notification>;
+    type Error = GatewayError;
+
+    async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        let orders = self.backends.notifications_for_orders(keys).await?;
+        Ok(orders
+            .into_iter()
+            .map(|o| {
+                let list = o.notifications.into_iter().map(gql_notification).collect();
+                (o.order_id, list)
+            })
+            .collect())
     }
 }
 
@@ -164,16 +194,11 @@ impl GatewayResolvers for GatewayGraph {
 
     async fn order_notifications(
         &self,
-        _ctx: &Context<'_>,
+        ctx: &Context<'_>,
         parent: &gql::Order,
     ) -> Result<Vec<gql::Notification>, GatewayError> {
         let id = parse_id("id", &parent.id)?;
-        Ok(self
-            .backends
-            .notifications_for_order(id)
-            .await?
-            .into_iter()
-            .map(gql_notification)
-            .collect())
+        let loader = ctx.data::<DataLoader<NotificationLoader>>()?;
+        Ok(loader.load_one(id).await?.unwrap_or_default())
     }
 }

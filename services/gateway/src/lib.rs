@@ -36,7 +36,7 @@ use shopmesh_openapi::gateway::GatewayEndpoints;
 
 use crate::config::GatewayConfig;
 use crate::downstream::Backends;
-use crate::graphql::{GatewayGraph, UserLoader};
+use crate::graphql::{GatewayGraph, NotificationLoader, UserLoader};
 use crate::ratelimit::{ClientRateLimiter, RateLimit};
 
 /// Everything one gateway process shares between requests.
@@ -151,6 +151,9 @@ fn graphql_playground() -> Html<&'static str> {
     Html(playground::PAGE)
 }
 
+/// Order ids per `GetNotificationsForOrders` call (the contract's limit).
+const MAX_NOTIFICATION_BATCH: usize = 100;
+
 #[handler]
 async fn graphql_execute(
     http: &poem::Request,
@@ -163,7 +166,11 @@ async fn graphql_execute(
     let loader = DataLoader::new(UserLoader::new(backends.0.clone()), |batch| {
         tokio::spawn(tracing::Instrument::in_current_span(batch))
     });
-    let mut request = req.0.data(loader);
+    let notifications = DataLoader::new(NotificationLoader::new(backends.0.clone()), |batch| {
+        tokio::spawn(tracing::Instrument::in_current_span(batch))
+    })
+    .max_batch_size(MAX_NOTIFICATION_BATCH);
+    let mut request = req.0.data(loader).data(notifications);
     if let Some(client) = limiter.client_of(http) {
         request = request.data(limits::RateCharge {
             limiter: limiter.0.clone(),

@@ -1058,3 +1058,76 @@ async fn each_mutation_counts_against_the_rate_limit() {
     assert_eq!(limited, 2, "the third and fourth requests are refused");
     backend.stop().await;
 }
+
+/// A page of orders with their notifications costs one notifications call, not one per order,
+/// and each order gets its own notifications.
+#[tokio::test]
+async fn a_page_of_orders_fetches_its_notifications_in_one_call() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let user = 3;
+    let mut ids = Vec::new();
+    for p in 0..6 {
+        let order = backend
+            .orders_store
+            .create(shopmesh_orders::store::NewOrder {
+                user_id: user,
+                product_id: 300 + p,
+                quantity: 1,
+            })
+            .await
+            .unwrap();
+        ids.push(order.id);
+    }
+    for id in ids.iter().take(3) {
+        backend
+            .mongo
+            .insert_if_absent(&NewNotification {
+                event_id: unique("evt"),
+                order_id: *id,
+                user_id: user,
+                message: format!("about {id}"),
+                order_created_at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    let before = gw
+        .gateway
+        .backends
+        .calls
+        .notifications
+        .load(Ordering::SeqCst);
+    let body = gw
+        .graphql(
+            r#"{ ordersByUser(userId: "3", first: 6) { nodes { id notifications { message } } } }"#,
+            json!({}),
+        )
+        .await;
+    let calls = gw
+        .gateway
+        .backends
+        .calls
+        .notifications
+        .load(Ordering::SeqCst)
+        - before;
+    assert_eq!(calls, 1, "one call for 6 orders: {body}");
+    let nodes = body["data"]["ordersByUser"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6, "{body}");
+    for node in nodes {
+        let id: i64 = node["id"].as_str().unwrap().parse().unwrap();
+        let messages: Vec<_> = node["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["message"].as_str().unwrap().to_owned())
+            .collect();
+        let expected = if ids[..3].contains(&id) {
+            vec![format!("about {id}")]
+        } else {
+            vec![]
+        };
+        assert_eq!(messages, expected, "{body}");
+    }
+    backend.stop().await;
+}

@@ -74,6 +74,33 @@ impl pb::notification_service_server::NotificationService for NotificationGrpc {
         .await
     }
 
+    async fn get_notifications_for_orders(
+        &self,
+        request: Request<pb::GetNotificationsForOrdersRequest>,
+    ) -> Result<Response<pb::GetNotificationsForOrdersResponse>, Status> {
+        observed("GetNotificationsForOrders", async {
+            let ids = domain::order_batch(&request.into_inner().order_ids)?;
+            let mut by_order: std::collections::HashMap<i64, Vec<pb::Notification>> =
+                ids.iter().map(|id| (*id, Vec::new())).collect();
+            for n in self.store.by_orders(&ids).await? {
+                if let Some(list) = by_order.get_mut(&n.order_id) {
+                    list.push(to_contract(n));
+                }
+            }
+            let orders = ids
+                .iter()
+                .map(|id| pb::OrderNotifications {
+                    order_id: *id,
+                    notifications: by_order.remove(id).unwrap_or_default(),
+                })
+                .collect();
+            Ok(Response::new(pb::GetNotificationsForOrdersResponse {
+                orders,
+            }))
+        })
+        .await
+    }
+
     async fn list_user_notifications(
         &self,
         request: Request<pb::ListUserNotificationsRequest>,

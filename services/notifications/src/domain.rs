@@ -76,6 +76,29 @@ pub fn positive_id(name: &str, value: i64) -> Result<i64, NotificationsError> {
     }
 }
 
+/// Most order ids one `GetNotificationsForOrders` call may ask for.
+pub const MAX_ORDER_BATCH: usize = 100;
+
+/// Validated order ids of a batch: 1 to [`MAX_ORDER_BATCH`], each >= 1, repeats dropped (first
+/// occurrence kept, in order).
+pub fn order_batch(ids: &[i64]) -> Result<Vec<i64>, NotificationsError> {
+    if ids.is_empty() || ids.len() > MAX_ORDER_BATCH {
+        return Err(NotificationsError::InvalidArgument(format!(
+            "order_ids must hold 1..={MAX_ORDER_BATCH} ids, got {}",
+            ids.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut batch = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = positive_id("order_ids", *id)?;
+        if seen.insert(id) {
+            batch.push(id);
+        }
+    }
+    Ok(batch)
+}
+
 /// Position after the last notification of a page (sorted by `createdAt`, then id, descending).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PageToken {
@@ -135,6 +158,15 @@ mod tests {
         );
         assert_eq!((n.order_id, n.user_id), (9, 2));
         assert_eq!(n.event_id, Uuid::nil().to_string());
+    }
+
+    #[test]
+    fn order_batches_are_bounded_positive_and_deduplicated() {
+        assert_eq!(order_batch(&[3, 1, 3, 2]).unwrap(), vec![3, 1, 2]);
+        assert!(order_batch(&[]).is_err());
+        assert!(order_batch(&[1, 0]).is_err());
+        assert!(order_batch(&vec![1; MAX_ORDER_BATCH + 1]).is_err());
+        assert_eq!(order_batch(&vec![7; MAX_ORDER_BATCH]).unwrap(), vec![7]);
     }
 
     #[test]

@@ -54,6 +54,11 @@ pub trait NotificationStore: Send + Sync + 'static {
     ) -> Result<InsertOutcome, NotificationsError>;
     /// An order's notifications, newest first.
     async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError>;
+    /// The notifications of every order in `order_ids`, newest first, in one query.
+    async fn by_orders(
+        &self,
+        order_ids: &[i64],
+    ) -> Result<Vec<StoredNotification>, NotificationsError>;
     /// A page of a user's notifications, newest first, and the next page's token.
     async fn by_user(
         &self,
@@ -245,6 +250,25 @@ impl NotificationStore for MongoNotificationStore {
                     _ => Err(classify(e)),
                 },
             }
+        })
+        .await
+    }
+
+    async fn by_orders(
+        &self,
+        order_ids: &[i64],
+    ) -> Result<Vec<StoredNotification>, NotificationsError> {
+        let (collection, max_time) = (self.collection.clone(), self.timeout);
+        let ids = order_ids.to_vec();
+        self.detached(async move {
+            let cursor = collection
+                .find(doc! { "orderId": { "$in": ids } })
+                .sort(doc! { "createdAt": -1, "_id": -1 })
+                .max_time(max_time)
+                .await
+                .map_err(classify)?;
+            let docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
+            Ok(docs.into_iter().map(Into::into).collect())
         })
         .await
     }

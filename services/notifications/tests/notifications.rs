@@ -55,6 +55,12 @@ impl NotificationStore for FlakyStore {
     async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError> {
         self.inner.by_order(order_id).await
     }
+    async fn by_orders(
+        &self,
+        order_ids: &[i64],
+    ) -> Result<Vec<StoredNotification>, NotificationsError> {
+        self.inner.by_orders(order_ids).await
+    }
     async fn by_user(
         &self,
         user_id: i64,
@@ -835,5 +841,48 @@ async fn redrive_moves_good_events_back_and_leaves_poison() {
     let again = redrive(&url, &h.topology, None).await.unwrap();
     assert_eq!((again.moved, again.kept), (0, 1));
     assert_eq!(h.status.dead_lettered.load(Ordering::SeqCst), 0);
+    h.stop().await;
+}
+
+/// `GetNotificationsForOrders`: one call answers each requested order, in request order, and
+/// a batch breaking the contract (empty, over 100, an id below 1) is INVALID_ARGUMENT.
+#[tokio::test]
+async fn notifications_for_many_orders_in_one_call() {
+    let h = Harness::start(Options::default()).await;
+    let events = [event(41, 1), event(42, 1), event(41, 1)];
+    for e in &events {
+        h.publish(e).await;
+    }
+    eventually("3 notifications", Duration::from_secs(20), || async {
+        (h.status.processed.load(Ordering::SeqCst) == 3).then_some(())
+    })
+    .await;
+    let mut client = h.client().await;
+    let answer = client
+        .get_notifications_for_orders(pb::GetNotificationsForOrdersRequest {
+            order_ids: vec![42, 43, 41, 42],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<(i64, usize)> = answer
+        .orders
+        .iter()
+        .map(|o| (o.order_id, o.notifications.len()))
+        .collect();
+    assert_eq!(got, vec![(42, 1), (43, 0), (41, 2)]);
+    assert!(
+        answer.orders[2]
+            .notifications
+            .iter()
+            .all(|n| n.order_id == 41)
+    );
+    for bad in [vec![], vec![1, 0], vec![1; 101]] {
+        let status = client
+            .get_notifications_for_orders(pb::GetNotificationsForOrdersRequest { order_ids: bad })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
     h.stop().await;
 }

@@ -142,8 +142,12 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
             ("orders", SpanKind::Server, "POST createOrder"),
             ("orders", SpanKind::Producer, "publish"),
             ("notifications", SpanKind::Consumer, "process"),
-            ("gateway", SpanKind::Client, "GetNotifications"),
-            ("notifications", SpanKind::Server, "GetNotifications"),
+            ("gateway", SpanKind::Client, "GetNotificationsForOrders"),
+            (
+                "notifications",
+                SpanKind::Server,
+                "GetNotificationsForOrders",
+            ),
         ],
     )
     .await;
@@ -157,7 +161,7 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
     for (service, name) in [
         ("users", "GET getUser"),
         ("orders", "POST createOrder"),
-        ("notifications", "GetNotifications"),
+        ("notifications", "GetNotificationsForOrders"),
     ] {
         let server = find(&spans, service, SpanKind::Server, name).unwrap();
         let client = parent_of(&spans, server, "gateway", SpanKind::Client);
