@@ -32,6 +32,10 @@ pub struct NotificationsConfig {
     pub consumer: ConsumerConfig,
     /// How often gRPC health re-checks MongoDB and the consumer (2 s).
     pub health_interval: Duration,
+    /// A gRPC connection older than this is closed, with a GOAWAY and up to 30 s more for
+    /// calls in flight (`GRPC_MAX_CONNECTION_AGE_SECS`, 300): idle or silent connections
+    /// cannot pile up, and clients reconnect (and rebalance) now and then.
+    pub grpc_max_connection_age: Duration,
     /// Whether this process consumes `order.created` (`CONSUMER_ENABLED`, true). Without a
     /// consumer the service serves stored notifications and reports itself not ready.
     pub consumer_enabled: bool,
@@ -67,6 +71,9 @@ impl NotificationsConfig {
                 ..d
             },
             health_interval: Duration::from_secs(2),
+            grpc_max_connection_age: Duration::from_secs(
+                env.parse_or("GRPC_MAX_CONNECTION_AGE_SECS", 300)?,
+            ),
             consumer_enabled: env.parse_or("CONSUMER_ENABLED", true)?,
         })
     }

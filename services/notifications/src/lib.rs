@@ -133,9 +133,10 @@ pub async fn serve_grpc(
     listener: TcpListener,
     store: Arc<dyn NotificationStore>,
     consumer: Arc<ConsumerStatus>,
-    health_every: Duration,
+    settings: GrpcSettings,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let health_every = settings.health_every;
     // Install the recorder before the first gRPC call records anything.
     shopmesh_common::metrics::handle();
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -158,6 +159,13 @@ pub async fn serve_grpc(
     let service = NotificationServiceServer::new(api::NotificationGrpc::new(store));
     let s = shutdown.clone();
     tonic::transport::Server::builder()
+        // Dead peers are found by pings; every connection is recycled at its maximum age.
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_keepalive(Some(Duration::from_secs(60)))
+        .max_concurrent_streams(GRPC_MAX_CONCURRENT_STREAMS)
+        .max_connection_age(settings.max_connection_age)
+        .max_connection_age_grace(settings.max_connection_age.min(Duration::from_secs(30)))
         .trace_fn(shopmesh_common::telemetry::grpc_server_span)
         .add_service(health)
         .add_service(reflection)
@@ -172,6 +180,19 @@ pub async fn serve_grpc(
     Ok(())
 }
 
+/// Calls one gRPC connection may have in flight.
+const GRPC_MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// How the gRPC listener serves.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcSettings {
+    /// How often gRPC health re-checks MongoDB and the consumer.
+    pub health_every: Duration,
+    /// Connections older than this are closed (GOAWAY, then as long again, at most 30 s, for
+    /// calls in flight).
+    pub max_connection_age: Duration,
+}
+
 /// The notifications service, built from its configuration: HTTP and gRPC listeners bound,
 /// MongoDB store and consumer created. [`Service::run_until`] creates the indexes, starts the
 /// consumer and serves both listeners.
@@ -179,7 +200,7 @@ pub struct Application {
     store: MongoNotificationStore,
     consumer: NotificationConsumer,
     consumer_enabled: bool,
-    health_interval: Duration,
+    grpc_settings: GrpcSettings,
     http: HttpListener,
     grpc: TcpListener,
 }
@@ -224,7 +245,10 @@ impl Service for Application {
             store,
             consumer,
             consumer_enabled: config.consumer_enabled,
-            health_interval: config.health_interval,
+            grpc_settings: GrpcSettings {
+                health_every: config.health_interval,
+                max_connection_age: config.grpc_max_connection_age,
+            },
             http,
             grpc,
         })
@@ -292,7 +316,7 @@ impl Service for Application {
             self.grpc,
             store,
             status,
-            self.health_interval,
+            self.grpc_settings,
             shutdown.clone(),
         )
         .await;

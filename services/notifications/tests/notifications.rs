@@ -97,6 +97,7 @@ enum Run {
 
 struct Options {
     failures: u32,
+    grpc_max_connection_age: Duration,
     max_retries: u32,
     mongo_url: Option<String>,
     amqp_url: Option<String>,
@@ -106,6 +107,7 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             failures: 0,
+            grpc_max_connection_age: Duration::from_secs(300),
             max_retries: 3,
             mongo_url: None,
             amqp_url: None,
@@ -135,6 +137,7 @@ impl Harness {
             build_service::<Application>(&stack.env_for(Service::Notifications).unwrap(), |c| {
                 c.consumer = config;
                 c.health_interval = Duration::from_millis(100);
+                c.grpc_max_connection_age = opts.grpc_max_connection_age;
             })
             .await;
         let mongo = app.store().clone();
@@ -165,15 +168,13 @@ impl Harness {
             let grpc_url = format!("http://{}", listener.local_addr().unwrap());
             let (st, sh) = (status.clone(), shutdown.clone());
             tasks.push(tokio::spawn(async move {
-                shopmesh_notifications::serve_grpc(
-                    listener,
-                    store,
-                    st,
-                    Duration::from_millis(100),
-                    sh,
-                )
-                .await
-                .unwrap();
+                let settings = shopmesh_notifications::GrpcSettings {
+                    health_every: Duration::from_millis(100),
+                    max_connection_age: Duration::from_secs(300),
+                };
+                shopmesh_notifications::serve_grpc(listener, store, st, settings, sh)
+                    .await
+                    .unwrap();
             }));
             (status, grpc_url, None, Run::Components(shutdown, tasks))
         };
@@ -883,6 +884,45 @@ async fn notifications_for_many_orders_in_one_call() {
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    h.stop().await;
+}
+
+/// A connection to the gRPC port that never says anything (nor anything useful) is closed at
+/// the maximum connection age rather than held forever, while real calls keep working.
+#[tokio::test]
+async fn silent_grpc_connections_are_closed_at_their_maximum_age() {
+    use tokio::io::AsyncReadExt;
+    let h = Harness::start(Options {
+        grpc_max_connection_age: Duration::from_secs(1),
+        ..Options::default()
+    })
+    .await;
+    let addr = h.grpc_url.trim_start_matches("http://").to_owned();
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut client = h.client().await;
+    client
+        .get_notifications(pb::GetNotificationsRequest { order_id: 1 })
+        .await
+        .unwrap();
+    for stream in &mut silent {
+        let mut buf = [0u8; 256];
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {} // the server's SETTINGS and GOAWAY frames
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "a silent connection outlived its maximum age"
+        );
     }
     h.stop().await;
 }
