@@ -74,6 +74,9 @@ pub struct GraphqlConfig {
     pub max_root_fields: usize,
     /// Mutations (root fields of a mutation) one request may run (`GRAPHQL_MAX_MUTATIONS`, 5).
     pub max_mutations: usize,
+    /// Downstream calls (retries included) one request may make; further ones fail with
+    /// `QUERY_LIMIT_EXCEEDED` (`GRAPHQL_MAX_DOWNSTREAM_CALLS`, 50).
+    pub max_downstream_calls: u32,
 }
 
 /// Retries and circuit breaking of downstream calls (see [`crate::breaker`]).
@@ -127,6 +130,7 @@ impl GatewayConfig {
                 introspection: env.parse_or("GRAPHQL_INTROSPECTION", true)?,
                 max_root_fields: env.parse_or("GRAPHQL_MAX_ROOT_FIELDS", 20)?,
                 max_mutations: env.parse_or("GRAPHQL_MAX_MUTATIONS", 5)?,
+                max_downstream_calls: env.parse_or("GRAPHQL_MAX_DOWNSTREAM_CALLS", 50)?,
             },
             resilience: ResilienceConfig {
                 retries: env.parse_or("DOWNSTREAM_RETRIES", 2)?,

@@ -1,7 +1,8 @@
 //! Calls to the services behind the gateway, only through their generated clients, each with a
 //! timeout, plus the gateway's Redis response cache (`order:{id}` 300 s, users 30 s).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use poem_openapi::types::{ParseFromJSON, ToJSON};
@@ -68,6 +69,28 @@ fn orders_error(e: ClientError) -> GatewayError {
 
 fn users_error(e: ClientError) -> GatewayError {
     GatewayError::from_client("users", e)
+}
+
+tokio::task_local! {
+    /// Downstream calls the current GraphQL request may still make (set around its execution
+    /// and its DataLoader batches; REST requests make at most two calls and run without it).
+    pub static CALL_BUDGET: Arc<AtomicU32>;
+}
+
+/// Counts one downstream call (retries included) against the service's counter and the
+/// current request's [`CALL_BUDGET`]; refuses the call when the budget is spent.
+fn count_call(counter: &AtomicU64) -> Result<(), GatewayError> {
+    let within = CALL_BUDGET
+        .try_with(|left| {
+            left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        })
+        .unwrap_or(true);
+    if !within {
+        return Err(GatewayError::CallBudgetSpent);
+    }
+    counter.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// A call that may be retried: it changes nothing.
@@ -162,7 +185,7 @@ impl Backends {
             .breakers
             .orders
             .call(READ, || async {
-                self.calls.orders.fetch_add(1, Ordering::Relaxed);
+                count_call(&self.calls.orders)?;
                 self.orders.get_order(id).await.map_err(orders_error)
             })
             .await?;
@@ -190,7 +213,7 @@ impl Backends {
             .breakers
             .orders
             .call(WRITE, || async {
-                self.calls.orders.fetch_add(1, Ordering::Relaxed);
+                count_call(&self.calls.orders)?;
                 self.orders
                     .create_order(&request)
                     .await
@@ -219,7 +242,7 @@ impl Backends {
         self.breakers
             .orders
             .call(READ, || async {
-                self.calls.orders.fetch_add(1, Ordering::Relaxed);
+                count_call(&self.calls.orders)?;
                 self.orders
                     .list_user_orders(user_id, Some(limit), cursor.clone())
                     .await
@@ -248,7 +271,7 @@ impl Backends {
             .breakers
             .users
             .call(READ, || async {
-                self.calls.users.fetch_add(1, Ordering::Relaxed);
+                count_call(&self.calls.users)?;
                 self.users.get_user(id).await.map_err(users_error)
             })
             .await;
@@ -276,7 +299,7 @@ impl Backends {
             .breakers
             .users
             .call(WRITE, || async {
-                self.calls.users.fetch_add(1, Ordering::Relaxed);
+                count_call(&self.calls.users)?;
                 self.users.create_user(&request).await.map_err(users_error)
             })
             .await?;
@@ -342,7 +365,7 @@ impl Backends {
         F: FnOnce(NotificationServiceClient<Channel>, tonic::Request<Req>) -> Fut,
         Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        self.calls.notifications.fetch_add(1, Ordering::Relaxed);
+        count_call(&self.calls.notifications)?;
         let span = tracing::info_span!(
             "grpc.client",
             otel.name = %format!("shopmesh.notification.v1.NotificationService/{method}"),

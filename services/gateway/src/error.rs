@@ -29,6 +29,12 @@ pub enum GatewayError {
         /// Which service.
         service: &'static str,
     },
+    /// The GraphQL request used up its downstream-call budget (`GRAPHQL_MAX_DOWNSTREAM_CALLS`).
+    #[error(
+        "this request needs more downstream calls than the {} allowed per request; ask for less at once",
+        crate::limits::MAX_DOWNSTREAM_CALLS_NAME
+    )]
+    CallBudgetSpent,
     /// A bug in the gateway itself (e.g. a missing per-request loader).
     #[error("internal error")]
     Internal(String),
@@ -77,6 +83,7 @@ impl GatewayError {
             Self::Conflict(_) => 409,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
+            Self::CallBudgetSpent => 400,
             Self::Internal(_) => 500,
         }
     }
@@ -89,6 +96,7 @@ impl GatewayError {
             Self::Conflict(_) => "CONFLICT",
             Self::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
             Self::Timeout { .. } => "DOWNSTREAM_TIMEOUT",
+            Self::CallBudgetSpent => crate::limits::LIMIT_CODE,
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -18,7 +18,7 @@ pub mod playground;
 pub mod ratelimit;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
@@ -35,7 +35,7 @@ use shopmesh_common::shutdown::Shutdown;
 use shopmesh_openapi::gateway::GatewayEndpoints;
 
 use crate::config::GatewayConfig;
-use crate::downstream::Backends;
+use crate::downstream::{Backends, CALL_BUDGET};
 use crate::graphql::{GatewayGraph, NotificationLoader, UserLoader};
 use crate::ratelimit::{ClientRateLimiter, RateLimit};
 
@@ -134,7 +134,8 @@ impl Gateway {
                 .nest("/", limited)
                 .data(self.schema.clone())
                 .data(self.backends.clone())
-                .data(self.limiter.clone()),
+                .data(self.limiter.clone())
+                .data(self.config.clone()),
         )
         .with(http::AllowHeader::new(
             shopmesh_openapi::gateway::ROUTES,
@@ -160,15 +161,22 @@ async fn graphql_execute(
     schema: Data<&shopmesh_graphql::Schema>,
     backends: Data<&Arc<Backends>>,
     limiter: Data<&Arc<ClientRateLimiter>>,
+    config: Data<&Arc<GatewayConfig>>,
     req: GraphQLRequest,
 ) -> GraphQLResponse {
-    // Batches run in tasks of their own; they stay in the request's trace.
-    let loader = DataLoader::new(UserLoader::new(backends.0.clone()), |batch| {
-        tokio::spawn(tracing::Instrument::in_current_span(batch))
-    });
-    let notifications = DataLoader::new(NotificationLoader::new(backends.0.clone()), |batch| {
-        tokio::spawn(tracing::Instrument::in_current_span(batch))
-    })
+    let budget = Arc::new(AtomicU32::new(config.graphql.max_downstream_calls));
+    // Batches run in tasks of their own; they stay in the request's trace and budget.
+    let spawn = |budget: Arc<AtomicU32>| {
+        move |batch| {
+            let batch = CALL_BUDGET.scope(budget.clone(), batch);
+            tokio::spawn(tracing::Instrument::in_current_span(batch))
+        }
+    };
+    let loader = DataLoader::new(UserLoader::new(backends.0.clone()), spawn(budget.clone()));
+    let notifications = DataLoader::new(
+        NotificationLoader::new(backends.0.clone()),
+        spawn(budget.clone()),
+    )
     .max_batch_size(MAX_NOTIFICATION_BATCH);
     let mut request = req.0.data(loader).data(notifications);
     if let Some(client) = limiter.client_of(http) {
@@ -177,7 +185,10 @@ async fn graphql_execute(
             client,
         });
     }
-    schema.execute(request).await.into()
+    CALL_BUDGET
+        .scope(budget, schema.execute(request))
+        .await
+        .into()
 }
 
 /// The gateway, built from its configuration: listener bound, clients, cache, limiter and

@@ -23,6 +23,9 @@ use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
 /// `extensions.code` of a rejected operation.
 pub const LIMIT_CODE: &str = "QUERY_LIMIT_EXCEEDED";
 
+/// The setting that bounds downstream calls per GraphQL request.
+pub const MAX_DOWNSTREAM_CALLS_NAME: &str = "GRAPHQL_MAX_DOWNSTREAM_CALLS";
+
 /// `extensions.code` of an operation over the client's rate limit.
 pub const RATE_LIMITED_CODE: &str = "RATE_LIMITED";
 

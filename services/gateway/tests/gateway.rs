@@ -1131,3 +1131,32 @@ async fn a_page_of_orders_fetches_its_notifications_in_one_call() {
     }
     backend.stop().await;
 }
+
+/// Each GraphQL request has a budget of downstream calls: with a budget of 3, a query that
+/// would look up 5 uncached users makes 3 calls and answers the other 2 fields with
+/// QUERY_LIMIT_EXCEEDED.
+#[tokio::test]
+async fn a_request_makes_no_more_downstream_calls_than_its_budget() {
+    let backend = Backend::start().await;
+    let mut config = backend.config();
+    config.graphql.max_downstream_calls = 3;
+    let gw = Running::start(config).await;
+    let before = gw.gateway.backends.calls.users.load(Ordering::SeqCst);
+    let query = (1..=5)
+        .map(|i| format!(r#"u{i}: user(id: "{i}") {{ name }}"#))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let body = gw.graphql(&format!("{{ {query} }}"), json!({})).await;
+    let calls = gw.gateway.backends.calls.users.load(Ordering::SeqCst) - before;
+    assert_eq!(calls, 3, "{body}");
+    let limited = body["errors"]
+        .as_array()
+        .map(|e| {
+            e.iter()
+                .filter(|e| e["extensions"]["code"] == "QUERY_LIMIT_EXCEEDED")
+                .count()
+        })
+        .unwrap_or(0);
+    assert_eq!(limited, 2, "{body}");
+    backend.stop().await;
+}
