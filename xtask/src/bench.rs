@@ -42,6 +42,9 @@ fn wait_ready(name: &str, port: u16, child: &mut Child) -> Result<()> {
     Ok(())
 }
 
+/// Where the load generator's Redis proxy listens (the bench ports are 3100-3104, 3199).
+const REDIS_PROXY_PORT: u16 = 3198;
+
 /// Runs the benchmarks; `--seconds N` sets each scenario's measured duration (default 5).
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let seconds = args
@@ -79,7 +82,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         wait_ready("baseline", 3199, &mut baseline)?;
         children.push(("baseline", baseline.id()));
         baseline_process = Some(baseline);
-        let stack = stack(&env, 3100, "bench", &mongo_url);
+        // The gateway's Redis goes through the load generator's proxy, which scenario 2b hangs.
+        let redis_proxy = format!("127.0.0.1:{REDIS_PROXY_PORT}");
+        let stack = stack(&env, 3100, "bench", &mongo_url).set_for(
+            Service::Gateway,
+            "REDIS_URL",
+            format!("redis://{redis_proxy}/"),
+        );
         let services = start(&stack, &release)?;
         children.extend(services.pids().into_iter().map(|(s, pid)| (s.name(), pid)));
         held = Some(services);
@@ -98,6 +107,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .env("BENCH_GATEWAY_URL", stack.url(Service::Gateway))
                 .env("BENCH_ORDERS_URL", stack.url(Service::Orders))
                 .env("BENCH_GRPC_URL", stack.grpc_url())
+                .env("BENCH_REDIS_PROXY", &redis_proxy)
+                .env("BENCH_REDIS_TARGET", up::redis_addr(&env))
                 .env("BENCH_SECONDS", &seconds)
                 .env("BENCH_OUTPUT", &raw),
         )?;

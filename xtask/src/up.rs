@@ -68,6 +68,18 @@ fn get<'a>(env: &'a BTreeMap<String, String>, key: &str, default: &'a str) -> &'
         .unwrap_or(default)
 }
 
+/// `host:port` of the Redis `env` configures (`REDIS_URL`, else `REDIS_HOST`/`REDIS_PORT`).
+pub fn redis_addr(env: &BTreeMap<String, String>) -> String {
+    match env.get("REDIS_URL").filter(|v| !v.is_empty()) {
+        Some(url) => addr_of(url),
+        None => format!(
+            "{}:{}",
+            get(env, "REDIS_HOST", "127.0.0.1"),
+            get(env, "REDIS_PORT", "6379")
+        ),
+    }
+}
+
 fn dependencies(env: &BTreeMap<String, String>) -> Vec<Dependency> {
     let mysql = match env.get("DATABASE_URL").filter(|v| !v.is_empty()) {
         Some(url) => addr_of(url),
@@ -77,14 +89,7 @@ fn dependencies(env: &BTreeMap<String, String>) -> Vec<Dependency> {
             get(env, "DB_PORT", "3306")
         ),
     };
-    let redis = match env.get("REDIS_URL").filter(|v| !v.is_empty()) {
-        Some(url) => addr_of(url),
-        None => format!(
-            "{}:{}",
-            get(env, "REDIS_HOST", "127.0.0.1"),
-            get(env, "REDIS_PORT", "6379")
-        ),
-    };
+    let redis = redis_addr(env);
     vec![
         Dependency {
             name: "MySQL/MariaDB",

@@ -4,6 +4,8 @@
 //! `loadgen serve-baseline PORT` instead serves the bare poem JSON endpoint used as scenario 1's
 //! server (the same poem build as the services, in a process of its own).
 
+mod proxy;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +21,8 @@ struct Targets {
     gateway: String,
     orders: String,
     grpc: String,
+    /// The gateway's Redis goes through this proxy: (where it listens, the real Redis).
+    redis_proxy: (String, String),
 }
 
 /// One scenario's measurements.
@@ -226,6 +230,32 @@ async fn event_latency(
     }
 }
 
+/// One GraphQL `order(id)` read through the gateway, as a [`drive`] call.
+fn read_order(
+    http: &reqwest::Client,
+    gateway: &str,
+    id: &str,
+) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
++ Send
++ Sync
++ 'static
++ use<> {
+    let (h, u, id) = (http.clone(), gateway.to_owned(), id.to_owned());
+    move |_| {
+        let (h, u, id) = (h.clone(), u.clone(), id.clone());
+        Box::pin(async move {
+            graphql(
+                &h,
+                &u,
+                "query($id: ID!) { order(id: $id) { id status quantity } }",
+                json!({"id": id}),
+            )
+            .await
+            .is_some()
+        })
+    }
+}
+
 async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
@@ -233,6 +263,9 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
     let warm = Duration::from_secs(1);
     let measure = Duration::from_secs(seconds);
     let mut outcomes = Vec::new();
+    let redis = proxy::HangingProxy::start(&t.redis_proxy.0, t.redis_proxy.1.clone()).await?;
+    // The gateway found no Redis at the proxy's address until now; its breaker probes it.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (h, u) = (http.clone(), t.baseline.clone());
     outcomes.push(
@@ -267,7 +300,6 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
         .as_str()
         .unwrap_or("1")
         .to_owned();
-    let (h, u, id) = (http.clone(), t.gateway.clone(), order_id.clone());
     outcomes.push(
         drive(
             "2 gateway GraphQL order(id), cached",
@@ -275,22 +307,27 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
             warm,
             measure,
             None,
-            move |_| {
-                let (h, u, id) = (h.clone(), u.clone(), id.clone());
-                async move {
-                    graphql(
-                        &h,
-                        &u,
-                        "query($id: ID!) { order(id: $id) { id status quantity } }",
-                        json!({"id": id}),
-                    )
-                    .await
-                    .is_some()
-                }
-            },
+            read_order(&http, &t.gateway, &order_id),
         )
         .await,
     );
+
+    // The same reads while Redis hangs: the cache's breaker must keep them near the
+    // uncached cost, not one Redis timeout (250 ms) each.
+    redis.hang();
+    outcomes.push(
+        drive(
+            "2b gateway order(id), Redis hung",
+            32,
+            warm,
+            measure,
+            None,
+            read_order(&http, &t.gateway, &order_id),
+        )
+        .await,
+    );
+    redis.restore();
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     let (h, u) = (http.clone(), t.gateway.clone());
     outcomes.push(drive("3 gateway GraphQL createOrder, end to end", 16, warm, measure, None, move |i| {
@@ -386,7 +423,17 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
     let ratio = rows[1]["throughput_rps"].as_f64().unwrap_or(0.0)
         / rows[0]["throughput_rps"].as_f64().unwrap_or(1.0);
     println!("\ncached order(id) throughput / baseline: {ratio:.2} (target >= 0.5)");
-    let report = json!({ "http": rows, "event_latency": events, "cached_to_baseline_ratio": ratio, "measure_seconds": seconds });
+    let p50 = |row: &Value| row["p50_ms"].as_f64().unwrap_or(0.0);
+    let outage = p50(&rows[2]) / p50(&rows[1]).max(0.001);
+    println!(
+        "order(id) p50 with Redis hung / with Redis: {outage:.2}; errors while hung: {}",
+        rows[2]["errors"]
+    );
+    let report = json!({
+        "http": rows, "event_latency": events, "cached_to_baseline_ratio": ratio,
+        "redis_hung_to_cached_p50_ratio": outage,
+        "measure_seconds": seconds,
+    });
     std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
     Ok(())
 }
@@ -420,6 +467,7 @@ async fn main() -> anyhow::Result<()> {
         gateway: get("BENCH_GATEWAY_URL")?,
         orders: get("BENCH_ORDERS_URL")?,
         grpc: get("BENCH_GRPC_URL")?,
+        redis_proxy: (get("BENCH_REDIS_PROXY")?, get("BENCH_REDIS_TARGET")?),
     };
     let seconds = std::env::var("BENCH_SECONDS")
         .ok()
