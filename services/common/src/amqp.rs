@@ -23,6 +23,15 @@ pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connect
     }
 }
 
+/// Opens a channel in publisher-confirm mode (every publish is acked or nacked by the broker).
+pub async fn confirm_channel(connection: &Connection) -> Result<Channel, lapin::Error> {
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(lapin::options::ConfirmSelectOptions::default())
+        .await?;
+    Ok(channel)
+}
+
 /// Declares the durable topic exchange, the durable `order.created` queue and its binding.
 /// Safe to call from every process at every start: declarations with the same arguments are
 /// no-ops.

@@ -21,7 +21,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, QueueDeclareOptions,
+    QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
@@ -254,10 +254,7 @@ impl NotificationConsumer {
         )
         .await?;
         let consume = connection.create_channel().await?;
-        let publish = connection.create_channel().await?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        let publish = amqp::confirm_channel(&connection).await?;
         Self::declare(&consume, &self.topology, &self.config).await?;
         consume
             .basic_qos(self.config.prefetch, BasicQosOptions::default())

@@ -9,7 +9,7 @@
 //! store ignores. Running it again is safe.
 
 use lapin::BasicProperties;
-use lapin::options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions, QueueDeclareOptions};
+use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::AMQPValue;
 use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
 
@@ -37,10 +37,7 @@ pub async fn redrive(
         std::time::Duration::from_secs(5),
     )
     .await?;
-    let channel = connection.create_channel().await?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
+    let channel = shopmesh_common::amqp::confirm_channel(&connection).await?;
     let dlq = topology.dead_letter_queue();
     let waiting = channel
         .queue_declare(

@@ -127,6 +127,24 @@ fn classify(e: mongodb::error::Error) -> NotificationsError {
 }
 
 impl MongoNotificationStore {
+    /// Every notification matching `filter`, newest first, within the store timeout.
+    async fn newest_first(
+        &self,
+        filter: bson::Document,
+    ) -> Result<Vec<StoredNotification>, NotificationsError> {
+        let (collection, max_time) = (self.collection.clone(), self.timeout);
+        self.detached(async move {
+            let cursor = collection
+                .find(filter)
+                .sort(doc! { "createdAt": -1, "_id": -1 })
+                .max_time(max_time)
+                .await
+                .map_err(classify)?;
+            let docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
+            Ok(docs.into_iter().map(Into::into).collect())
+        })
+        .await
+    }
     /// Connects lazily to `url` (the driver connects on first use and reconnects by itself);
     /// operations fail after `timeout` when no server answers.
     pub async fn connect(
@@ -258,34 +276,12 @@ impl NotificationStore for MongoNotificationStore {
         &self,
         order_ids: &[i64],
     ) -> Result<Vec<StoredNotification>, NotificationsError> {
-        let (collection, max_time) = (self.collection.clone(), self.timeout);
-        let ids = order_ids.to_vec();
-        self.detached(async move {
-            let cursor = collection
-                .find(doc! { "orderId": { "$in": ids } })
-                .sort(doc! { "createdAt": -1, "_id": -1 })
-                .max_time(max_time)
-                .await
-                .map_err(classify)?;
-            let docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
-            Ok(docs.into_iter().map(Into::into).collect())
-        })
-        .await
+        self.newest_first(doc! { "orderId": { "$in": order_ids.to_vec() } })
+            .await
     }
 
     async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError> {
-        let (collection, max_time) = (self.collection.clone(), self.timeout);
-        self.detached(async move {
-            let cursor = collection
-                .find(doc! { "orderId": order_id })
-                .sort(doc! { "createdAt": -1, "_id": -1 })
-                .max_time(max_time)
-                .await
-                .map_err(classify)?;
-            let docs: Vec<NotificationDoc> = cursor.try_collect().await.map_err(classify)?;
-            Ok(docs.into_iter().map(Into::into).collect())
-        })
-        .await
+        self.newest_first(doc! { "orderId": order_id }).await
     }
 
     async fn by_user(

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use shopmesh_common::amqp;
@@ -94,10 +94,7 @@ impl OutboxRelay {
             std::time::Duration::from_secs(5),
         )
         .await?;
-        let channel = connection.create_channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
+        let channel = amqp::confirm_channel(&connection).await?;
         amqp::declare_order_created(&channel, &self.topology).await?;
         Ok(Link {
             connection,
