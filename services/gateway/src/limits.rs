@@ -2,6 +2,10 @@
 //! included, through fragments too) one operation may select. Each root field is at least one
 //! downstream call, so aliases would otherwise multiply the calls one request makes.
 //!
+//! Every error raised before execution gets a conventional `extensions.code`:
+//! `GRAPHQL_PARSE_FAILED`, `GRAPHQL_VALIDATION_FAILED`, or `QUERY_LIMIT_EXCEEDED` for depth,
+//! complexity and root-field limits.
+//!
 //! And the rate limit charged per operation rather than per HTTP request: a request counts as
 //! many requests as it runs mutations, or, for a query, one per started [`COST_PER_REQUEST`]
 //! of its complexity, whichever is more (the HTTP request itself already counted one).
@@ -22,6 +26,21 @@ use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
 
 /// `extensions.code` of a rejected operation.
 pub const LIMIT_CODE: &str = "QUERY_LIMIT_EXCEEDED";
+
+/// `extensions.code` of a request that is not valid GraphQL.
+pub const PARSE_FAILED_CODE: &str = "GRAPHQL_PARSE_FAILED";
+
+/// `extensions.code` of a request that does not fit the schema.
+pub const VALIDATION_FAILED_CODE: &str = "GRAPHQL_VALIDATION_FAILED";
+
+/// `error` with `extensions.code` set to `code`, unless it already has one.
+fn with_code(mut error: ServerError, code: &str) -> ServerError {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code);
+    }
+    error
+}
 
 /// The setting that bounds downstream calls per GraphQL request.
 pub const MAX_DOWNSTREAM_CALLS_NAME: &str = "GRAPHQL_MAX_DOWNSTREAM_CALLS";
@@ -75,7 +94,10 @@ impl Extension for OperationLimit {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
-        let document = next.run(ctx, query, variables).await?;
+        let document = next
+            .run(ctx, query, variables)
+            .await
+            .map_err(|e| with_code(e, PARSE_FAILED_CODE))?;
         for (_, operation) in document.operations.iter() {
             let (limit, what) = match operation.node.ty {
                 OperationType::Mutation => (self.limits.max_mutations, "mutations"),
@@ -111,7 +133,22 @@ impl Extension for OperationLimit {
         ctx: &ExtensionContext<'_>,
         next: NextValidation<'_>,
     ) -> Result<ValidationResult, Vec<ServerError>> {
-        let result = next.run(ctx).await?;
+        let result = next.run(ctx).await.map_err(|errors| {
+            errors
+                .into_iter()
+                .map(|e| {
+                    // async-graphql's own depth and complexity checks report in prose only.
+                    let over_limit =
+                        e.message.contains("nested too deep") || e.message.contains("too complex");
+                    let code = if over_limit {
+                        LIMIT_CODE
+                    } else {
+                        VALIDATION_FAILED_CODE
+                    };
+                    with_code(e, code)
+                })
+                .collect::<Vec<_>>()
+        })?;
         let Some(charge) = ctx.data_opt::<RateCharge>() else {
             return Ok(result);
         };

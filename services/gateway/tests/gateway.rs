@@ -1160,3 +1160,29 @@ async fn a_request_makes_no_more_downstream_calls_than_its_budget() {
     assert_eq!(limited, 2, "{body}");
     backend.stop().await;
 }
+
+/// Every error raised before anything runs carries a conventional `extensions.code`.
+#[tokio::test]
+async fn errors_before_execution_carry_conventional_codes() {
+    let backend = Backend::start().await;
+    let mut config = backend.config();
+    config.graphql.max_depth = 3;
+    let gw = Running::start(config).await;
+    for (query, code) in [
+        ("{ order(id: ", "GRAPHQL_PARSE_FAILED"),
+        ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
+        (r#"{ order(id: true) { id } }"#, "GRAPHQL_VALIDATION_FAILED"),
+        (
+            r#"{ ordersByUser(userId: "1", first: 1) { nodes { user { name } } } }"#,
+            "QUERY_LIMIT_EXCEEDED",
+        ),
+        (
+            r#"{ ordersByUser(userId: "1", first: 100) { nodes { notifications { message } } } }"#,
+            "QUERY_LIMIT_EXCEEDED",
+        ),
+    ] {
+        let body = gw.graphql(query, json!({})).await;
+        assert_eq!(error_code(&body), Some(code), "{query}: {body}");
+    }
+    backend.stop().await;
+}
