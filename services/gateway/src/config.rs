@@ -40,6 +40,51 @@ pub struct GatewayConfig {
     pub graphql: GraphqlConfig,
     /// Retries and circuit breaking of downstream calls.
     pub resilience: ResilienceConfig,
+    /// Which web origins browsers may call the gateway from (`CORS_ALLOWED_ORIGINS`).
+    pub cors: CorsOrigins,
+}
+
+/// The origins allowed by CORS (`CORS_ALLOWED_ORIGINS`): unset, any `http://localhost:PORT` or
+/// `http://127.0.0.1:PORT` (development servers such as Vite's :5173); `*`, any origin
+/// (without credentials); otherwise a comma-separated list of exact origins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// Local development servers only.
+    LocalDevelopment,
+    /// Any origin; credentials are not allowed.
+    Any,
+    /// These origins exactly (`scheme://host[:port]`).
+    List(Vec<String>),
+}
+
+impl CorsOrigins {
+    fn from_env(env: &impl Env) -> Self {
+        match env.get("CORS_ALLOWED_ORIGINS").as_deref().map(str::trim) {
+            None => Self::LocalDevelopment,
+            Some("*") => Self::Any,
+            Some(list) => Self::List(
+                list.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_owned())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+
+    /// Whether a browser page from `origin` may call the gateway.
+    pub fn allows(&self, origin: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::List(list) => list.iter().any(|o| o == origin),
+            Self::LocalDevelopment => ["http://localhost", "http://127.0.0.1"].iter().any(|host| {
+                origin == *host
+                    || origin
+                        .strip_prefix(host)
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .is_some_and(|port| port.parse::<u16>().is_ok())
+            }),
+        }
+    }
 }
 
 /// Per-client request quota.
@@ -132,6 +177,7 @@ impl GatewayConfig {
                 max_mutations: env.parse_or("GRAPHQL_MAX_MUTATIONS", 5)?,
                 max_downstream_calls: env.parse_or("GRAPHQL_MAX_DOWNSTREAM_CALLS", 50)?,
             },
+            cors: CorsOrigins::from_env(env),
             resilience: ResilienceConfig {
                 retries: env.parse_or("DOWNSTREAM_RETRIES", 2)?,
                 retry_base: ms("DOWNSTREAM_RETRY_BASE_MS", 50)?,
@@ -169,6 +215,24 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
+
+    #[test]
+    fn cors_origins() {
+        let dev = CorsOrigins::LocalDevelopment;
+        assert!(dev.allows("http://localhost:5173"));
+        assert!(dev.allows("http://127.0.0.1:3000"));
+        assert!(!dev.allows("http://localhost.evil.example"));
+        assert!(!dev.allows("http://localhost:5173.evil.example"));
+        assert!(!dev.allows("https://shop.example"));
+        let env: HashMap<String, String> = [(
+            "CORS_ALLOWED_ORIGINS".to_owned(),
+            "https://shop.example/, https://admin.shop.example".to_owned(),
+        )]
+        .into();
+        let list = CorsOrigins::from_env(&env);
+        assert!(list.allows("https://shop.example"));
+        assert!(!list.allows("http://localhost:5173"));
+    }
 
     #[test]
     fn defaults_follow_the_seed() {

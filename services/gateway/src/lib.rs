@@ -34,6 +34,7 @@ use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_openapi::gateway::GatewayEndpoints;
 
+use crate::config::CorsOrigins;
 use crate::config::GatewayConfig;
 use crate::downstream::{Backends, CALL_BUDGET};
 use crate::graphql::{GatewayGraph, NotificationLoader, UserLoader};
@@ -144,12 +145,26 @@ impl Gateway {
                 ("/graphql", &["GET", "POST"]),
             ],
         ))
+        .with(cors(&self.config.cors))
     }
 }
 
 #[handler]
 fn graphql_playground() -> Html<&'static str> {
     Html(playground::PAGE)
+}
+
+/// CORS for browsers on other origins: preflights are answered before the rate limit, and
+/// pages may read the rate-limit fields.
+fn cors(origins: &CorsOrigins) -> poem::middleware::Cors {
+    let allowed = origins.clone();
+    poem::middleware::Cors::new()
+        .allow_origins_fn(move |origin| allowed.allows(origin))
+        .allow_credentials(*origins != CorsOrigins::Any)
+        .allow_methods(["GET", "POST", "PUT", "OPTIONS"])
+        .allow_headers(["content-type", "authorization", "traceparent", "tracestate"])
+        .expose_headers(["retry-after", "ratelimit", "ratelimit-policy"])
+        .max_age(600)
 }
 
 /// Order ids per `GetNotificationsForOrders` call (the contract's limit).

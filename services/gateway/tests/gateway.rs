@@ -1186,3 +1186,71 @@ async fn errors_before_execution_carry_conventional_codes() {
     }
     backend.stop().await;
 }
+
+/// A web front end on a local development server can call the gateway from the browser
+/// (CORS preflight and answer), and a page from an origin not allowed cannot.
+#[tokio::test]
+async fn browsers_on_allowed_origins_pass_cors() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let url = format!("{}/graphql", gw.server.base_url);
+    let preflight = gw
+        .http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "content-type, authorization",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let h = preflight.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://localhost:5173");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    let methods = h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_ascii_uppercase();
+    assert!(methods.contains("POST"), "{methods}");
+
+    let answer = gw
+        .http
+        .post(&url)
+        .header("origin", "http://localhost:5173")
+        .json(&json!({"query": r#"{ userName(id: "1") }"#}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    let exposed = answer.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("retry-after"), "{exposed}");
+    let body: Value = answer.json().await.unwrap();
+    assert_eq!(body["data"]["userName"], "Alice Johnson");
+
+    let foreign = gw
+        .http
+        .request(reqwest::Method::OPTIONS, &url)
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        foreign
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none(),
+        "{:?}",
+        foreign.headers()
+    );
+    backend.stop().await;
+}
