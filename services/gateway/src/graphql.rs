@@ -77,6 +77,16 @@ impl Loader<i64> for NotificationLoader {
     }
 }
 
+/// What the SDL promises for a nullable lookup ("null when no ... has this id"): a thing that
+/// does not exist is `null`, not an error; every other failure stays an error.
+fn absent_is_null<T>(found: Result<T, GatewayError>) -> Result<Option<T>, GatewayError> {
+    match found {
+        Ok(v) => Ok(Some(v)),
+        Err(GatewayError::NotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// The resolvers behind `/graphql`.
 pub struct GatewayGraph {
     backends: Arc<Backends>,
@@ -100,9 +110,8 @@ impl GatewayResolvers for GatewayGraph {
         _ctx: &Context<'_>,
         id: ID,
     ) -> Result<Option<gql::Order>, GatewayError> {
-        Ok(Some(gql_order(
-            self.backends.order(parse_id("id", &id)?).await?,
-        )))
+        let order = self.backends.order(parse_id("id", &id)?).await;
+        Ok(absent_is_null(order)?.map(gql_order))
     }
 
     async fn query_orders_by_user(
@@ -133,9 +142,8 @@ impl GatewayResolvers for GatewayGraph {
         _ctx: &Context<'_>,
         id: ID,
     ) -> Result<Option<gql::User>, GatewayError> {
-        Ok(Some(gql_user(
-            self.backends.user(parse_id("id", &id)?).await?,
-        )))
+        let user = self.backends.user(parse_id("id", &id)?).await;
+        Ok(absent_is_null(user)?.map(gql_user))
     }
 
     async fn query_user_name(
@@ -143,7 +151,8 @@ impl GatewayResolvers for GatewayGraph {
         _ctx: &Context<'_>,
         id: ID,
     ) -> Result<Option<String>, GatewayError> {
-        Ok(Some(self.backends.user(parse_id("id", &id)?).await?.name))
+        let user = self.backends.user(parse_id("id", &id)?).await;
+        Ok(absent_is_null(user)?.map(|u| u.name))
     }
 
     async fn mutation_create_order(

@@ -245,11 +245,11 @@ async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
     backend.user_calls.store(0, Ordering::SeqCst);
     for round in 0..3 {
         let body = gw.graphql(&query, json!({})).await;
-        assert_eq!(
-            error_code(&body),
-            Some("NOT_FOUND"),
-            "round {round}: {body}"
-        );
+        assert!(body["errors"].is_null(), "round {round}: {body}");
+        for i in 0..10 {
+            let key = format!("u{i}");
+            assert_eq!(body["data"][&key], Value::Null, "round {round}: {body}");
+        }
     }
     assert_eq!(
         backend.user_calls.load(Ordering::SeqCst),
@@ -402,8 +402,23 @@ async fn every_graphql_operation_round_trips() {
     let missing = gw
         .graphql("query { order(id: \"999999\") { id } }", json!({}))
         .await;
-    assert_eq!(missing["data"]["order"], Value::Null);
-    assert_eq!(error_code(&missing), Some("NOT_FOUND"));
+    assert_eq!(missing["data"]["order"], Value::Null, "{missing}");
+    assert!(
+        missing["errors"].is_null(),
+        "null, as the SDL says: {missing}"
+    );
+    // Every requested key stays, the missing one as null.
+    let both = gw
+        .graphql(
+            r#"{ a: userName(id: "999999") b: userName(id: "1") }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        both["data"],
+        json!({"a": null, "b": "Alice Johnson"}),
+        "{both}"
+    );
     let bad_id = gw
         .graphql("query { order(id: \"abc\") { id } }", json!({}))
         .await;
@@ -427,7 +442,7 @@ async fn every_graphql_operation_round_trips() {
         .await;
     assert_eq!(
         (no_name["data"]["userName"].clone(), error_code(&no_name)),
-        (Value::Null, Some("NOT_FOUND"))
+        (Value::Null, None)
     );
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
         .fetch_one(backend.orders_store.pool())
@@ -991,12 +1006,12 @@ async fn a_hung_service_trips_its_circuit_and_the_rest_keeps_working() {
         Duration::from_secs(10),
         || async {
             let body = gw.graphql(&order(0), json!({})).await;
-            // Order 990000 does not exist: a NOT_FOUND means orders answered.
-            (error_code(&body) == Some("NOT_FOUND")).then_some(body)
+            // Order 990000 does not exist: null without an error means orders answered.
+            (body["errors"].is_null() && body["data"]["order"].is_null()).then_some(body)
         },
     )
     .await;
-    assert!(recovered["errors"][0]["message"].is_string());
+    assert_eq!(recovered["data"]["order"], Value::Null);
     backend.stop().await;
 }
 
