@@ -64,9 +64,9 @@ impl Gateway {
         ));
         let mut builder =
             shopmesh_graphql::schema_builder(Arc::new(GatewayGraph::new(backends.clone())))
-                .limit_depth(config.graphql.max_depth)
                 .limit_complexity(config.graphql.max_complexity)
                 .extension(limits::OperationLimits {
+                    max_depth: config.graphql.max_depth,
                     max_root_fields: config.graphql.max_root_fields,
                     max_mutations: config.graphql.max_mutations,
                 });

@@ -62,6 +62,9 @@ pub struct RateCharge {
 /// Installs [`OperationLimit`] on a schema.
 #[derive(Debug, Clone, Copy)]
 pub struct OperationLimits {
+    /// Deepest selection an operation may make; introspection (`__schema`, `__type`) is not
+    /// counted, so standard tools' introspection query (15 levels) works with the limit on.
+    pub max_depth: usize,
     /// Root fields a query may select.
     pub max_root_fields: usize,
     /// Root fields (each one a write) a mutation may select.
@@ -99,6 +102,21 @@ impl Extension for OperationLimit {
             .await
             .map_err(|e| with_code(e, PARSE_FAILED_CODE))?;
         for (_, operation) in document.operations.iter() {
+            let depth = depth(
+                &operation.node.selection_set.node,
+                &document.fragments,
+                &mut HashSet::new(),
+            );
+            if depth > self.limits.max_depth {
+                let error = ServerError::new(
+                    format!(
+                        "the operation is nested {depth} levels deep; at most {} are allowed (introspection is not counted)",
+                        self.limits.max_depth
+                    ),
+                    Some(operation.pos),
+                );
+                return Err(with_code(error, LIMIT_CODE));
+            }
             let (limit, what) = match operation.node.ty {
                 OperationType::Mutation => (self.limits.max_mutations, "mutations"),
                 _ => (self.limits.max_root_fields, "root fields"),
@@ -177,6 +195,36 @@ impl Extension for OperationLimit {
     }
 }
 
+/// How deep `set` nests fields (`{ a { b } }` is 2), not counting introspection fields and
+/// what they select; a fragment spread already on the path counts as nothing (a cycle, which
+/// validation rejects later).
+fn depth(
+    set: &SelectionSet,
+    fragments: &std::collections::HashMap<Name, Positioned<FragmentDefinition>>,
+    path: &mut HashSet<Name>,
+) -> usize {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(f) if f.node.name.node.starts_with("__") => 0,
+            Selection::Field(f) => 1 + depth(&f.node.selection_set.node, fragments, path),
+            Selection::InlineFragment(f) => depth(&f.node.selection_set.node, fragments, path),
+            Selection::FragmentSpread(s) => {
+                let name = &s.node.fragment_name.node;
+                match fragments.get(name) {
+                    Some(f) if path.insert(name.clone()) => {
+                        let d = depth(&f.node.selection_set.node, fragments, path);
+                        path.remove(name);
+                        d
+                    }
+                    _ => 0,
+                }
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
 /// Fields selected at the root of `set`, counting each alias and the fields of spread and
 /// inline fragments (each fragment once, so a cycle, which validation rejects later, ends).
 fn root_fields(
@@ -216,6 +264,32 @@ mod tests {
             &doc.fragments,
             &mut HashSet::new(),
         )
+    }
+
+    fn depth_of(query: &str) -> usize {
+        let doc = async_graphql::parser::parse_query(query).unwrap();
+        let (_, op) = doc.operations.iter().next().unwrap();
+        depth(
+            &op.node.selection_set.node,
+            &doc.fragments,
+            &mut HashSet::new(),
+        )
+    }
+
+    #[test]
+    fn depth_skips_introspection_and_follows_fragments() {
+        assert_eq!(depth_of("{ a { b { c } } }"), 3);
+        assert_eq!(depth_of("{ a { ...F } } fragment F on T { b { c } }"), 3);
+        assert_eq!(
+            depth_of("{ __schema { types { fields { type { ofType { name } } } } } }"),
+            0
+        );
+        assert_eq!(depth_of("{ a { __typename } }"), 1);
+        assert_eq!(
+            depth_of("{ ...F } fragment F on Query { a ...F }"),
+            1,
+            "a cycle ends"
+        );
     }
 
     #[test]

@@ -861,11 +861,12 @@ async fn depth_complexity_and_introspection_limits() {
             json!({}),
         )
         .await;
+    assert_eq!(error_code(&deep), Some("QUERY_LIMIT_EXCEEDED"), "{deep}");
     assert!(
         deep["errors"][0]["message"]
             .as_str()
             .unwrap()
-            .contains("nested too deep"),
+            .contains("nested 4 levels deep"),
         "{deep}"
     );
     let wide = gw.graphql("{ a: userName(id: \"1\") b: userName(id: \"1\") c: userName(id: \"1\") d: userName(id: \"1\") e: userName(id: \"1\") f: userName(id: \"1\") g: userName(id: \"1\") h: userName(id: \"1\") i: userName(id: \"1\") }", json!({})).await;
@@ -1267,5 +1268,51 @@ async fn browsers_on_allowed_origins_pass_cors() {
         "{:?}",
         foreign.headers()
     );
+    backend.stop().await;
+}
+
+/// graphql-js's `getIntrospectionQuery()` (default options), which GraphiQL, graphql-inspector,
+/// Python gql and code generators send: 15 levels deep through `TypeRef`.
+const STANDARD_INTROSPECTION: &str = r#"
+query IntrospectionQuery {
+  __schema {
+    queryType { name }
+    mutationType { name }
+    subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}
+"#;
+
+/// Standard tools introspect with the depth limit on, while ordinary queries stay limited.
+#[tokio::test]
+async fn standard_introspection_works_under_the_depth_limit() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let body = gw.graphql(STANDARD_INTROSPECTION, json!({})).await;
+    assert!(body["errors"].is_null(), "{body}");
+    let types = body["data"]["__schema"]["types"].as_array().unwrap();
+    assert!(
+        types.iter().any(|t| t["name"] == "OrderConnection"),
+        "{body}"
+    );
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
     backend.stop().await;
 }
