@@ -112,7 +112,12 @@ pub fn init_with(config: &TelemetryConfig) -> Telemetry {
             .with_filter(filter)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_filter(filter).boxed()
+        // Colour only for a person at a terminal: escape codes garble files and log shippers.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        tracing_subscriber::fmt::layer()
+            .with_ansi(ansi)
+            .with_filter(filter)
+            .boxed()
     };
     let (provider, export_error) = match &config.traces_endpoint {
         Some(endpoint) => match tracer_provider(endpoint, &config.service_name) {
