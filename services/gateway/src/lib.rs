@@ -92,18 +92,22 @@ impl Gateway {
         }
     }
 
-    /// The HTTP application. `/graphql` and `/api` are rate limited; `/docs`, `/health` and
-    /// `/metrics` are not.
+    /// The HTTP application. GraphQL requests and `/api` calls are rate limited; the GraphQL
+    /// page, the spec, `/docs`, `/health` and `/metrics` are not.
     pub fn app(&self) -> impl Endpoint<Output = Response> + use<> {
         let rest = GatewayEndpoints::new(Arc::new(api::GatewayRest::new(self.backends.clone())))
             .into_service();
         let spec = rest.spec_endpoint();
         let docs = rest.swagger_ui();
+        let limit = RateLimit(self.limiter.clone());
+        // Pages and the spec are not API calls: loading them must not eat a client's quota.
         let limited = Route::new()
-            .at("/graphql", get(graphql_playground).post(graphql_execute))
+            .at(
+                "/graphql",
+                get(graphql_playground).post(graphql_execute.with(limit.clone())),
+            )
             .at("/api/openapi.json", spec)
-            .nest("/", rest)
-            .with(RateLimit(self.limiter.clone()));
+            .nest("/", rest.with(limit));
         let (backends, config) = (self.backends.clone(), self.config.clone());
         let checks = vec![ReadinessCheck::new("downstream", move || {
             let (b, c) = (backends.clone(), config.clone());

@@ -1316,3 +1316,40 @@ async fn standard_introspection_works_under_the_depth_limit() {
     assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
     backend.stop().await;
 }
+
+/// Loading the GraphQL page or the spec is not an API call and does not use up the rate limit.
+#[tokio::test]
+async fn pages_and_the_spec_do_not_count_against_the_rate_limit() {
+    let backend = Backend::start().await;
+    let gw = Running::start(shared_config(&backend.config(), 2)).await;
+    let ip = "198.51.100.91";
+    for path in [
+        "/graphql",
+        "/api/openapi.json",
+        "/graphql",
+        "/api/openapi.json",
+    ] {
+        let resp = gw
+            .http
+            .get(format!("{}{path}", gw.server.base_url))
+            .header("x-forwarded-for", ip)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+    }
+    for _ in 0..2 {
+        let (status, body) = gw
+            .graphql_from(ip, r#"{ userName(id: "1") }"#, json!({}))
+            .await;
+        assert_eq!(
+            (status, &body["data"]["userName"]),
+            (200, &json!("Alice Johnson"))
+        );
+    }
+    let (status, _) = gw
+        .graphql_from(ip, r#"{ userName(id: "1") }"#, json!({}))
+        .await;
+    assert_eq!(status, 429, "the third API call is over the limit of 2");
+    backend.stop().await;
+}
