@@ -778,6 +778,15 @@ async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas(
         metrics.contains("gateway_rate_limited_total"),
         "metrics are not limited and count rejections"
     );
+    for line in metrics.lines() {
+        if let Some(typed) = line.strip_prefix("# TYPE ") {
+            let name = typed.split_whitespace().next().unwrap_or_default();
+            assert!(
+                metrics.contains(&format!("# HELP {name} ")),
+                "{name} has no # HELP line"
+            );
+        }
+    }
     assert!(
         metrics.contains(
             r#"http_requests_total{service="gateway",operation="api",method="GET",status="429"}"#
