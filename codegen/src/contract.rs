@@ -1,7 +1,8 @@
-//! Checks that the OpenAPI document a running service serves says the same as the committed
-//! contract: same operations, parameters, bodies, response statuses and content types, and the
-//! same schemas with the same constraints. Cosmetic differences (descriptions, summaries, tags,
-//! key order, `1` vs `1.0`, content-type parameters) are ignored.
+//! Checks that the OpenAPI document the generated routes derive says the same as the committed
+//! contract: same operations, parameters, bodies, response statuses, content types and
+//! headers, and the same schemas with the same constraints. Cosmetic differences
+//! (descriptions, summaries, tags, key order, `1` vs `1.0`, content-type parameters) are
+//! ignored.
 
 use std::collections::BTreeMap;
 
@@ -88,6 +89,28 @@ fn media_summary(content: Option<&Value>) -> Value {
     json!(media)
 }
 
+/// Response headers by lower-case name (HTTP names are case-insensitive), with whether they
+/// are required and their schema.
+fn headers_summary(doc: &Value, headers: Option<&Value>) -> Value {
+    let Some(headers) = headers.and_then(Value::as_object) else {
+        return json!({});
+    };
+    let headers: BTreeMap<_, _> = headers
+        .iter()
+        .map(|(name, h)| {
+            let h = resolve(doc, h);
+            (
+                name.to_ascii_lowercase(),
+                json!({
+                    "required": h.get("required").and_then(Value::as_bool).unwrap_or(false),
+                    "schema": h.get("schema").map(schema_summary).unwrap_or(Value::Null),
+                }),
+            )
+        })
+        .collect();
+    json!(headers)
+}
+
 fn resolve<'a>(doc: &'a Value, node: &'a Value) -> &'a Value {
     match node
         .get("$ref")
@@ -137,9 +160,13 @@ pub fn summary(doc: &Value) -> Value {
                     .map(|rs| {
                         rs.iter()
                             .map(|(status, r)| {
+                                let r = resolve(doc, r);
                                 (
                                     status.clone(),
-                                    media_summary(resolve(doc, r).get("content")),
+                                    json!({
+                                        "content": media_summary(r.get("content")),
+                                        "headers": headers_summary(doc, r.get("headers")),
+                                    }),
                                 )
                             })
                             .collect()
@@ -179,6 +206,22 @@ pub fn assert_equivalent(committed: &str, served: &str) -> Result<(), String> {
     let diff = similar::TextDiff::from_lines(&a, &b);
     Err(format!(
         "served spec differs from the committed contract (- committed, + served):\n{}",
+        diff.unified_diff().context_radius(3)
+    ))
+}
+
+/// `Ok` when `served` is the committed contract itself (as JSON or YAML, same values, every
+/// field: OpenAPI version, servers, descriptions, headers); otherwise a diff.
+pub fn assert_served(committed: &str, served: &str) -> Result<(), String> {
+    let (committed, served) = (load(committed)?, load(served)?);
+    if committed == served {
+        return Ok(());
+    }
+    let a = serde_json::to_string_pretty(&committed).map_err(|e| e.to_string())?;
+    let b = serde_json::to_string_pretty(&served).map_err(|e| e.to_string())?;
+    let diff = similar::TextDiff::from_lines(&a, &b);
+    Err(format!(
+        "served spec is not the committed contract (- committed, + served):\n{}",
         diff.unified_diff().context_radius(3)
     ))
 }

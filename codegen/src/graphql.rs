@@ -98,6 +98,16 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
     );
     let mut items = Vec::new();
     let mut resolvers = ResolverMethods::default();
+    // Custom scalars map to library types whose own descriptions would otherwise be printed.
+    let scalar_descriptions: Vec<TokenStream> = types
+        .iter()
+        .filter(|t| matches!(t.node.kind, TypeKind::Scalar))
+        .filter_map(|t| {
+            let description = t.node.description.as_ref()?.node.clone();
+            let ty = named_rust_type(t.node.name.node.as_str());
+            Some(quote!(.override_output_type_description::<#ty>(#description)))
+        })
+        .collect();
     for t in &types {
         items.push(gen_type(&model, t, &trait_name, &mut resolvers)?);
     }
@@ -148,10 +158,17 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
         /// The executable schema type.
         pub type Schema = async_graphql::Schema<#query_ident, #mutation_ty, async_graphql::EmptySubscription>;
 
+        /// The schema's types, described as the contract describes them, without resolvers
+        /// (enough to print or introspect the schema).
+        pub fn schema_types() -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, async_graphql::EmptySubscription> {
+            async_graphql::Schema::build(#query_ident, #mutation_val, async_graphql::EmptySubscription)
+                #(#scalar_descriptions)*
+        }
+
         /// A schema builder with `resolvers` installed; add limits and data, then `finish()`.
         pub fn schema_builder<R: #trait_name>(resolvers: std::sync::Arc<R>) -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, async_graphql::EmptySubscription> {
             let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
-            async_graphql::Schema::build(#query_ident, #mutation_val, async_graphql::EmptySubscription).data(resolvers)
+            schema_types().data(resolvers)
         }
 
         fn resolvers<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a std::sync::Arc<dyn Resolve>> {
@@ -460,21 +477,26 @@ fn gen_type(
     Ok(quote!(#(#items)*))
 }
 
+/// The Rust type of a named GraphQL type.
+fn named_rust_type(name: &str) -> TokenStream {
+    match name {
+        "ID" => quote!(async_graphql::ID),
+        "Int" => quote!(i32),
+        "Float" => quote!(f64),
+        "String" => quote!(String),
+        "Boolean" => quote!(bool),
+        "DateTime" => quote!(chrono::DateTime<chrono::Utc>),
+        other => {
+            let id = ident(other);
+            quote!(#id)
+        }
+    }
+}
+
 fn rust_type(ty: &Positioned<Type>) -> TokenStream {
     fn inner(ty: &Type) -> TokenStream {
         let base = match &ty.base {
-            BaseType::Named(n) => match n.as_str() {
-                "ID" => quote!(async_graphql::ID),
-                "Int" => quote!(i32),
-                "Float" => quote!(f64),
-                "String" => quote!(String),
-                "Boolean" => quote!(bool),
-                "DateTime" => quote!(chrono::DateTime<chrono::Utc>),
-                other => {
-                    let id = ident(other);
-                    quote!(#id)
-                }
-            },
+            BaseType::Named(n) => named_rust_type(n.as_str()),
             BaseType::List(item) => {
                 let item = inner(item);
                 quote!(Vec<#item>)
@@ -594,8 +616,8 @@ fn complexity(model: &Model<'_>, field: &FieldDefinition) -> Result<TokenStream>
 }
 
 /// A canonical, order-independent rendering of an SDL document, for checking that the schema
-/// the gateway builds prints back to the committed contract. Built-in scalars, directive
-/// definitions and scalar descriptions are left out; types and fields are sorted by name.
+/// the gateway builds prints back to the committed contract. Built-in scalars and directive
+/// definitions are left out; types and fields are sorted by name.
 pub fn canonical_sdl(source: &Path, text: &str) -> Result<String> {
     let doc = parse_sdl(source, text)?;
     let mut roots = (String::from("Query"), String::from("Mutation"));
@@ -637,7 +659,8 @@ pub fn canonical_sdl(source: &Path, text: &str) -> Result<String> {
                         if BUILTIN_SCALARS.contains(&name.as_str()) {
                             continue;
                         }
-                        types.insert(name.clone(), format!("scalar {name}"));
+                        let described = desc(&t.node.description);
+                        types.insert(name.clone(), format!("scalar {name}{described}"));
                         continue;
                     }
                     TypeKind::Object(o) => o

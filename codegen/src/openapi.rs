@@ -159,6 +159,21 @@ pub struct ResponseDef {
     pub description: String,
     /// Content type and body type, if it has a body.
     pub body: Option<(String, TypeRef)>,
+    /// Response headers the contract declares (set by the service or its middleware).
+    pub headers: Vec<HeaderDef>,
+}
+
+/// One response header.
+#[derive(Debug, Clone)]
+pub struct HeaderDef {
+    /// Header name as the contract spells it.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Scalar type.
+    pub ty: TypeRef,
+    /// Whether every such response carries it.
+    pub required: bool,
 }
 
 /// One operation.
@@ -616,10 +631,16 @@ impl Ctx<'_> {
                     Some((ct.clone(), ty))
                 }
             };
+            let headers = resp
+                .headers
+                .iter()
+                .map(|(name, header)| self.header(name, header, &format!("{at}.headers.{name}")))
+                .collect::<Result<Vec<_>>>()?;
             responses.push(ResponseDef {
                 status: *code,
                 description: resp.description.clone(),
                 body,
+                headers,
             });
         }
         if op.responses.default.is_some() {
@@ -671,6 +692,58 @@ impl Ctx<'_> {
             ));
         }
         Ok(())
+    }
+
+    /// A response header: inline or a `$ref` to `components/headers`, with a scalar schema.
+    fn header(
+        &self,
+        name: &str,
+        header: &ReferenceOr<openapiv3::Header>,
+        at: &str,
+    ) -> Result<HeaderDef> {
+        let header = match header {
+            ReferenceOr::Item(h) => h,
+            ReferenceOr::Reference { reference } => {
+                let key = reference
+                    .strip_prefix("#/components/headers/")
+                    .ok_or_else(|| self.err(at, format!("unsupported $ref {reference}")))?;
+                match self
+                    .doc
+                    .components
+                    .as_ref()
+                    .and_then(|c| c.headers.get(key))
+                {
+                    Some(ReferenceOr::Item(h)) => h,
+                    Some(_) => {
+                        return Err(self.err(at, format!("{reference} must not itself be a $ref")));
+                    }
+                    None => {
+                        return Err(self.err(
+                            at,
+                            format!("unknown $ref {reference}: no such component header"),
+                        ));
+                    }
+                }
+            }
+        };
+        let ParameterSchemaOrContent::Schema(ReferenceOr::Item(schema)) = &header.format else {
+            return Err(self.err(at, "a header needs an inline scalar schema"));
+        };
+        let (ty, validators) = self.inline_type(schema, at)?;
+        if !matches!(ty, TypeRef::I32 | TypeRef::I64 | TypeRef::String) {
+            return Err(self.err(at, "a header must be an integer or a string"));
+        }
+        if validators != Validators::default() {
+            // Declared headers are documented, not checked: a constraint would be a promise
+            // nothing keeps.
+            return Err(self.err(at, "response headers cannot carry validators"));
+        }
+        Ok(HeaderDef {
+            name: name.to_owned(),
+            description: header.description.clone(),
+            ty,
+            required: header.required,
+        })
     }
 
     fn resolve_response<'b>(
@@ -797,6 +870,7 @@ pub fn generate_module(api: &Api) -> Result<String> {
     let version = &api.version;
     let description = api.description.clone().unwrap_or_default();
     let yaml_path = format!("../../{source}");
+    let json_file = contract_json_name(api);
     let mut routes: Vec<(String, Vec<String>)> = Vec::new();
     for op in &api.operations {
         let method = op.method.to_uppercase();
@@ -813,6 +887,8 @@ pub fn generate_module(api: &Api) -> Result<String> {
 
         /// The contract this module was generated from, verbatim.
         pub const CONTRACT_YAML: &str = include_str!(#yaml_path);
+        /// The same contract as JSON, as services serve it.
+        pub const CONTRACT_JSON: &str = include_str!(#json_file);
         /// `info.title` of the contract.
         pub const TITLE: &str = #title;
         /// `info.version` of the contract.
@@ -960,14 +1036,30 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
         let variant = variant_name(r.status);
         let doc = docs(Some(&r.description));
         let status = r.status;
+        // Headers are declared, not carried: the middleware that owns them (the rate limit)
+        // sets them on the way out.
+        let headers = r.headers.iter().map(|h| {
+            let name = &h.name;
+            let base = rust_type(&h.ty);
+            let ty = if h.required {
+                base.to_string()
+            } else {
+                format!("Option<{base}>")
+            };
+            match &h.description {
+                Some(d) => quote!(, header(name = #name, ty = #ty, description = #d)),
+                None => quote!(, header(name = #name, ty = #ty)),
+            }
+        });
+        let headers = quote!(#(#headers)*);
         match &r.body {
-            None => quote!(#doc #[oai(status = #status)] #variant,),
+            None => quote!(#doc #[oai(status = #status #headers)] #variant,),
             Some((ct, ty)) => {
                 let ty = rust_type(ty);
                 if ct == "application/json" {
-                    quote!(#doc #[oai(status = #status)] #variant(Json<#ty>),)
+                    quote!(#doc #[oai(status = #status #headers)] #variant(Json<#ty>),)
                 } else {
-                    quote!(#doc #[oai(status = #status, content_type = #ct)] #variant(Json<#ty>),)
+                    quote!(#doc #[oai(status = #status, content_type = #ct #headers)] #variant(Json<#ty>),)
                 }
             }
         }
@@ -1076,6 +1168,7 @@ fn gen_server(api: &Api) -> TokenStream {
     let mut trait_methods = Vec::new();
     let mut adapter_methods = Vec::new();
     let mut defaults = Vec::new();
+    let mut unimplemented = Vec::new();
     for op in &api.operations {
         let method_name = ident(&op.id.to_snake_case());
         let resp = response_enum_name(op);
@@ -1123,6 +1216,11 @@ fn gen_server(api: &Api) -> TokenStream {
         trait_methods.push(quote! {
             #doc
             async fn #method_name(&self, #(#trait_args),*) -> Result<#success, Problem>;
+        });
+        unimplemented.push(quote! {
+            async fn #method_name(&self, #(#trait_args),*) -> Result<#success, Problem> {
+                Err(Problem::new(501, "not implemented"))
+            }
         });
         let path = op.path.replace('{', ":").replace('}', "");
         let http_method = op.method.as_str();
@@ -1176,6 +1274,34 @@ fn gen_server(api: &Api) -> TokenStream {
             pub fn into_service(self) -> poem_openapi::OpenApiService<Self, ()> {
                 poem_openapi::OpenApiService::new(self, TITLE, VERSION).description(DESCRIPTION)
             }
+
+            /// `GET` endpoint serving the committed contract as JSON.
+            pub fn contract_endpoint() -> impl poem::Endpoint {
+                crate::runtime::contract_endpoint(CONTRACT_JSON)
+            }
+
+            /// Swagger UI for `service`, showing the committed contract.
+            pub fn swagger_ui(service: &poem_openapi::OpenApiService<Self, ()>) -> impl poem::Endpoint + use<> {
+                crate::runtime::swagger_ui(service, CONTRACT_JSON)
+            }
+
+            /// The document poem-openapi derives from these routes, for tests to check against
+            /// the contract (it must promise the same).
+            pub fn implemented_spec() -> String {
+                Self::new(std::sync::Arc::new(Unimplemented)).into_service().spec()
+            }
+        }
+
+        /// An implementation that answers every call with 501: routes and their document
+        /// exist without a service behind them.
+        #[cfg(feature = "server")]
+        struct Unimplemented;
+
+        #[cfg(feature = "server")]
+        #[async_trait::async_trait]
+        #[allow(unused_variables)]
+        impl #trait_name for Unimplemented {
+            #(#unimplemented)*
         }
 
         #[cfg(feature = "server")]
@@ -1320,6 +1446,22 @@ fn gen_client(api: &Api) -> TokenStream {
 const RUNTIME: &str = include_str!("openapi_runtime.rs.txt");
 
 /// Parses every contract in `schema/openapi/` and generates the `openapi` crate's sources.
+/// File name of a module's contract as JSON, next to the module.
+fn contract_json_name(api: &Api) -> String {
+    format!("{}.openapi.json", api.module)
+}
+
+/// The contract as pretty JSON (what services serve at their spec path).
+fn contract_json(api: &Api, text: &str) -> Result<String> {
+    // serde_yaml's value keeps the contract's key order, whatever serde_json's features are.
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        CodegenError::schema(&api.source, "", format!("cannot convert to JSON: {e}"))
+    })?;
+    serde_json::to_string_pretty(&value)
+        .map(|json| json + "\n")
+        .map_err(|e| CodegenError::schema(&api.source, "", e.to_string()))
+}
+
 pub fn generate_crate(root: &Path) -> Result<Vec<GeneratedFile>> {
     let mut files = Vec::new();
     let mut modules = Vec::new();
@@ -1328,6 +1470,10 @@ pub fn generate_crate(root: &Path) -> Result<Vec<GeneratedFile>> {
         let api = parse(&rel, &text)?;
         let out = Path::new(layout::OPENAPI_OUT).join(format!("{}.rs", api.module));
         files.push(GeneratedFile::text(out, generate_module(&api)?));
+        files.push(GeneratedFile::text(
+            Path::new(layout::OPENAPI_OUT).join(contract_json_name(&api)),
+            contract_json(&api, &text)?,
+        ));
         modules.push(api.module);
     }
     let mods: String = modules

@@ -82,9 +82,7 @@ fn stale_files_reports_edits_and_missing_files() {
 
 #[test]
 fn built_graphql_schema_prints_the_committed_sdl() {
-    use shopmesh_graphql::{Mutation, Query};
-    let schema =
-        async_graphql::Schema::build(Query, Mutation, async_graphql::EmptySubscription).finish();
+    let schema = shopmesh_graphql::schema_types().finish();
     let printed = graphql::canonical_sdl(Path::new("printed"), &schema.sdl()).unwrap();
     let committed = graphql::canonical_sdl(
         Path::new("schema/graphql/gateway.graphql"),
@@ -109,6 +107,21 @@ fn contract_check_detects_a_changed_constraint() {
     assert!(err.contains("5000"), "{err}");
     let renamed = committed.replacen("operationId: getOrder", "operationId: fetchOrder", 1);
     assert!(contract::assert_equivalent(committed, &renamed).is_err());
+}
+
+#[test]
+fn contract_check_detects_a_dropped_or_loosened_response_header() {
+    let committed = shopmesh_openapi::gateway::CONTRACT_YAML;
+    let dropped = committed.replacen("        Retry-After:", "        X-Retry-After:", 1);
+    let err = contract::assert_equivalent(committed, &dropped).unwrap_err();
+    assert!(err.contains("retry-after"), "{err}");
+    let optional = committed.replacen("          required: true\n", "", 1);
+    assert!(contract::assert_equivalent(committed, &optional).is_err());
+    // Served documents must be the contract itself, not merely equivalent.
+    let reworded = committed.replacen("openapi: 3.0.3", "openapi: 3.0.0", 1);
+    assert!(contract::assert_equivalent(committed, &reworded).is_ok());
+    assert!(contract::assert_served(committed, &reworded).is_err());
+    assert!(contract::assert_served(committed, shopmesh_openapi::gateway::CONTRACT_JSON).is_ok());
 }
 
 /// An implementation of the generated traits that answers every call with 503, only to obtain

@@ -396,13 +396,24 @@ pub type Schema = async_graphql::Schema<
     Mutation,
     async_graphql::EmptySubscription,
 >;
+/// The schema's types, described as the contract describes them, without resolvers
+/// (enough to print or introspect the schema).
+pub fn schema_types() -> async_graphql::SchemaBuilder<
+    Query,
+    Mutation,
+    async_graphql::EmptySubscription,
+> {
+    async_graphql::Schema::build(Query, Mutation, async_graphql::EmptySubscription)
+        .override_output_type_description::<
+            chrono::DateTime<chrono::Utc>,
+        >("An RFC 3339 timestamp in UTC.")
+}
 /// A schema builder with `resolvers` installed; add limits and data, then `finish()`.
 pub fn schema_builder<R: GatewayResolvers>(
     resolvers: std::sync::Arc<R>,
 ) -> async_graphql::SchemaBuilder<Query, Mutation, async_graphql::EmptySubscription> {
     let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
-    async_graphql::Schema::build(Query, Mutation, async_graphql::EmptySubscription)
-        .data(resolvers)
+    schema_types().data(resolvers)
 }
 fn resolvers<'a>(
     ctx: &async_graphql::Context<'a>,

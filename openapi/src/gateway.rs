@@ -4,6 +4,8 @@
 use poem_openapi::payload::Json;
 /// The contract this module was generated from, verbatim.
 pub const CONTRACT_YAML: &str = include_str!("../../schema/openapi/gateway.yaml");
+/// The same contract as JSON, as services serve it.
+pub const CONTRACT_JSON: &str = include_str!("gateway.openapi.json");
 /// `info.title` of the contract.
 pub const TITLE: &str = "shopmesh gateway";
 /// `info.version` of the contract.
@@ -203,7 +205,19 @@ pub enum GatewayTag {
 #[oai(bad_request_handler = "create_order_bad_request")]
 pub enum CreateOrderResponse {
     /// The order was placed.
-    #[oai(status = 201u16)]
+    #[oai(
+        status = 201u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     Created(Json<Order>),
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
@@ -215,7 +229,25 @@ pub enum CreateOrderResponse {
     #[oai(status = 415u16, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
-    #[oai(status = 429u16, content_type = "application/problem+json")]
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     TooManyRequests(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
@@ -282,7 +314,19 @@ impl From<Result<Order, Problem>> for CreateOrderResponse {
 #[oai(bad_request_handler = "get_order_bad_request")]
 pub enum GetOrderResponse {
     /// The order.
-    #[oai(status = 200u16)]
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     Ok(Json<Order>),
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
@@ -291,7 +335,25 @@ pub enum GetOrderResponse {
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
-    #[oai(status = 429u16, content_type = "application/problem+json")]
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     TooManyRequests(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
@@ -356,13 +418,43 @@ impl From<Result<Order, Problem>> for GetOrderResponse {
 #[oai(bad_request_handler = "get_order_notifications_bad_request")]
 pub enum GetOrderNotificationsResponse {
     /// The notifications (empty while none was sent yet).
-    #[oai(status = 200u16)]
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     Ok(Json<NotificationList>),
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
-    #[oai(status = 429u16, content_type = "application/problem+json")]
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     TooManyRequests(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
@@ -427,13 +519,43 @@ impl From<Result<NotificationList, Problem>> for GetOrderNotificationsResponse {
 #[oai(bad_request_handler = "list_user_orders_bad_request")]
 pub enum ListUserOrdersResponse {
     /// One page of orders.
-    #[oai(status = 200u16)]
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     Ok(Json<OrderPage>),
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
-    #[oai(status = 429u16, content_type = "application/problem+json")]
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     TooManyRequests(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
@@ -496,7 +618,19 @@ impl From<Result<OrderPage, Problem>> for ListUserOrdersResponse {
 #[oai(bad_request_handler = "create_user_bad_request")]
 pub enum CreateUserResponse {
     /// The user was created.
-    #[oai(status = 201u16)]
+    #[oai(
+        status = 201u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     Created(Json<User>),
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
@@ -511,7 +645,25 @@ pub enum CreateUserResponse {
     #[oai(status = 415u16, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
-    #[oai(status = 429u16, content_type = "application/problem+json")]
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     TooManyRequests(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
@@ -580,7 +732,19 @@ impl From<Result<User, Problem>> for CreateUserResponse {
 #[oai(bad_request_handler = "get_user_bad_request")]
 pub enum GetUserResponse {
     /// The user.
-    #[oai(status = 200u16)]
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     Ok(Json<User>),
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
@@ -589,7 +753,25 @@ pub enum GetUserResponse {
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
-    #[oai(status = 429u16, content_type = "application/problem+json")]
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     TooManyRequests(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
@@ -654,7 +836,19 @@ impl From<Result<User, Problem>> for GetUserResponse {
 #[oai(bad_request_handler = "get_user_name_bad_request")]
 pub enum GetUserNameResponse {
     /// The user's name.
-    #[oai(status = 200u16)]
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     Ok(Json<UserName>),
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
@@ -663,7 +857,25 @@ pub enum GetUserNameResponse {
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
-    #[oai(status = 429u16, content_type = "application/problem+json")]
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
     TooManyRequests(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
@@ -771,6 +983,59 @@ impl GatewayEndpoints {
     pub fn into_service(self) -> poem_openapi::OpenApiService<Self, ()> {
         poem_openapi::OpenApiService::new(self, TITLE, VERSION).description(DESCRIPTION)
     }
+    /// `GET` endpoint serving the committed contract as JSON.
+    pub fn contract_endpoint() -> impl poem::Endpoint {
+        crate::runtime::contract_endpoint(CONTRACT_JSON)
+    }
+    /// Swagger UI for `service`, showing the committed contract.
+    pub fn swagger_ui(
+        service: &poem_openapi::OpenApiService<Self, ()>,
+    ) -> impl poem::Endpoint + use<> {
+        crate::runtime::swagger_ui(service, CONTRACT_JSON)
+    }
+    /// The document poem-openapi derives from these routes, for tests to check against
+    /// the contract (it must promise the same).
+    pub fn implemented_spec() -> String {
+        Self::new(std::sync::Arc::new(Unimplemented)).into_service().spec()
+    }
+}
+/// An implementation that answers every call with 501: routes and their document
+/// exist without a service behind them.
+#[cfg(feature = "server")]
+struct Unimplemented;
+#[cfg(feature = "server")]
+#[async_trait::async_trait]
+#[allow(unused_variables)]
+impl GatewayApi for Unimplemented {
+    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_order(&self, id: i64) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_order_notifications(
+        &self,
+        id: i64,
+    ) -> Result<NotificationList, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn list_user_orders(
+        &self,
+        user_id: i64,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> Result<OrderPage, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_user(&self, id: i64) -> Result<User, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_user_name(&self, id: i64) -> Result<UserName, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
 }
 #[cfg(feature = "server")]
 #[poem_openapi::OpenApi]
@@ -830,7 +1095,7 @@ impl GatewayEndpoints {
         /// Page size.
         #[oai(
             name = "limit",
-            validator(minimum(value = "1"), maximum(value = "100")),
+            validator(maximum(value = "100")),
             default = "list_user_orders_limit_default"
         )]
         limit: poem_openapi::param::Query<i32>,

@@ -4,6 +4,8 @@
 use poem_openapi::payload::Json;
 /// The contract this module was generated from, verbatim.
 pub const CONTRACT_YAML: &str = include_str!("../../schema/openapi/orders.yaml");
+/// The same contract as JSON, as services serve it.
+pub const CONTRACT_JSON: &str = include_str!("orders.openapi.json");
 /// `info.title` of the contract.
 pub const TITLE: &str = "shopmesh orders";
 /// `info.version` of the contract.
@@ -328,6 +330,44 @@ impl OrdersEndpoints {
     /// An OpenAPI service (routes, spec, Swagger UI) titled as the contract.
     pub fn into_service(self) -> poem_openapi::OpenApiService<Self, ()> {
         poem_openapi::OpenApiService::new(self, TITLE, VERSION).description(DESCRIPTION)
+    }
+    /// `GET` endpoint serving the committed contract as JSON.
+    pub fn contract_endpoint() -> impl poem::Endpoint {
+        crate::runtime::contract_endpoint(CONTRACT_JSON)
+    }
+    /// Swagger UI for `service`, showing the committed contract.
+    pub fn swagger_ui(
+        service: &poem_openapi::OpenApiService<Self, ()>,
+    ) -> impl poem::Endpoint + use<> {
+        crate::runtime::swagger_ui(service, CONTRACT_JSON)
+    }
+    /// The document poem-openapi derives from these routes, for tests to check against
+    /// the contract (it must promise the same).
+    pub fn implemented_spec() -> String {
+        Self::new(std::sync::Arc::new(Unimplemented)).into_service().spec()
+    }
+}
+/// An implementation that answers every call with 501: routes and their document
+/// exist without a service behind them.
+#[cfg(feature = "server")]
+struct Unimplemented;
+#[cfg(feature = "server")]
+#[async_trait::async_trait]
+#[allow(unused_variables)]
+impl OrdersApi for Unimplemented {
+    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_order(&self, id: i64) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn list_user_orders(
+        &self,
+        user_id: i64,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> Result<OrderPage, Problem> {
+        Err(Problem::new(501, "not implemented"))
     }
 }
 #[cfg(feature = "server")]

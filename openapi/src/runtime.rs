@@ -221,6 +221,31 @@ pub fn record_response(span: &tracing::Span, response: &Result<reqwest::Response
     }
 }
 
+/// An endpoint answering `document` (a contract as JSON) with `application/json`: a service
+/// serves its committed contract itself, so clients and SDK generators see exactly what is
+/// committed (OpenAPI version, servers, headers, descriptions), not a re-derivation of it.
+#[cfg(feature = "server")]
+pub fn contract_endpoint(document: &'static str) -> impl poem::Endpoint {
+    poem::endpoint::make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json; charset=utf-8")
+            .body(document)
+    })
+}
+
+/// Swagger UI (poem-openapi's, assets embedded) showing `document` rather than the document
+/// poem-openapi derives from the routes. The two say the same (each service's tests check
+/// that); the contract also carries what the derivation drops, such as its OpenAPI version.
+#[cfg(feature = "server")]
+pub fn swagger_ui<T: poem_openapi::OpenApi>(
+    service: &poem_openapi::OpenApiService<T, ()>,
+    document: &'static str,
+) -> impl poem::Endpoint + use<T> {
+    // poem-openapi embeds its derived document in the page as one JSON literal.
+    let html = service.swagger_ui_html().replacen(&service.spec(), document, 1);
+    poem::endpoint::make_sync(move |_| poem::web::Html(html.clone()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::Problem;

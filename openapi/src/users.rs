@@ -4,6 +4,8 @@
 use poem_openapi::payload::Json;
 /// The contract this module was generated from, verbatim.
 pub const CONTRACT_YAML: &str = include_str!("../../schema/openapi/users.yaml");
+/// The same contract as JSON, as services serve it.
+pub const CONTRACT_JSON: &str = include_str!("users.openapi.json");
 /// `info.title` of the contract.
 pub const TITLE: &str = "shopmesh users";
 /// `info.version` of the contract.
@@ -288,6 +290,39 @@ impl UsersEndpoints {
     /// An OpenAPI service (routes, spec, Swagger UI) titled as the contract.
     pub fn into_service(self) -> poem_openapi::OpenApiService<Self, ()> {
         poem_openapi::OpenApiService::new(self, TITLE, VERSION).description(DESCRIPTION)
+    }
+    /// `GET` endpoint serving the committed contract as JSON.
+    pub fn contract_endpoint() -> impl poem::Endpoint {
+        crate::runtime::contract_endpoint(CONTRACT_JSON)
+    }
+    /// Swagger UI for `service`, showing the committed contract.
+    pub fn swagger_ui(
+        service: &poem_openapi::OpenApiService<Self, ()>,
+    ) -> impl poem::Endpoint + use<> {
+        crate::runtime::swagger_ui(service, CONTRACT_JSON)
+    }
+    /// The document poem-openapi derives from these routes, for tests to check against
+    /// the contract (it must promise the same).
+    pub fn implemented_spec() -> String {
+        Self::new(std::sync::Arc::new(Unimplemented)).into_service().spec()
+    }
+}
+/// An implementation that answers every call with 501: routes and their document
+/// exist without a service behind them.
+#[cfg(feature = "server")]
+struct Unimplemented;
+#[cfg(feature = "server")]
+#[async_trait::async_trait]
+#[allow(unused_variables)]
+impl UsersApi for Unimplemented {
+    async fn create_user(&self, body: UserInput) -> Result<User, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_user(&self, id: i64) -> Result<User, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn update_user(&self, id: i64, body: UserInput) -> Result<User, Problem> {
+        Err(Problem::new(501, "not implemented"))
     }
 }
 #[cfg(feature = "server")]

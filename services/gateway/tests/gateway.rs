@@ -519,7 +519,12 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
         .text()
         .await
         .unwrap();
-    shopmesh_codegen::contract::assert_equivalent(rest::CONTRACT_YAML, &spec)
+    // The committed contract itself, with its OpenAPI version, descriptions and headers.
+    shopmesh_codegen::contract::assert_served(rest::CONTRACT_YAML, &spec)
+        .unwrap_or_else(|e| panic!("{e}"));
+    // And the routes promise the same, response headers included (the 429's `Retry-After`).
+    let implemented = rest::GatewayEndpoints::implemented_spec();
+    shopmesh_codegen::contract::assert_equivalent(rest::CONTRACT_YAML, &implemented)
         .unwrap_or_else(|e| panic!("{e}"));
     let page = gw
         .http
@@ -1360,5 +1365,82 @@ async fn pages_and_the_spec_do_not_count_against_the_rate_limit() {
         .graphql_from(ip, r#"{ userName(id: "1") }"#, json!({}))
         .await;
     assert_eq!(status, 429, "the third API call is over the limit of 2");
+    backend.stop().await;
+}
+
+/// Every limited answer, REST and GraphQL, carries the draft-ietf-httpapi-ratelimit-headers
+/// fields: the policy, and what is left; a GraphQL request that costs more takes more; a
+/// refusal says 0 left and when to retry.
+#[tokio::test]
+async fn answers_carry_the_ratelimit_fields() {
+    let backend = Backend::start().await;
+    let gw = Running::start(shared_config(&backend.config(), 10)).await;
+    let base = &gw.server.base_url;
+    let ip = "198.51.100.91";
+    let field = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let remaining = |v: &str| -> u32 {
+        let r = v.split(';').find_map(|p| p.strip_prefix("r=")).unwrap();
+        r.parse().unwrap()
+    };
+    let rest = gw
+        .http
+        .get(format!("{base}/api/users/1/name"))
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 200);
+    assert_eq!(
+        field(&rest, "ratelimit-policy").as_deref(),
+        Some("\"default\";q=10;w=60")
+    );
+    let left = field(&rest, "ratelimit").expect("RateLimit on a REST answer");
+    assert!(left.starts_with("\"default\";r=9;t="), "{left}");
+
+    // A GraphQL query of complexity 2..100 counts as one request more than nothing.
+    let post = |query: &str| {
+        gw.http
+            .post(format!("{base}/graphql"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({ "query": query }))
+            .send()
+    };
+    let cheap = post(r#"{ userName(id: "1") }"#).await.unwrap();
+    assert_eq!(
+        field(&cheap, "ratelimit-policy").as_deref(),
+        Some("\"default\";q=10;w=60")
+    );
+    assert_eq!(remaining(&field(&cheap, "ratelimit").unwrap()), 8);
+    // Three mutations count as three requests: one by the middleware, two by the operation.
+    let three = post(
+        r#"mutation { a: createOrder(input: {userId: "1", productId: "1", quantity: 1}) { id }
+                      b: createOrder(input: {userId: "1", productId: "2", quantity: 1}) { id }
+                      c: createOrder(input: {userId: "1", productId: "3", quantity: 1}) { id } }"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(remaining(&field(&three, "ratelimit").unwrap()), 5);
+    // Six more allowed, then refused with 0 left and Retry-After.
+    for _ in 0..5 {
+        post(r#"{ userName(id: "1") }"#).await.unwrap();
+    }
+    let refused = gw
+        .http
+        .get(format!("{base}/api/users/1/name"))
+        .header("x-forwarded-for", ip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = field(&refused, "retry-after").unwrap().parse().unwrap();
+    assert_eq!(
+        field(&refused, "ratelimit").unwrap(),
+        format!("\"default\";r=0;t={retry}")
+    );
+    assert!(field(&refused, "ratelimit-policy").is_some());
     backend.stop().await;
 }

@@ -34,8 +34,8 @@ use crate::store::{MIGRATOR, OrderStore};
 pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
     let service =
         OrdersEndpoints::new(Arc::new(api::OrdersService::new(store.clone()))).into_service();
-    let spec = service.spec_endpoint();
-    let docs = service.swagger_ui();
+    let spec = OrdersEndpoints::contract_endpoint();
+    let docs = OrdersEndpoints::swagger_ui(&service);
     let ready_store = store.clone();
     let checks = vec![ReadinessCheck::new("mysql", move || {
         let s = ready_store.clone();

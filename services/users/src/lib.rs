@@ -33,8 +33,8 @@ use crate::store::{MIGRATOR, UserStore};
 pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
     let service =
         UsersEndpoints::new(Arc::new(api::UsersService::new(store.clone()))).into_service();
-    let spec = service.spec_endpoint();
-    let docs = service.swagger_ui();
+    let spec = UsersEndpoints::contract_endpoint();
+    let docs = UsersEndpoints::swagger_ui(&service);
     let cache = store.cache().clone();
     let checks = vec![ReadinessCheck::new("mysql", move || {
         let s = store.clone();
