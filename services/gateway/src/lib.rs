@@ -97,8 +97,8 @@ impl Gateway {
     pub fn app(&self) -> impl Endpoint<Output = Response> + use<> {
         let rest = GatewayEndpoints::new(Arc::new(api::GatewayRest::new(self.backends.clone())))
             .into_service();
-        let spec = rest.spec_endpoint();
-        let docs = rest.swagger_ui();
+        let spec = GatewayEndpoints::contract_endpoint();
+        let docs = GatewayEndpoints::swagger_ui(&rest);
         let limit = RateLimit(self.limiter.clone());
         // Pages and the spec are not API calls: loading them must not eat a client's quota.
         let limited = Route::new()
@@ -198,16 +198,21 @@ async fn graphql_execute(
     )
     .max_batch_size(MAX_NOTIFICATION_BATCH);
     let mut request = req.0.data(loader).data(notifications);
+    let left = Arc::new(std::sync::Mutex::new(None));
     if let Some(client) = limiter.client_of(http) {
         request = request.data(limits::RateCharge {
             limiter: limiter.0.clone(),
             client,
+            left: left.clone(),
         });
     }
-    CALL_BUDGET
-        .scope(budget, schema.execute(request))
-        .await
-        .into()
+    let mut response = CALL_BUDGET.scope(budget, schema.execute(request)).await;
+    // The operation's own charge supersedes what the middleware counted for the request.
+    let charged = left.lock().ok().and_then(|slot| *slot);
+    if let Some(value) = charged.and_then(|l| l.field().parse().ok()) {
+        response.http_headers.insert("ratelimit", value);
+    }
+    response.into()
 }
 
 /// The gateway, built from its configuration: listener bound, clients, cache, limiter and

@@ -24,6 +24,8 @@ use async_graphql::parser::types::{
 };
 use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
 
+use crate::ratelimit::Left;
+
 /// `extensions.code` of a rejected operation.
 pub const LIMIT_CODE: &str = "QUERY_LIMIT_EXCEEDED";
 
@@ -57,6 +59,17 @@ pub struct RateCharge {
     pub limiter: Arc<crate::ratelimit::ClientRateLimiter>,
     /// The client, as the rate-limit middleware saw it.
     pub client: IpAddr,
+    /// What the client has left after this operation's charge, for the `RateLimit` field
+    /// (unset when the operation cost no more than the request the middleware counted).
+    pub left: Arc<std::sync::Mutex<Option<Left>>>,
+}
+
+impl RateCharge {
+    fn record(&self, left: Left) {
+        if let Ok(mut slot) = self.left.lock() {
+            *slot = Some(left);
+        }
+    }
 }
 
 /// Installs [`OperationLimit`] on a schema.
@@ -176,8 +189,17 @@ impl Extension for OperationLimit {
             .max(1 + result.complexity / COST_PER_REQUEST);
         let extra = u32::try_from(requests - 1).unwrap_or(u32::MAX);
         match charge.limiter.charge(charge.client, extra).await {
-            crate::ratelimit::Decision::Allow => Ok(result),
+            crate::ratelimit::Decision::Allow(left) => {
+                if let Some(left) = left {
+                    charge.record(left);
+                }
+                Ok(result)
+            }
             crate::ratelimit::Decision::Reject { retry_after_secs } => {
+                charge.record(Left {
+                    requests: 0,
+                    reset_secs: retry_after_secs,
+                });
                 let mut error = ServerError::new(
                     format!(
                         "this operation counts as {requests} requests (its mutations or its cost) and exceeds the rate limit; retry in {retry_after_secs} s"

@@ -2,6 +2,9 @@
 //! Redis, so N gateway replicas together allow no more than the limit per window. A rejected
 //! request gets 429 with `Retry-After`. When Redis is unavailable the shared quota fails open
 //! (in-process limit only) or closed (503), as configured.
+//!
+//! Every limited answer carries the `RateLimit-Policy` and `RateLimit` fields of
+//! draft-ietf-httpapi-ratelimit-headers, so clients can slow down before they are refused.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -47,14 +50,35 @@ pub fn granted(lease: u32, count: i64, max_requests: u32) -> i64 {
 /// Requests a client may still make from its current lease, until `expires`.
 struct Lease {
     remaining: u32,
+    /// What the shared window had left when the lease was taken (beyond the lease).
+    window_left: u32,
     expires: std::time::Instant,
 }
+
+/// What is left of a client's quota after a request was counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Left {
+    /// Requests the client may still make in this window.
+    pub requests: u32,
+    /// Seconds until the window ends.
+    pub reset_secs: u64,
+}
+
+impl Left {
+    /// The `RateLimit` field value: `"default";r=REMAINING;t=SECONDS`.
+    pub fn field(&self) -> String {
+        format!("\"{POLICY}\";r={};t={}", self.requests, self.reset_secs)
+    }
+}
+
+/// The name of the one quota policy the gateway announces.
+pub const POLICY: &str = "default";
 
 /// Outcome of a rate-limit check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Serve the request.
-    Allow,
+    /// Serve the request; what is left, when the shared quota could be read.
+    Allow(Option<Left>),
     /// Reject with 429; retry after this many seconds.
     Reject {
         /// Seconds until a request will be accepted.
@@ -120,17 +144,39 @@ impl ClientRateLimiter {
         }
     }
 
-    /// Takes one request from `client`'s current lease, if it has one.
-    fn take_leased(&self, client: IpAddr) -> bool {
-        let Ok(mut leases) = self.leases.lock() else {
-            return false;
-        };
+    /// Takes one request from `client`'s current lease, if it has one; returns what is left.
+    fn take_leased(&self, client: IpAddr) -> Option<Left> {
+        let mut leases = self.leases.lock().ok()?;
+        let now = std::time::Instant::now();
         match leases.get_mut(&client) {
-            Some(l) if l.remaining > 0 && l.expires > std::time::Instant::now() => {
+            Some(l) if l.remaining > 0 && l.expires > now => {
                 l.remaining -= 1;
-                true
+                Some(Left {
+                    requests: l.remaining + l.window_left,
+                    reset_secs: retry_after_secs(l.expires - now),
+                })
             }
-            _ => false,
+            _ => None,
+        }
+    }
+
+    /// The `RateLimit-Policy` field value: `"default";q=LIMIT;w=WINDOW_SECONDS`.
+    pub fn policy(&self) -> String {
+        format!(
+            "\"{POLICY}\";q={};w={}",
+            self.config.max_requests,
+            self.config.window.as_secs().max(1)
+        )
+    }
+
+    /// Sets `RateLimit-Policy`, and `RateLimit` when `left` is known, on `headers`, unless
+    /// the inner handler already set them (a GraphQL request charged for its cost).
+    pub fn annotate(&self, headers: &mut poem::http::HeaderMap, left: Option<Left>) {
+        if let Ok(policy) = self.policy().parse() {
+            headers.entry("ratelimit-policy").or_insert(policy);
+        }
+        if let Some(value) = left.and_then(|l| l.field().parse().ok()) {
+            headers.entry("ratelimit").or_insert(value);
         }
     }
 
@@ -143,7 +189,7 @@ impl ClientRateLimiter {
     /// each mutation it runs and for its cost, see `limits`); all or nothing.
     pub async fn charge(&self, client: IpAddr, n: u32) -> Decision {
         let Some(amount) = NonZeroU32::new(n) else {
-            return Decision::Allow;
+            return Decision::Allow(None);
         };
         match self.local.check_key_n(&client, amount) {
             Ok(Ok(())) => {}
@@ -160,8 +206,10 @@ impl ClientRateLimiter {
                 };
             }
         }
-        if n == 1 && self.take_leased(client) {
-            return Decision::Allow;
+        if n == 1
+            && let Some(left) = self.take_leased(client)
+        {
+            return Decision::Allow(Some(left));
         }
         // A single request may take a lease for later ones; a larger charge takes exactly n.
         let take = if n == 1 { self.lease } else { n };
@@ -181,27 +229,34 @@ impl ClientRateLimiter {
                         retry_after_secs: retry_after_secs(ttl),
                     };
                 }
-                if n == 1
-                    && got > 1
+                let window_left =
+                    u32::try_from((i64::from(self.config.max_requests) - count).max(0))
+                        .unwrap_or(u32::MAX);
+                let leased = if n == 1 { (got - 1) as u32 } else { 0 };
+                if leased > 0
                     && let Ok(mut leases) = self.leases.lock()
                 {
                     let expires = std::time::Instant::now() + ttl;
                     leases.insert(
                         client,
                         Lease {
-                            remaining: (got - 1) as u32,
+                            remaining: leased,
+                            window_left,
                             expires,
                         },
                     );
                 }
-                Decision::Allow
+                Decision::Allow(Some(Left {
+                    requests: window_left + leased,
+                    reset_secs: retry_after_secs(ttl),
+                }))
             }
             None => {
                 self.stats
                     .shared_unavailable
                     .fetch_add(1, Ordering::Relaxed);
                 if self.config.fail_open {
-                    Decision::Allow
+                    Decision::Allow(None)
                 } else {
                     Decision::Unavailable
                 }
@@ -271,7 +326,11 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         };
         match self.limiter.check(client).await {
-            Decision::Allow => self.inner.call(req).await.map(IntoResponse::into_response),
+            Decision::Allow(left) => {
+                let mut resp = self.inner.call(req).await?.into_response();
+                self.limiter.annotate(resp.headers_mut(), left);
+                Ok(resp)
+            }
             Decision::Reject { retry_after_secs } => {
                 self.limiter.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 let detail = format!(
@@ -282,6 +341,13 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
                 let mut resp = problem::response(&Problem::new(429, detail));
                 resp.headers_mut()
                     .insert("retry-after", retry_after_secs.into());
+                self.limiter.annotate(
+                    resp.headers_mut(),
+                    Some(Left {
+                        requests: 0,
+                        reset_secs: retry_after_secs,
+                    }),
+                );
                 Ok(resp)
             }
             Decision::Unavailable => {
@@ -362,15 +428,17 @@ mod tests {
         let limiter = ClientRateLimiter::new(config, cache, String::new());
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
-            assert_eq!(limiter.check(ip).await, Decision::Allow);
+            assert!(matches!(limiter.check(ip).await, Decision::Allow(_)));
         }
         match limiter.check(ip).await {
             Decision::Reject { retry_after_secs } => assert!((1..=20).contains(&retry_after_secs)),
             other => panic!("{other:?}"),
         }
-        assert_eq!(
-            limiter.check("10.0.0.2".parse().unwrap()).await,
-            Decision::Allow,
+        assert!(
+            matches!(
+                limiter.check("10.0.0.2".parse().unwrap()).await,
+                Decision::Allow(_)
+            ),
             "per client"
         );
     }
