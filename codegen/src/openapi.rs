@@ -775,6 +775,19 @@ impl Ctx<'_> {
     }
 }
 
+/// What a parameter's value must be, in words, for error messages.
+fn type_in_words(ty: &TypeRef) -> &'static str {
+    match ty {
+        TypeRef::I32 | TypeRef::I64 => "an integer",
+        TypeRef::F64 => "a number",
+        TypeRef::Bool => "true or false",
+        TypeRef::DateTime => "an RFC 3339 date-time",
+        TypeRef::Uuid => "a UUID",
+        TypeRef::Email => "an email address",
+        _ => "a string",
+    }
+}
+
 /// Rust name of the response variant for a status.
 fn variant_name(status: u16) -> syn::Ident {
     let name = match status {
@@ -1072,12 +1085,22 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
     let (attr, handler) = if problem_statuses.contains(&400) {
         let fn_name = format_ident!("{}_bad_request", op.id.to_snake_case());
         let fn_str = fn_name.to_string();
+        let params = op.params.iter().map(|p| {
+            let name = &p.name;
+            let place = match p.location {
+                ParamIn::Path => "path parameter",
+                ParamIn::Query => "query parameter",
+            };
+            let kind = type_in_words(&p.ty);
+            quote!(crate::runtime::ParamInfo { name: #name, place: #place, kind: #kind })
+        });
         (
             quote!(#[oai(bad_request_handler = #fn_str)]),
             quote! {
                 #[cfg(feature = "server")]
                 fn #fn_name(err: poem::Error) -> #name {
-                    Problem::new(err.status().as_u16(), err.to_string()).into()
+                    let detail = crate::runtime::bad_request_detail(&err, &[#(#params),*]);
+                    Problem::new(err.status().as_u16(), detail).into()
                 }
             },
         )
@@ -1209,7 +1232,7 @@ fn gen_server(api: &Api) -> TokenStream {
         if let Some(body) = &op.body {
             let ty = rust_type(body);
             trait_args.push(quote!(body: #ty));
-            adapter_args.push(quote!(body: Json<#ty>));
+            adapter_args.push(quote!(body: crate::runtime::ContractJson<#ty>));
             call_args.push(quote!(body.0));
         }
         let success = success_type(op);

@@ -222,3 +222,119 @@ fn generated_users_adapter_serves_the_committed_contract() {
     contract::assert_equivalent(shopmesh_openapi::users::CONTRACT_YAML, &served)
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Status and problem detail of `method path` with a JSON `body`.
+async fn refusal(app: &impl poem::Endpoint, method: &str, path: &str, body: &str) -> (u16, String) {
+    use poem::IntoResponse;
+    let request = poem::Request::builder()
+        .method(method.parse().unwrap())
+        .uri(path.parse().unwrap())
+        .content_type("application/json")
+        .body(body.to_owned());
+    let response = app.get_response(request).await.into_response();
+    let status = response.status().as_u16();
+    let body: serde_json::Value =
+        serde_json::from_str(&response.into_body().into_string().await.unwrap()).unwrap();
+    (
+        status,
+        body["detail"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// A request the routes refuse gets a 400 whose detail names the parameter or field and what
+/// is wrong in the contract's words, never `param0`, a Rust type or parser internals.
+#[tokio::test]
+async fn bad_requests_name_the_field_in_the_contracts_words() {
+    let users = poem::Route::new().nest(
+        "/",
+        shopmesh_openapi::users::UsersEndpoints::new(Arc::new(Unavailable)).into_service(),
+    );
+    let orders = poem::Route::new().nest(
+        "/",
+        shopmesh_openapi::orders::OrdersEndpoints::new(Arc::new(Unavailable)).into_service(),
+    );
+    for (method, path, body, detail) in [
+        (
+            "GET",
+            "/users/abc",
+            "",
+            "path parameter `id` must be an integer",
+        ),
+        (
+            "GET",
+            "/users/0",
+            "",
+            "path parameter `id` must be at least 1",
+        ),
+        (
+            "POST",
+            "/users",
+            "{",
+            "the body is not valid JSON: EOF while parsing an object at line 1 column 1",
+        ),
+        (
+            "POST",
+            "/users",
+            "",
+            "the body is empty; it must be a JSON object",
+        ),
+        ("POST", "/users", "{}", "field `name` is required"),
+        (
+            "POST",
+            "/users",
+            r#"{"name":"a","email":"nope"}"#,
+            "field `email` must be an email address",
+        ),
+        ("POST", "/users", "[]", "the body must be a JSON object"),
+        (
+            "PUT",
+            "/users/1",
+            r#"{"name":"","email":"a@b.c"}"#,
+            "field `name` must be at least 1 character long",
+        ),
+    ] {
+        assert_eq!(
+            refusal(&users, method, path, body).await,
+            (400, detail.to_owned()),
+            "{method} {path} {body}"
+        );
+    }
+    for (method, path, body, detail) in [
+        (
+            "POST",
+            "/orders",
+            r#"{"userId":1,"productId":1}"#,
+            "field `quantity` is required",
+        ),
+        (
+            "POST",
+            "/orders",
+            r#"{"userId":"x","productId":1,"quantity":1}"#,
+            "field `userId` must be an integer",
+        ),
+        (
+            "POST",
+            "/orders",
+            r#"{"userId":1,"productId":1,"quantity":0}"#,
+            "field `quantity` must be at least 1",
+        ),
+        (
+            "GET",
+            "/orders/user/1?limit=1000",
+            "",
+            "query parameter `limit` must be at most 100",
+        ),
+        (
+            "GET",
+            "/orders/user/1?limit=x",
+            "",
+            "query parameter `limit` must be an integer",
+        ),
+    ] {
+        assert_eq!(
+            refusal(&orders, method, path, body).await,
+            (400, detail.to_owned()),
+            "{method} {path} {body}"
+        );
+    }
+}

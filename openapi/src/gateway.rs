@@ -261,7 +261,8 @@ pub enum CreateOrderResponse {
 }
 #[cfg(feature = "server")]
 fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl CreateOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -367,7 +368,17 @@ pub enum GetOrderResponse {
 }
 #[cfg(feature = "server")]
 fn get_order_bad_request(err: poem::Error) -> GetOrderResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl GetOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -470,7 +481,17 @@ pub enum GetOrderNotificationsResponse {
 fn get_order_notifications_bad_request(
     err: poem::Error,
 ) -> GetOrderNotificationsResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl GetOrderNotificationsResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -569,7 +590,27 @@ pub enum ListUserOrdersResponse {
 }
 #[cfg(feature = "server")]
 fn list_user_orders_bad_request(err: poem::Error) -> ListUserOrdersResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "limit",
+                place: "query parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "cursor",
+                place: "query parameter",
+                kind: "a string",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl ListUserOrdersResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -677,7 +718,8 @@ pub enum CreateUserResponse {
 }
 #[cfg(feature = "server")]
 fn create_user_bad_request(err: poem::Error) -> CreateUserResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl CreateUserResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -785,7 +827,17 @@ pub enum GetUserResponse {
 }
 #[cfg(feature = "server")]
 fn get_user_bad_request(err: poem::Error) -> GetUserResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl GetUserResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -889,7 +941,17 @@ pub enum GetUserNameResponse {
 }
 #[cfg(feature = "server")]
 fn get_user_name_bad_request(err: poem::Error) -> GetUserNameResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl GetUserNameResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -1047,7 +1109,10 @@ impl GatewayEndpoints {
         operation_id = "createOrder",
         tag = GatewayTag::Orders
     )]
-    async fn create_order(&self, body: Json<CreateOrderRequest>) -> CreateOrderResponse {
+    async fn create_order(
+        &self,
+        body: crate::runtime::ContractJson<CreateOrderRequest>,
+    ) -> CreateOrderResponse {
         self.api.create_order(body.0).await.into()
     }
     /// One order (served from the gateway cache when possible).
@@ -1112,7 +1177,10 @@ impl GatewayEndpoints {
         operation_id = "createUser",
         tag = GatewayTag::Users
     )]
-    async fn create_user(&self, body: Json<CreateUserRequest>) -> CreateUserResponse {
+    async fn create_user(
+        &self,
+        body: crate::runtime::ContractJson<CreateUserRequest>,
+    ) -> CreateUserResponse {
         self.api.create_user(body.0).await.into()
     }
     /// One user.

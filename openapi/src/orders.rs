@@ -131,7 +131,8 @@ pub enum CreateOrderResponse {
 }
 #[cfg(feature = "server")]
 fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl CreateOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -197,7 +198,17 @@ pub enum GetOrderResponse {
 }
 #[cfg(feature = "server")]
 fn get_order_bad_request(err: poem::Error) -> GetOrderResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl GetOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -256,7 +267,27 @@ pub enum ListUserOrdersResponse {
 }
 #[cfg(feature = "server")]
 fn list_user_orders_bad_request(err: poem::Error) -> ListUserOrdersResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "limit",
+                place: "query parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "cursor",
+                place: "query parameter",
+                kind: "a string",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl ListUserOrdersResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -380,7 +411,10 @@ impl OrdersEndpoints {
         operation_id = "createOrder",
         tag = OrdersTag::Orders
     )]
-    async fn create_order(&self, body: Json<CreateOrderRequest>) -> CreateOrderResponse {
+    async fn create_order(
+        &self,
+        body: crate::runtime::ContractJson<CreateOrderRequest>,
+    ) -> CreateOrderResponse {
         self.api.create_order(body.0).await.into()
     }
     /// Fetch one order.

@@ -246,6 +246,270 @@ pub fn swagger_ui<T: poem_openapi::OpenApi>(
     poem::endpoint::make_sync(move |_| poem::web::Html(html.clone()))
 }
 
+/// A JSON request body parsed as the contract says, whose errors name the field and what is
+/// wrong with it in the contract's words (`field `email` must be an email address`), never a
+/// Rust type or parser internals. Documented exactly as `Json<T>`.
+#[cfg(feature = "server")]
+pub struct ContractJson<T>(pub T);
+
+#[cfg(feature = "server")]
+impl<T: poem_openapi::types::Type> poem_openapi::payload::Payload for ContractJson<T> {
+    const CONTENT_TYPE: &'static str =
+        <poem_openapi::payload::Json<T> as poem_openapi::payload::Payload>::CONTENT_TYPE;
+
+    fn check_content_type(content_type: &str) -> bool {
+        <poem_openapi::payload::Json<T> as poem_openapi::payload::Payload>::check_content_type(
+            content_type,
+        )
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut poem_openapi::registry::Registry) {
+        T::register(registry);
+    }
+}
+
+#[cfg(feature = "server")]
+impl<T: poem_openapi::types::ParseFromJSON> poem_openapi::payload::ParsePayload
+    for ContractJson<T>
+{
+    const IS_REQUIRED: bool = T::IS_REQUIRED;
+
+    async fn from_request(
+        request: &poem::Request,
+        body: &mut poem::RequestBody,
+    ) -> poem::Result<Self> {
+        let bad = |reason: String| poem_openapi::error::ParseRequestPayloadError { reason };
+        let data = <Vec<u8> as poem::FromRequest>::from_request(request, body).await?;
+        if data.is_empty() {
+            return Err(bad("the body is empty; it must be a JSON object".to_owned()).into());
+        }
+        let value: serde_json::Value = serde_json::from_slice(&data)
+            .map_err(|e| bad(format!("the body is not valid JSON: {e}")))?;
+        match T::parse_from_json(Some(value.clone())) {
+            Ok(parsed) => Ok(Self(parsed)),
+            Err(err) => {
+                let mut registry = poem_openapi::registry::Registry::new();
+                T::register(&mut registry);
+                let reason = describe(&registry, &T::schema_ref(), &value, "")
+                    .unwrap_or_else(|| strip_rust_names(&err.into_message()));
+                Err(bad(reason).into())
+            }
+        }
+    }
+}
+
+// The macro calls `Payload` methods by path; it needs the trait in scope.
+#[cfg(feature = "server")]
+use poem_openapi::payload::Payload as _;
+
+#[cfg(feature = "server")]
+poem_openapi::impl_apirequest_for_payload!(ContractJson<T>, T: poem_openapi::types::ParseFromJSON);
+
+/// What is wrong with `value` against `schema`, naming the place (`field `items[2].qty``), or
+/// `None` when nothing this check knows of is.
+#[cfg(feature = "server")]
+fn describe(
+    registry: &poem_openapi::registry::Registry,
+    schema: &poem_openapi::registry::MetaSchemaRef,
+    value: &serde_json::Value,
+    at: &str,
+) -> Option<String> {
+    use poem_openapi::registry::MetaSchemaRef;
+    use serde_json::Value;
+    let schema = match schema {
+        MetaSchemaRef::Inline(s) => s.as_ref(),
+        MetaSchemaRef::Reference(name) => registry.schemas.get(name)?,
+    };
+    let place = if at.is_empty() {
+        "the body".to_owned()
+    } else {
+        format!("field `{at}`")
+    };
+    let join = |name: &str| {
+        if at.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{at}.{name}")
+        }
+    };
+    let kind = match schema.ty {
+        "object" => "a JSON object",
+        "array" => "an array",
+        "string" => "a string",
+        "integer" => "an integer",
+        "number" => "a number",
+        "boolean" => "true or false",
+        _ => "a value",
+    };
+    let fits = match (schema.ty, value) {
+        ("object", Value::Object(_)) | ("array", Value::Array(_)) | ("string", Value::String(_)) => true,
+        ("integer", Value::Number(n)) => n.is_i64() || n.is_u64(),
+        ("number", Value::Number(_)) | ("boolean", Value::Bool(_)) => true,
+        (_, Value::Null) => false,
+        (ty, _) => !matches!(ty, "object" | "array" | "string" | "integer" | "number" | "boolean"),
+    };
+    if !fits {
+        return Some(format!("{place} must be {kind}"));
+    }
+    match value {
+        Value::Object(object) => {
+            for name in &schema.required {
+                if object.get(*name).is_none_or(Value::is_null) {
+                    return Some(format!("field `{}` is required", join(name)));
+                }
+            }
+            schema.properties.iter().find_map(|(name, property)| {
+                let v = object.get(*name).filter(|v| !v.is_null())?;
+                describe(registry, property, v, &join(name))
+            })
+        }
+        Value::Array(items) => {
+            if let Some(max) = schema.max_items.filter(|max| items.len() > *max) {
+                return Some(format!("{place} may have at most {max} items"));
+            }
+            let item = schema.items.as_deref()?;
+            items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| describe(registry, item, v, &format!("{at}[{i}]")))
+        }
+        Value::String(text) => {
+            let chars = text.chars().count();
+            if !schema.enum_items.is_empty() && !schema.enum_items.contains(value) {
+                let allowed: Vec<String> = schema.enum_items.iter().map(|v| v.to_string()).collect();
+                return Some(format!("{place} must be one of {}", allowed.join(", ")));
+            }
+            if let Some(min) = schema.min_length.filter(|min| chars < *min) {
+                return Some(format!("{place} must be at least {}", characters(min)));
+            }
+            if let Some(max) = schema.max_length.filter(|max| chars > *max) {
+                return Some(format!("{place} must be at most {}", characters(max)));
+            }
+            let format_ok = match schema.format {
+                Some("email") => text.contains('@') && !text.starts_with('@') && !text.ends_with('@'),
+                Some("date-time") => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+                _ => true,
+            };
+            match schema.format {
+                Some("email") if !format_ok => Some(format!("{place} must be an email address")),
+                Some("date-time") if !format_ok => {
+                    Some(format!("{place} must be an RFC 3339 date-time"))
+                }
+                Some(format) if schema.pattern.is_some() || !format_ok => {
+                    Some(format!("{place} must be a valid {format}"))
+                }
+                _ => None,
+            }
+        }
+        Value::Number(n) => {
+            let n = n.as_f64()?;
+            if let Some(min) = schema.minimum.filter(|min| n < *min) {
+                return Some(format!("{place} must be at least {min}"));
+            }
+            if let Some(max) = schema.maximum.filter(|max| n > *max) {
+                return Some(format!("{place} must be at most {max}"));
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+/// `n characters` (or `1 character`) long.
+#[cfg(feature = "server")]
+fn characters(n: usize) -> String {
+    if n == 1 {
+        "1 character long".to_owned()
+    } else {
+        format!("{n} characters long")
+    }
+}
+
+/// `message` without the quoted Rust type names and parser phrasing poem-openapi adds.
+#[cfg(feature = "server")]
+fn strip_rust_names(message: &str) -> String {
+    let message = message.split(" (occurred while parsing").next().unwrap_or(message);
+    format!("the body does not match the contract: {}", message.trim_end_matches('.'))
+}
+
+/// One parameter of an operation, as [`bad_request_detail`] names it.
+#[cfg(feature = "server")]
+#[derive(Debug, Clone, Copy)]
+pub struct ParamInfo {
+    /// The contract's name.
+    pub name: &'static str,
+    /// `"path parameter"` or `"query parameter"`.
+    pub place: &'static str,
+    /// What a value must be, in words (`"an integer"`).
+    pub kind: &'static str,
+}
+
+/// The detail of a 400 the routes raise before the service runs: which parameter or field and
+/// what is wrong, in the contract's names. `params` are the operation's parameters; poem-openapi
+/// calls path parameters it cannot parse `param0`, `param1`, ... in path order.
+#[cfg(feature = "server")]
+pub fn bad_request_detail(err: &poem::Error, params: &[ParamInfo]) -> String {
+    use poem_openapi::error::{ParseParamError, ParsePathError, ParseRequestPayloadError};
+    let (name, reason) = if let Some(e) = err.downcast_ref::<ParsePathError>() {
+        (e.name.to_owned(), e.reason.clone())
+    } else if let Some(e) = err.downcast_ref::<ParseParamError>() {
+        (e.name.to_owned(), e.reason.clone())
+    } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
+        return e.reason.clone();
+    } else {
+        return err.to_string();
+    };
+    let positional = name
+        .strip_prefix("param")
+        .and_then(|i| i.parse::<usize>().ok())
+        .and_then(|i| params.iter().filter(|p| p.place == "path parameter").nth(i));
+    let Some(param) = positional.or_else(|| params.iter().find(|p| p.name == name)) else {
+        return format!("parameter `{name}` is invalid: {}", strip_quoted_types(&reason));
+    };
+    let (place, name) = (param.place, param.name);
+    if let Some(rule) = reason.strip_prefix("verification failed. ") {
+        return format!("{place} `{name}` {}", explain_rule(rule));
+    }
+    if reason.starts_with("failed to parse") {
+        return format!("{place} `{name}` must be {}", param.kind);
+    }
+    if reason.contains("expects a value but none was") || reason.contains("missing") {
+        return format!("{place} `{name}` is required");
+    }
+    format!("{place} `{name}` is invalid: {}", strip_quoted_types(&reason))
+}
+
+/// A poem-openapi validator (`minimum(1, exclusive: false)`) in words.
+#[cfg(feature = "server")]
+fn explain_rule(rule: &str) -> String {
+    let (kind, args) = rule.split_once('(').unwrap_or((rule, ""));
+    let first = args.split([',', ')']).next().unwrap_or("").trim();
+    let exclusive = args.contains("exclusive: true");
+    match (kind, exclusive) {
+        ("minimum", false) => format!("must be at least {first}"),
+        ("minimum", true) => format!("must be greater than {first}"),
+        ("maximum", false) => format!("must be at most {first}"),
+        ("maximum", true) => format!("must be less than {first}"),
+        ("minLength", _) => format!("must be at least {}", characters(first.parse().unwrap_or(0))),
+        ("maxLength", _) => format!("must be at most {}", characters(first.parse().unwrap_or(0))),
+        ("maxItems", _) => format!("may have at most {first} items"),
+        _ => format!("does not satisfy {rule}"),
+    }
+}
+
+/// `reason` with quoted internal type names (`"integer_int64"`) replaced by plain words.
+#[cfg(feature = "server")]
+fn strip_quoted_types(reason: &str) -> String {
+    reason
+        .replace("\"integer_int64\"", "an integer")
+        .replace("\"integer_int32\"", "an integer")
+        .replace("\"string\"", "a string")
+}
+
 #[cfg(test)]
 mod tests {
     use super::Problem;

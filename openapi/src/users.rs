@@ -76,7 +76,8 @@ pub enum CreateUserResponse {
 }
 #[cfg(feature = "server")]
 fn create_user_bad_request(err: poem::Error) -> CreateUserResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl CreateUserResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -144,7 +145,17 @@ pub enum GetUserResponse {
 }
 #[cfg(feature = "server")]
 fn get_user_bad_request(err: poem::Error) -> GetUserResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl GetUserResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -215,7 +226,17 @@ pub enum UpdateUserResponse {
 }
 #[cfg(feature = "server")]
 fn update_user_bad_request(err: poem::Error) -> UpdateUserResponse {
-    Problem::new(err.status().as_u16(), err.to_string()).into()
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
 }
 impl UpdateUserResponse {
     /// The error statuses this operation documents, each with a problem body.
@@ -335,7 +356,10 @@ impl UsersEndpoints {
         operation_id = "createUser",
         tag = UsersTag::Users
     )]
-    async fn create_user(&self, body: Json<UserInput>) -> CreateUserResponse {
+    async fn create_user(
+        &self,
+        body: crate::runtime::ContractJson<UserInput>,
+    ) -> CreateUserResponse {
         self.api.create_user(body.0).await.into()
     }
     /// Fetch one user.
@@ -365,7 +389,7 @@ impl UsersEndpoints {
         /// User id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
-        body: Json<UserInput>,
+        body: crate::runtime::ContractJson<UserInput>,
     ) -> UpdateUserResponse {
         self.api.update_user(id.0, body.0).await.into()
     }
