@@ -8,6 +8,7 @@
 //! | `test` | `gen --check`, lint, then every test against real infrastructure |
 //! | `up` | run the four services against the infrastructure in `.env` / environment |
 //! | `bench` | load benchmarks, results in `bench/results/latest.json` |
+//! | `vendor-graphiql` | re-fetch the GraphiQL page's assets (pinned) from npm |
 
 mod bench;
 mod fuzz;
@@ -15,6 +16,7 @@ mod infra;
 mod platform;
 mod tools;
 mod up;
+mod vendor;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -30,6 +32,7 @@ fn main() -> ExitCode {
         Some("infra") => infra::ensure_all(&root()).map(|_| ()),
         Some("up") => up::run(&root(), &args[1..]),
         Some("bench") => bench::run(&root(), &args[1..]),
+        Some("vendor-graphiql") => vendor::graphiql(&root()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <gen [--check] | lint | test [-- cargo test args] | infra>"

@@ -161,7 +161,8 @@ pub(crate) fn fallback_operation(path: &str, method: &Method) -> String {
     match first {
         "" => "root".to_owned(),
         "graphql" if method == Method::POST => "graphql".to_owned(),
-        "graphql" => "graphql_playground".to_owned(),
+        "graphql" | "graphiql" => "graphiql".to_owned(),
+        "favicon.ico" | "favicon.svg" => "favicon".to_owned(),
         "health" | "metrics" | "docs" => first.to_owned(),
         // Rejected before reaching an operation (rate limit, body limit).
         "api" => "api".to_owned(),
@@ -242,10 +243,7 @@ mod tests {
     #[test]
     fn operations_without_an_id_get_a_stable_label() {
         assert_eq!(fallback_operation("/graphql", &Method::POST), "graphql");
-        assert_eq!(
-            fallback_operation("/graphql", &Method::GET),
-            "graphql_playground"
-        );
+        assert_eq!(fallback_operation("/graphql", &Method::GET), "graphiql");
         assert_eq!(fallback_operation("/health/ready", &Method::GET), "health");
         assert_eq!(fallback_operation("/api/orders/1", &Method::GET), "api");
         assert_eq!(

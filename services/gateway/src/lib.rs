@@ -1,5 +1,5 @@
-//! The gateway (:3000): GraphQL at `/graphql` (playground on GET) and REST at `/api` (spec at
-//! `/api/openapi.json`, Swagger UI at `/docs`) over the users, orders and notifications
+//! The gateway (:3000): GraphQL at `/graphql` (GraphiQL on GET) and REST at `/api` (spec at
+//! `/api/openapi.json`, Swagger UI at `/docs`), an index page at `/` over the users, orders and notifications
 //! services, with a Redis response cache and a per-client rate limit shared through Redis.
 //!
 //! - [`graphql`] implements the generated `GatewayResolvers` trait; [`api`] the `GatewayApi` trait;
@@ -14,7 +14,7 @@ pub mod downstream;
 pub mod error;
 pub mod graphql;
 pub mod limits;
-pub mod playground;
+pub mod pages;
 pub mod ratelimit;
 
 use std::sync::Arc;
@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
 use async_graphql_poem::{GraphQLRequest, GraphQLResponse};
-use poem::web::{Data, Html};
+use poem::web::Data;
 use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::config::{ConfigError, Env};
@@ -92,8 +92,8 @@ impl Gateway {
         }
     }
 
-    /// The HTTP application. GraphQL requests and `/api` calls are rate limited; the GraphQL
-    /// page, the spec, `/docs`, `/health` and `/metrics` are not.
+    /// The HTTP application. GraphQL requests and `/api` calls are rate limited; the pages
+    /// (GraphiQL, `/docs`, `/`, the favicon), the spec, `/health` and `/metrics` are not.
     pub fn app(&self) -> impl Endpoint<Output = Response> + use<> {
         let rest = GatewayEndpoints::new(Arc::new(api::GatewayRest::new(self.backends.clone())))
             .into_service();
@@ -101,13 +101,13 @@ impl Gateway {
         let docs = GatewayEndpoints::swagger_ui(&rest);
         let limit = RateLimit(self.limiter.clone());
         // Pages and the spec are not API calls: loading them must not eat a client's quota.
-        let limited = Route::new()
+        let routes = pages::routes(self.config.http.metrics_port)
             .at(
                 "/graphql",
-                get(graphql_playground).post(graphql_execute.with(limit.clone())),
+                get(pages::graphiql()).post(graphql_execute.with(limit.clone())),
             )
             .at("/api/openapi.json", spec)
-            .nest("/", rest.with(limit));
+            .nest_no_strip("/api", rest.with(limit));
         let (backends, config) = (self.backends.clone(), self.config.clone());
         let checks = vec![ReadinessCheck::new("downstream", move || {
             let (b, c) = (backends.clone(), config.clone());
@@ -132,11 +132,10 @@ impl Gateway {
         })];
         http::standard(
             "gateway",
-            Route::new()
+            routes
                 .nest("/health", health::routes(checks))
                 .at("/metrics", shopmesh_common::metrics::endpoint(collectors))
                 .nest("/docs", docs)
-                .nest("/", limited)
                 .data(self.schema.clone())
                 .data(self.backends.clone())
                 .data(self.limiter.clone())
@@ -151,11 +150,6 @@ impl Gateway {
         ))
         .with(cors(&self.config.cors))
     }
-}
-
-#[handler]
-fn graphql_playground() -> Html<&'static str> {
-    Html(playground::PAGE)
 }
 
 /// CORS for browsers on other origins: preflights are answered before the rate limit, and

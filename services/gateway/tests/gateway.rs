@@ -536,8 +536,8 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
         .await
         .unwrap();
     assert!(
-        page.contains("shopmesh GraphQL") && !page.contains("https://"),
-        "playground needs no external assets"
+        page.contains("shopmesh GraphiQL") && !page.contains("https://"),
+        "GraphiQL needs no external assets"
     );
     let docs = gw.http.get(format!("{base}/docs")).send().await.unwrap();
     assert_eq!(docs.status().as_u16(), 200);
@@ -1338,9 +1338,13 @@ async fn pages_and_the_spec_do_not_count_against_the_rate_limit() {
     let gw = Running::start(shared_config(&backend.config(), 2)).await;
     let ip = "198.51.100.91";
     for path in [
+        "/",
+        "/favicon.ico",
         "/graphql",
+        "/graphiql/graphiql.min.js",
         "/api/openapi.json",
         "/graphql",
+        "/favicon.ico",
         "/api/openapi.json",
     ] {
         let resp = gw
@@ -1442,5 +1446,68 @@ async fn answers_carry_the_ratelimit_fields() {
         format!("\"default\";r=0;t={retry}")
     );
     assert!(field(&refused, "ratelimit-policy").is_some());
+    backend.stop().await;
+}
+
+/// GraphiQL's page and assets, the index and the favicon are served by the gateway itself;
+/// the page may load only from the gateway (its Content-Security-Policy says so), and every
+/// asset it references is served.
+#[tokio::test]
+async fn graphiql_the_index_and_the_favicon_are_served_from_the_gateway() {
+    let backend = Backend::start().await;
+    let gw = Running::start(backend.config()).await;
+    let base = &gw.server.base_url;
+    let get = |path: &str| gw.http.get(format!("{base}{path}")).send();
+    let page = get("/graphql").await.unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'self'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let html = page.text().await.unwrap();
+    let referenced: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("/graphiql/") || s.starts_with("/favicon"))
+        .collect();
+    assert_eq!(referenced.len(), 6, "{referenced:?}");
+    for path in referenced {
+        let asset = get(path).await.unwrap();
+        assert_eq!(asset.status(), 200, "{path}");
+        let ty = asset.headers()["content-type"].to_str().unwrap().to_owned();
+        let expected = match path.rsplit('.').next() {
+            Some("js") => "text/javascript",
+            Some("css") => "text/css",
+            _ => "image/svg+xml",
+        };
+        assert!(ty.starts_with(expected), "{path}: {ty}");
+        assert!(!asset.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    let index = get("/").await.unwrap();
+    assert_eq!(index.status(), 200);
+    let index = index.text().await.unwrap();
+    for link in [
+        "/graphql",
+        "/docs",
+        "/api/openapi.json",
+        "/health/ready",
+        "/metrics",
+    ] {
+        assert!(
+            index.contains(&format!("href=\"{link}\"")),
+            "the index links {link}"
+        );
+    }
+    let favicon = get("/favicon.ico").await.unwrap();
+    assert_eq!(favicon.status(), 200);
+    assert!(
+        favicon.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("image/svg+xml")
+    );
     backend.stop().await;
 }
