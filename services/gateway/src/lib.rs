@@ -24,7 +24,7 @@ use std::time::Duration;
 use async_graphql::dataloader::DataLoader;
 use async_graphql_poem::{GraphQLRequest, GraphQLResponse};
 use poem::web::Data;
-use poem::{Endpoint, EndpointExt, Response, Route, get, handler};
+use poem::{Endpoint, EndpointExt, Response, get, handler};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::config::{ConfigError, Env};
 use shopmesh_common::health::{self, ReadinessCheck};
