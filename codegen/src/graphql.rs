@@ -98,6 +98,40 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
     );
     let mut items = Vec::new();
     let mut resolvers = ResolverMethods::default();
+    // The cost directives the contract declares, declared in the served schema too (with the
+    // contract's descriptions), so introspection shows them.
+    let directives: Vec<TokenStream> = doc
+        .definitions
+        .iter()
+        .filter_map(|def| match def {
+            TypeSystemDefinition::Directive(d) => Some(&d.node),
+            _ => None,
+        })
+        .map(|d| {
+            let doc = d
+                .description
+                .as_ref()
+                .map(|text| {
+                    let text = text.node.as_str();
+                    quote!(#[doc = #text])
+                })
+                .unwrap_or_default();
+            let signature = match d.name.node.as_str() {
+                "cost" => quote!(
+                    fn cost(weight: i32) {}
+                ),
+                _ => quote!(
+                    fn listSize(slicing_arguments: Option<Vec<String>>) {}
+                ),
+            };
+            quote! {
+                #doc
+                #[async_graphql::TypeDirective(location = "FieldDefinition")]
+                #[allow(dead_code, non_snake_case)]
+                #signature
+            }
+        })
+        .collect();
     // Custom scalars map to library types whose own descriptions would otherwise be printed.
     let scalar_descriptions: Vec<TokenStream> = types
         .iter()
@@ -170,6 +204,8 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
             let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
             schema_types().data(resolvers)
         }
+
+        #(#directives)*
 
         fn resolvers<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a std::sync::Arc<dyn Resolve>> {
             ctx.data::<std::sync::Arc<dyn Resolve>>()
@@ -562,7 +598,8 @@ fn argument(
 /// The complexity of a resolved field from its cost directives: `weight + child` where
 /// `@cost(weight:)` sets the weight (1 without it), and `@listSize(slicingArguments: [a])`
 /// multiplies what each element selects by the argument `a`. Empty when neither is present
-/// (async-graphql's default: 1 + child).
+/// (async-graphql's default: 1 + child). The directives are applied too, so the served schema
+/// declares them as the contract does.
 fn complexity(model: &Model<'_>, field: &FieldDefinition) -> Result<TokenStream> {
     let mut weight = None;
     let mut slicing = None;
@@ -591,7 +628,7 @@ fn complexity(model: &Model<'_>, field: &FieldDefinition) -> Result<TokenStream>
                     if !takes {
                         return Err(model.err(d.pos, format!("no Int argument {a} to slice by")));
                     }
-                    slicing = Some(a.to_snake_case());
+                    slicing = Some((a.to_string(), a.to_snake_case()));
                 }
                 _ => {
                     return Err(
@@ -607,12 +644,24 @@ fn complexity(model: &Model<'_>, field: &FieldDefinition) -> Result<TokenStream>
     if weight.is_none() && slicing.is_none() {
         return Ok(quote!());
     }
-    let weight = weight.unwrap_or(1);
-    let expr = match slicing {
-        Some(arg) => format!("{weight} + ({arg}.max(0) as usize).saturating_mul(child_complexity)"),
-        None => format!("{weight} + child_complexity"),
+    let mut applied = Vec::new();
+    if let Some(w) = weight {
+        let w =
+            i32::try_from(w).map_err(|_| model.err(field.name.pos, "@cost weight is too large"))?;
+        applied.push(quote!(, directive = cost::apply(#w)));
+    }
+    let expr = match &slicing {
+        Some((graphql_arg, arg)) => {
+            applied
+                .push(quote!(, directive = listSize::apply(Some(vec![#graphql_arg.to_owned()]))));
+            format!(
+                "{} + ({arg}.max(0) as usize).saturating_mul(child_complexity)",
+                weight.unwrap_or(1)
+            )
+        }
+        None => format!("{} + child_complexity", weight.unwrap_or(1)),
     };
-    Ok(quote!(, complexity = #expr))
+    Ok(quote!(, complexity = #expr #(#applied)*))
 }
 
 /// A canonical, order-independent rendering of an SDL document, for checking that the schema

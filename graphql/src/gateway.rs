@@ -20,7 +20,8 @@ impl Query {
     /// A user's orders, newest first, one page at a time.
     #[graphql(
         name = "ordersByUser",
-        complexity = "1 + (first.max(0) as usize).saturating_mul(child_complexity)"
+        complexity = "1 + (first.max(0) as usize).saturating_mul(child_complexity)",
+        directive = listSize::apply(Some(vec!["first".to_owned()]))
     )]
     async fn orders_by_user(
         &self,
@@ -143,7 +144,11 @@ impl Order {
         resolvers(ctx)?.order_user(ctx, self).await
     }
     /// Notifications sent about this order, newest first.
-    #[graphql(name = "notifications", complexity = "3 + child_complexity")]
+    #[graphql(
+        name = "notifications",
+        complexity = "3 + child_complexity",
+        directive = cost::apply(3i32)
+    )]
     async fn notifications(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -415,6 +420,14 @@ pub fn schema_builder<R: GatewayResolvers>(
     let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
     schema_types().data(resolvers)
 }
+///The cost of resolving a field, beyond what it selects.
+#[async_graphql::TypeDirective(location = "FieldDefinition")]
+#[allow(dead_code, non_snake_case)]
+fn cost(weight: i32) {}
+///A list whose length is set by an argument: what each element selects is paid that many times.
+#[async_graphql::TypeDirective(location = "FieldDefinition")]
+#[allow(dead_code, non_snake_case)]
+fn listSize(slicing_arguments: Option<Vec<String>>) {}
 fn resolvers<'a>(
     ctx: &async_graphql::Context<'a>,
 ) -> async_graphql::Result<&'a std::sync::Arc<dyn Resolve>> {
