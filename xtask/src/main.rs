@@ -201,6 +201,7 @@ fn test(extra: &[String]) -> Result<()> {
     lint()?;
     println!("test: step 3/5 infrastructure");
     let env = infra::ensure_all(&root)?;
+    tools::browser_clients(&root)?;
     println!("test: step 4/5 cargo test");
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"])

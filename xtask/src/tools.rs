@@ -61,3 +61,48 @@ pub fn schemathesis(root: &Path) -> Result<PathBuf> {
     }
     Ok(bin)
 }
+
+/// Chromium (Debian's package) and `tests/browser/node_modules` (playwright-core,
+/// graphql-inspector, from `tests/browser/package-lock.json`) for the third-party client tests;
+/// installs what is missing.
+pub fn browser_clients(root: &Path) -> Result<()> {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
+    if !Path::new(&chromium).exists() {
+        println!("tools: installing chromium with apt-get");
+        let root_user = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| o.stdout.starts_with(b"0"));
+        let apt = |args: &[&str]| {
+            let mut cmd = if root_user {
+                Command::new("apt-get")
+            } else {
+                let mut sudo = Command::new("sudo");
+                sudo.arg("apt-get");
+                sudo
+            };
+            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+            run(&mut cmd)
+        };
+        apt(&["update", "-qq"])
+            .and_then(|()| apt(&["install", "-y", "-qq", "chromium"]))
+            .context("the browser tests need Debian's chromium (or CHROMIUM=/path/to/chrome)")?;
+    }
+    let dir = root.join("tests/browser");
+    let installed = dir.join("node_modules/.package-lock.json");
+    let stale = match (
+        std::fs::metadata(&installed).and_then(|m| m.modified()),
+        std::fs::metadata(dir.join("package-lock.json")).and_then(|m| m.modified()),
+    ) {
+        (Ok(installed), Ok(locked)) => installed < locked,
+        _ => true,
+    };
+    if stale {
+        println!("tools: installing tests/browser/node_modules with npm ci");
+        run(Command::new("npm")
+            .args(["ci", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir))
+        .context("installing the browser test clients needs node and npm")?;
+    }
+    Ok(())
+}

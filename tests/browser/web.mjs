@@ -1,0 +1,129 @@
+// Drives real Chromium (playwright-core) against a running gateway, as a front-end developer
+// would: the GraphiQL page, Swagger UI's "Try it out", and a page on another origin calling the
+// gateway through CORS. Usage: node web.mjs <gateway base URL>. Prints one JSON line with what
+// each check saw and exits 1 if any check failed.
+//
+// Every request the browser makes is recorded; one to a host other than the gateway's machine
+// fails the run, and so does any console error or uncaught page error.
+
+import http from "node:http";
+import { chromium } from "playwright-core";
+
+const gateway = new URL(process.argv[2] ?? "");
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost"]);
+const TIMEOUT = 30_000;
+
+const report = { checks: {}, offsite: [], consoleErrors: [] };
+
+function watch(page, label) {
+  page.on("request", (r) => {
+    const url = new URL(r.url());
+    if (!["http:", "https:", "ws:", "wss:"].includes(url.protocol)) return;
+    if (!LOCAL_HOSTS.has(url.hostname)) report.offsite.push(`${label}: ${r.url()}`);
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error") report.consoleErrors.push(`${label}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => report.consoleErrors.push(`${label}: ${e.message}`));
+}
+
+async function check(name, body) {
+  try {
+    report.checks[name] = { ok: true, ...(await body()) };
+  } catch (e) {
+    report.checks[name] = { ok: false, error: String(e?.stack ?? e) };
+  }
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+try {
+  const context = await browser.newContext();
+  context.setDefaultTimeout(TIMEOUT);
+
+  // 1. GraphiQL: loads from the gateway alone, runs an operation, shows its result.
+  await check("graphiql", async () => {
+    const page = await context.newPage();
+    watch(page, "graphiql");
+    const query = '{ userName(id: "1") }';
+    await page.goto(`${gateway.origin}/graphql?query=${encodeURIComponent(query)}`);
+    await page.locator(".graphiql-container").waitFor();
+    // The schema arrived by introspection: the documentation explorer lists the root types.
+    await page.locator('button[aria-label="Show Documentation Explorer"]').click();
+    await page.locator(".graphiql-doc-explorer").getByText("Query").first().waitFor();
+    const tabs = await page.locator(".graphiql-tab").count();
+    await page.locator(".graphiql-execute-button").click();
+    const result = page.locator(".result-window");
+    await result.getByText("Alice Johnson").waitFor();
+    const shown = (await result.innerText()).replace(/\s+/g, " ").trim();
+    await page.close();
+    return { tabs, shown };
+  });
+
+  // 2. Swagger UI: "Try it out" on GET /api/users/{id}/name answers 200 with the name.
+  await check("swagger", async () => {
+    const page = await context.newPage();
+    watch(page, "swagger");
+    await page.goto(`${gateway.origin}/docs`);
+    const op = page.locator(".opblock", { hasText: "/api/users/{id}/name" }).first();
+    await op.locator(".opblock-summary").click();
+    await op.getByRole("button", { name: "Try it out" }).click();
+    await op.locator('tr[data-param-name="id"] input').fill("1");
+    await op.getByRole("button", { name: "Execute" }).click();
+    const status = op.locator(".live-responses-table .response .response-col_status").first();
+    await status.waitFor();
+    const code = (await status.innerText()).trim();
+    const body = (await op.locator(".live-responses-table .response-col_description pre").first().innerText()).trim();
+    await page.close();
+    if (code !== "200") throw new Error(`Try it out answered ${code}: ${body}`);
+    return { status: code, body };
+  });
+
+  // 3. CORS: a page served from another origin (another port, and `localhost` rather than the
+  // gateway's 127.0.0.1) calls the gateway; the preflight passes and the page can read the
+  // rate-limit fields the gateway exposes.
+  await check("cors", async () => {
+    const app = http.createServer((_, res) => {
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end("<!doctype html><title>front end</title><p>another origin</p>");
+    });
+    await new Promise((ok) => app.listen(0, "127.0.0.1", ok));
+    const origin = `http://localhost:${app.address().port}`;
+    try {
+      const page = await context.newPage();
+      watch(page, "cors");
+      await page.goto(`${origin}/`);
+      const seen = await page.evaluate(async (url) => {
+        const resp = await fetch(url, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ query: '{ userName(id: "1") }' }),
+        });
+        return {
+          status: resp.status,
+          body: await resp.json(),
+          rateLimit: resp.headers.get("ratelimit"),
+          rateLimitPolicy: resp.headers.get("ratelimit-policy"),
+        };
+      }, `${gateway.origin}/graphql`);
+      await page.close();
+      if (seen.body?.data?.userName !== "Alice Johnson") throw new Error(JSON.stringify(seen));
+      if (!seen.rateLimitPolicy) throw new Error(`RateLimit-Policy not exposed: ${JSON.stringify(seen)}`);
+      return { origin, ...seen };
+    } finally {
+      app.close();
+    }
+  });
+} finally {
+  await browser.close();
+}
+
+const ok =
+  Object.values(report.checks).every((c) => c.ok) &&
+  report.offsite.length === 0 &&
+  report.consoleErrors.length === 0;
+console.log(JSON.stringify({ ok, ...report }));
+process.exit(ok ? 0 : 1);
