@@ -65,7 +65,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     {
         Some(url) => (None, url.clone()),
         None => {
-            let (child, url) = infra::start_mongo_standin(root)?;
+            let (child, url) =
+                infra::start_mongo_standin(root, None, infra::StandinStorage::Memory)?;
             (Some(child), url)
         }
     };

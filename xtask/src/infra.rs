@@ -161,31 +161,63 @@ pub struct TestInfra {
     _mongo: Option<MongoStandin>,
 }
 
-/// A running MongoDB stand-in; stopped when dropped.
+/// A running MongoDB stand-in; stopped when dropped (SIGTERM, so it closes its files, then
+/// SIGKILL after 10 s).
 pub struct MongoStandin(Child);
 
 impl Drop for MongoStandin {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
 }
 
-/// Starts a SecantusDB MongoDB wire-protocol server on a free port, in-memory.
-pub fn start_mongo_standin(root: &Path) -> Result<(MongoStandin, String)> {
+/// Where a stand-in keeps its data.
+pub enum StandinStorage<'a> {
+    /// A temporary directory removed when it stops (tests, `up --ephemeral`).
+    Memory,
+    /// A directory kept between runs.
+    Dir(&'a Path),
+}
+
+/// Starts a SecantusDB MongoDB wire-protocol server on `127.0.0.1:port` (a free port when
+/// `None`), keeping its data as `storage` says; returns it with its connection URL.
+pub fn start_mongo_standin(
+    root: &Path,
+    port: Option<u16>,
+    storage: StandinStorage<'_>,
+) -> Result<(MongoStandin, String)> {
     let bin = crate::tools::secantusd(root)?;
-    let port = free_port()?;
+    let port = match port {
+        Some(p) => p,
+        None => free_port()?,
+    };
     let log_dir = root.join("target/xtask");
     std::fs::create_dir_all(&log_dir)?;
     let log = std::fs::File::create(log_dir.join("mongo-standin.log"))?;
+    let storage = match storage {
+        StandinStorage::Memory => ":memory:".to_owned(),
+        StandinStorage::Dir(dir) => {
+            std::fs::create_dir_all(dir)?;
+            dir.display().to_string()
+        }
+    };
     let child = Command::new(bin)
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args([
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
             "--storage-path",
-            ":memory:",
+            &storage,
             "--standalone",
             "--log-level",
             "WARNING",
@@ -193,6 +225,7 @@ pub fn start_mongo_standin(root: &Path) -> Result<(MongoStandin, String)> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()?;
+    let standin = MongoStandin(child);
     let addr = format!("127.0.0.1:{port}");
     if !wait_reachable(&addr, Duration::from_secs(30)) {
         bail!(
@@ -200,10 +233,7 @@ pub fn start_mongo_standin(root: &Path) -> Result<(MongoStandin, String)> {
         );
     }
     println!("infra: MongoDB stand-in (SecantusDB) listening on {addr}");
-    Ok((
-        MongoStandin(child),
-        format!("mongodb://{addr}/?directConnection=true"),
-    ))
+    Ok((standin, format!("mongodb://{addr}/?directConnection=true")))
 }
 
 /// Ensures MySQL, Redis and RabbitMQ are up and provides a MongoDB endpoint: `TEST_MONGO_URL`
@@ -226,7 +256,7 @@ pub fn ensure_all(root: &Path) -> Result<TestInfra> {
             vars.push(("TEST_MONGO_URL".to_owned(), url));
         }
         _ => {
-            let (standin, url) = start_mongo_standin(root)?;
+            let (standin, url) = start_mongo_standin(root, None, StandinStorage::Memory)?;
             mongo = Some(standin);
             vars.push(("TEST_MONGO_URL".to_owned(), url));
         }

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
         Some("vendor-graphiql") => vendor::graphiql(&root()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <gen [--check] | lint | test [-- cargo test args] | infra>"
+                "usage: cargo xtask <gen [--check] | lint | test [-- cargo test args] | infra | up [--ephemeral] [--no-build] | bench | vendor-graphiql>"
             );
             return ExitCode::from(2);
         }

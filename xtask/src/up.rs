@@ -23,14 +23,20 @@ pub(crate) const SERVICE_PACKAGES: [&str; 4] = [
 ];
 
 /// Builds the service binaries (and `extra` packages), in release mode when `release`.
+///
+/// A debug build selects the whole workspace, as `cargo test --workspace` does: cargo resolves
+/// features over the packages selected, so building only the services would compile other
+/// copies of the crates they share and rebuild them after every test run.
 pub(crate) fn build_services(release: bool, extra: &[&str]) -> Result<()> {
     let mut cmd = crate::cargo();
     cmd.args(["build", "--quiet", "--bins"]);
     if release {
         cmd.arg("--release");
-    }
-    for package in SERVICE_PACKAGES.iter().chain(extra) {
-        cmd.args(["-p", package]);
+        for package in SERVICE_PACKAGES.iter().chain(extra) {
+            cmd.args(["-p", package]);
+        }
+    } else {
+        cmd.arg("--workspace");
     }
     crate::run(&mut cmd)
 }
@@ -116,7 +122,7 @@ fn dependencies(env: &BTreeMap<String, String>) -> Vec<Dependency> {
         Dependency {
             name: "MongoDB",
             addr: addr_of(get(env, "MONGO_URL", "mongodb://127.0.0.1:27017")),
-            how_to_start: "docker compose up -d mongo   (or: cargo xtask up --mongo-standin)",
+            how_to_start: "docker compose up -d mongo   (or point MONGO_URL at a local address, or unset it: up then starts its stand-in)",
             local_start: None,
         },
     ]
@@ -139,15 +145,64 @@ pub(crate) fn stack(env: BTreeMap<String, String>) -> Result<Stack> {
     Ok(Stack::new(env, ports, names))
 }
 
-/// Runs `cargo xtask up [--mongo-standin] [--no-build]`.
+/// Requests per minute per client `up` allows when `RATE_LIMIT_MAX` is not set: enough for a
+/// developer clicking through GraphiQL and Swagger UI. The service's own default (10) is the
+/// strict production value.
+pub const DEV_RATE_LIMIT: &str = "600";
+
+/// Where `up` keeps the MongoDB stand-in's data between runs.
+pub const STANDIN_DATA: &str = "target/mongo-standin";
+
+/// Starts the MongoDB stand-in when `--mongo-standin` asks for it, or when nothing answers at a
+/// local MongoDB address (then on that address): a newcomer needs no MongoDB to start.
+fn mongo_standin(
+    root: &Path,
+    env: &mut BTreeMap<String, String>,
+    args: &[String],
+) -> Result<Option<infra::MongoStandin>> {
+    let url = get(env, "MONGO_URL", "mongodb://127.0.0.1:27017").to_owned();
+    let addr = addr_of(&url);
+    let forced = args.iter().any(|a| a == "--mongo-standin");
+    let local_port = addr
+        .rsplit_once(':')
+        .filter(|(host, _)| ["127.0.0.1", "localhost", "[::1]"].contains(host))
+        .and_then(|(_, port)| port.parse::<u16>().ok());
+    let down = !infra::reachable(&addr, Duration::from_secs(1));
+    let start = forced || (down && local_port.is_some());
+    if !start {
+        return Ok(None);
+    }
+    let ephemeral = args.iter().any(|a| a == "--ephemeral");
+    let data = root.join(STANDIN_DATA);
+    let storage = if ephemeral {
+        infra::StandinStorage::Memory
+    } else {
+        infra::StandinStorage::Dir(&data)
+    };
+    let port = local_port.filter(|_| down);
+    let (standin, url) = infra::start_mongo_standin(root, port, storage)?;
+    let kept = if ephemeral {
+        "in memory: --ephemeral forgets them when up stops".to_owned()
+    } else {
+        format!("in {STANDIN_DATA}, kept between runs (--ephemeral for a throwaway run)")
+    };
+    println!(
+        "up: no MongoDB at {addr}, so up started its embedded MongoDB stand-in (SecantusDB, for development only) at {url}; notifications are stored {kept}"
+    );
+    env.insert("MONGO_URL".into(), url);
+    Ok(Some(standin))
+}
+
+/// Runs `cargo xtask up [--ephemeral] [--mongo-standin] [--no-build]`.
 pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut env = environment(root);
-    let mut standin = None;
-    if args.iter().any(|a| a == "--mongo-standin") {
-        let (child, url) = infra::start_mongo_standin(root)?;
-        env.insert("MONGO_URL".into(), url);
-        standin = Some(child);
+    if get(&env, "RATE_LIMIT_MAX", "").is_empty() {
+        println!(
+            "up: RATE_LIMIT_MAX is not set: allowing {DEV_RATE_LIMIT} requests a minute per client for development (the production default is 10)"
+        );
+        env.insert("RATE_LIMIT_MAX".into(), DEV_RATE_LIMIT.into());
     }
+    let standin = mongo_standin(root, &mut env, args)?;
     let missing: Vec<String> = dependencies(&env)
         .iter()
         .filter_map(|d| infra::ensure(d, false).err().map(|e| format!("  ✗ {e:#}")))
@@ -188,7 +243,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         _ => "off (set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4318)".to_owned(),
     };
     println!(
-        "\nup: all services ready\n  GraphQL playground  http://localhost:3000/graphql\n  REST + Swagger UI   http://localhost:3000/docs  (spec: /api/openapi.json)\n  gRPC                localhost:{grpc}  (grpcurl -plaintext localhost:{grpc} list)\n  RabbitMQ UI         http://localhost:15672\n  metrics             http://localhost:3000/metrics, :3001, :3002, :3003\n  traces              {traces}\nPress Ctrl-C to stop.\n"
+        "\nup: all services ready\n  start here          http://localhost:3000/\n  GraphiQL            http://localhost:3000/graphql\n  REST + Swagger UI   http://localhost:3000/docs  (spec: /api/openapi.json)\n  gRPC                localhost:{grpc}  (grpcurl -plaintext localhost:{grpc} list)\n  RabbitMQ UI         http://localhost:15672  (where the management plugin is enabled)\n  metrics             http://localhost:3000/metrics, :3001, :3002, :3003\n  traces              {traces}\nPress Ctrl-C to stop.\n"
     );
     let mut result = Ok(());
     while !stop.load(Ordering::SeqCst) {

@@ -22,7 +22,7 @@ fn unreachable_dependencies_are_named_with_how_to_start_them() {
         .env("DB_PORT", "1")
         .env("REDIS_PORT", "1")
         .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2f")
-        .env("MONGO_URL", "mongodb://127.0.0.1:1")
+        .env("MONGO_URL", "mongodb://mongo.invalid:27017")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -35,7 +35,7 @@ fn unreachable_dependencies_are_named_with_how_to_start_them() {
         ("MySQL/MariaDB", "127.0.0.1:1"),
         ("Redis", "127.0.0.1:1"),
         ("RabbitMQ", "127.0.0.1:1"),
-        ("MongoDB", "127.0.0.1:1"),
+        ("MongoDB", "mongo.invalid:27017"),
     ] {
         assert!(
             stderr.contains(&format!("{name} is not reachable at {addr}")),
@@ -43,88 +43,189 @@ fn unreachable_dependencies_are_named_with_how_to_start_them() {
         );
     }
     assert!(
-        stderr.contains("docker compose up -d mysql") && stderr.contains("--mongo-standin"),
+        stderr.contains("docker compose up -d mysql")
+            && stderr.contains("up then starts its stand-in"),
         "{stderr}"
     );
 }
 
-#[test]
-fn up_starts_every_service_and_stops_them_on_ctrl_c() {
-    let mut child = xtask()
-        .args(["up", "--no-build", "--mongo-standin"])
-        .env("RUST_LOG", "warn")
-        .env("DB_HOST", "127.0.0.1")
-        .env("DB_PORT", "3306")
-        .env("DB_USER", "root")
-        .env("DB_PASSWORD", "")
-        .env("REDIS_PORT", "6379")
-        .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
-        .env("RATE_LIMIT_MAX", "1000")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    for stream in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-    }
-    let mut log = Vec::new();
-    let started = Instant::now();
-    while !log
-        .iter()
-        .any(|l: &String| l.contains("all services ready"))
-    {
-        match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(line) => log.push(line),
-            Err(_)
-                if started.elapsed() < Duration::from_secs(120)
-                    && child.try_wait().unwrap().is_none() => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!("xtask up did not get ready:\n{}", log.join("\n"));
+/// A running `cargo xtask up`, its output collected line by line.
+struct Up {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    log: Vec<String>,
+}
+
+impl Up {
+    /// Starts `xtask up --no-build` (plus `args`) against this machine's infrastructure, with
+    /// MongoDB expected at `mongo_port` on 127.0.0.1, and waits until it says all are ready.
+    fn start(args: &[&str], mongo_port: u16) -> Self {
+        let mut child = xtask()
+            .args(["up", "--no-build"])
+            .args(args)
+            .env_remove("RATE_LIMIT_MAX")
+            .env("RUST_LOG", "warn")
+            .env("DB_HOST", "127.0.0.1")
+            .env("DB_PORT", "3306")
+            .env("DB_USER", "root")
+            .env("DB_PASSWORD", "")
+            .env("REDIS_PORT", "6379")
+            .env("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+            .env(
+                "MONGO_URL",
+                format!("mongodb://127.0.0.1:{mongo_port}/?directConnection=true"),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        let mut up = Self {
+            child,
+            lines,
+            log: Vec::new(),
+        };
+        let started = Instant::now();
+        while !up.said("all services ready") {
+            match up.lines.recv_timeout(Duration::from_secs(1)) {
+                Ok(line) => up.log.push(line),
+                Err(_)
+                    if started.elapsed() < Duration::from_secs(120)
+                        && up.child.try_wait().unwrap().is_none() => {}
+                Err(_) => {
+                    let _ = up.child.kill();
+                    panic!("xtask up did not get ready:\n{}", up.log.join("\n"));
+                }
             }
         }
+        up
     }
+
+    fn said(&self, text: &str) -> bool {
+        self.log.iter().any(|l| l.contains(text))
+    }
+
+    /// Ctrl-C, then waits for a clean exit with every service stopped gracefully.
+    fn stop(mut self) {
+        Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.log.push(line);
+        }
+        let log = self.log.join("\n");
+        assert!(status.success(), "clean exit:\n{log}");
+        for name in ["users", "orders", "notifications", "gateway"] {
+            assert!(
+                self.said(&format!("up: {name} stopped")),
+                "{name} stopped gracefully:\n{log}"
+            );
+        }
+    }
+}
+
+/// The body of a GraphQL answer from the gateway `up` runs.
+fn graphql(query: &str) -> String {
+    let body = serde_json::json!({ "query": query }).to_string();
+    let response = ureq_post("127.0.0.1:3000", "/graphql", &body);
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or(response)
+}
+
+/// With no flags and no MongoDB, `up` starts the MongoDB stand-in by itself, says so, and keeps
+/// its data between runs (`--ephemeral` starts empty); the gateway allows a developer's pace
+/// (600 requests a minute) unless RATE_LIMIT_MAX says otherwise; Ctrl-C stops everything
+/// gracefully.
+#[test]
+fn up_starts_everything_without_mongodb_and_keeps_notifications_between_runs() {
+    let mongo_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let up = Up::start(&[], mongo_port);
+    let log = up.log.join("\n");
     for name in ["users", "orders", "notifications", "gateway"] {
         assert!(
-            log.iter().any(|l| l.contains(&format!("✓ {name} ready"))),
-            "{name} readiness shown:\n{}",
-            log.join("\n")
+            up.said(&format!("✓ {name} ready")),
+            "{name} readiness shown:\n{log}"
         );
     }
-    let body = ureq_post(
+    assert!(
+        up.said("started its embedded MongoDB stand-in") && up.said("kept between runs"),
+        "{log}"
+    );
+    let response = ureq_post(
         "127.0.0.1:3000",
         "/graphql",
         r#"{"query":"{ userName(id: \"1\") }"}"#,
     );
-    assert!(body.contains("Alice Johnson"), "{body}");
-
-    Command::new("kill")
-        .arg("-INT")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let status = child.wait().unwrap();
-    while let Ok(line) = rx.recv_timeout(Duration::from_millis(500)) {
-        log.push(line);
-    }
-    assert!(status.success(), "clean exit:\n{}", log.join("\n"));
-    for name in ["users", "orders", "notifications", "gateway"] {
+    assert!(response.contains("Alice Johnson"), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("ratelimit-policy: \"default\";q=600;w=60"),
+        "a developer's rate limit: {response}"
+    );
+    let placed = graphql(
+        r#"mutation { createOrder(input: {userId: "1", productId: "4242", quantity: 1}) { id } }"#,
+    );
+    let order: serde_json::Value = serde_json::from_str(&placed).unwrap();
+    let id = order["data"]["createOrder"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{placed}"))
+        .to_owned();
+    let notifications = || {
+        let body = graphql(&format!(
+            r#"{{ order(id: "{id}") {{ notifications {{ message }} }} }}"#
+        ));
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["order"]["notifications"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    let waited = Instant::now();
+    while notifications() == 0 {
         assert!(
-            log.iter()
-                .any(|l| l.contains(&format!("up: {name} stopped"))),
-            "{name} stopped gracefully:\n{}",
-            log.join("\n")
+            waited.elapsed() < Duration::from_secs(60),
+            "order {id} got no notification"
         );
+        std::thread::sleep(Duration::from_millis(500));
     }
+    up.stop();
+
+    let again = Up::start(&[], mongo_port);
+    assert_eq!(notifications(), 1, "the notification survived the restart");
+    again.stop();
+
+    let throwaway = Up::start(&["--ephemeral"], mongo_port);
+    assert!(
+        throwaway.said("--ephemeral forgets them"),
+        "{}",
+        throwaway.log.join("\n")
+    );
+    assert_eq!(
+        notifications(),
+        0,
+        "an ephemeral run starts with no notifications"
+    );
+    throwaway.stop();
 }
 
 /// A minimal HTTP POST, to keep this test free of HTTP client dependencies.

@@ -38,13 +38,28 @@ impl Backoff {
 
 /// Runs `step` until it succeeds, waiting 0.5 s, 1 s, 2 s ... (at most 10 s) between tries and
 /// logging each failure with `what`. Returns `None` if `shutdown` comes first.
-pub async fn until_ok<T, E, F, Fut>(what: &str, shutdown: &Shutdown, mut step: F) -> Option<T>
+pub async fn until_ok<T, E, F, Fut>(what: &str, shutdown: &Shutdown, step: F) -> Option<T>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    until_ok_with(what, shutdown, backoff, step).await
+}
+
+/// [`until_ok`] waiting as `backoff` says between tries.
+pub async fn until_ok_with<T, E, F, Fut>(
+    what: &str,
+    shutdown: &Shutdown,
+    mut backoff: Backoff,
+    mut step: F,
+) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
     loop {
         match step().await {
             Ok(v) => return Some(v),
@@ -75,10 +90,14 @@ mod tests {
         assert_eq!(b.next_delay().as_millis(), 100);
     }
 
-    #[tokio::test(start_paused = true)]
+    fn quick() -> Backoff {
+        Backoff::new(Duration::from_millis(1), Duration::from_millis(2))
+    }
+
+    #[tokio::test]
     async fn until_ok_retries_then_returns_the_value() {
         let tries = AtomicU32::new(0);
-        let got = until_ok("step", &Shutdown::new(), || async {
+        let got = until_ok_with("step", &Shutdown::new(), quick(), || async {
             if tries.fetch_add(1, Ordering::SeqCst) < 2 {
                 Err("not yet")
             } else {
@@ -90,11 +109,14 @@ mod tests {
         assert_eq!(tries.load(Ordering::SeqCst), 3);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn until_ok_gives_up_on_shutdown() {
         let shutdown = Shutdown::new();
         shutdown.trigger();
-        let got: Option<()> = until_ok("step", &shutdown, || async { Err::<(), _>("never") }).await;
+        // A long backoff: only the shutdown can end the wait.
+        let slow = Backoff::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let got: Option<()> =
+            until_ok_with("step", &shutdown, slow, || async { Err::<(), _>("never") }).await;
         assert_eq!(got, None);
     }
 }
