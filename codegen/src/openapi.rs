@@ -701,31 +701,7 @@ impl Ctx<'_> {
         header: &ReferenceOr<openapiv3::Header>,
         at: &str,
     ) -> Result<HeaderDef> {
-        let header = match header {
-            ReferenceOr::Item(h) => h,
-            ReferenceOr::Reference { reference } => {
-                let key = reference
-                    .strip_prefix("#/components/headers/")
-                    .ok_or_else(|| self.err(at, format!("unsupported $ref {reference}")))?;
-                match self
-                    .doc
-                    .components
-                    .as_ref()
-                    .and_then(|c| c.headers.get(key))
-                {
-                    Some(ReferenceOr::Item(h)) => h,
-                    Some(_) => {
-                        return Err(self.err(at, format!("{reference} must not itself be a $ref")));
-                    }
-                    None => {
-                        return Err(self.err(
-                            at,
-                            format!("unknown $ref {reference}: no such component header"),
-                        ));
-                    }
-                }
-            }
-        };
+        let header = self.component(header, "headers", |c, key| c.headers.get(key), at)?;
         let ParameterSchemaOrContent::Schema(ReferenceOr::Item(schema)) = &header.format else {
             return Err(self.err(at, "a header needs an inline scalar schema"));
         };
@@ -751,26 +727,32 @@ impl Ctx<'_> {
         resp: &'b ReferenceOr<openapiv3::Response>,
         at: &str,
     ) -> Result<&'b openapiv3::Response> {
-        match resp {
-            ReferenceOr::Item(r) => Ok(r),
-            ReferenceOr::Reference { reference } => {
-                let name = reference
-                    .strip_prefix("#/components/responses/")
-                    .ok_or_else(|| self.err(at, format!("unsupported $ref {reference}")))?;
-                match self
-                    .doc
-                    .components
-                    .as_ref()
-                    .and_then(|c| c.responses.get(name))
-                {
-                    Some(ReferenceOr::Item(r)) => Ok(r),
-                    Some(_) => Err(self.err(at, format!("{reference} must not itself be a $ref"))),
-                    None => Err(self.err(
-                        at,
-                        format!("unknown $ref {reference}: no such component response"),
-                    )),
-                }
-            }
+        self.component(resp, "responses", |c, key| c.responses.get(key), at)
+    }
+
+    /// `item` itself, or the entry of `components/<kind>` its `$ref` names (`entry` looks it
+    /// up), which must not be a `$ref` again.
+    fn component<'b, T>(
+        &'b self,
+        item: &'b ReferenceOr<T>,
+        kind: &str,
+        entry: impl Fn(&'b openapiv3::Components, &str) -> Option<&'b ReferenceOr<T>>,
+        at: &str,
+    ) -> Result<&'b T> {
+        let reference = match item {
+            ReferenceOr::Item(it) => return Ok(it),
+            ReferenceOr::Reference { reference } => reference,
+        };
+        let key = reference
+            .strip_prefix(&format!("#/components/{kind}/"))
+            .ok_or_else(|| self.err(at, format!("unsupported $ref {reference}")))?;
+        match self.doc.components.as_ref().and_then(|c| entry(c, key)) {
+            Some(ReferenceOr::Item(it)) => Ok(it),
+            Some(_) => Err(self.err(at, format!("{reference} must not itself be a $ref"))),
+            None => Err(self.err(
+                at,
+                format!("unknown $ref {reference}: no such component in {kind}"),
+            )),
         }
     }
 }
