@@ -98,9 +98,29 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-/// `cargo`, as the one running this xtask.
+/// `cargo`, as the one running this xtask, without the variables `cargo run` set for xtask
+/// itself: build scripts (ring's, for one) rerun when `CARGO_PKG_NAME` or
+/// `CARGO_MANIFEST_DIR` change, so a build started here would otherwise not reuse one started
+/// from a shell, and the other way round.
 pub fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()))
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    for (key, _) in std::env::vars() {
+        let per_package = key.starts_with("CARGO_PKG_")
+            || key.starts_with("CARGO_BIN_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_MANIFEST_LINKS",
+                "CARGO_CRATE_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "OUT_DIR",
+            ]
+            .contains(&key.as_str());
+        if per_package {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
 }
 
 fn lint() -> Result<()> {
