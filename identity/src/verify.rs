@@ -1,0 +1,368 @@
+//! Verifying access tokens against trusted issuers' keys.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::{AccessClaims, AccessToken, AuthError, KeyRing, Principal};
+
+/// Algorithms a token may be signed with: the platform signs EdDSA; ES256 is accepted from an
+/// external issuer whose JWKS publishes P-256 keys. Never `none`, never HMAC.
+const ACCEPTED: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::ES256];
+
+/// Clock skew tolerated on `exp`.
+const LEEWAY_SECS: u64 = 30;
+
+/// Where an issuer's public keys come from.
+#[derive(Clone)]
+pub enum JwksSource {
+    /// Keys held in this process (the users service verifies with its own ring).
+    Local(Arc<KeyRing>),
+    /// A JWKS URL, fetched on first use and again when a token names an unknown `kid`, at most
+    /// once per `min_refetch`.
+    Remote(Arc<RemoteJwks>),
+}
+
+impl JwksSource {
+    /// Keys fetched from `url`.
+    pub fn remote(url: impl Into<String>, min_refetch: Duration) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .expect("a default reqwest client builds");
+        Self::Remote(Arc::new(RemoteJwks {
+            url: url.into(),
+            http,
+            min_refetch,
+            keys: RwLock::new(HashMap::new()),
+            fetch: tokio::sync::Mutex::new(None),
+        }))
+    }
+
+    fn find(&self, kid: &str) -> Option<(DecodingKey, Algorithm)> {
+        match self {
+            Self::Local(ring) => ring
+                .keys()
+                .find(|k| k.kid() == kid)
+                .map(|k| (k.decoding_key(), Algorithm::EdDSA)),
+            Self::Remote(remote) => remote.keys.read().ok()?.get(kid).cloned(),
+        }
+    }
+}
+
+/// A JWKS behind a URL, with its cache.
+pub struct RemoteJwks {
+    url: String,
+    http: reqwest::Client,
+    min_refetch: Duration,
+    keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
+    /// When the last fetch was tried; held while fetching so concurrent misses fetch once.
+    fetch: tokio::sync::Mutex<Option<Instant>>,
+}
+
+impl RemoteJwks {
+    /// Refetches unless that happened within `min_refetch`. `Err` when the set was never
+    /// fetched and cannot be now.
+    async fn refresh(&self) -> Result<(), AuthError> {
+        let mut last = self.fetch.lock().await;
+        let have_keys = self.keys.read().is_ok_and(|k| !k.is_empty());
+        if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
+            return if have_keys {
+                Ok(())
+            } else {
+                Err(AuthError::KeysUnavailable)
+            };
+        }
+        *last = Some(Instant::now());
+        match self.fetch_set().await {
+            Ok(keys) => {
+                tracing::info!(url = %self.url, keys = keys.len(), "fetched the token keys");
+                if let Ok(mut held) = self.keys.write() {
+                    *held = keys;
+                }
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(url = %self.url, %error, "could not fetch the token keys");
+                if have_keys {
+                    Ok(())
+                } else {
+                    Err(AuthError::KeysUnavailable)
+                }
+            }
+        }
+    }
+
+    async fn fetch_set(&self) -> Result<HashMap<String, (DecodingKey, Algorithm)>, String> {
+        let set: JwkSet = self
+            .http
+            .get(&self.url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .map_err(|e| e.to_string())?
+            .json()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(set
+            .keys
+            .iter()
+            .filter_map(|jwk| {
+                let kid = jwk.common.key_id.clone()?;
+                let alg = jwk
+                    .common
+                    .key_algorithm?
+                    .to_string()
+                    .parse::<Algorithm>()
+                    .ok()?;
+                let key = DecodingKey::from_jwk(jwk).ok()?;
+                ACCEPTED.contains(&alg).then_some((kid, (key, alg)))
+            })
+            .collect())
+    }
+}
+
+fn raw_alg(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.split('.').next()?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    value.get("alg")?.as_str().map(str::to_owned)
+}
+
+/// An issuer whose tokens are accepted: its `iss`, the `aud` its tokens must carry for this
+/// platform, and its keys.
+#[derive(Clone)]
+pub struct TrustedIssuer {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// Its keys.
+    pub keys: JwksSource,
+}
+
+/// Turns bearer tokens into [`Principal`]s. Cheap to clone.
+#[derive(Clone)]
+pub struct TokenVerifier {
+    issuers: Arc<Vec<TrustedIssuer>>,
+}
+
+impl TokenVerifier {
+    /// Accepts tokens of any of `issuers`.
+    pub fn new(issuers: Vec<TrustedIssuer>) -> Self {
+        Self {
+            issuers: Arc::new(issuers),
+        }
+    }
+
+    /// Checks `token`: shape, algorithm, key, signature, issuer, audience, expiry.
+    pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| {
+            // A well-formed header naming an algorithm the library does not know (`none`)
+            // is refused for its algorithm, not its shape.
+            if raw_alg(token).is_some() {
+                AuthError::Algorithm
+            } else {
+                AuthError::Malformed
+            }
+        })?;
+        if !ACCEPTED.contains(&header.alg) {
+            return Err(AuthError::Algorithm);
+        }
+        let kid = header.kid.ok_or(AuthError::UnknownKey)?;
+        let (issuer, key, alg) = match self.find(&kid) {
+            Some(found) => found,
+            None => {
+                self.refresh_remote().await?;
+                self.find(&kid).ok_or(AuthError::UnknownKey)?
+            }
+        };
+        if alg != header.alg {
+            return Err(AuthError::Algorithm);
+        }
+        let mut validation = Validation::new(alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_issuer(&[&issuer.issuer]);
+        validation.set_audience(&[&issuer.audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidIssuer => AuthError::Issuer,
+                ErrorKind::InvalidAudience => AuthError::Audience,
+                ErrorKind::InvalidSignature => AuthError::Signature,
+                ErrorKind::InvalidAlgorithm => AuthError::Algorithm,
+                _ => AuthError::Malformed,
+            })?
+            .claims;
+        let user_id = claims.sub.parse().map_err(|_| AuthError::Malformed)?;
+        Ok(Principal {
+            user_id,
+            role: claims.role,
+            token: AccessToken::new(token),
+        })
+    }
+
+    fn find(&self, kid: &str) -> Option<(&TrustedIssuer, DecodingKey, Algorithm)> {
+        self.issuers
+            .iter()
+            .find_map(|i| i.keys.find(kid).map(|(key, alg)| (i, key, alg)))
+    }
+
+    /// Refetches every remote JWKS; unavailable only when no issuer could answer at all.
+    async fn refresh_remote(&self) -> Result<(), AuthError> {
+        let mut outcome = Err(AuthError::UnknownKey);
+        for issuer in self.issuers.iter() {
+            if let JwksSource::Remote(remote) = &issuer.keys {
+                match remote.refresh().await {
+                    Ok(()) => outcome = Ok(()),
+                    Err(e) if outcome.is_err() => outcome = Err(e),
+                    Err(_) => {}
+                }
+            }
+        }
+        match outcome {
+            Err(AuthError::UnknownKey) => Ok(()),
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+    use crate::{Role, SigningKey, TokenIssuer, TokenPolicy};
+
+    fn issuer() -> TokenIssuer {
+        TokenIssuer::new(
+            Arc::new(KeyRing::new(SigningKey::generate(), vec![])),
+            TokenPolicy::platform_default(),
+        )
+    }
+
+    fn verifier(issuer: &TokenIssuer) -> TokenVerifier {
+        TokenVerifier::new(vec![TrustedIssuer {
+            issuer: issuer.policy().issuer.clone(),
+            audience: issuer.policy().audience.clone(),
+            keys: JwksSource::Local(issuer.keys().clone()),
+        }])
+    }
+
+    fn claims(issuer: &TokenIssuer) -> AccessClaims {
+        let now = crate::tokens::now_secs();
+        AccessClaims {
+            sub: "7".into(),
+            role: Role::User,
+            iss: issuer.policy().issuer.clone(),
+            aud: issuer.policy().audience.clone(),
+            iat: now,
+            exp: now + 60,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_token_verifies_into_its_principal() {
+        let issuer = issuer();
+        let token = issuer.issue(7, Role::Admin);
+        let p = verifier(&issuer).verify(&token.token).await.unwrap();
+        assert_eq!((p.user_id, p.role), (7, Role::Admin));
+        assert_eq!(p.token.expose(), token.token);
+        assert_eq!(token.expires_in, 900);
+    }
+
+    #[tokio::test]
+    async fn every_kind_of_bad_token_is_refused_with_its_reason() {
+        let issuer = issuer();
+        let v = verifier(&issuer);
+        let good = issuer.issue(7, Role::User).token;
+        let mut expired = claims(&issuer);
+        expired.iat -= 3600;
+        expired.exp -= 3600;
+        let mut audience = claims(&issuer);
+        audience.aud = "someone-else".into();
+        let mut iss = claims(&issuer);
+        iss.iss = "https://evil.example".into();
+        let parts: Vec<&str> = good.split('.').collect();
+        let tampered_claims = {
+            let mut c = claims(&issuer);
+            c.role = Role::Admin;
+            URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap())
+        };
+        let tampered = format!("{}.{}.{}", parts[0], tampered_claims, parts[2]);
+        let none = format!(
+            "{}.{}.",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#),
+            parts[1]
+        );
+        let hs256 = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT","kid":"x"}"#),
+            parts[1],
+            parts[2]
+        );
+        let other_key = issuer_with_same_policy().issue(7, Role::User).token;
+        let cases = [
+            ("garbage", "not-a-jwt".to_owned(), AuthError::Malformed),
+            ("expired", issuer.sign(&expired), AuthError::Expired),
+            ("audience", issuer.sign(&audience), AuthError::Audience),
+            ("issuer", issuer.sign(&iss), AuthError::Issuer),
+            ("tampered", tampered, AuthError::Signature),
+            ("alg none", none, AuthError::Algorithm),
+            ("alg HS256", hs256, AuthError::Algorithm),
+            ("unknown kid", other_key, AuthError::UnknownKey),
+        ];
+        for (what, token, expected) in cases {
+            assert_eq!(v.verify(&token).await, Err(expected), "{what}");
+        }
+    }
+
+    fn issuer_with_same_policy() -> TokenIssuer {
+        issuer()
+    }
+
+    #[tokio::test]
+    async fn retired_keys_still_verify_after_rotation() {
+        let old = SigningKey::generate();
+        let old_pem = old.to_pem();
+        let before = TokenIssuer::new(
+            Arc::new(KeyRing::new(old, vec![])),
+            TokenPolicy::platform_default(),
+        );
+        let token = before.issue(3, Role::User).token;
+        let rotated = TokenIssuer::new(
+            Arc::new(KeyRing::new(
+                SigningKey::generate(),
+                vec![SigningKey::from_pem(&old_pem).unwrap()],
+            )),
+            TokenPolicy::platform_default(),
+        );
+        let v = verifier(&rotated);
+        assert_eq!(v.verify(&token).await.unwrap().user_id, 3);
+        let fresh = rotated.issue(4, Role::User).token;
+        assert_eq!(v.verify(&fresh).await.unwrap().user_id, 4);
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_jwks_is_unavailable_not_unauthenticated() {
+        let issuer = issuer();
+        let v = TokenVerifier::new(vec![TrustedIssuer {
+            issuer: issuer.policy().issuer.clone(),
+            audience: issuer.policy().audience.clone(),
+            keys: JwksSource::remote("http://127.0.0.1:9/jwks.json", Duration::from_secs(30)),
+        }]);
+        let token = issuer.issue(1, Role::User).token;
+        assert_eq!(v.verify(&token).await, Err(AuthError::KeysUnavailable));
+    }
+}
