@@ -1,6 +1,6 @@
 //! Checks that the OpenAPI document the generated routes derive says the same as the committed
-//! contract: same operations, parameters, bodies, response statuses, content types and
-//! headers, and the same schemas with the same constraints. Cosmetic differences
+//! contract: same operations, parameters, bodies, response statuses, content types, headers
+//! and security requirements, and the same schemas with the same constraints. Cosmetic differences
 //! (descriptions, summaries, tags, key order, `1` vs `1.0`, content-type parameters) are
 //! ignored.
 
@@ -172,10 +172,23 @@ pub fn summary(doc: &Value) -> Value {
                             .collect()
                     })
                     .unwrap_or_default();
+                // An operation without `security` and one with `security: []` are both public.
+                let mut security: Vec<String> = op
+                    .get("security")
+                    .and_then(Value::as_array)
+                    .map(|reqs| {
+                        reqs.iter()
+                            .filter_map(Value::as_object)
+                            .flat_map(|r| r.keys().cloned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                security.sort();
                 ops.insert(
                     format!("{} {path}", method.to_uppercase()),
                     json!({
                         "operationId": op["operationId"],
+                        "security": security,
                         "parameters": params,
                         "requestBody": body,
                         "responses": responses,
@@ -193,7 +206,22 @@ pub fn summary(doc: &Value) -> Value {
                 .collect()
         })
         .unwrap_or_default();
-    json!({ "operations": ops, "schemas": schemas })
+    let schemes: BTreeMap<_, _> = doc
+        .pointer("/components/securitySchemes")
+        .and_then(Value::as_object)
+        .map(|s| {
+            s.iter()
+                .map(|(k, v)| {
+                    let scheme = v.get("scheme").and_then(Value::as_str).map(str::to_lowercase);
+                    (
+                        k.clone(),
+                        json!({ "type": v["type"], "scheme": scheme, "bearerFormat": v["bearerFormat"] }),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({ "operations": ops, "schemas": schemas, "securitySchemes": schemes })
 }
 
 /// `Ok` when both documents promise the same; otherwise a line-by-line diff of the summaries.

@@ -27,8 +27,9 @@ use crate::{CodegenError, GeneratedFile, Result, layout};
 const BUILTIN_SCALARS: [&str; 5] = ["ID", "Int", "Float", "String", "Boolean"];
 const CUSTOM_SCALARS: [&str; 1] = ["DateTime"];
 /// Directives the generator reads: the GraphQL cost directives (`@cost(weight:)` and
-/// `@listSize(slicingArguments:)`), which become each resolved field's complexity.
-const COST_DIRECTIVES: [&str; 2] = ["cost", "listSize"];
+/// `@listSize(slicingArguments:)`), which become each resolved field's complexity, and
+/// `@auth(requires: Role!)`, which the generated field checks before its resolver runs.
+const DIRECTIVES: [&str; 3] = ["cost", "listSize", "auth"];
 
 fn location(pos: async_graphql_parser::Pos) -> String {
     format!("line {} column {}", pos.line, pos.column)
@@ -120,6 +121,9 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
                 "cost" => quote!(
                     fn cost(weight: i32) {}
                 ),
+                "auth" => quote!(
+                    fn auth(requires: Role) {}
+                ),
                 _ => quote!(
                     fn listSize(slicing_arguments: Option<Vec<String>>) {}
                 ),
@@ -132,6 +136,33 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
             }
         })
         .collect();
+    let auth_declared = doc
+        .definitions
+        .iter()
+        .any(|def| matches!(def, TypeSystemDefinition::Directive(d) if d.node.name.node == "auth"));
+    if auth_declared {
+        let roles: Option<Vec<&str>> = types.iter().find_map(|t| match &t.node.kind {
+            TypeKind::Enum(e) if t.node.name.node == "Role" => Some(
+                e.values
+                    .iter()
+                    .map(|v| v.node.value.node.as_str())
+                    .collect(),
+            ),
+            _ => None,
+        });
+        if roles.as_deref() != Some(&["USER", "ADMIN"][..]) {
+            return Err(CodegenError::schema(
+                source,
+                "directive @auth",
+                "@auth(requires: Role!) needs an enum Role with the values USER and ADMIN",
+            ));
+        }
+    }
+    let authorize = if auth_declared {
+        authorize_fn()
+    } else {
+        quote!()
+    };
     // Custom scalars map to library types whose own descriptions would otherwise be printed.
     let scalar_descriptions: Vec<TokenStream> = types
         .iter()
@@ -210,10 +241,35 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
         fn resolvers<'a>(ctx: &async_graphql::Context<'a>) -> async_graphql::Result<&'a std::sync::Arc<dyn Resolve>> {
             ctx.data::<std::sync::Arc<dyn Resolve>>()
         }
+
+        #authorize
     };
     let src = source.display().to_string();
     let body = crate::rust::format(tokens, &src)?;
     Ok(format!("{}{body}", crate::header(&src)))
+}
+
+/// The check behind `@auth(requires:)`, generated when the SDL declares the directive.
+fn authorize_fn() -> TokenStream {
+    quote! {
+        /// The check of `@auth(requires:)`: the caller the server verified for this request
+        /// (request data), with at least `role`; `UNAUTHENTICATED` without one, `FORBIDDEN`
+        /// with too small a role.
+        fn authorize<'a>(
+            ctx: &async_graphql::Context<'a>,
+            role: shopmesh_identity::Role,
+        ) -> async_graphql::Result<&'a shopmesh_identity::Principal> {
+            use async_graphql::ErrorExtensions as _;
+            let principal = ctx.data_opt::<shopmesh_identity::Principal>().ok_or_else(|| {
+                async_graphql::Error::new(shopmesh_identity::AuthError::Missing.to_string())
+                    .extend_with(|_, e| e.set("code", "UNAUTHENTICATED"))
+            })?;
+            principal.check_role(role).map_err(|forbidden| {
+                async_graphql::Error::new(forbidden.0).extend_with(|_, e| e.set("code", "FORBIDDEN"))
+            })?;
+            Ok(principal)
+        }
+    }
 }
 
 type Definition = Positioned<async_graphql_parser::types::TypeDefinition>;
@@ -260,11 +316,11 @@ fn roots_and_types<'a>(
             }
             TypeSystemDefinition::Directive(d) => {
                 let name = d.node.name.node.as_str();
-                if !COST_DIRECTIVES.contains(&name) {
+                if !DIRECTIVES.contains(&name) {
                     return Err(CodegenError::schema(
                         source,
                         location(d.pos),
-                        format!("unsupported directive @{name}: supported are {COST_DIRECTIVES:?}"),
+                        format!("unsupported directive @{name}: supported are {DIRECTIVES:?}"),
                     ));
                 }
             }
@@ -430,7 +486,7 @@ fn gen_type(
                     if let Some(d) = f.node.directives.first() {
                         return Err(model.err(
                             d.pos,
-                            "cost directives apply to resolved fields only (data fields cost nothing)",
+                            "directives apply to resolved fields only (data fields cost nothing and are guarded by their parent)",
                         ));
                     }
                     data_fields.push(quote!(#fdoc #[graphql(name = #fname)] pub #rust_name: #ty,));
@@ -453,6 +509,17 @@ fn gen_type(
                 };
                 let parent_call = if root { quote!() } else { quote!(self,) };
                 let parent_call_erased = if root { quote!() } else { quote!(parent,) };
+                let (guard, applied_auth) = match auth_requirement(model, &f.node)? {
+                    Some((role, gql_role)) => {
+                        trait_args.insert(0, quote!(principal: &shopmesh_identity::Principal));
+                        arg_names.insert(0, format_ident!("principal"));
+                        (
+                            quote!(let principal = authorize(ctx, shopmesh_identity::Role::#role)?;),
+                            quote!(, directive = auth::apply(Role::#gql_role)),
+                        )
+                    }
+                    None => (quote!(), quote!()),
+                };
                 let trait_doc = format!(" Resolves `{name}.{fname}`.");
                 trait_methods.push(quote! {
                     #[doc = #trait_doc]
@@ -471,8 +538,9 @@ fn gen_type(
                 let complexity = complexity(model, &f.node)?;
                 resolved.push(quote! {
                     #fdoc
-                    #[graphql(name = #fname #complexity)]
+                    #[graphql(name = #fname #complexity #applied_auth)]
                     async fn #rust_name(&self, ctx: &async_graphql::Context<'_>, #(#arg_decls),*) -> async_graphql::Result<#ty> {
+                        #guard
                         resolvers(ctx)?.#method(ctx, #parent_call #(#arg_names),*).await
                     }
                 });
@@ -636,6 +704,7 @@ fn complexity(model: &Model<'_>, field: &FieldDefinition) -> Result<TokenStream>
                     );
                 }
             },
+            "auth" => {}
             other => {
                 return Err(model.err(d.pos, format!("unsupported directive @{other} on a field")));
             }
@@ -662,6 +731,33 @@ fn complexity(model: &Model<'_>, field: &FieldDefinition) -> Result<TokenStream>
         None => format!("{} + child_complexity", weight.unwrap_or(1)),
     };
     Ok(quote!(, complexity = #expr #(#applied)*))
+}
+
+/// The role `@auth(requires:)` asks of a field, as the identity role and the SDL's `Role`
+/// enum value (`USER` or `ADMIN`), if the field carries the directive.
+fn auth_requirement(
+    model: &Model<'_>,
+    field: &FieldDefinition,
+) -> Result<Option<(syn::Ident, syn::Ident)>> {
+    let Some(d) = field.directives.iter().find(|d| d.node.name.node == "auth") else {
+        return Ok(None);
+    };
+    let requires = d
+        .node
+        .arguments
+        .iter()
+        .find(|(n, _)| n.node == "requires")
+        .map(|(_, v)| &v.node);
+    match requires {
+        Some(ConstValue::Enum(role)) if role == "USER" || role == "ADMIN" => {
+            let variant = role.as_str().to_upper_camel_case();
+            Ok(Some((
+                format_ident!("{variant}"),
+                format_ident!("{variant}"),
+            )))
+        }
+        _ => Err(model.err(d.pos, "@auth needs requires: USER or ADMIN")),
+    }
 }
 
 /// A canonical, order-independent rendering of an SDL document, for checking that the schema

@@ -40,6 +40,30 @@ pub struct Api {
     pub schemas: Vec<SchemaDef>,
     /// Operations, in contract order.
     pub operations: Vec<Operation>,
+    /// The bearer scheme of `components.securitySchemes`, if the contract declares one.
+    pub bearer: Option<BearerScheme>,
+}
+
+/// The contract's one security scheme: an HTTP bearer JWT.
+#[derive(Debug, Clone)]
+pub struct BearerScheme {
+    /// Its key in `components.securitySchemes` (`bearerAuth`).
+    pub name: String,
+    /// Its description.
+    pub description: Option<String>,
+}
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `security: []`: anyone.
+    Public,
+    /// The bearer scheme: a verified caller with at least this role (`x-required-role`,
+    /// `user` unless set).
+    Bearer {
+        /// `true` for `x-required-role: admin`.
+        admin: bool,
+    },
 }
 
 /// A named component schema.
@@ -197,9 +221,16 @@ pub struct Operation {
     pub body: Option<TypeRef>,
     /// Responses by status.
     pub responses: Vec<ResponseDef>,
+    /// Who may call it.
+    pub access: Access,
 }
 
 impl Operation {
+    /// Whether the caller must present a token.
+    pub fn secured(&self) -> bool {
+        matches!(self.access, Access::Bearer { .. })
+    }
+
     /// The one 2xx response (parsing guarantees there is exactly one).
     pub fn success(&self) -> &ResponseDef {
         self.responses
@@ -276,6 +307,7 @@ pub fn parse(source: &Path, text: &str) -> Result<Api> {
         }
     }
 
+    let bearer = ctx.bearer_scheme()?;
     let mut operations = Vec::new();
     let mut seen_ids = BTreeSet::new();
     for (path, item) in &doc.paths.paths {
@@ -287,7 +319,7 @@ pub fn parse(source: &Path, text: &str) -> Result<Api> {
         };
         for (method, op) in item.iter() {
             let at = format!("paths.{path}.{method}");
-            let op = ctx.operation(path, method, op, &at)?;
+            let op = ctx.operation(path, method, op, bearer.as_ref(), &at)?;
             if !seen_ids.insert(op.id.clone()) {
                 return Err(err(at, format!("operationId {} is used twice", op.id)));
             }
@@ -307,6 +339,7 @@ pub fn parse(source: &Path, text: &str) -> Result<Api> {
             .collect(),
         schemas,
         operations,
+        bearer,
     })
 }
 
@@ -509,11 +542,104 @@ impl Ctx<'_> {
         Ok((ty, v))
     }
 
+    /// `components.securitySchemes`: none, or one HTTP bearer scheme.
+    fn bearer_scheme(&self) -> Result<Option<BearerScheme>> {
+        let Some(components) = &self.doc.components else {
+            return Ok(None);
+        };
+        let mut schemes = components.security_schemes.iter();
+        let Some((name, scheme)) = schemes.next() else {
+            return Ok(None);
+        };
+        let at = format!("components.securitySchemes.{name}");
+        if schemes.next().is_some() {
+            return Err(self.err(&at, "one security scheme is supported"));
+        }
+        match scheme {
+            ReferenceOr::Item(openapiv3::SecurityScheme::HTTP {
+                scheme,
+                bearer_format,
+                description,
+                ..
+            }) if scheme.eq_ignore_ascii_case("bearer")
+                && bearer_format.as_deref() == Some("JWT") =>
+            {
+                Ok(Some(BearerScheme {
+                    name: name.clone(),
+                    description: description.clone(),
+                }))
+            }
+            _ => Err(self.err(
+                &at,
+                "only `type: http, scheme: bearer, bearerFormat: JWT` is supported",
+            )),
+        }
+    }
+
+    /// Who may call `op`: it must say so itself (`security: []` for anyone), so that no
+    /// operation is public by omission.
+    fn access(
+        &self,
+        op: &openapiv3::Operation,
+        bearer: Option<&BearerScheme>,
+        responses: &[ResponseDef],
+        at: &str,
+    ) -> Result<Access> {
+        let role = op.extensions.get("x-required-role");
+        let requirements = op.security.as_ref().ok_or_else(|| {
+            self.err(
+                at,
+                "declare who may call this operation: `security: [{bearerAuth: []}]`, or `security: []` for anyone",
+            )
+        })?;
+        if requirements.is_empty() {
+            if role.is_some() {
+                return Err(self.err(at, "x-required-role needs a security requirement"));
+            }
+            return Ok(Access::Public);
+        }
+        let Some(bearer) = bearer else {
+            return Err(self.err(at, "security names a scheme the contract does not declare"));
+        };
+        let [requirement] = requirements.as_slice() else {
+            return Err(self.err(at, "one security requirement is supported"));
+        };
+        if requirement.len() != 1 || !requirement.contains_key(&bearer.name) {
+            return Err(self.err(
+                at,
+                format!(
+                    "the security requirement must be exactly `{}: []`",
+                    bearer.name
+                ),
+            ));
+        }
+        if !responses.iter().any(|r| r.status == 401) {
+            return Err(self.err(at, "a secured operation must document 401"));
+        }
+        let admin = match role.map(|v| v.as_str()) {
+            None | Some(Some("user")) => false,
+            Some(Some("admin")) => {
+                if !responses.iter().any(|r| r.status == 403) {
+                    return Err(self.err(at, "an admin-only operation must document 403"));
+                }
+                true
+            }
+            Some(other) => {
+                return Err(self.err(
+                    at,
+                    format!("x-required-role must be `user` or `admin`, not {other:?}"),
+                ));
+            }
+        };
+        Ok(Access::Bearer { admin })
+    }
+
     fn operation(
         &self,
         path: &str,
         method: &str,
         op: &openapiv3::Operation,
+        bearer: Option<&BearerScheme>,
         at: &str,
     ) -> Result<Operation> {
         let id = op
@@ -650,6 +776,7 @@ impl Ctx<'_> {
             return Err(self.err(at, "an operation needs at least one response"));
         }
         self.check_responses(&responses, at)?;
+        let access = self.access(op, bearer, &responses, at)?;
         Ok(Operation {
             id,
             method: method.to_owned(),
@@ -660,6 +787,7 @@ impl Ctx<'_> {
             params,
             body,
             responses,
+            access,
         })
     }
 
@@ -1060,11 +1188,26 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
         }
     });
     let problem_statuses = op.problem_statuses();
-    let problem_arms = problem_statuses.iter().filter(|s| **s != 500).map(|s| {
-        let v = variant_name(*s);
-        quote!(#s => Self::#v(Json(problem)),)
-    });
-    let (attr, handler) = if problem_statuses.contains(&400) {
+    let problem_arms: Vec<TokenStream> = problem_statuses
+        .iter()
+        .filter(|s| **s != 500)
+        .map(|s| {
+            let v = variant_name(*s);
+            quote!(#s => Self::#v(Json(problem)),)
+        })
+        .collect();
+    // With 500 the only error, every problem is answered as 500.
+    let problem_match = if problem_arms.is_empty() {
+        quote!(Self::InternalServerError(Json(problem)))
+    } else {
+        quote! {
+            match problem.status() {
+                #(#problem_arms)*
+                _ => Self::InternalServerError(Json(problem)),
+            }
+        }
+    };
+    let (attr, handler) = if problem_statuses.contains(&400) || op.secured() {
         let fn_name = format_ident!("{}_bad_request", op.id.to_snake_case());
         let fn_str = fn_name.to_string();
         let params = op.params.iter().map(|p| {
@@ -1128,10 +1271,7 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
         impl From<Problem> for #name {
             fn from(problem: Problem) -> Self {
                 let problem = problem.answered_as(Self::PROBLEM_STATUSES);
-                match problem.status() {
-                    #(#problem_arms)*
-                    _ => Self::InternalServerError(Json(problem)),
-                }
+                #problem_match
             }
         }
 
@@ -1186,6 +1326,19 @@ fn gen_server(api: &Api) -> TokenStream {
         let mut trait_args = Vec::new();
         let mut adapter_args = Vec::new();
         let mut call_args = Vec::new();
+        let mut checks = Vec::new();
+        if let Access::Bearer { admin } = op.access {
+            trait_args.push(quote!(principal: shopmesh_identity::Principal));
+            adapter_args.push(quote!(auth: BearerAuth));
+            call_args.push(quote!(auth.0));
+            if admin {
+                checks.push(quote! {
+                    if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+                        return Problem::new(403, forbidden.0).into();
+                    }
+                });
+            }
+        }
         for p in &op.params {
             let (name, ty) = param_rust(p);
             trait_args.push(quote!(#name: #ty));
@@ -1241,6 +1394,7 @@ fn gen_server(api: &Api) -> TokenStream {
             #doc
             #[oai(path = #path, method = #http_method, operation_id = #op_id #tag)]
             async fn #method_name(&self, #(#adapter_args),*) -> #resp {
+                #(#checks)*
                 self.api.#method_name(#(#call_args),*).await.into()
             }
         });
@@ -1252,7 +1406,20 @@ fn gen_server(api: &Api) -> TokenStream {
     let defaults = defaults
         .iter()
         .map(|d| quote!(#[cfg(feature = "server")] #d));
+    let scheme = api.bearer.as_ref().map(|b| {
+        let name = &b.name;
+        let doc = docs(b.description.as_deref());
+        quote! {
+            #doc
+            #[cfg(feature = "server")]
+            #[derive(poem_openapi::SecurityScheme)]
+            #[oai(ty = "bearer", bearer_format = "JWT", rename = #name, checker = "crate::runtime::authenticate")]
+            pub struct BearerAuth(pub shopmesh_identity::Principal);
+        }
+    });
     quote! {
+        #scheme
+
         #[doc = #trait_doc]
         #[cfg(feature = "server")]
         #[async_trait::async_trait]
@@ -1325,6 +1492,10 @@ fn gen_client(api: &Api) -> TokenStream {
         let resp = response_enum_name(op);
         let doc = docs(op.summary.as_deref());
         let mut args = Vec::new();
+        let auth = op.secured().then(|| {
+            args.push(quote!(token: &shopmesh_identity::AccessToken));
+            quote!(.bearer_auth(token.expose()))
+        });
         let mut path_fmt = op.path.clone();
         let mut path_args = Vec::new();
         let mut query = Vec::new();
@@ -1386,7 +1557,7 @@ fn gen_client(api: &Api) -> TokenStream {
                 let mut query: Vec<(&str, String)> = Vec::new();
                 #(#query)*
                 let headers = span.in_scope(|| self.hook_headers());
-                let request = self.http.#http_method(url).query(&query).headers(headers) #body_call;
+                let request = self.http.#http_method(url).query(&query).headers(headers) #auth #body_call;
                 let call = async move {
                     let response = request.send().await.map_err(crate::runtime::ClientError::from_reqwest);
                     crate::runtime::record_response(&tracing::Span::current(), &response);

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use shopmesh_identity::Principal;
+
 use shopmesh_openapi::runtime::Problem;
 
 use shopmesh_codegen::{contract, graphql};
@@ -110,6 +112,19 @@ fn contract_check_detects_a_changed_constraint() {
 }
 
 #[test]
+fn contract_check_detects_an_operation_that_lost_its_security() {
+    let committed = shopmesh_openapi::orders::CONTRACT_YAML;
+    let open = committed.replacen(
+        "      security:\n        - bearerAuth: []\n",
+        "      security: []\n",
+        1,
+    );
+    assert_ne!(open, committed);
+    let err = contract::assert_equivalent(committed, &open).unwrap_err();
+    assert!(err.contains("bearerAuth"), "{err}");
+}
+
+#[test]
 fn contract_check_detects_a_dropped_or_loosened_response_header() {
     let committed = shopmesh_openapi::gateway::CONTRACT_YAML;
     let dropped = committed.replacen("        Retry-After:", "        X-Retry-After:", 1);
@@ -136,15 +151,21 @@ fn unavailable<T>() -> Result<T, Problem> {
 impl shopmesh_openapi::orders::OrdersApi for Unavailable {
     async fn create_order(
         &self,
+        _: Principal,
         _: shopmesh_openapi::orders::CreateOrderRequest,
     ) -> Result<shopmesh_openapi::orders::Order, Problem> {
         unavailable()
     }
-    async fn get_order(&self, _: i64) -> Result<shopmesh_openapi::orders::Order, Problem> {
+    async fn get_order(
+        &self,
+        _: Principal,
+        _: i64,
+    ) -> Result<shopmesh_openapi::orders::Order, Problem> {
         unavailable()
     }
     async fn list_user_orders(
         &self,
+        _: Principal,
         _: i64,
         _: i32,
         _: Option<String>,
@@ -157,20 +178,73 @@ impl shopmesh_openapi::orders::OrdersApi for Unavailable {
 impl shopmesh_openapi::users::UsersApi for Unavailable {
     async fn create_user(
         &self,
-        _: shopmesh_openapi::users::UserInput,
+        _: shopmesh_openapi::users::NewUser,
     ) -> Result<shopmesh_openapi::users::User, Problem> {
         unavailable()
     }
-    async fn get_user(&self, _: i64) -> Result<shopmesh_openapi::users::User, Problem> {
+    async fn get_user(
+        &self,
+        _: Principal,
+        _: i64,
+    ) -> Result<shopmesh_openapi::users::User, Problem> {
         unavailable()
     }
     async fn update_user(
         &self,
+        _: Principal,
         _: i64,
         _: shopmesh_openapi::users::UserInput,
     ) -> Result<shopmesh_openapi::users::User, Problem> {
         unavailable()
     }
+    async fn issue_token(
+        &self,
+        _: shopmesh_openapi::users::Credentials,
+    ) -> Result<shopmesh_openapi::users::TokenResponse, Problem> {
+        unavailable()
+    }
+    async fn refresh_token(
+        &self,
+        _: shopmesh_openapi::users::RefreshRequest,
+    ) -> Result<shopmesh_openapi::users::TokenResponse, Problem> {
+        unavailable()
+    }
+    async fn logout(
+        &self,
+        _: shopmesh_openapi::users::RefreshRequest,
+    ) -> Result<shopmesh_openapi::runtime::NoContent, Problem> {
+        unavailable()
+    }
+    async fn get_jwks(&self) -> Result<shopmesh_openapi::users::JwkSet, Problem> {
+        unavailable()
+    }
+}
+
+/// A token the routes of [`guarded`] accept.
+fn test_token() -> String {
+    TEST_ISSUER.issue(1, shopmesh_identity::Role::User).token
+}
+
+static TEST_ISSUER: std::sync::LazyLock<shopmesh_identity::TokenIssuer> =
+    std::sync::LazyLock::new(|| {
+        shopmesh_identity::TokenIssuer::new(
+            Arc::new(shopmesh_identity::KeyRing::new(
+                shopmesh_identity::SigningKey::generate(),
+                vec![],
+            )),
+            shopmesh_identity::TokenPolicy::platform_default(),
+        )
+    });
+
+/// `routes` with a verifier trusting [`test_token`]s, as a service mounts them.
+fn guarded(routes: impl poem::Endpoint + 'static) -> impl poem::Endpoint {
+    use poem::EndpointExt;
+    let verifier = shopmesh_identity::TokenVerifier::new(vec![shopmesh_identity::TrustedIssuer {
+        issuer: TEST_ISSUER.policy().issuer.clone(),
+        audience: TEST_ISSUER.policy().audience.clone(),
+        keys: shopmesh_identity::JwksSource::Local(TEST_ISSUER.keys().clone()),
+    }]);
+    routes.data(verifier)
 }
 
 /// Whatever status a service's problem carries, the generated response answers a documented
@@ -223,14 +297,27 @@ fn generated_users_adapter_serves_the_committed_contract() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// Status and problem detail of `method path` with a JSON `body`.
+/// Status and problem detail of `method path` with a JSON `body` and a valid token.
 async fn refusal(app: &impl poem::Endpoint, method: &str, path: &str, body: &str) -> (u16, String) {
+    refusal_as(app, method, path, body, Some(&test_token())).await
+}
+
+async fn refusal_as(
+    app: &impl poem::Endpoint,
+    method: &str,
+    path: &str,
+    body: &str,
+    token: Option<&str>,
+) -> (u16, String) {
     use poem::IntoResponse;
-    let request = poem::Request::builder()
+    let mut request = poem::Request::builder()
         .method(method.parse().unwrap())
         .uri(path.parse().unwrap())
-        .content_type("application/json")
-        .body(body.to_owned());
+        .content_type("application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let request = request.body(body.to_owned());
     let response = app.get_response(request).await.into_response();
     let status = response.status().as_u16();
     let body: serde_json::Value =
@@ -245,13 +332,25 @@ async fn refusal(app: &impl poem::Endpoint, method: &str, path: &str, body: &str
 /// is wrong in the contract's words, never `param0`, a Rust type or parser internals.
 #[tokio::test]
 async fn bad_requests_name_the_field_in_the_contracts_words() {
-    let users = poem::Route::new().nest(
+    let users = guarded(poem::Route::new().nest(
         "/",
         shopmesh_openapi::users::UsersEndpoints::new(Arc::new(Unavailable)).into_service(),
-    );
-    let orders = poem::Route::new().nest(
+    ));
+    let orders = guarded(poem::Route::new().nest(
         "/",
         shopmesh_openapi::orders::OrdersEndpoints::new(Arc::new(Unavailable)).into_service(),
+    ));
+    assert_eq!(
+        refusal_as(&users, "GET", "/users/1", "", None).await,
+        (
+            401,
+            "this operation needs a bearer token (Authorization: Bearer <access token>)".to_owned()
+        ),
+        "a secured operation without a token"
+    );
+    assert_eq!(
+        refusal_as(&orders, "GET", "/orders/1", "", Some("not.a.jwt")).await,
+        (401, "the bearer token is malformed".to_owned())
     );
     for (method, path, body, detail) in [
         (
@@ -282,7 +381,7 @@ async fn bad_requests_name_the_field_in_the_contracts_words() {
         (
             "POST",
             "/users",
-            r#"{"name":"a","email":"nope"}"#,
+            r#"{"name":"a","email":"nope","password":"long enough"}"#,
             "field `email` must be an email address",
         ),
         ("POST", "/users", "[]", "the body must be a JSON object"),

@@ -158,6 +158,81 @@ fn a_problem_schema_of_another_shape_is_an_error() {
     assert!(problem.contains("shared by every contract"), "{problem}");
 }
 
+/// No operation is public by omission: each says who may call it, and a secured one documents
+/// the 401 its generated guard answers.
+#[test]
+fn every_operation_declares_who_may_call_it() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let api = openapi::parse(&rel, &text).unwrap();
+    let access: Vec<_> = api
+        .operations
+        .iter()
+        .map(|o| (o.id.as_str(), o.access))
+        .collect();
+    assert_eq!(
+        access,
+        [
+            ("getPet", openapi::Access::Bearer { admin: false }),
+            ("addPet", openapi::Access::Public)
+        ]
+    );
+    let code = openapi::generate_module(&api).unwrap();
+    assert!(
+        code.contains("principal: shopmesh_identity::Principal"),
+        "the secured method receives the verified caller"
+    );
+    assert!(
+        code.contains("token: &shopmesh_identity::AccessToken"),
+        "the client takes a token"
+    );
+
+    let silent = text.replace("      security: []\n", "");
+    let (_, location, problem) = schema_error(openapi::parse(&rel, &silent).unwrap_err());
+    assert_eq!(location, "paths./pets.post");
+    assert!(
+        problem.contains("declare who may call this operation"),
+        "{problem}"
+    );
+
+    let no_401 = text.replacen(
+        "        '401':\n          description: No valid token.",
+        "        '403':\n          description: No valid token.",
+        1,
+    );
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &no_401).unwrap_err());
+    assert!(problem.contains("must document 401"), "{problem}");
+
+    let unknown = text.replace("        - bearerAuth: []", "        - apiKey: []");
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &unknown).unwrap_err());
+    assert!(problem.contains("exactly `bearerAuth: []`"), "{problem}");
+
+    let role = text.replace(
+        "      security: []\n",
+        "      security: []\n      x-required-role: admin\n",
+    );
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &role).unwrap_err());
+    assert!(
+        problem.contains("x-required-role needs a security requirement"),
+        "{problem}"
+    );
+
+    let basic = text.replace(
+        "{type: http, scheme: bearer, bearerFormat: JWT",
+        "{type: http, scheme: basic",
+    );
+    let (location, problem) = match openapi::parse(&rel, &basic).unwrap_err() {
+        CodegenError::Schema {
+            location, problem, ..
+        } => (location, problem),
+        other => panic!("{other}"),
+    };
+    assert_eq!(location, "components.securitySchemes.bearerAuth");
+    assert!(
+        problem.contains("only `type: http, scheme: bearer"),
+        "{problem}"
+    );
+}
+
 #[test]
 fn undeclared_path_parameter_is_an_error() {
     let (rel, text) = fixture("openapi/pets.yaml");
@@ -256,8 +331,62 @@ type Book {
     );
     assert!(problem.contains("no Int argument last"), "{problem}");
 
-    let other = "directive @auth on FIELD_DEFINITION\ntype Query {\n  a: Int\n}\n";
+    let other = "directive @tag(name: String) on FIELD_DEFINITION\ntype Query {\n  a: Int\n}\n";
     let (_, _, problem) =
         schema_error(graphql::generate_module(Path::new("x.graphql"), other).unwrap_err());
-    assert!(problem.contains("unsupported directive @auth"), "{problem}");
+    assert!(problem.contains("unsupported directive @tag"), "{problem}");
+}
+
+/// `@auth(requires:)` becomes a check the generated field runs before its resolver, which
+/// then receives the verified caller; a field without it stays public.
+#[test]
+fn auth_directives_guard_fields_and_hand_resolvers_the_caller() {
+    let sdl = "directive @auth(requires: Role!) on FIELD_DEFINITION\n\
+               enum Role {\n  USER\n  ADMIN\n}\n\
+               type Query {\n  mine: Int @auth(requires: USER)\n  all: Int @auth(requires: ADMIN)\n  open: Int\n}\n";
+    let code = graphql::generate_module(Path::new("x.graphql"), sdl).unwrap();
+    assert!(
+        code.contains("let principal = authorize(ctx, shopmesh_identity::Role::User)?;"),
+        "{code}"
+    );
+    assert!(
+        code.contains("authorize(ctx, shopmesh_identity::Role::Admin)?"),
+        "{code}"
+    );
+    assert!(
+        code.contains("directive = auth::apply(Role::Admin)"),
+        "{code}"
+    );
+    let open_resolver = code.split("async fn query_open(").nth(1).unwrap();
+    assert!(
+        !open_resolver
+            .split(')')
+            .next()
+            .unwrap()
+            .contains("principal"),
+        "a public field's resolver gets no caller: {code}"
+    );
+    assert!(code.contains("async fn query_mine(\n        &self,\n        ctx: &async_graphql::Context<'_>,\n        principal: &shopmesh_identity::Principal,"), "{code}");
+
+    let unknown_role = sdl.replace(
+        "mine: Int @auth(requires: USER)",
+        "mine: Int @auth(requires: ROOT)",
+    );
+    let (_, _, problem) =
+        schema_error(graphql::generate_module(Path::new("x.graphql"), &unknown_role).unwrap_err());
+    assert!(
+        problem.contains("@auth needs requires: USER or ADMIN"),
+        "{problem}"
+    );
+
+    let no_roles = sdl.replace(
+        "enum Role {\n  USER\n  ADMIN\n}\n",
+        "enum Role {\n  USER\n}\n",
+    );
+    let (_, _, problem) =
+        schema_error(graphql::generate_module(Path::new("x.graphql"), &no_roles).unwrap_err());
+    assert!(
+        problem.contains("enum Role with the values USER and ADMIN"),
+        "{problem}"
+    );
 }

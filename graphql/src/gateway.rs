@@ -3,25 +3,36 @@
 
 /// The SDL this crate was generated from, verbatim.
 pub const SDL: &str = include_str!("../../schema/graphql/gateway.graphql");
+/// What a caller may do beyond their own data.
+#[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[graphql(name = "Role")]
+pub enum Role {
+    #[graphql(name = "USER")]
+    User,
+    #[graphql(name = "ADMIN")]
+    Admin,
+}
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Query;
 #[async_graphql::Object(name = "Query")]
 impl Query {
     /// One order; null when no order has this id.
-    #[graphql(name = "order")]
+    #[graphql(name = "order", directive = auth::apply(Role::User))]
     async fn order(
         &self,
         ctx: &async_graphql::Context<'_>,
         #[graphql(name = "id")]
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<Order>> {
-        resolvers(ctx)?.query_order(ctx, id).await
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.query_order(ctx, principal, id).await
     }
     /// A user's orders, newest first, one page at a time.
     #[graphql(
         name = "ordersByUser",
         complexity = "1 + (first.max(0) as usize).saturating_mul(child_complexity)",
-        directive = listSize::apply(Some(vec!["first".to_owned()]))
+        directive = listSize::apply(Some(vec!["first".to_owned()])),
+        directive = auth::apply(Role::User)
     )]
     async fn orders_by_user(
         &self,
@@ -33,27 +44,36 @@ impl Query {
         #[graphql(name = "after")]
         after: Option<String>,
     ) -> async_graphql::Result<OrderConnection> {
-        resolvers(ctx)?.query_orders_by_user(ctx, user_id, first, after).await
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.query_orders_by_user(ctx, principal, user_id, first, after).await
     }
     /// One user; null when no user has this id.
-    #[graphql(name = "user")]
+    #[graphql(name = "user", directive = auth::apply(Role::User))]
     async fn user(
         &self,
         ctx: &async_graphql::Context<'_>,
         #[graphql(name = "id")]
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<User>> {
-        resolvers(ctx)?.query_user(ctx, id).await
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.query_user(ctx, principal, id).await
     }
     /// A user's name; null when no user has this id.
-    #[graphql(name = "userName")]
+    #[graphql(name = "userName", directive = auth::apply(Role::User))]
     async fn user_name(
         &self,
         ctx: &async_graphql::Context<'_>,
         #[graphql(name = "id")]
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<String>> {
-        resolvers(ctx)?.query_user_name(ctx, id).await
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.query_user_name(ctx, principal, id).await
+    }
+    /// The logged-in user.
+    #[graphql(name = "me", directive = auth::apply(Role::User))]
+    async fn me(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<User> {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.query_me(ctx, principal).await
     }
 }
 #[derive(Debug, Default, Clone, Copy)]
@@ -61,14 +81,15 @@ pub struct Mutation;
 #[async_graphql::Object(name = "Mutation")]
 impl Mutation {
     /// Place an order; its notification follows asynchronously.
-    #[graphql(name = "createOrder")]
+    #[graphql(name = "createOrder", directive = auth::apply(Role::User))]
     async fn create_order(
         &self,
         ctx: &async_graphql::Context<'_>,
         #[graphql(name = "input")]
         input: CreateOrderInput,
     ) -> async_graphql::Result<Order> {
-        resolvers(ctx)?.mutation_create_order(ctx, input).await
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.mutation_create_order(ctx, principal, input).await
     }
     /// Register a user; the email must not be taken.
     #[graphql(name = "createUser")]
@@ -80,6 +101,55 @@ impl Mutation {
     ) -> async_graphql::Result<User> {
         resolvers(ctx)?.mutation_create_user(ctx, input).await
     }
+    /// Log in with an email and a password.
+    #[graphql(name = "login")]
+    async fn login(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "email")]
+        email: String,
+        #[graphql(name = "password")]
+        password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        resolvers(ctx)?.mutation_login(ctx, email, password).await
+    }
+    /// Trade a refresh token for new tokens; the old one is used up.
+    #[graphql(name = "refreshToken")]
+    async fn refresh_token(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "refreshToken")]
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        resolvers(ctx)?.mutation_refresh_token(ctx, refresh_token).await
+    }
+    /// Revoke a refresh token and every token of its log-in.
+    #[graphql(name = "logout")]
+    async fn logout(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "refreshToken")]
+        refresh_token: String,
+    ) -> async_graphql::Result<bool> {
+        resolvers(ctx)?.mutation_logout(ctx, refresh_token).await
+    }
+}
+/// Tokens for a logged-in user.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "AuthPayload")]
+pub struct AuthPayload {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    #[graphql(name = "accessToken")]
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[graphql(name = "tokenType")]
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    #[graphql(name = "expiresIn")]
+    pub expires_in: i32,
+    /// Single use; trade it with `refreshToken` for new tokens.
+    #[graphql(name = "refreshToken")]
+    pub refresh_token: String,
 }
 /// What a client sends to register a user.
 #[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
@@ -90,6 +160,9 @@ pub struct CreateUserInput {
     pub name: String,
     #[graphql(name = "email")]
     pub email: String,
+    /// 8 to 128 characters.
+    #[graphql(name = "password")]
+    pub password: String,
 }
 /// What a client sends to place an order.
 #[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
@@ -225,12 +298,14 @@ pub trait GatewayResolvers: Send + Sync + 'static {
     async fn query_order(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> Result<Option<Order>, Self::Error>;
     /// Resolves `Query.ordersByUser`.
     async fn query_orders_by_user(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         user_id: async_graphql::ID,
         first: i32,
         after: Option<String>,
@@ -239,18 +314,27 @@ pub trait GatewayResolvers: Send + Sync + 'static {
     async fn query_user(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> Result<Option<User>, Self::Error>;
     /// Resolves `Query.userName`.
     async fn query_user_name(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> Result<Option<String>, Self::Error>;
+    /// Resolves `Query.me`.
+    async fn query_me(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> Result<User, Self::Error>;
     /// Resolves `Mutation.createOrder`.
     async fn mutation_create_order(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
     ) -> Result<Order, Self::Error>;
     /// Resolves `Mutation.createUser`.
@@ -259,6 +343,25 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         input: CreateUserInput,
     ) -> Result<User, Self::Error>;
+    /// Resolves `Mutation.login`.
+    async fn mutation_login(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<AuthPayload, Self::Error>;
+    /// Resolves `Mutation.refreshToken`.
+    async fn mutation_refresh_token(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        refresh_token: String,
+    ) -> Result<AuthPayload, Self::Error>;
+    /// Resolves `Mutation.logout`.
+    async fn mutation_logout(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        refresh_token: String,
+    ) -> Result<bool, Self::Error>;
     /// Resolves `Order.user`.
     async fn order_user(
         &self,
@@ -278,11 +381,13 @@ trait Resolve: Send + Sync + 'static {
     async fn query_order(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<Order>>;
     async fn query_orders_by_user(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         user_id: async_graphql::ID,
         first: i32,
         after: Option<String>,
@@ -290,16 +395,24 @@ trait Resolve: Send + Sync + 'static {
     async fn query_user(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<User>>;
     async fn query_user_name(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<String>>;
+    async fn query_me(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<User>;
     async fn mutation_create_order(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
     ) -> async_graphql::Result<Order>;
     async fn mutation_create_user(
@@ -307,6 +420,22 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         input: CreateUserInput,
     ) -> async_graphql::Result<User>;
+    async fn mutation_login(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        email: String,
+        password: String,
+    ) -> async_graphql::Result<AuthPayload>;
+    async fn mutation_refresh_token(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload>;
+    async fn mutation_logout(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<bool>;
     async fn order_user(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -323,47 +452,68 @@ impl<R: GatewayResolvers> Resolve for R {
     async fn query_order(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<Order>> {
-        GatewayResolvers::query_order(self, ctx, id)
+        GatewayResolvers::query_order(self, ctx, principal, id)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
     async fn query_orders_by_user(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         user_id: async_graphql::ID,
         first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<OrderConnection> {
-        GatewayResolvers::query_orders_by_user(self, ctx, user_id, first, after)
+        GatewayResolvers::query_orders_by_user(
+                self,
+                ctx,
+                principal,
+                user_id,
+                first,
+                after,
+            )
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
     async fn query_user(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<User>> {
-        GatewayResolvers::query_user(self, ctx, id)
+        GatewayResolvers::query_user(self, ctx, principal, id)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
     async fn query_user_name(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<String>> {
-        GatewayResolvers::query_user_name(self, ctx, id)
+        GatewayResolvers::query_user_name(self, ctx, principal, id)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn query_me(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<User> {
+        GatewayResolvers::query_me(self, ctx, principal)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
     async fn mutation_create_order(
         &self,
         ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
     ) -> async_graphql::Result<Order> {
-        GatewayResolvers::mutation_create_order(self, ctx, input)
+        GatewayResolvers::mutation_create_order(self, ctx, principal, input)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
@@ -373,6 +523,34 @@ impl<R: GatewayResolvers> Resolve for R {
         input: CreateUserInput,
     ) -> async_graphql::Result<User> {
         GatewayResolvers::mutation_create_user(self, ctx, input)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_login(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        email: String,
+        password: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        GatewayResolvers::mutation_login(self, ctx, email, password)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_refresh_token(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<AuthPayload> {
+        GatewayResolvers::mutation_refresh_token(self, ctx, refresh_token)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_logout(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        refresh_token: String,
+    ) -> async_graphql::Result<bool> {
+        GatewayResolvers::mutation_logout(self, ctx, refresh_token)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
@@ -420,6 +598,10 @@ pub fn schema_builder<R: GatewayResolvers>(
     let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
     schema_types().data(resolvers)
 }
+///Who may resolve a field: a logged-in user (USER) or an admin (ADMIN).
+#[async_graphql::TypeDirective(location = "FieldDefinition")]
+#[allow(dead_code, non_snake_case)]
+fn auth(requires: Role) {}
 ///The cost of resolving a field, beyond what it selects.
 #[async_graphql::TypeDirective(location = "FieldDefinition")]
 #[allow(dead_code, non_snake_case)]
@@ -432,4 +614,26 @@ fn resolvers<'a>(
     ctx: &async_graphql::Context<'a>,
 ) -> async_graphql::Result<&'a std::sync::Arc<dyn Resolve>> {
     ctx.data::<std::sync::Arc<dyn Resolve>>()
+}
+/// The check of `@auth(requires:)`: the caller the server verified for this request
+/// (request data), with at least `role`; `UNAUTHENTICATED` without one, `FORBIDDEN`
+/// with too small a role.
+fn authorize<'a>(
+    ctx: &async_graphql::Context<'a>,
+    role: shopmesh_identity::Role,
+) -> async_graphql::Result<&'a shopmesh_identity::Principal> {
+    use async_graphql::ErrorExtensions as _;
+    let principal = ctx
+        .data_opt::<shopmesh_identity::Principal>()
+        .ok_or_else(|| {
+            async_graphql::Error::new(shopmesh_identity::AuthError::Missing.to_string())
+                .extend_with(|_, e| e.set("code", "UNAUTHENTICATED"))
+        })?;
+    principal
+        .check_role(role)
+        .map_err(|forbidden| {
+            async_graphql::Error::new(forbidden.0)
+                .extend_with(|_, e| e.set("code", "FORBIDDEN"))
+        })?;
+    Ok(principal)
 }

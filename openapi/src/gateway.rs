@@ -21,6 +21,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/users", &["POST"]),
     ("/api/users/{id}", &["GET"]),
     ("/api/users/{id}/name", &["GET"]),
+    ("/api/auth/token", &["POST"]),
+    ("/api/auth/refresh", &["POST"]),
+    ("/api/auth/logout", &["POST"]),
 ];
 /// What a client sends to place an order.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -109,6 +112,42 @@ pub struct CreateUserRequest {
     pub name: String,
     #[oai(rename = "email", validator(max_length = 254usize))]
     pub email: poem_openapi::types::Email,
+    /// 8 to 128 characters.
+    #[oai(rename = "password", validator(min_length = 8usize, max_length = 128usize))]
+    pub password: String,
+}
+/// An email and password to log in with.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Credentials")]
+pub struct Credentials {
+    #[oai(rename = "email", validator(max_length = 254usize))]
+    pub email: String,
+    #[oai(rename = "password", validator(max_length = 128usize))]
+    pub password: String,
+}
+/// A refresh token from an earlier log-in or refresh.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "RefreshRequest")]
+pub struct RefreshRequest {
+    #[oai(rename = "refreshToken", validator(max_length = 200usize))]
+    pub refresh_token: String,
+}
+/// Tokens for a logged-in user.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "TokenResponse")]
+pub struct TokenResponse {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    #[oai(rename = "accessToken")]
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[oai(rename = "tokenType")]
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    #[oai(rename = "expiresIn")]
+    pub expires_in: i32,
+    /// Single use; trade it at `/api/auth/refresh` for new tokens.
+    #[oai(rename = "refreshToken")]
+    pub refresh_token: String,
 }
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -199,6 +238,9 @@ pub enum GatewayTag {
     /// Reading users.
     #[oai(rename = "users")]
     Users,
+    /// Logging in, refreshing and revoking tokens.
+    #[oai(rename = "auth")]
+    Auth,
 }
 /// Every response of `createOrder` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
@@ -222,6 +264,12 @@ pub enum CreateOrderResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// The body is larger than the gateway accepts (64 KiB).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -267,13 +315,15 @@ fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
 impl CreateOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Created(_) => 201u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::TooManyRequests(_) => 429u16,
@@ -293,6 +343,8 @@ impl From<Problem> for CreateOrderResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
@@ -332,6 +384,12 @@ pub enum GetOrderResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -383,13 +441,15 @@ fn get_order_bad_request(err: poem::Error) -> GetOrderResponse {
 impl GetOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 404u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::NotFound(_) => 404u16,
             Self::TooManyRequests(_) => 429u16,
             Self::InternalServerError(_) => 500u16,
@@ -408,6 +468,8 @@ impl From<Problem> for GetOrderResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             404u16 => Self::NotFound(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
@@ -446,6 +508,12 @@ pub enum GetOrderNotificationsResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(
         status = 429u16,
@@ -496,13 +564,15 @@ fn get_order_notifications_bad_request(
 impl GetOrderNotificationsResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::TooManyRequests(_) => 429u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
@@ -520,6 +590,8 @@ impl From<Problem> for GetOrderNotificationsResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             504u16 => Self::GatewayTimeout(Json(problem)),
@@ -557,6 +629,12 @@ pub enum ListUserOrdersResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(
         status = 429u16,
@@ -615,13 +693,15 @@ fn list_user_orders_bad_request(err: poem::Error) -> ListUserOrdersResponse {
 impl ListUserOrdersResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::TooManyRequests(_) => 429u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
@@ -639,6 +719,8 @@ impl From<Problem> for ListUserOrdersResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             504u16 => Self::GatewayTimeout(Json(problem)),
@@ -791,6 +873,12 @@ pub enum GetUserResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -842,13 +930,15 @@ fn get_user_bad_request(err: poem::Error) -> GetUserResponse {
 impl GetUserResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 404u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::NotFound(_) => 404u16,
             Self::TooManyRequests(_) => 429u16,
             Self::InternalServerError(_) => 500u16,
@@ -867,6 +957,8 @@ impl From<Problem> for GetUserResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             404u16 => Self::NotFound(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
@@ -905,6 +997,12 @@ pub enum GetUserNameResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -956,13 +1054,15 @@ fn get_user_name_bad_request(err: poem::Error) -> GetUserNameResponse {
 impl GetUserNameResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 404u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::NotFound(_) => 404u16,
             Self::TooManyRequests(_) => 429u16,
             Self::InternalServerError(_) => 500u16,
@@ -981,6 +1081,8 @@ impl From<Problem> for GetUserNameResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             404u16 => Self::NotFound(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
@@ -997,22 +1099,385 @@ impl From<Result<UserName, Problem>> for GetUserNameResponse {
         }
     }
 }
+/// Every response of `issueToken` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[oai(bad_request_handler = "issue_token_bad_request")]
+pub enum IssueTokenResponse {
+    /// Logged in.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<TokenResponse>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The email and password do not match an account, or the refresh token is not valid.
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The body is larger than the gateway accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn issue_token_bad_request(err: poem::Error) -> IssueTokenResponse {
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl IssueTokenResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<TokenResponse> for IssueTokenResponse {
+    fn from(value: TokenResponse) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for IssueTokenResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<TokenResponse, Problem>> for IssueTokenResponse {
+    fn from(result: Result<TokenResponse, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `refreshToken` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[oai(bad_request_handler = "refresh_token_bad_request")]
+pub enum RefreshTokenResponse {
+    /// New tokens.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<TokenResponse>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The email and password do not match an account, or the refresh token is not valid.
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The body is larger than the gateway accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn refresh_token_bad_request(err: poem::Error) -> RefreshTokenResponse {
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl RefreshTokenResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<TokenResponse> for RefreshTokenResponse {
+    fn from(value: TokenResponse) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for RefreshTokenResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<TokenResponse, Problem>> for RefreshTokenResponse {
+    fn from(result: Result<TokenResponse, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `logout` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[oai(bad_request_handler = "logout_bad_request")]
+pub enum LogoutResponse {
+    /// Revoked (also when the token was unknown or already revoked).
+    #[oai(
+        status = 204u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    NoContent,
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The body is larger than the gateway accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn logout_bad_request(err: poem::Error) -> LogoutResponse {
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl LogoutResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoContent => 204u16,
+            Self::BadRequest(_) => 400u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<crate::runtime::NoContent> for LogoutResponse {
+    fn from(value: crate::runtime::NoContent) -> Self {
+        {
+            let crate::runtime::NoContent = value;
+            Self::NoContent
+        }
+    }
+}
+impl From<Problem> for LogoutResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<crate::runtime::NoContent, Problem>> for LogoutResponse {
+    fn from(result: Result<crate::runtime::NoContent, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// An access token from `POST /api/auth/token`.
+#[cfg(feature = "server")]
+#[derive(poem_openapi::SecurityScheme)]
+#[oai(
+    ty = "bearer",
+    bearer_format = "JWT",
+    rename = "bearerAuth",
+    checker = "crate::runtime::authenticate"
+)]
+pub struct BearerAuth(pub shopmesh_identity::Principal);
 /// The gateway contract as a trait: implement it, then serve it with [`GatewayEndpoints`].
 #[cfg(feature = "server")]
 #[async_trait::async_trait]
 pub trait GatewayApi: Send + Sync + 'static {
     /// Place an order for an existing user.
-    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem>;
+    async fn create_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        body: CreateOrderRequest,
+    ) -> Result<Order, Problem>;
     /// One order (served from the gateway cache when possible).
-    async fn get_order(&self, id: i64) -> Result<Order, Problem>;
+    async fn get_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem>;
     /// Notifications sent about an order, newest first.
     async fn get_order_notifications(
         &self,
+        principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<NotificationList, Problem>;
     /// A user's orders, newest first, one page at a time.
     async fn list_user_orders(
         &self,
+        principal: shopmesh_identity::Principal,
         user_id: i64,
         limit: i32,
         cursor: Option<String>,
@@ -1020,9 +1485,29 @@ pub trait GatewayApi: Send + Sync + 'static {
     /// Register a user.
     async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem>;
     /// One user.
-    async fn get_user(&self, id: i64) -> Result<User, Problem>;
+    async fn get_user(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<User, Problem>;
     /// A user's name (the seed's userName lookup).
-    async fn get_user_name(&self, id: i64) -> Result<UserName, Problem>;
+    async fn get_user_name(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<UserName, Problem>;
+    /// Log in with an email and a password.
+    async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem>;
+    /// Trade a refresh token for new tokens.
+    async fn refresh_token(
+        &self,
+        body: RefreshRequest,
+    ) -> Result<TokenResponse, Problem>;
+    /// Revoke a refresh token and every token of its log-in.
+    async fn logout(
+        &self,
+        body: RefreshRequest,
+    ) -> Result<crate::runtime::NoContent, Problem>;
 }
 #[cfg(feature = "server")]
 fn list_user_orders_limit_default() -> i32 {
@@ -1069,20 +1554,30 @@ struct Unimplemented;
 #[async_trait::async_trait]
 #[allow(unused_variables)]
 impl GatewayApi for Unimplemented {
-    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem> {
+    async fn create_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        body: CreateOrderRequest,
+    ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
-    async fn get_order(&self, id: i64) -> Result<Order, Problem> {
+    async fn get_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn get_order_notifications(
         &self,
+        principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<NotificationList, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn list_user_orders(
         &self,
+        principal: shopmesh_identity::Principal,
         user_id: i64,
         limit: i32,
         cursor: Option<String>,
@@ -1092,10 +1587,33 @@ impl GatewayApi for Unimplemented {
     async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
-    async fn get_user(&self, id: i64) -> Result<User, Problem> {
+    async fn get_user(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<User, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
-    async fn get_user_name(&self, id: i64) -> Result<UserName, Problem> {
+    async fn get_user_name(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<UserName, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn refresh_token(
+        &self,
+        body: RefreshRequest,
+    ) -> Result<TokenResponse, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn logout(
+        &self,
+        body: RefreshRequest,
+    ) -> Result<crate::runtime::NoContent, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
 }
@@ -1111,9 +1629,10 @@ impl GatewayEndpoints {
     )]
     async fn create_order(
         &self,
+        auth: BearerAuth,
         body: crate::runtime::ContractJson<CreateOrderRequest>,
     ) -> CreateOrderResponse {
-        self.api.create_order(body.0).await.into()
+        self.api.create_order(auth.0, body.0).await.into()
     }
     /// One order (served from the gateway cache when possible).
     #[oai(
@@ -1124,11 +1643,12 @@ impl GatewayEndpoints {
     )]
     async fn get_order(
         &self,
+        auth: BearerAuth,
         /// Order id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderResponse {
-        self.api.get_order(id.0).await.into()
+        self.api.get_order(auth.0, id.0).await.into()
     }
     /// Notifications sent about an order, newest first.
     #[oai(
@@ -1139,11 +1659,12 @@ impl GatewayEndpoints {
     )]
     async fn get_order_notifications(
         &self,
+        auth: BearerAuth,
         /// Order id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderNotificationsResponse {
-        self.api.get_order_notifications(id.0).await.into()
+        self.api.get_order_notifications(auth.0, id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
     #[oai(
@@ -1154,6 +1675,7 @@ impl GatewayEndpoints {
     )]
     async fn list_user_orders(
         &self,
+        auth: BearerAuth,
         /// User id.
         #[oai(name = "userId", validator(minimum(value = "1")))]
         user_id: poem_openapi::param::Path<i64>,
@@ -1168,7 +1690,7 @@ impl GatewayEndpoints {
         #[oai(name = "cursor", validator(max_length = 200usize))]
         cursor: poem_openapi::param::Query<Option<String>>,
     ) -> ListUserOrdersResponse {
-        self.api.list_user_orders(user_id.0, limit.0, cursor.0).await.into()
+        self.api.list_user_orders(auth.0, user_id.0, limit.0, cursor.0).await.into()
     }
     /// Register a user.
     #[oai(
@@ -1192,11 +1714,12 @@ impl GatewayEndpoints {
     )]
     async fn get_user(
         &self,
+        auth: BearerAuth,
         /// User id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserResponse {
-        self.api.get_user(id.0).await.into()
+        self.api.get_user(auth.0, id.0).await.into()
     }
     /// A user's name (the seed's userName lookup).
     #[oai(
@@ -1207,11 +1730,51 @@ impl GatewayEndpoints {
     )]
     async fn get_user_name(
         &self,
+        auth: BearerAuth,
         /// User id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserNameResponse {
-        self.api.get_user_name(id.0).await.into()
+        self.api.get_user_name(auth.0, id.0).await.into()
+    }
+    /// Log in with an email and a password.
+    #[oai(
+        path = "/api/auth/token",
+        method = "post",
+        operation_id = "issueToken",
+        tag = GatewayTag::Auth
+    )]
+    async fn issue_token(
+        &self,
+        body: crate::runtime::ContractJson<Credentials>,
+    ) -> IssueTokenResponse {
+        self.api.issue_token(body.0).await.into()
+    }
+    /// Trade a refresh token for new tokens.
+    #[oai(
+        path = "/api/auth/refresh",
+        method = "post",
+        operation_id = "refreshToken",
+        tag = GatewayTag::Auth
+    )]
+    async fn refresh_token(
+        &self,
+        body: crate::runtime::ContractJson<RefreshRequest>,
+    ) -> RefreshTokenResponse {
+        self.api.refresh_token(body.0).await.into()
+    }
+    /// Revoke a refresh token and every token of its log-in.
+    #[oai(
+        path = "/api/auth/logout",
+        method = "post",
+        operation_id = "logout",
+        tag = GatewayTag::Auth
+    )]
+    async fn logout(
+        &self,
+        body: crate::runtime::ContractJson<RefreshRequest>,
+    ) -> LogoutResponse {
+        self.api.logout(body.0).await.into()
     }
 }
 /// Typed client (SDK) for the gateway contract.
@@ -1261,6 +1824,7 @@ impl GatewayClient {
     /// Place an order for an existing user.
     pub async fn create_order(
         &self,
+        token: &shopmesh_identity::AccessToken,
         body: &CreateOrderRequest,
     ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -1278,6 +1842,7 @@ impl GatewayClient {
             .post(url)
             .query(&query)
             .headers(headers)
+            .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
             let response = request
@@ -1297,6 +1862,7 @@ impl GatewayClient {
     /// One order (served from the gateway cache when possible).
     pub async fn get_order(
         &self,
+        token: &shopmesh_identity::AccessToken,
         id: i64,
     ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -1309,7 +1875,12 @@ impl GatewayClient {
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query)
+            .headers(headers)
+            .bearer_auth(token.expose());
         let call = async move {
             let response = request
                 .send()
@@ -1328,6 +1899,7 @@ impl GatewayClient {
     /// Notifications sent about an order, newest first.
     pub async fn get_order_notifications(
         &self,
+        token: &shopmesh_identity::AccessToken,
         id: i64,
     ) -> Result<NotificationList, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -1341,7 +1913,12 @@ impl GatewayClient {
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query)
+            .headers(headers)
+            .bearer_auth(token.expose());
         let call = async move {
             let response = request
                 .send()
@@ -1360,6 +1937,7 @@ impl GatewayClient {
     /// A user's orders, newest first, one page at a time.
     pub async fn list_user_orders(
         &self,
+        token: &shopmesh_identity::AccessToken,
         user_id: i64,
         limit: Option<i32>,
         cursor: Option<String>,
@@ -1380,7 +1958,12 @@ impl GatewayClient {
             query.push(("cursor", v.to_string()));
         }
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query)
+            .headers(headers)
+            .bearer_auth(token.expose());
         let call = async move {
             let response = request
                 .send()
@@ -1433,7 +2016,11 @@ impl GatewayClient {
         tracing::Instrument::instrument(call, span).await
     }
     /// One user.
-    pub async fn get_user(&self, id: i64) -> Result<User, crate::runtime::ClientError> {
+    pub async fn get_user(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /api/users/{id}", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "GET", url
@@ -1444,7 +2031,12 @@ impl GatewayClient {
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query)
+            .headers(headers)
+            .bearer_auth(token.expose());
         let call = async move {
             let response = request
                 .send()
@@ -1463,6 +2055,7 @@ impl GatewayClient {
     /// A user's name (the seed's userName lookup).
     pub async fn get_user_name(
         &self,
+        token: &shopmesh_identity::AccessToken,
         id: i64,
     ) -> Result<UserName, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -1475,7 +2068,12 @@ impl GatewayClient {
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query)
+            .headers(headers)
+            .bearer_auth(token.expose());
         let call = async move {
             let response = request
                 .send()
@@ -1486,6 +2084,114 @@ impl GatewayClient {
                     response?,
                     200u16,
                     GetUserNameResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Log in with an email and a password.
+    pub async fn issue_token(
+        &self,
+        body: &Credentials,
+    ) -> Result<TokenResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /api/auth/token", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/api/auth/token", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "issueToken",
+        );
+        let url = format!("{}/api/auth/token", self.base_url);
+        #[allow(unused_mut)]
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query)
+            .headers(headers)
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    IssueTokenResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Trade a refresh token for new tokens.
+    pub async fn refresh_token(
+        &self,
+        body: &RefreshRequest,
+    ) -> Result<TokenResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /api/auth/refresh", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/api/auth/refresh", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "refreshToken",
+        );
+        let url = format!("{}/api/auth/refresh", self.base_url);
+        #[allow(unused_mut)]
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query)
+            .headers(headers)
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    RefreshTokenResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Revoke a refresh token and every token of its log-in.
+    pub async fn logout(
+        &self,
+        body: &RefreshRequest,
+    ) -> Result<crate::runtime::NoContent, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /api/auth/logout", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/api/auth/logout", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "logout",
+        );
+        let url = format!("{}/api/auth/logout", self.base_url);
+        #[allow(unused_mut)]
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query)
+            .headers(headers)
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    204u16,
+                    LogoutResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

@@ -116,6 +116,12 @@ pub enum CreateOrderResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// The body is larger than the service accepts (64 KiB).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -137,13 +143,15 @@ fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
 impl CreateOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 413u16, 415u16, 500u16, 503u16,
+        400u16, 401u16, 403u16, 413u16, 415u16, 500u16, 503u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Created(_) => 201u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::InternalServerError(_) => 500u16,
@@ -161,6 +169,8 @@ impl From<Problem> for CreateOrderResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
@@ -186,6 +196,12 @@ pub enum GetOrderResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -212,12 +228,16 @@ fn get_order_bad_request(err: poem::Error) -> GetOrderResponse {
 }
 impl GetOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
-    pub const PROBLEM_STATUSES: &'static [u16] = &[400u16, 404u16, 500u16, 503u16];
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 500u16, 503u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::NotFound(_) => 404u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
@@ -234,6 +254,8 @@ impl From<Problem> for GetOrderResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             404u16 => Self::NotFound(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             _ => Self::InternalServerError(Json(problem)),
@@ -258,6 +280,12 @@ pub enum ListUserOrdersResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
     InternalServerError(Json<Problem>),
@@ -291,12 +319,16 @@ fn list_user_orders_bad_request(err: poem::Error) -> ListUserOrdersResponse {
 }
 impl ListUserOrdersResponse {
     /// The error statuses this operation documents, each with a problem body.
-    pub const PROBLEM_STATUSES: &'static [u16] = &[400u16, 500u16, 503u16];
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 500u16, 503u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
@@ -312,6 +344,8 @@ impl From<Problem> for ListUserOrdersResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             _ => Self::InternalServerError(Json(problem)),
         }
@@ -325,17 +359,42 @@ impl From<Result<OrderPage, Problem>> for ListUserOrdersResponse {
         }
     }
 }
+/// An access token from the users service's `POST /auth/token`.
+#[cfg(feature = "server")]
+#[derive(poem_openapi::SecurityScheme)]
+#[oai(
+    ty = "bearer",
+    bearer_format = "JWT",
+    rename = "bearerAuth",
+    checker = "crate::runtime::authenticate"
+)]
+pub struct BearerAuth(pub shopmesh_identity::Principal);
 /// The orders contract as a trait: implement it, then serve it with [`OrdersEndpoints`].
 #[cfg(feature = "server")]
 #[async_trait::async_trait]
 pub trait OrdersApi: Send + Sync + 'static {
     /// Place an order.
-    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem>;
+    ///
+    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user.
+    async fn create_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        body: CreateOrderRequest,
+    ) -> Result<Order, Problem>;
     /// Fetch one order.
-    async fn get_order(&self, id: i64) -> Result<Order, Problem>;
+    ///
+    /// The order's user may read it; an admin any order.
+    async fn get_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem>;
     /// A user's orders, newest first, one page at a time.
+    ///
+    /// A user may list their own orders; an admin anyone's.
     async fn list_user_orders(
         &self,
+        principal: shopmesh_identity::Principal,
         user_id: i64,
         limit: i32,
         cursor: Option<String>,
@@ -386,14 +445,23 @@ struct Unimplemented;
 #[async_trait::async_trait]
 #[allow(unused_variables)]
 impl OrdersApi for Unimplemented {
-    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem> {
+    async fn create_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        body: CreateOrderRequest,
+    ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
-    async fn get_order(&self, id: i64) -> Result<Order, Problem> {
+    async fn get_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn list_user_orders(
         &self,
+        principal: shopmesh_identity::Principal,
         user_id: i64,
         limit: i32,
         cursor: Option<String>,
@@ -405,6 +473,8 @@ impl OrdersApi for Unimplemented {
 #[poem_openapi::OpenApi]
 impl OrdersEndpoints {
     /// Place an order.
+    ///
+    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user.
     #[oai(
         path = "/orders",
         method = "post",
@@ -413,11 +483,14 @@ impl OrdersEndpoints {
     )]
     async fn create_order(
         &self,
+        auth: BearerAuth,
         body: crate::runtime::ContractJson<CreateOrderRequest>,
     ) -> CreateOrderResponse {
-        self.api.create_order(body.0).await.into()
+        self.api.create_order(auth.0, body.0).await.into()
     }
     /// Fetch one order.
+    ///
+    /// The order's user may read it; an admin any order.
     #[oai(
         path = "/orders/:id",
         method = "get",
@@ -426,13 +499,16 @@ impl OrdersEndpoints {
     )]
     async fn get_order(
         &self,
+        auth: BearerAuth,
         /// Order id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderResponse {
-        self.api.get_order(id.0).await.into()
+        self.api.get_order(auth.0, id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
+    ///
+    /// A user may list their own orders; an admin anyone's.
     #[oai(
         path = "/orders/user/:userId",
         method = "get",
@@ -441,6 +517,7 @@ impl OrdersEndpoints {
     )]
     async fn list_user_orders(
         &self,
+        auth: BearerAuth,
         /// User id.
         #[oai(name = "userId", validator(minimum(value = "1")))]
         user_id: poem_openapi::param::Path<i64>,
@@ -455,7 +532,7 @@ impl OrdersEndpoints {
         #[oai(name = "cursor", validator(max_length = 200usize))]
         cursor: poem_openapi::param::Query<Option<String>>,
     ) -> ListUserOrdersResponse {
-        self.api.list_user_orders(user_id.0, limit.0, cursor.0).await.into()
+        self.api.list_user_orders(auth.0, user_id.0, limit.0, cursor.0).await.into()
     }
 }
 /// Typed client (SDK) for the orders contract.
@@ -505,6 +582,7 @@ impl OrdersClient {
     /// Place an order.
     pub async fn create_order(
         &self,
+        token: &shopmesh_identity::AccessToken,
         body: &CreateOrderRequest,
     ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -522,6 +600,7 @@ impl OrdersClient {
             .post(url)
             .query(&query)
             .headers(headers)
+            .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
             let response = request
@@ -541,6 +620,7 @@ impl OrdersClient {
     /// Fetch one order.
     pub async fn get_order(
         &self,
+        token: &shopmesh_identity::AccessToken,
         id: i64,
     ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -553,7 +633,12 @@ impl OrdersClient {
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query)
+            .headers(headers)
+            .bearer_auth(token.expose());
         let call = async move {
             let response = request
                 .send()
@@ -572,6 +657,7 @@ impl OrdersClient {
     /// A user's orders, newest first, one page at a time.
     pub async fn list_user_orders(
         &self,
+        token: &shopmesh_identity::AccessToken,
         user_id: i64,
         limit: Option<i32>,
         cursor: Option<String>,
@@ -592,7 +678,12 @@ impl OrdersClient {
             query.push(("cursor", v.to_string()));
         }
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query)
+            .headers(headers)
+            .bearer_auth(token.expose());
         let call = async move {
             let response = request
                 .send()

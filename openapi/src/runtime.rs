@@ -84,6 +84,15 @@ pub enum ClientError {
     /// The service answered one of the error statuses the operation documents, with its problem.
     #[error("{0}")]
     Problem(Problem),
+    /// The service answered a documented 429: too many requests; `Retry-After` says when to
+    /// try again.
+    #[error("{problem}")]
+    TooManyRequests {
+        /// Its problem.
+        problem: Problem,
+        /// Seconds from `Retry-After`, when it was sent.
+        retry_after_secs: Option<u64>,
+    },
     /// The request did not complete within the client's timeout.
     #[error("request timed out")]
     Timeout,
@@ -118,7 +127,7 @@ impl ClientError {
     /// The documented problem the service answered, if that is what happened.
     pub fn problem(&self) -> Option<&Problem> {
         match self {
-            Self::Problem(p) => Some(p),
+            Self::Problem(p) | Self::TooManyRequests { problem: p, .. } => Some(p),
             _ => None,
         }
     }
@@ -147,7 +156,6 @@ impl<T: poem_openapi::types::ParseFromJSON> SuccessBody for T {
 }
 
 /// The success value of an operation without a response body.
-#[cfg(feature = "client")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct NoContent;
 
@@ -167,9 +175,16 @@ pub async fn decode_response<T: SuccessBody>(
     problems: &[u16],
 ) -> Result<T, ClientError> {
     let status = response.status().as_u16();
+    let retry_after_secs = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok());
     let bytes = response.bytes().await.map_err(ClientError::from_reqwest)?;
     if status == success {
         T::decode(status, &bytes)
+    } else if status == 429 && problems.contains(&status) {
+        Err(ClientError::TooManyRequests { problem: decode_json(status, &bytes)?, retry_after_secs })
     } else if problems.contains(&status) {
         Err(ClientError::Problem(decode_json(status, &bytes)?))
     } else {
@@ -448,6 +463,28 @@ pub struct ParamInfo {
     pub kind: &'static str,
 }
 
+/// The checker of every generated bearer scheme: verifies the token with the
+/// [`shopmesh_identity::TokenVerifier`] the service put into the request data
+/// (`EndpointExt::data`). Fails with 401 (or 503 when the keys are out of reach), which the
+/// operation's handler turns into a problem.
+#[cfg(feature = "server")]
+pub async fn authenticate(
+    req: &poem::Request,
+    bearer: poem_openapi::auth::Bearer,
+) -> poem::Result<shopmesh_identity::Principal> {
+    use poem::http::StatusCode;
+    let Some(verifier) = req.data::<shopmesh_identity::TokenVerifier>() else {
+        return Err(poem::Error::from_string(
+            "the service has no token verifier",
+            StatusCode::INTERNAL_SERVER_ERROR,
+        ));
+    };
+    verifier.verify(&bearer.token).await.map_err(|e| {
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+        poem::Error::from_string(e.to_string(), status)
+    })
+}
+
 /// The detail of a 400 the routes raise before the service runs: which parameter or field and
 /// what is wrong, in the contract's names. `params` are the operation's parameters; poem-openapi
 /// calls path parameters it cannot parse `param0`, `param1`, ... in path order.
@@ -460,6 +497,8 @@ pub fn bad_request_detail(err: &poem::Error, params: &[ParamInfo]) -> String {
         (e.name.to_owned(), e.reason.clone())
     } else if let Some(e) = err.downcast_ref::<ParseRequestPayloadError>() {
         return e.reason.clone();
+    } else if err.is::<poem_openapi::error::AuthorizationError>() {
+        return shopmesh_identity::AuthError::Missing.to_string();
     } else {
         return err.to_string();
     };

@@ -11,12 +11,85 @@ pub const TITLE: &str = "shopmesh users";
 /// `info.version` of the contract.
 pub const VERSION: &str = "1.0.0";
 /// `info.description` of the contract.
-pub const DESCRIPTION: &str = "Stores users; reads are served from a Redis cache that every write refreshes.";
+pub const DESCRIPTION: &str = "Stores users and their credentials, and issues the platform's access tokens: short-lived EdDSA JWTs that every service verifies against the keys at `/.well-known/jwks.json`, and refresh tokens that rotate on every use. Reads are served from a Redis cache that every write refreshes.";
 /// Every path template of the contract with its methods, for `Allow` headers.
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/users", &["POST"]),
     ("/users/{id}", &["GET", "PUT"]),
+    ("/auth/token", &["POST"]),
+    ("/auth/refresh", &["POST"]),
+    ("/auth/logout", &["POST"]),
+    ("/.well-known/jwks.json", &["GET"]),
 ];
+/// What a client sends to sign up.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "NewUser")]
+pub struct NewUser {
+    #[oai(rename = "name", validator(min_length = 1usize, max_length = 200usize))]
+    pub name: String,
+    #[oai(rename = "email", validator(max_length = 254usize))]
+    pub email: poem_openapi::types::Email,
+    /// 8 to 128 characters; stored only as an argon2id hash.
+    #[oai(rename = "password", validator(min_length = 8usize, max_length = 128usize))]
+    pub password: String,
+}
+/// An email and password to log in with.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Credentials")]
+pub struct Credentials {
+    #[oai(rename = "email", validator(max_length = 254usize))]
+    pub email: String,
+    #[oai(rename = "password", validator(max_length = 128usize))]
+    pub password: String,
+}
+/// A refresh token from an earlier log-in or refresh.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "RefreshRequest")]
+pub struct RefreshRequest {
+    #[oai(rename = "refreshToken", validator(max_length = 200usize))]
+    pub refresh_token: String,
+}
+/// Tokens for a logged-in user.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "TokenResponse")]
+pub struct TokenResponse {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    #[oai(rename = "accessToken")]
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[oai(rename = "tokenType")]
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    #[oai(rename = "expiresIn")]
+    pub expires_in: i32,
+    /// Single use; trade it at `/auth/refresh` for new tokens.
+    #[oai(rename = "refreshToken")]
+    pub refresh_token: String,
+}
+/// A JSON Web Key set (RFC 7517).
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "JwkSet")]
+pub struct JwkSet {
+    #[oai(rename = "keys")]
+    pub keys: Vec<Jwk>,
+}
+/// The public half of an Ed25519 signing key (RFC 8037).
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Jwk")]
+pub struct Jwk {
+    #[oai(rename = "kty")]
+    pub kty: String,
+    #[oai(rename = "crv")]
+    pub crv: String,
+    #[oai(rename = "x")]
+    pub x: String,
+    #[oai(rename = "kid")]
+    pub kid: String,
+    #[oai(rename = "alg")]
+    pub alg: String,
+    #[oai(rename = "use")]
+    pub r#use: String,
+}
 /// A user's editable fields.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "UserInput")]
@@ -25,6 +98,34 @@ pub struct UserInput {
     pub name: String,
     #[oai(rename = "email", validator(max_length = 254usize))]
     pub email: poem_openapi::types::Email,
+}
+/// What a user may do beyond their own data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
+#[oai(rename = "Role")]
+pub enum Role {
+    #[oai(rename = "user")]
+    User,
+    #[oai(rename = "admin")]
+    Admin,
+}
+impl Role {
+    /// Every value, in contract order.
+    pub const ALL: &'static [Self] = &[Self::User, Self::Admin];
+    /// The wire value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+    /// Parses a wire value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "user" => Some(Self::User),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
 }
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -36,6 +137,8 @@ pub struct User {
     pub name: String,
     #[oai(rename = "email")]
     pub email: String,
+    #[oai(rename = "role")]
+    pub role: Role,
     #[oai(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -47,6 +150,9 @@ pub enum UsersTag {
     /// User registration and lookup.
     #[oai(rename = "users")]
     Users,
+    /// Logging in, refreshing and revoking tokens, and the keys that verify them.
+    #[oai(rename = "auth")]
+    Auth,
 }
 /// Every response of `createUser` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
@@ -133,6 +239,12 @@ pub enum GetUserResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -159,12 +271,16 @@ fn get_user_bad_request(err: poem::Error) -> GetUserResponse {
 }
 impl GetUserResponse {
     /// The error statuses this operation documents, each with a problem body.
-    pub const PROBLEM_STATUSES: &'static [u16] = &[400u16, 404u16, 500u16, 503u16];
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 500u16, 503u16,
+    ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::NotFound(_) => 404u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
@@ -181,6 +297,8 @@ impl From<Problem> for GetUserResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             404u16 => Self::NotFound(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             _ => Self::InternalServerError(Json(problem)),
@@ -205,6 +323,12 @@ pub enum UpdateUserResponse {
     /// The request is malformed or violates the contract.
     #[oai(status = 400u16, content_type = "application/problem+json")]
     BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
@@ -241,13 +365,15 @@ fn update_user_bad_request(err: poem::Error) -> UpdateUserResponse {
 impl UpdateUserResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 404u16, 409u16, 413u16, 415u16, 500u16, 503u16,
+        400u16, 401u16, 403u16, 404u16, 409u16, 413u16, 415u16, 500u16, 503u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
         match self {
             Self::Ok(_) => 200u16,
             Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
             Self::NotFound(_) => 404u16,
             Self::Conflict(_) => 409u16,
             Self::PayloadTooLarge(_) => 413u16,
@@ -267,6 +393,8 @@ impl From<Problem> for UpdateUserResponse {
         let problem = problem.answered_as(Self::PROBLEM_STATUSES);
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
             404u16 => Self::NotFound(Json(problem)),
             409u16 => Self::Conflict(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
@@ -284,16 +412,339 @@ impl From<Result<User, Problem>> for UpdateUserResponse {
         }
     }
 }
+/// Every response of `issueToken` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[oai(bad_request_handler = "issue_token_bad_request")]
+pub enum IssueTokenResponse {
+    /// Logged in.
+    #[oai(status = 200u16)]
+    Ok(Json<TokenResponse>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The email and password do not match an account.
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The body is larger than the service accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// Too many failed log-ins for this account or from this address; retry after the delay.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until another attempt may succeed."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn issue_token_bad_request(err: poem::Error) -> IssueTokenResponse {
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl IssueTokenResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 413u16, 415u16, 429u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<TokenResponse> for IssueTokenResponse {
+    fn from(value: TokenResponse) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for IssueTokenResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<TokenResponse, Problem>> for IssueTokenResponse {
+    fn from(result: Result<TokenResponse, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `refreshToken` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[oai(bad_request_handler = "refresh_token_bad_request")]
+pub enum RefreshTokenResponse {
+    /// New tokens.
+    #[oai(status = 200u16)]
+    Ok(Json<TokenResponse>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The refresh token is unknown, expired, revoked or already used.
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The body is larger than the service accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn refresh_token_bad_request(err: poem::Error) -> RefreshTokenResponse {
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl RefreshTokenResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 413u16, 415u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<TokenResponse> for RefreshTokenResponse {
+    fn from(value: TokenResponse) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for RefreshTokenResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<TokenResponse, Problem>> for RefreshTokenResponse {
+    fn from(result: Result<TokenResponse, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `logout` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[oai(bad_request_handler = "logout_bad_request")]
+pub enum LogoutResponse {
+    /// Revoked (also when the token was unknown or already revoked).
+    #[oai(status = 204u16)]
+    NoContent,
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The body is larger than the service accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn logout_bad_request(err: poem::Error) -> LogoutResponse {
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl LogoutResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 413u16, 415u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::NoContent => 204u16,
+            Self::BadRequest(_) => 400u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<crate::runtime::NoContent> for LogoutResponse {
+    fn from(value: crate::runtime::NoContent) -> Self {
+        {
+            let crate::runtime::NoContent = value;
+            Self::NoContent
+        }
+    }
+}
+impl From<Problem> for LogoutResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<crate::runtime::NoContent, Problem>> for LogoutResponse {
+    fn from(result: Result<crate::runtime::NoContent, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `getJwks` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+pub enum GetJwksResponse {
+    /// The key set (RFC 7517).
+    #[oai(status = 200u16)]
+    Ok(Json<JwkSet>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+}
+impl GetJwksResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[500u16];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::InternalServerError(_) => 500u16,
+        }
+    }
+}
+impl From<JwkSet> for GetJwksResponse {
+    fn from(value: JwkSet) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetJwksResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        Self::InternalServerError(Json(problem))
+    }
+}
+impl From<Result<JwkSet, Problem>> for GetJwksResponse {
+    fn from(result: Result<JwkSet, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// An access token from `POST /auth/token`.
+#[cfg(feature = "server")]
+#[derive(poem_openapi::SecurityScheme)]
+#[oai(
+    ty = "bearer",
+    bearer_format = "JWT",
+    rename = "bearerAuth",
+    checker = "crate::runtime::authenticate"
+)]
+pub struct BearerAuth(pub shopmesh_identity::Principal);
 /// The users contract as a trait: implement it, then serve it with [`UsersEndpoints`].
 #[cfg(feature = "server")]
 #[async_trait::async_trait]
 pub trait UsersApi: Send + Sync + 'static {
     /// Register a user.
-    async fn create_user(&self, body: UserInput) -> Result<User, Problem>;
+    ///
+    /// Anyone may sign up; the account gets the `user` role.
+    async fn create_user(&self, body: NewUser) -> Result<User, Problem>;
     /// Fetch one user.
-    async fn get_user(&self, id: i64) -> Result<User, Problem>;
+    ///
+    /// A user may read themself; an admin anyone.
+    async fn get_user(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<User, Problem>;
     /// Replace a user's name and email.
-    async fn update_user(&self, id: i64, body: UserInput) -> Result<User, Problem>;
+    ///
+    /// A user may change themself; an admin anyone.
+    async fn update_user(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+        body: UserInput,
+    ) -> Result<User, Problem>;
+    /// Log in with an email and a password.
+    ///
+    /// Answers an access token and a refresh token. A wrong email and a wrong password get the same answer in the same time. Repeated failures for one account or from one address are refused with 429 for a growing delay.
+    async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem>;
+    /// Trade a refresh token for new tokens.
+    ///
+    /// The refresh token is used up; the answer carries its successor. Presenting a used refresh token again revokes every token descended from the same log-in.
+    async fn refresh_token(
+        &self,
+        body: RefreshRequest,
+    ) -> Result<TokenResponse, Problem>;
+    /// Revoke a refresh token and every token of its log-in.
+    ///
+    /// Access tokens already issued stay valid until they expire (minutes).
+    async fn logout(
+        &self,
+        body: RefreshRequest,
+    ) -> Result<crate::runtime::NoContent, Problem>;
+    /// The public keys that verify access tokens.
+    ///
+    /// The signing key and the retired keys whose tokens are still valid. Services fetch it once and again when a token names a key they do not hold.
+    async fn get_jwks(&self) -> Result<JwkSet, Problem>;
 }
 /// Mounts an implementation of the trait as poem-openapi routes that parse and validate
 /// requests exactly as the contract says.
@@ -336,13 +787,40 @@ struct Unimplemented;
 #[async_trait::async_trait]
 #[allow(unused_variables)]
 impl UsersApi for Unimplemented {
-    async fn create_user(&self, body: UserInput) -> Result<User, Problem> {
+    async fn create_user(&self, body: NewUser) -> Result<User, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
-    async fn get_user(&self, id: i64) -> Result<User, Problem> {
+    async fn get_user(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<User, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
-    async fn update_user(&self, id: i64, body: UserInput) -> Result<User, Problem> {
+    async fn update_user(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+        body: UserInput,
+    ) -> Result<User, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn refresh_token(
+        &self,
+        body: RefreshRequest,
+    ) -> Result<TokenResponse, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn logout(
+        &self,
+        body: RefreshRequest,
+    ) -> Result<crate::runtime::NoContent, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_jwks(&self) -> Result<JwkSet, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
 }
@@ -350,6 +828,8 @@ impl UsersApi for Unimplemented {
 #[poem_openapi::OpenApi]
 impl UsersEndpoints {
     /// Register a user.
+    ///
+    /// Anyone may sign up; the account gets the `user` role.
     #[oai(
         path = "/users",
         method = "post",
@@ -358,11 +838,13 @@ impl UsersEndpoints {
     )]
     async fn create_user(
         &self,
-        body: crate::runtime::ContractJson<UserInput>,
+        body: crate::runtime::ContractJson<NewUser>,
     ) -> CreateUserResponse {
         self.api.create_user(body.0).await.into()
     }
     /// Fetch one user.
+    ///
+    /// A user may read themself; an admin anyone.
     #[oai(
         path = "/users/:id",
         method = "get",
@@ -371,13 +853,16 @@ impl UsersEndpoints {
     )]
     async fn get_user(
         &self,
+        auth: BearerAuth,
         /// User id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserResponse {
-        self.api.get_user(id.0).await.into()
+        self.api.get_user(auth.0, id.0).await.into()
     }
     /// Replace a user's name and email.
+    ///
+    /// A user may change themself; an admin anyone.
     #[oai(
         path = "/users/:id",
         method = "put",
@@ -386,12 +871,70 @@ impl UsersEndpoints {
     )]
     async fn update_user(
         &self,
+        auth: BearerAuth,
         /// User id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
         body: crate::runtime::ContractJson<UserInput>,
     ) -> UpdateUserResponse {
-        self.api.update_user(id.0, body.0).await.into()
+        self.api.update_user(auth.0, id.0, body.0).await.into()
+    }
+    /// Log in with an email and a password.
+    ///
+    /// Answers an access token and a refresh token. A wrong email and a wrong password get the same answer in the same time. Repeated failures for one account or from one address are refused with 429 for a growing delay.
+    #[oai(
+        path = "/auth/token",
+        method = "post",
+        operation_id = "issueToken",
+        tag = UsersTag::Auth
+    )]
+    async fn issue_token(
+        &self,
+        body: crate::runtime::ContractJson<Credentials>,
+    ) -> IssueTokenResponse {
+        self.api.issue_token(body.0).await.into()
+    }
+    /// Trade a refresh token for new tokens.
+    ///
+    /// The refresh token is used up; the answer carries its successor. Presenting a used refresh token again revokes every token descended from the same log-in.
+    #[oai(
+        path = "/auth/refresh",
+        method = "post",
+        operation_id = "refreshToken",
+        tag = UsersTag::Auth
+    )]
+    async fn refresh_token(
+        &self,
+        body: crate::runtime::ContractJson<RefreshRequest>,
+    ) -> RefreshTokenResponse {
+        self.api.refresh_token(body.0).await.into()
+    }
+    /// Revoke a refresh token and every token of its log-in.
+    ///
+    /// Access tokens already issued stay valid until they expire (minutes).
+    #[oai(
+        path = "/auth/logout",
+        method = "post",
+        operation_id = "logout",
+        tag = UsersTag::Auth
+    )]
+    async fn logout(
+        &self,
+        body: crate::runtime::ContractJson<RefreshRequest>,
+    ) -> LogoutResponse {
+        self.api.logout(body.0).await.into()
+    }
+    /// The public keys that verify access tokens.
+    ///
+    /// The signing key and the retired keys whose tokens are still valid. Services fetch it once and again when a token names a key they do not hold.
+    #[oai(
+        path = "/.well-known/jwks.json",
+        method = "get",
+        operation_id = "getJwks",
+        tag = UsersTag::Auth
+    )]
+    async fn get_jwks(&self) -> GetJwksResponse {
+        self.api.get_jwks().await.into()
     }
 }
 /// Typed client (SDK) for the users contract.
@@ -441,7 +984,7 @@ impl UsersClient {
     /// Register a user.
     pub async fn create_user(
         &self,
-        body: &UserInput,
+        body: &NewUser,
     ) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "POST /users", otel.kind = "client", otel
@@ -475,7 +1018,11 @@ impl UsersClient {
         tracing::Instrument::instrument(call, span).await
     }
     /// Fetch one user.
-    pub async fn get_user(&self, id: i64) -> Result<User, crate::runtime::ClientError> {
+    pub async fn get_user(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
             "http.client", otel.name = "GET /users/{id}", otel.kind = "client", otel
             .status_code = tracing::field::Empty, http.request.method = "GET", url
@@ -486,7 +1033,12 @@ impl UsersClient {
         #[allow(unused_mut)]
         let mut query: Vec<(&str, String)> = Vec::new();
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query)
+            .headers(headers)
+            .bearer_auth(token.expose());
         let call = async move {
             let response = request
                 .send()
@@ -505,6 +1057,7 @@ impl UsersClient {
     /// Replace a user's name and email.
     pub async fn update_user(
         &self,
+        token: &shopmesh_identity::AccessToken,
         id: i64,
         body: &UserInput,
     ) -> Result<User, crate::runtime::ClientError> {
@@ -523,6 +1076,7 @@ impl UsersClient {
             .put(url)
             .query(&query)
             .headers(headers)
+            .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
             let response = request
@@ -534,6 +1088,142 @@ impl UsersClient {
                     response?,
                     200u16,
                     UpdateUserResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Log in with an email and a password.
+    pub async fn issue_token(
+        &self,
+        body: &Credentials,
+    ) -> Result<TokenResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /auth/token", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/auth/token", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "issueToken",
+        );
+        let url = format!("{}/auth/token", self.base_url);
+        #[allow(unused_mut)]
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query)
+            .headers(headers)
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    IssueTokenResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Trade a refresh token for new tokens.
+    pub async fn refresh_token(
+        &self,
+        body: &RefreshRequest,
+    ) -> Result<TokenResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /auth/refresh", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/auth/refresh", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "refreshToken",
+        );
+        let url = format!("{}/auth/refresh", self.base_url);
+        #[allow(unused_mut)]
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query)
+            .headers(headers)
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    RefreshTokenResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Revoke a refresh token and every token of its log-in.
+    pub async fn logout(
+        &self,
+        body: &RefreshRequest,
+    ) -> Result<crate::runtime::NoContent, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /auth/logout", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/auth/logout", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "logout",
+        );
+        let url = format!("{}/auth/logout", self.base_url);
+        #[allow(unused_mut)]
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query)
+            .headers(headers)
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    204u16,
+                    LogoutResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// The public keys that verify access tokens.
+    pub async fn get_jwks(&self) -> Result<JwkSet, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /.well-known/jwks.json", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "GET", url.template = "/.well-known/jwks.json", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getJwks",
+        );
+        let url = format!("{}/.well-known/jwks.json", self.base_url);
+        #[allow(unused_mut)]
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self.http.get(url).query(&query).headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetJwksResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

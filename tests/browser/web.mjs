@@ -1,6 +1,7 @@
 // Drives real Chromium (playwright-core) against a running gateway, as a front-end developer
-// would: the GraphiQL page, Swagger UI's "Try it out", and a page on another origin calling the
-// gateway through CORS. Usage: node web.mjs <gateway base URL>. Prints one JSON line with what
+// would: with a token from POST /api/auth/token (the demo user Alice), the GraphiQL page with
+// the token in its headers editor, Swagger UI's "Authorize" and "Try it out", and a page on
+// another origin calling the gateway through CORS with the token. Usage: node web.mjs <gateway base URL>. Prints one JSON line with what
 // each check saw and exits 1 if any check failed.
 //
 // Every request the browser makes is recorded; one to a host other than the gateway's machine
@@ -15,6 +16,18 @@ const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost"]);
 const TIMEOUT = 30_000;
 
 const report = { checks: {}, offsite: [], consoleErrors: [] };
+
+// Log in as a client would.
+const login = await fetch(`${gateway.origin}/api/auth/token`, {
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({ email: "alice@example.com", password: "shopmesh-demo" }),
+});
+if (login.status !== 200) {
+  console.log(JSON.stringify({ ok: false, login: login.status, body: await login.text() }));
+  process.exit(1);
+}
+const { accessToken } = await login.json();
 
 function watch(page, label) {
   page.on("request", (r) => {
@@ -55,6 +68,10 @@ try {
     await page.locator('button[aria-label="Show Documentation Explorer"]').click();
     await page.locator(".graphiql-doc-explorer").getByText("Query").first().waitFor();
     const tabs = await page.locator(".graphiql-tab").count();
+    // The token goes into the headers editor, as a developer pastes it.
+    await page.getByRole("button", { name: "Headers" }).click();
+    await page.locator(".graphiql-editor-tool .graphiql-editor").last().click();
+    await page.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${accessToken}` }));
     await page.locator(".graphiql-execute-button").click();
     const result = page.locator(".result-window");
     await result.getByText("Alice Johnson").waitFor();
@@ -68,6 +85,11 @@ try {
     const page = await context.newPage();
     watch(page, "swagger");
     await page.goto(`${gateway.origin}/docs`);
+    // "Authorize" with the bearer token, then the operation sends it.
+    await page.locator(".auth-wrapper .authorize").click();
+    await page.locator(".modal-ux input").first().fill(accessToken);
+    await page.locator(".modal-ux .auth-btn-wrapper .authorize").click();
+    await page.locator(".modal-ux .btn-done").click();
     const op = page.locator(".opblock", { hasText: "/api/users/{id}/name" }).first();
     await op.locator(".opblock-summary").click();
     await op.getByRole("button", { name: "Try it out" }).click();
@@ -96,10 +118,10 @@ try {
       const page = await context.newPage();
       watch(page, "cors");
       await page.goto(`${origin}/`);
-      const seen = await page.evaluate(async (url) => {
+      const seen = await page.evaluate(async ([url, token]) => {
         const resp = await fetch(url, {
           method: "POST",
-          headers: { "content-type": "application/json" },
+          headers: { "content-type": "application/json", authorization: `Bearer ${token}` },
           body: JSON.stringify({ query: '{ userName(id: "1") }' }),
         });
         return {
@@ -108,7 +130,7 @@ try {
           rateLimit: resp.headers.get("ratelimit"),
           rateLimitPolicy: resp.headers.get("ratelimit-policy"),
         };
-      }, `${gateway.origin}/graphql`);
+      }, [`${gateway.origin}/graphql`, accessToken]);
       await page.close();
       if (seen.body?.data?.userName !== "Alice Johnson") throw new Error(JSON.stringify(seen));
       if (!seen.rateLimitPolicy) throw new Error(`RateLimit-Policy not exposed: ${JSON.stringify(seen)}`);

@@ -6,6 +6,7 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod auth;
 #[cfg(feature = "cache")]
 pub mod cache;
 pub mod config;

@@ -3,14 +3,15 @@
 
 use std::sync::Arc;
 
+use shopmesh_identity::Principal;
 use shopmesh_openapi::gateway::{
-    CreateOrderRequest, CreateUserRequest, GatewayApi, NotificationList, Order, OrderPage, User,
-    UserName,
+    CreateOrderRequest, CreateUserRequest, Credentials, GatewayApi, NotificationList, Order,
+    OrderPage, RefreshRequest, TokenResponse, User, UserName,
 };
-use shopmesh_openapi::runtime::Problem;
+use shopmesh_openapi::runtime::{NoContent, Problem};
 use shopmesh_openapi::{orders, users};
 
-use crate::convert::{rest_notification, rest_order, rest_user};
+use crate::convert::{rest_notification, rest_order, rest_tokens, rest_user};
 use crate::downstream::Backends;
 
 /// The REST service behind `/api`.
@@ -27,21 +28,34 @@ impl GatewayRest {
 
 #[async_trait::async_trait]
 impl GatewayApi for GatewayRest {
-    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem> {
+    async fn create_order(
+        &self,
+        principal: Principal,
+        body: CreateOrderRequest,
+    ) -> Result<Order, Problem> {
         let request = orders::CreateOrderRequest {
             user_id: body.user_id,
             product_id: body.product_id,
             quantity: body.quantity,
         };
-        Ok(rest_order(self.backends.create_order(request).await?))
+        Ok(rest_order(
+            self.backends.create_order(&principal, request).await?,
+        ))
     }
 
-    async fn get_order(&self, id: i64) -> Result<Order, Problem> {
-        Ok(rest_order(self.backends.order(id).await?))
+    async fn get_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
+        Ok(rest_order(self.backends.order(&principal, id).await?))
     }
 
-    async fn get_order_notifications(&self, id: i64) -> Result<NotificationList, Problem> {
-        let items = self.backends.notifications_for_order(id).await?;
+    async fn get_order_notifications(
+        &self,
+        principal: Principal,
+        id: i64,
+    ) -> Result<NotificationList, Problem> {
+        let items = self
+            .backends
+            .notifications_for_order(&principal, id)
+            .await?;
         Ok(NotificationList {
             items: items.into_iter().map(rest_notification).collect(),
         })
@@ -49,11 +63,15 @@ impl GatewayApi for GatewayRest {
 
     async fn list_user_orders(
         &self,
+        principal: Principal,
         user_id: i64,
         limit: i32,
         cursor: Option<String>,
     ) -> Result<OrderPage, Problem> {
-        let page = self.backends.orders_by_user(user_id, limit, cursor).await?;
+        let page = self
+            .backends
+            .orders_by_user(&principal, user_id, limit, cursor)
+            .await?;
         Ok(OrderPage {
             items: page.items.into_iter().map(rest_order).collect(),
             next_cursor: page.next_cursor,
@@ -61,22 +79,42 @@ impl GatewayApi for GatewayRest {
     }
 
     async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem> {
-        let request = users::UserInput {
+        let request = users::NewUser {
             name: body.name,
             email: body.email,
+            password: body.password,
         };
         Ok(rest_user(self.backends.create_user(request).await?))
     }
 
-    async fn get_user(&self, id: i64) -> Result<User, Problem> {
-        Ok(rest_user(self.backends.user(id).await?))
+    async fn get_user(&self, principal: Principal, id: i64) -> Result<User, Problem> {
+        Ok(rest_user(self.backends.user(&principal, id).await?))
     }
 
-    async fn get_user_name(&self, id: i64) -> Result<UserName, Problem> {
-        let u = self.backends.user(id).await?;
+    async fn get_user_name(&self, principal: Principal, id: i64) -> Result<UserName, Problem> {
+        let u = self.backends.user(&principal, id).await?;
         Ok(UserName {
             id: u.id,
             name: u.name,
         })
+    }
+
+    async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem> {
+        let credentials = users::Credentials {
+            email: body.email,
+            password: body.password,
+        };
+        Ok(rest_tokens(self.backends.log_in(credentials).await?))
+    }
+
+    async fn refresh_token(&self, body: RefreshRequest) -> Result<TokenResponse, Problem> {
+        Ok(rest_tokens(
+            self.backends.refresh(body.refresh_token).await?,
+        ))
+    }
+
+    async fn logout(&self, body: RefreshRequest) -> Result<NoContent, Problem> {
+        self.backends.log_out(body.refresh_token).await?;
+        Ok(NoContent)
     }
 }

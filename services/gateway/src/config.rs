@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use shopmesh_common::auth::AuthConfig;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, redis_url};
 use shopmesh_common::http::HttpConfig;
 
@@ -42,6 +43,8 @@ pub struct GatewayConfig {
     pub resilience: ResilienceConfig,
     /// Which web origins browsers may call the gateway from (`CORS_ALLOWED_ORIGINS`).
     pub cors: CorsOrigins,
+    /// Which tokens are accepted (`AUTH_*`).
+    pub auth: AuthConfig,
 }
 
 /// The origins allowed by CORS (`CORS_ALLOWED_ORIGINS`): unset, any `http://localhost:PORT` or
@@ -177,6 +180,7 @@ impl GatewayConfig {
                 max_mutations: env.parse_or("GRAPHQL_MAX_MUTATIONS", 5)?,
                 max_downstream_calls: env.parse_or("GRAPHQL_MAX_DOWNSTREAM_CALLS", 50)?,
             },
+            auth: AuthConfig::from_env(env)?,
             cors: CorsOrigins::from_env(env),
             resilience: ResilienceConfig {
                 retries: env.parse_or("DOWNSTREAM_RETRIES", 2)?,

@@ -93,6 +93,26 @@ pub fn rest_user(u: users::User) -> rest::User {
     }
 }
 
+/// Tokens for REST.
+pub fn rest_tokens(t: users::TokenResponse) -> rest::TokenResponse {
+    rest::TokenResponse {
+        access_token: t.access_token,
+        token_type: t.token_type,
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token,
+    }
+}
+
+/// Tokens for GraphQL.
+pub fn gql_tokens(t: users::TokenResponse) -> gql::AuthPayload {
+    gql::AuthPayload {
+        access_token: t.access_token,
+        token_type: t.token_type,
+        expires_in: t.expires_in,
+        refresh_token: t.refresh_token,
+    }
+}
+
 /// Notification for REST.
 pub fn rest_notification(n: pb::Notification) -> rest::Notification {
     let status = match pb::NotificationStatus::try_from(n.status) {

@@ -12,6 +12,20 @@ pub enum GatewayError {
     /// The thing asked for does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// No valid credentials: a token or log-in the users service or the gateway refused.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller may not act on this resource.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A downstream service asks the client to wait (too many failed log-ins).
+    #[error("{detail}")]
+    TooManyRequests {
+        /// Why.
+        detail: String,
+        /// Seconds to wait, when known.
+        retry_after_secs: Option<u64>,
+    },
     /// The request conflicts with existing data (a taken email).
     #[error("{0}")]
     Conflict(String),
@@ -48,12 +62,21 @@ impl GatewayError {
             ClientError::Problem(p) => {
                 let detail = p.detail_or_title().to_owned();
                 match p.status() {
+                    401 => Self::Unauthenticated(detail),
+                    403 => Self::Forbidden(detail),
                     404 => Self::NotFound(detail),
                     409 => Self::Conflict(detail),
                     400..=499 => Self::InvalidInput(detail),
                     _ => Self::Unavailable { service, detail },
                 }
             }
+            ClientError::TooManyRequests {
+                problem,
+                retry_after_secs,
+            } => Self::TooManyRequests {
+                detail: problem.detail_or_title().to_owned(),
+                retry_after_secs,
+            },
             ClientError::Timeout => Self::Timeout { service },
             other => Self::Unavailable {
                 service,
@@ -79,8 +102,11 @@ impl GatewayError {
     pub fn status(&self) -> u16 {
         match self {
             Self::InvalidInput(_) => 400,
+            Self::Unauthenticated(_) => 401,
+            Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
+            Self::TooManyRequests { .. } => 429,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
             Self::CallBudgetSpent => 400,
@@ -92,8 +118,11 @@ impl GatewayError {
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidInput(_) => "BAD_USER_INPUT",
+            Self::Unauthenticated(_) => "UNAUTHENTICATED",
+            Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
+            Self::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             Self::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
             Self::Timeout { .. } => "DOWNSTREAM_TIMEOUT",
             Self::CallBudgetSpent => crate::limits::LIMIT_CODE,
@@ -117,6 +146,13 @@ impl GatewayError {
 impl From<GatewayError> for Problem {
     fn from(e: GatewayError) -> Self {
         e.log();
+        if let GatewayError::TooManyRequests {
+            retry_after_secs: Some(secs),
+            ..
+        } = &e
+        {
+            crate::client::note_retry_after(*secs);
+        }
         Problem::new(e.status(), e.to_string())
     }
 }
@@ -131,12 +167,28 @@ impl ErrorExtensions for GatewayError {
             Self::Unavailable { service, .. } | Self::Timeout { service } => Some(*service),
             _ => None,
         };
+        let retry_after = match self {
+            Self::TooManyRequests {
+                retry_after_secs, ..
+            } => *retry_after_secs,
+            _ => None,
+        };
         async_graphql::Error::new(self.to_string()).extend_with(|_, ext| {
             ext.set("code", code);
             if let Some(s) = service {
                 ext.set("service", s);
             }
+            if let Some(secs) = retry_after {
+                ext.set("retryAfter", secs);
+            }
         })
+    }
+}
+
+/// A caller the rules do not allow.
+impl From<shopmesh_identity::Forbidden> for GatewayError {
+    fn from(e: shopmesh_identity::Forbidden) -> Self {
+        Self::Forbidden(e.0)
     }
 }
 

@@ -8,21 +8,24 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ID};
 use shopmesh_graphql::{self as gql, GatewayResolvers};
-use shopmesh_openapi::orders;
+use shopmesh_identity::Principal;
+use shopmesh_openapi::{orders, users};
 
-use crate::convert::{gql_notification, gql_order, gql_user, parse_id};
+use crate::convert::{gql_notification, gql_order, gql_tokens, gql_user, parse_id};
 use crate::downstream::Backends;
 use crate::error::GatewayError;
 
-/// Loads users by id for one GraphQL request, deduplicating and batching lookups.
+/// Loads users by id for one GraphQL request, deduplicating and batching lookups, as the
+/// request's caller (`None` for an anonymous request, which no guarded field lets reach it).
 pub struct UserLoader {
     backends: Arc<Backends>,
+    caller: Option<Principal>,
 }
 
 impl UserLoader {
-    /// A loader over `backends`.
-    pub fn new(backends: Arc<Backends>) -> Self {
-        Self { backends }
+    /// A loader over `backends` for `caller`.
+    pub fn new(backends: Arc<Backends>, caller: Option<Principal>) -> Self {
+        Self { backends, caller }
     }
 }
 
@@ -31,9 +34,12 @@ impl Loader<i64> for UserLoader {
     type Error = GatewayError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+        let caller = self.caller.as_ref().ok_or_else(|| {
+            GatewayError::Unauthenticated(shopmesh_identity::AuthError::Missing.to_string())
+        })?;
         let lookups = keys
             .iter()
-            .map(|id| async move { (*id, self.backends.user(*id).await) });
+            .map(|id| async move { (*id, self.backends.user(caller, *id).await) });
         let mut found = HashMap::new();
         for (id, result) in futures::future::join_all(lookups).await {
             match result {
@@ -108,15 +114,17 @@ impl GatewayResolvers for GatewayGraph {
     async fn query_order(
         &self,
         _ctx: &Context<'_>,
+        principal: &Principal,
         id: ID,
     ) -> Result<Option<gql::Order>, GatewayError> {
-        let order = self.backends.order(parse_id("id", &id)?).await;
+        let order = self.backends.order(principal, parse_id("id", &id)?).await;
         Ok(absent_is_null(order)?.map(gql_order))
     }
 
     async fn query_orders_by_user(
         &self,
         _ctx: &Context<'_>,
+        principal: &Principal,
         user_id: ID,
         first: i32,
         after: Option<String>,
@@ -127,7 +135,10 @@ impl GatewayResolvers for GatewayGraph {
                 "first must be 1..=100, got {first}"
             )));
         }
-        let page = self.backends.orders_by_user(user_id, first, after).await?;
+        let page = self
+            .backends
+            .orders_by_user(principal, user_id, first, after)
+            .await?;
         Ok(gql::OrderConnection {
             nodes: page.items.into_iter().map(gql_order).collect(),
             page_info: gql::PageInfo {
@@ -140,24 +151,37 @@ impl GatewayResolvers for GatewayGraph {
     async fn query_user(
         &self,
         _ctx: &Context<'_>,
+        principal: &Principal,
         id: ID,
     ) -> Result<Option<gql::User>, GatewayError> {
-        let user = self.backends.user(parse_id("id", &id)?).await;
+        let user = self.backends.user(principal, parse_id("id", &id)?).await;
         Ok(absent_is_null(user)?.map(gql_user))
     }
 
     async fn query_user_name(
         &self,
         _ctx: &Context<'_>,
+        principal: &Principal,
         id: ID,
     ) -> Result<Option<String>, GatewayError> {
-        let user = self.backends.user(parse_id("id", &id)?).await;
+        let user = self.backends.user(principal, parse_id("id", &id)?).await;
         Ok(absent_is_null(user)?.map(|u| u.name))
+    }
+
+    async fn query_me(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+    ) -> Result<gql::User, GatewayError> {
+        Ok(gql_user(
+            self.backends.user(principal, principal.user_id).await?,
+        ))
     }
 
     async fn mutation_create_order(
         &self,
         _ctx: &Context<'_>,
+        principal: &Principal,
         input: gql::CreateOrderInput,
     ) -> Result<gql::Order, GatewayError> {
         let request = orders::CreateOrderRequest {
@@ -171,7 +195,9 @@ impl GatewayResolvers for GatewayGraph {
                 request.quantity
             )));
         }
-        Ok(gql_order(self.backends.create_order(request).await?))
+        Ok(gql_order(
+            self.backends.create_order(principal, request).await?,
+        ))
     }
 
     async fn mutation_create_user(
@@ -185,11 +211,44 @@ impl GatewayResolvers for GatewayGraph {
                 "{email:?} is not an email address"
             )));
         }
-        let request = shopmesh_openapi::users::UserInput {
+        if !(8..=128).contains(&input.password.chars().count()) {
+            return Err(GatewayError::InvalidInput(
+                "password must be 8 to 128 characters".to_owned(),
+            ));
+        }
+        let request = users::NewUser {
             name: input.name,
             email: poem_openapi::types::Email(email),
+            password: input.password,
         };
         Ok(gql_user(self.backends.create_user(request).await?))
+    }
+
+    async fn mutation_login(
+        &self,
+        _ctx: &Context<'_>,
+        email: String,
+        password: String,
+    ) -> Result<gql::AuthPayload, GatewayError> {
+        let credentials = users::Credentials { email, password };
+        Ok(gql_tokens(self.backends.log_in(credentials).await?))
+    }
+
+    async fn mutation_refresh_token(
+        &self,
+        _ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> Result<gql::AuthPayload, GatewayError> {
+        Ok(gql_tokens(self.backends.refresh(refresh_token).await?))
+    }
+
+    async fn mutation_logout(
+        &self,
+        _ctx: &Context<'_>,
+        refresh_token: String,
+    ) -> Result<bool, GatewayError> {
+        self.backends.log_out(refresh_token).await?;
+        Ok(true)
     }
 
     async fn order_user(

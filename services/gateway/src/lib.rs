@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod breaker;
+pub mod client;
 pub mod config;
 pub mod convert;
 pub mod downstream;
@@ -32,6 +33,7 @@ use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::metrics::{Collector, cache_metrics};
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
+use shopmesh_identity::{AuthError, Principal, TokenVerifier};
 use shopmesh_openapi::gateway::GatewayEndpoints;
 
 use crate::config::CorsOrigins;
@@ -49,6 +51,7 @@ pub struct Gateway {
     pub limiter: Arc<ClientRateLimiter>,
     /// The executable GraphQL schema.
     pub schema: shopmesh_graphql::Schema,
+    verifier: TokenVerifier,
     config: Arc<GatewayConfig>,
 }
 
@@ -77,6 +80,7 @@ impl Gateway {
             backends,
             limiter,
             schema: builder.finish(),
+            verifier: config.auth.verifier(),
             config: Arc::new(config),
         })
     }
@@ -139,6 +143,7 @@ impl Gateway {
                 .data(self.schema.clone())
                 .data(self.backends.clone())
                 .data(self.limiter.clone())
+                .data(self.verifier.clone())
                 .data(self.config.clone()),
         )
         .with(http::AllowHeader::new(
@@ -148,6 +153,7 @@ impl Gateway {
                 ("/graphql", &["GET", "POST"]),
             ],
         ))
+        .with(client::ClientScope(self.limiter.clone()))
         .with(cors(&self.config.cors))
     }
 }
@@ -168,15 +174,60 @@ fn cors(origins: &CorsOrigins) -> poem::middleware::Cors {
 /// Order ids per `GetNotificationsForOrders` call (the contract's limit).
 const MAX_NOTIFICATION_BATCH: usize = 100;
 
+/// The caller of a GraphQL request: `None` without an `Authorization` header (public fields
+/// still answer), the reason when the header holds no valid bearer token.
+async fn graphql_caller(
+    http: &poem::Request,
+    verifier: &TokenVerifier,
+) -> Result<Option<Principal>, AuthError> {
+    let Some(header) = http.headers().get(poem::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = header
+        .to_str()
+        .ok()
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .ok_or(AuthError::Malformed)?;
+    verifier.verify(token.trim()).await.map(Some)
+}
+
+/// A request whose token is refused gets no data: 401 (503 when the keys are out of reach)
+/// with one error carrying `extensions.code`.
+fn refused(error: AuthError) -> Response {
+    let (status, code) = match error.status() {
+        503 => (
+            poem::http::StatusCode::SERVICE_UNAVAILABLE,
+            "DOWNSTREAM_UNAVAILABLE",
+        ),
+        _ => (poem::http::StatusCode::UNAUTHORIZED, "UNAUTHENTICATED"),
+    };
+    let body = serde_json::json!({
+        "errors": [{"message": error.to_string(), "extensions": {"code": code}}]
+    });
+    Response::builder()
+        .status(status)
+        .header("www-authenticate", "Bearer")
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
 #[handler]
 async fn graphql_execute(
     http: &poem::Request,
     schema: Data<&shopmesh_graphql::Schema>,
     backends: Data<&Arc<Backends>>,
     limiter: Data<&Arc<ClientRateLimiter>>,
+    verifier: Data<&TokenVerifier>,
     config: Data<&Arc<GatewayConfig>>,
     req: GraphQLRequest,
-) -> GraphQLResponse {
+) -> Response {
+    let caller = match graphql_caller(http, &verifier).await {
+        Ok(caller) => caller,
+        Err(error) => return refused(error),
+    };
     let budget = Arc::new(AtomicU32::new(config.graphql.max_downstream_calls));
     // Batches run in tasks of their own; they stay in the request's trace and budget.
     let spawn = |budget: Arc<AtomicU32>| {
@@ -185,13 +236,19 @@ async fn graphql_execute(
             tokio::spawn(tracing::Instrument::in_current_span(batch))
         }
     };
-    let loader = DataLoader::new(UserLoader::new(backends.0.clone()), spawn(budget.clone()));
+    let loader = DataLoader::new(
+        UserLoader::new(backends.0.clone(), caller.clone()),
+        spawn(budget.clone()),
+    );
     let notifications = DataLoader::new(
         NotificationLoader::new(backends.0.clone()),
         spawn(budget.clone()),
     )
     .max_batch_size(MAX_NOTIFICATION_BATCH);
     let mut request = req.0.data(loader).data(notifications);
+    if let Some(caller) = caller {
+        request = request.data(caller);
+    }
     let left = Arc::new(std::sync::Mutex::new(None));
     if let Some(client) = limiter.client_of(http) {
         request = request.data(limits::RateCharge {
@@ -206,7 +263,7 @@ async fn graphql_execute(
     if let Some(value) = charged.and_then(|l| l.field().parse().ok()) {
         response.http_headers.insert("ratelimit", value);
     }
-    response.into()
+    poem::IntoResponse::into_response(GraphQLResponse::from(response))
 }
 
 /// The gateway, built from its configuration: listener bound, clients, cache, limiter and

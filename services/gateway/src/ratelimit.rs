@@ -265,36 +265,22 @@ impl ClientRateLimiter {
     }
 
     /// The client address of `req`: the peer, or, when `X-Forwarded-For` is trusted, the
-    /// address the nearest untrusted hop appended (see [`forwarded_client`]).
+    /// address the nearest untrusted hop appended (see [`shopmesh_common::http::forwarded_client`]).
     pub fn client_of(&self, req: &Request) -> Option<IpAddr> {
         if self.config.trust_forwarded_for {
             let forwarded = req
                 .headers()
                 .get("x-forwarded-for")
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| forwarded_client(v, &self.config.trusted_proxies));
+                .and_then(|v| {
+                    shopmesh_common::http::forwarded_client(v, &self.config.trusted_proxies)
+                });
             if forwarded.is_some() {
                 return forwarded;
             }
         }
         req.remote_addr().as_socket_addr().map(|a| a.ip())
     }
-}
-
-/// The client in an `X-Forwarded-For` list: proxies append the address they received from, so
-/// reading from the right, the first address outside `trusted` is the client; everything to
-/// its left was written by the client and is ignored. When every entry is trusted, the
-/// left-most is the client.
-pub fn forwarded_client(header: &str, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
-    let hops: Vec<IpAddr> = header
-        .split(',')
-        .filter_map(|v| v.trim().parse().ok())
-        .collect();
-    hops.iter()
-        .rev()
-        .find(|ip| !trusted.iter().any(|net| net.contains(*ip)))
-        .or(hops.first())
-        .copied()
 }
 
 /// Middleware applying a [`ClientRateLimiter`] to the routes it wraps.
@@ -362,6 +348,7 @@ impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use shopmesh_common::http::forwarded_client;
 
     #[test]
     fn leases_are_one_percent_of_the_limit() {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use shopmesh_common::service::Service as _;
 use shopmesh_gateway::Gateway;
 use shopmesh_gateway::config::{GatewayConfig, GraphqlConfig};
+use shopmesh_identity::{AccessToken, Role};
 use shopmesh_notifications::domain::NewNotification;
 use shopmesh_notifications::store::{MongoNotificationStore, NotificationStore};
 use shopmesh_openapi::gateway as rest;
@@ -34,7 +35,11 @@ struct Backend {
 
 impl Backend {
     async fn start() -> Self {
-        let stack = test_stack()
+        Self::start_on(test_stack()).await
+    }
+
+    async fn start_on(stack: Stack) -> Self {
+        let stack = stack
             .set("REDIS_TIMEOUT_MS", "300")
             .set("DB_POOL_SIZE", "5")
             .set("OUTBOX_RELAY_ENABLED", "false")
@@ -94,6 +99,11 @@ impl Backend {
         GatewayConfig::from_env(&env).unwrap()
     }
 
+    /// A token signed with the stack's key.
+    fn token(&self, user_id: i64, role: Role) -> AccessToken {
+        testkit::token(&self.stack, user_id, role)
+    }
+
     async fn stop(self) {
         self.users_proxy.server.stop().await;
         self.users.stop().await;
@@ -103,22 +113,28 @@ impl Backend {
     }
 }
 
-/// A gateway `Application` built from a configuration.
+/// A gateway `Application` built from a configuration. Its `http` client and `graphql` calls
+/// carry the seeded admin's token; `anonymous` carries none.
 struct Running {
     gateway: Gateway,
     server: testkit::Running,
     http: reqwest::Client,
+    anonymous: reqwest::Client,
+    admin: AccessToken,
 }
 
 impl Running {
-    async fn start(mut config: GatewayConfig) -> Self {
+    async fn start(backend: &Backend, mut config: GatewayConfig) -> Self {
         config.port = 0;
         let app = shopmesh_gateway::Application::build(config).await.unwrap();
         let gateway = app.gateway().clone();
+        let admin = backend.token(ADMIN_ID, Role::Admin);
         Self {
             gateway,
             server: testkit::Running::start(app).await,
-            http: reqwest::Client::new(),
+            http: testkit::authed_http(&admin),
+            anonymous: reqwest::Client::new(),
+            admin,
         }
     }
 
@@ -142,6 +158,9 @@ impl Running {
     }
 }
 
+/// The seeded admin (after the three demo shoppers).
+const ADMIN_ID: i64 = 4;
+
 fn shared_config(base: &GatewayConfig, max: u32) -> GatewayConfig {
     let mut c = base.clone();
     c.rate_limit.max_requests = max;
@@ -161,7 +180,7 @@ const CREATE: &str = "mutation($input: CreateOrderInput!) { createOrder(input: $
 #[tokio::test]
 async fn aliased_fan_out_is_rejected_before_any_downstream_call() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let calls = |gw: &Running| {
         let c = &gw.gateway.backends.calls;
         [&c.users, &c.orders, &c.notifications].map(|n| n.load(Ordering::SeqCst))
@@ -236,7 +255,7 @@ async fn aliased_fan_out_is_rejected_before_any_downstream_call() {
 #[tokio::test]
 async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let query = (0..10)
         .map(|i| format!(r#"u{i}: userName(id: "{}")"#, 900_000 + i))
         .collect::<Vec<_>>()
@@ -266,9 +285,10 @@ async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
     assert_eq!(resp.status().as_u16(), 404);
     assert_eq!(backend.user_calls.load(Ordering::SeqCst), 10);
 
-    // The next id (the test database holds the 3 seeded users) is remembered as missing; the
-    // user created through the gateway under that id is served at once, not a 404.
-    let next = format!("{}/api/users/4", gw.server.base_url);
+    // The next id (the test database holds the 3 demo shoppers and the admin) is remembered
+    // as missing; the user created through the gateway under that id is served at once, not
+    // a 404.
+    let next = format!("{}/api/users/5", gw.server.base_url);
     assert_eq!(
         gw.http.get(&next).send().await.unwrap().status().as_u16(),
         404
@@ -278,10 +298,11 @@ async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
         .create_user(&rest::CreateUserRequest {
             name: "Grace".into(),
             email: poem_openapi::types::Email(format!("{}@example.com", unique("grace"))),
+            password: "grace's password".into(),
         })
         .await
         .unwrap();
-    assert_eq!(created.id, 4);
+    assert_eq!(created.id, 5);
     assert_eq!(
         gw.http.get(&next).send().await.unwrap().status().as_u16(),
         200
@@ -293,7 +314,7 @@ async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
 #[tokio::test]
 async fn every_graphql_operation_round_trips() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
 
     let created = gw
         .graphql(
@@ -347,21 +368,21 @@ async fn every_graphql_operation_round_trips() {
     let made = gw
         .graphql(
             CREATE_USER,
-            json!({"input": {"name": "Grace Hopper", "email": email}}),
+            json!({"input": {"name": "Grace Hopper", "email": email, "password": "grace's password"}}),
         )
         .await;
     assert_eq!(made["data"]["createUser"]["name"], "Grace Hopper", "{made}");
     let again = gw
         .graphql(
             CREATE_USER,
-            json!({"input": {"name": "Grace Again", "email": email}}),
+            json!({"input": {"name": "Grace Again", "email": email, "password": "grace's password"}}),
         )
         .await;
     assert_eq!(error_code(&again), Some("CONFLICT"), "{again}");
     let bad_email = gw
         .graphql(
             CREATE_USER,
-            json!({"input": {"name": "X", "email": "nope"}}),
+            json!({"input": {"name": "X", "email": "nope", "password": "long enough"}}),
         )
         .await;
     assert_eq!(
@@ -457,29 +478,39 @@ async fn every_graphql_operation_round_trips() {
 #[tokio::test]
 async fn every_rest_route_round_trips_and_docs_work_offline() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let client = gw.client();
     let order = client
-        .create_order(&rest::CreateOrderRequest {
-            user_id: 2,
-            product_id: 7,
-            quantity: 3,
-        })
+        .create_order(
+            &gw.admin,
+            &rest::CreateOrderRequest {
+                user_id: 2,
+                product_id: 7,
+                quantity: 3,
+            },
+        )
         .await
         .unwrap();
-    let o = client.get_order(order.id).await.unwrap();
+    let o = client.get_order(&gw.admin, order.id).await.unwrap();
     assert_eq!(o, order);
     assert!(matches!(
-        client.get_order(order.id + 100).await,
+        client.get_order(&gw.admin, order.id + 100).await,
         Err(ClientError::Problem(p)) if p.status == 404
     ));
-    let list = client.get_order_notifications(order.id).await.unwrap();
+    let list = client
+        .get_order_notifications(&gw.admin, order.id)
+        .await
+        .unwrap();
     assert!(list.items.is_empty());
-    let p = client.list_user_orders(2, Some(10), None).await.unwrap();
+    let p = client
+        .list_user_orders(&gw.admin, 2, Some(10), None)
+        .await
+        .unwrap();
     assert_eq!(p.items, vec![order.clone()]);
     let new_user = rest::CreateUserRequest {
         name: "Linus".into(),
         email: poem_openapi::types::Email(format!("{}@example.com", unique("linus"))),
+        password: "linus's password".into(),
     };
     let u = client.create_user(&new_user).await.unwrap();
     assert_eq!(u.name, "Linus");
@@ -487,20 +518,23 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
         client.create_user(&new_user).await,
         Err(ClientError::Problem(p)) if p.status == 409
     ));
-    let u = client.get_user(3).await.unwrap();
+    let u = client.get_user(&gw.admin, 3).await.unwrap();
     assert_eq!(u.name, "Charlie Brown");
-    let n = client.get_user_name(1).await.unwrap();
+    let n = client.get_user_name(&gw.admin, 1).await.unwrap();
     assert_eq!(n.name, "Alice Johnson");
     assert!(matches!(
-        client.get_user_name(5000).await,
+        client.get_user_name(&gw.admin, 5000).await,
         Err(ClientError::Problem(p)) if p.status == 404
     ));
     match client
-        .create_order(&rest::CreateOrderRequest {
-            user_id: 5000,
-            product_id: 7,
-            quantity: 3,
-        })
+        .create_order(
+            &gw.admin,
+            &rest::CreateOrderRequest {
+                user_id: 5000,
+                product_id: 7,
+                quantity: 3,
+            },
+        )
         .await
     {
         Err(ClientError::Problem(p)) if p.status == 400 => {
@@ -551,7 +585,7 @@ async fn order_user_is_batched_one_call_per_distinct_user() {
     // 150 orders with their users cost 603 (GRAPHQL_MAX_COMPLEXITY is 250 by default).
     let mut config = backend.config();
     config.graphql.max_complexity = 1000;
-    let gw = Running::start(config).await;
+    let gw = Running::start(&backend, config).await;
     for (user, count) in [(1, 20), (2, 20), (3, 10)] {
         for p in 0..count {
             backend
@@ -591,14 +625,17 @@ async fn order_user_is_batched_one_call_per_distinct_user() {
 #[tokio::test]
 async fn orders_are_cached_written_through_and_served_without_redis() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let client = gw.client();
     let order = client
-        .create_order(&rest::CreateOrderRequest {
-            user_id: 1,
-            product_id: 5,
-            quantity: 1,
-        })
+        .create_order(
+            &gw.admin,
+            &rest::CreateOrderRequest {
+                user_id: 1,
+                product_id: 5,
+                quantity: 1,
+            },
+        )
         .await
         .unwrap();
     let key = gw.gateway.backends.order_key(order.id);
@@ -624,7 +661,7 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
         .hits
         .load(Ordering::Relaxed);
     for _ in 0..2 {
-        assert!(client.get_order(order.id).await.is_ok());
+        assert!(client.get_order(&gw.admin, order.id).await.is_ok());
         let g = gw
             .graphql(
                 "query($id: ID!) { order(id: $id) { id } }",
@@ -655,17 +692,17 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
         })
         .await
         .unwrap();
-    client.get_order(other.id).await.unwrap();
-    client.get_order(other.id).await.unwrap();
+    client.get_order(&gw.admin, other.id).await.unwrap();
+    client.get_order(&gw.admin, other.id).await.unwrap();
     assert_eq!(calls(), before + 1, "one miss, then a hit");
 
     // Redis down: still served, uncached.
     let mut config = backend.config();
     config.redis_url = "redis://127.0.0.1:1/".into();
-    let no_redis = Running::start(config).await;
+    let no_redis = Running::start(&backend, config).await;
     let c2 = no_redis.client();
     for _ in 0..2 {
-        assert!(c2.get_order(order.id).await.is_ok());
+        assert!(c2.get_order(&no_redis.admin, order.id).await.is_ok());
     }
     assert_eq!(
         no_redis
@@ -691,7 +728,7 @@ async fn a_client_cannot_escape_the_rate_limit_by_forging_forwarded_for() {
     let backend = Backend::start().await;
     let mut config = backend.config();
     config.rate_limit.max_requests = 10;
-    let gw = Running::start(config).await;
+    let gw = Running::start(&backend, config).await;
     let mut passed = 0;
     for i in 0..30 {
         let resp = gw
@@ -718,7 +755,7 @@ async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas(
     let backend = Backend::start().await;
     let mut config = backend.config();
     config.rate_limit.max_requests = 10;
-    let gw = Running::start(config.clone()).await;
+    let gw = Running::start(&backend, config.clone()).await;
     let get = |gw: &Running, ip: &str, path: &str| {
         let req = gw
             .http
@@ -803,8 +840,8 @@ async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas(
     let mut shared = config.clone();
     shared.cache_prefix = format!("{}:", unique("gwshared"));
     let (a, b) = (
-        Running::start(shared.clone()).await,
-        Running::start(shared).await,
+        Running::start(&backend, shared.clone()).await,
+        Running::start(&backend, shared).await,
     );
     let mut ok = 0;
     for i in 0..20 {
@@ -825,8 +862,8 @@ async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas(
     let mut leased = shared_config(&config, 300);
     leased.cache_prefix = format!("{}:", unique("gwlease"));
     let (c, d) = (
-        Running::start(leased.clone()).await,
-        Running::start(leased).await,
+        Running::start(&backend, leased.clone()).await,
+        Running::start(&backend, leased).await,
     );
     let mut ok = 0;
     for i in 0..400 {
@@ -868,7 +905,7 @@ async fn depth_complexity_and_introspection_limits() {
         introspection: false,
         ..config.graphql
     };
-    let gw = Running::start(config).await;
+    let gw = Running::start(&backend, config).await;
     let deep = gw
         .graphql(
             "{ ordersByUser(userId: \"1\", first: 1) { nodes { user { name } } pageInfo { endCursor } } }",
@@ -900,7 +937,7 @@ async fn depth_complexity_and_introspection_limits() {
         intro["data"]["__schema"].is_null(),
         "introspection disabled: {intro}"
     );
-    let open = Running::start(backend.config()).await;
+    let open = Running::start(&backend, backend.config()).await;
     let intro = open
         .graphql("{ __schema { queryType { name } } }", json!({}))
         .await;
@@ -934,7 +971,7 @@ async fn downstream_timeout_and_outage_are_typed_errors_not_hangs() {
     config.order_service_url = slow.base_url.clone();
     config.user_service_url = "http://127.0.0.1:1".into();
     config.downstream_timeout = Duration::from_millis(300);
-    let gw = Running::start(config).await;
+    let gw = Running::start(&backend, config).await;
 
     let start = Instant::now();
     let body = gw.graphql("{ order(id: \"1\") { id } }", json!({})).await;
@@ -992,7 +1029,7 @@ async fn a_hung_service_trips_its_circuit_and_the_rest_keeps_working() {
     config.downstream_timeout = Duration::from_millis(300);
     config.resilience.failure_threshold = 3;
     config.resilience.open_for = Duration::from_millis(1500);
-    let gw = Running::start(config).await;
+    let gw = Running::start(&backend, config).await;
     let order_calls = || gw.gateway.backends.calls.orders.load(Ordering::SeqCst);
     let order = |id: u32| format!(r#"{{ order(id: "{}") {{ id }} }}"#, 990_000 + id);
 
@@ -1037,7 +1074,7 @@ async fn a_hung_service_trips_its_circuit_and_the_rest_keeps_working() {
 #[tokio::test]
 async fn a_list_costs_its_first_times_what_each_element_selects() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let calls = || {
         let c = &gw.gateway.backends.calls;
         [&c.users, &c.orders, &c.notifications].map(|n| n.load(Ordering::SeqCst))
@@ -1065,7 +1102,7 @@ async fn a_list_costs_its_first_times_what_each_element_selects() {
 #[tokio::test]
 async fn each_mutation_counts_against_the_rate_limit() {
     let backend = Backend::start().await;
-    let gw = Running::start(shared_config(&backend.config(), 10)).await;
+    let gw = Running::start(&backend, shared_config(&backend.config(), 10)).await;
     let five = (0..5)
         .map(|i| {
             format!(r#"o{i}: createOrder(input: {{userId: "1", productId: "{}", quantity: 1}}) {{ id }}"#, 50 + i)
@@ -1094,7 +1131,7 @@ async fn each_mutation_counts_against_the_rate_limit() {
 #[tokio::test]
 async fn a_page_of_orders_fetches_its_notifications_in_one_call() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let user = 3;
     let mut ids = Vec::new();
     for p in 0..6 {
@@ -1170,7 +1207,7 @@ async fn a_request_makes_no_more_downstream_calls_than_its_budget() {
     let backend = Backend::start().await;
     let mut config = backend.config();
     config.graphql.max_downstream_calls = 3;
-    let gw = Running::start(config).await;
+    let gw = Running::start(&backend, config).await;
     let before = gw.gateway.backends.calls.users.load(Ordering::SeqCst);
     let query = (1..=5)
         .map(|i| format!(r#"u{i}: user(id: "{i}") {{ name }}"#))
@@ -1197,7 +1234,7 @@ async fn errors_before_execution_carry_conventional_codes() {
     let backend = Backend::start().await;
     let mut config = backend.config();
     config.graphql.max_depth = 3;
-    let gw = Running::start(config).await;
+    let gw = Running::start(&backend, config).await;
     for (query, code) in [
         ("{ order(id: ", "GRAPHQL_PARSE_FAILED"),
         ("{ nope }", "GRAPHQL_VALIDATION_FAILED"),
@@ -1222,7 +1259,7 @@ async fn errors_before_execution_carry_conventional_codes() {
 #[tokio::test]
 async fn browsers_on_allowed_origins_pass_cors() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let url = format!("{}/graphql", gw.server.base_url);
     let preflight = gw
         .http
@@ -1319,7 +1356,7 @@ fragment TypeRef on __Type {
 #[tokio::test]
 async fn standard_introspection_works_under_the_depth_limit() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let body = gw.graphql(STANDARD_INTROSPECTION, json!({})).await;
     assert!(body["errors"].is_null(), "{body}");
     let types = body["data"]["__schema"]["types"].as_array().unwrap();
@@ -1335,7 +1372,7 @@ async fn standard_introspection_works_under_the_depth_limit() {
 #[tokio::test]
 async fn pages_and_the_spec_do_not_count_against_the_rate_limit() {
     let backend = Backend::start().await;
-    let gw = Running::start(shared_config(&backend.config(), 2)).await;
+    let gw = Running::start(&backend, shared_config(&backend.config(), 2)).await;
     let ip = "198.51.100.91";
     for path in [
         "/",
@@ -1378,7 +1415,7 @@ async fn pages_and_the_spec_do_not_count_against_the_rate_limit() {
 #[tokio::test]
 async fn answers_carry_the_ratelimit_fields() {
     let backend = Backend::start().await;
-    let gw = Running::start(shared_config(&backend.config(), 10)).await;
+    let gw = Running::start(&backend, shared_config(&backend.config(), 10)).await;
     let base = &gw.server.base_url;
     let ip = "198.51.100.91";
     let field = |r: &reqwest::Response, name: &str| {
@@ -1449,7 +1486,7 @@ async fn answers_carry_the_ratelimit_fields() {
 #[tokio::test]
 async fn graphiql_the_index_and_the_favicon_are_served_from_the_gateway() {
     let backend = Backend::start().await;
-    let gw = Running::start(backend.config()).await;
+    let gw = Running::start(&backend, backend.config()).await;
     let base = &gw.server.base_url;
     let get = |path: &str| gw.http.get(format!("{base}{path}")).send();
     let page = get("/graphql").await.unwrap();
@@ -1503,5 +1540,242 @@ async fn graphiql_the_index_and_the_favicon_are_served_from_the_gateway() {
             .unwrap()
             .starts_with("image/svg+xml")
     );
+    backend.stop().await;
+}
+
+/// Without a token only sign-up and log-in answer; with Alice's token, Alice's data and only
+/// hers, also when the gateway serves it from its cache; an admin reads everything.
+#[tokio::test]
+async fn a_token_reaches_its_own_data_only_through_graphql_and_rest() {
+    let backend = Backend::start().await;
+    let gw = Running::start(&backend, backend.config()).await;
+    let base = gw.server.base_url.clone();
+    let as_client = |http: &reqwest::Client, query: &str, variables: Value| {
+        let (http, base, query) = (http.clone(), base.clone(), query.to_owned());
+        async move { testkit::graphql(&http, &base, &[], &query, variables).await }
+    };
+
+    // The admin orders for Bob; the order is now in the gateway's cache.
+    let bobs = gw
+        .graphql(
+            CREATE,
+            json!({"input": {"userId": "2", "productId": "5", "quantity": 1}}),
+        )
+        .await;
+    let bobs_id = bobs["data"]["createOrder"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Anonymous: guarded fields answer UNAUTHENTICATED, public ones work.
+    for query in [
+        r#"{ order(id: "1") { id } }"#,
+        "{ me { id } }",
+        r#"{ ordersByUser(userId: "1") { nodes { id } } }"#,
+        r#"mutation { createOrder(input: {userId: "1", productId: "1", quantity: 1}) { id } }"#,
+    ] {
+        let (_, body) = as_client(&gw.anonymous, query, json!({})).await;
+        assert_eq!(
+            error_code(&body),
+            Some("UNAUTHENTICATED"),
+            "{query}: {body}"
+        );
+    }
+    let (_, login) = as_client(
+        &gw.anonymous,
+        "mutation { login(email: \"alice@example.com\", password: \"shopmesh-demo\") { accessToken refreshToken expiresIn tokenType } }",
+        json!({}),
+    )
+    .await;
+    let tokens = &login["data"]["login"];
+    assert_eq!(tokens["tokenType"], "Bearer", "{login}");
+    let (_, wrong) = as_client(
+        &gw.anonymous,
+        "mutation { login(email: \"alice@example.com\", password: \"not it\") { accessToken } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(error_code(&wrong), Some("UNAUTHENTICATED"), "{wrong}");
+
+    // Alice.
+    let alice = AccessToken::new(tokens["accessToken"].as_str().unwrap());
+    let as_alice = testkit::authed_http(&alice);
+    let (_, me) = as_client(&as_alice, "{ me { id name } }", json!({})).await;
+    assert_eq!(
+        me["data"]["me"],
+        json!({"id": "1", "name": "Alice Johnson"}),
+        "{me}"
+    );
+    for query in [
+        format!(r#"{{ order(id: "{bobs_id}") {{ id }} }}"#),
+        r#"{ user(id: "2") { name } }"#.to_owned(),
+        r#"{ userName(id: "2") }"#.to_owned(),
+        r#"{ ordersByUser(userId: "2") { nodes { id } } }"#.to_owned(),
+        r#"mutation { createOrder(input: {userId: "2", productId: "1", quantity: 1}) { id } }"#
+            .to_owned(),
+    ] {
+        let (_, body) = as_client(&as_alice, &query, json!({})).await;
+        assert_eq!(error_code(&body), Some("FORBIDDEN"), "{query}: {body}");
+    }
+    let (_, own) = as_client(
+        &as_alice,
+        r#"mutation { createOrder(input: {userId: "1", productId: "3", quantity: 1}) { id user { name } } }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        own["data"]["createOrder"]["user"]["name"], "Alice Johnson",
+        "{own}"
+    );
+
+    // A token that does not verify is refused as a whole: 401, no data.
+    let forged = testkit::authed_http(&AccessToken::new("eyJhbGciOiJub25lIn0.e30."));
+    let (status, body) = as_client(&forged, r#"{ userName(id: "1") }"#, json!({})).await;
+    assert_eq!(
+        (status, error_code(&body)),
+        (401, Some("UNAUTHENTICATED")),
+        "{body}"
+    );
+
+    // REST: the same rules, as problems.
+    let rest = |http: &reqwest::Client, path: &str| {
+        let (http, url) = (http.clone(), format!("{base}{path}"));
+        async move {
+            let resp = http.get(url).send().await.unwrap();
+            let status = resp.status().as_u16();
+            let ct = resp.headers()["content-type"].to_str().unwrap().to_owned();
+            (status, ct)
+        }
+    };
+    let (status, ct) = rest(&gw.anonymous, "/api/users/1").await;
+    assert_eq!(status, 401);
+    assert!(ct.starts_with("application/problem+json"), "{ct}");
+    assert_eq!(
+        rest(&as_alice, &format!("/api/orders/{bobs_id}")).await.0,
+        403,
+        "cached, still Bob's"
+    );
+    assert_eq!(
+        rest(&as_alice, &format!("/api/orders/{bobs_id}/notifications"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(rest(&as_alice, "/api/users/2").await.0, 403);
+    assert_eq!(rest(&as_alice, "/api/users/1").await.0, 200);
+    assert_eq!(
+        rest(&gw.http, &format!("/api/orders/{bobs_id}")).await.0,
+        200,
+        "the admin"
+    );
+    let issued = gw
+        .anonymous
+        .post(format!("{base}/api/auth/token"))
+        .json(&json!({"email": "bob@example.com", "password": "shopmesh-demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(issued.status().as_u16(), 200);
+    let issued: Value = issued.json().await.unwrap();
+    let bob = AccessToken::new(issued["accessToken"].as_str().unwrap());
+    assert_eq!(
+        rest(
+            &testkit::authed_http(&bob),
+            &format!("/api/orders/{bobs_id}")
+        )
+        .await
+        .0,
+        200
+    );
+
+    // Refresh and log out through GraphQL.
+    let refresh = tokens["refreshToken"].as_str().unwrap();
+    let (_, renewed) = as_client(
+        &gw.anonymous,
+        "mutation($r: String!) { refreshToken(refreshToken: $r) { refreshToken } }",
+        json!({"r": refresh}),
+    )
+    .await;
+    let next = renewed["data"]["refreshToken"]["refreshToken"]
+        .as_str()
+        .unwrap();
+    let (_, out) = as_client(
+        &gw.anonymous,
+        "mutation($r: String!) { logout(refreshToken: $r) }",
+        json!({"r": next}),
+    )
+    .await;
+    assert_eq!(out["data"]["logout"], true, "{out}");
+    let (_, dead) = as_client(
+        &gw.anonymous,
+        "mutation($r: String!) { refreshToken(refreshToken: $r) { refreshToken } }",
+        json!({"r": next}),
+    )
+    .await;
+    assert_eq!(error_code(&dead), Some("UNAUTHENTICATED"), "{dead}");
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+/// Failed log-ins through the gateway count against the client that made them (the gateway
+/// forwards its address), not against the gateway: one client locking itself out does not lock
+/// out the others, and its 429 says when to retry, over REST and GraphQL.
+#[tokio::test]
+async fn log_in_limits_through_the_gateway_are_per_client() {
+    let backend = Backend::start_on(
+        test_stack()
+            .set_for(Service::Users, "LOGIN_MAX_FAILURES", "100")
+            .set_for(Service::Users, "LOGIN_MAX_FAILURES_PER_ADDRESS", "3")
+            .set_for(Service::Users, "LOGIN_LOCK_SECS", "60"),
+    )
+    .await;
+    let gw = Running::start(&backend, backend.config()).await;
+    let log_in = |from: &'static str, password: &'static str| {
+        let (http, url) = (
+            gw.anonymous.clone(),
+            format!("{}/api/auth/token", gw.server.base_url),
+        );
+        async move {
+            let resp = http
+                .post(url)
+                .header("x-forwarded-for", from)
+                .json(&json!({"email": "alice@example.com", "password": password}))
+                .send()
+                .await
+                .unwrap();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (resp.status().as_u16(), retry)
+        }
+    };
+    for _ in 0..3 {
+        assert_eq!(log_in("203.0.113.50", "guess").await.0, 401);
+    }
+    let (status, retry) = log_in("203.0.113.50", "shopmesh-demo").await;
+    assert_eq!(status, 429, "this client is locked out");
+    let secs: u64 = retry.expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&secs), "{secs}");
+    assert_eq!(
+        log_in("203.0.113.51", "shopmesh-demo").await.0,
+        200,
+        "another client is not"
+    );
+    let (_, body) = gw
+        .graphql_from(
+            "203.0.113.50",
+            r#"mutation { login(email: "bob@example.com", password: "shopmesh-demo") { accessToken } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&body), Some("TOO_MANY_REQUESTS"), "{body}");
+    assert!(
+        body["errors"][0]["extensions"]["retryAfter"]
+            .as_u64()
+            .is_some(),
+        "{body}"
+    );
+    gw.server.stop().await;
     backend.stop().await;
 }

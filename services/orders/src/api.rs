@@ -2,22 +2,25 @@
 //! Handlers only translate; rules live in [`crate::domain`], I/O in [`crate::store`], and errors
 //! become problems in one place ([`crate::error`]).
 
+use shopmesh_identity::Principal;
 use shopmesh_openapi::orders::{CreateOrderRequest, Order, OrderPage, OrdersApi};
 use shopmesh_openapi::runtime::Problem;
 
 use crate::domain::Cursor;
 use crate::error::OrdersError;
 use crate::store::{NewOrder, OrderRecord, OrderStore};
+use crate::users::UserDirectory;
 
 /// The service behind `/orders`.
 pub struct OrdersService {
     store: OrderStore,
+    users: UserDirectory,
 }
 
 impl OrdersService {
-    /// Serves orders from `store`.
-    pub fn new(store: OrderStore) -> Self {
-        Self { store }
+    /// Serves orders from `store`; `users` confirms users an admin orders for.
+    pub fn new(store: OrderStore, users: UserDirectory) -> Self {
+        Self { store, users }
     }
 }
 
@@ -35,7 +38,19 @@ pub fn to_contract(o: OrderRecord) -> Order {
 
 #[async_trait::async_trait]
 impl OrdersApi for OrdersService {
-    async fn create_order(&self, body: CreateOrderRequest) -> Result<Order, Problem> {
+    async fn create_order(
+        &self,
+        principal: Principal,
+        body: CreateOrderRequest,
+    ) -> Result<Order, Problem> {
+        principal
+            .check_access(body.user_id)
+            .map_err(OrdersError::from)?;
+        // A shopper's own id comes from a token the users service issued for an existing
+        // user; an admin may name anyone, so that user is confirmed first.
+        if body.user_id != principal.user_id {
+            self.users.confirm(&principal, body.user_id).await?;
+        }
         let new = NewOrder {
             user_id: body.user_id,
             product_id: body.product_id,
@@ -44,19 +59,26 @@ impl OrdersApi for OrdersService {
         Ok(to_contract(self.store.create(new).await?))
     }
 
-    async fn get_order(&self, id: i64) -> Result<Order, Problem> {
+    async fn get_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
         match self.store.get(id).await? {
-            Some(o) => Ok(to_contract(o)),
+            Some(o) => {
+                principal
+                    .check_access(o.user_id)
+                    .map_err(OrdersError::from)?;
+                Ok(to_contract(o))
+            }
             None => Err(OrdersError::NotFound(id).into()),
         }
     }
 
     async fn list_user_orders(
         &self,
+        principal: Principal,
         user_id: i64,
         limit: i32,
         cursor: Option<String>,
     ) -> Result<OrderPage, Problem> {
+        principal.check_access(user_id).map_err(OrdersError::from)?;
         let after = cursor.as_deref().map(Cursor::decode).transpose()?;
         let (records, next) = self.store.list_by_user(user_id, limit, after).await?;
         Ok(OrderPage {

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use shopmesh_common::auth::AuthConfig;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url};
 use shopmesh_common::http::HttpConfig;
 use shopmesh_events::OrderCreatedTopology;
@@ -31,6 +32,11 @@ pub struct OrdersConfig {
     /// replicas that only serve the API while another process relays; the relay locks rows
     /// (`FOR UPDATE SKIP LOCKED`), so several relays are also safe.
     pub relay_enabled: bool,
+    /// Which tokens are accepted (`AUTH_*`).
+    pub auth: AuthConfig,
+    /// The users service, which confirms users an admin orders for (`USER_SERVICE_URL`,
+    /// `http://localhost:3001`).
+    pub users_url: String,
 }
 
 /// How the [`crate::events::OutboxRelay`] batches and retries.
@@ -87,6 +93,8 @@ impl OrdersConfig {
                 backoff_max: ms("OUTBOX_BACKOFF_MAX_MS", d.backoff_max)?,
             },
             relay_enabled: env.parse_or("OUTBOX_RELAY_ENABLED", true)?,
+            auth: AuthConfig::from_env(env)?,
+            users_url: env.string_or("USER_SERVICE_URL", "http://localhost:3001"),
         })
     }
 }

@@ -11,6 +11,15 @@ pub enum OrdersError {
     /// The pagination cursor was not produced by this service.
     #[error("cursor {0:?} is not valid")]
     InvalidCursor(String),
+    /// The caller may not act on this user's orders.
+    #[error("{0}")]
+    Forbidden(#[from] shopmesh_identity::Forbidden),
+    /// An admin ordered for a user that does not exist.
+    #[error("user {0} does not exist")]
+    UnknownUser(i64),
+    /// The users service could not confirm a user.
+    #[error("the users service is unavailable: {0}")]
+    UsersUnavailable(String),
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
@@ -24,7 +33,9 @@ impl OrdersError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NotFound(_) => 404,
-            Self::InvalidCursor(_) => 400,
+            Self::InvalidCursor(_) | Self::UnknownUser(_) => 400,
+            Self::Forbidden(_) => 403,
+            Self::UsersUnavailable(_) => 503,
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
         }
@@ -38,6 +49,10 @@ impl From<OrdersError> for Problem {
             OrdersError::Unavailable(err) => {
                 tracing::warn!(error = %err, "database unavailable");
                 "the order database is unavailable; retry later".to_owned()
+            }
+            OrdersError::UsersUnavailable(err) => {
+                tracing::warn!(error = %err, "users service unavailable");
+                "the users service is unavailable; retry later".to_owned()
             }
             OrdersError::Internal(err) => {
                 tracing::error!(error = %err, "internal error");

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod store;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -25,15 +26,22 @@ use shopmesh_common::shutdown::Shutdown;
 use shopmesh_common::startup::StartupGate;
 use shopmesh_openapi::orders::OrdersEndpoints;
 
+use shopmesh_identity::TokenVerifier;
+
 use crate::config::OrdersConfig;
 use crate::events::{OutboxRelay, RelayStatus};
 use crate::store::{MIGRATOR, OrderStore};
+use crate::users::UserDirectory;
 
 /// The HTTP application: contract routes at `/`, spec at `/openapi.json`, Swagger UI at
 /// `/docs`, health at `/health/live` and `/health/ready`, Prometheus metrics at `/metrics`.
-pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
-    let service =
-        OrdersEndpoints::new(Arc::new(api::OrdersService::new(store.clone()))).into_service();
+pub fn app(
+    store: OrderStore,
+    users: UserDirectory,
+    verifier: TokenVerifier,
+) -> impl Endpoint<Output = Response> {
+    let service = OrdersEndpoints::new(Arc::new(api::OrdersService::new(store.clone(), users)))
+        .into_service();
     let spec = OrdersEndpoints::contract_endpoint();
     let docs = OrdersEndpoints::swagger_ui(&service);
     let ready_store = store.clone();
@@ -54,6 +62,7 @@ pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
         shopmesh_openapi::orders::ROUTES,
         &[("/openapi.json", &["GET"])],
     ))
+    .data(verifier)
 }
 
 /// The orders service, built from its configuration: listener bound, store (lazily
@@ -61,6 +70,8 @@ pub fn app(store: OrderStore) -> impl Endpoint<Output = Response> {
 /// serves.
 pub struct Application {
     store: OrderStore,
+    users: UserDirectory,
+    verifier: TokenVerifier,
     relay: Option<OutboxRelay>,
     database_url: SecretUrl,
     listener: HttpListener,
@@ -104,6 +115,8 @@ impl Service for Application {
         let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {
             store,
+            users: UserDirectory::new(&config.users_url),
+            verifier: config.auth.verifier(),
             relay,
             database_url: config.database_url,
             listener,
@@ -126,7 +139,7 @@ impl Service for Application {
                 }
             })
         });
-        let app = app(store).with(StartupGate(migrated));
+        let app = app(store, self.users, self.verifier).with(StartupGate(migrated));
         let served = self.listener.serve(app, &shutdown).await;
         shutdown.trigger();
         if let Some(relay) = relay {

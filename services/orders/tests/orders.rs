@@ -8,6 +8,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
+use shopmesh_identity::{AccessToken, Role};
 use shopmesh_openapi::orders::{CreateOrderRequest, OrderStatus, OrdersClient};
 use shopmesh_openapi::runtime::ClientError;
 use shopmesh_orders::Application;
@@ -15,16 +16,31 @@ use shopmesh_orders::config::RelayConfig;
 use shopmesh_orders::events::OutboxRelay;
 use shopmesh_orders::store::OrderStore;
 use shopmesh_testkit::{
-    Running, Service, Stack, TcpProxy, amqp_url, build_service, eventually, remove_names,
-    remove_topology, reroute, test_stack, unique,
+    Running, Service, Stack, TcpProxy, TestServer, amqp_url, authed_http, build_service,
+    eventually, remove_names, remove_topology, reroute, serve_jwks, test_stack, token, unique,
 };
 
-/// The orders API over a database of its own; the relay is off (tests run their own).
+/// The orders API over a database of its own; the relay is off (tests run their own). Tokens
+/// are verified against the stack's key, served by the test.
 struct Harness {
     stack: Stack,
     store: OrderStore,
     server: Running,
     client: OrdersClient,
+    _jwks: TestServer,
+    /// An admin's token: reads anything.
+    admin: AccessToken,
+    /// An HTTP client sending the admin's token.
+    http: reqwest::Client,
+}
+
+/// `stack` with orders verifying tokens against `jwks`.
+fn verifying_with(stack: Stack, jwks: &TestServer) -> Stack {
+    stack.set_for(
+        Service::Orders,
+        "AUTH_JWKS_URL",
+        format!("{}/.well-known/jwks.json", jwks.base_url),
+    )
 }
 
 impl Harness {
@@ -34,7 +50,8 @@ impl Harness {
 
     /// Starts the service from `stack` (e.g. with `DATABASE_URL` through a proxy).
     async fn start_on(stack: Stack) -> Self {
-        let stack = stack
+        let jwks = serve_jwks(&stack).await;
+        let stack = verifying_with(stack, &jwks)
             .set_for(Service::Orders, "OUTBOX_RELAY_ENABLED", "false")
             .set_for(Service::Orders, "DB_POOL_SIZE", "5")
             .set_for(Service::Orders, "DB_ACQUIRE_TIMEOUT_MS", "700");
@@ -43,12 +60,22 @@ impl Harness {
         let store = app.store().clone();
         let server = Running::start(app).await;
         let client = OrdersClient::new(server.base_url.clone());
+        let admin = token(&stack, 1_000_000, Role::Admin);
+        let http = authed_http(&admin);
         Self {
             stack,
             store,
             server,
             client,
+            _jwks: jwks,
+            admin,
+            http,
         }
+    }
+
+    /// A shopper's token.
+    fn user(&self, user_id: i64) -> AccessToken {
+        token(&self.stack, user_id, Role::User)
     }
 
     async fn stop(self) {
@@ -71,11 +98,14 @@ impl Harness {
         quantity: i32,
     ) -> shopmesh_openapi::orders::Order {
         self.client
-            .create_order(&CreateOrderRequest {
-                user_id,
-                product_id,
-                quantity,
-            })
+            .create_order(
+                &self.user(user_id),
+                &CreateOrderRequest {
+                    user_id,
+                    product_id,
+                    quantity,
+                },
+            )
             .await
             .unwrap_or_else(|e| panic!("expected 201, got {e:?}"))
     }
@@ -185,9 +215,9 @@ async fn create_get_and_list_round_trip_through_the_generated_client() {
         (7, 100, 2, OrderStatus::Pending)
     );
 
-    let o = h.client.get_order(first.id).await.unwrap();
+    let o = h.client.get_order(&h.admin, first.id).await.unwrap();
     assert_eq!(o, first);
-    match h.client.get_order(first.id + 1000).await {
+    match h.client.get_order(&h.admin, first.id + 1000).await {
         Err(ClientError::Problem(p)) => assert_eq!(p.status, 404),
         other => panic!("{other:?}"),
     }
@@ -204,7 +234,7 @@ async fn create_get_and_list_round_trip_through_the_generated_client() {
     loop {
         let page = h
             .client
-            .list_user_orders(7, Some(2), cursor.clone())
+            .list_user_orders(&h.admin, 7, Some(2), cursor.clone())
             .await
             .unwrap();
         assert!(page.items.len() <= 2);
@@ -218,7 +248,11 @@ async fn create_get_and_list_round_trip_through_the_generated_client() {
     assert_eq!(seen.iter().map(|o| o.id).collect::<Vec<_>>(), expected);
 
     // Default page size holds all five.
-    let p = h.client.list_user_orders(7, None, None).await.unwrap();
+    let p = h
+        .client
+        .list_user_orders(&h.admin, 7, None, None)
+        .await
+        .unwrap();
     assert_eq!(p.items.len(), 5);
     assert!(p.next_cursor.is_none());
     assert_eq!(h.count("orders").await, 6);
@@ -233,7 +267,7 @@ async fn create_get_and_list_round_trip_through_the_generated_client() {
 #[tokio::test]
 async fn bad_input_gets_a_problem_and_writes_nothing() {
     let h = Harness::start().await;
-    let http = reqwest::Client::new();
+    let http = h.http.clone();
     let url = |p: &str| format!("{}{p}", h.server.base_url);
     let json = "application/json";
     let cases: Vec<(&str, &str, &str, String, u16)> = vec![
@@ -412,7 +446,7 @@ async fn database_outage_answers_503_and_recovers() {
     h.create(1, 1, 1).await;
 
     proxy.cut();
-    let http = reqwest::Client::new();
+    let http = h.http.clone();
     let resp = http
         .post(format!("{}/orders", h.server.base_url))
         .json(&serde_json::json!({"userId":1,"productId":1,"quantity":1}))
@@ -439,7 +473,7 @@ async fn database_outage_answers_503_and_recovers() {
 
     proxy.restore();
     let order = eventually("orders to recover", Duration::from_secs(20), || async {
-        h.client.create_order(&req).await.ok()
+        h.client.create_order(&h.user(1), &req).await.ok()
     })
     .await;
     assert!(order.id > 0);
@@ -467,10 +501,11 @@ async fn database_down_at_start_is_live_not_ready_then_serves() {
     let proxy = TcpProxy::start(&target).await;
     proxy.cut();
     let (_, via_proxy) = reroute(&url, &proxy.addr.to_string());
-    let stack = stack.set_for(Service::Orders, "DATABASE_URL", via_proxy);
+    let jwks = serve_jwks(&stack).await;
+    let stack = verifying_with(stack, &jwks).set_for(Service::Orders, "DATABASE_URL", via_proxy);
     let app = build_service::<Application>(&stack.env_for(Service::Orders).unwrap(), |_| {}).await;
     let server = Running::start_live(app).await;
-    let http = reqwest::Client::new();
+    let http = authed_http(&token(&stack, 1, Role::User));
     let status = |path: &'static str| {
         let (http, base) = (http.clone(), server.base_url.clone());
         async move {
@@ -615,7 +650,7 @@ async fn relay_restart_resumes_pending_rows() {
 #[tokio::test]
 async fn served_spec_equals_the_committed_contract_and_docs_are_served() {
     let h = Harness::start().await;
-    let http = reqwest::Client::new();
+    let http = h.http.clone();
     let served = http
         .get(format!("{}/openapi.json", h.server.base_url))
         .send()
@@ -693,7 +728,7 @@ async fn an_internal_error_answers_500_with_a_body_that_says_500() {
         .execute(h.store.pool())
         .await
         .unwrap();
-    let http = reqwest::Client::new();
+    let http = h.http.clone();
     for url in [
         format!("{}/orders/{}", h.server.base_url, order.id),
         format!("{}/orders/user/3", h.server.base_url),
@@ -711,7 +746,7 @@ async fn an_internal_error_answers_500_with_a_body_that_says_500() {
             "no internals leak: {body}"
         );
     }
-    match h.client.get_order(order.id).await {
+    match h.client.get_order(&h.admin, order.id).await {
         Err(ClientError::Problem(p)) => assert_eq!(p.status, 500),
         other => panic!("{other:?}"),
     }
@@ -725,7 +760,7 @@ async fn a_cursor_with_an_out_of_range_timestamp_is_a_400() {
     use base64::Engine;
     let h = Harness::start().await;
     h.create(1, 1, 1).await;
-    let http = reqwest::Client::new();
+    let http = h.http.clone();
     for raw in ["-99999999999999999:1", "253402300800000000:1"] {
         let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         let resp = http
@@ -743,4 +778,168 @@ async fn a_cursor_with_an_out_of_range_timestamp_is_a_400() {
         );
     }
     h.stop().await;
+}
+
+fn problem_status<T: std::fmt::Debug>(result: Result<T, ClientError>) -> u16 {
+    match result {
+        Err(ClientError::Problem(p)) => p.status(),
+        other => panic!("expected a problem, got {other:?}"),
+    }
+}
+
+/// A shopper orders and reads only for themself; an admin orders for any user the users
+/// service knows, and never for one it does not.
+#[tokio::test]
+async fn shoppers_reach_only_their_own_orders_and_admins_only_existing_users() {
+    let stack = test_stack();
+    let users = build_service::<shopmesh_users::Application>(
+        &stack.env_for(Service::Users).unwrap(),
+        |_| {},
+    )
+    .await;
+    let users = Running::start(users).await;
+    let stack = stack
+        .set_for(Service::Orders, "USER_SERVICE_URL", users.base_url.clone())
+        .set_for(
+            Service::Orders,
+            "AUTH_JWKS_URL",
+            format!("{}/.well-known/jwks.json", users.base_url),
+        )
+        .set_for(Service::Orders, "OUTBOX_RELAY_ENABLED", "false");
+    let app = build_service::<Application>(&stack.env_for(Service::Orders).unwrap(), |_| {}).await;
+    let store = app.store().clone();
+    let server = Running::start(app).await;
+    let client = OrdersClient::new(server.base_url.clone());
+    let (alice, bob) = (token(&stack, 1, Role::User), token(&stack, 2, Role::User));
+    let admin = token(&stack, 4, Role::Admin);
+    let order = |user_id| CreateOrderRequest {
+        user_id,
+        product_id: 9,
+        quantity: 1,
+    };
+
+    let mine = client.create_order(&alice, &order(1)).await.unwrap();
+    assert_eq!(mine.user_id, 1);
+    assert_eq!(
+        problem_status(client.create_order(&alice, &order(2)).await),
+        403,
+        "in Bob's name"
+    );
+    assert_eq!(
+        problem_status(client.get_order(&bob, mine.id).await),
+        403,
+        "Alice's order"
+    );
+    assert_eq!(
+        problem_status(client.list_user_orders(&bob, 1, None, None).await),
+        403
+    );
+    assert_eq!(client.get_order(&alice, mine.id).await.unwrap(), mine);
+    assert!(
+        client
+            .list_user_orders(&bob, 2, None, None)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+
+    let for_bob = client.create_order(&admin, &order(2)).await.unwrap();
+    assert_eq!(client.get_order(&bob, for_bob.id).await.unwrap().user_id, 2);
+    match client.create_order(&admin, &order(424242)).await {
+        Err(ClientError::Problem(p)) => {
+            assert_eq!(p.status(), 400);
+            assert_eq!(p.detail.as_deref(), Some("user 424242 does not exist"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let http = reqwest::Client::new();
+    let anonymous = http
+        .post(format!("{}/orders", server.base_url))
+        .json(&serde_json::json!({"userId": 3, "productId": 1, "quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        count, 2,
+        "only Alice's own order and the admin's order for Bob"
+    );
+    server.stop().await;
+    users.stop().await;
+    store.pool().close().await;
+    remove_names(&stack.names, 0).await;
+}
+
+/// Tokens of an external OpenID Connect issuer are accepted when it is configured (its JWKS
+/// served here by the test), and refused when it is not.
+#[tokio::test]
+async fn an_external_oidc_issuer_is_trusted_only_when_configured() {
+    let idp = shopmesh_identity::TokenIssuer::new(
+        std::sync::Arc::new(shopmesh_identity::KeyRing::new(
+            shopmesh_identity::SigningKey::generate(),
+            vec![],
+        )),
+        shopmesh_identity::TokenPolicy {
+            issuer: "https://idp.example".into(),
+            audience: "shopmesh-api".into(),
+            access_ttl: Duration::from_secs(300),
+        },
+    );
+    let jwks = serde_json::to_value(idp.keys().jwks()).unwrap();
+    let idp_jwks = TestServer::start(poem::Route::new().at(
+        "/certs",
+        poem::endpoint::make_sync(move |_| poem::web::Json(jwks.clone())),
+    ))
+    .await;
+    let external = AccessToken::new(idp.issue(7, Role::User).token);
+
+    let without = Harness::start().await;
+    assert_eq!(
+        problem_status(
+            without
+                .client
+                .list_user_orders(&external, 7, None, None)
+                .await
+        ),
+        401,
+        "not configured: not trusted"
+    );
+    without.stop().await;
+
+    let with = Harness::start_on(
+        test_stack()
+            .set_for(Service::Orders, "AUTH_OIDC_ISSUER", "https://idp.example")
+            .set_for(Service::Orders, "AUTH_OIDC_AUDIENCE", "shopmesh-api")
+            .set_for(
+                Service::Orders,
+                "AUTH_OIDC_JWKS_URL",
+                format!("{}/certs", idp_jwks.base_url),
+            ),
+    )
+    .await;
+    let page = with
+        .client
+        .list_user_orders(&external, 7, None, None)
+        .await
+        .unwrap();
+    assert!(page.items.is_empty());
+    assert_eq!(
+        problem_status(with.client.list_user_orders(&external, 8, None, None).await),
+        403,
+        "the external user is user 7, with user 7's rights"
+    );
+    // The platform's own tokens still work beside it.
+    assert!(
+        with.client
+            .list_user_orders(&with.admin, 8, None, None)
+            .await
+            .is_ok()
+    );
+    with.stop().await;
+    idp_jwks.stop().await;
 }

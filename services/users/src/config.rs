@@ -1,9 +1,152 @@
 //! Typed configuration of the users service (seed names, docker-compose defaults).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use shopmesh_common::auth::AuthConfig;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url, redis_url};
 use shopmesh_common::http::HttpConfig;
+use shopmesh_identity::{KeyRing, SigningKey, TokenPolicy};
+
+/// Where the signing key comes from.
+#[derive(Clone)]
+pub enum SigningKeySource {
+    /// A PKCS#8 PEM from a secret (`AUTH_SIGNING_KEY`, or the file `AUTH_SIGNING_KEY_FILE`),
+    /// with retired keys still published (`AUTH_RETIRED_KEY_FILES`, comma-separated files).
+    Secret {
+        /// The signing key.
+        signing: SigningKey,
+        /// Retired key files.
+        retired: Vec<PathBuf>,
+    },
+    /// Development only: generated on first start into this folder (`AUTH_DEV_KEY_DIR`).
+    Development(PathBuf),
+}
+
+impl std::fmt::Debug for SigningKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Secret { signing, retired } => f
+                .debug_struct("Secret")
+                .field("kid", &signing.kid())
+                .field("retired", retired)
+                .finish(),
+            Self::Development(dir) => f.debug_tuple("Development").field(dir).finish(),
+        }
+    }
+}
+
+impl SigningKeySource {
+    fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let invalid = |key: &str, value: &str, reason: String| ConfigError {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            reason,
+        };
+        let signing = match (
+            env.get("AUTH_SIGNING_KEY"),
+            env.get("AUTH_SIGNING_KEY_FILE"),
+        ) {
+            (Some(pem), _) => Some(
+                SigningKey::from_pem(&pem)
+                    .map_err(|e| invalid("AUTH_SIGNING_KEY", "***", e.to_string()))?,
+            ),
+            (None, Some(path)) => Some(
+                SigningKey::from_file(path.as_ref())
+                    .map_err(|e| invalid("AUTH_SIGNING_KEY_FILE", &path, e.to_string()))?,
+            ),
+            (None, None) => None,
+        };
+        let retired = env
+            .get("AUTH_RETIRED_KEY_FILES")
+            .map(|v| v.split(',').map(|p| PathBuf::from(p.trim())).collect())
+            .unwrap_or_default();
+        match (signing, env.get("AUTH_DEV_KEY_DIR")) {
+            (Some(signing), _) => Ok(Self::Secret { signing, retired }),
+            (None, Some(dir)) => Ok(Self::Development(PathBuf::from(dir))),
+            (None, None) => Err(invalid(
+                "AUTH_SIGNING_KEY_FILE",
+                "",
+                "no signing key: set AUTH_SIGNING_KEY_FILE (or AUTH_SIGNING_KEY) from a secret, \
+                 or AUTH_DEV_KEY_DIR for a development key generated on first start"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The key ring: the signing key and the retired keys.
+    pub fn load(&self) -> anyhow::Result<KeyRing> {
+        match self {
+            Self::Secret { signing, retired } => {
+                let retired = retired
+                    .iter()
+                    .map(|p| SigningKey::from_file(p))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(KeyRing::new(signing.clone(), retired))
+            }
+            Self::Development(dir) => Ok(KeyRing::load_or_generate(dir)?),
+        }
+    }
+}
+
+/// Accounts, tokens and log-in limits.
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// The signing key.
+    pub keys: SigningKeySource,
+    /// `iss`, `aud` and access-token lifetime (`AUTH_ISSUER`, `AUTH_AUDIENCE`,
+    /// `AUTH_ACCESS_TOKEN_TTL_SECS`, 900).
+    pub policy: TokenPolicy,
+    /// Refresh-token lifetime (`AUTH_REFRESH_TOKEN_TTL_SECS`, 30 days).
+    pub refresh_ttl: Duration,
+    /// Seed the demo users and the admin, password `shopmesh-demo` (`DEMO_SEED`, off).
+    pub demo_seed: bool,
+    /// Failed log-ins for one account before it is locked for a while (`LOGIN_MAX_FAILURES`, 5).
+    pub max_failures_per_account: u32,
+    /// Failed log-ins from one address before it is locked for a while
+    /// (`LOGIN_MAX_FAILURES_PER_ADDRESS`, 20).
+    pub max_failures_per_address: u32,
+    /// The first lock; each further failure doubles it, up to 15 minutes
+    /// (`LOGIN_LOCK_SECS`, 30).
+    pub lock: Duration,
+    /// Peers whose `X-Forwarded-For` names the client (`LOGIN_TRUSTED_PROXIES`, CIDRs; loopback).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+impl AccountsConfig {
+    fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        let platform = AuthConfig::from_env(env)?;
+        let proxies = env.string_or("LOGIN_TRUSTED_PROXIES", "127.0.0.0/8,::1/128");
+        let trusted_proxies = proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse().map_err(|e: ipnet::AddrParseError| ConfigError {
+                    key: "LOGIN_TRUSTED_PROXIES".into(),
+                    value: proxies.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            keys: SigningKeySource::from_env(env)?,
+            policy: TokenPolicy {
+                issuer: platform.issuer,
+                audience: platform.audience,
+                access_ttl: Duration::from_secs(env.parse_or("AUTH_ACCESS_TOKEN_TTL_SECS", 900)?),
+            },
+            refresh_ttl: Duration::from_secs(
+                env.parse_or("AUTH_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
+            ),
+            demo_seed: env.parse_or("DEMO_SEED", false)?,
+            max_failures_per_account: env.parse_or("LOGIN_MAX_FAILURES", 5)?,
+            max_failures_per_address: env.parse_or("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)?,
+            lock: Duration::from_secs(env.parse_or("LOGIN_LOCK_SECS", 30)?),
+            trusted_proxies,
+        })
+    }
+}
 
 /// Everything the users service needs to start.
 #[derive(Debug, Clone)]
@@ -28,6 +171,11 @@ pub struct UsersConfig {
     /// Prefix of the cache keys (`CACHE_PREFIX`, empty: keys are `user:{id}`). Set it when
     /// several deployments with different databases share one Redis.
     pub cache_prefix: String,
+    /// Which tokens are accepted (the platform's, verified with the local keys, and an
+    /// optional external issuer's).
+    pub auth: AuthConfig,
+    /// Accounts and tokens.
+    pub accounts: AccountsConfig,
 }
 
 impl UsersConfig {
@@ -43,6 +191,8 @@ impl UsersConfig {
             cache_ttl: Duration::from_secs(env.parse_or("USER_CACHE_TTL_SECS", 600)?),
             redis_timeout: Duration::from_millis(env.parse_or("REDIS_TIMEOUT_MS", 250)?),
             cache_prefix: env.string_or("CACHE_PREFIX", ""),
+            auth: AuthConfig::from_env(env)?,
+            accounts: AccountsConfig::from_env(env)?,
         })
     }
 }
@@ -53,16 +203,37 @@ mod tests {
 
     use super::*;
 
+    fn dev() -> HashMap<String, String> {
+        [("AUTH_DEV_KEY_DIR".to_owned(), "target/dev-keys".to_owned())].into()
+    }
+
+    #[test]
+    fn refuses_to_start_without_a_signing_key() {
+        let err = UsersConfig::from_env(&HashMap::new()).unwrap_err();
+        assert_eq!(err.key, "AUTH_SIGNING_KEY_FILE");
+        assert!(err.reason.contains("no signing key"), "{err}");
+        let env: HashMap<String, String> =
+            [("AUTH_SIGNING_KEY".to_owned(), "not a key".to_owned())].into();
+        let err = UsersConfig::from_env(&env).unwrap_err();
+        assert_eq!(err.key, "AUTH_SIGNING_KEY");
+        assert!(
+            !err.to_string().contains("not a key"),
+            "the secret is not echoed: {err}"
+        );
+    }
+
     #[test]
     fn defaults() {
-        let c = UsersConfig::from_env(&HashMap::new()).unwrap();
+        let c = UsersConfig::from_env(&dev()).unwrap();
+        assert!(!c.accounts.demo_seed, "demo users only when asked for");
+        assert_eq!(c.accounts.policy.access_ttl, Duration::from_secs(900));
         assert_eq!(c.port, 3001);
         assert!(c.database_url.expose().ends_with("/users_db"));
         assert_eq!(c.cache_ttl, Duration::from_secs(600));
         assert_eq!(c.redis_url.expose(), "redis://localhost:6379/");
         assert_eq!(c.cache_prefix, "", "keys are user:{{id}} by default");
-        let env: HashMap<String, String> =
-            [("CACHE_PREFIX".to_owned(), "staging:".to_owned())].into();
+        let mut env = dev();
+        env.insert("CACHE_PREFIX".to_owned(), "staging:".to_owned());
         assert_eq!(
             UsersConfig::from_env(&env).unwrap().cache_prefix,
             "staging:"

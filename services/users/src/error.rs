@@ -14,6 +14,18 @@ pub enum UsersError {
     /// Another user has this email.
     #[error("another user already has the email {0}")]
     DuplicateEmail(String),
+    /// The email and password do not match an account.
+    #[error("the email or the password is wrong")]
+    InvalidCredentials,
+    /// The refresh token is unknown, expired, revoked or used.
+    #[error("the refresh token is not valid; log in again")]
+    InvalidRefreshToken,
+    /// The caller may not act on this user.
+    #[error("{0}")]
+    Forbidden(#[from] shopmesh_identity::Forbidden),
+    /// Hashing a password failed.
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
@@ -26,6 +38,9 @@ impl UsersError {
             Self::NotFound(_) => 404,
             Self::Invalid(_) => 400,
             Self::DuplicateEmail(_) => 409,
+            Self::InvalidCredentials | Self::InvalidRefreshToken => 401,
+            Self::Forbidden(_) => 403,
+            Self::Hashing(_) => 500,
             Self::Unavailable(_) => 503,
         }
     }
@@ -38,6 +53,10 @@ impl From<UsersError> for Problem {
             UsersError::Unavailable(err) => {
                 tracing::warn!(error = %err, "database unavailable");
                 "the user database is unavailable; retry later".to_owned()
+            }
+            UsersError::Hashing(err) => {
+                tracing::error!(error = %err, "password hashing failed");
+                "the service failed unexpectedly".to_owned()
             }
             other => other.to_string(),
         };

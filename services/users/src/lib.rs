@@ -1,15 +1,20 @@
 //! The users service: REST on :3001 over MySQL (`users_db`), with a Redis cache-aside layer
-//! (key `user:{id}`, TTL 600 s) that every write refreshes.
+//! (key `user:{id}`, TTL 600 s) that every write refreshes. It owns accounts and issues the
+//! platform's access tokens.
 //!
 //! - [`api`] implements the generated `UsersApi` trait;
+//! - [`accounts`] hashes passwords, logs in and rotates refresh tokens;
+//! - [`throttle`] limits failed log-ins per account and per address;
 //! - [`store`] reads through the cache and writes to MySQL;
 //! - [`domain`] holds the validation rules.
 
+pub mod accounts;
 pub mod api;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod store;
+pub mod throttle;
 
 use std::sync::Arc;
 
@@ -22,17 +27,27 @@ use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::metrics::{Collector, cache_metrics};
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
-use shopmesh_common::startup::StartupGate;
+use shopmesh_common::startup::{Startup, StartupGate};
 use shopmesh_openapi::users::UsersEndpoints;
 
+use shopmesh_identity::{TokenIssuer, TokenVerifier};
+
+use crate::accounts::Accounts;
 use crate::config::UsersConfig;
 use crate::store::{MIGRATOR, UserStore};
+use crate::throttle::{LoginThrottle, Throttled};
 
 /// The HTTP application: contract routes, `/openapi.json`, `/docs`, `/health/*`, `/metrics`. Readiness
-/// needs MySQL only: without Redis the service still answers, uncached.
-pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
-    let service =
-        UsersEndpoints::new(Arc::new(api::UsersService::new(store.clone()))).into_service();
+/// needs MySQL only: without Redis the service still answers, uncached (and log-ins are not
+/// throttled).
+pub fn app(
+    store: UserStore,
+    accounts: Accounts,
+    verifier: TokenVerifier,
+    throttle: Arc<LoginThrottle>,
+) -> impl Endpoint<Output = Response> {
+    let service = UsersEndpoints::new(Arc::new(api::UsersService::new(store.clone(), accounts)))
+        .into_service();
     let spec = UsersEndpoints::contract_endpoint();
     let docs = UsersEndpoints::swagger_ui(&service);
     let cache = store.cache().clone();
@@ -44,7 +59,13 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
     http::standard(
         "users",
         Route::new()
-            .nest("/", service)
+            .nest(
+                "/",
+                service.with(Throttled {
+                    path: "/auth/token",
+                    throttle,
+                }),
+            )
             .at("/openapi.json", spec)
             .nest("/docs", docs)
             .nest("/health", health::routes(checks))
@@ -54,6 +75,7 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
         shopmesh_openapi::users::ROUTES,
         &[("/openapi.json", &["GET"])],
     ))
+    .data(verifier)
 }
 
 /// The users service, built from its configuration: listener bound, store created (lazily
@@ -61,6 +83,10 @@ pub fn app(store: UserStore) -> impl Endpoint<Output = Response> {
 /// that is done only liveness and metrics answer (everything else 503).
 pub struct Application {
     store: UserStore,
+    accounts: Accounts,
+    verifier: TokenVerifier,
+    throttle: Arc<LoginThrottle>,
+    demo_seed: bool,
     database_url: SecretUrl,
     listener: HttpListener,
 }
@@ -69,6 +95,11 @@ impl Application {
     /// The store behind the API (tests read through it).
     pub fn store(&self) -> &UserStore {
         &self.store
+    }
+
+    /// The token issuer (tests sign tokens of their own making with it).
+    pub fn issuer(&self) -> &TokenIssuer {
+        self.accounts.issuer()
     }
 }
 
@@ -91,9 +122,22 @@ impl Service for Application {
             config.cache_ttl,
         )?
         .with_key_prefix(config.cache_prefix.clone());
+        let keys = Arc::new(config.accounts.keys.load()?);
+        let verifier = config.auth.verifier_with_keys(keys.clone());
+        let issuer = TokenIssuer::new(keys, config.accounts.policy.clone());
+        let accounts = Accounts::new(store.clone(), issuer, config.accounts.refresh_ttl);
+        let throttle = LoginThrottle::new(
+            store.cache().clone(),
+            &config.cache_prefix,
+            &config.accounts,
+        );
         let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {
             store,
+            accounts,
+            verifier,
+            throttle,
+            demo_seed: config.accounts.demo_seed,
             database_url: config.database_url,
             listener,
         })
@@ -104,10 +148,22 @@ impl Service for Application {
     }
 
     async fn run_until(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let store = self.store;
-        let migrated =
-            db::migrate_in_background(store.pool(), &self.database_url, &MIGRATOR, &shutdown);
-        let app = app(store).with(StartupGate(migrated));
+        let (store, accounts, url) = (self.store, self.accounts, self.database_url);
+        let seed = self.demo_seed.then(|| accounts.clone());
+        let pool = store.pool().clone();
+        let ready = Startup::spawn("database migrations", &shutdown, move || {
+            let (pool, url, seed) = (pool.clone(), url.clone(), seed.clone());
+            async move {
+                db::create_and_migrate(&pool, url.expose(), &MIGRATOR)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if let Some(accounts) = seed {
+                    accounts.seed_demo().await.map_err(|e| e.to_string())?;
+                }
+                Ok::<_, String>(())
+            }
+        });
+        let app = app(store, accounts, self.verifier, self.throttle).with(StartupGate(ready));
         self.listener.serve(app, &shutdown).await?;
         Ok(())
     }

@@ -5,12 +5,13 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopmesh_common::cache::RedisCache;
+use shopmesh_identity::Role;
 use sqlx::MySqlPool;
 
 use crate::domain::{UserFields, cache_key};
 use crate::error::UsersError;
 
-/// Migrations in `services/users/migrations` (schema and the seed's demo users).
+/// Migrations in `services/users/migrations`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// A stored user, as cached.
@@ -22,27 +23,65 @@ pub struct UserRecord {
     pub name: String,
     /// Email.
     pub email: String,
+    /// Role.
+    pub role: Role,
     /// Row version; grows on every write.
     pub version: u64,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
 
-type UserRow = (i64, String, String, u64, NaiveDateTime);
+type UserRow = (i64, String, String, String, u64, NaiveDateTime);
 
 impl From<UserRow> for UserRecord {
-    fn from((id, name, email, version, created_at): UserRow) -> Self {
+    fn from((id, name, email, role, version, created_at): UserRow) -> Self {
         Self {
             id,
             name,
             email,
+            role: role_of(&role),
             version,
             created_at: created_at.and_utc(),
         }
     }
 }
 
-const SELECT_USER: &str = "SELECT id, name, email, version, created_at FROM users WHERE id = ?";
+/// The column is an ENUM of exactly these two.
+fn role_of(column: &str) -> Role {
+    if column == "admin" {
+        Role::Admin
+    } else {
+        Role::User
+    }
+}
+
+const SELECT_USER: &str =
+    "SELECT id, name, email, role, version, created_at FROM users WHERE id = ?";
+
+/// What logging in needs of an account.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// User id.
+    pub id: i64,
+    /// Role.
+    pub role: Role,
+    /// argon2id PHC string; `None` for accounts that cannot log in.
+    pub password_hash: Option<String>,
+}
+
+/// SHA-256 of a refresh token: what the database holds instead of the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshTokenHash([u8; 32]);
+
+impl RefreshTokenHash {
+    /// The hash of `token`.
+    pub fn of(token: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let mut bytes = [0u8; 32];
+        bytes.copy_from_slice(digest.as_ref());
+        Self(bytes)
+    }
+}
 
 fn duplicate_email(e: &sqlx::Error) -> bool {
     e.as_database_error()
@@ -146,21 +185,33 @@ impl UserStore {
         Ok(user)
     }
 
-    /// Creates a user (409 on a taken email) and caches it.
-    pub async fn create(&self, fields: &UserFields) -> Result<UserRecord, UsersError> {
+    /// Creates a user with a password hash and a role (409 on a taken email, compared without
+    /// case) and caches it. `id` is for the demo seed only.
+    pub async fn create(
+        &self,
+        fields: &UserFields,
+        password_hash: &str,
+        role: Role,
+        id: Option<i64>,
+    ) -> Result<UserRecord, UsersError> {
         let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query("INSERT INTO users (name, email) VALUES (?, ?)")
-            .bind(&fields.name)
-            .bind(&fields.email)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| {
-                if duplicate_email(&e) {
-                    UsersError::DuplicateEmail(fields.email.clone())
-                } else {
-                    e.into()
-                }
-            })?;
+        let inserted = sqlx::query(
+            "INSERT INTO users (id, name, email, password_hash, role) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(&fields.name)
+        .bind(&fields.email)
+        .bind(password_hash)
+        .bind(role.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if duplicate_email(&e) {
+                UsersError::DuplicateEmail(fields.email.clone())
+            } else {
+                e.into()
+            }
+        })?;
         let id = i64::try_from(inserted.last_insert_id()).unwrap_or(i64::MAX);
         self.commit_and_remember(tx, id).await
     }
@@ -180,5 +231,115 @@ impl UserStore {
             return Err(UsersError::NotFound(id));
         }
         self.commit_and_remember(tx, id).await
+    }
+}
+
+impl UserStore {
+    /// The account with `email` (compared without case, as the column's collation does).
+    pub async fn credentials(&self, email: &str) -> Result<Option<Credentials>, UsersError> {
+        let row: Option<(i64, String, Option<String>)> =
+            sqlx::query_as("SELECT id, role, password_hash FROM users WHERE email = ?")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(id, role, password_hash)| Credentials {
+            id,
+            role: role_of(&role),
+            password_hash,
+        }))
+    }
+
+    /// Stores the first refresh token of a new family.
+    pub async fn insert_refresh(
+        &self,
+        hash: &RefreshTokenHash,
+        family: &uuid::Uuid,
+        user_id: i64,
+        ttl: Duration,
+    ) -> Result<(), UsersError> {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
+             VALUES (?, ?, ?, TIMESTAMPADD(SECOND, ?, CURRENT_TIMESTAMP(6)))",
+        )
+        .bind(&hash.0[..])
+        .bind(&family.as_bytes()[..])
+        .bind(user_id)
+        .bind(ttl.as_secs())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Uses `old` up and stores `new` in its family, answering whose it is. A token that was
+    /// already used revokes its whole family (someone replayed it); unknown, expired and
+    /// revoked tokens are refused alike.
+    pub async fn rotate_refresh(
+        &self,
+        old: &RefreshTokenHash,
+        new: &RefreshTokenHash,
+        ttl: Duration,
+    ) -> Result<(i64, Role), UsersError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<(Vec<u8>, i64, bool, bool, bool, String)> = sqlx::query_as(
+            "SELECT t.family_id, t.user_id, t.used_at IS NOT NULL, t.revoked_at IS NOT NULL, \
+                    t.expires_at <= CURRENT_TIMESTAMP(6), u.role \
+             FROM refresh_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.token_hash = ? FOR UPDATE",
+        )
+        .bind(&old.0[..])
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((family, user_id, used, revoked, expired, role)) = row else {
+            return Err(UsersError::InvalidRefreshToken);
+        };
+        if used && !revoked {
+            sqlx::query(
+                "UPDATE refresh_tokens SET revoked_at = CURRENT_TIMESTAMP(6) \
+                 WHERE family_id = ? AND revoked_at IS NULL",
+            )
+            .bind(&family)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            tracing::warn!(
+                user_id,
+                "a used refresh token was presented again; its family is revoked"
+            );
+            return Err(UsersError::InvalidRefreshToken);
+        }
+        if used || revoked || expired {
+            return Err(UsersError::InvalidRefreshToken);
+        }
+        sqlx::query(
+            "UPDATE refresh_tokens SET used_at = CURRENT_TIMESTAMP(6) WHERE token_hash = ?",
+        )
+        .bind(&old.0[..])
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, expires_at) \
+             VALUES (?, ?, ?, TIMESTAMPADD(SECOND, ?, CURRENT_TIMESTAMP(6)))",
+        )
+        .bind(&new.0[..])
+        .bind(&family)
+        .bind(user_id)
+        .bind(ttl.as_secs())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((user_id, role_of(&role)))
+    }
+
+    /// Revokes every token of the family `hash` belongs to.
+    pub async fn revoke_family(&self, hash: &RefreshTokenHash) -> Result<(), UsersError> {
+        sqlx::query(
+            "UPDATE refresh_tokens t JOIN refresh_tokens f ON f.family_id = t.family_id \
+             SET t.revoked_at = CURRENT_TIMESTAMP(6) \
+             WHERE f.token_hash = ? AND t.revoked_at IS NULL",
+        )
+        .bind(&hash.0[..])
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }

@@ -5,10 +5,13 @@ use std::sync::atomic::Ordering;
 
 use poem_openapi::types::Email;
 use shopmesh_common::service::Service as _;
+use shopmesh_identity::{AccessClaims, AccessToken, Role};
 use shopmesh_openapi::runtime::ClientError;
-use shopmesh_openapi::users::{UserInput, UsersClient};
+use shopmesh_openapi::users::{
+    Credentials, NewUser, RefreshRequest, TokenResponse, UserInput, UsersClient,
+};
 use shopmesh_testkit::{
-    Running, Service, Stack, build_service, redis_url, remove_names, test_stack,
+    Running, Service, Stack, build_service, redis_url, remove_names, test_stack, token,
 };
 use shopmesh_users::Application;
 use shopmesh_users::store::UserStore;
@@ -18,6 +21,8 @@ struct Harness {
     store: UserStore,
     server: Running,
     client: UsersClient,
+    /// The seeded admin's token (id 4, after the three demo shoppers).
+    admin: AccessToken,
 }
 
 impl Harness {
@@ -26,21 +31,33 @@ impl Harness {
     }
 
     async fn start_with_redis(redis: &str) -> Self {
-        let stack = test_stack()
-            .set_for(Service::Users, "REDIS_URL", redis)
-            .set_for(Service::Users, "REDIS_TIMEOUT_MS", "300")
-            .set_for(Service::Users, "DB_POOL_SIZE", "5");
+        Self::start_with(
+            test_stack()
+                .set_for(Service::Users, "REDIS_URL", redis)
+                .set_for(Service::Users, "REDIS_TIMEOUT_MS", "300"),
+        )
+        .await
+    }
+
+    async fn start_with(stack: Stack) -> Self {
+        let stack = stack.set_for(Service::Users, "DB_POOL_SIZE", "5");
         let app =
             build_service::<Application>(&stack.env_for(Service::Users).unwrap(), |_| {}).await;
         let store = app.store().clone();
         let server = Running::start(app).await;
         let client = UsersClient::new(server.base_url.clone());
+        let admin = token(&stack, 4, Role::Admin);
         Self {
             stack,
             store,
             server,
             client,
+            admin,
         }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base_url)
     }
 
     async fn stop(self) {
@@ -67,14 +84,22 @@ fn input(name: &str, email: &str) -> UserInput {
     }
 }
 
+fn sign_up(name: &str, email: &str) -> NewUser {
+    NewUser {
+        name: name.to_owned(),
+        email: Email(email.to_owned()),
+        password: "correct horse battery".to_owned(),
+    }
+}
+
 #[tokio::test]
 async fn seeded_demo_users_exist_and_unknown_is_404() {
     let h = Harness::start().await;
     for (id, name) in [(1, "Alice Johnson"), (2, "Bob Smith"), (3, "Charlie Brown")] {
-        let u = h.client.get_user(id).await.unwrap();
+        let u = h.client.get_user(&h.admin, id).await.unwrap();
         assert_eq!(u.name, name);
     }
-    match h.client.get_user(999).await {
+    match h.client.get_user(&h.admin, 999).await {
         Err(ClientError::Problem(p)) => assert_eq!(p.status, 404),
         other => panic!("expected 404, got {other:?}"),
     }
@@ -86,7 +111,7 @@ async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
     let h = Harness::start().await;
     let created = h
         .client
-        .create_user(&input("Ada Lovelace", "ada@example.com"))
+        .create_user(&sign_up("Ada Lovelace", "ada@example.com"))
         .await
         .unwrap();
     let key = h.store.cache_key(created.id);
@@ -107,7 +132,7 @@ async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
 
     let hits_before = h.store.cache().stats().hits.load(Ordering::Relaxed);
     for _ in 0..3 {
-        let u = h.client.get_user(created.id).await.unwrap();
+        let u = h.client.get_user(&h.admin, created.id).await.unwrap();
         assert_eq!(u, created);
     }
     assert_eq!(
@@ -122,17 +147,21 @@ async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
         .execute(h.store.pool())
         .await
         .unwrap();
-    let u = h.client.get_user(created.id).await.unwrap();
+    let u = h.client.get_user(&h.admin, created.id).await.unwrap();
     assert_eq!(u.name, "Ada Lovelace", "cached copy");
 
     // A write through the service refreshes the cache: the next read sees it.
     let u = h
         .client
-        .update_user(created.id, &input("Ada King", "ada.king@example.com"))
+        .update_user(
+            &h.admin,
+            created.id,
+            &input("Ada King", "ada.king@example.com"),
+        )
         .await
         .unwrap();
     assert_eq!(u.name, "Ada King");
-    let u = h.client.get_user(created.id).await.unwrap();
+    let u = h.client.get_user(&h.admin, created.id).await.unwrap();
     assert_eq!(
         (u.name.as_str(), u.email.as_str()),
         ("Ada King", "ada.king@example.com")
@@ -150,15 +179,15 @@ async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
 #[tokio::test]
 async fn redis_down_falls_back_to_mysql() {
     let h = Harness::start_with_redis("redis://127.0.0.1:1/").await;
-    let u = h.client.get_user(1).await.unwrap();
+    let u = h.client.get_user(&h.admin, 1).await.unwrap();
     assert_eq!(u.name, "Alice Johnson");
     let u = h
         .client
-        .update_user(2, &input("Robert Smith", "bob@example.com"))
+        .update_user(&h.admin, 2, &input("Robert Smith", "bob@example.com"))
         .await
         .unwrap();
     assert_eq!(u.name, "Robert Smith");
-    let u = h.client.get_user(2).await.unwrap();
+    let u = h.client.get_user(&h.admin, 2).await.unwrap();
     assert_eq!(u.name, "Robert Smith");
     assert!(!h.store.cache().is_up());
     assert!(
@@ -181,38 +210,44 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
         (
             "POST",
             "/users",
-            r#"{"name":"A","email":"not-an-email"}"#.to_owned(),
+            r#"{"name":"A","email":"not-an-email","password":"long enough"}"#.to_owned(),
             400,
         ),
         (
             "POST",
             "/users",
-            r#"{"name":"","email":"a@example.com"}"#.to_owned(),
+            r#"{"name":"","email":"a@example.com","password":"long enough"}"#.to_owned(),
             400,
         ),
         (
             "POST",
             "/users",
-            r#"{"name":"   ","email":"a@example.com"}"#.to_owned(),
+            r#"{"name":"   ","email":"a@example.com","password":"long enough"}"#.to_owned(),
             400,
         ),
         (
             "POST",
             "/users",
-            format!(r#"{{"name":"{long}","email":"a@example.com"}}"#),
+            format!(r#"{{"name":"{long}","email":"a@example.com","password":"long enough"}}"#),
             400,
         ),
         ("POST", "/users", r#"{"name":"A"}"#.to_owned(), 400),
         (
             "POST",
             "/users",
-            r#"{"name":"Dup","email":"alice@example.com"}"#.to_owned(),
+            r#"{"name":"A","email":"short@example.com","password":"1234567"}"#.to_owned(),
+            400,
+        ),
+        (
+            "POST",
+            "/users",
+            r#"{"name":"Dup","email":"alice@example.com","password":"long enough"}"#.to_owned(),
             409,
         ),
         (
             "POST",
             "/users",
-            r#"{"name":"Dup","email":"ALICE@example.com"}"#.to_owned(),
+            r#"{"name":"Dup","email":"ALICE@example.com","password":"long enough"}"#.to_owned(),
             409,
         ),
         (
@@ -243,7 +278,9 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     for (method, path, body, status) in cases {
         let req = match method {
             "POST" => http.post(format!("{}{path}", h.server.base_url)),
-            _ => http.put(format!("{}{path}", h.server.base_url)),
+            _ => http
+                .put(format!("{}{path}", h.server.base_url))
+                .bearer_auth(h.admin.expose()),
         };
         let resp = req
             .header("content-type", "application/json")
@@ -263,12 +300,13 @@ async fn bad_input_gets_a_problem_and_writes_nothing() {
     }
     let resp = http
         .get(format!("{}/users/abc", h.server.base_url))
+        .bearer_auth(h.admin.expose())
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 400);
-    assert_eq!(h.user_count().await, 3, "nothing written");
-    let u = h.client.get_user(2).await.unwrap();
+    assert_eq!(h.user_count().await, 4, "nothing written");
+    let u = h.client.get_user(&h.admin, 2).await.unwrap();
     assert_eq!(
         (u.name.as_str(), u.email.as_str()),
         ("Bob Smith", "bob@example.com"),
@@ -313,7 +351,12 @@ async fn metrics_can_be_served_on_an_internal_port_only() {
         }
     };
 
-    assert_eq!(get(format!("{}/users/1", server.base_url)).await.0, 200);
+    assert_eq!(
+        get(format!("{}/.well-known/jwks.json", server.base_url))
+            .await
+            .0,
+        200
+    );
     let (status, _) = get(format!("{}/metrics", server.base_url)).await;
     assert_eq!(status, 404, "the public listener does not serve /metrics");
     let (status, body) = get(format!("{internal}/metrics")).await;
@@ -327,4 +370,430 @@ async fn metrics_can_be_served_on_an_internal_port_only() {
     );
     server.stop().await;
     remove_names(&stack.names, 0).await;
+}
+
+async fn log_in(h: &Harness, email: &str, password: &str) -> Result<TokenResponse, ClientError> {
+    h.client
+        .issue_token(&Credentials {
+            email: email.to_owned(),
+            password: password.to_owned(),
+        })
+        .await
+}
+
+fn status(result: Result<impl std::fmt::Debug, ClientError>) -> u16 {
+    match result {
+        Err(ClientError::Problem(p)) => p.status(),
+        other => panic!("expected a problem, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_shopper_signs_up_logs_in_and_reaches_only_themself() {
+    let h = Harness::start().await;
+    let ada = h
+        .client
+        .create_user(&sign_up("Ada Lovelace", "ada@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(ada.role, shopmesh_openapi::users::Role::User);
+    let stored: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = ?")
+        .bind(ada.id)
+        .fetch_one(h.store.pool())
+        .await
+        .unwrap();
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "argon2id at OWASP's cost: {stored}"
+    );
+    let raw = reqwest::Client::new()
+        .post(h.url("/users"))
+        .json(&serde_json::json!({"name": "Eve", "email": "eve@example.com", "password": "eve's password"}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !raw.contains("password") && !raw.contains("argon2"),
+        "{raw}"
+    );
+
+    let tokens = log_in(&h, "ADA@example.com", "correct horse battery")
+        .await
+        .unwrap();
+    assert_eq!(tokens.token_type, "Bearer");
+    assert_eq!(tokens.expires_in, 900);
+    let own = AccessToken::new(tokens.access_token);
+    assert_eq!(
+        h.client.get_user(&own, ada.id).await.unwrap().name,
+        "Ada Lovelace"
+    );
+    assert_eq!(
+        status(h.client.get_user(&own, 1).await),
+        403,
+        "another user's data"
+    );
+    assert_eq!(
+        status(
+            h.client
+                .update_user(&own, 1, &input("Pwned", "attacker@evil.example"))
+                .await
+        ),
+        403
+    );
+    assert_eq!(
+        h.client.get_user(&h.admin, 1).await.unwrap().email,
+        "alice@example.com",
+        "unchanged"
+    );
+    let renamed = h
+        .client
+        .update_user(&own, ada.id, &input("Ada King", "ada@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(renamed.name, "Ada King");
+
+    // The seeded admin logs in with the demo password and reads anyone.
+    let admin = log_in(&h, "admin@example.com", "shopmesh-demo")
+        .await
+        .unwrap();
+    let admin = AccessToken::new(admin.access_token);
+    assert_eq!(
+        h.client.get_user(&admin, ada.id).await.unwrap().name,
+        "Ada King"
+    );
+    assert_eq!(
+        h.client.get_user(&admin, 1).await.unwrap().role,
+        shopmesh_openapi::users::Role::User
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn every_kind_of_bad_token_is_a_401_problem() {
+    let h = Harness::start().await;
+    let issuer = shopmesh_testkit::token_issuer(&h.stack);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let claims = |f: &dyn Fn(&mut AccessClaims)| {
+        let mut c = AccessClaims {
+            sub: "1".into(),
+            role: Role::Admin,
+            iss: "shopmesh-users".into(),
+            aud: "shopmesh".into(),
+            iat: now,
+            exp: now + 600,
+        };
+        f(&mut c);
+        issuer.sign(&c)
+    };
+    let good = claims(&|_| {});
+    let (header, payload, signature) = {
+        let p: Vec<&str> = good.split('.').collect();
+        (p[0].to_owned(), p[1].to_owned(), p[2].to_owned())
+    };
+    let b64 =
+        |s: &str| base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s);
+    let foreign = shopmesh_identity::TokenIssuer::new(
+        std::sync::Arc::new(shopmesh_identity::KeyRing::new(
+            shopmesh_identity::SigningKey::generate(),
+            vec![],
+        )),
+        shopmesh_identity::TokenPolicy::platform_default(),
+    )
+    .issue(1, Role::Admin)
+    .token;
+    let cases: Vec<(&str, Option<String>)> = vec![
+        ("missing", None),
+        ("garbage", Some("garbage".into())),
+        (
+            "expired",
+            Some(claims(&|c| {
+                c.iat = now - 3600;
+                c.exp = now - 1800;
+            })),
+        ),
+        (
+            "tampered",
+            Some(format!(
+                "{header}.{}.{signature}",
+                b64(
+                    r#"{"sub":"2","role":"admin","iss":"shopmesh-users","aud":"shopmesh","iat":1,"exp":9999999999}"#
+                )
+            )),
+        ),
+        (
+            "alg none",
+            Some(format!(
+                "{}.{payload}.",
+                b64(r#"{"alg":"none","typ":"JWT"}"#)
+            )),
+        ),
+        (
+            "wrong audience",
+            Some(claims(&|c| c.aud = "another-platform".into())),
+        ),
+        (
+            "wrong issuer",
+            Some(claims(&|c| c.iss = "https://evil.example".into())),
+        ),
+        ("unknown kid", Some(foreign)),
+    ];
+    let http = reqwest::Client::new();
+    for (what, token) in cases {
+        let mut req = http.get(h.url("/users/1"));
+        if let Some(t) = &token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 401, "{what}");
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/problem+json"),
+            "{what}"
+        );
+        let problem: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(problem["status"], 401, "{what}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains("token"),
+            "{what}: {problem}"
+        );
+    }
+    let resp = http
+        .get(h.url("/users/1"))
+        .bearer_auth(&good)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "the untampered token passes");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_tokens_rotate_and_a_replayed_one_revokes_its_family() {
+    let h = Harness::start().await;
+    let first = log_in(&h, "bob@example.com", "shopmesh-demo")
+        .await
+        .unwrap();
+    let refresh = |t: &str| {
+        let body = RefreshRequest {
+            refresh_token: t.to_owned(),
+        };
+        let client = h.client.clone();
+        async move { client.refresh_token(&body).await }
+    };
+    let second = refresh(&first.refresh_token).await.unwrap();
+    assert_ne!(second.refresh_token, first.refresh_token);
+    let bob = AccessToken::new(second.access_token.clone());
+    assert_eq!(h.client.get_user(&bob, 2).await.unwrap().name, "Bob Smith");
+    let third = refresh(&second.refresh_token).await.unwrap();
+
+    // The first token again: someone kept a copy. The whole family dies, the newest too.
+    assert_eq!(status(refresh(&first.refresh_token).await), 401);
+    assert_eq!(
+        status(refresh(&third.refresh_token).await),
+        401,
+        "family revoked"
+    );
+
+    // A separate log-in is unaffected, until it logs out.
+    let other = log_in(&h, "bob@example.com", "shopmesh-demo")
+        .await
+        .unwrap();
+    h.client
+        .logout(&RefreshRequest {
+            refresh_token: other.refresh_token.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        status(refresh(&other.refresh_token).await),
+        401,
+        "logged out"
+    );
+    assert_eq!(status(refresh("never-issued").await), 401);
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM refresh_tokens")
+        .fetch_all(h.store.pool())
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|hash| hash.len() == 32 && *hash != first.refresh_token.as_bytes()),
+        "only SHA-256 hashes are stored"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_known_emails_get_the_same_answer_in_the_same_time() {
+    let h = Harness::start_with(
+        test_stack()
+            .set_for(Service::Users, "LOGIN_MAX_FAILURES", "1000")
+            .set_for(Service::Users, "LOGIN_MAX_FAILURES_PER_ADDRESS", "1000"),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let attempt = |email: &'static str| {
+        let (http, url) = (http.clone(), h.url("/auth/token"));
+        async move {
+            let started = std::time::Instant::now();
+            let resp = http
+                .post(url)
+                .json(&serde_json::json!({"email": email, "password": "wrong password"}))
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.unwrap();
+            (status, body, started.elapsed())
+        }
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (s1, b1, t1) = attempt("alice@example.com").await;
+        let (s2, b2, t2) = attempt("nobody@example.com").await;
+        assert_eq!((s1, &b1), (s2, &b2), "one answer for both");
+        assert_eq!(s1, 401);
+        known.push(t1);
+        unknown.push(t2);
+    }
+    known.sort();
+    unknown.sort();
+    let (k, u) = (known[2].as_secs_f64(), unknown[2].as_secs_f64());
+    // Both pay one argon2 verification; without the dummy hash an unknown email would answer
+    // in a fraction of a millisecond against tens of milliseconds.
+    assert!(
+        u > k * 0.5 && u < k * 2.0,
+        "median answer times differ: known {k:.4} s, unknown {u:.4} s"
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn failed_log_ins_lock_the_account_and_the_address_for_a_growing_delay() {
+    let h = Harness::start_with(
+        test_stack()
+            .set_for(Service::Users, "LOGIN_MAX_FAILURES", "3")
+            .set_for(Service::Users, "LOGIN_MAX_FAILURES_PER_ADDRESS", "6")
+            .set_for(Service::Users, "LOGIN_LOCK_SECS", "2"),
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let attempt = |email: &str, password: &str, from: &str| {
+        let req = http
+            .post(h.url("/auth/token"))
+            .header("x-forwarded-for", from)
+            .json(&serde_json::json!({"email": email, "password": password}));
+        async move {
+            let resp = req.send().await.unwrap();
+            let retry = resp
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+            (resp.status().as_u16(), retry)
+        }
+    };
+    let me = "198.51.100.7";
+    for _ in 0..3 {
+        assert_eq!(attempt("carol@example.com", "guess", me).await.0, 401);
+    }
+    for _ in 0..3 {
+        assert_eq!(attempt("charlie@example.com", "guess", me).await.0, 401);
+    }
+    // Charlie's account is locked: even the right password waits.
+    let (status, retry) = attempt("charlie@example.com", "shopmesh-demo", "203.0.113.1").await;
+    assert_eq!(status, 429);
+    assert!(matches!(retry, Some(1..=2)), "{retry:?}");
+    // Six failures from one address lock the address, for any account.
+    let (status, _) = attempt("bob@example.com", "shopmesh-demo", me).await;
+    assert_eq!(status, 429, "the address is locked");
+    let (status, _) = attempt("bob@example.com", "shopmesh-demo", "203.0.113.2").await;
+    assert_eq!(status, 200, "other addresses are not");
+
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        attempt("charlie@example.com", "guess", "203.0.113.3")
+            .await
+            .0,
+        401
+    );
+    let (status, retry) = attempt("charlie@example.com", "guess", "203.0.113.3").await;
+    assert_eq!(status, 429);
+    assert!(matches!(retry, Some(3..=4)), "the delay doubled: {retry:?}");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_rotated_signing_key_keeps_earlier_tokens_valid() {
+    let old = shopmesh_identity::SigningKey::generate();
+    let dir = std::env::temp_dir().join(shopmesh_testkit::unique("keys"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let old_file = dir.join("old.pem");
+    std::fs::write(&old_file, old.to_pem()).unwrap();
+    let stack = test_stack().set_for(Service::Users, "AUTH_SIGNING_KEY", old.to_pem());
+    let h = Harness::start_with(stack.clone()).await;
+    let before = log_in(&h, "alice@example.com", "shopmesh-demo")
+        .await
+        .unwrap();
+    h.server.stop().await;
+
+    let new = shopmesh_identity::SigningKey::generate();
+    let rotated = stack
+        .set_for(Service::Users, "AUTH_SIGNING_KEY", new.to_pem())
+        .set_for(
+            Service::Users,
+            "AUTH_RETIRED_KEY_FILES",
+            old_file.display().to_string(),
+        );
+    let app = build_service::<Application>(&rotated.env_for(Service::Users).unwrap(), |_| {}).await;
+    let server = Running::start(app).await;
+    let client = UsersClient::new(server.base_url.clone());
+    let jwks = client.get_jwks().await.unwrap();
+    let kids: Vec<&str> = jwks.keys.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(
+        kids,
+        [new.kid(), old.kid()],
+        "signing key first, retired key still published"
+    );
+    let old_token = AccessToken::new(before.access_token);
+    assert_eq!(
+        client.get_user(&old_token, 1).await.unwrap().name,
+        "Alice Johnson"
+    );
+    let after = client
+        .issue_token(&Credentials {
+            email: "alice@example.com".into(),
+            password: "shopmesh-demo".into(),
+        })
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(&after.access_token).unwrap();
+    assert_eq!(
+        header.kid.as_deref(),
+        Some(new.kid()),
+        "new tokens use the new key"
+    );
+    assert_eq!(header.alg, jsonwebtoken::Algorithm::EdDSA);
+    server.stop().await;
+    h.store.pool().close().await;
+    remove_names(&h.stack.names, 0).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn without_demo_seeding_no_demo_account_exists() {
+    let h = Harness::start_with(test_stack().set_for(Service::Users, "DEMO_SEED", "false")).await;
+    assert_eq!(h.user_count().await, 0);
+    assert_eq!(
+        status(log_in(&h, "admin@example.com", "shopmesh-demo").await),
+        401
+    );
+    h.stop().await;
 }

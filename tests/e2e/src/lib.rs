@@ -89,6 +89,16 @@ pub fn test_consumer_config() -> ConsumerConfig {
 }
 
 impl Platform {
+    /// A token for `user_id` with `role`, signed with the platform's key (the seeded admin is
+    /// user 4).
+    pub fn token(
+        &self,
+        user_id: i64,
+        role: shopmesh_identity::Role,
+    ) -> shopmesh_identity::AccessToken {
+        shopmesh_testkit::token(&self.stack, user_id, role)
+    }
+
     /// Starts everything; returns once every service serves.
     pub async fn start(options: PlatformOptions) -> anyhow::Result<Self> {
         let stack = test_stack()

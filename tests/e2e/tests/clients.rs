@@ -128,17 +128,30 @@ async fn graphql_inspector_introspects_the_live_schema_and_finds_the_contract() 
     let _ = std::fs::remove_file(&fetched);
     assert!(diff.status.success(), "graphql-inspector diff:\n{said}");
     // Introspection has no place for directives applied to fields (the GraphQL spec exposes
-    // only their definitions), so the contract's cost annotations are the one difference a
-    // standard client can see; anything else is a real mismatch.
+    // only their definitions), so the contract's cost and auth annotations are the one
+    // difference a standard client can see; anything else is a real mismatch.
     let changes: Vec<&str> = said
         .lines()
         .filter(|l| l.contains('✖') || l.contains('⚠') || l.contains('✔'))
         .collect();
-    assert_eq!(changes.len(), 2, "graphql-inspector diff:\n{said}");
+    let expected = [
+        "Directive cost was removed from field Order.notifications",
+        "Directive listSize was removed from field Query.ordersByUser",
+        "Directive auth was removed from field Query.order",
+        "Directive auth was removed from field Query.ordersByUser",
+        "Directive auth was removed from field Query.user",
+        "Directive auth was removed from field Query.userName",
+        "Directive auth was removed from field Query.me",
+        "Directive auth was removed from field Mutation.createOrder",
+    ];
+    assert_eq!(
+        changes.len(),
+        expected.len(),
+        "graphql-inspector diff:\n{said}"
+    );
     for change in changes {
         assert!(
-            change.contains("Directive cost was removed from field Order.notifications")
-                || change.contains("Directive listSize was removed from field Query.ordersByUser"),
+            expected.iter().any(|e| change.contains(e)),
             "graphql-inspector diff:\n{said}"
         );
     }

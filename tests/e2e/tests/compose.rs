@@ -69,7 +69,18 @@ fn host_ports(service: &Value) -> BTreeSet<u16> {
 }
 
 /// Loads a service's config from compose's environment, returning what it read and its ports.
-fn load(name: &str, values: HashMap<String, String>) -> (BTreeSet<String>, Vec<u16>) {
+/// Users refuses to start without a signing key; one is given when the environment has none.
+fn load(name: &str, mut values: HashMap<String, String>) -> (BTreeSet<String>, Vec<u16>) {
+    let keyless = [
+        "AUTH_SIGNING_KEY",
+        "AUTH_SIGNING_KEY_FILE",
+        "AUTH_DEV_KEY_DIR",
+    ]
+    .iter()
+    .all(|k| !values.contains_key(*k));
+    if name == "users" && keyless {
+        values.insert("AUTH_DEV_KEY_DIR".into(), "target/dev-keys".into());
+    }
     let env = RecordingEnv {
         values,
         read: RefCell::default(),

@@ -1,6 +1,7 @@
-//! The whole flow through the gateway, against the real infrastructure: create a user, place 3
-//! orders over GraphQL, see their notifications arrive through RabbitMQ and MongoDB, read an
-//! order twice with the second read served by the cache, then hit the rate limit.
+//! The whole flow through the gateway, against the real infrastructure: sign up, log in, place
+//! 3 orders over GraphQL with the token, see their notifications arrive through RabbitMQ and
+//! MongoDB, read an order twice with the second read served by the cache, then hit the rate
+//! limit.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -28,21 +29,33 @@ async fn user_orders_notifications_cache_and_rate_limit_end_to_end() {
     })
     .await
     .unwrap();
-    let http = reqwest::Client::new();
+    let anonymous = reqwest::Client::new();
 
     let email = format!("{}@example.com", unique("e2e"));
     let (_, made) = graphql(
-        &http,
+        &anonymous,
         &platform,
         "10.1.0.1",
         "mutation($i: CreateUserInput!) { createUser(input: $i) { id name } }",
-        json!({"i": {"name": "E2E Shopper", "email": email}}),
+        json!({"i": {"name": "E2E Shopper", "email": email, "password": "e2e shopper's password"}}),
     )
     .await;
     let user_id = made["data"]["createUser"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{made}"))
         .to_owned();
+    let (_, login) = graphql(
+        &anonymous,
+        &platform,
+        "10.1.0.1",
+        "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { accessToken } }",
+        json!({"e": email, "p": "e2e shopper's password"}),
+    )
+    .await;
+    let token = login["data"]["login"]["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{login}"));
+    let http = testkit::authed_http(&shopmesh_identity::AccessToken::new(token));
 
     let mut order_ids = Vec::new();
     for product in ["11", "12", "13"] {
@@ -131,14 +144,7 @@ async fn user_orders_notifications_cache_and_rate_limit_end_to_end() {
     // The rate limit: 10 per minute per client, the 11th is refused.
     let mut statuses = Vec::new();
     for _ in 0..11 {
-        let (status, _) = graphql(
-            &http,
-            &platform,
-            "10.4.0.1",
-            "{ userName(id: \"1\") }",
-            json!({}),
-        )
-        .await;
+        let (status, _) = graphql(&http, &platform, "10.4.0.1", "{ me { name } }", json!({})).await;
         statuses.push(status);
     }
     assert_eq!(&statuses[..10], &[200; 10]);

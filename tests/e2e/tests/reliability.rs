@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use shopmesh_e2e::processes::bin_dir;
 use shopmesh_e2e::{MAX_RETRIES, Platform, PlatformOptions};
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedV1};
+use shopmesh_identity::Role;
 use shopmesh_openapi::orders::{CreateOrderRequest, OrdersClient};
 use shopmesh_testkit::stack::{Output, terminate};
 use shopmesh_testkit::{Ports, Service, TcpProxy, amqp_url, eventually, reroute};
@@ -36,13 +37,17 @@ async fn broker_outage_loses_and_duplicates_nothing() {
     let created: Vec<i64> = futures::stream::iter(0..200)
         .map(|i| {
             let client = client.clone();
+            let shopper = platform.token(1 + i % 5, Role::User);
             async move {
                 match client
-                    .create_order(&CreateOrderRequest {
-                        user_id: 1 + i % 5,
-                        product_id: 1 + i,
-                        quantity: 1,
-                    })
+                    .create_order(
+                        &shopper,
+                        &CreateOrderRequest {
+                            user_id: 1 + i % 5,
+                            product_id: 1 + i,
+                            quantity: 1,
+                        },
+                    )
                     .await
                 {
                     Ok(o) => o.id,
@@ -280,16 +285,26 @@ async fn redis_restart_under_load_keeps_the_gateway_and_users_answering() {
     })
     .await
     .unwrap();
+    let admin = platform.token(4, Role::Admin);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        admin.header_value().parse().unwrap(),
+    );
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
+        .default_headers(headers)
         .build()
         .unwrap();
     let order = OrdersClient::new(platform.orders_url.clone())
-        .create_order(&CreateOrderRequest {
-            user_id: 1,
-            product_id: 1,
-            quantity: 1,
-        })
+        .create_order(
+            &platform.token(1, Role::User),
+            &CreateOrderRequest {
+                user_id: 1,
+                product_id: 1,
+                quantity: 1,
+            },
+        )
         .await
         .unwrap();
 
@@ -467,7 +482,8 @@ fn fuzz_query(rng: &mut XorShift) -> Value {
 #[tokio::test]
 async fn fuzzed_graphql_never_gets_a_5xx_or_panics() {
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
-    let http = reqwest::Client::new();
+    // As Alice: her own data resolves, everyone else's is refused; neither may 5xx.
+    let http = shopmesh_testkit::authed_http(&platform.token(1, Role::User));
     let mut rng = XorShift(0x5eed_cafe_f00d_d00d);
     let (mut tried, mut server_errors) = (0u32, 0u32);
     for case in 0..400 {

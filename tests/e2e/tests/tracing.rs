@@ -114,7 +114,22 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
     ])
     .await
     .unwrap();
-    let http = reqwest::Client::new();
+    // Alice places her own order; the admin reads the one placed for Bob.
+    let http = shopmesh_testkit::authed_http(&shopmesh_testkit::token(
+        &platform.stack,
+        1,
+        shopmesh_identity::Role::User,
+    ));
+    let bob = shopmesh_testkit::authed_http(&shopmesh_testkit::token(
+        &platform.stack,
+        2,
+        shopmesh_identity::Role::User,
+    ));
+    let admin = shopmesh_testkit::authed_http(&shopmesh_testkit::token(
+        &platform.stack,
+        4,
+        shopmesh_identity::Role::Admin,
+    ));
 
     // Trace A: placing an order (user check, create, then the order's notifications over gRPC),
     // and the order.created event it causes.
@@ -196,7 +211,7 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
     // Trace B: an order created behind the gateway's back (so nothing is cached) read through
     // the gateway: `Order.user` goes through the DataLoader, whose batches run in tasks of
     // their own and must stay in the request's trace.
-    let direct: Value = http
+    let direct: Value = bob
         .post(format!("{}/orders", platform.orders_url))
         .json(&json!({"userId": 2, "productId": 8, "quantity": 1}))
         .send()
@@ -208,7 +223,7 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
     let order_id = direct["id"].as_i64().unwrap_or_else(|| panic!("{direct}"));
     let trace_b = new_trace_id();
     let body = graphql(
-        &http,
+        &admin,
         &platform.gateway_url,
         &trace_b,
         &format!(r#"{{ order(id: "{order_id}") {{ id user {{ name }} }} }}"#),
@@ -274,10 +289,16 @@ async fn an_unreachable_trace_receiver_is_reported_and_never_breaks_the_service(
         }
     });
 
-    let http = reqwest::Client::new();
+    let http = shopmesh_testkit::authed_http(&shopmesh_testkit::token(
+        &stack,
+        1,
+        shopmesh_identity::Role::User,
+    ));
     let url = format!("http://127.0.0.1:{port}/users/1");
+    // Until its start-up work (migrations, the demo accounts) is done it answers 503.
     let answered = eventually("users answers", Duration::from_secs(60), || async {
-        Some(http.get(&url).send().await.ok()?.status().as_u16())
+        let status = http.get(&url).send().await.ok()?.status().as_u16();
+        (status != 503).then_some(status)
     })
     .await;
     assert_eq!(answered, 200, "requests are served while export fails");

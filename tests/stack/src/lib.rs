@@ -259,13 +259,22 @@ impl Stack {
             ("ORDERS_EXCHANGE", n.exchange.clone()),
             ("ORDER_CREATED_QUEUE", n.queue.clone()),
         ];
+        // Every service but users verifies tokens against the users service's keys.
+        let jwks = (
+            "AUTH_JWKS_URL",
+            format!("{}/.well-known/jwks.json", self.url(Service::Users)),
+        );
         let declared: Vec<(&str, String)> = match service {
             Service::Users => vec![
                 ("PORT", self.ports.users.to_string()),
                 ("CACHE_PREFIX", n.cache_prefix.clone()),
             ],
             Service::Orders => [
-                vec![("PORT", self.ports.orders.to_string())],
+                vec![
+                    ("PORT", self.ports.orders.to_string()),
+                    ("USER_SERVICE_URL", self.url(Service::Users)),
+                    jwks.clone(),
+                ],
                 topology.to_vec(),
             ]
             .concat(),
@@ -274,6 +283,7 @@ impl Stack {
                     ("HTTP_PORT", self.ports.notifications_http.to_string()),
                     ("GRPC_PORT", self.ports.notifications_grpc.to_string()),
                     ("MONGO_DB", n.mongo_db.clone()),
+                    jwks.clone(),
                 ],
                 topology.to_vec(),
             ]
@@ -284,6 +294,7 @@ impl Stack {
                 ("USER_SERVICE_URL", self.url(Service::Users)),
                 ("ORDER_SERVICE_URL", self.url(Service::Orders)),
                 ("NOTIFICATION_SERVICE_URL", self.grpc_url()),
+                jwks,
             ],
         };
         env.extend(declared.into_iter().map(|(k, v)| (k.to_owned(), v)));
@@ -488,6 +499,35 @@ pub fn terminate(child: &Child) {
         .arg("-TERM")
         .arg(child.id().to_string())
         .status();
+}
+
+impl Stack {
+    /// Logs in at the users service with an email and password; the access token (for tools
+    /// such as the contract fuzzing, which call the services as a logged-in client).
+    pub fn log_in(&self, email: &str, password: &str) -> Result<String> {
+        let body = format!(r#"{{"email":"{email}","password":"{password}"}}"#);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.users));
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .context("connecting to the users service")?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            s,
+            "POST /auth/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )?;
+        let mut answer = String::new();
+        s.read_to_string(&mut answer)?;
+        let token = answer
+            .split_once(r#""accessToken":""#)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(token, _)| token.to_owned());
+        token.with_context(|| {
+            format!(
+                "logging in as {email} failed: {}",
+                answer.lines().next().unwrap_or("no answer")
+            )
+        })
+    }
 }
 
 /// Whether `127.0.0.1:port/health/ready` answers 200.

@@ -325,7 +325,9 @@ pub fn infra_env() -> std::collections::BTreeMap<String, String> {
 }
 
 /// A stack of its own for one test: per-run names (databases `smt_…`, queues, cache prefix),
-/// free ports, this machine's infrastructure. Remove its names with [`remove_names`].
+/// free ports, this machine's infrastructure, a signing key of its own (so the test can sign
+/// tokens, see [`token_issuer`]) and the demo accounts seeded. Remove its names with
+/// [`remove_names`].
 pub fn test_stack() -> Stack {
     let prefix = unique(DB_PREFIX);
     Stack::new(
@@ -333,6 +335,61 @@ pub fn test_stack() -> Stack {
         Ports::free().expect("free ports"),
         Names::prefixed(&prefix),
     )
+    .set_for(
+        Service::Users,
+        "AUTH_SIGNING_KEY",
+        shopmesh_identity::SigningKey::generate().to_pem(),
+    )
+    .set_for(Service::Users, "DEMO_SEED", "true")
+}
+
+/// Signs tokens as the stack's users service does, with its key (as an operator holding the
+/// key could): for tests that need a token without logging in, or a token of their making.
+pub fn token_issuer(stack: &Stack) -> shopmesh_identity::TokenIssuer {
+    let env = stack
+        .env_for(Service::Users)
+        .expect("the users environment");
+    let pem = env
+        .get("AUTH_SIGNING_KEY")
+        .expect("a test stack has a signing key");
+    let key = shopmesh_identity::SigningKey::from_pem(pem).expect("a valid key");
+    shopmesh_identity::TokenIssuer::new(
+        std::sync::Arc::new(shopmesh_identity::KeyRing::new(key, Vec::new())),
+        shopmesh_identity::TokenPolicy::platform_default(),
+    )
+}
+
+/// Serves the stack's public key as a JWKS, for a service tested without the users service:
+/// point its `AUTH_JWKS_URL` at `{base_url}/.well-known/jwks.json`.
+pub async fn serve_jwks(stack: &Stack) -> TestServer {
+    let jwks = serde_json::to_value(token_issuer(stack).keys().jwks()).expect("a JWKS");
+    TestServer::start(poem::Route::new().at(
+        "/.well-known/jwks.json",
+        poem::endpoint::make_sync(move |_| poem::web::Json(jwks.clone())),
+    ))
+    .await
+}
+
+/// An HTTP client that sends `token` with every request.
+pub fn authed_http(token: &shopmesh_identity::AccessToken) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        token.header_value().parse().expect("a header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
+}
+
+/// An access token for `user_id` with `role`, signed with the stack's key.
+pub fn token(
+    stack: &Stack,
+    user_id: i64,
+    role: shopmesh_identity::Role,
+) -> shopmesh_identity::AccessToken {
+    shopmesh_identity::AccessToken::new(token_issuer(stack).issue(user_id, role).token)
 }
 
 /// The `order.created` topology a stack's names describe.

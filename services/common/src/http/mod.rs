@@ -385,3 +385,19 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
         Ok(resp)
     }
 }
+
+/// The client in an `X-Forwarded-For` list: proxies append the address they received from, so
+/// reading from the right, the first address outside `trusted` is the client; everything to
+/// its left was written by the client and is ignored. When every entry is trusted, the
+/// left-most is the client.
+pub fn forwarded_client(header: &str, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
+    let hops: Vec<std::net::IpAddr> = header
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    hops.iter()
+        .rev()
+        .find(|ip| !trusted.iter().any(|net| net.contains(*ip)))
+        .or(hops.first())
+        .copied()
+}

@@ -1,0 +1,238 @@
+//! Accounts: argon2id passwords, logging in, refresh-token rotation, and the demo seed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use shopmesh_identity::{IssuedToken, Role, TokenIssuer};
+use tokio::sync::Semaphore;
+
+use crate::domain::UserFields;
+use crate::error::UsersError;
+use crate::store::{RefreshTokenHash, UserRecord, UserStore};
+
+/// The password of every demo account.
+pub const DEMO_PASSWORD: &str = "shopmesh-demo";
+
+/// The demo accounts: the seed's three shoppers (ids 1 to 3, as the earlier seed had them)
+/// and an admin.
+pub const DEMO_ACCOUNTS: [(Option<i64>, &str, &str, Role); 4] = [
+    (Some(1), "Alice Johnson", "alice@example.com", Role::User),
+    (Some(2), "Bob Smith", "bob@example.com", Role::User),
+    (Some(3), "Charlie Brown", "charlie@example.com", Role::User),
+    (None, "Admin", "admin@example.com", Role::Admin),
+];
+
+/// Hashes and checks passwords with argon2id at OWASP's recommended cost (19 MiB, 2 passes,
+/// 1 lane), on blocking threads, at most one hash per core at a time so log-in floods queue
+/// instead of starving the rest of the service.
+pub struct Passwords {
+    argon2: Argon2<'static>,
+    /// Checked when an email has no account, so that an unknown email costs as much time as
+    /// a wrong password.
+    dummy: String,
+    permits: Semaphore,
+}
+
+impl Passwords {
+    /// The hasher, with its dummy hash computed.
+    pub fn new() -> Self {
+        let params = Params::new(19 * 1024, 2, 1, None).expect("valid argon2 parameters");
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+        let salt = SaltString::generate(&mut OsRng);
+        let dummy = argon2
+            .hash_password(b"no account has this password", &salt)
+            .expect("argon2 hashes")
+            .to_string();
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        Self {
+            argon2,
+            dummy,
+            permits: Semaphore::new(cores),
+        }
+    }
+
+    /// The PHC string of `password` with a fresh salt.
+    pub async fn hash(self: &Arc<Self>, password: String) -> Result<String, UsersError> {
+        let this = self.clone();
+        self.blocking(move || {
+            let salt = SaltString::generate(&mut OsRng);
+            this.argon2
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| UsersError::Hashing(e.to_string()))
+        })
+        .await
+    }
+
+    /// Whether `password` matches `hash`; with no hash, checks the dummy and answers `false`.
+    pub async fn verify(
+        self: &Arc<Self>,
+        hash: Option<String>,
+        password: String,
+    ) -> Result<bool, UsersError> {
+        let this = self.clone();
+        self.blocking(move || {
+            let (phc, real) = match &hash {
+                Some(h) => (h.as_str(), true),
+                None => (this.dummy.as_str(), false),
+            };
+            let parsed = PasswordHash::new(phc).map_err(|e| UsersError::Hashing(e.to_string()))?;
+            let matches = this
+                .argon2
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok();
+            Ok(real && matches)
+        })
+        .await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, UsersError> + Send + 'static,
+    ) -> Result<T, UsersError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| UsersError::Hashing(e.to_string()))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| UsersError::Hashing(e.to_string()))?
+    }
+}
+
+impl Default for Passwords {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What a log-in or refresh answers.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// The signed access token.
+    pub access: IssuedToken,
+    /// The opaque refresh token (only its hash is stored).
+    pub refresh: String,
+}
+
+/// Sign-up, log-in, refresh and log-out over the [`UserStore`].
+#[derive(Clone)]
+pub struct Accounts {
+    store: UserStore,
+    passwords: Arc<Passwords>,
+    issuer: TokenIssuer,
+    refresh_ttl: Duration,
+}
+
+impl Accounts {
+    /// Accounts in `store`, tokens from `issuer`.
+    pub fn new(store: UserStore, issuer: TokenIssuer, refresh_ttl: Duration) -> Self {
+        Self {
+            store,
+            passwords: Arc::new(Passwords::new()),
+            issuer,
+            refresh_ttl,
+        }
+    }
+
+    /// The token issuer (its keys are the JWKS).
+    pub fn issuer(&self) -> &TokenIssuer {
+        &self.issuer
+    }
+
+    /// Creates a `user` account.
+    pub async fn sign_up(
+        &self,
+        fields: &UserFields,
+        password: String,
+    ) -> Result<UserRecord, UsersError> {
+        let hash = self.passwords.hash(password).await?;
+        self.store.create(fields, &hash, Role::User, None).await
+    }
+
+    /// Checks an email and password; always one argon2 verification, whether the email has an
+    /// account or not, and one answer for both failures.
+    pub async fn log_in(&self, email: &str, password: String) -> Result<Tokens, UsersError> {
+        let account = self.store.credentials(email.trim()).await?;
+        let hash = account.as_ref().and_then(|a| a.password_hash.clone());
+        let matches = self.passwords.verify(hash, password).await?;
+        match account {
+            Some(a) if matches => self.start_family(a.id, a.role).await,
+            _ => Err(UsersError::InvalidCredentials),
+        }
+    }
+
+    /// Uses `refresh` up and answers its successor (reuse revokes the family).
+    pub async fn refresh(&self, refresh: &str) -> Result<Tokens, UsersError> {
+        let next = new_refresh_token();
+        let (user_id, role) = self
+            .store
+            .rotate_refresh(
+                &RefreshTokenHash::of(refresh),
+                &RefreshTokenHash::of(&next),
+                self.refresh_ttl,
+            )
+            .await?;
+        Ok(Tokens {
+            access: self.issuer.issue(user_id, role),
+            refresh: next,
+        })
+    }
+
+    /// Revokes the family of `refresh`; unknown tokens are ignored.
+    pub async fn log_out(&self, refresh: &str) -> Result<(), UsersError> {
+        self.store
+            .revoke_family(&RefreshTokenHash::of(refresh))
+            .await
+    }
+
+    async fn start_family(&self, user_id: i64, role: Role) -> Result<Tokens, UsersError> {
+        let refresh = new_refresh_token();
+        self.store
+            .insert_refresh(
+                &RefreshTokenHash::of(&refresh),
+                &uuid::Uuid::new_v4(),
+                user_id,
+                self.refresh_ttl,
+            )
+            .await?;
+        Ok(Tokens {
+            access: self.issuer.issue(user_id, role),
+            refresh,
+        })
+    }
+
+    /// Creates the demo accounts that do not exist yet (hashing only for those).
+    pub async fn seed_demo(&self) -> Result<(), UsersError> {
+        for (id, name, email, role) in DEMO_ACCOUNTS {
+            if self.store.credentials(email).await?.is_some() {
+                continue;
+            }
+            let hash = self.passwords.hash(DEMO_PASSWORD.to_owned()).await?;
+            let fields = UserFields {
+                name: name.to_owned(),
+                email: email.to_owned(),
+            };
+            match self.store.create(&fields, &hash, role, id).await {
+                Ok(_) | Err(UsersError::DuplicateEmail(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        tracing::info!("demo accounts seeded (password {DEMO_PASSWORD})");
+        Ok(())
+    }
+}
+
+/// 256 random bits, base64url.
+fn new_refresh_token() -> String {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system RNG works");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
