@@ -20,7 +20,8 @@ RUN cargo build --release --package shopmesh-${SERVICE} --bin shopmesh-${SERVICE
  && cp target/release/shopmesh-${SERVICE} /service
 
 FROM debian:bookworm-slim AS runtime
-RUN useradd --system --uid 10001 --no-create-home shopmesh
+RUN useradd --system --uid 10001 --no-create-home shopmesh \
+ && mkdir -p /var/lib/shopmesh/keys && chown 10001 /var/lib/shopmesh/keys
 COPY --from=builder /service /usr/local/bin/service
 USER 10001
 ENV LOG_FORMAT=json

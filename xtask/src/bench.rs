@@ -85,7 +85,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         baseline_process = Some(baseline);
         // The gateway's Redis goes through the load generator's proxy, which scenario 2b hangs.
         let redis_proxy = format!("127.0.0.1:{REDIS_PROXY_PORT}");
-        let stack = stack(&env, 3100, "bench", &mongo_url).set_for(
+        let stack = stack(root, &env, 3100, "bench", &mongo_url).set_for(
             Service::Gateway,
             "REDIS_URL",
             format!("redis://{redis_proxy}/"),

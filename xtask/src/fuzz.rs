@@ -23,8 +23,11 @@ pub fn run(
     mongo_url: &str,
 ) -> Result<()> {
     let st = crate::tools::schemathesis(root)?;
-    let stack = stack(env, 3200, "fuzz", mongo_url);
+    let stack = stack(root, env, 3200, "fuzz", mongo_url);
     let _services = start(&stack, bin_dir)?;
+    // Fuzzed as the demo admin, so secured operations run their handlers, not only the 401.
+    let token = stack.log_in("admin@example.com", "shopmesh-demo")?;
+    let authorization = format!("Authorization: Bearer {token}");
     let specs = [
         ("users", "/openapi.json", stack.url(Service::Users)),
         ("orders", "/openapi.json", stack.url(Service::Orders)),
@@ -43,6 +46,8 @@ pub fn run(
             "--max-examples",
             "30",
             "--generation-deterministic",
+            "--header",
+            &authorization,
         ]))?;
     }
     Ok(())

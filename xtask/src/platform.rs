@@ -9,10 +9,18 @@ use anyhow::Result;
 use shopmesh_stack::{Names, Output, Ports, Processes, Service, Stack};
 
 /// The platform for a benchmark or fuzzing run: ports `base` to `base + 4`, names prefixed
-/// with `prefix`, the developer's environment with `mongo_url`, quiet logs and a rate limit
-/// that never bites.
-pub fn stack(env: &BTreeMap<String, String>, base: u16, prefix: &str, mongo_url: &str) -> Stack {
-    Stack::new(env.clone(), Ports::from_base(base), Names::prefixed(prefix))
+/// with `prefix`, the developer's environment with `mongo_url` and the development identity
+/// (demo accounts seeded), quiet logs and a rate limit that never bites.
+pub fn stack(
+    root: &Path,
+    env: &BTreeMap<String, String>,
+    base: u16,
+    prefix: &str,
+    mongo_url: &str,
+) -> Stack {
+    let mut env = env.clone();
+    crate::up::development_identity(root, &mut env);
+    Stack::new(env, Ports::from_base(base), Names::prefixed(prefix))
         .set("MONGO_URL", mongo_url)
         .set("RUST_LOG", "warn")
         .set_for(Service::Gateway, "RATE_LIMIT_MAX", "1000000000")

@@ -150,6 +150,31 @@ pub(crate) fn stack(env: BTreeMap<String, String>) -> Result<Stack> {
 /// strict production value.
 pub const DEV_RATE_LIMIT: &str = "600";
 
+/// Where development signing keys are generated on first start (ignored by git).
+pub const DEV_KEY_DIR: &str = "target/dev-keys";
+
+/// The development identity, unless the environment sets its own: the users service signs
+/// with a key it generates into [`DEV_KEY_DIR`], and the demo accounts (password
+/// `shopmesh-demo`) are seeded.
+pub fn development_identity(root: &Path, env: &mut BTreeMap<String, String>) {
+    let has_key = [
+        "AUTH_SIGNING_KEY",
+        "AUTH_SIGNING_KEY_FILE",
+        "AUTH_DEV_KEY_DIR",
+    ]
+    .iter()
+    .any(|k| !get(env, k, "").is_empty());
+    if !has_key {
+        env.insert(
+            "AUTH_DEV_KEY_DIR".into(),
+            root.join(DEV_KEY_DIR).display().to_string(),
+        );
+    }
+    if get(env, "DEMO_SEED", "").is_empty() {
+        env.insert("DEMO_SEED".into(), "true".into());
+    }
+}
+
 /// Where `up` keeps the MongoDB stand-in's data between runs.
 pub const STANDIN_DATA: &str = "target/mongo-standin";
 
@@ -202,6 +227,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         );
         env.insert("RATE_LIMIT_MAX".into(), DEV_RATE_LIMIT.into());
     }
+    development_identity(root, &mut env);
     let standin = mongo_standin(root, &mut env, args)?;
     let missing: Vec<String> = dependencies(&env)
         .iter()

@@ -138,14 +138,30 @@ impl Up {
     }
 }
 
-/// The body of a GraphQL answer from the gateway `up` runs.
-fn graphql(query: &str) -> String {
-    let body = serde_json::json!({ "query": query }).to_string();
-    let response = ureq_post("127.0.0.1:3000", "/graphql", &body);
+/// The body of an answer.
+fn body_of(response: String) -> String {
     response
         .split_once("\r\n\r\n")
         .map(|(_, body)| body.to_owned())
         .unwrap_or(response)
+}
+
+/// Logs in at the gateway `up` runs as the seeded demo user Alice; her access token.
+fn log_in_as_alice() -> String {
+    let body = r#"{"email":"alice@example.com","password":"shopmesh-demo"}"#;
+    let answer = body_of(ureq_post("127.0.0.1:3000", "/api/auth/token", body, None));
+    let v: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+    v["accessToken"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the demo user logs in: {answer}"))
+        .to_owned()
+}
+
+/// The body of a GraphQL answer from the gateway `up` runs, asked as Alice.
+fn graphql(query: &str) -> String {
+    let body = serde_json::json!({ "query": query }).to_string();
+    let token = log_in_as_alice();
+    body_of(ureq_post("127.0.0.1:3000", "/graphql", &body, Some(&token)))
 }
 
 /// With no flags and no MongoDB, `up` starts the MongoDB stand-in by itself, says so, and keeps
@@ -175,6 +191,7 @@ fn up_starts_everything_without_mongodb_and_keeps_notifications_between_runs() {
         "127.0.0.1:3000",
         "/graphql",
         r#"{"query":"{ userName(id: \"1\") }"}"#,
+        Some(&log_in_as_alice()),
     );
     assert!(response.contains("Alice Johnson"), "{response}");
     assert!(
@@ -229,11 +246,14 @@ fn up_starts_everything_without_mongodb_and_keeps_notifications_between_runs() {
 }
 
 /// A minimal HTTP POST, to keep this test free of HTTP client dependencies.
-fn ureq_post(addr: &str, path: &str, body: &str) -> String {
+fn ureq_post(addr: &str, path: &str, body: &str, token: Option<&str>) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(s, "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
     out

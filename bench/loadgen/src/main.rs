@@ -147,6 +147,58 @@ async fn graphql(
     body.get("errors").is_none().then_some(body)
 }
 
+/// A client that sends the bearer token `token` with every request.
+fn authed(token: &str) -> anyhow::Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse()?,
+    );
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .default_headers(headers)
+        .build()?)
+}
+
+/// Logs in through the gateway as a client does; answers a client carrying the token.
+async fn log_in(gateway: &str, email: &str, password: &str) -> anyhow::Result<reqwest::Client> {
+    let resp = reqwest::Client::new()
+        .post(format!("{gateway}/api/auth/token"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().is_success(),
+        "logging in as {email} answered {}",
+        resp.status()
+    );
+    let body: Value = resp.json().await?;
+    let token = body["accessToken"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no accessToken in {body}"))?;
+    authed(token)
+}
+
+/// Signs up a new shopper and logs in as them: their id and a client carrying their token.
+async fn new_shopper(gateway: &str, email: &str) -> anyhow::Result<(i64, reqwest::Client)> {
+    const PASSWORD: &str = "bench shopper password";
+    let resp = reqwest::Client::new()
+        .post(format!("{gateway}/api/users"))
+        .json(&json!({"name": "Bench Shopper", "email": email, "password": PASSWORD}))
+        .send()
+        .await?;
+    anyhow::ensure!(
+        resp.status().as_u16() == 201,
+        "sign-up answered {}",
+        resp.status()
+    );
+    let user: Value = resp.json().await?;
+    let id = user["id"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no id in {user}"))?;
+    Ok((id, log_in(gateway, email, PASSWORD).await?))
+}
+
 /// Posts orders for `user_id` at `rate` per second for `seconds`, then reads the user's
 /// notifications over gRPC and reports order-created -> notification-stored latency.
 async fn event_latency(
@@ -260,6 +312,10 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(256)
         .build()?;
+    // Every API call is made as a logged-in demo shopper, as a client would.
+    let alice = log_in(&t.gateway, "alice@example.com", DEMO_PASSWORD).await?;
+    let bob = log_in(&t.gateway, "bob@example.com", DEMO_PASSWORD).await?;
+    let charlie = log_in(&t.gateway, "charlie@example.com", DEMO_PASSWORD).await?;
     let warm = Duration::from_secs(1);
     let measure = Duration::from_secs(seconds);
     let mut outcomes = Vec::new();
@@ -289,7 +345,7 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
     );
 
     let order = graphql(
-        &http,
+        &alice,
         &t.gateway,
         "mutation { createOrder(input: {userId: \"1\", productId: \"1\", quantity: 1}) { id } }",
         json!({}),
@@ -307,7 +363,7 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
             warm,
             measure,
             None,
-            read_order(&http, &t.gateway, &order_id),
+            read_order(&alice, &t.gateway, &order_id),
         )
         .await,
     );
@@ -322,14 +378,14 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
             warm,
             measure,
             None,
-            read_order(&http, &t.gateway, &order_id),
+            read_order(&alice, &t.gateway, &order_id),
         )
         .await,
     );
     redis.restore();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let (h, u) = (http.clone(), t.gateway.clone());
+    let (h, u) = (bob.clone(), t.gateway.clone());
     outcomes.push(drive("3 gateway GraphQL createOrder, end to end", 16, warm, measure, None, move |i| {
         let (h, u) = (h.clone(), u.clone());
         async move {
@@ -338,7 +394,7 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
         }
     }).await);
 
-    let (h, u) = (http.clone(), t.orders.clone());
+    let (h, u) = (charlie.clone(), t.orders.clone());
     outcomes.push(
         drive(
             "4 orders REST POST /orders",
@@ -382,10 +438,11 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
         .await,
     );
 
-    let base = std::process::id() as i64 * 1000;
     let mut events = Vec::new();
-    for (k, rate) in [200u32, 500].into_iter().enumerate() {
-        events.push(event_latency(&t, &http, rate, 5, 900_000_000 + base + k as i64).await);
+    for rate in [200u32, 500] {
+        let email = format!("bench-{}-{rate}@example.com", std::process::id());
+        let (user_id, shopper) = new_shopper(&t.gateway, &email).await?;
+        events.push(event_latency(&t, &shopper, rate, 5, user_id).await);
     }
 
     println!(
@@ -437,6 +494,9 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
     std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
     Ok(())
 }
+
+/// The password of the demo accounts (seeded when `DEMO_SEED` is on, as the bench runs).
+const DEMO_PASSWORD: &str = "shopmesh-demo";
 
 #[poem::handler]
 fn bare_json() -> poem::web::Json<Value> {
