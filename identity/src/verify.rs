@@ -66,8 +66,17 @@ pub struct RemoteJwks {
 
 impl RemoteJwks {
     /// Refetches unless that happened within `min_refetch`. `Err` when the set was never
-    /// fetched and cannot be now.
-    async fn refresh(&self) -> Result<(), AuthError> {
+    /// fetched and cannot be now. The work runs as a task of its own: a caller that gives up
+    /// (a cancelled request) must not abandon it half-way, or later callers would find the
+    /// attempt recorded and no keys until `min_refetch` passed.
+    async fn refresh(self: &Arc<Self>) -> Result<(), AuthError> {
+        let this = self.clone();
+        tokio::spawn(async move { this.refresh_now().await })
+            .await
+            .unwrap_or(Err(AuthError::KeysUnavailable))
+    }
+
+    async fn refresh_now(&self) -> Result<(), AuthError> {
         let mut last = self.fetch.lock().await;
         let have_keys = self.keys.read().is_ok_and(|k| !k.is_empty());
         if last.is_some_and(|t| t.elapsed() < self.min_refetch) {
@@ -77,8 +86,9 @@ impl RemoteJwks {
                 Err(AuthError::KeysUnavailable)
             };
         }
+        let fetched = self.fetch_set().await;
         *last = Some(Instant::now());
-        match self.fetch_set().await {
+        match fetched {
             Ok(keys) => {
                 tracing::info!(url = %self.url, keys = keys.len(), "fetched the token keys");
                 if let Ok(mut held) = self.keys.write() {
