@@ -115,7 +115,31 @@ impl Up {
     fn said(&self, text: &str) -> bool {
         self.log.iter().any(|l| l.contains(text))
     }
+}
 
+/// A failed assertion must not leave `up` and its services running (holding the ports and
+/// the stand-in's data for every later run): Ctrl-C it, and kill it if it does not stop.
+impl Drop for Up {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(self.child.id().to_string())
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(20) {
+            if !matches!(self.child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+    }
+}
+
+impl Up {
     /// Ctrl-C, then waits for a clean exit with every service stopped gracefully.
     fn stop(mut self) {
         Command::new("kill")
@@ -197,8 +221,21 @@ fn up_starts_everything_without_mongodb_and_keeps_notifications_between_runs() {
     assert!(
         response
             .to_ascii_lowercase()
+            .contains("ratelimit-policy: \"default\";q=3600;w=60"),
+        "a logged-in developer's limit (6 times the anonymous one): {response}"
+    );
+    let anonymous = ureq_post(
+        "127.0.0.1:3000",
+        "/graphql",
+        r#"{"query":"{ userName(id: \"1\") }"}"#,
+        None,
+    );
+    assert!(anonymous.contains("UNAUTHENTICATED"), "{anonymous}");
+    assert!(
+        anonymous
+            .to_ascii_lowercase()
             .contains("ratelimit-policy: \"default\";q=600;w=60"),
-        "a developer's rate limit: {response}"
+        "a developer's rate limit: {anonymous}"
     );
     let placed = graphql(
         r#"mutation { createOrder(input: {userId: "1", productId: "4242", quantity: 1}) { id } }"#,
