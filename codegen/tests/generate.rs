@@ -289,6 +289,54 @@ fn proto_syntax_error_names_file_and_line() {
     assert!(problem.contains("Expected \";\""), "{problem}");
 }
 
+/// Every gRPC method declares who may call it; the generated table carries it to the guard.
+#[test]
+fn every_rpc_declares_its_access() {
+    let dir = std::env::temp_dir().join(format!("shopmesh-proto-access-{}", std::process::id()));
+    let auth =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../schema/proto/shopmesh/auth/v1/auth.proto");
+    std::fs::create_dir_all(dir.join("shopmesh/auth/v1")).unwrap();
+    std::fs::create_dir_all(dir.join("demo/v1")).unwrap();
+    std::fs::copy(&auth, dir.join("shopmesh/auth/v1/auth.proto")).unwrap();
+    let demo = |echo_option: &str| {
+        format!(
+            "syntax = \"proto3\";\npackage demo.v1;\nimport \"shopmesh/auth/v1/auth.proto\";\n\
+             service EchoService {{\n\
+               rpc Echo(EchoRequest) returns (EchoResponse) {{ {echo_option} }}\n\
+               rpc Admin(EchoRequest) returns (EchoResponse) {{ option (shopmesh.auth.v1.access) = ACCESS_ADMIN; }}\n\
+               rpc Open(EchoRequest) returns (EchoResponse) {{ option (shopmesh.auth.v1.access) = ACCESS_PUBLIC; }}\n\
+             }}\nmessage EchoRequest {{ string text = 1; }}\nmessage EchoResponse {{ string text = 1; }}\n"
+        )
+    };
+    let files = [
+        PathBuf::from("shopmesh/auth/v1/auth.proto"),
+        PathBuf::from("demo/v1/demo.proto"),
+    ];
+    std::fs::write(
+        dir.join("demo/v1/demo.proto"),
+        demo("option (shopmesh.auth.v1.access) = ACCESS_USER;"),
+    )
+    .unwrap();
+    let (_, descriptor) = proto::compile(&dir, &files).unwrap();
+    assert_eq!(
+        proto::method_access(&descriptor).unwrap(),
+        [
+            ("/demo.v1.EchoService/Echo".to_owned(), Some("User")),
+            ("/demo.v1.EchoService/Admin".to_owned(), Some("Admin")),
+            ("/demo.v1.EchoService/Open".to_owned(), None),
+        ]
+    );
+    std::fs::write(dir.join("demo/v1/demo.proto"), demo("")).unwrap();
+    let (_, descriptor) = proto::compile(&dir, &files).unwrap();
+    let (_, location, problem) = schema_error(proto::method_access(&descriptor).unwrap_err());
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(location, "demo/v1/demo.proto: rpc EchoService.Echo");
+    assert!(
+        problem.contains("option (shopmesh.auth.v1.access)"),
+        "{problem}"
+    );
+}
+
 #[test]
 fn canonical_sdl_ignores_order_but_not_meaning() {
     let a = "type Query {\n  b: Int\n  a: String\n}\n";

@@ -160,8 +160,44 @@ fn authed(token: &str) -> anyhow::Result<reqwest::Client> {
         .build()?)
 }
 
-/// Logs in through the gateway as a client does; answers a client carrying the token.
-async fn log_in(gateway: &str, email: &str, password: &str) -> anyhow::Result<reqwest::Client> {
+/// A logged-in client: its token, and an HTTP client sending it.
+#[derive(Clone)]
+struct Session {
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Session {
+    /// A gRPC client of the notifications service at `url` calling with this session's token.
+    async fn notifications(
+        &self,
+        url: &str,
+    ) -> anyhow::Result<
+        NotificationServiceClient<
+            tonic::service::interceptor::InterceptedService<
+                tonic::transport::Channel,
+                impl tonic::service::Interceptor + Clone + use<>,
+            >,
+        >,
+    > {
+        let channel = tonic::transport::Channel::from_shared(url.to_owned())?
+            .connect()
+            .await?;
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {}", self.token).parse()?;
+        Ok(NotificationServiceClient::with_interceptor(
+            channel,
+            move |mut request: tonic::Request<()>| {
+                request
+                    .metadata_mut()
+                    .insert("authorization", bearer.clone());
+                Ok(request)
+            },
+        ))
+    }
+}
+
+/// Logs in through the gateway as a client does.
+async fn log_in(gateway: &str, email: &str, password: &str) -> anyhow::Result<Session> {
     let resp = reqwest::Client::new()
         .post(format!("{gateway}/api/auth/token"))
         .json(&json!({"email": email, "password": password}))
@@ -176,11 +212,14 @@ async fn log_in(gateway: &str, email: &str, password: &str) -> anyhow::Result<re
     let token = body["accessToken"]
         .as_str()
         .ok_or_else(|| anyhow::anyhow!("no accessToken in {body}"))?;
-    authed(token)
+    Ok(Session {
+        token: token.to_owned(),
+        http: authed(token)?,
+    })
 }
 
 /// Signs up a new shopper and logs in as them: their id and a client carrying their token.
-async fn new_shopper(gateway: &str, email: &str) -> anyhow::Result<(i64, reqwest::Client)> {
+async fn new_shopper(gateway: &str, email: &str) -> anyhow::Result<(i64, Session)> {
     const PASSWORD: &str = "bench shopper password";
     let resp = reqwest::Client::new()
         .post(format!("{gateway}/api/users"))
@@ -203,7 +242,7 @@ async fn new_shopper(gateway: &str, email: &str) -> anyhow::Result<(i64, reqwest
 /// notifications over gRPC and reports order-created -> notification-stored latency.
 async fn event_latency(
     t: &Targets,
-    http: &reqwest::Client,
+    shopper: &Session,
     rate: u32,
     seconds: u32,
     user_id: i64,
@@ -216,7 +255,7 @@ async fn event_latency(
     let mut pending = Vec::new();
     for i in 0..total {
         ticker.tick().await;
-        let (http, url) = (http.clone(), t.orders.clone());
+        let (http, url) = (shopper.http.clone(), t.orders.clone());
         pending.push(tokio::spawn(async move {
             let body = json!({"userId": user_id, "productId": 1 + i64::from(i), "quantity": 1});
             let resp = http
@@ -235,7 +274,8 @@ async fn event_latency(
             created.insert(id, at);
         }
     }
-    let mut client = NotificationServiceClient::connect(t.grpc.clone())
+    let mut client = shopper
+        .notifications(&t.grpc)
         .await
         .expect("gRPC reachable");
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -345,7 +385,7 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
     );
 
     let order = graphql(
-        &alice,
+        &alice.http,
         &t.gateway,
         "mutation { createOrder(input: {userId: \"1\", productId: \"1\", quantity: 1}) { id } }",
         json!({}),
@@ -363,7 +403,7 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
             warm,
             measure,
             None,
-            read_order(&alice, &t.gateway, &order_id),
+            read_order(&alice.http, &t.gateway, &order_id),
         )
         .await,
     );
@@ -378,14 +418,14 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
             warm,
             measure,
             None,
-            read_order(&alice, &t.gateway, &order_id),
+            read_order(&alice.http, &t.gateway, &order_id),
         )
         .await,
     );
     redis.restore();
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let (h, u) = (bob.clone(), t.gateway.clone());
+    let (h, u) = (bob.http.clone(), t.gateway.clone());
     outcomes.push(drive("3 gateway GraphQL createOrder, end to end", 16, warm, measure, None, move |i| {
         let (h, u) = (h.clone(), u.clone());
         async move {
@@ -394,7 +434,7 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
         }
     }).await);
 
-    let (h, u) = (charlie.clone(), t.orders.clone());
+    let (h, u) = (charlie.http.clone(), t.orders.clone());
     outcomes.push(
         drive(
             "4 orders REST POST /orders",
@@ -417,7 +457,7 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
         .await,
     );
 
-    let grpc = NotificationServiceClient::connect(t.grpc.clone()).await?;
+    let grpc = alice.notifications(&t.grpc).await?;
     let probe: i64 = order_id.parse().unwrap_or(1);
     outcomes.push(
         drive(

@@ -93,8 +93,14 @@ impl CorsOrigins {
 /// Per-client request quota.
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
-    /// Requests allowed per window (`RATE_LIMIT_MAX`, 10).
+    /// Requests an anonymous client (by address) may make per window (`RATE_LIMIT_MAX`, 10).
     pub max_requests: u32,
+    /// Requests a logged-in user may make per window, from any address
+    /// (`RATE_LIMIT_MAX_USER`, 6 times `RATE_LIMIT_MAX`).
+    pub max_requests_user: u32,
+    /// Requests an admin may make per window (`RATE_LIMIT_MAX_ADMIN`, 60 times
+    /// `RATE_LIMIT_MAX`).
+    pub max_requests_admin: u32,
     /// Window length (`RATE_LIMIT_WINDOW_SECS`, 60).
     pub window: Duration,
     /// When Redis is unavailable: `true` keeps serving with the in-process limit only,
@@ -151,6 +157,7 @@ impl GatewayConfig {
         let secs = |k: &str, d: u64| -> Result<Duration, ConfigError> {
             Ok(Duration::from_secs(env.parse_or(k, d)?))
         };
+        let anonymous: u32 = env.parse_or("RATE_LIMIT_MAX", 10)?;
         Ok(Self {
             port: env.parse_or("PORT", 3000)?,
             http: HttpConfig::from_env(env)?,
@@ -166,7 +173,11 @@ impl GatewayConfig {
             not_found_cache_ttl: secs("NOT_FOUND_CACHE_TTL_SECS", 5)?,
             cache_prefix: env.string_or("CACHE_PREFIX", ""),
             rate_limit: RateLimitConfig {
-                max_requests: env.parse_or("RATE_LIMIT_MAX", 10)?,
+                max_requests: anonymous,
+                max_requests_user: env
+                    .parse_or("RATE_LIMIT_MAX_USER", anonymous.saturating_mul(6))?,
+                max_requests_admin: env
+                    .parse_or("RATE_LIMIT_MAX_ADMIN", anonymous.saturating_mul(60))?,
                 window: secs("RATE_LIMIT_WINDOW_SECS", 60)?,
                 fail_open: env.parse_or("RATE_LIMIT_FAIL_OPEN", true)?,
                 trust_forwarded_for: env.parse_or("TRUST_FORWARDED_FOR", false)?,

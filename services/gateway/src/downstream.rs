@@ -11,7 +11,7 @@ use std::time::Duration;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::telemetry;
-use shopmesh_identity::Principal;
+use shopmesh_identity::{AuthError, Principal};
 use shopmesh_openapi::orders::{self, OrdersClient};
 use shopmesh_openapi::runtime::{ClientError, RequestHook};
 use shopmesh_openapi::users::{self, UsersClient};
@@ -380,14 +380,14 @@ impl Backends {
         caller: &Principal,
         order_id: i64,
     ) -> Result<Vec<pb::Notification>, GatewayError> {
-        // The notifications service holds no owner rule of its own yet: the order decides.
+        // An order that does not exist is a 404, not an empty list.
         self.order(caller, order_id).await?;
         self.breakers
             .notifications
             .call(READ, || async {
                 let request = pb::GetNotificationsRequest { order_id };
                 let answer = self
-                    .notifications_rpc("GetNotifications", request, |mut c, r| async move {
+                    .notifications_rpc("GetNotifications", caller, request, |mut c, r| async move {
                         c.get_notifications(r).await
                     })
                     .await?;
@@ -399,6 +399,7 @@ impl Backends {
     /// Notifications about each of `order_ids` (at most 100), in one call.
     pub async fn notifications_for_orders(
         &self,
+        caller: &Principal,
         order_ids: &[i64],
     ) -> Result<Vec<pb::OrderNotifications>, GatewayError> {
         self.breakers
@@ -410,6 +411,7 @@ impl Backends {
                 let answer = self
                     .notifications_rpc(
                         "GetNotificationsForOrders",
+                        caller,
                         request,
                         |mut c, r| async move { c.get_notifications_for_orders(r).await },
                     )
@@ -419,11 +421,13 @@ impl Backends {
             .await
     }
 
-    /// One call to the notifications service: counted, traced (a client span whose context
-    /// travels in the request metadata) and bounded by the downstream timeout.
+    /// One call to the notifications service as `caller` (its token in the `authorization`
+    /// metadata): counted, traced (a client span whose context travels in the request
+    /// metadata) and bounded by the downstream timeout.
     async fn notifications_rpc<Req, Resp, F, Fut>(
         &self,
         method: &'static str,
+        caller: &Principal,
         message: Req,
         call: F,
     ) -> Result<Resp, GatewayError>
@@ -442,6 +446,12 @@ impl Backends {
         );
         let mut request = tonic::Request::new(message);
         *request.metadata_mut() = MetadataMap::from_headers(telemetry::trace_header_map(&span));
+        let bearer = caller
+            .token
+            .header_value()
+            .parse()
+            .map_err(|_| GatewayError::Unauthenticated(AuthError::Malformed.to_string()))?;
+        request.metadata_mut().insert("authorization", bearer);
         let call = tokio::time::timeout(self.timeout, call(self.notifications.clone(), request));
         let outcome = call.instrument(span.clone()).await;
         let code = match &outcome {

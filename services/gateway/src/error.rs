@@ -91,6 +91,8 @@ impl GatewayError {
             tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => Self::Timeout { service },
             tonic::Code::InvalidArgument => Self::InvalidInput(s.message().to_owned()),
             tonic::Code::NotFound => Self::NotFound(s.message().to_owned()),
+            tonic::Code::Unauthenticated => Self::Unauthenticated(s.message().to_owned()),
+            tonic::Code::PermissionDenied => Self::Forbidden(s.message().to_owned()),
             _ => Self::Unavailable {
                 service,
                 detail: format!("{:?}: {}", s.code(), s.message()),

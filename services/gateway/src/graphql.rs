@@ -34,9 +34,7 @@ impl Loader<i64> for UserLoader {
     type Error = GatewayError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let caller = self.caller.as_ref().ok_or_else(|| {
-            GatewayError::Unauthenticated(shopmesh_identity::AuthError::Missing.to_string())
-        })?;
+        let caller = loader_caller(&self.caller)?;
         let lookups = keys
             .iter()
             .map(|id| async move { (*id, self.backends.user(caller, *id).await) });
@@ -55,16 +53,25 @@ impl Loader<i64> for UserLoader {
 }
 
 /// Loads notifications by order id for one GraphQL request: the orders of a page cost one
-/// `GetNotificationsForOrders` call (per 100 orders), not one call each.
+/// `GetNotificationsForOrders` call (per 100 orders), not one call each. Calls are made as the
+/// request's caller.
 pub struct NotificationLoader {
     backends: Arc<Backends>,
+    caller: Option<Principal>,
 }
 
 impl NotificationLoader {
-    /// A loader over `backends`.
-    pub fn new(backends: Arc<Backends>) -> Self {
-        Self { backends }
+    /// A loader over `backends` for `caller`.
+    pub fn new(backends: Arc<Backends>, caller: Option<Principal>) -> Self {
+        Self { backends, caller }
     }
+}
+
+/// The caller a loader acts for; no guarded field lets an anonymous request reach a loader.
+fn loader_caller(caller: &Option<Principal>) -> Result<&Principal, GatewayError> {
+    caller.as_ref().ok_or_else(|| {
+        GatewayError::Unauthenticated(shopmesh_identity::AuthError::Missing.to_string())
+    })
 }
 
 impl Loader<i64> for NotificationLoader {
@@ -72,7 +79,8 @@ impl Loader<i64> for NotificationLoader {
     type Error = GatewayError;
 
     async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
-        let orders = self.backends.notifications_for_orders(keys).await?;
+        let caller = loader_caller(&self.caller)?;
+        let orders = self.backends.notifications_for_orders(caller, keys).await?;
         Ok(orders
             .into_iter()
             .map(|o| {

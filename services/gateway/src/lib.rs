@@ -60,10 +60,12 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> anyhow::Result<Self> {
         let cache = RedisCache::new(config.redis_url.expose(), config.redis_timeout)?;
         let backends = Arc::new(Backends::new(&config, cache.clone())?);
+        let verifier = config.auth.verifier();
         let limiter = Arc::new(ClientRateLimiter::new(
             config.rate_limit.clone(),
             cache,
             config.cache_prefix.clone(),
+            verifier.clone(),
         ));
         let mut builder =
             shopmesh_graphql::schema_builder(Arc::new(GatewayGraph::new(backends.clone())))
@@ -80,7 +82,7 @@ impl Gateway {
             backends,
             limiter,
             schema: builder.finish(),
-            verifier: config.auth.verifier(),
+            verifier,
             config: Arc::new(config),
         })
     }
@@ -175,7 +177,8 @@ fn cors(origins: &CorsOrigins) -> poem::middleware::Cors {
 const MAX_NOTIFICATION_BATCH: usize = 100;
 
 /// The caller of a GraphQL request: `None` without an `Authorization` header (public fields
-/// still answer), the reason when the header holds no valid bearer token.
+/// still answer), the reason when the header holds no valid bearer token. The rate limit
+/// verified the token already when it is valid.
 async fn graphql_caller(
     http: &poem::Request,
     verifier: &TokenVerifier,
@@ -183,6 +186,9 @@ async fn graphql_caller(
     let Some(header) = http.headers().get(poem::http::header::AUTHORIZATION) else {
         return Ok(None);
     };
+    if let Some(verified) = http.extensions().get::<Principal>() {
+        return Ok(Some(verified.clone()));
+    }
     let token = header
         .to_str()
         .ok()
@@ -241,7 +247,7 @@ async fn graphql_execute(
         spawn(budget.clone()),
     );
     let notifications = DataLoader::new(
-        NotificationLoader::new(backends.0.clone()),
+        NotificationLoader::new(backends.0.clone(), caller.clone()),
         spawn(budget.clone()),
     )
     .max_batch_size(MAX_NOTIFICATION_BATCH);
@@ -250,7 +256,12 @@ async fn graphql_execute(
         request = request.data(caller);
     }
     let left = Arc::new(std::sync::Mutex::new(None));
-    if let Some(client) = limiter.client_of(http) {
+    let key = http
+        .extensions()
+        .get::<ratelimit::RateKey>()
+        .copied()
+        .or_else(|| limiter.client_of(http).map(ratelimit::RateKey::Address));
+    if let Some(client) = key {
         request = request.data(limits::RateCharge {
             limiter: limiter.0.clone(),
             client,

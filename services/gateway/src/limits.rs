@@ -11,7 +11,6 @@
 //! of its complexity, whichever is more (the HTTP request itself already counted one).
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -58,7 +57,7 @@ pub struct RateCharge {
     /// The gateway's limiter.
     pub limiter: Arc<crate::ratelimit::ClientRateLimiter>,
     /// The client, as the rate-limit middleware saw it.
-    pub client: IpAddr,
+    pub client: crate::ratelimit::RateKey,
     /// What the client has left after this operation's charge, for the `RateLimit` field
     /// (unset when the operation cost no more than the request the middleware counted).
     pub left: Arc<std::sync::Mutex<Option<Left>>>,

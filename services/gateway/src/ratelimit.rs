@@ -3,6 +3,9 @@
 //! request gets 429 with `Retry-After`. When Redis is unavailable the shared quota fails open
 //! (in-process limit only) or closed (503), as configured.
 //!
+//! A request with a valid access token is counted against its user, with the limit of the
+//! user's role; any other request against its client address, with the anonymous limit.
+//!
 //! Every limited answer carries the `RateLimit-Policy` and `RateLimit` fields of
 //! draft-ietf-httpapi-ratelimit-headers, so clients can slow down before they are refused.
 
@@ -17,8 +20,76 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use shopmesh_common::cache::RedisCache;
 use shopmesh_common::problem::{self, Problem};
+use shopmesh_identity::{Principal, Role, TokenVerifier};
 
 use crate::config::RateLimitConfig;
+
+/// Whom a request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// An anonymous client, by address.
+    Address(IpAddr),
+    /// A logged-in user, whatever address they call from, with their role's limit.
+    User {
+        /// The user id.
+        id: i64,
+        /// Their role.
+        role: Role,
+    },
+}
+
+impl RateKey {
+    /// The key of `caller`.
+    pub fn of(caller: &Principal) -> Self {
+        Self::User {
+            id: caller.user_id,
+            role: caller.role,
+        }
+    }
+
+    fn tier(self) -> usize {
+        match self {
+            Self::Address(_) => 0,
+            Self::User {
+                role: Role::User, ..
+            } => 1,
+            Self::User {
+                role: Role::Admin, ..
+            } => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for RateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Address(ip) => write!(f, "ip:{ip}"),
+            Self::User { id, .. } => write!(f, "user:{id}"),
+        }
+    }
+}
+
+/// One tier's limit: anonymous, user or admin.
+struct Tier {
+    local: DefaultKeyedRateLimiter<RateKey>,
+    max_requests: u32,
+    lease: u32,
+}
+
+impl Tier {
+    fn new(max_requests: u32, window: Duration) -> Self {
+        let max = NonZeroU32::new(max_requests.max(1)).unwrap_or(NonZeroU32::MIN);
+        let period = (window / max.get()).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period)
+            .unwrap_or_else(|| Quota::per_second(max))
+            .allow_burst(max);
+        Self {
+            local: RateLimiter::keyed(quota),
+            max_requests,
+            lease: lease_size(max_requests),
+        }
+    }
+}
 
 /// Lua: take `ARGV[2]` requests' worth of the caller's window quota, starting the window
 /// (`ARGV[1]` ms) on its first use; returns `{count after taking, milliseconds left}`.
@@ -104,9 +175,10 @@ pub struct RateLimitStats {
 
 /// The limiter shared by all limited routes of one gateway process.
 pub struct ClientRateLimiter {
-    local: DefaultKeyedRateLimiter<IpAddr>,
-    leases: std::sync::Mutex<std::collections::HashMap<IpAddr, Lease>>,
-    lease: u32,
+    /// Anonymous, user and admin.
+    tiers: [Tier; 3],
+    leases: std::sync::Mutex<std::collections::HashMap<RateKey, Lease>>,
+    verifier: TokenVerifier,
     shared: RedisCache,
     script: redis::Script,
     config: RateLimitConfig,
@@ -116,17 +188,23 @@ pub struct ClientRateLimiter {
 }
 
 impl ClientRateLimiter {
-    /// A limiter allowing `config.max_requests` per `config.window` per client.
-    pub fn new(config: RateLimitConfig, shared: RedisCache, prefix: String) -> Self {
-        let max = NonZeroU32::new(config.max_requests.max(1)).unwrap_or(NonZeroU32::MIN);
-        let period = (config.window / max.get()).max(Duration::from_nanos(1));
-        let quota = Quota::with_period(period)
-            .unwrap_or_else(|| Quota::per_second(max))
-            .allow_burst(max);
+    /// A limiter allowing each tier's limit per `config.window`; `verifier` tells logged-in
+    /// callers from anonymous ones.
+    pub fn new(
+        config: RateLimitConfig,
+        shared: RedisCache,
+        prefix: String,
+        verifier: TokenVerifier,
+    ) -> Self {
+        let window = config.window;
         Self {
-            local: RateLimiter::keyed(quota),
+            tiers: [
+                Tier::new(config.max_requests, window),
+                Tier::new(config.max_requests_user, window),
+                Tier::new(config.max_requests_admin, window),
+            ],
             leases: std::sync::Mutex::default(),
-            lease: lease_size(config.max_requests),
+            verifier,
             shared,
             script: redis::Script::new(TAKE_FROM_WINDOW),
             config,
@@ -137,7 +215,9 @@ impl ClientRateLimiter {
 
     /// Forgets idle clients and ended leases (call periodically to bound memory).
     pub fn forget_idle(&self) {
-        self.local.retain_recent();
+        for tier in &self.tiers {
+            tier.local.retain_recent();
+        }
         let now = std::time::Instant::now();
         if let Ok(mut leases) = self.leases.lock() {
             leases.retain(|_, l| l.expires > now);
@@ -145,7 +225,7 @@ impl ClientRateLimiter {
     }
 
     /// Takes one request from `client`'s current lease, if it has one; returns what is left.
-    fn take_leased(&self, client: IpAddr) -> Option<Left> {
+    fn take_leased(&self, client: RateKey) -> Option<Left> {
         let mut leases = self.leases.lock().ok()?;
         let now = std::time::Instant::now();
         match leases.get_mut(&client) {
@@ -160,19 +240,24 @@ impl ClientRateLimiter {
         }
     }
 
-    /// The `RateLimit-Policy` field value: `"default";q=LIMIT;w=WINDOW_SECONDS`.
-    pub fn policy(&self) -> String {
+    /// The `RateLimit-Policy` field value for `client`: `"default";q=LIMIT;w=WINDOW_SECONDS`.
+    pub fn policy(&self, client: RateKey) -> String {
         format!(
             "\"{POLICY}\";q={};w={}",
-            self.config.max_requests,
+            self.tiers[client.tier()].max_requests,
             self.config.window.as_secs().max(1)
         )
     }
 
     /// Sets `RateLimit-Policy`, and `RateLimit` when `left` is known, on `headers`, unless
     /// the inner handler already set them (a GraphQL request charged for its cost).
-    pub fn annotate(&self, headers: &mut poem::http::HeaderMap, left: Option<Left>) {
-        if let Ok(policy) = self.policy().parse() {
+    pub fn annotate(
+        &self,
+        client: RateKey,
+        headers: &mut poem::http::HeaderMap,
+        left: Option<Left>,
+    ) {
+        if let Ok(policy) = self.policy(client).parse() {
             headers.entry("ratelimit-policy").or_insert(policy);
         }
         if let Some(value) = left.and_then(|l| l.field().parse().ok()) {
@@ -181,17 +266,18 @@ impl ClientRateLimiter {
     }
 
     /// Checks and counts one request from `client`.
-    pub async fn check(&self, client: IpAddr) -> Decision {
+    pub async fn check(&self, client: RateKey) -> Decision {
         self.charge(client, 1).await
     }
 
     /// Checks and counts `n` requests' worth from `client` (a GraphQL request is charged for
     /// each mutation it runs and for its cost, see `limits`); all or nothing.
-    pub async fn charge(&self, client: IpAddr, n: u32) -> Decision {
+    pub async fn charge(&self, client: RateKey, n: u32) -> Decision {
         let Some(amount) = NonZeroU32::new(n) else {
             return Decision::Allow(None);
         };
-        match self.local.check_key_n(&client, amount) {
+        let tier = &self.tiers[client.tier()];
+        match tier.local.check_key_n(&client, amount) {
             Ok(Ok(())) => {}
             Ok(Err(not_until)) => {
                 let wait = not_until.wait_time_from(DefaultClock::default().now());
@@ -212,7 +298,7 @@ impl ClientRateLimiter {
             return Decision::Allow(Some(left));
         }
         // A single request may take a lease for later ones; a larger charge takes exactly n.
-        let take = if n == 1 { self.lease } else { n };
+        let take = if n == 1 { tier.lease } else { n };
         let key = format!("{}ratelimit:{client}", self.prefix);
         let window_ms = self.config.window.as_millis().max(1).to_string();
         let args = [window_ms, take.to_string()];
@@ -222,16 +308,15 @@ impl ClientRateLimiter {
             .await
         {
             Some((count, ttl_ms)) => {
-                let got = granted(take, count, self.config.max_requests);
+                let got = granted(take, count, tier.max_requests);
                 let ttl = Duration::from_millis(ttl_ms.max(0) as u64);
                 if got == 0 || (n > 1 && got < i64::from(n)) {
                     return Decision::Reject {
                         retry_after_secs: retry_after_secs(ttl),
                     };
                 }
-                let window_left =
-                    u32::try_from((i64::from(self.config.max_requests) - count).max(0))
-                        .unwrap_or(u32::MAX);
+                let window_left = u32::try_from((i64::from(tier.max_requests) - count).max(0))
+                    .unwrap_or(u32::MAX);
                 let leased = if n == 1 { (got - 1) as u32 } else { 0 };
                 if leased > 0
                     && let Ok(mut leases) = self.leases.lock()
@@ -281,6 +366,29 @@ impl ClientRateLimiter {
         }
         req.remote_addr().as_socket_addr().map(|a| a.ip())
     }
+
+    /// Whom `req` is counted against: its user when it carries a valid access token (the
+    /// verified caller is kept in the request, so the handler does not verify again), else
+    /// its address.
+    pub async fn key_of(&self, req: &mut Request) -> Option<RateKey> {
+        let bearer = req
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(|t| t.trim().to_owned());
+        if let Some(token) = bearer
+            && let Ok(caller) = self.verifier.verify(&token).await
+        {
+            let key = RateKey::of(&caller);
+            req.extensions_mut().insert(caller);
+            return Some(key);
+        }
+        self.client_of(req).map(RateKey::Address)
+    }
 }
 
 /// Middleware applying a [`ClientRateLimiter`] to the routes it wraps.
@@ -307,27 +415,29 @@ pub struct RateLimitEndpoint<E> {
 impl<E: Endpoint> Endpoint for RateLimitEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, req: Request) -> poem::Result<Self::Output> {
-        let Some(client) = self.limiter.client_of(&req) else {
+    async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let Some(client) = self.limiter.key_of(&mut req).await else {
             return self.inner.call(req).await.map(IntoResponse::into_response);
         };
+        req.extensions_mut().insert(client);
         match self.limiter.check(client).await {
             Decision::Allow(left) => {
                 let mut resp = self.inner.call(req).await?.into_response();
-                self.limiter.annotate(resp.headers_mut(), left);
+                self.limiter.annotate(client, resp.headers_mut(), left);
                 Ok(resp)
             }
             Decision::Reject { retry_after_secs } => {
                 self.limiter.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 let detail = format!(
                     "rate limit of {} requests per {} s exceeded; retry in {retry_after_secs} s",
-                    self.limiter.config.max_requests,
+                    self.limiter.tiers[client.tier()].max_requests,
                     self.limiter.config.window.as_secs()
                 );
                 let mut resp = problem::response(&Problem::new(429, detail));
                 resp.headers_mut()
                     .insert("retry-after", retry_after_secs.into());
                 self.limiter.annotate(
+                    client,
                     resp.headers_mut(),
                     Some(Left {
                         requests: 0,
@@ -406,14 +516,16 @@ mod tests {
     async fn local_limit_applies_without_redis() {
         let config = RateLimitConfig {
             max_requests: 3,
+            max_requests_user: 5,
+            max_requests_admin: 7,
             window: Duration::from_secs(60),
             fail_open: true,
             trust_forwarded_for: false,
             trusted_proxies: Vec::new(),
         };
         let cache = RedisCache::new("redis://127.0.0.1:1/", Duration::from_millis(50)).unwrap();
-        let limiter = ClientRateLimiter::new(config, cache, String::new());
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let limiter = ClientRateLimiter::new(config, cache, String::new(), no_issuer());
+        let ip = RateKey::Address("10.0.0.1".parse().unwrap());
         for _ in 0..3 {
             assert!(matches!(limiter.check(ip).await, Decision::Allow(_)));
         }
@@ -423,26 +535,71 @@ mod tests {
         }
         assert!(
             matches!(
-                limiter.check("10.0.0.2".parse().unwrap()).await,
+                limiter
+                    .check(RateKey::Address("10.0.0.2".parse().unwrap()))
+                    .await,
                 Decision::Allow(_)
             ),
             "per client"
         );
+        // Each tier has its own limit: a user 5, an admin 7.
+        for (key, limit) in [
+            (
+                RateKey::User {
+                    id: 1,
+                    role: Role::User,
+                },
+                5,
+            ),
+            (
+                RateKey::User {
+                    id: 2,
+                    role: Role::Admin,
+                },
+                7,
+            ),
+        ] {
+            for _ in 0..limit {
+                assert!(
+                    matches!(limiter.check(key).await, Decision::Allow(_)),
+                    "{key}"
+                );
+            }
+            assert!(
+                matches!(limiter.check(key).await, Decision::Reject { .. }),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            limiter.policy(RateKey::User {
+                id: 1,
+                role: Role::User
+            }),
+            "\"default\";q=5;w=60"
+        );
+    }
+
+    fn no_issuer() -> TokenVerifier {
+        TokenVerifier::new(Vec::new())
     }
 
     #[tokio::test]
     async fn fail_closed_without_redis() {
         let config = RateLimitConfig {
             max_requests: 3,
+            max_requests_user: 5,
+            max_requests_admin: 7,
             window: Duration::from_secs(60),
             fail_open: false,
             trust_forwarded_for: false,
             trusted_proxies: Vec::new(),
         };
         let cache = RedisCache::new("redis://127.0.0.1:1/", Duration::from_millis(50)).unwrap();
-        let limiter = ClientRateLimiter::new(config, cache, String::new());
+        let limiter = ClientRateLimiter::new(config, cache, String::new(), no_issuer());
         assert_eq!(
-            limiter.check("10.0.0.1".parse().unwrap()).await,
+            limiter
+                .check(RateKey::Address("10.0.0.1".parse().unwrap()))
+                .await,
             Decision::Unavailable
         );
     }

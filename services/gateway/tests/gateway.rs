@@ -163,8 +163,16 @@ const ADMIN_ID: i64 = 4;
 
 fn shared_config(base: &GatewayConfig, max: u32) -> GatewayConfig {
     let mut c = base.clone();
-    c.rate_limit.max_requests = max;
+    limit_every_tier(&mut c, max);
     c
+}
+
+/// The same limit for anonymous clients, users and admins (tests of the mechanism call as the
+/// admin).
+fn limit_every_tier(config: &mut GatewayConfig, max: u32) {
+    config.rate_limit.max_requests = max;
+    config.rate_limit.max_requests_user = max;
+    config.rate_limit.max_requests_admin = max;
 }
 
 fn error_code(body: &Value) -> Option<&str> {
@@ -727,18 +735,19 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
 async fn a_client_cannot_escape_the_rate_limit_by_forging_forwarded_for() {
     let backend = Backend::start().await;
     let mut config = backend.config();
-    config.rate_limit.max_requests = 10;
+    limit_every_tier(&mut config, 10);
     let gw = Running::start(&backend, config).await;
+    // Anonymous: counted by address (answered 401, which still counts).
     let mut passed = 0;
     for i in 0..30 {
         let resp = gw
-            .http
+            .anonymous
             .get(format!("{}/api/users/1/name", gw.server.base_url))
             .header("x-forwarded-for", format!("198.18.0.{i}, 203.0.113.77"))
             .send()
             .await
             .unwrap();
-        if resp.status().is_success() {
+        if resp.status().as_u16() != 429 {
             passed += 1;
         }
     }
@@ -754,7 +763,7 @@ async fn a_client_cannot_escape_the_rate_limit_by_forging_forwarded_for() {
 async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas() {
     let backend = Backend::start().await;
     let mut config = backend.config();
-    config.rate_limit.max_requests = 10;
+    limit_every_tier(&mut config, 10);
     let gw = Running::start(&backend, config.clone()).await;
     let get = |gw: &Running, ip: &str, path: &str| {
         let req = gw
@@ -792,14 +801,14 @@ async fn rate_limit_rejects_the_eleventh_request_and_is_shared_between_replicas(
         .graphql_from("203.0.113.7", "{ userName(id: \"1\") }", json!({}))
         .await;
     assert_eq!(status, 429, "GraphQL is limited alike");
-    assert_eq!(
-        get(&gw, "203.0.113.8", "/api/users/1/name")
-            .await
-            .status()
-            .as_u16(),
-        200,
-        "other clients unaffected"
-    );
+    let bob = testkit::authed_http(&backend.token(2, Role::User));
+    let other = bob
+        .get(format!("{}/api/users/2/name", gw.server.base_url))
+        .header("x-forwarded-for", "203.0.113.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status().as_u16(), 200, "other clients unaffected");
     for _ in 0..15 {
         assert_eq!(
             get(&gw, "203.0.113.7", "/health/live")
@@ -1776,6 +1785,101 @@ async fn log_in_limits_through_the_gateway_are_per_client() {
             .is_some(),
         "{body}"
     );
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+/// A logged-in user is counted by who they are, with their role's limit, wherever they call
+/// from; anonymous clients by address, with the anonymous limit.
+#[tokio::test]
+async fn the_rate_limit_is_per_user_with_limits_by_role_and_per_address_for_anonymous_clients() {
+    let backend = Backend::start().await;
+    let mut config = backend.config();
+    config.rate_limit.max_requests = 2;
+    config.rate_limit.max_requests_user = 4;
+    config.rate_limit.max_requests_admin = 6;
+    let gw = Running::start(&backend, config).await;
+    let alice = testkit::authed_http(&backend.token(1, Role::User));
+    let statuses = |http: &reqwest::Client, n: usize, addresses: &'static [&'static str]| {
+        let (http, url) = (
+            http.clone(),
+            format!("{}/api/users/1/name", gw.server.base_url),
+        );
+        async move {
+            let mut out = Vec::new();
+            for i in 0..n {
+                let resp = http
+                    .get(&url)
+                    .header("x-forwarded-for", addresses[i % addresses.len()])
+                    .send()
+                    .await
+                    .unwrap();
+                let policy = resp.headers().get("ratelimit-policy").cloned();
+                out.push((resp.status().as_u16(), policy));
+            }
+            out
+        }
+    };
+    // Alice, from three addresses: one quota of 4.
+    let seen = statuses(&alice, 5, &["203.0.113.1", "203.0.113.2", "203.0.113.3"]).await;
+    let codes: Vec<u16> = seen.iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        codes,
+        [200, 200, 200, 200, 429],
+        "per user, not per address"
+    );
+    assert_eq!(seen[0].1.as_ref().unwrap(), "\"default\";q=4;w=60");
+    // The admin has the admin's quota.
+    let admin: Vec<u16> = statuses(&gw.http, 7, &["203.0.113.1"])
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(admin, [200, 200, 200, 200, 200, 200, 429]);
+    // Anonymous callers from Alice's addresses are not charged for her: 2 each.
+    let anonymous: Vec<u16> = statuses(&gw.anonymous, 3, &["203.0.113.1"])
+        .await
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(anonymous, [401, 401, 429]);
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+/// Every kind of bad token is refused by the gateway: a 401 problem on REST, a 401 with
+/// `UNAUTHENTICATED` on GraphQL, before anything runs downstream.
+#[tokio::test]
+async fn every_kind_of_bad_token_is_refused_on_rest_and_graphql() {
+    let backend = Backend::start().await;
+    let gw = Running::start(&backend, backend.config()).await;
+    let base = gw.server.base_url.clone();
+    let before = gw.gateway.backends.calls.users.load(Ordering::SeqCst)
+        + gw.gateway.backends.calls.orders.load(Ordering::SeqCst);
+    for (what, token) in testkit::refused_tokens(&backend.stack) {
+        let with = |req: reqwest::RequestBuilder| match &token {
+            Some(t) => req.bearer_auth(t.expose()),
+            None => req,
+        };
+        let rest = with(gw.anonymous.get(format!("{base}/api/users/1")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rest.status().as_u16(), 401, "{what}: REST");
+        let graphql = with(gw.anonymous.post(format!("{base}/graphql")))
+            .json(&json!({"query": "{ user(id: \"1\") { name } }"}))
+            .send()
+            .await
+            .unwrap();
+        let status = graphql.status().as_u16();
+        let body: Value = graphql.json().await.unwrap();
+        assert_eq!(error_code(&body), Some("UNAUTHENTICATED"), "{what}: {body}");
+        // No token: the guarded field refuses (200); a token that does not verify: 401.
+        assert_eq!(status, if token.is_some() { 401 } else { 200 }, "{what}");
+    }
+    let after = gw.gateway.backends.calls.users.load(Ordering::SeqCst)
+        + gw.gateway.backends.calls.orders.load(Ordering::SeqCst);
+    assert_eq!(after, before, "no downstream call");
     gw.server.stop().await;
     backend.stop().await;
 }

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use shopmesh_identity::Principal;
+use shopmesh_proto::guard::caller;
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use tonic::{Request, Response, Status};
 
@@ -42,6 +44,19 @@ pub fn to_contract(n: StoredNotification) -> pb::Notification {
     }
 }
 
+/// Allows `caller` to read notifications about their own orders only (an admin, all).
+fn check_owner<'a>(
+    caller: &Principal,
+    found: impl IntoIterator<Item = &'a StoredNotification>,
+) -> Result<(), Status> {
+    for n in found {
+        caller
+            .check_access(n.user_id)
+            .map_err(|f| Status::permission_denied(f.0))?;
+    }
+    Ok(())
+}
+
 /// Records `grpc_requests_total{method, code}` and `grpc_request_duration_seconds{method}`.
 async fn observed<T>(
     method: &'static str,
@@ -65,8 +80,10 @@ impl pb::notification_service_server::NotificationService for NotificationGrpc {
         request: Request<pb::GetNotificationsRequest>,
     ) -> Result<Response<pb::GetNotificationsResponse>, Status> {
         observed("GetNotifications", async {
+            let caller = caller(&request)?.clone();
             let order_id = domain::positive_id("order_id", request.into_inner().order_id)?;
             let found = self.store.by_order(order_id).await?;
+            check_owner(&caller, &found)?;
             Ok(Response::new(pb::GetNotificationsResponse {
                 notifications: found.into_iter().map(to_contract).collect(),
             }))
@@ -79,10 +96,13 @@ impl pb::notification_service_server::NotificationService for NotificationGrpc {
         request: Request<pb::GetNotificationsForOrdersRequest>,
     ) -> Result<Response<pb::GetNotificationsForOrdersResponse>, Status> {
         observed("GetNotificationsForOrders", async {
+            let caller = caller(&request)?.clone();
             let ids = domain::order_batch(&request.into_inner().order_ids)?;
             let mut by_order: std::collections::HashMap<i64, Vec<pb::Notification>> =
                 ids.iter().map(|id| (*id, Vec::new())).collect();
-            for n in self.store.by_orders(&ids).await? {
+            let found = self.store.by_orders(&ids).await?;
+            check_owner(&caller, &found)?;
+            for n in found {
                 if let Some(list) = by_order.get_mut(&n.order_id) {
                     list.push(to_contract(n));
                 }
@@ -106,8 +126,12 @@ impl pb::notification_service_server::NotificationService for NotificationGrpc {
         request: Request<pb::ListUserNotificationsRequest>,
     ) -> Result<Response<pb::ListUserNotificationsResponse>, Status> {
         observed("ListUserNotifications", async {
+            let caller = caller(&request)?.clone();
             let req = request.into_inner();
             let user_id = domain::positive_id("user_id", req.user_id)?;
+            caller
+                .check_access(user_id)
+                .map_err(|f| Status::permission_denied(f.0))?;
             let limit = domain::page_size(req.page_size)?;
             let after = PageToken::decode(&req.page_token)?;
             let (found, next) = self.store.by_user(user_id, limit, after).await?;

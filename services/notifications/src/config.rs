@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use shopmesh_common::auth::AuthConfig;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl};
 use shopmesh_common::http::HttpConfig;
 use shopmesh_events::OrderCreatedTopology;
@@ -39,6 +40,8 @@ pub struct NotificationsConfig {
     /// Whether this process consumes `order.created` (`CONSUMER_ENABLED`, true). Without a
     /// consumer the service serves stored notifications and reports itself not ready.
     pub consumer_enabled: bool,
+    /// Which tokens are accepted (`AUTH_*`).
+    pub auth: AuthConfig,
 }
 
 impl NotificationsConfig {
@@ -70,6 +73,7 @@ impl NotificationsConfig {
                 ),
                 ..d
             },
+            auth: AuthConfig::from_env(env)?,
             health_interval: Duration::from_secs(2),
             grpc_max_connection_age: Duration::from_secs(
                 env.parse_or("GRPC_MAX_CONNECTION_AGE_SECS", 300)?,

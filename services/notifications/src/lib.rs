@@ -24,6 +24,8 @@ use shopmesh_common::http::{self, HttpListener};
 use shopmesh_common::service::{Addrs, Service};
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_common::startup::{Startup, StartupGate};
+use shopmesh_identity::TokenVerifier;
+use shopmesh_proto::guard::GrpcGuard;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_server::NotificationServiceServer;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
@@ -167,6 +169,7 @@ pub async fn serve_grpc(
         .max_connection_age(settings.max_connection_age)
         .max_connection_age_grace(settings.max_connection_age.min(Duration::from_secs(30)))
         .trace_fn(shopmesh_common::telemetry::grpc_server_span)
+        .layer(GrpcGuard::new(settings.verifier))
         .add_service(health)
         .add_service(reflection)
         .add_service(reflection_alpha)
@@ -184,8 +187,10 @@ pub async fn serve_grpc(
 const GRPC_MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// How the gRPC listener serves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct GrpcSettings {
+    /// Checks the callers of every method (`(shopmesh.auth.v1.access)`).
+    pub verifier: TokenVerifier,
     /// How often gRPC health re-checks MongoDB and the consumer.
     pub health_every: Duration,
     /// Connections older than this are closed (GOAWAY, then as long again, at most 30 s, for
@@ -246,6 +251,7 @@ impl Service for Application {
             consumer,
             consumer_enabled: config.consumer_enabled,
             grpc_settings: GrpcSettings {
+                verifier: config.auth.verifier(),
                 health_every: config.health_interval,
                 max_connection_age: config.grpc_max_connection_age,
             },

@@ -12,6 +12,7 @@ use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel};
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, OrderCreatedV1};
+use shopmesh_identity::{AccessToken, Role};
 use shopmesh_notifications::Application;
 use shopmesh_notifications::domain::{NewNotification, PageToken};
 use shopmesh_notifications::error::NotificationsError;
@@ -25,8 +26,9 @@ use shopmesh_notifications::store::{
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
 use shopmesh_testkit::{
-    Names, Running, Service, TcpProxy, amqp_url, build_service, eventually, mongo_url,
-    remove_names, reroute, test_stack, topology,
+    AuthedChannel, GrpcBearer, Names, Running, Service, Stack, TcpProxy, TestServer, amqp_url,
+    build_service, eventually, mongo_url, remove_names, reroute, serve_jwks, test_stack, token,
+    topology,
 };
 use tonic::Code;
 use tonic::transport::Channel as GrpcChannel;
@@ -82,6 +84,10 @@ struct Harness {
     /// The service's HTTP listener (health, metrics); absent for a component harness.
     http_url: Option<String>,
     names: Names,
+    stack: Stack,
+    _jwks: TestServer,
+    /// The seeded admin's token: reads every notification.
+    admin: AccessToken,
     run: Run,
     publisher: (lapin::Connection, Channel),
 }
@@ -117,7 +123,16 @@ impl Default for Options {
 
 impl Harness {
     async fn start(opts: Options) -> Self {
-        let mut stack = test_stack().set_for(Service::Notifications, "MONGO_TIMEOUT_MS", "1500");
+        let stack = test_stack();
+        // Tokens are verified against the stack's key, served here.
+        let jwks = serve_jwks(&stack).await;
+        let mut stack = stack
+            .set_for(Service::Notifications, "MONGO_TIMEOUT_MS", "1500")
+            .set_for(
+                Service::Notifications,
+                "AUTH_JWKS_URL",
+                format!("{}/.well-known/jwks.json", jwks.base_url),
+            );
         if let Some(url) = &opts.mongo_url {
             stack = stack.set_for(Service::Notifications, "MONGO_URL", url);
         }
@@ -167,8 +182,14 @@ impl Harness {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let grpc_url = format!("http://{}", listener.local_addr().unwrap());
             let (st, sh) = (status.clone(), shutdown.clone());
+            let verifier = shopmesh_common::auth::AuthConfig::from_env(
+                &stack.env_for(Service::Notifications).unwrap(),
+            )
+            .unwrap()
+            .verifier();
             tasks.push(tokio::spawn(async move {
                 let settings = shopmesh_notifications::GrpcSettings {
+                    verifier,
                     health_every: Duration::from_millis(100),
                     max_connection_age: Duration::from_secs(300),
                 };
@@ -196,19 +217,31 @@ impl Harness {
             status,
             grpc_url,
             http_url,
-            names: stack.names,
+            admin: token(&stack, 4, Role::Admin),
+            names: stack.names.clone(),
+            stack,
+            _jwks: jwks,
             run,
             publisher: (conn, ch),
         }
     }
 
-    async fn client(&self) -> NotificationServiceClient<GrpcChannel> {
-        eventually("gRPC server up", Duration::from_secs(10), || async {
-            NotificationServiceClient::connect(self.grpc_url.clone())
+    /// A client calling as the admin.
+    async fn client(&self) -> NotificationServiceClient<AuthedChannel> {
+        self.client_as(&self.admin).await
+    }
+
+    /// A client calling with `token`.
+    async fn client_as(&self, token: &AccessToken) -> NotificationServiceClient<AuthedChannel> {
+        let channel = eventually("gRPC server up", Duration::from_secs(10), || async {
+            GrpcChannel::from_shared(self.grpc_url.clone())
+                .ok()?
+                .connect()
                 .await
                 .ok()
         })
-        .await
+        .await;
+        NotificationServiceClient::with_interceptor(channel, GrpcBearer(token.clone()))
     }
 
     async fn publish_raw(&self, payload: &[u8], message_id: &str) {
@@ -265,7 +298,7 @@ fn event(order_id: i64, user_id: i64) -> OrderCreatedV1 {
 }
 
 async fn for_order(
-    client: &mut NotificationServiceClient<GrpcChannel>,
+    client: &mut NotificationServiceClient<AuthedChannel>,
     order_id: i64,
 ) -> Vec<pb::Notification> {
     client
@@ -277,7 +310,7 @@ async fn for_order(
 }
 
 async fn all_for_user(
-    client: &mut NotificationServiceClient<GrpcChannel>,
+    client: &mut NotificationServiceClient<AuthedChannel>,
     user_id: i64,
     page_size: i32,
 ) -> Vec<pb::Notification> {
@@ -924,5 +957,111 @@ async fn silent_grpc_connections_are_closed_at_their_maximum_age() {
             "a silent connection outlived its maximum age"
         );
     }
+    h.stop().await;
+}
+
+/// Every method needs a token (the contract's `(shopmesh.auth.v1.access)`), checked before
+/// the method runs; a user reads only notifications about their own orders, an admin all;
+/// health and reflection stay open.
+#[tokio::test]
+async fn grpc_callers_need_a_token_and_reach_only_their_own_notifications() {
+    let h = Harness::start(Options::default()).await;
+    for (order_id, user_id) in [(10, 1), (11, 2)] {
+        h.mongo
+            .insert_if_absent(&NewNotification {
+                event_id: Uuid::new_v4().to_string(),
+                order_id,
+                user_id,
+                message: format!("order {order_id}"),
+                order_created_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+    }
+    let alice = token(&h.stack, 1, Role::User);
+    let mut as_alice = h.client_as(&alice).await;
+    let own = as_alice
+        .get_notifications(pb::GetNotificationsRequest { order_id: 10 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.notifications.len(), 1);
+    let denied = [
+        as_alice
+            .get_notifications(pb::GetNotificationsRequest { order_id: 11 })
+            .await
+            .map(|_| ()),
+        as_alice
+            .get_notifications_for_orders(pb::GetNotificationsForOrdersRequest {
+                order_ids: vec![10, 11],
+            })
+            .await
+            .map(|_| ()),
+        as_alice
+            .list_user_notifications(pb::ListUserNotificationsRequest {
+                user_id: 2,
+                page_size: 10,
+                page_token: String::new(),
+            })
+            .await
+            .map(|_| ()),
+    ];
+    for (i, outcome) in denied.into_iter().enumerate() {
+        assert_eq!(
+            outcome.unwrap_err().code(),
+            Code::PermissionDenied,
+            "call {i}"
+        );
+    }
+    let mut as_admin = h.client().await;
+    let both = as_admin
+        .get_notifications_for_orders(pb::GetNotificationsForOrdersRequest {
+            order_ids: vec![10, 11],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        both.orders
+            .iter()
+            .map(|o| o.notifications.len())
+            .sum::<usize>(),
+        2
+    );
+
+    let channel = GrpcChannel::from_shared(h.grpc_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut anonymous = NotificationServiceClient::new(channel.clone());
+    let status = anonymous
+        .get_notifications(pb::GetNotificationsRequest { order_id: 10 })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+    assert!(status.message().contains("bearer token"), "{status:?}");
+    let forged = AccessToken::new("eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0.");
+    let mut forger =
+        NotificationServiceClient::with_interceptor(channel.clone(), GrpcBearer(forged));
+    let status = forger
+        .list_user_notifications(pb::ListUserNotificationsRequest {
+            user_id: 1,
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    assert!(
+        health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new()
+            })
+            .await
+            .is_ok(),
+        "health needs no token"
+    );
     h.stop().await;
 }

@@ -943,3 +943,32 @@ async fn an_external_oidc_issuer_is_trusted_only_when_configured() {
     with.stop().await;
     idp_jwks.stop().await;
 }
+
+/// Every kind of bad token is a 401 problem on the orders port itself, for every operation.
+#[tokio::test]
+async fn every_kind_of_bad_token_is_refused_on_every_operation() {
+    let h = Harness::start().await;
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", h.server.base_url);
+    for (what, token) in shopmesh_testkit::refused_tokens(&h.stack) {
+        for (method, path) in [
+            ("POST", "/orders"),
+            ("GET", "/orders/1"),
+            ("GET", "/orders/user/1"),
+        ] {
+            let mut req = match method {
+                "POST" => http
+                    .post(url(path))
+                    .json(&serde_json::json!({"userId": 1, "productId": 1, "quantity": 1})),
+                _ => http.get(url(path)),
+            };
+            if let Some(t) = &token {
+                req = req.bearer_auth(t.expose());
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 401, "{what}: {method} {path}");
+        }
+    }
+    assert_eq!(h.count("orders").await, 0, "nothing written");
+    h.stop().await;
+}

@@ -25,7 +25,7 @@ pub const MAX_RETRIES: u32 = 3;
 /// How to start a [`Platform`].
 #[derive(Debug, Clone)]
 pub struct PlatformOptions {
-    /// Gateway requests per client per minute.
+    /// Gateway requests per anonymous client per minute.
     pub rate_limit: u32,
     /// RabbitMQ URL the orders relay publishes to (e.g. through a proxy).
     pub relay_amqp_url: String,
@@ -117,6 +117,10 @@ impl Platform {
                 "RATE_LIMIT_MAX",
                 options.rate_limit.to_string(),
             )
+            // Logged-in callers are not what these tests limit (the gateway's own tests cover
+            // the tiers).
+            .set_for(Service::Gateway, "RATE_LIMIT_MAX_USER", "1000000")
+            .set_for(Service::Gateway, "RATE_LIMIT_MAX_ADMIN", "1000000")
             .set_for(Service::Gateway, "TRUST_FORWARDED_FOR", "true");
         let topology = topology(&stack.names);
         // Declare the consumer's topology now, so events published before it connects are kept.

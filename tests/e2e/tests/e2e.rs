@@ -141,10 +141,17 @@ async fn user_orders_notifications_cache_and_rate_limit_end_to_end() {
         hits + 1
     );
 
-    // The rate limit: 10 per minute per client, the 11th is refused.
+    // The rate limit: 10 per minute for an anonymous client, the 11th is refused.
     let mut statuses = Vec::new();
     for _ in 0..11 {
-        let (status, _) = graphql(&http, &platform, "10.4.0.1", "{ me { name } }", json!({})).await;
+        let (status, _) = graphql(
+            &anonymous,
+            &platform,
+            "10.4.0.1",
+            "{ me { name } }",
+            json!({}),
+        )
+        .await;
         statuses.push(status);
     }
     assert_eq!(&statuses[..10], &[200; 10]);

@@ -383,6 +383,111 @@ pub fn authed_http(token: &shopmesh_identity::AccessToken) -> reqwest::Client {
         .expect("a client")
 }
 
+/// Adds `authorization: Bearer <token>` metadata to every call of a generated gRPC client:
+/// `NotificationServiceClient::with_interceptor(channel, GrpcBearer(token))`.
+#[derive(Clone)]
+pub struct GrpcBearer(pub shopmesh_identity::AccessToken);
+
+impl tonic::service::Interceptor for GrpcBearer {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let value = self
+            .0
+            .header_value()
+            .parse()
+            .map_err(|_| tonic::Status::invalid_argument("a token that is no header value"))?;
+        request.metadata_mut().insert("authorization", value);
+        Ok(request)
+    }
+}
+
+/// A gRPC channel whose calls carry a bearer token.
+pub type AuthedChannel =
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, GrpcBearer>;
+
+/// Every kind of token a service must refuse with 401 (`UNAUTHENTICATED`), each named: none
+/// at all, not a JWT, expired, tampered (claims changed after signing), `alg: none`, for
+/// another audience, from another issuer, and signed by a key the platform does not know.
+/// Each would otherwise make its holder user 1 with the admin role.
+pub fn refused_tokens(
+    stack: &Stack,
+) -> Vec<(&'static str, Option<shopmesh_identity::AccessToken>)> {
+    use base64::Engine;
+    use shopmesh_identity::{AccessClaims, AccessToken, Role};
+    let issuer = token_issuer(stack);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = |f: &dyn Fn(&mut AccessClaims)| {
+        let mut c = AccessClaims {
+            sub: "1".into(),
+            role: Role::Admin,
+            iss: "shopmesh-users".into(),
+            aud: "shopmesh".into(),
+            iat: now,
+            exp: now + 600,
+        };
+        f(&mut c);
+        issuer.sign(&c)
+    };
+    let good = claims(&|_| {});
+    let parts: Vec<&str> = good.split('.').collect();
+    let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
+    let foreign = shopmesh_identity::TokenIssuer::new(
+        Arc::new(shopmesh_identity::KeyRing::new(
+            shopmesh_identity::SigningKey::generate(),
+            vec![],
+        )),
+        shopmesh_identity::TokenPolicy::platform_default(),
+    )
+    .issue(1, Role::Admin)
+    .token;
+    let tampered_claims = r#"{"sub":"2","role":"admin","iss":"shopmesh-users","aud":"shopmesh","iat":1,"exp":9999999999}"#;
+    vec![
+        ("missing", None),
+        ("garbage", Some("garbage".to_owned())),
+        (
+            "expired",
+            Some(claims(&|c| {
+                c.iat = now - 3600;
+                c.exp = now - 1800;
+            })),
+        ),
+        (
+            "tampered",
+            Some(format!(
+                "{}.{}.{}",
+                parts[0],
+                b64(tampered_claims),
+                parts[2]
+            )),
+        ),
+        (
+            "alg none",
+            Some(format!(
+                "{}.{}.",
+                b64(r#"{"alg":"none","typ":"JWT"}"#),
+                parts[1]
+            )),
+        ),
+        (
+            "wrong audience",
+            Some(claims(&|c| c.aud = "another-platform".into())),
+        ),
+        (
+            "wrong issuer",
+            Some(claims(&|c| c.iss = "https://evil.example".into())),
+        ),
+        ("unknown kid", Some(foreign)),
+    ]
+    .into_iter()
+    .map(|(what, t)| (what, t.map(AccessToken::new)))
+    .collect()
+}
+
 /// An access token for `user_id` with `role`, signed with the stack's key.
 pub fn token(
     stack: &Stack,
