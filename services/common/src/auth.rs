@@ -32,7 +32,8 @@ pub struct AuthConfig {
     /// `http://localhost:3001/.well-known/jwks.json`).
     pub jwks_url: String,
     /// Least time between two fetches of a key set, however many unknown `kid`s arrive
-    /// (`AUTH_JWKS_MIN_REFETCH_SECS`, 30).
+    /// (`AUTH_JWKS_MIN_REFETCH_SECS`, 5): a new signing key is accepted within this long of
+    /// its first token.
     pub min_refetch: Duration,
     /// An external issuer, when `AUTH_OIDC_ISSUER` is set.
     pub oidc: Option<OidcIssuer>,
@@ -66,7 +67,7 @@ impl AuthConfig {
                 "AUTH_JWKS_URL",
                 "http://localhost:3001/.well-known/jwks.json",
             ),
-            min_refetch: Duration::from_secs(env.parse_or("AUTH_JWKS_MIN_REFETCH_SECS", 30)?),
+            min_refetch: Duration::from_secs(env.parse_or("AUTH_JWKS_MIN_REFETCH_SECS", 5)?),
             oidc,
         })
     }

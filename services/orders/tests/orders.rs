@@ -972,3 +972,100 @@ async fn every_kind_of_bad_token_is_refused_on_every_operation() {
     assert_eq!(h.count("orders").await, 0, "nothing written");
     h.stop().await;
 }
+
+/// The users service rotates its key: orders fetches the key set again when the first token
+/// of the new key arrives, keeps honouring the old key while it is published, and a flood of
+/// tokens from unknown keys makes at most one fetch per refetch interval.
+#[tokio::test]
+async fn a_rotated_key_is_fetched_once_and_unknown_keys_cannot_force_fetches() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+
+    use shopmesh_identity::{KeyRing, SigningKey, TokenIssuer, TokenPolicy};
+
+    let issuer_of = |signing: SigningKey, retired: Vec<SigningKey>| {
+        TokenIssuer::new(
+            Arc::new(KeyRing::new(signing, retired)),
+            TokenPolicy::platform_default(),
+        )
+    };
+    let (old, new) = (SigningKey::generate(), SigningKey::generate());
+    let before = issuer_of(old.clone(), vec![]);
+    let after = issuer_of(new, vec![old]);
+    let published = Arc::new(Mutex::new(
+        serde_json::to_value(before.keys().jwks()).unwrap(),
+    ));
+    let fetches = Arc::new(AtomicU64::new(0));
+    let (set, count) = (published.clone(), fetches.clone());
+    let jwks = TestServer::start(poem::Route::new().at(
+        "/jwks",
+        poem::endpoint::make_sync(move |_| {
+            count.fetch_add(1, Ordering::SeqCst);
+            poem::web::Json(set.lock().unwrap().clone())
+        }),
+    ))
+    .await;
+    let stack = test_stack()
+        .set_for(
+            Service::Orders,
+            "AUTH_JWKS_URL",
+            format!("{}/jwks", jwks.base_url),
+        )
+        .set_for(Service::Orders, "AUTH_JWKS_MIN_REFETCH_SECS", "2")
+        .set_for(Service::Orders, "OUTBOX_RELAY_ENABLED", "false");
+    let app = build_service::<Application>(&stack.env_for(Service::Orders).unwrap(), |_| {}).await;
+    let store = app.store().clone();
+    let server = Running::start(app).await;
+    let client = OrdersClient::new(server.base_url.clone());
+    let list = |token: String| {
+        let client = client.clone();
+        async move {
+            client
+                .list_user_orders(&AccessToken::new(token), 5, None, None)
+                .await
+        }
+    };
+
+    assert!(list(before.issue(5, Role::User).token).await.is_ok());
+    assert_eq!(fetches.load(Ordering::SeqCst), 1, "fetched on first use");
+    assert!(list(before.issue(5, Role::User).token).await.is_ok());
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "then served from the cache"
+    );
+
+    // Rotated more than the refetch interval after the last fetch.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    *published.lock().unwrap() = serde_json::to_value(after.keys().jwks()).unwrap();
+    assert!(
+        list(after.issue(5, Role::User).token).await.is_ok(),
+        "the new key"
+    );
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        2,
+        "one fetch for the unknown kid"
+    );
+    assert!(
+        list(before.issue(5, Role::User).token).await.is_ok(),
+        "tokens of the retired key still pass"
+    );
+
+    for _ in 0..20 {
+        let stranger = issuer_of(SigningKey::generate(), vec![]);
+        assert_eq!(
+            problem_status(list(stranger.issue(5, Role::User).token).await),
+            401
+        );
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        2,
+        "unknown keys within the refetch interval fetch nothing"
+    );
+    server.stop().await;
+    store.pool().close().await;
+    remove_names(&stack.names, 0).await;
+    jwks.stop().await;
+}
