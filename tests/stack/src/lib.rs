@@ -105,20 +105,57 @@ impl Ports {
         }
     }
 
-    /// Five distinct free loopback ports (released at once; the services bind them moments
-    /// later).
+    /// Five distinct free ports, below the system's ephemeral range (released at once; the
+    /// services bind them moments later). The system hands out ephemeral ports to every `:0`
+    /// bind and outgoing connection, so a free port taken from that range could go to another
+    /// socket before the service binds it ("Address already in use"); below it only a port
+    /// picked the same way can collide, and picks walk a process-wide sequence from a random
+    /// start, so the tests of one process never pick the same port twice.
     pub fn free() -> Result<Self> {
-        let held = (0..5)
-            .map(|_| TcpListener::bind("127.0.0.1:0"))
-            .collect::<std::io::Result<Vec<_>>>()
-            .context("finding free ports")?;
-        let port = |i: usize| held[i].local_addr().map(|a| a.port());
+        use std::hash::{BuildHasher, Hasher};
+        use std::sync::atomic::{AtomicU64, Ordering};
+        const LOWEST: u64 = 10_000;
+        static NEXT: AtomicU64 = AtomicU64::new(u64::MAX);
+        let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(32_768);
+        let span = ephemeral.saturating_sub(LOWEST).max(1_000);
+        let start = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % span;
+        let _ = NEXT.compare_exchange(u64::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+        let mut ports = Vec::with_capacity(5);
+        for _ in 0..span {
+            if ports.len() == 5 {
+                break;
+            }
+            let port = u16::try_from(LOWEST + NEXT.fetch_add(1, Ordering::SeqCst) % span)
+                .context("a port below 65536")?;
+            let free = ["127.0.0.1", "0.0.0.0"]
+                .iter()
+                .all(|host| TcpListener::bind((*host, port)).is_ok());
+            if free {
+                ports.push(port);
+            }
+        }
+        let [
+            gateway,
+            users,
+            orders,
+            notifications_http,
+            notifications_grpc,
+        ] = ports[..]
+        else {
+            bail!("no five free ports below {ephemeral}");
+        };
         Ok(Self {
-            gateway: port(0)?,
-            users: port(1)?,
-            orders: port(2)?,
-            notifications_http: port(3)?,
-            notifications_grpc: port(4)?,
+            gateway,
+            users,
+            orders,
+            notifications_http,
+            notifications_grpc,
         })
     }
 
@@ -588,6 +625,24 @@ fn holder(port: u16) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    /// Ports from the ephemeral range could be handed to another socket (an outgoing
+    /// connection, a `:0` bind) between the pick and the service's bind.
+    #[test]
+    fn free_ports_are_distinct_and_outside_the_ephemeral_range() {
+        let ephemeral: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|r| r.split_whitespace().next()?.parse().ok())
+            .unwrap_or(32_768);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..20 {
+            let p = Ports::free().unwrap();
+            for (port, _) in p.all() {
+                assert!(port < ephemeral, "{port} is in the ephemeral range");
+                assert!(seen.insert(port), "{port} picked twice");
+            }
+        }
+    }
+
     use super::*;
 
     fn stack(env: &[(&str, &str)]) -> Stack {
