@@ -1,6 +1,7 @@
 //! Verifying access tokens against trusted issuers' keys.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -158,10 +159,50 @@ pub struct TrustedIssuer {
     pub keys: JwksSource,
 }
 
+/// Tokens this process verified already, until they expire. A client sends the same access
+/// token with every request for its lifetime, and verifying its signature costs more than the
+/// rest of a cached read; only tokens that passed every check are kept.
+struct Verified {
+    entries: RwLock<HashMap<String, (Principal, u64)>>,
+    hits: AtomicU64,
+}
+
+/// Tokens kept at most; past it, the expired ones go, and if that is not enough, all.
+const VERIFIED_CAPACITY: usize = 10_000;
+
+impl Verified {
+    fn get(&self, token: &str) -> Option<Principal> {
+        let now = crate::tokens::now_secs();
+        let entries = self.entries.read().ok()?;
+        let (principal, until) = entries.get(token)?;
+        (*until > now).then(|| {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            principal.clone()
+        })
+    }
+
+    fn keep(&self, principal: &Principal, until: u64) {
+        if let Ok(mut entries) = self.entries.write() {
+            if entries.len() >= VERIFIED_CAPACITY {
+                let now = crate::tokens::now_secs();
+                entries.retain(|_, (_, u)| *u > now);
+                if entries.len() >= VERIFIED_CAPACITY {
+                    entries.clear();
+                }
+            }
+            entries.insert(
+                principal.token.expose().to_owned(),
+                (principal.clone(), until),
+            );
+        }
+    }
+}
+
 /// Turns bearer tokens into [`Principal`]s. Cheap to clone.
 #[derive(Clone)]
 pub struct TokenVerifier {
     issuers: Arc<Vec<TrustedIssuer>>,
+    verified: Arc<Verified>,
 }
 
 impl TokenVerifier {
@@ -169,11 +210,31 @@ impl TokenVerifier {
     pub fn new(issuers: Vec<TrustedIssuer>) -> Self {
         Self {
             issuers: Arc::new(issuers),
+            verified: Arc::new(Verified {
+                entries: RwLock::new(HashMap::new()),
+                hits: AtomicU64::new(0),
+            }),
         }
     }
 
-    /// Checks `token`: shape, algorithm, key, signature, issuer, audience, expiry.
+    /// How many verifications were answered from the tokens verified before.
+    pub fn cache_hits(&self) -> u64 {
+        self.verified.hits.load(Ordering::Relaxed)
+    }
+
+    /// Checks `token`: shape, algorithm, key, signature, issuer, audience, expiry. A token
+    /// that passed once is answered from memory until it expires.
     pub async fn verify(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(principal) = self.verified.get(token) {
+            return Ok(principal);
+        }
+        let (principal, expires) = self.check(token).await?;
+        // Kept as long as the checks would pass: until `exp` plus the tolerated skew.
+        self.verified.keep(&principal, expires + LEEWAY_SECS);
+        Ok(principal)
+    }
+
+    async fn check(&self, token: &str) -> Result<(Principal, u64), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| {
             // A well-formed header naming an algorithm the library does not know (`none`)
             // is refused for its algorithm, not its shape.
@@ -213,11 +274,12 @@ impl TokenVerifier {
             })?
             .claims;
         let user_id = claims.sub.parse().map_err(|_| AuthError::Malformed)?;
-        Ok(Principal {
+        let principal = Principal {
             user_id,
             role: claims.role,
             token: AccessToken::new(token),
-        })
+        };
+        Ok((principal, claims.exp))
     }
 
     fn find(&self, kid: &str) -> Option<(&TrustedIssuer, DecodingKey, Algorithm)> {
@@ -340,6 +402,28 @@ mod tests {
 
     fn issuer_with_same_policy() -> TokenIssuer {
         issuer()
+    }
+
+    #[tokio::test]
+    async fn a_verified_token_is_answered_from_memory_and_a_refused_one_never_is() {
+        let issuer = issuer();
+        let v = verifier(&issuer);
+        let token = issuer.issue(7, Role::User).token;
+        for _ in 0..3 {
+            assert_eq!(v.verify(&token).await.unwrap().user_id, 7);
+        }
+        assert_eq!(v.cache_hits(), 2, "verified once, then remembered");
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        for _ in 0..2 {
+            assert_eq!(v.verify(&tampered).await, Err(AuthError::Signature));
+        }
+        assert_eq!(v.cache_hits(), 2, "refusals are not remembered");
+        let mut nearly_expired = claims(&issuer);
+        nearly_expired.exp = crate::tokens::now_secs() - LEEWAY_SECS - 1;
+        let expired = issuer.sign(&nearly_expired);
+        assert_eq!(v.verify(&expired).await, Err(AuthError::Expired));
     }
 
     #[tokio::test]
