@@ -413,9 +413,15 @@ mod tests {
             assert_eq!(v.verify(&token).await.unwrap().user_id, 7);
         }
         assert_eq!(v.cache_hits(), 2, "verified once, then remembered");
-        let mut tampered = token.clone();
-        tampered.pop();
-        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        // Another first character of the signature: still valid base64url, no longer valid.
+        let at = token.rfind('.').unwrap() + 1;
+        let first = &token[at..=at];
+        let tampered = format!(
+            "{}{}{}",
+            &token[..at],
+            if first == "A" { "B" } else { "A" },
+            &token[at + 1..]
+        );
         for _ in 0..2 {
             assert_eq!(v.verify(&tampered).await, Err(AuthError::Signature));
         }
