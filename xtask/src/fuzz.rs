@@ -23,7 +23,10 @@ pub fn run(
     mongo_url: &str,
 ) -> Result<()> {
     let st = crate::tools::schemathesis(root)?;
-    let stack = stack(root, env, 3200, "fuzz", mongo_url);
+    // Redis keys of their own each run: fuzzing fails log-ins on purpose, and the lock it earns
+    // (up to 15 minutes) must not greet the next run's log-in.
+    let stack = stack(root, env, 3200, "fuzz", mongo_url)
+        .set("CACHE_PREFIX", format!("fuzz{}:", std::process::id()));
     let _services = start(&stack, bin_dir)?;
     // Fuzzed as the demo admin, so secured operations run their handlers, not only the 401.
     let token = stack.log_in("admin@example.com", "shopmesh-demo")?;
