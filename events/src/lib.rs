@@ -99,6 +99,53 @@ impl OrderCreatedV1 {
     }
 }
 
+/// The kind of RabbitMQ queue `order.created`, its retry queues and its DLQ are
+/// (`RABBITMQ_QUEUE_TYPE`). A queue's type is fixed when it is first declared: declaring it
+/// again as the other type fails, so every process of one deployment must agree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueType {
+    /// Raft-replicated across the cluster's nodes; survives the loss of a minority of them.
+    /// Retry queues dead-letter at-least-once (`x-dead-letter-strategy`).
+    #[default]
+    Quorum,
+    /// A single node's queue: lost with its node unless mirrored; dead-lettering is
+    /// at-most-once. For brokers older than RabbitMQ 3.10 and existing classic deployments.
+    Classic,
+}
+
+impl QueueType {
+    /// Its `x-queue-type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+impl std::fmt::Display for QueueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A `RABBITMQ_QUEUE_TYPE` that is neither `quorum` nor `classic`.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown queue type {0:?}: expected `quorum` or `classic`")]
+pub struct UnknownQueueType(String);
+
+impl std::str::FromStr for QueueType {
+    type Err = UnknownQueueType;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "quorum" => Ok(Self::Quorum),
+            "classic" => Ok(Self::Classic),
+            _ => Err(UnknownQueueType(s.to_owned())),
+        }
+    }
+}
+
 /// Names of the RabbitMQ objects that carry [`OrderCreatedV1`]. Production uses
 /// [`OrderCreatedTopology::default`]; tests give each run its own names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,6 +154,8 @@ pub struct OrderCreatedTopology {
     pub exchange: String,
     /// Durable queue the notifications service consumes; bound with [`ORDER_CREATED_ROUTING_KEY`].
     pub queue: String,
+    /// The type of the queue, its retry queues and its DLQ.
+    pub queue_type: QueueType,
 }
 
 impl Default for OrderCreatedTopology {
@@ -114,6 +163,7 @@ impl Default for OrderCreatedTopology {
         Self {
             exchange: ORDERS_EXCHANGE.to_owned(),
             queue: ORDER_CREATED_QUEUE.to_owned(),
+            queue_type: QueueType::default(),
         }
     }
 }

@@ -7,7 +7,58 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology};
+use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, QueueType};
+
+use crate::config::{ConfigError, Env};
+
+/// The `order.created` topology from `ORDERS_EXCHANGE`, `ORDER_CREATED_QUEUE` and
+/// `RABBITMQ_QUEUE_TYPE` (`quorum`, the default, or `classic`); the publisher and the consumer
+/// read it alike, since both declare the queue.
+pub fn topology_from_env(env: &impl Env) -> Result<OrderCreatedTopology, ConfigError> {
+    let d = OrderCreatedTopology::default();
+    Ok(OrderCreatedTopology {
+        exchange: env.string_or("ORDERS_EXCHANGE", &d.exchange),
+        queue: env.string_or("ORDER_CREATED_QUEUE", &d.queue),
+        queue_type: env.parse_or("RABBITMQ_QUEUE_TYPE", d.queue_type)?,
+    })
+}
+
+/// Arguments every queue of `topology` is declared with: its `x-queue-type`.
+pub fn queue_arguments(queue_type: QueueType) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(queue_type.as_str().into()),
+    );
+    args
+}
+
+/// Arguments of a queue that holds each message for `ttl_ms`, then dead-letters it to
+/// `target` through the default exchange. On quorum queues the move is at-least-once: the
+/// broker keeps the message until `target` confirms it, which needs `reject-publish` overflow.
+pub fn delay_queue_arguments(queue_type: QueueType, ttl_ms: i64, target: &str) -> FieldTable {
+    let mut args = queue_arguments(queue_type);
+    args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ttl_ms));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString(target.into()),
+    );
+    if queue_type == QueueType::Quorum {
+        args.insert(
+            "x-dead-letter-strategy".into(),
+            AMQPValue::LongString("at-least-once".into()),
+        );
+        args.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("reject-publish".into()),
+        );
+    }
+    args
+}
 
 /// Opens a connection, failing after `timeout` instead of hanging on an unresponsive host.
 pub async fn connect(url: &str, name: &str, timeout: Duration) -> Result<Connection, lapin::Error> {
@@ -32,9 +83,9 @@ pub async fn confirm_channel(connection: &Connection) -> Result<Channel, lapin::
     Ok(channel)
 }
 
-/// Declares the durable topic exchange, the durable `order.created` queue and its binding.
-/// Safe to call from every process at every start: declarations with the same arguments are
-/// no-ops.
+/// Declares the durable topic exchange, the durable `order.created` queue (of the topology's
+/// queue type) and its binding. Safe to call from every process at every start: declarations
+/// with the same arguments are no-ops.
 pub async fn declare_order_created(
     channel: &Channel,
     topology: &OrderCreatedTopology,
@@ -57,7 +108,7 @@ pub async fn declare_order_created(
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            queue_arguments(topology.queue_type),
         )
         .await?;
     channel

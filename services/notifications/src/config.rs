@@ -48,7 +48,6 @@ impl NotificationsConfig {
     /// Reads the configuration from `env`.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let d = ConsumerConfig::default();
-        let topology = OrderCreatedTopology::default();
         Ok(Self {
             grpc_port: env.parse_or("GRPC_PORT", 50051)?,
             http_port: env.parse_or("HTTP_PORT", 3003)?,
@@ -61,10 +60,7 @@ impl NotificationsConfig {
             rabbitmq_url: env
                 .string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f")
                 .into(),
-            topology: OrderCreatedTopology {
-                exchange: env.string_or("ORDERS_EXCHANGE", &topology.exchange),
-                queue: env.string_or("ORDER_CREATED_QUEUE", &topology.queue),
-            },
+            topology: shopmesh_common::amqp::topology_from_env(env)?,
             consumer: ConsumerConfig {
                 prefetch: env.parse_or("CONSUMER_PREFETCH", d.prefetch)?,
                 max_retries: env.parse_or("CONSUMER_MAX_RETRIES", d.max_retries)?,

@@ -23,7 +23,7 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection};
 use shopmesh_common::amqp;
 use shopmesh_common::retry::Backoff;
@@ -82,7 +82,12 @@ pub struct ConsumerStatus {
     pub retried: AtomicU64,
     /// Messages sent to the DLQ.
     pub dead_lettered: AtomicU64,
+    /// Messages waiting in the DLQ, counted every [`DLQ_COUNT_EVERY`] while connected.
+    pub dead_letter_depth: AtomicU64,
 }
+
+/// How often the consumer counts the messages waiting in the DLQ.
+pub const DLQ_COUNT_EVERY: Duration = Duration::from_secs(5);
 
 impl ConsumerStatus {
     /// Whether the consumer holds a broker connection.
@@ -219,18 +224,10 @@ impl NotificationConsumer {
                 .retry_base
                 .as_millis()
                 .saturating_mul(1 << (n - 1).min(20));
-            let mut args = FieldTable::default();
-            args.insert(
-                "x-message-ttl".into(),
-                AMQPValue::LongLongInt(i64::try_from(ttl).unwrap_or(i64::MAX)),
-            );
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString(LongString::from("")),
-            );
-            args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(topology.queue.clone().into()),
+            let args = amqp::delay_queue_arguments(
+                topology.queue_type,
+                i64::try_from(ttl).unwrap_or(i64::MAX),
+                &topology.queue,
             );
             channel
                 .queue_declare(&topology.retry_queue(n), durable, args)
@@ -240,7 +237,7 @@ impl NotificationConsumer {
             .queue_declare(
                 &topology.dead_letter_queue(),
                 durable,
-                FieldTable::default(),
+                amqp::queue_arguments(topology.queue_type),
             )
             .await?;
         Ok(())
@@ -325,8 +322,18 @@ impl NotificationConsumer {
         self.status.connected.store(true, Ordering::SeqCst);
         tracing::info!(queue = %self.topology.queue, prefetch = self.config.prefetch, "consuming");
         let mut in_flight = JoinSet::new();
+        let mut count_dlq = tokio::time::interval(DLQ_COUNT_EVERY);
         let result = loop {
             tokio::select! {
+                _ = count_dlq.tick() => {
+                    // A passive declare counts without changing anything; the DLQ was declared
+                    // on connecting, so it cannot fail for a missing queue.
+                    let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+                    match link.publish.queue_declare(&self.topology.dead_letter_queue(), passive, FieldTable::default()).await {
+                        Ok(q) => self.status.dead_letter_depth.store(u64::from(q.message_count()), Ordering::Relaxed),
+                        Err(e) => break Err(e),
+                    }
+                }
                 next = consumer.next() => match next {
                     Some(Ok(delivery)) => {
                         let handler = DeliveryHandler {

@@ -11,7 +11,7 @@ use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions}
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel};
 use shopmesh_common::shutdown::Shutdown;
-use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, OrderCreatedV1};
+use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, OrderCreatedV1, QueueType};
 use shopmesh_identity::{AccessToken, Role};
 use shopmesh_notifications::Application;
 use shopmesh_notifications::domain::{NewNotification, PageToken};
@@ -1064,4 +1064,125 @@ async fn grpc_callers_need_a_token_and_reach_only_their_own_notifications() {
         "health needs no token"
     );
     h.stop().await;
+}
+
+/// Every queue of `topology` (main, retry `1..=retries`, DLQ) with the arguments it is declared
+/// with.
+fn declared_queues(
+    topology: &OrderCreatedTopology,
+    retries: u32,
+    retry_base_ms: i64,
+) -> Vec<(String, lapin::types::FieldTable)> {
+    let plain = shopmesh_common::amqp::queue_arguments(topology.queue_type);
+    let mut queues = vec![
+        (topology.queue.clone(), plain.clone()),
+        (topology.dead_letter_queue(), plain),
+    ];
+    queues.extend((1..=retries).map(|n| {
+        let ttl = retry_base_ms << (n - 1);
+        let args =
+            shopmesh_common::amqp::delay_queue_arguments(topology.queue_type, ttl, &topology.queue);
+        (topology.retry_queue(n), args)
+    }));
+    queues
+}
+
+/// Whether `queue` is a `kind` queue: redeclared with `args` (its declared arguments) but of
+/// type `kind`, the broker accepts it only when that is its type, and otherwise refuses with
+/// PRECONDITION_FAILED naming `x-queue-type` (which closes the channel, so each probe opens its
+/// own).
+async fn is_queue_of_type(
+    conn: &lapin::Connection,
+    queue: &str,
+    args: &lapin::types::FieldTable,
+    kind: QueueType,
+) -> bool {
+    let mut args = args.clone();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(kind.as_str().into()),
+    );
+    let ch = conn.create_channel().await.unwrap();
+    let options = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    match ch.queue_declare(queue, options, args).await {
+        Ok(_) => true,
+        Err(e) => {
+            let text = e.to_string();
+            assert!(text.contains("x-queue-type"), "unexpected refusal: {text}");
+            false
+        }
+    }
+}
+
+/// The queues, their retry queues and the DLQ are quorum queues unless configured otherwise,
+/// and the retry ladder (TTL, then dead-lettering back to the main queue) works on them.
+#[tokio::test]
+async fn queues_are_quorum_queues_by_default_and_retries_flow_through_them() {
+    let h = Harness::start(Options {
+        failures: 2,
+        ..Options::default()
+    })
+    .await;
+    assert_eq!(h.topology.queue_type, QueueType::Quorum);
+    for (q, args) in declared_queues(&h.topology, 3, 100) {
+        assert!(
+            is_queue_of_type(&h.publisher.0, &q, &args, QueueType::Quorum).await,
+            "{q} is a quorum queue"
+        );
+        assert!(
+            !is_queue_of_type(&h.publisher.0, &q, &args, QueueType::Classic).await,
+            "{q} is not a classic queue"
+        );
+    }
+    h.publish(&event(950, 5)).await;
+    eventually(
+        "stored after two retries",
+        Duration::from_secs(20),
+        || async { (h.status.processed.load(Ordering::SeqCst) == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(h.status.retried.load(Ordering::SeqCst), 2);
+    h.stop().await;
+}
+
+/// `RABBITMQ_QUEUE_TYPE=classic` keeps an existing classic deployment working.
+#[tokio::test]
+async fn classic_queues_remain_available_by_configuration() {
+    let stack = test_stack().set("RABBITMQ_QUEUE_TYPE", "classic");
+    let config = shopmesh_notifications::config::NotificationsConfig::from_env(
+        &stack.env_for(Service::Notifications).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config.topology.queue_type, QueueType::Classic);
+    let conn = shopmesh_common::amqp::connect(&amqp_url(), "queue-type", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    NotificationConsumer::declare(&ch, &config.topology, &config.consumer)
+        .await
+        .unwrap();
+    let base_ms = i64::try_from(config.consumer.retry_base.as_millis()).unwrap();
+    for (q, args) in declared_queues(&config.topology, config.consumer.max_retries, base_ms) {
+        assert!(
+            is_queue_of_type(&conn, &q, &args, QueueType::Classic).await,
+            "{q}"
+        );
+        assert!(
+            !is_queue_of_type(&conn, &q, &args, QueueType::Quorum).await,
+            "{q}"
+        );
+    }
+    let _ = conn.close(200, "done").await;
+    remove_names(&stack.names, config.consumer.max_retries).await;
+
+    let bad = test_stack().set("RABBITMQ_QUEUE_TYPE", "mirrored");
+    let err = shopmesh_notifications::config::NotificationsConfig::from_env(
+        &bad.env_for(Service::Notifications).unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("RABBITMQ_QUEUE_TYPE"), "{err}");
 }

@@ -72,7 +72,6 @@ impl OrdersConfig {
                 env.parse_or(key, default.as_millis() as u64)?,
             ))
         };
-        let topology = OrderCreatedTopology::default();
         Ok(Self {
             port: env.parse_or("PORT", 3002)?,
             http: HttpConfig::from_env(env)?,
@@ -82,10 +81,7 @@ impl OrdersConfig {
             rabbitmq_url: env
                 .string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f")
                 .into(),
-            topology: OrderCreatedTopology {
-                exchange: env.string_or("ORDERS_EXCHANGE", &topology.exchange),
-                queue: env.string_or("ORDER_CREATED_QUEUE", &topology.queue),
-            },
+            topology: shopmesh_common::amqp::topology_from_env(env)?,
             relay: RelayConfig {
                 batch_size: env.parse_or("OUTBOX_BATCH_SIZE", d.batch_size)?,
                 poll_interval: ms("OUTBOX_POLL_MS", d.poll_interval)?,

@@ -115,6 +115,7 @@ fn test_topology() -> OrderCreatedTopology {
     OrderCreatedTopology {
         exchange: unique("test.orders"),
         queue: unique("test.order.created"),
+        ..OrderCreatedTopology::default()
     }
 }
 

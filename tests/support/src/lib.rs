@@ -502,6 +502,7 @@ pub fn topology(names: &Names) -> OrderCreatedTopology {
     OrderCreatedTopology {
         exchange: names.exchange.clone(),
         queue: names.queue.clone(),
+        ..OrderCreatedTopology::default()
     }
 }
 
