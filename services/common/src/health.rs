@@ -86,8 +86,41 @@ fn live() -> Json<serde_json::Value> {
     Json(json!({ "status": "live" }))
 }
 
+/// `route` with `/health/live`, `/health/ready` and `/metrics` of a service: what every
+/// orchestrator and scraper reads. A scrape runs the readiness checks too, so `service_ready{service}` and
+/// `dependency_up{service,dependency}` are as fresh as the scrape, whether or not anything
+/// probes readiness (docker-compose does not), then the `collectors`.
+pub fn operations(
+    route: Route,
+    service: &'static str,
+    checks: Vec<ReadinessCheck>,
+    collectors: Vec<crate::metrics::Collector>,
+) -> Route {
+    let scraped = checks.clone();
+    let readiness: crate::metrics::AsyncCollector = Arc::new(move || {
+        let checks = scraped.clone();
+        Box::pin(async move {
+            let results = futures_join(&checks).await;
+            for (dependency, result) in &results {
+                metrics::gauge!("dependency_up", "service" => service, "dependency" => *dependency)
+                    .set(if result.is_ok() { 1.0 } else { 0.0 });
+            }
+            let ready = results.iter().all(|(_, r)| r.is_ok());
+            metrics::gauge!("service_ready", "service" => service).set(if ready {
+                1.0
+            } else {
+                0.0
+            });
+        })
+    });
+    route.nest("/health", routes(checks)).at(
+        "/metrics",
+        crate::metrics::endpoint_with(readiness, collectors),
+    )
+}
+
 /// Routes `/live` and `/ready`, to nest under `/health`.
-pub fn routes(checks: Vec<ReadinessCheck>) -> Route {
+fn routes(checks: Vec<ReadinessCheck>) -> Route {
     let checks = Arc::new(checks);
     Route::new().at("/live", get(live)).at(
         "/ready",

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use poem::http::Method;
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, handler};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use poem_openapi::OperationId;
 
 /// Latency buckets in seconds, from 0.5 ms to 5 s.
@@ -110,12 +110,28 @@ const DESCRIPTIONS: &[(&str, &str)] = &[
         "Age of the oldest unpublished outbox row.",
     ),
     (
+        "outbox_published_total",
+        "Outbox events this process published and the broker confirmed.",
+    ),
+    (
+        "notifications_dead_letter_messages",
+        "Messages waiting in the dead-letter queue, as the consumer last counted them.",
+    ),
+    (
         "notifications_consumed_total",
         "order.created deliveries handled, by outcome.",
     ),
     (
         "notifications_consumer_connected",
         "1 while the consumer holds a RabbitMQ connection.",
+    ),
+    (
+        "service_ready",
+        "1 while every dependency of the service answers (as /health/ready), checked at each scrape.",
+    ),
+    (
+        "dependency_up",
+        "1 while the named dependency answers the service's readiness check.",
     ),
 ];
 
@@ -221,19 +237,31 @@ pub fn cache_metrics(service: &'static str, cache: &crate::cache::RedisCache) {
     metrics::gauge!("cache_up", "service" => service).set(if cache.is_up() { 1.0 } else { 0.0 });
 }
 
-/// `GET /metrics`: runs the collectors, then renders the Prometheus text format.
-pub fn endpoint(collectors: Vec<Collector>) -> impl Endpoint<Output = Response> {
-    #[handler]
-    fn render(collectors: poem::web::Data<&Arc<Vec<Collector>>>) -> Response {
-        for c in collectors.iter() {
-            c();
+/// Something that updates metrics right before a scrape and has to wait for I/O to do it.
+pub type AsyncCollector =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// `GET /metrics`: awaits `first`, runs the collectors, then renders the Prometheus text
+/// format (see [`crate::health::operations`]).
+pub(crate) fn endpoint_with(
+    first: AsyncCollector,
+    collectors: Vec<Collector>,
+) -> impl Endpoint<Output = Response> {
+    let collectors = Arc::new(collectors);
+    poem::endpoint::make(move |_| {
+        let (first, collectors) = (first.clone(), collectors.clone());
+        async move {
+            first().await;
+            for c in collectors.iter() {
+                c();
+            }
+            Ok::<Response, poem::Error>(
+                Response::builder()
+                    .content_type("text/plain; version=0.0.4")
+                    .body(handle().render()),
+            )
         }
-        Response::builder()
-            .content_type("text/plain; version=0.0.4")
-            .body(handle().render())
-    }
-    use poem::EndpointExt;
-    render.data(Arc::new(collectors))
+    })
 }
 
 #[cfg(test)]

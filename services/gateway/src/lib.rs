@@ -138,9 +138,7 @@ impl Gateway {
         })];
         http::standard(
             "gateway",
-            routes
-                .nest("/health", health::routes(checks))
-                .at("/metrics", shopmesh_common::metrics::endpoint(collectors))
+            health::operations(routes, "gateway", checks, collectors)
                 .nest("/docs", docs)
                 .data(self.schema.clone())
                 .data(self.backends.clone())

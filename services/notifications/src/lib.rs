@@ -115,6 +115,8 @@ pub fn http_app(
             metrics::counter!("notifications_consumed_total", "outcome" => outcome)
                 .absolute(n.load(Ordering::Relaxed));
         }
+        metrics::gauge!("notifications_dead_letter_messages")
+            .set(consumer.dead_letter_depth.load(Ordering::Relaxed) as f64);
         metrics::gauge!("notifications_consumer_connected").set(if consumer.connected() {
             1.0
         } else {
@@ -123,9 +125,7 @@ pub fn http_app(
     })];
     http::standard(
         "notifications",
-        poem::Route::new()
-            .nest("/health", health::routes(checks))
-            .at("/metrics", shopmesh_common::metrics::endpoint(collectors)),
+        health::operations(poem::Route::new(), "notifications", checks, collectors),
     )
     .with(http::AllowHeader::new(&[], &[]))
 }

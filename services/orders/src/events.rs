@@ -225,6 +225,7 @@ impl OutboxRelay {
         self.status
             .published
             .fetch_add(published.len() as u64, Ordering::SeqCst);
+        metrics::counter!("outbox_published_total").increment(published.len() as u64);
         if !failed.is_empty() {
             tracing::warn!(
                 count = failed.len(),

@@ -51,12 +51,15 @@ pub fn app(
     })];
     http::standard(
         "orders",
-        Route::new()
-            .nest("/", service)
-            .at("/openapi.json", spec)
-            .nest("/docs", docs)
-            .nest("/health", health::routes(checks))
-            .at("/metrics", shopmesh_common::metrics::endpoint(Vec::new())),
+        health::operations(
+            Route::new()
+                .nest("/", service)
+                .at("/openapi.json", spec)
+                .nest("/docs", docs),
+            "orders",
+            checks,
+            Vec::new(),
+        ),
     )
     .with(http::AllowHeader::new(
         shopmesh_openapi::orders::ROUTES,

@@ -58,18 +58,21 @@ pub fn app(
     let collectors: Vec<Collector> = vec![Arc::new(move || cache_metrics("users", &cache))];
     http::standard(
         "users",
-        Route::new()
-            .nest(
-                "/",
-                service.with(Throttled {
-                    path: "/auth/token",
-                    throttle,
-                }),
-            )
-            .at("/openapi.json", spec)
-            .nest("/docs", docs)
-            .nest("/health", health::routes(checks))
-            .at("/metrics", shopmesh_common::metrics::endpoint(collectors)),
+        health::operations(
+            Route::new()
+                .nest(
+                    "/",
+                    service.with(Throttled {
+                        path: "/auth/token",
+                        throttle,
+                    }),
+                )
+                .at("/openapi.json", spec)
+                .nest("/docs", docs),
+            "users",
+            checks,
+            collectors,
+        ),
     )
     .with(http::AllowHeader::new(
         shopmesh_openapi::users::ROUTES,
