@@ -4,13 +4,14 @@
 //! |---|---|
 //! | `gen` | regenerate `proto/`, `openapi/`, `graphql/` from `schema/` |
 //! | `gen --check` | fail, with a summary, when any generated file is stale |
-//! | `lint` | buf lint, rustfmt check, clippy with warnings denied |
+//! | `lint` | buf lint and breaking, Kubernetes manifests validated offline, Prometheus config and rules checked, rustfmt check, clippy with warnings denied |
 //! | `test` | `gen --check`, lint, then every test against real infrastructure |
 //! | `up` | run the four services against the infrastructure in `.env` / environment |
 //! | `bench` | load benchmarks, results in `bench/results/latest.json` |
 //! | `vendor-graphiql` | re-fetch the GraphiQL page's assets (pinned) from npm |
 
 mod bench;
+mod deployment;
 mod fuzz;
 mod infra;
 mod platform;
@@ -128,6 +129,7 @@ fn lint() -> Result<()> {
     println!("lint: buf lint");
     run(Command::new(&buf).arg("lint"))?;
     breaking(&buf)?;
+    deployment::lint(&root())?;
     println!("lint: cargo fmt --check");
     run(cargo().args(["fmt", "--all", "--check"]))?;
     println!("lint: cargo clippy");

@@ -51,15 +51,68 @@ pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
 /// Path to schemathesis' `st`, installing it with pip into `.tools/venv` when missing.
 pub fn schemathesis(root: &Path) -> Result<PathBuf> {
+    pip_tool(root, "schemathesis", SCHEMATHESIS_VERSION, "st")
+}
+
+/// `.tools/venv/bin/<command>`, installing `package==version` with pip into the project's
+/// venv when missing.
+fn pip_tool(root: &Path, package: &str, version: &str, command: &str) -> Result<PathBuf> {
+    // The venv is the one SecantusDB is installed into.
     secantusd(root)?;
-    let bin = root.join(".tools/venv/bin/st");
+    let bin = root.join(".tools/venv/bin").join(command);
     if !bin.exists() {
-        println!("tools: installing schemathesis=={SCHEMATHESIS_VERSION} with pip");
+        println!("tools: installing {package}=={version} with pip");
         run(Command::new(root.join(".tools/venv/bin/pip"))
             .args(["install", "--quiet", "--disable-pip-version-check"])
-            .arg(format!("schemathesis=={SCHEMATHESIS_VERSION}")))?;
+            .arg(format!("{package}=={version}")))?;
     }
     Ok(bin)
+}
+
+/// Installs a Debian package with apt-get (through sudo when not root).
+fn apt_install(package: &str) -> Result<()> {
+    println!("tools: installing {package} with apt-get");
+    let root_user = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let apt = |args: &[&str]| {
+        let mut cmd = if root_user {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.arg("apt-get");
+            sudo
+        };
+        cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
+        run(&mut cmd)
+    };
+    apt(&["update", "-qq"]).and_then(|()| apt(&["install", "-y", "-qq", package]))
+}
+
+/// Debian's `prometheus` (the server, for the monitoring test, and `promtool`, for lint);
+/// installs it when missing. Returns the directory holding both.
+pub fn prometheus() -> Result<PathBuf> {
+    let dir = PathBuf::from("/usr/bin");
+    if !dir.join("promtool").exists() || !dir.join("prometheus").exists() {
+        apt_install("prometheus")
+            .context("lint and the monitoring test need Debian's prometheus")?;
+    }
+    Ok(dir)
+}
+
+/// Pinned kubernetes-validate, for validating the rendered manifests offline; its schemas
+/// default to Kubernetes 1.32.
+pub const KUBERNETES_VALIDATE_VERSION: &str = "1.32.0";
+
+/// Path to `kubernetes-validate`, installing it with pip into `.tools/venv` when missing.
+pub fn kubernetes_validate(root: &Path) -> Result<PathBuf> {
+    pip_tool(
+        root,
+        "kubernetes-validate",
+        KUBERNETES_VALIDATE_VERSION,
+        "kubernetes-validate",
+    )
 }
 
 /// Chromium (Debian's package) and `tests/browser/node_modules` (playwright-core,
@@ -68,24 +121,7 @@ pub fn schemathesis(root: &Path) -> Result<PathBuf> {
 pub fn browser_clients(root: &Path) -> Result<()> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     if !Path::new(&chromium).exists() {
-        println!("tools: installing chromium with apt-get");
-        let root_user = Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|o| o.stdout.starts_with(b"0"));
-        let apt = |args: &[&str]| {
-            let mut cmd = if root_user {
-                Command::new("apt-get")
-            } else {
-                let mut sudo = Command::new("sudo");
-                sudo.arg("apt-get");
-                sudo
-            };
-            cmd.args(args).env("DEBIAN_FRONTEND", "noninteractive");
-            run(&mut cmd)
-        };
-        apt(&["update", "-qq"])
-            .and_then(|()| apt(&["install", "-y", "-qq", "chromium"]))
+        apt_install("chromium")
             .context("the browser tests need Debian's chromium (or CHROMIUM=/path/to/chrome)")?;
     }
     let dir = root.join("tests/browser");

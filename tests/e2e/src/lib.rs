@@ -17,6 +17,7 @@ use shopmesh_testkit::{
     Running, Service, Stack, amqp_url, build_service, redis_url, remove_names, test_stack, topology,
 };
 
+pub mod deployment;
 pub mod processes;
 
 /// Retries before dead-lettering, kept low for tests.
