@@ -34,7 +34,7 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 /// Every metric a shopmesh service exports, with its `# HELP` text.
-const DESCRIPTIONS: &[(&str, &str)] = &[
+pub const DESCRIPTIONS: &[(&str, &str)] = &[
     (
         "http_requests_total",
         "HTTP requests answered, by service, operation, method and status.",
