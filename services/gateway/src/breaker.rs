@@ -5,6 +5,13 @@
 //! `DOWNSTREAM_UNAVAILABLE` instead of each waiting for the timeout; after `open_for` one call
 //! is let through (half-open) and its outcome closes or re-opens the breaker.
 //!
+//! A service runs as several replicas behind one address. When one replica dies, every call
+//! it had in flight fails with a broken connection at the same moment, while the next calls
+//! reach a live replica. So "unavailable" failures of calls that were already in flight when a
+//! failure was last counted are one incident and count once; otherwise one replica's crash
+//! would open the circuit for the whole service. Timeouts always count, each one: they are
+//! what the breaker saves callers from waiting out.
+//!
 //! Idempotent calls (reads) that find a service unavailable are retried with exponential
 //! backoff and full jitter, under a [`RetryBudget`] shared by all calls to that service, so
 //! retries add at most a fixed share of the load and cannot multiply it during an outage.
@@ -30,9 +37,17 @@ pub enum CircuitState {
 
 #[derive(Debug)]
 enum State {
-    Closed { failures: u32 },
-    Open { until: Instant },
-    HalfOpen { probing: bool },
+    /// `last_failure`: when a failure was last counted.
+    Closed {
+        failures: u32,
+        last_failure: Option<Instant>,
+    },
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        probing: bool,
+    },
 }
 
 /// What a breaker says about one call.
@@ -93,7 +108,10 @@ impl CircuitBreaker {
     pub fn new(service: &'static str, config: ResilienceConfig) -> Self {
         let breaker = Self {
             service,
-            state: Mutex::new(State::Closed { failures: 0 }),
+            state: Mutex::new(State::Closed {
+                failures: 0,
+                last_failure: None,
+            }),
             budget: RetryBudget::new(config.retry_ratio, 10.0),
             config,
         };
@@ -129,12 +147,9 @@ impl CircuitBreaker {
                     detail: "circuit open after repeated failures; retry later".to_owned(),
                 });
             }
+            let started = Instant::now();
             let outcome = call().await;
-            let failed = matches!(
-                outcome,
-                Err(GatewayError::Unavailable { .. } | GatewayError::Timeout { .. })
-            );
-            self.record(failed);
+            self.record(&outcome, started);
             let retryable = matches!(outcome, Err(GatewayError::Unavailable { .. }));
             if !(retryable
                 && idempotent
@@ -173,19 +188,43 @@ impl CircuitBreaker {
         }
     }
 
-    fn record(&self, failed: bool) {
+    /// Counts the outcome of a call that started at `started`.
+    fn record<T>(&self, outcome: &Result<T, GatewayError>, started: Instant) {
+        let (failed, timed_out) = match outcome {
+            Err(GatewayError::Unavailable { .. }) => (true, false),
+            Err(GatewayError::Timeout { .. }) => (true, true),
+            _ => (false, false),
+        };
         let Ok(mut state) = self.state.lock() else {
             return;
         };
+        let now = Instant::now();
         let next = match (&*state, failed) {
-            (_, false) => State::Closed { failures: 0 },
-            (State::Closed { failures }, true) if failures + 1 < self.config.failure_threshold => {
+            (_, false) => State::Closed {
+                failures: 0,
+                last_failure: None,
+            },
+            // In flight when the last failure was counted: the same incident.
+            (
+                State::Closed {
+                    failures,
+                    last_failure: Some(last),
+                },
+                true,
+            ) if !timed_out && started < *last => State::Closed {
+                failures: *failures,
+                last_failure: Some(*last),
+            },
+            (State::Closed { failures, .. }, true)
+                if failures + 1 < self.config.failure_threshold =>
+            {
                 State::Closed {
                     failures: failures + 1,
+                    last_failure: Some(now),
                 }
             }
             (_, true) => State::Open {
-                until: Instant::now() + self.config.open_for,
+                until: now + self.config.open_for,
             },
         };
         let (was_open, is_open) = (
@@ -270,6 +309,66 @@ mod tests {
             .await;
         assert_eq!(ok.unwrap(), 7, "the half-open probe goes through");
         assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    /// One replica dying breaks every call it had in flight at once; the next calls reach
+    /// another replica. That is one failure, not one per call.
+    #[tokio::test]
+    async fn calls_failing_together_count_once_and_sequential_failures_open() {
+        let breaker = std::sync::Arc::new(CircuitBreaker::new("orders", config()));
+        let crash = std::sync::Arc::new(tokio::sync::Notify::new());
+        let in_flight: Vec<_> = (0..10)
+            .map(|_| {
+                let (breaker, crash) = (breaker.clone(), crash.clone());
+                tokio::spawn(async move {
+                    breaker
+                        .call(false, || async {
+                            crash.notified().await;
+                            Err::<(), _>(down())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        crash.notify_waiters();
+        for call in in_flight {
+            assert!(call.await.unwrap().is_err());
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed, "one incident");
+        let ok = breaker
+            .call(false, || async { Ok::<_, GatewayError>(1) })
+            .await;
+        assert_eq!(ok.unwrap(), 1, "the next call reaches a live replica");
+
+        // A service that is down fails call after call: that opens the circuit.
+        for _ in 0..3 {
+            let _ = breaker.call(false, || async { Err::<(), _>(down()) }).await;
+        }
+        assert_eq!(breaker.state(), CircuitState::Open);
+    }
+
+    /// Timeouts count each: they are what the breaker saves callers from.
+    #[tokio::test]
+    async fn concurrent_timeouts_each_count() {
+        let breaker = std::sync::Arc::new(CircuitBreaker::new("orders", config()));
+        let calls: Vec<_> = (0..3)
+            .map(|_| {
+                let breaker = breaker.clone();
+                tokio::spawn(async move {
+                    breaker
+                        .call(false, || async {
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            Err::<(), _>(GatewayError::Timeout { service: "orders" })
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for call in calls {
+            let _ = call.await;
+        }
+        assert_eq!(breaker.state(), CircuitState::Open);
     }
 
     #[tokio::test]
