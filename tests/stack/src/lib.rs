@@ -250,6 +250,9 @@ pub struct Stack {
     /// Environment every service gets first: where the infrastructure is (`DATABASE_URL` or
     /// `DB_*`, `REDIS_URL`, `RABBITMQ_URL`, `MONGO_URL`), `RUST_LOG`, telemetry ...
     pub env: BTreeMap<String, String>,
+    /// Where the services reach each other, when not at [`Stack::ports`]: the front (a load
+    /// balancer, a Kubernetes Service) of a platform run as several replicas.
+    pub peers: Option<Ports>,
     overrides: Vec<(Option<Service>, String, String)>,
 }
 
@@ -260,7 +263,19 @@ impl Stack {
             ports,
             names,
             env,
+            peers: None,
             overrides: Vec::new(),
+        }
+    }
+
+    /// One replica of this platform: the same names, environment and overrides, listening on
+    /// `ports`, and reaching the other services where this stack's clients reach them (its
+    /// peers, or its ports), so that a [`Balancer`] there spreads calls over the replicas.
+    pub fn replica(&self, ports: Ports) -> Self {
+        Self {
+            ports,
+            peers: Some(self.peers.unwrap_or(self.ports)),
+            ..self.clone()
         }
     }
 
@@ -292,6 +307,8 @@ impl Stack {
     pub fn env_for(&self, service: Service) -> Result<BTreeMap<String, String>> {
         let mut env = self.env.clone();
         let n = &self.names;
+        let peers = self.peers.unwrap_or(self.ports);
+        let peer = |s: Service| format!("http://127.0.0.1:{}", peers.http(s));
         let topology = [
             ("ORDERS_EXCHANGE", n.exchange.clone()),
             ("ORDER_CREATED_QUEUE", n.queue.clone()),
@@ -299,7 +316,7 @@ impl Stack {
         // Every service but users verifies tokens against the users service's keys.
         let jwks = (
             "AUTH_JWKS_URL",
-            format!("{}/.well-known/jwks.json", self.url(Service::Users)),
+            format!("{}/.well-known/jwks.json", peer(Service::Users)),
         );
         let declared: Vec<(&str, String)> = match service {
             Service::Users => vec![
@@ -309,7 +326,7 @@ impl Stack {
             Service::Orders => [
                 vec![
                     ("PORT", self.ports.orders.to_string()),
-                    ("USER_SERVICE_URL", self.url(Service::Users)),
+                    ("USER_SERVICE_URL", peer(Service::Users)),
                     jwks.clone(),
                 ],
                 topology.to_vec(),
@@ -328,9 +345,12 @@ impl Stack {
             Service::Gateway => vec![
                 ("PORT", self.ports.gateway.to_string()),
                 ("CACHE_PREFIX", n.cache_prefix.clone()),
-                ("USER_SERVICE_URL", self.url(Service::Users)),
-                ("ORDER_SERVICE_URL", self.url(Service::Orders)),
-                ("NOTIFICATION_SERVICE_URL", self.grpc_url()),
+                ("USER_SERVICE_URL", peer(Service::Users)),
+                ("ORDER_SERVICE_URL", peer(Service::Orders)),
+                (
+                    "NOTIFICATION_SERVICE_URL",
+                    format!("http://127.0.0.1:{}", peers.notifications_grpc),
+                ),
                 jwks,
             ],
         };
@@ -446,6 +466,114 @@ impl Stack {
             }
         }
         Ok(child)
+    }
+}
+
+/// Starts every replica in `replicas` (stacks from [`Stack::replica`]) from `bin_dir`: each
+/// service in start order, all its replicas at once (so migrations and seeding race as they
+/// do when a Deployment scales), each ready before the next service starts.
+pub fn spawn_replicas(
+    replicas: &[Stack],
+    bin_dir: &Path,
+    output: Output,
+    within: Duration,
+) -> Result<Vec<Processes>> {
+    let mut all: Vec<Processes> = replicas
+        .iter()
+        .map(|r| {
+            r.check_ports_free()?;
+            Ok(Processes {
+                children: Vec::new(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    for service in Service::ALL {
+        for (replica, processes) in replicas.iter().zip(&mut all) {
+            let child = replica.spawn_one(bin_dir, service, output)?;
+            processes.children.push((service, child));
+        }
+        let started = Instant::now();
+        for (i, (replica, processes)) in replicas.iter().zip(&mut all).enumerate() {
+            let port = replica.ports.http(service);
+            while !ready(port) {
+                if let Some((name, status)) = processes.exited() {
+                    bail!("{name} (replica {i}) exited during start-up ({status})");
+                }
+                if started.elapsed() > within {
+                    bail!(
+                        "{} (replica {i}) did not become ready on :{port} within {} s",
+                        service.name(),
+                        within.as_secs()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    Ok(all)
+}
+
+/// A TCP load balancer on loopback, as a Kubernetes Service is to its pods: each connection
+/// goes to the next target in turn, or to the one after when a target refuses (a replica
+/// that is down). Connections already open stay with their target. Stops when dropped.
+pub struct Balancer {
+    port: u16,
+    stopped: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Balancer {
+    /// Listens on `127.0.0.1:port` and spreads connections over `targets` (loopback ports).
+    pub fn start(port: u16, targets: Vec<u16>) -> Result<Self> {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .with_context(|| format!("balancer port {port}"))?;
+        let stopped = std::sync::Arc::new(AtomicBool::new(false));
+        let stop = stopped.clone();
+        let next = AtomicUsize::new(0);
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let first = next.fetch_add(1, Ordering::Relaxed);
+                let server = (0..targets.len()).find_map(|i| {
+                    let target = targets[(first + i) % targets.len()];
+                    let addr = SocketAddr::from(([127, 0, 0, 1], target));
+                    TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()
+                });
+                if let Some(server) = server {
+                    splice(client, server);
+                }
+            }
+        });
+        Ok(Self { port, stopped })
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copies bytes both ways between `a` and `b` until either side closes, then closes both.
+fn splice(a: TcpStream, b: TcpStream) {
+    let _ = a.set_nodelay(true);
+    let _ = b.set_nodelay(true);
+    let pipe = |mut from: TcpStream, mut to: TcpStream| {
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut from, &mut to);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            let _ = from.shutdown(std::net::Shutdown::Both);
+        });
+    };
+    if let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) {
+        pipe(a, b2);
+        pipe(b, a2);
     }
 }
 
@@ -689,6 +817,71 @@ mod tests {
         assert_eq!(users["RUST_LOG"], "warn");
         assert!(!users.contains_key("OUTBOX_POLL_MS"));
         assert_eq!(s.env_for(Service::Orders).unwrap()["OUTBOX_POLL_MS"], "100");
+    }
+
+    #[test]
+    fn replicas_listen_on_their_ports_and_reach_peers_at_the_front() {
+        let front = stack(&[]).set("RUST_LOG", "warn");
+        let r = front.replica(Ports::from_base(5000));
+        let g = r.env_for(Service::Gateway).unwrap();
+        assert_eq!(g["PORT"], "5000");
+        assert_eq!(g["USER_SERVICE_URL"], "http://127.0.0.1:4001");
+        assert_eq!(g["NOTIFICATION_SERVICE_URL"], "http://127.0.0.1:4004");
+        assert_eq!(g["RUST_LOG"], "warn", "overrides carry over");
+        let o = r.env_for(Service::Orders).unwrap();
+        assert_eq!(o["PORT"], "5002");
+        assert_eq!(
+            o["AUTH_JWKS_URL"],
+            "http://127.0.0.1:4001/.well-known/jwks.json"
+        );
+        assert_eq!(o["ORDER_CREATED_QUEUE"], "t1.order.created", "same names");
+        // A replica of a replica still reaches the front.
+        let rr = r.replica(Ports::from_base(6000));
+        assert_eq!(
+            rr.env_for(Service::Gateway).unwrap()["ORDER_SERVICE_URL"],
+            "http://127.0.0.1:4002"
+        );
+    }
+
+    #[test]
+    fn the_balancer_spreads_connections_and_skips_a_target_that_is_down() {
+        let a = TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = TcpListener::bind("127.0.0.1:0").unwrap();
+        let down = TcpListener::bind("127.0.0.1:0").unwrap();
+        let down_port = down.local_addr().unwrap().port();
+        drop(down);
+        let ports = Ports::free().unwrap();
+        let targets = vec![
+            a.local_addr().unwrap().port(),
+            down_port,
+            b.local_addr().unwrap().port(),
+        ];
+        let _balancer = Balancer::start(ports.gateway, targets).unwrap();
+        let mut accepted = [0, 0];
+        for _ in 0..6 {
+            let mut c = TcpStream::connect(("127.0.0.1", ports.gateway)).unwrap();
+            c.write_all(b"x").unwrap();
+            for l in [&a, &b] {
+                l.set_nonblocking(true).unwrap();
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            loop {
+                if let Ok((mut s, _)) = a.accept() {
+                    let _ = s.read(&mut [0u8; 1]);
+                    accepted[0] += 1;
+                    break;
+                }
+                if let Ok((mut s, _)) = b.accept() {
+                    let _ = s.read(&mut [0u8; 1]);
+                    accepted[1] += 1;
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no target got the connection");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        assert_eq!(accepted[0] + accepted[1], 6);
+        assert!(accepted[0] >= 2 && accepted[1] >= 2, "{accepted:?}");
     }
 
     #[test]
