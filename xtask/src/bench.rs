@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: starts release builds of the four services (and a bare poem baseline
 //! server) as separate processes on bench-only ports and names, runs the load generator
-//! against them, and adds each process's idle and peak RSS. Prints tables and writes
+//! against them, and adds each process's idle and peak RSS. Then it measures the gateway's
+//! scenarios again with one and with two replicas of every service. Prints tables and writes
 //! `bench/results/latest.json`. Not part of the test command.
 
 use std::collections::BTreeMap;
@@ -9,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use shopmesh_stack::{Processes, Service};
+use shopmesh_stack::{Output, Ports, Processes, Service, Stack, spawn_replicas};
 
 use crate::platform::{stack, start};
 use crate::{infra, up};
@@ -159,6 +160,73 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         let _ = b.kill();
         let _ = b.wait();
     }
+    let result = result.and_then(|()| {
+        let scale = replica_counts(root, &env, &mongo_url, &seconds)?;
+        let path = root.join("bench/results/latest.json");
+        let report = std::fs::read_to_string(&path)?;
+        let report = report
+            .trim_end()
+            .strip_suffix('}')
+            .context("the report is a JSON object")?;
+        std::fs::write(&path, format!("{report},\n  \"scale\": {scale}\n}}\n"))?;
+        Ok(())
+    });
     drop(mongo);
     result
+}
+
+/// How many replicas of every service the scale comparison runs, in order.
+const REPLICA_COUNTS: [usize; 2] = [1, 2];
+
+/// Measures the gateway scenarios with each of [`REPLICA_COUNTS`] replicas of every service
+/// and returns the comparison as JSON. Each replica is a whole platform on ports of its own
+/// sharing the stores, queues and names (so relays and consumers compete, and gateways share
+/// the cache and rate limit); its gateway calls its own users and orders, as a node-local
+/// Service route would, and the load generator spreads requests evenly over the gateways. No
+/// proxy sits in between, so the two-replica figures carry no hop the one-replica run lacks.
+fn replica_counts(
+    root: &Path,
+    env: &BTreeMap<String, String>,
+    mongo_url: &str,
+    seconds: &str,
+) -> Result<String> {
+    let release = root.join("target/release");
+    let dir = root.join("target/xtask/bench");
+    std::fs::create_dir_all(&dir)?;
+    let front = stack(root, env, 3110, "bench-scale", mongo_url);
+    let mut runs = Vec::new();
+    for count in REPLICA_COUNTS {
+        let replicas: Vec<Stack> = (0..count)
+            .map(|i| {
+                let mut replica = front.replica(Ports::from_base(3110 + 10 * i as u16));
+                replica.peers = None;
+                replica
+            })
+            .collect();
+        println!("bench: {count} replica(s) of every service");
+        let processes = spawn_replicas(&replicas, &release, Output::Null, Duration::from_secs(60))?;
+        std::thread::sleep(Duration::from_secs(1));
+        let gateways: Vec<String> = replicas.iter().map(|r| r.url(Service::Gateway)).collect();
+        let out = dir.join(format!("scale-{count}.json"));
+        let measured = crate::run(
+            Command::new(release.join("loadgen"))
+                .arg("scale")
+                .env("BENCH_GATEWAY_URLS", gateways.join(","))
+                .env("BENCH_SECONDS", seconds)
+                .env("BENCH_OUTPUT", &out),
+        );
+        for p in processes {
+            p.stop(Duration::from_secs(15));
+        }
+        measured?;
+        runs.push(out);
+    }
+    let out = dir.join("scale.json");
+    crate::run(
+        Command::new(release.join("loadgen"))
+            .arg("scale-report")
+            .args(&runs)
+            .env("BENCH_OUTPUT", &out),
+    )?;
+    Ok(std::fs::read_to_string(out)?)
 }

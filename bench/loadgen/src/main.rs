@@ -2,7 +2,9 @@
 //! started as separate (release) processes, prints a table and writes JSON.
 //!
 //! `loadgen serve-baseline PORT` instead serves the bare poem JSON endpoint used as scenario 1's
-//! server (the same poem build as the services, in a process of its own).
+//! server (the same poem build as the services, in a process of its own). `loadgen scale`
+//! measures the replica-count comparison against the gateways in `BENCH_GATEWAY_URLS`, and
+//! `loadgen scale-report RUN...` compares those runs.
 
 mod proxy;
 
@@ -535,6 +537,147 @@ async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Busy and total jiffies of the whole machine, from `/proc/stat` (zeros where unreadable).
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    let total: u64 = fields.iter().take(8).sum();
+    // idle and iowait are the 4th and 5th fields.
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    (total.saturating_sub(idle), total)
+}
+
+/// [`drive`], also reporting the share of the machine's CPU that was busy while it measured
+/// (warm-up included: the same load).
+async fn drive_measuring_cpu<F, Fut>(
+    name: &'static str,
+    concurrency: usize,
+    seconds: u64,
+    call: F,
+) -> Value
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let before = cpu_jiffies();
+    let outcome = drive(
+        name,
+        concurrency,
+        Duration::from_secs(1),
+        Duration::from_secs(seconds),
+        None,
+        call,
+    )
+    .await;
+    let after = cpu_jiffies();
+    let busy = (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64;
+    let mut row = outcome.json();
+    row["cpu_busy"] = json!(busy);
+    row
+}
+
+/// `loadgen scale`: the two scenarios the replica-count comparison measures, with the load
+/// spread evenly (request by request) over every gateway in `gateways`.
+async fn scale_run(gateways: Vec<String>, out: &str, seconds: u64) -> anyhow::Result<()> {
+    anyhow::ensure!(!gateways.is_empty(), "BENCH_GATEWAY_URLS names no gateway");
+    let alice = log_in(&gateways[0], "alice@example.com", DEMO_PASSWORD).await?;
+    let bob = log_in(&gateways[0], "bob@example.com", DEMO_PASSWORD).await?;
+    let order = graphql(
+        &alice.http,
+        &gateways[0],
+        "mutation { createOrder(input: {userId: \"1\", productId: \"1\", quantity: 1}) { id } }",
+        json!({}),
+    )
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the gateway did not create an order"))?;
+    let order_id = order["data"]["createOrder"]["id"]
+        .as_str()
+        .unwrap_or("1")
+        .to_owned();
+    let gateways = Arc::new(gateways);
+    let at = |gateways: &Arc<Vec<String>>, i: u64| gateways[i as usize % gateways.len()].clone();
+
+    let (h, g) = (alice.http.clone(), gateways.clone());
+    let read = drive_measuring_cpu("gateway GraphQL order(id), cached", 32, seconds, move |i| {
+        let (h, u, id) = (h.clone(), at(&g, i), order_id.clone());
+        async move {
+            graphql(
+                &h,
+                &u,
+                "query($id: ID!) { order(id: $id) { id status quantity } }",
+                json!({"id": id}),
+            )
+            .await
+            .is_some()
+        }
+    })
+    .await;
+    let (h, g) = (bob.http.clone(), gateways.clone());
+    let create = drive_measuring_cpu("gateway GraphQL createOrder, end to end", 16, seconds, move |i| {
+        let (h, u) = (h.clone(), at(&g, i));
+        async move {
+            let vars = json!({"i": {"userId": "2", "productId": (i % 100_000 + 1).to_string(), "quantity": 1}});
+            graphql(&h, &u, "mutation($i: CreateOrderInput!) { createOrder(input: $i) { id } }", vars)
+                .await
+                .is_some()
+        }
+    })
+    .await;
+    let report = json!({"replicas": gateways.len(), "http": [read, create]});
+    std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
+    Ok(())
+}
+
+/// `loadgen scale-report RUN...`: compares the runs of `loadgen scale` (one per replica
+/// count), prints throughput per replica count and its ratio to the first run, and writes the
+/// comparison to `out`.
+fn scale_report(runs: &[String], out: &str) -> anyhow::Result<()> {
+    let runs: Vec<Value> = runs
+        .iter()
+        .map(|f| Ok(serde_json::from_str(&std::fs::read_to_string(f)?)?))
+        .collect::<anyhow::Result<_>>()?;
+    let first = runs.first().ok_or_else(|| anyhow::anyhow!("no runs"))?;
+    println!(
+        "\n{:<44} {:>8} {:>10} {:>8} {:>9} {:>9} {:>9}",
+        "scale: scenario", "replicas", "req/s", "x 1st", "p50 ms", "p99 ms", "CPU busy"
+    );
+    let mut rows = Vec::new();
+    for (s, base) in first["http"].as_array().into_iter().flatten().enumerate() {
+        let base_rps = base["throughput_rps"]
+            .as_f64()
+            .unwrap_or(0.0)
+            .max(f64::MIN_POSITIVE);
+        for run in &runs {
+            let row = &run["http"][s];
+            let rps = row["throughput_rps"].as_f64().unwrap_or(0.0);
+            let replicas = run["replicas"].as_u64().unwrap_or(0);
+            println!(
+                "{:<44} {:>8} {:>10.0} {:>8.2} {:>9.2} {:>9.2} {:>8.0}%",
+                row["scenario"].as_str().unwrap_or(""),
+                replicas,
+                rps,
+                rps / base_rps,
+                row["p50_ms"].as_f64().unwrap_or(0.0),
+                row["p99_ms"].as_f64().unwrap_or(0.0),
+                row["cpu_busy"].as_f64().unwrap_or(0.0) * 100.0
+            );
+            let mut row = row.clone();
+            row["replicas"] = json!(replicas);
+            row["throughput_vs_first"] = json!(rps / base_rps);
+            rows.push(row);
+        }
+    }
+    std::fs::write(out, serde_json::to_string_pretty(&rows)?)?;
+    Ok(())
+}
+
 /// The password of the demo accounts (seeded when `DEMO_SEED` is on, as the bench runs).
 const DEMO_PASSWORD: &str = "shopmesh-demo";
 
@@ -562,6 +705,21 @@ async fn main() -> anyhow::Result<()> {
         std::env::var(k)
             .map_err(|_| anyhow::anyhow!("{k} is not set (run through `cargo xtask bench`)"))
     };
+    let seconds = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    match args.first().map(String::as_str) {
+        Some("scale") => {
+            let gateways = get("BENCH_GATEWAY_URLS")?
+                .split(',')
+                .map(str::to_owned)
+                .collect();
+            return scale_run(gateways, &get("BENCH_OUTPUT")?, seconds).await;
+        }
+        Some("scale-report") => return scale_report(&args[1..], &get("BENCH_OUTPUT")?),
+        _ => {}
+    }
     let targets = Targets {
         baseline: get("BENCH_BASELINE_URL")?,
         gateway: get("BENCH_GATEWAY_URL")?,
@@ -569,9 +727,5 @@ async fn main() -> anyhow::Result<()> {
         grpc: get("BENCH_GRPC_URL")?,
         redis_proxy: (get("BENCH_REDIS_PROXY")?, get("BENCH_REDIS_TARGET")?),
     };
-    let seconds = std::env::var("BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
     run(targets, &get("BENCH_OUTPUT")?, seconds).await
 }
