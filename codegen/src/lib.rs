@@ -11,6 +11,7 @@
 
 pub mod contract;
 pub mod error;
+pub mod evolution;
 pub mod graphql;
 pub mod openapi;
 pub mod proto;
