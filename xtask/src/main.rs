@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `gen` | regenerate `proto/`, `openapi/`, `graphql/` from `schema/` |
 //! | `gen --check` | fail, with a summary, when any generated file is stale |
-//! | `lint` | buf lint and breaking, Kubernetes manifests validated offline, Prometheus config and rules checked, rustfmt check, clippy with warnings denied |
+//! | `lint [--against REF]` | buf lint; contract evolution since REF (default `HEAD~1`: OpenAPI, GraphQL, events, buf breaking); Kubernetes manifests validated offline, Prometheus config and rules checked, rustfmt check, clippy with warnings denied |
 //! | `test` | `gen --check`, lint, then every test against real infrastructure |
 //! | `up` | run the four services against the infrastructure in `.env` / environment |
 //! | `bench` | load benchmarks, results in `bench/results/latest.json` |
@@ -12,6 +12,7 @@
 
 mod bench;
 mod deployment;
+mod evolution;
 mod fuzz;
 mod infra;
 mod platform;
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("gen") => generate(args.iter().any(|a| a == "--check")),
-        Some("lint") => lint(),
+        Some("lint") => lint(&args[1..]),
         Some("test") => test(&args[1..]),
         Some("infra") => infra::ensure_all(&root()).map(|_| ()),
         Some("up") => up::run(&root(), &args[1..]),
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
         Some("vendor-graphiql") => vendor::graphiql(&root()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <gen [--check] | lint | test [-- cargo test args] | infra | up [--ephemeral] [--no-build] | bench | vendor-graphiql>"
+                "usage: cargo xtask <gen [--check] | lint [--against REF] | test [-- cargo test args] | infra | up [--ephemeral] [--no-build] | bench | vendor-graphiql>"
             );
             return ExitCode::from(2);
         }
@@ -124,11 +125,16 @@ pub fn cargo() -> Command {
     cmd
 }
 
-fn lint() -> Result<()> {
+fn lint(args: &[String]) -> Result<()> {
+    let against = match args {
+        [] => "HEAD~1",
+        [flag, reference] if flag == "--against" => reference.as_str(),
+        _ => bail!("usage: cargo xtask lint [--against REF]"),
+    };
     let buf = tools::buf(&root())?;
     println!("lint: buf lint");
     run(Command::new(&buf).arg("lint"))?;
-    breaking(&buf)?;
+    evolution::check(&root(), against, &buf)?;
     deployment::lint(&root())?;
     println!("lint: cargo fmt --check");
     run(cargo().args(["fmt", "--all", "--check"]))?;
@@ -199,31 +205,16 @@ fn run_counting(cmd: &mut Command) -> (Tally, Result<()>) {
     (tally, result)
 }
 
-/// `buf breaking` against the previous commit, when that commit already had protos.
-fn breaking(buf: &Path) -> Result<()> {
-    let has_previous = Command::new("git")
-        .args(["cat-file", "-e", "HEAD~1:buf.yaml"])
-        .current_dir(root())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_previous {
-        println!("lint: buf breaking: no previous commit with buf.yaml to compare with");
-        return Ok(());
-    }
-    println!("lint: buf breaking --against HEAD~1");
-    run(Command::new(buf).args(["breaking", "--against", ".git#ref=HEAD~1"]))
-}
-
 fn test(extra: &[String]) -> Result<()> {
     let root = root();
     println!("test: step 1/5 gen --check");
     generate(true)?;
     println!("test: step 2/5 lint");
-    lint()?;
+    lint(&[])?;
     println!("test: step 3/5 infrastructure");
     let env = infra::ensure_all(&root)?;
     tools::browser_clients(&root)?;
+    tools::node_packages(&root.join("xtask/node"))?;
     println!("test: step 4/5 cargo test");
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"])

@@ -124,7 +124,12 @@ pub fn browser_clients(root: &Path) -> Result<()> {
         apt_install("chromium")
             .context("the browser tests need Debian's chromium (or CHROMIUM=/path/to/chrome)")?;
     }
-    let dir = root.join("tests/browser");
+    node_packages(&root.join("tests/browser"))
+}
+
+/// `npm ci` in `dir` (a package with a lockfile) when its `node_modules` is missing or older
+/// than the lockfile.
+pub fn node_packages(dir: &Path) -> Result<()> {
     let installed = dir.join("node_modules/.package-lock.json");
     let stale = match (
         std::fs::metadata(&installed).and_then(|m| m.modified()),
@@ -134,11 +139,14 @@ pub fn browser_clients(root: &Path) -> Result<()> {
         _ => true,
     };
     if stale {
-        println!("tools: installing tests/browser/node_modules with npm ci");
+        println!(
+            "tools: installing {}/node_modules with npm ci",
+            dir.display()
+        );
         run(Command::new("npm")
             .args(["ci", "--silent", "--no-audit", "--no-fund", "--prefix"])
-            .arg(&dir))
-        .context("installing the browser test clients needs node and npm")?;
+            .arg(dir))
+        .with_context(|| format!("installing {} needs node and npm", dir.display()))?;
     }
     Ok(())
 }
