@@ -21,8 +21,13 @@ pub const ORDER_CREATED_QUEUE: &str = "order.created";
 pub const ORDER_CREATED_V1_SCHEMA: &str = include_str!("../../schema/events/order-created.v1.json");
 
 /// Emitted once for every order that the orders service stores.
+///
+/// Consumers ignore fields they do not know (the schema leaves `additionalProperties` open),
+/// so a producer may add an optional field without a new version: during a rolling deploy the
+/// old consumers accept the new producers' events. Any other change needs a new version
+/// (`order-created.v2.json`), which `cargo xtask lint` enforces.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase")]
 #[schemars(
     title = "OrderCreatedV1",
     description = "Emitted once for every order that the orders service stores (routing key `order.created`)."
