@@ -104,6 +104,15 @@ fn str_set(v: Option<&Value>) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// An object schema's properties (none when it declares none) and the names it requires.
+fn fields(schema: &Value) -> (serde_json::Map<String, Value>, BTreeSet<String>) {
+    let properties = schema.get("properties").and_then(Value::as_object);
+    (
+        properties.cloned().unwrap_or_default(),
+        str_set(schema.get("required")),
+    )
+}
+
 fn number(schema: &Value, key: &str) -> Option<f64> {
     schema.get(key).and_then(Value::as_f64)
 }
@@ -119,7 +128,7 @@ pub mod openapi {
 
     use serde_json::Value;
 
-    use super::{Finding, Severity, flag, number, str_set, token};
+    use super::{Finding, Severity, fields, flag, number, str_set, token};
 
     const METHODS: [&str; 7] = ["get", "put", "post", "delete", "patch", "head", "options"];
 
@@ -517,16 +526,7 @@ pub mod openapi {
         }
 
         fn object(&mut self, at: &str, old: &Value, new: &Value, flow: Flow) {
-            let empty = serde_json::Map::new();
-            let old_props = old
-                .get("properties")
-                .and_then(Value::as_object)
-                .unwrap_or(&empty);
-            let new_props = new
-                .get("properties")
-                .and_then(Value::as_object)
-                .unwrap_or(&empty);
-            let (old_req, new_req) = (str_set(old.get("required")), str_set(new.get("required")));
+            let ((old_props, old_req), (new_props, new_req)) = (fields(old), fields(new));
             match flow {
                 Flow::Request => {
                     for name in new_req.difference(&old_req) {
@@ -560,7 +560,7 @@ pub mod openapi {
                     }
                 }
             }
-            for (name, old_p) in old_props {
+            for (name, old_p) in &old_props {
                 if let Some(new_p) = new_props.get(name) {
                     self.schema(
                         &format!("{at}/properties/{}", token(name)),
@@ -580,7 +580,7 @@ pub mod openapi {
 pub mod events {
     use serde_json::Value;
 
-    use super::{Finding, Severity, str_set, token};
+    use super::{Finding, Severity, fields, token};
 
     /// Keys that document a schema without constraining it.
     const COSMETIC: [&str; 4] = ["description", "title", "$comment", "examples"];
@@ -608,18 +608,9 @@ pub mod events {
                 message,
             })
         };
-        let empty = serde_json::Map::new();
-        let old_props = old
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let new_props = new
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
-        let (old_req, new_req) = (str_set(old.get("required")), str_set(new.get("required")));
+        let ((old_props, old_req), (new_props, new_req)) = (fields(old), fields(new));
         let closed = old.get("additionalProperties") == Some(&Value::Bool(false));
-        for (name, new_p) in new_props {
+        for (name, new_p) in &new_props {
             let at = format!("/properties/{}", token(name));
             match old_props.get(name) {
                 None if new_req.contains(name) => breaking(

@@ -50,6 +50,9 @@ impl Outcome {
     }
 }
 
+/// The cached read both the single-gateway and the scale scenarios send.
+const ORDER_QUERY: &str = "query($id: ID!) { order(id: $id) { id status quantity } }";
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
@@ -338,14 +341,9 @@ fn read_order(
     move |_| {
         let (h, u, id) = (h.clone(), u.clone(), id.clone());
         Box::pin(async move {
-            graphql(
-                &h,
-                &u,
-                "query($id: ID!) { order(id: $id) { id status quantity } }",
-                json!({"id": id}),
-            )
-            .await
-            .is_some()
+            graphql(&h, &u, ORDER_QUERY, json!({"id": id}))
+                .await
+                .is_some()
         })
     }
 }
@@ -608,14 +606,9 @@ async fn scale_run(gateways: Vec<String>, out: &str, seconds: u64) -> anyhow::Re
     let read = drive_measuring_cpu("gateway GraphQL order(id), cached", 32, seconds, move |i| {
         let (h, u, id) = (h.clone(), at(&g, i), order_id.clone());
         async move {
-            graphql(
-                &h,
-                &u,
-                "query($id: ID!) { order(id: $id) { id status quantity } }",
-                json!({"id": id}),
-            )
-            .await
-            .is_some()
+            graphql(&h, &u, ORDER_QUERY, json!({"id": id}))
+                .await
+                .is_some()
         }
     })
     .await;
