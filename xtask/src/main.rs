@@ -2,7 +2,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `gen` | regenerate `proto/`, `openapi/`, `graphql/` from `schema/` |
+//! | `gen` | regenerate `proto/`, `openapi/`, `graphql/` and the TypeScript SDK's `sdk/typescript/src/gen/` from `schema/` |
 //! | `gen --check` | fail, with a summary, when any generated file is stale |
 //! | `lint [--against REF]` | buf lint; contract evolution since REF (default `HEAD~1`: OpenAPI, GraphQL, events, buf breaking); Kubernetes manifests validated offline, Prometheus config and rules checked, rustfmt check, clippy with warnings denied |
 //! | `test` | `gen --check`, lint, then every test against real infrastructure |
@@ -16,6 +16,7 @@ mod evolution;
 mod fuzz;
 mod infra;
 mod platform;
+mod sdk;
 mod tools;
 mod up;
 mod vendor;
@@ -64,9 +65,10 @@ fn generate(check: bool) -> Result<()> {
     let files = shopmesh_codegen::generate_all(&root)?;
     if check {
         let stale = shopmesh_codegen::stale_files(&root, &files)?;
-        if stale.is_empty() {
+        let stale_sdk = sdk::stale(&root)?;
+        if stale.is_empty() && stale_sdk.is_empty() {
             println!(
-                "gen --check: {} generated files are up to date",
+                "gen --check: {} generated files and the TypeScript SDK are up to date",
                 files.len()
             );
             return Ok(());
@@ -74,9 +76,12 @@ fn generate(check: bool) -> Result<()> {
         for s in &stale {
             eprintln!("stale: {}: {}", s.path.display(), s.summary);
         }
+        for path in &stale_sdk {
+            eprintln!("stale: {path}");
+        }
         bail!(
             "{} generated file(s) are stale; run `cargo xtask gen` and commit the result",
-            stale.len()
+            stale.len() + stale_sdk.len()
         );
     }
     let changed = shopmesh_codegen::write_files(&root, &files)?;
@@ -84,7 +89,7 @@ fn generate(check: bool) -> Result<()> {
         println!("wrote {}", path.display());
     }
     println!("gen: {} files, {} changed", files.len(), changed.len());
-    Ok(())
+    sdk::generate(&root)
 }
 
 /// Runs a command in the workspace root, failing with its name when it fails.
