@@ -1,0 +1,92 @@
+// A small shop client on @shopmesh/sdk: register, log in, place orders over GraphQL and REST,
+// page through them, read an order's notifications, and handle a rejected order as a typed
+// error. Usage: node examples/dist/shop.js http://localhost:3000
+// Prints one JSON report line at the end (tests/e2e/tests/sdk.rs reads it).
+import {
+  CreateOrderDocument,
+  CreateUserDocument,
+  GetOrderDocument,
+  LogInDocument,
+  OrdersByUserDocument,
+  createGraphqlClient,
+  createRestClient,
+  type GraphqlResult,
+  type OrderStatus,
+  type OrdersByUserQuery,
+} from "@shopmesh/sdk";
+
+const baseUrl = process.argv[2] ?? "http://localhost:3000";
+let token: string | undefined;
+const graphql = createGraphqlClient({ baseUrl, token: () => token });
+const rest = createRestClient({ baseUrl, token: () => token });
+
+function fail(step: string, detail: unknown): never {
+  console.log(JSON.stringify({ ok: false, step, detail }));
+  process.exit(1);
+}
+
+const email = `sdk-${Date.now()}-${Math.floor(Math.random() * 1e6)}@example.com`;
+const password = "sdk-example-password";
+const created = await graphql.request(CreateUserDocument, { input: { name: "SDK Example", email, password } });
+if (!created.ok) fail("createUser", created.errors);
+const userId: string = created.data.createUser.id;
+
+const login = await graphql.request(LogInDocument, { email, password });
+if (!login.ok) fail("login", login.errors);
+token = login.data.login.accessToken;
+
+// Three orders over GraphQL, one over REST.
+const statuses: OrderStatus[] = [];
+for (const productId of ["101", "102", "103"]) {
+  const order = await graphql.request(CreateOrderDocument, { input: { userId, productId, quantity: 2 } });
+  if (!order.ok) fail("createOrder", order.errors);
+  statuses.push(order.data.createOrder.status);
+}
+const restOrder = await rest.POST("/api/orders", {
+  body: { userId: Number(userId), productId: 104, quantity: 1 },
+});
+if (restOrder.error) fail("POST /api/orders", restOrder.error);
+const restOrderId = restOrder.data.id;
+
+// Page through the user's orders two at a time.
+const seen: string[] = [];
+let after: string | null = null;
+let pages = 0;
+for (;;) {
+  const page: GraphqlResult<OrdersByUserQuery> = await graphql.request(OrdersByUserDocument, { userId, first: 2, after });
+  if (!page.ok) fail("ordersByUser", page.errors);
+  pages += 1;
+  seen.push(...page.data.ordersByUser.nodes.map((o) => o.id));
+  if (!page.data.ordersByUser.pageInfo.hasNextPage) break;
+  after = page.data.ordersByUser.pageInfo.endCursor;
+}
+
+// The REST order's notification arrives through RabbitMQ; wait for it.
+let notifications = 0;
+for (let i = 0; i < 120 && notifications === 0; i++) {
+  const order = await graphql.request(GetOrderDocument, { id: String(restOrderId) });
+  if (!order.ok) fail("order", order.errors);
+  notifications = order.data.order?.notifications.length ?? 0;
+  if (notifications === 0) await new Promise((r) => setTimeout(r, 250));
+}
+
+// A rejected order: a typed GraphQL error and a problem+json REST error.
+const rejected = await graphql.request(CreateOrderDocument, { input: { userId, productId: "101", quantity: 0 } });
+const graphqlError = rejected.ok ? null : { code: rejected.errors[0]?.code, message: rejected.errors[0]?.message };
+const restRejected = await rest.POST("/api/orders", { body: { userId: Number(userId), productId: 101, quantity: 0 } });
+const restError = restRejected.error
+  ? { status: restRejected.response.status, type: restRejected.error.type, title: restRejected.error.title }
+  : null;
+
+console.log(
+  JSON.stringify({
+    ok: true,
+    statuses,
+    orders: seen.length,
+    pages,
+    notifications,
+    graphqlError,
+    restError,
+    rateLimit: login.rateLimit,
+  }),
+);
