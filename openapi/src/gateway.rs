@@ -1457,24 +1457,32 @@ pub struct BearerAuth(pub shopmesh_identity::Principal);
 #[async_trait::async_trait]
 pub trait GatewayApi: Send + Sync + 'static {
     /// Place an order for an existing user.
+    ///
+    /// The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit.
     async fn create_order(
         &self,
         principal: shopmesh_identity::Principal,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem>;
     /// One order (served from the gateway cache when possible).
+    ///
+    /// The order's user or an admin may read it. Served from the gateway's Redis cache when present; a miss asks the orders service and fills the cache.
     async fn get_order(
         &self,
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<Order, Problem>;
     /// Notifications sent about an order, newest first.
+    ///
+    /// Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds.
     async fn get_order_notifications(
         &self,
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<NotificationList, Problem>;
     /// A user's orders, newest first, one page at a time.
+    ///
+    /// A user may list their own orders, an admin anyone's. Pass the previous page's `nextCursor` as `cursor` for the next page.
     async fn list_user_orders(
         &self,
         principal: shopmesh_identity::Principal,
@@ -1483,27 +1491,39 @@ pub trait GatewayApi: Send + Sync + 'static {
         cursor: Option<String>,
     ) -> Result<OrderPage, Problem>;
     /// Register a user.
+    ///
+    /// Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned.
     async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem>;
     /// One user.
+    ///
+    /// A user may read their own record, an admin anyone's.
     async fn get_user(
         &self,
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<User, Problem>;
     /// A user's name (the seed's userName lookup).
+    ///
+    /// Any logged-in user may look up a user's display name.
     async fn get_user_name(
         &self,
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<UserName, Problem>;
     /// Log in with an email and a password.
+    ///
+    /// Public. Answers the same 401 for an unknown email and a wrong password, so it does not reveal which emails are registered.
     async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem>;
     /// Trade a refresh token for new tokens.
+    ///
+    /// Public. The refresh token is single use: presenting it again revokes every token of its log-in.
     async fn refresh_token(
         &self,
         body: RefreshRequest,
     ) -> Result<TokenResponse, Problem>;
     /// Revoke a refresh token and every token of its log-in.
+    ///
+    /// Public. Revokes the refresh token and every refresh token of the same log-in; an unknown token is ignored, so it is idempotent. Access tokens already issued stay valid until they expire (minutes).
     async fn logout(
         &self,
         body: RefreshRequest,
@@ -1621,6 +1641,8 @@ impl GatewayApi for Unimplemented {
 #[poem_openapi::OpenApi]
 impl GatewayEndpoints {
     /// Place an order for an existing user.
+    ///
+    /// The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit.
     #[oai(
         path = "/api/orders",
         method = "post",
@@ -1635,6 +1657,8 @@ impl GatewayEndpoints {
         self.api.create_order(auth.0, body.0).await.into()
     }
     /// One order (served from the gateway cache when possible).
+    ///
+    /// The order's user or an admin may read it. Served from the gateway's Redis cache when present; a miss asks the orders service and fills the cache.
     #[oai(
         path = "/api/orders/:id",
         method = "get",
@@ -1651,6 +1675,8 @@ impl GatewayEndpoints {
         self.api.get_order(auth.0, id.0).await.into()
     }
     /// Notifications sent about an order, newest first.
+    ///
+    /// Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds.
     #[oai(
         path = "/api/orders/:id/notifications",
         method = "get",
@@ -1667,6 +1693,8 @@ impl GatewayEndpoints {
         self.api.get_order_notifications(auth.0, id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
+    ///
+    /// A user may list their own orders, an admin anyone's. Pass the previous page's `nextCursor` as `cursor` for the next page.
     #[oai(
         path = "/api/users/:userId/orders",
         method = "get",
@@ -1693,6 +1721,8 @@ impl GatewayEndpoints {
         self.api.list_user_orders(auth.0, user_id.0, limit.0, cursor.0).await.into()
     }
     /// Register a user.
+    ///
+    /// Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned.
     #[oai(
         path = "/api/users",
         method = "post",
@@ -1706,6 +1736,8 @@ impl GatewayEndpoints {
         self.api.create_user(body.0).await.into()
     }
     /// One user.
+    ///
+    /// A user may read their own record, an admin anyone's.
     #[oai(
         path = "/api/users/:id",
         method = "get",
@@ -1722,6 +1754,8 @@ impl GatewayEndpoints {
         self.api.get_user(auth.0, id.0).await.into()
     }
     /// A user's name (the seed's userName lookup).
+    ///
+    /// Any logged-in user may look up a user's display name.
     #[oai(
         path = "/api/users/:id/name",
         method = "get",
@@ -1738,6 +1772,8 @@ impl GatewayEndpoints {
         self.api.get_user_name(auth.0, id.0).await.into()
     }
     /// Log in with an email and a password.
+    ///
+    /// Public. Answers the same 401 for an unknown email and a wrong password, so it does not reveal which emails are registered.
     #[oai(
         path = "/api/auth/token",
         method = "post",
@@ -1751,6 +1787,8 @@ impl GatewayEndpoints {
         self.api.issue_token(body.0).await.into()
     }
     /// Trade a refresh token for new tokens.
+    ///
+    /// Public. The refresh token is single use: presenting it again revokes every token of its log-in.
     #[oai(
         path = "/api/auth/refresh",
         method = "post",
@@ -1764,6 +1802,8 @@ impl GatewayEndpoints {
         self.api.refresh_token(body.0).await.into()
     }
     /// Revoke a refresh token and every token of its log-in.
+    ///
+    /// Public. Revokes the refresh token and every refresh token of the same log-in; an unknown token is ignored, so it is idempotent. Access tokens already issued stay valid until they expire (minutes).
     #[oai(
         path = "/api/auth/logout",
         method = "post",

@@ -4,7 +4,7 @@
 //! |---|---|
 //! | `gen` | regenerate `proto/`, `openapi/`, `graphql/` and the TypeScript SDK's `sdk/typescript/src/gen/` from `schema/` |
 //! | `gen --check` | fail, with a summary, when any generated file is stale |
-//! | `lint [--against REF]` | buf lint; contract evolution since REF (default `HEAD~1`: OpenAPI, GraphQL, events, buf breaking); Kubernetes manifests validated offline, Prometheus config and rules checked, rustfmt check, clippy with warnings denied |
+//! | `lint [--against REF]` | buf lint; Spectral on the OpenAPI contracts; contract evolution since REF (default `HEAD~1`: OpenAPI, GraphQL, events, buf breaking); Kubernetes manifests validated offline, Prometheus config and rules checked, rustfmt check, clippy with warnings denied |
 //! | `test` | `gen --check`, lint, then every test against real infrastructure |
 //! | `up` | run the four services against the infrastructure in `.env` / environment |
 //! | `bench` | load benchmarks, results in `bench/results/latest.json` |
@@ -140,6 +140,7 @@ fn lint(args: &[String]) -> Result<()> {
     println!("lint: buf lint");
     run(Command::new(&buf).arg("lint"))?;
     evolution::check(&root(), against, &buf)?;
+    spectral()?;
     deployment::lint(&root())?;
     println!("lint: cargo fmt --check");
     run(cargo().args(["fmt", "--all", "--check"]))?;
@@ -153,6 +154,24 @@ fn lint(args: &[String]) -> Result<()> {
         "warnings",
     ]))?;
     Ok(())
+}
+
+/// Spectral's `spectral:oas` ruleset (`.spectral.yaml`) on every OpenAPI contract; a warning
+/// fails.
+fn spectral() -> Result<()> {
+    let tools = root().join("xtask/node");
+    tools::node_packages(&tools)?;
+    println!("lint: spectral lint (spectral:oas) schema/openapi");
+    run(
+        Command::new(tools.join("node_modules/.bin/spectral")).args([
+            "lint",
+            "--fail-severity",
+            "warn",
+            "--ruleset",
+            ".spectral.yaml",
+            "schema/openapi/*.yaml",
+        ]),
+    )
 }
 
 /// Totals of every `test result:` line cargo printed.

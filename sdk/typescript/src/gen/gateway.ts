@@ -13,7 +13,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Place an order for an existing user. */
+        /**
+         * Place an order for an existing user.
+         * @description The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit.
+         */
         post: operations["createOrder"];
         delete?: never;
         options?: never;
@@ -28,7 +31,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One order (served from the gateway cache when possible). */
+        /**
+         * One order (served from the gateway cache when possible).
+         * @description The order's user or an admin may read it. Served from the gateway's Redis cache when present; a miss asks the orders service and fills the cache.
+         */
         get: operations["getOrder"];
         put?: never;
         post?: never;
@@ -45,7 +51,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Notifications sent about an order, newest first. */
+        /**
+         * Notifications sent about an order, newest first.
+         * @description Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds.
+         */
         get: operations["getOrderNotifications"];
         put?: never;
         post?: never;
@@ -62,7 +71,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A user's orders, newest first, one page at a time. */
+        /**
+         * A user's orders, newest first, one page at a time.
+         * @description A user may list their own orders, an admin anyone's. Pass the previous page's `nextCursor` as `cursor` for the next page.
+         */
         get: operations["listUserOrders"];
         put?: never;
         post?: never;
@@ -81,7 +93,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Register a user. */
+        /**
+         * Register a user.
+         * @description Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned.
+         */
         post: operations["createUser"];
         delete?: never;
         options?: never;
@@ -96,7 +111,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One user. */
+        /**
+         * One user.
+         * @description A user may read their own record, an admin anyone's.
+         */
         get: operations["getUser"];
         put?: never;
         post?: never;
@@ -113,7 +131,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A user's name (the seed's userName lookup). */
+        /**
+         * A user's name (the seed's userName lookup).
+         * @description Any logged-in user may look up a user's display name.
+         */
         get: operations["getUserName"];
         put?: never;
         post?: never;
@@ -132,7 +153,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Log in with an email and a password. */
+        /**
+         * Log in with an email and a password.
+         * @description Public. Answers the same 401 for an unknown email and a wrong password, so it does not reveal which emails are registered.
+         */
         post: operations["issueToken"];
         delete?: never;
         options?: never;
@@ -149,7 +173,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Trade a refresh token for new tokens. */
+        /**
+         * Trade a refresh token for new tokens.
+         * @description Public. The refresh token is single use: presenting it again revokes every token of its log-in.
+         */
         post: operations["refreshToken"];
         delete?: never;
         options?: never;
@@ -166,7 +193,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke a refresh token and every token of its log-in. */
+        /**
+         * Revoke a refresh token and every token of its log-in.
+         * @description Public. Revokes the refresh token and every refresh token of the same log-in; an unknown token is ignored, so it is idempotent. Access tokens already issued stay valid until they expire (minutes).
+         */
         post: operations["logout"];
         delete?: never;
         options?: never;
@@ -178,7 +208,14 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        /** @description What a client sends to place an order. */
+        /**
+         * @description What a client sends to place an order.
+         * @example {
+         *       "userId": 1,
+         *       "productId": 101,
+         *       "quantity": 2
+         *     }
+         */
         CreateOrderRequest: {
             /** Format: int64 */
             userId: number;
@@ -189,10 +226,21 @@ export interface components {
         };
         /**
          * @description Lifecycle state of an order.
+         * @example pending
          * @enum {string}
          */
         OrderStatus: "pending" | "confirmed" | "shipped" | "cancelled";
-        /** @description A placed order. */
+        /**
+         * @description A placed order.
+         * @example {
+         *       "id": 42,
+         *       "userId": 1,
+         *       "productId": 101,
+         *       "quantity": 2,
+         *       "status": "pending",
+         *       "createdAt": "2026-12-04T09:30:00Z"
+         *     }
+         */
         Order: {
             /** Format: int64 */
             id: number;
@@ -206,13 +254,35 @@ export interface components {
             /** Format: date-time */
             createdAt: string;
         };
-        /** @description One page of a user's orders, newest first. */
+        /**
+         * @description One page of a user's orders, newest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": 42,
+         *           "userId": 1,
+         *           "productId": 101,
+         *           "quantity": 2,
+         *           "status": "pending",
+         *           "createdAt": "2026-12-04T09:30:00Z"
+         *         }
+         *       ],
+         *       "nextCursor": "eyJpZCI6NDF9"
+         *     }
+         */
         OrderPage: {
             items: components["schemas"]["Order"][];
             /** @description Pass as `cursor` to get the next page; absent on the last page. */
             nextCursor?: string;
         };
-        /** @description What a client sends to register a user. */
+        /**
+         * @description What a client sends to register a user.
+         * @example {
+         *       "name": "Alice Johnson",
+         *       "email": "alice@example.com",
+         *       "password": "correct horse battery staple"
+         *     }
+         */
         CreateUserRequest: {
             name: string;
             /** Format: email */
@@ -220,16 +290,35 @@ export interface components {
             /** @description 8 to 128 characters. */
             password: string;
         };
-        /** @description An email and password to log in with. */
+        /**
+         * @description An email and password to log in with.
+         * @example {
+         *       "email": "alice@example.com",
+         *       "password": "correct horse battery staple"
+         *     }
+         */
         Credentials: {
             email: string;
             password: string;
         };
-        /** @description A refresh token from an earlier log-in or refresh. */
+        /**
+         * @description A refresh token from an earlier log-in or refresh.
+         * @example {
+         *       "refreshToken": "Qm9iJ3MgcmVmcmVzaCB0b2tlbiwgc2luZ2xlIHVzZQ"
+         *     }
+         */
         RefreshRequest: {
             refreshToken: string;
         };
-        /** @description Tokens for a logged-in user. */
+        /**
+         * @description Tokens for a logged-in user.
+         * @example {
+         *       "accessToken": "eyJhbGciOiJFZERTQSIsImtpZCI6IjIwMjYtMTItMDEifQ.eyJzdWIiOiIxIiwicm9sZSI6InVzZXIifQ.c2lnbmF0dXJl",
+         *       "tokenType": "Bearer",
+         *       "expiresIn": 900,
+         *       "refreshToken": "Qm9iJ3MgcmVmcmVzaCB0b2tlbiwgc2luZ2xlIHVzZQ"
+         *     }
+         */
         TokenResponse: {
             /** @description Send as `Authorization: Bearer <accessToken>`. */
             accessToken: string;
@@ -243,7 +332,15 @@ export interface components {
             /** @description Single use; trade it at `/api/auth/refresh` for new tokens. */
             refreshToken: string;
         };
-        /** @description A registered user. */
+        /**
+         * @description A registered user.
+         * @example {
+         *       "id": 1,
+         *       "name": "Alice Johnson",
+         *       "email": "alice@example.com",
+         *       "createdAt": "2026-12-04T09:30:00Z"
+         *     }
+         */
         User: {
             /** Format: int64 */
             id: number;
@@ -252,7 +349,13 @@ export interface components {
             /** Format: date-time */
             createdAt: string;
         };
-        /** @description Just a user's name. */
+        /**
+         * @description Just a user's name.
+         * @example {
+         *       "id": 1,
+         *       "name": "Alice Johnson"
+         *     }
+         */
         UserName: {
             /** Format: int64 */
             id: number;
@@ -260,10 +363,21 @@ export interface components {
         };
         /**
          * @description Delivery state of a notification.
+         * @example pending
          * @enum {string}
          */
         NotificationStatus: "pending" | "sent" | "failed";
-        /** @description A message sent to a user about one of their orders. */
+        /**
+         * @description A message sent to a user about one of their orders.
+         * @example {
+         *       "id": "6751a2c3e4b0f1a2b3c4d5e6",
+         *       "orderId": 42,
+         *       "userId": 1,
+         *       "message": "Your order #42 (2 x product 101) was placed.",
+         *       "status": "pending",
+         *       "sentAt": "2026-12-04T09:30:00.120Z"
+         *     }
+         */
         Notification: {
             id: string;
             /** Format: int64 */
@@ -275,11 +389,33 @@ export interface components {
             /** Format: date-time */
             sentAt?: string;
         };
-        /** @description An order's notifications, newest first. */
+        /**
+         * @description An order's notifications, newest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "id": "6751a2c3e4b0f1a2b3c4d5e6",
+         *           "orderId": 42,
+         *           "userId": 1,
+         *           "message": "Your order #42 (2 x product 101) was placed.",
+         *           "status": "pending",
+         *           "sentAt": "2026-12-04T09:30:00.120Z"
+         *         }
+         *       ]
+         *     }
+         */
         NotificationList: {
             items: components["schemas"]["Notification"][];
         };
-        /** @description An RFC 9457 problem detail. */
+        /**
+         * @description An RFC 9457 problem detail.
+         * @example {
+         *       "type": "about:blank",
+         *       "title": "Not Found",
+         *       "status": 404,
+         *       "detail": "no order 42"
+         *     }
+         */
         Problem: {
             type: string;
             title: string;
@@ -296,6 +432,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unauthorized",
+                 *       "status": 401,
+                 *       "detail": "missing bearer token"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -305,6 +449,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Forbidden",
+                 *       "status": 403,
+                 *       "detail": "a user may only act on their own resources"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -314,6 +466,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unauthorized",
+                 *       "status": 401,
+                 *       "detail": "wrong email or password"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -323,6 +483,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Bad Request",
+                 *       "status": 400,
+                 *       "detail": "quantity: must be between 1 and 1000"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -332,6 +500,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Not Found",
+                 *       "status": 404,
+                 *       "detail": "no order 42"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -341,6 +517,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Conflict",
+                 *       "status": 409,
+                 *       "detail": "email alice@example.com is already registered"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -350,6 +534,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Payload Too Large",
+                 *       "status": 413,
+                 *       "detail": "the body is larger than 65536 bytes"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -359,6 +551,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unsupported Media Type",
+                 *       "status": 415,
+                 *       "detail": "the body must be application/json"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -372,6 +572,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Too Many Requests",
+                 *       "status": 429,
+                 *       "detail": "rate limit exceeded; retry after 12 s"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -381,6 +589,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Internal Server Error",
+                 *       "status": 500,
+                 *       "detail": "internal error"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -390,6 +606,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Service Unavailable",
+                 *       "status": 503,
+                 *       "detail": "a dependency is unavailable; retry later"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
@@ -399,6 +623,14 @@ export interface components {
                 [name: string]: unknown;
             };
             content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Gateway Timeout",
+                 *       "status": 504,
+                 *       "detail": "the orders service did not answer in time"
+                 *     }
+                 */
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
