@@ -28,11 +28,17 @@ fn over_files(
 
 /// graphql-inspector's diff through `xtask/node` (installed by `cargo xtask test` and `lint`).
 fn graphql_diff(old: &Path, new: &Path) -> Vec<Finding> {
+    let changes =
+        serde_json::from_value(graphql_contract(&[Path::new("diff"), old, new])).expect("changes");
+    evolution::graphql::findings("fixture", changes).0
+}
+
+/// `node xtask/node/graphql-contract.mjs ARGS`, parsed.
+fn graphql_contract(args: &[&Path]) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../xtask/node/graphql-contract.mjs");
     let out = std::process::Command::new("node")
         .arg(&script)
-        .arg("diff")
-        .args([old, new])
+        .args(args)
         .output()
         .expect("node runs");
     assert!(
@@ -41,8 +47,7 @@ fn graphql_diff(old: &Path, new: &Path) -> Vec<Finding> {
         script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let changes = serde_json::from_slice(&out.stdout).expect("JSON changes");
-    evolution::graphql::findings("fixture", changes).0
+    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 /// Runs `diff` over every case of `kind`, checking its findings against `expect.txt`.
@@ -150,4 +155,95 @@ fn breaking_md_covers_only_the_entries_a_change_adds() {
         )
         .covers(&finding)
     );
+}
+
+/// `buf` as `cargo xtask lint` installs it.
+fn buf() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/node/node_modules/.bin/buf");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo xtask lint` (it installs buf)",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn proto_gate_is_buf_breaking_at_wire_json_or_stricter() {
+    // The project's own rules: FILE, PACKAGE or WIRE_JSON (each includes WIRE_JSON's checks).
+    let config: serde_json::Value = load(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../buf.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    let rules = config["breaking"]["use"].as_array().expect("breaking.use");
+    assert!(
+        rules
+            .iter()
+            .any(|r| ["FILE", "PACKAGE", "WIRE_JSON"].contains(&r.as_str().unwrap_or(""))),
+        "buf.yaml's breaking rules must be WIRE_JSON or stricter: {rules:?}"
+    );
+
+    let dir = fixtures("proto");
+    let mut cases = 0;
+    for entry in std::fs::read_dir(&dir).expect("fixture dir") {
+        let case = entry.expect("entry").path();
+        if !case.join("new").is_dir() {
+            continue;
+        }
+        cases += 1;
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let out = std::process::Command::new(buf())
+            .args(["breaking", ".", "--against", "../../base"])
+            .current_dir(case.join("new"))
+            .output()
+            .expect("buf runs");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let expected = std::fs::read_to_string(case.join("expect.txt")).expect("expect.txt");
+        let expected: Vec<&str> = expected.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(
+            out.status.success(),
+            expected.is_empty(),
+            "{name}: buf breaking printed:\n{printed}"
+        );
+        for line in expected {
+            assert!(printed.contains(line), "{name}: no `{line}` in:\n{printed}");
+        }
+    }
+    assert!(cases >= 6, "only {cases} proto cases ran");
+}
+
+#[test]
+fn an_operation_that_no_longer_validates_is_named_with_its_line() {
+    let schema = fixtures("graphql").join("base.graphql");
+    let ops = fixtures("graphql-operations");
+    let valid = graphql_contract(&[Path::new("validate"), &schema, &ops.join("valid.graphql")]);
+    assert_eq!(valid, serde_json::json!([]));
+    let invalid = graphql_contract(&[Path::new("validate"), &schema, &ops.join("invalid.graphql")]);
+    let errors = invalid.as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{invalid:#}");
+    assert!(
+        errors[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Cannot query field \"notes\" on type \"Order\""),
+        "{invalid:#}"
+    );
+    assert_eq!(errors[0]["location"], "6:5", "{invalid:#}");
+
+    // The SDK's own operations validate against the gateway's contract.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut docs = vec![
+        Path::new("validate").to_path_buf(),
+        root.join("schema/graphql/gateway.graphql"),
+    ];
+    for entry in std::fs::read_dir(root.join("schema/graphql/operations")).unwrap() {
+        docs.push(entry.unwrap().path());
+    }
+    let args: Vec<&Path> = docs.iter().map(PathBuf::as_path).collect();
+    assert_eq!(graphql_contract(&args), serde_json::json!([]));
 }
