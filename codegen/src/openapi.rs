@@ -1220,7 +1220,8 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
             quote!(crate::runtime::ParamInfo { name: #name, place: #place, kind: #kind })
         });
         (
-            quote!(#[oai(bad_request_handler = #fn_str)]),
+            // The handler is server code; a client-only build must not name it.
+            quote!(#[cfg_attr(feature = "server", oai(bad_request_handler = #fn_str))]),
             quote! {
                 #[cfg(feature = "server")]
                 fn #fn_name(err: poem::Error) -> #name {

@@ -244,7 +244,7 @@ pub enum GatewayTag {
 }
 /// Every response of `createOrder` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "create_order_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "create_order_bad_request"))]
 pub enum CreateOrderResponse {
     /// The order was placed.
     #[oai(
@@ -364,7 +364,7 @@ impl From<Result<Order, Problem>> for CreateOrderResponse {
 }
 /// Every response of `getOrder` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "get_order_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_order_bad_request"))]
 pub enum GetOrderResponse {
     /// The order.
     #[oai(
@@ -488,7 +488,10 @@ impl From<Result<Order, Problem>> for GetOrderResponse {
 }
 /// Every response of `getOrderNotifications` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "get_order_notifications_bad_request")]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "get_order_notifications_bad_request")
+)]
 pub enum GetOrderNotificationsResponse {
     /// The notifications (empty while none was sent yet).
     #[oai(
@@ -609,7 +612,10 @@ impl From<Result<NotificationList, Problem>> for GetOrderNotificationsResponse {
 }
 /// Every response of `listUserOrders` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "list_user_orders_bad_request")]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "list_user_orders_bad_request")
+)]
 pub enum ListUserOrdersResponse {
     /// One page of orders.
     #[oai(
@@ -738,7 +744,7 @@ impl From<Result<OrderPage, Problem>> for ListUserOrdersResponse {
 }
 /// Every response of `createUser` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "create_user_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "create_user_bad_request"))]
 pub enum CreateUserResponse {
     /// The user was created.
     #[oai(
@@ -853,7 +859,7 @@ impl From<Result<User, Problem>> for CreateUserResponse {
 }
 /// Every response of `getUser` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "get_user_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_user_bad_request"))]
 pub enum GetUserResponse {
     /// The user.
     #[oai(
@@ -977,7 +983,7 @@ impl From<Result<User, Problem>> for GetUserResponse {
 }
 /// Every response of `getUserName` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "get_user_name_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_user_name_bad_request"))]
 pub enum GetUserNameResponse {
     /// The user's name.
     #[oai(
@@ -1101,7 +1107,7 @@ impl From<Result<UserName, Problem>> for GetUserNameResponse {
 }
 /// Every response of `issueToken` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "issue_token_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "issue_token_bad_request"))]
 pub enum IssueTokenResponse {
     /// Logged in.
     #[oai(
@@ -1216,7 +1222,7 @@ impl From<Result<TokenResponse, Problem>> for IssueTokenResponse {
 }
 /// Every response of `refreshToken` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "refresh_token_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "refresh_token_bad_request"))]
 pub enum RefreshTokenResponse {
     /// New tokens.
     #[oai(
@@ -1331,7 +1337,7 @@ impl From<Result<TokenResponse, Problem>> for RefreshTokenResponse {
 }
 /// Every response of `logout` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "logout_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "logout_bad_request"))]
 pub enum LogoutResponse {
     /// Revoked (also when the token was unknown or already revoked).
     #[oai(

@@ -108,7 +108,7 @@ pub enum OrdersTag {
 }
 /// Every response of `createOrder` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "create_order_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "create_order_bad_request"))]
 pub enum CreateOrderResponse {
     /// The order was stored; its `order.created` event is queued for publishing.
     #[oai(status = 201u16)]
@@ -188,7 +188,7 @@ impl From<Result<Order, Problem>> for CreateOrderResponse {
 }
 /// Every response of `getOrder` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "get_order_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_order_bad_request"))]
 pub enum GetOrderResponse {
     /// The order.
     #[oai(status = 200u16)]
@@ -272,7 +272,10 @@ impl From<Result<Order, Problem>> for GetOrderResponse {
 }
 /// Every response of `listUserOrders` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "list_user_orders_bad_request")]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "list_user_orders_bad_request")
+)]
 pub enum ListUserOrdersResponse {
     /// One page of orders.
     #[oai(status = 200u16)]

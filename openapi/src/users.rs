@@ -156,7 +156,7 @@ pub enum UsersTag {
 }
 /// Every response of `createUser` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "create_user_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "create_user_bad_request"))]
 pub enum CreateUserResponse {
     /// The user was created.
     #[oai(status = 201u16)]
@@ -231,7 +231,7 @@ impl From<Result<User, Problem>> for CreateUserResponse {
 }
 /// Every response of `getUser` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "get_user_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_user_bad_request"))]
 pub enum GetUserResponse {
     /// The user.
     #[oai(status = 200u16)]
@@ -315,7 +315,7 @@ impl From<Result<User, Problem>> for GetUserResponse {
 }
 /// Every response of `updateUser` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "update_user_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "update_user_bad_request"))]
 pub enum UpdateUserResponse {
     /// The updated user.
     #[oai(status = 200u16)]
@@ -414,7 +414,7 @@ impl From<Result<User, Problem>> for UpdateUserResponse {
 }
 /// Every response of `issueToken` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "issue_token_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "issue_token_bad_request"))]
 pub enum IssueTokenResponse {
     /// Logged in.
     #[oai(status = 200u16)]
@@ -502,7 +502,7 @@ impl From<Result<TokenResponse, Problem>> for IssueTokenResponse {
 }
 /// Every response of `refreshToken` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "refresh_token_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "refresh_token_bad_request"))]
 pub enum RefreshTokenResponse {
     /// New tokens.
     #[oai(status = 200u16)]
@@ -577,7 +577,7 @@ impl From<Result<TokenResponse, Problem>> for RefreshTokenResponse {
 }
 /// Every response of `logout` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
-#[oai(bad_request_handler = "logout_bad_request")]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "logout_bad_request"))]
 pub enum LogoutResponse {
     /// Revoked (also when the token was unknown or already revoked).
     #[oai(status = 204u16)]
