@@ -94,6 +94,10 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
         "Calls the gateway made to each downstream service.",
     ),
     (
+        "gateway_order_memory_hits_total",
+        "Order reads the gateway served from process memory, before Redis.",
+    ),
+    (
         "gateway_rate_limited_total",
         "Requests the gateway refused with 429.",
     ),

@@ -28,6 +28,10 @@ pub struct GatewayConfig {
     pub redis_timeout: Duration,
     /// TTL of cached orders (`ORDER_CACHE_TTL_SECS`, 300).
     pub order_cache_ttl: Duration,
+    /// How many orders each gateway keeps in process memory in front of Redis
+    /// (`ORDER_MEMORY_CACHE_ENTRIES`, 10000; 0 turns it off). Orders never change once placed,
+    /// so a remembered order is never stale.
+    pub order_memory_entries: u64,
     /// TTL of cached users (`USER_CACHE_TTL_SECS`, 30).
     pub user_cache_ttl: Duration,
     /// How long "no such user" is remembered (`NOT_FOUND_CACHE_TTL_SECS`, 5; 0 turns it off),
@@ -169,6 +173,7 @@ impl GatewayConfig {
             downstream_timeout: ms("DOWNSTREAM_TIMEOUT_MS", 2000)?,
             redis_timeout: ms("REDIS_TIMEOUT_MS", 250)?,
             order_cache_ttl: secs("ORDER_CACHE_TTL_SECS", 300)?,
+            order_memory_entries: env.parse_or("ORDER_MEMORY_CACHE_ENTRIES", 10_000)?,
             user_cache_ttl: secs("USER_CACHE_TTL_SECS", 30)?,
             not_found_cache_ttl: secs("NOT_FOUND_CACHE_TTL_SECS", 5)?,
             cache_prefix: env.string_or("CACHE_PREFIX", ""),

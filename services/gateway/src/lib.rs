@@ -131,6 +131,7 @@ impl Gateway {
                 metrics::counter!("gateway_downstream_calls_total", "downstream" => service)
                     .absolute(n.load(Ordering::Relaxed));
             }
+            metrics::counter!("gateway_order_memory_hits_total").absolute(backends.memory_hits());
             metrics::counter!("gateway_rate_limited_total")
                 .absolute(limiter.stats.rejected.load(Ordering::Relaxed));
             metrics::counter!("gateway_rate_limit_shared_unavailable_total")

@@ -630,6 +630,75 @@ async fn order_user_is_batched_one_call_per_distinct_user() {
     backend.stop().await;
 }
 
+/// Orders never change once placed, so a gateway keeps those it has seen in process memory:
+/// a read needs neither Redis nor the orders service, even when Redis lost the key (evicted,
+/// flushed, or written by another replica that is gone).
+#[tokio::test]
+async fn an_order_seen_once_is_served_from_memory_without_redis_or_orders() {
+    let backend = Backend::start().await;
+    let gw = Running::start(&backend, backend.config()).await;
+    let client = gw.client();
+    let placed = client
+        .create_order(
+            &gw.admin,
+            &rest::CreateOrderRequest {
+                user_id: 1,
+                product_id: 5,
+                quantity: 1,
+            },
+        )
+        .await
+        .unwrap();
+    let stored = backend
+        .orders_store
+        .create(shopmesh_orders::store::NewOrder {
+            user_id: 2,
+            product_id: 9,
+            quantity: 1,
+        })
+        .await
+        .unwrap();
+    // The stored order, read once through the gateway: it is remembered from now on.
+    client.get_order(&gw.admin, stored.id).await.unwrap();
+
+    let backends = &gw.gateway.backends;
+    for id in [placed.id, stored.id] {
+        let _: Option<i64> = backends
+            .cache()
+            .run(redis::cmd("DEL").arg(backends.order_key(id)))
+            .await;
+    }
+    let calls = backends.calls.orders.load(Ordering::SeqCst);
+    let redis_reads = || {
+        let stats = backends.cache().stats();
+        stats.hits.load(Ordering::Relaxed) + stats.misses.load(Ordering::Relaxed)
+    };
+    let reads = redis_reads();
+    for id in [placed.id, stored.id] {
+        assert_eq!(client.get_order(&gw.admin, id).await.unwrap().id, id);
+        let g = gw
+            .graphql(
+                "query($id: ID!) { order(id: $id) { id } }",
+                json!({"id": id.to_string()}),
+            )
+            .await;
+        assert_eq!(g["data"]["order"]["id"], id.to_string());
+    }
+    assert_eq!(
+        backends.calls.orders.load(Ordering::SeqCst),
+        calls,
+        "no orders call"
+    );
+    assert_eq!(redis_reads(), reads, "no Redis read");
+    assert_eq!(backends.memory_hits(), 4, "four reads served from memory");
+
+    // The memory holds the order, not the answer: another user is still refused.
+    let stranger = backend.token(77, Role::User);
+    assert!(client.get_order(&stranger, placed.id).await.is_err());
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
 #[tokio::test]
 async fn orders_are_cached_written_through_and_served_without_redis() {
     let backend = Backend::start().await;
@@ -661,13 +730,7 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
 
     let calls = || gw.gateway.backends.calls.orders.load(Ordering::SeqCst);
     let before = calls();
-    let hits = gw
-        .gateway
-        .backends
-        .cache()
-        .stats()
-        .hits
-        .load(Ordering::Relaxed);
+    let hits = gw.gateway.backends.memory_hits();
     for _ in 0..2 {
         assert!(client.get_order(&gw.admin, order.id).await.is_ok());
         let g = gw
@@ -680,14 +743,9 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
     }
     assert_eq!(calls(), before, "served from the cache, no orders call");
     assert_eq!(
-        gw.gateway
-            .backends
-            .cache()
-            .stats()
-            .hits
-            .load(Ordering::Relaxed)
-            - hits,
-        4
+        gw.gateway.backends.memory_hits() - hits,
+        4,
+        "the placed order is remembered in memory too"
     );
 
     // An order the gateway has not seen: first read misses, second hits.
@@ -704,7 +762,7 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
     client.get_order(&gw.admin, other.id).await.unwrap();
     assert_eq!(calls(), before + 1, "one miss, then a hit");
 
-    // Redis down: still served, uncached.
+    // Redis down: still served; the first read goes downstream, then memory serves it.
     let mut config = backend.config();
     config.redis_url = "redis://127.0.0.1:1/".into();
     let no_redis = Running::start(&backend, config).await;
@@ -719,8 +777,8 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
             .calls
             .orders
             .load(Ordering::SeqCst),
-        2,
-        "every read goes downstream"
+        1,
+        "one read downstream, the second from memory"
     );
     assert!(!no_redis.gateway.backends.cache().is_up());
     no_redis.server.stop().await;
