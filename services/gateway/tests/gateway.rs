@@ -99,6 +99,22 @@ impl Backend {
         GatewayConfig::from_env(&env).unwrap()
     }
 
+    /// An order stored directly in the orders service's database (the gateway never saw it).
+    async fn stored_order(
+        &self,
+        user_id: i64,
+        product_id: i64,
+    ) -> shopmesh_orders::store::OrderRecord {
+        self.orders_store
+            .create(shopmesh_orders::store::NewOrder {
+                user_id,
+                product_id,
+                quantity: 1,
+            })
+            .await
+            .unwrap()
+    }
+
     /// A token signed with the stack's key.
     fn token(&self, user_id: i64, role: Role) -> AccessToken {
         testkit::token(&self.stack, user_id, role)
@@ -124,6 +140,19 @@ struct Running {
 }
 
 impl Running {
+    /// An order placed through this gateway's REST API, as the admin.
+    async fn placed_order(&self, user_id: i64, product_id: i64) -> rest::Order {
+        let request = rest::CreateOrderRequest {
+            user_id,
+            product_id,
+            quantity: 1,
+        };
+        self.client()
+            .create_order(&self.admin, &request)
+            .await
+            .unwrap()
+    }
+
     async fn start(backend: &Backend, mut config: GatewayConfig) -> Self {
         config.port = 0;
         let app = shopmesh_gateway::Application::build(config).await.unwrap();
@@ -638,26 +667,8 @@ async fn an_order_seen_once_is_served_from_memory_without_redis_or_orders() {
     let backend = Backend::start().await;
     let gw = Running::start(&backend, backend.config()).await;
     let client = gw.client();
-    let placed = client
-        .create_order(
-            &gw.admin,
-            &rest::CreateOrderRequest {
-                user_id: 1,
-                product_id: 5,
-                quantity: 1,
-            },
-        )
-        .await
-        .unwrap();
-    let stored = backend
-        .orders_store
-        .create(shopmesh_orders::store::NewOrder {
-            user_id: 2,
-            product_id: 9,
-            quantity: 1,
-        })
-        .await
-        .unwrap();
+    let placed = gw.placed_order(1, 5).await;
+    let stored = backend.stored_order(2, 9).await;
     // The stored order, read once through the gateway: it is remembered from now on.
     client.get_order(&gw.admin, stored.id).await.unwrap();
 
@@ -704,17 +715,7 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
     let backend = Backend::start().await;
     let gw = Running::start(&backend, backend.config()).await;
     let client = gw.client();
-    let order = client
-        .create_order(
-            &gw.admin,
-            &rest::CreateOrderRequest {
-                user_id: 1,
-                product_id: 5,
-                quantity: 1,
-            },
-        )
-        .await
-        .unwrap();
+    let order = gw.placed_order(1, 5).await;
     let key = gw.gateway.backends.order_key(order.id);
     let ttl: i64 = gw
         .gateway
@@ -749,15 +750,7 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
     );
 
     // An order the gateway has not seen: first read misses, second hits.
-    let other = backend
-        .orders_store
-        .create(shopmesh_orders::store::NewOrder {
-            user_id: 2,
-            product_id: 9,
-            quantity: 1,
-        })
-        .await
-        .unwrap();
+    let other = backend.stored_order(2, 9).await;
     client.get_order(&gw.admin, other.id).await.unwrap();
     client.get_order(&gw.admin, other.id).await.unwrap();
     assert_eq!(calls(), before + 1, "one miss, then a hit");
