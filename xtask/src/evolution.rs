@@ -125,8 +125,11 @@ fn findings(root: &Path, reference: &str) -> Result<Vec<Finding>> {
     Ok(all)
 }
 
-/// Runs the gate against `reference`; `buf` runs the Protobuf side.
+/// Runs the gate against `reference`; `buf` runs the Protobuf side. The operation documents
+/// the SDK is generated from are validated against the GraphQL contract first.
 pub fn check(root: &Path, reference: &str, buf: &Path) -> Result<()> {
+    println!("lint: GraphQL operation documents against the contract");
+    crate::sdk::validate_operations(root)?;
     let exists = Command::new("git")
         .args([
             "rev-parse",

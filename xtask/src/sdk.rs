@@ -23,7 +23,7 @@ struct OperationError {
 }
 
 /// Fails, naming each error, when an operation document does not validate against the SDL.
-fn validate_operations(root: &Path) -> Result<()> {
+pub fn validate_operations(root: &Path) -> Result<()> {
     let mut docs: Vec<PathBuf> = std::fs::read_dir(root.join(OPERATIONS_DIR))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "graphql"))
