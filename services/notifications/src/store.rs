@@ -126,6 +126,15 @@ fn classify(e: mongodb::error::Error) -> NotificationsError {
     }
 }
 
+/// The index of an order's notifications, newest first.
+pub const ORDER_INDEX: &str = "orderId_1_createdAt_-1__id_-1";
+/// The index of a user's notifications, newest first.
+pub const USER_INDEX: &str = "userId_1_createdAt_-1__id_-1";
+/// Indexes earlier versions created, which [`ORDER_INDEX`] and [`USER_INDEX`] replace.
+const REPLACED_INDEXES: [&str; 2] = ["orderId_1", "userId_1_createdAt_-1"];
+/// MongoDB's `IndexNotFound` error code.
+const INDEX_NOT_FOUND: i32 = 27;
+
 impl MongoNotificationStore {
     /// Every notification matching `filter`, newest first, within the store timeout.
     async fn newest_first(
@@ -189,7 +198,9 @@ impl MongoNotificationStore {
         }
     }
 
-    /// Creates the indexes: orderId, (userId, createdAt desc), unique eventId. Idempotent.
+    /// Creates the indexes: by order and by user, each newest first (so both reads walk an
+    /// index in the order they return, however large the collection), and unique eventId;
+    /// drops the ones earlier versions made that these replace. Idempotent.
     pub async fn ensure_indexes(&self) -> Result<(), NotificationsError> {
         let index = |keys: Document, name: &str, unique: bool| {
             IndexModel::builder()
@@ -204,17 +215,70 @@ impl MongoNotificationStore {
         };
         self.collection
             .create_indexes([
-                index(doc! { "orderId": 1 }, "orderId_1", false),
                 index(
-                    doc! { "userId": 1, "createdAt": -1 },
-                    "userId_1_createdAt_-1",
+                    doc! { "orderId": 1, "createdAt": -1, "_id": -1 },
+                    ORDER_INDEX,
+                    false,
+                ),
+                index(
+                    doc! { "userId": 1, "createdAt": -1, "_id": -1 },
+                    USER_INDEX,
                     false,
                 ),
                 index(doc! { "eventId": 1 }, "eventId_unique", true),
             ])
             .await
             .map_err(classify)?;
+        let existing = self.index_names().await?;
+        for name in REPLACED_INDEXES
+            .iter()
+            .filter(|n| existing.iter().any(|e| e == *n))
+        {
+            match self.collection.drop_index(*name).await {
+                // Another replica dropped it first.
+                Err(e) if matches!(*e.kind, ErrorKind::Command(ref c) if c.code == INDEX_NOT_FOUND) =>
+                    {}
+                other => other.map_err(classify)?,
+            }
+        }
         Ok(())
+    }
+
+    /// The index the newest-first read of `filter` walks, from the server's query plan
+    /// (`None` for a collection scan).
+    pub async fn index_used(&self, filter: Document) -> Result<Option<String>, NotificationsError> {
+        let explain = doc! {
+            "explain": {
+                "find": self.collection.name(),
+                "filter": filter,
+                "sort": { "createdAt": -1, "_id": -1 },
+            },
+            "verbosity": "queryPlanner",
+        };
+        let plan = self
+            .client
+            .database(self.collection.namespace().db.as_str())
+            .run_command(explain)
+            .await
+            .map_err(classify)?;
+        fn scanned(stage: &Document) -> Option<String> {
+            if stage.get_str("stage") == Ok("IXSCAN") {
+                return stage.get_str("indexName").ok().map(str::to_owned);
+            }
+            let inputs = stage.get_document("inputStage").into_iter().chain(
+                stage
+                    .get_array("inputStages")
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| s.as_document()),
+            );
+            inputs.into_iter().find_map(scanned)
+        }
+        Ok(plan
+            .get_document("queryPlanner")
+            .and_then(|q| q.get_document("winningPlan"))
+            .ok()
+            .and_then(scanned))
     }
 
     /// Names of the collection's indexes.

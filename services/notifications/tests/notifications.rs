@@ -10,6 +10,7 @@ use chrono::Utc;
 use lapin::options::{BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::types::AMQPValue;
 use lapin::{BasicProperties, Channel};
+use mongodb::bson::doc;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, OrderCreatedV1, QueueType};
 use shopmesh_identity::{AccessToken, Role};
@@ -21,7 +22,8 @@ use shopmesh_notifications::events::{
 };
 use shopmesh_notifications::redrive::redrive;
 use shopmesh_notifications::store::{
-    InsertOutcome, MongoNotificationStore, NotificationStore, StoredNotification,
+    InsertOutcome, MongoNotificationStore, NotificationStore, ORDER_INDEX, StoredNotification,
+    USER_INDEX,
 };
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
@@ -399,9 +401,15 @@ async fn published_events_become_notifications_readable_over_grpc() {
         "{metrics}"
     );
     let indexes = h.mongo.index_names().await.unwrap();
-    for name in ["orderId_1", "userId_1_createdAt_-1", "eventId_unique"] {
+    for name in [ORDER_INDEX, USER_INDEX, "eventId_unique"] {
         assert!(indexes.iter().any(|i| i == name), "{name} in {indexes:?}");
     }
+    // Both queries walk their compound index, which holds the newest-first order, so a page
+    // costs the same however many notifications there are.
+    let by_order = h.mongo.index_used(doc! { "orderId": 1_i64 }).await.unwrap();
+    assert_eq!(by_order.as_deref(), Some(ORDER_INDEX));
+    let by_user = h.mongo.index_used(doc! { "userId": 1_i64 }).await.unwrap();
+    assert_eq!(by_user.as_deref(), Some(USER_INDEX));
     h.stop().await;
 }
 
@@ -1185,4 +1193,48 @@ async fn classic_queues_remain_available_by_configuration() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("RABBITMQ_QUEUE_TYPE"), "{err}");
+}
+
+/// A deployment made by an earlier version has the single-field order index and the user
+/// index without `_id`; starting this version replaces them rather than keeping both.
+#[tokio::test]
+async fn indexes_an_earlier_version_made_are_replaced() {
+    let database = format!("notif_replaced_{}", std::process::id());
+    let client = mongodb::Client::with_uri_str(mongo_url()).await.unwrap();
+    let collection = client
+        .database(&database)
+        .collection::<mongodb::bson::Document>("notifications");
+    for (keys, name) in [
+        (doc! { "orderId": 1 }, "orderId_1"),
+        (
+            doc! { "userId": 1, "createdAt": -1 },
+            "userId_1_createdAt_-1",
+        ),
+    ] {
+        let options = mongodb::options::IndexOptions::builder()
+            .name(name.to_owned())
+            .build();
+        collection
+            .create_index(
+                mongodb::IndexModel::builder()
+                    .keys(keys)
+                    .options(options)
+                    .build(),
+            )
+            .await
+            .unwrap();
+    }
+    let store = MongoNotificationStore::connect(&mongo_url(), &database, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.ensure_indexes().await.unwrap();
+    store.ensure_indexes().await.unwrap();
+    let mut names = store.index_names().await.unwrap();
+    names.sort();
+    assert_eq!(
+        names,
+        ["_id_", "eventId_unique", ORDER_INDEX, USER_INDEX],
+        "old indexes dropped, new ones made, twice without error"
+    );
+    store.drop_database().await.unwrap();
 }
