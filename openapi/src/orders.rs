@@ -428,11 +428,12 @@ impl OrdersEndpoints {
     pub fn contract_endpoint() -> impl poem::Endpoint {
         crate::runtime::contract_endpoint(CONTRACT_JSON)
     }
-    /// Swagger UI for `service`, showing the committed contract.
-    pub fn swagger_ui(
-        service: &poem_openapi::OpenApiService<Self, ()>,
-    ) -> impl poem::Endpoint + use<> {
-        crate::runtime::swagger_ui(service, CONTRACT_JSON)
+    /// Swagger UI showing the committed contract; the page is built on its first request.
+    pub fn swagger_ui() -> impl poem::Endpoint {
+        crate::runtime::swagger_ui(
+            || Self::new(std::sync::Arc::new(Unimplemented)).into_service(),
+            CONTRACT_JSON,
+        )
     }
     /// The document poem-openapi derives from these routes, for tests to check against
     /// the contract (it must promise the same).

@@ -104,7 +104,7 @@ impl Gateway {
         let rest = GatewayEndpoints::new(Arc::new(api::GatewayRest::new(self.backends.clone())))
             .into_service();
         let spec = GatewayEndpoints::contract_endpoint();
-        let docs = GatewayEndpoints::swagger_ui(&rest);
+        let docs = GatewayEndpoints::swagger_ui();
         let limit = RateLimit(self.limiter.clone());
         // Pages and the spec are not API calls: loading them must not eat a client's quota.
         let routes = pages::routes(self.config.http.metrics_port)

@@ -43,7 +43,7 @@ pub fn app(
     let service = OrdersEndpoints::new(Arc::new(api::OrdersService::new(store.clone(), users)))
         .into_service();
     let spec = OrdersEndpoints::contract_endpoint();
-    let docs = OrdersEndpoints::swagger_ui(&service);
+    let docs = OrdersEndpoints::swagger_ui();
     let ready_store = store.clone();
     let checks = vec![ReadinessCheck::new("mysql", move || {
         let s = ready_store.clone();

@@ -49,7 +49,7 @@ pub fn app(
     let service = UsersEndpoints::new(Arc::new(api::UsersService::new(store.clone(), accounts)))
         .into_service();
     let spec = UsersEndpoints::contract_endpoint();
-    let docs = UsersEndpoints::swagger_ui(&service);
+    let docs = UsersEndpoints::swagger_ui();
     let cache = store.cache().clone();
     let checks = vec![ReadinessCheck::new("mysql", move || {
         let s = store.clone();
