@@ -265,6 +265,14 @@ impl RedisCache {
             == Some(1)
     }
 
+    /// A connection of its own for subscribing to channels, made within the timeout.
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, String> {
+        tokio::time::timeout(self.inner.timeout, self.inner.client.get_async_pubsub())
+            .await
+            .map_err(|_| "connect timed out".to_owned())?
+            .map_err(|e| e.to_string())
+    }
+
     /// `PING`, for readiness.
     pub async fn ping(&self) -> Result<(), String> {
         match self.run::<String>(&redis::cmd("PING")).await {

@@ -15,6 +15,8 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod metrics;
+#[cfg(feature = "cache")]
+pub mod near_cache;
 pub mod problem;
 pub mod retry;
 pub mod service;

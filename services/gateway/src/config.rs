@@ -5,6 +5,7 @@ use std::time::Duration;
 use shopmesh_common::auth::AuthConfig;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, redis_url};
 use shopmesh_common::http::HttpConfig;
+use shopmesh_common::near_cache::UserMemoryConfig;
 
 /// Everything the gateway needs to start.
 #[derive(Debug, Clone)]
@@ -32,8 +33,12 @@ pub struct GatewayConfig {
     /// (`ORDER_MEMORY_CACHE_ENTRIES`, 10000; 0 turns it off). Orders never change once placed,
     /// so a remembered order is never stale.
     pub order_memory_entries: u64,
-    /// TTL of cached users (`USER_CACHE_TTL_SECS`, 30).
+    /// Longest a user stays in process memory (`USER_CACHE_TTL_SECS`, 30). A safety net only:
+    /// a user is dropped as soon as the users service announces a change.
     pub user_cache_ttl: Duration,
+    /// Users kept in process memory and the channel their changes are announced on
+    /// (`USER_MEMORY_CACHE_ENTRIES`, `USER_CHANGES_CHANNEL`).
+    pub user_memory: UserMemoryConfig,
     /// How long "no such user" is remembered (`NOT_FOUND_CACHE_TTL_SECS`, 5; 0 turns it off),
     /// so lookups of ids that do not exist cannot make a users call every time.
     pub not_found_cache_ttl: Duration,
@@ -175,6 +180,7 @@ impl GatewayConfig {
             order_cache_ttl: secs("ORDER_CACHE_TTL_SECS", 300)?,
             order_memory_entries: env.parse_or("ORDER_MEMORY_CACHE_ENTRIES", 10_000)?,
             user_cache_ttl: secs("USER_CACHE_TTL_SECS", 30)?,
+            user_memory: UserMemoryConfig::from_env(env)?,
             not_found_cache_ttl: secs("NOT_FOUND_CACHE_TTL_SECS", 5)?,
             cache_prefix: env.string_or("CACHE_PREFIX", ""),
             rate_limit: RateLimitConfig {

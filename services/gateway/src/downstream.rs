@@ -1,9 +1,13 @@
 //! Calls to the services behind the gateway, only through their generated clients, each with a
-//! timeout and the caller's own token, plus the gateway's Redis response cache (`order:{id}`
-//! 300 s, users 30 s) and, for orders, which never change once placed, a tier in process
-//! memory in front of it. The services decide who may see what; a cached answer is checked
-//! against the same rule before it is served, so the cache never hands one user another's
-//! data.
+//! timeout and the caller's own token, plus caches of their answers:
+//! - orders, which never change once placed: in process memory, then in Redis (`order:{id}`,
+//!   300 s);
+//! - users: in process memory, dropped when the users service announces a change (see
+//!   [`shopmesh_common::near_cache`]); the shared tier behind it is the users service's own;
+//! - "no such user": in Redis for a few seconds (`gateway:user:{id}`).
+//!
+//! The services decide who may see what; a cached answer is checked against the same rule
+//! before it is served, so the cache never hands one user another's data.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -11,6 +15,7 @@ use std::time::Duration;
 
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use shopmesh_common::cache::RedisCache;
+use shopmesh_common::near_cache::NearCache;
 use shopmesh_common::telemetry;
 use shopmesh_identity::{AuthError, Principal};
 use shopmesh_openapi::orders::{self, OrdersClient};
@@ -47,9 +52,10 @@ pub struct Backends {
     /// Orders this gateway has seen, by id (`None` when turned off).
     memory: Option<moka::sync::Cache<i64, orders::Order>>,
     memory_hits: AtomicU64,
+    /// Users, coherent with the users service's announcements.
+    user_memory: NearCache<i64, users::User>,
     timeout: Duration,
     order_ttl: Duration,
-    user_ttl: Duration,
     not_found_ttl: Duration,
     prefix: String,
     breakers: Breakers,
@@ -140,6 +146,8 @@ impl Backends {
             .timeout(config.downstream_timeout)
             .connect_timeout(config.downstream_timeout)
             .connect_lazy();
+        let user_memory = NearCache::new(config.user_memory.entries, config.user_cache_ttl);
+        user_memory.follow(cache.clone(), config.user_memory.channel.clone());
         Ok(Self {
             orders: OrdersClient::with_http_client(&config.order_service_url, http.clone())
                 .with_request_hook(downstream_hook()),
@@ -155,9 +163,9 @@ impl Backends {
                     .build()
             }),
             memory_hits: AtomicU64::new(0),
+            user_memory,
             timeout: config.downstream_timeout,
             order_ttl: config.order_cache_ttl,
-            user_ttl: config.user_cache_ttl,
             not_found_ttl: config.not_found_cache_ttl,
             prefix: config.cache_prefix.clone(),
             breakers: Breakers {
@@ -183,6 +191,11 @@ impl Backends {
     /// Order reads served from process memory.
     pub fn memory_hits(&self) -> u64 {
         self.memory_hits.load(Ordering::Relaxed)
+    }
+
+    /// User reads served from process memory.
+    pub fn user_memory_hits(&self) -> u64 {
+        self.user_memory.hits()
     }
 
     fn remember(&self, order: &orders::Order) {
@@ -295,22 +308,18 @@ impl Backends {
             .await
     }
 
-    /// One user, from a short-lived cache when present.
+    /// One user, from process memory when present.
     /// A cached "no such user" expires after `NOT_FOUND_CACHE_TTL_SECS`; creating the user
     /// through the gateway replaces it at once.
     pub async fn user(&self, caller: &Principal, id: i64) -> Result<users::User, GatewayError> {
         caller.check_access(id)?;
+        if let Some(user) = self.user_memory.get(&id) {
+            return Ok(user);
+        }
+        let ticket = self.user_memory.ticket();
         let key = self.user_key(id);
-        match self.cache.get(&key).await.as_deref() {
-            Some(NOT_FOUND) => {
-                return Err(GatewayError::NotFound(format!("user {id} does not exist")));
-            }
-            Some(text) => {
-                if let Some(user) = decode::<users::User>(text) {
-                    return Ok(user);
-                }
-            }
-            None => {}
+        if self.cache.get(&key).await.as_deref() == Some(NOT_FOUND) {
+            return Err(GatewayError::NotFound(format!("user {id} does not exist")));
         }
         let fetched = self
             .breakers
@@ -332,14 +341,13 @@ impl Backends {
             }
             other => other?,
         };
-        if let Some(text) = encode(&user) {
-            self.cache.set(&key, &text, self.user_ttl).await;
-        }
+        self.user_memory.fill(ticket, id, user.clone());
         Ok(user)
     }
 
-    /// Registers a user and caches it.
+    /// Registers a user, forgets that the id was missing, and keeps the user in memory.
     pub async fn create_user(&self, request: users::NewUser) -> Result<users::User, GatewayError> {
+        let ticket = self.user_memory.ticket();
         let user = self
             .breakers
             .users
@@ -348,11 +356,8 @@ impl Backends {
                 self.users.create_user(&request).await.map_err(users_error)
             })
             .await?;
-        if let Some(text) = encode(&user) {
-            self.cache
-                .set(&self.user_key(user.id), &text, self.user_ttl)
-                .await;
-        }
+        self.cache.delete(&self.user_key(user.id)).await;
+        self.user_memory.fill(ticket, user.id, user.clone());
         Ok(user)
     }
 

@@ -132,6 +132,8 @@ impl Gateway {
                     .absolute(n.load(Ordering::Relaxed));
             }
             metrics::counter!("gateway_order_memory_hits_total").absolute(backends.memory_hits());
+            metrics::counter!("gateway_user_memory_hits_total")
+                .absolute(backends.user_memory_hits());
             metrics::counter!("gateway_rate_limited_total")
                 .absolute(limiter.stats.rejected.load(Ordering::Relaxed));
             metrics::counter!("gateway_rate_limit_shared_unavailable_total")

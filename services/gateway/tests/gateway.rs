@@ -92,6 +92,13 @@ impl Backend {
                 "CACHE_PREFIX",
                 format!("{}:", unique("gw")),
             )
+            // Where the users service announces changes (after the stack's prefix, not the
+            // gateway's own).
+            .set_for(
+                Service::Gateway,
+                "USER_CHANGES_CHANNEL",
+                format!("{}user.changed", self.stack.names.cache_prefix),
+            )
             .set_for(Service::Gateway, "RATE_LIMIT_MAX", "10000")
             .set_for(Service::Gateway, "TRUST_FORWARDED_FOR", "true")
             .env_for(Service::Gateway)
@@ -707,6 +714,90 @@ async fn an_order_seen_once_is_served_from_memory_without_redis_or_orders() {
     let stranger = backend.token(77, Role::User);
     assert!(client.get_order(&stranger, placed.id).await.is_err());
     gw.server.stop().await;
+    backend.stop().await;
+}
+
+/// How soon after `PUT /users/{id}` is acknowledged every replica must serve the new value
+/// (the bound the README documents for the user caches).
+const USER_CHANGE_BOUND: Duration = Duration::from_millis(100);
+
+/// A user updated at one users replica: every gateway and the other users replica serve the
+/// new name within [`USER_CHANGE_BOUND`] of the acknowledgement, although each cached the old
+/// one (the gateways' cache TTL is 30 s) and nothing reads through to MySQL.
+#[tokio::test]
+async fn a_user_update_reaches_every_gateway_and_users_replica_within_the_bound() {
+    let backend = Backend::start().await;
+    let gateways = [
+        Running::start(&backend, backend.config()).await,
+        Running::start(&backend, backend.config()).await,
+    ];
+    let other_users = build_service::<shopmesh_users::Application>(
+        &backend.stack.env_for(Service::Users).unwrap(),
+        |c| c.port = 0,
+    )
+    .await;
+    let other_users = testkit::Running::start(other_users).await;
+    let admin = testkit::authed_http(&backend.token(ADMIN_ID, Role::Admin));
+    let name_at = |url: String| {
+        let admin = admin.clone();
+        async move {
+            let body: Value = admin.get(url).send().await.unwrap().json().await.unwrap();
+            body["name"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let readers: Vec<String> = gateways
+        .iter()
+        .map(|g| format!("{}/api/users/2", g.server.base_url))
+        .chain([
+            format!("{}/users/2", backend.users.base_url),
+            format!("{}/users/2", other_users.base_url),
+        ])
+        .collect();
+    let mut worst = Duration::ZERO;
+    for round in 0..5 {
+        for url in &readers {
+            name_at(url.clone()).await; // each replica holds the current name
+        }
+        let name = format!("Bob, round {round}");
+        let writer = [&backend.users.base_url, &other_users.base_url][round % 2];
+        let updated = admin
+            .put(format!("{writer}/users/2"))
+            .json(&json!({"name": name, "email": "bob@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(updated.status(), 200);
+        let acknowledged = Instant::now();
+        for url in &readers {
+            loop {
+                if name_at(url.clone()).await == name {
+                    break;
+                }
+                let stale = acknowledged.elapsed();
+                assert!(
+                    stale <= Duration::from_secs(2),
+                    "round {round}: {url} still serves the old name {stale:?} after the update"
+                );
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        worst = worst.max(acknowledged.elapsed());
+    }
+    println!("every replica served the update within {worst:?}");
+    for g in &gateways {
+        assert!(
+            g.gateway.backends.user_memory_hits() > 0,
+            "the gateways served users from memory between the updates"
+        );
+    }
+    assert!(
+        worst <= USER_CHANGE_BOUND,
+        "stale for {worst:?}, beyond {USER_CHANGE_BOUND:?}"
+    );
+    for g in gateways {
+        g.server.stop().await;
+    }
+    other_users.stop().await;
     backend.stop().await;
 }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use shopmesh_common::auth::AuthConfig;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url, redis_url};
 use shopmesh_common::http::HttpConfig;
+use shopmesh_common::near_cache::UserMemoryConfig;
 use shopmesh_identity::{KeyRing, SigningKey, TokenPolicy};
 
 /// Where the signing key comes from.
@@ -171,6 +172,8 @@ pub struct UsersConfig {
     /// Prefix of the cache keys (`CACHE_PREFIX`, empty: keys are `user:{id}`). Set it when
     /// several deployments with different databases share one Redis.
     pub cache_prefix: String,
+    /// The tier in process memory in front of Redis, and where changes are announced.
+    pub memory: UserMemoryConfig,
     /// Which tokens are accepted (the platform's, verified with the local keys, and an
     /// optional external issuer's).
     pub auth: AuthConfig,
@@ -191,6 +194,7 @@ impl UsersConfig {
             cache_ttl: Duration::from_secs(env.parse_or("USER_CACHE_TTL_SECS", 600)?),
             redis_timeout: Duration::from_millis(env.parse_or("REDIS_TIMEOUT_MS", 250)?),
             cache_prefix: env.string_or("CACHE_PREFIX", ""),
+            memory: UserMemoryConfig::from_env(env)?,
             auth: AuthConfig::from_env(env)?,
             accounts: AccountsConfig::from_env(env)?,
         })

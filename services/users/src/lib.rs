@@ -51,11 +51,15 @@ pub fn app(
     let spec = UsersEndpoints::contract_endpoint();
     let docs = UsersEndpoints::swagger_ui();
     let cache = store.cache().clone();
+    let memory = store.clone();
     let checks = vec![ReadinessCheck::new("mysql", move || {
         let s = store.clone();
         async move { s.ping().await.map_err(|e| e.to_string()) }
     })];
-    let collectors: Vec<Collector> = vec![Arc::new(move || cache_metrics("users", &cache))];
+    let collectors: Vec<Collector> = vec![Arc::new(move || {
+        cache_metrics("users", &cache);
+        metrics::counter!("users_memory_hits_total").absolute(memory.memory_hits());
+    })];
     http::standard(
         "users",
         health::operations(
@@ -124,7 +128,8 @@ impl Service for Application {
             cache,
             config.cache_ttl,
         )?
-        .with_key_prefix(config.cache_prefix.clone());
+        .with_key_prefix(config.cache_prefix.clone())
+        .with_memory(&config.memory);
         let keys = Arc::new(config.accounts.keys.load()?);
         let verifier = config.auth.verifier_with_keys(keys.clone());
         let issuer = TokenIssuer::new(keys, config.accounts.policy.clone());

@@ -1,10 +1,13 @@
-//! Users in MySQL, read through a Redis cache-aside layer.
+//! Users in MySQL, read through a Redis cache-aside layer and, in front of it, a tier in
+//! process memory that every replica keeps coherent by following the changes the writers
+//! announce (see [`shopmesh_common::near_cache`]).
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopmesh_common::cache::RedisCache;
+use shopmesh_common::near_cache::{ChangeChannel, NearCache, UserMemoryConfig};
 use shopmesh_identity::Role;
 use sqlx::MySqlPool;
 
@@ -91,13 +94,15 @@ fn duplicate_email(e: &sqlx::Error) -> bool {
             .is_some_and(|d| d.message().contains("uq_users_email"))
 }
 
-/// Users with cache-aside reads and refresh-on-write.
+/// Users with cache-aside reads and refresh-on-write, announcing every write.
 #[derive(Clone)]
 pub struct UserStore {
     pool: MySqlPool,
     cache: RedisCache,
     ttl: Duration,
     key_prefix: String,
+    memory: NearCache<i64, UserRecord>,
+    changes: ChangeChannel,
 }
 
 impl UserStore {
@@ -115,7 +120,23 @@ impl UserStore {
             cache,
             ttl,
             key_prefix: String::new(),
+            memory: NearCache::new(0, ttl),
+            changes: ChangeChannel::new("user.changed"),
         })
+    }
+
+    /// Keeps users in process memory too, coherent with every other replica's writes (each
+    /// announced on `config.channel`), and announces this store's writes there.
+    pub fn with_memory(mut self, config: &UserMemoryConfig) -> Self {
+        self.memory = NearCache::new(config.entries, self.ttl);
+        self.changes = config.channel.clone();
+        self.memory.follow(self.cache.clone(), self.changes.clone());
+        self
+    }
+
+    /// Reads served from process memory.
+    pub fn memory_hits(&self) -> u64 {
+        self.memory.hits()
     }
 
     /// Namespaces cache keys (`{prefix}user:{id}`), so several stores can share one Redis.
@@ -152,11 +173,26 @@ impl UserStore {
         }
     }
 
-    /// One user: from Redis when cached, else from MySQL (then cached).
+    /// After a committed write: Redis holds the new row, then this replica forgets the old
+    /// one and every other replica is told to, before the write is acknowledged.
+    async fn announce(&self, user: &UserRecord) {
+        self.remember(user).await;
+        self.memory.forget(&user.id);
+        self.changes.announce(&self.cache, user.id).await;
+    }
+
+    /// One user: from process memory, else from Redis, else from MySQL (then cached).
     pub async fn get(&self, id: i64) -> Result<UserRecord, UsersError> {
+        if let Some(user) = self.memory.get(&id) {
+            return Ok(user);
+        }
+        let ticket = self.memory.ticket();
         if let Some(json) = self.cache.get_versioned(&self.cache_key(id)).await {
-            match serde_json::from_str(&json) {
-                Ok(user) => return Ok(user),
+            match serde_json::from_str::<UserRecord>(&json) {
+                Ok(user) => {
+                    self.memory.fill(ticket, id, user.clone());
+                    return Ok(user);
+                }
                 Err(e) => tracing::warn!(error = %e, id, "ignoring unreadable cache entry"),
             }
         }
@@ -166,6 +202,7 @@ impl UserStore {
             .await?;
         let user = UserRecord::from(row.ok_or(UsersError::NotFound(id))?);
         self.remember(&user).await;
+        self.memory.fill(ticket, id, user.clone());
         Ok(user)
     }
 
@@ -181,7 +218,7 @@ impl UserStore {
             .await?;
         tx.commit().await?;
         let user = UserRecord::from(row);
-        self.remember(&user).await;
+        self.announce(&user).await;
         Ok(user)
     }
 

@@ -20,9 +20,11 @@ use shopmesh_testkit::stack::{Balancer, Output, Processes, spawn_replicas};
 use shopmesh_testkit::{Ports, Service, Stack, authed_http, eventually, remove_names, token};
 
 const ORDERS: u64 = 2_000;
-/// How long a gateway may serve a user it cached before an update (`USER_CACHE_TTL_SECS`, set
-/// low here; 30 s by default).
-const USER_CACHE_TTL_SECS: u64 = 2;
+/// How long a replica may serve a user after an update was acknowledged, as measured here
+/// through the balancers on a loaded machine (the 100 ms bound itself is tested without load
+/// in the gateway's tests). The caches' TTLs are the defaults (30 s and 600 s): only the
+/// users service's change announcements can meet this.
+const USER_STALE_BOUND: Duration = Duration::from_secs(1);
 
 /// A counter of one replica's `/metrics`, summed over its label sets (0 when absent).
 async fn counter(http: &reqwest::Client, url: &str, name: &str, labels: &str) -> f64 {
@@ -115,12 +117,7 @@ impl Replicas {
 async fn start() -> Replicas {
     let front = process_stack()
         .set("RATE_LIMIT_MAX", "10")
-        .set("RATE_LIMIT_MAX_USER", "1000000")
-        .set_for(
-            Service::Gateway,
-            "USER_CACHE_TTL_SECS",
-            USER_CACHE_TTL_SECS.to_string(),
-        );
+        .set("RATE_LIMIT_MAX_USER", "1000000");
     let replicas = [
         front.replica(Ports::free().unwrap()),
         front.replica(Ports::free().unwrap()),
@@ -330,7 +327,7 @@ async fn two_replicas_of_everything_lose_and_duplicate_nothing_while_replicas_ar
     );
 
     // A user updated on one users replica: the other users replica answers the new name at
-    // once (the cache is shared and refreshed on write); each gateway within its cache TTL.
+    // once, and each gateway within the bound (each drops the user when it hears the change).
     let admin = authed_http(&token(&platform.front, 4, Role::Admin));
     let read_name = |url: String| {
         let admin = admin.clone();
@@ -377,7 +374,7 @@ async fn two_replicas_of_everything_lose_and_duplicate_nothing_while_replicas_ar
     let stale_for = written.elapsed();
     println!("scale: gateways served the old name for at most {stale_for:?}");
     assert!(
-        stale_for <= Duration::from_secs(USER_CACHE_TTL_SECS) + Duration::from_millis(500),
+        stale_for <= USER_STALE_BOUND,
         "stale beyond the documented bound: {stale_for:?}"
     );
 
