@@ -1,8 +1,10 @@
-//! `cargo xtask bench`: starts release builds of the four services (and a bare poem baseline
-//! server) as separate processes on bench-only ports and names, runs the load generator
-//! against them, and adds each process's idle and peak RSS. Then it measures the gateway's
-//! scenarios again with one and with two replicas of every service. Prints tables and writes
-//! `bench/results/latest.json`. Not part of the test command.
+//! `cargo xtask bench [--seconds N] [--runs N] [--data-size N]`: starts release builds of the
+//! four services (and a bare poem baseline server) as separate processes on bench-only ports
+//! and names (their databases dropped first), runs the load generator's suite against them
+//! (HTTP through `wrk`, installed when missing), and adds each process's idle and peak RSS.
+//! Then it measures the gateway's scenarios again with one and with two replicas of every
+//! service. Prints tables and writes `bench/results/latest.json` with the machine and build,
+//! then `summary.md` and `chart.svg` next to it. Not part of the test command.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,14 +48,74 @@ fn wait_ready(name: &str, port: u16, child: &mut Child) -> Result<()> {
 /// Where the load generator's Redis proxy listens (the bench ports are 3100-3104, 3199).
 const REDIS_PROXY_PORT: u16 = 3198;
 
-/// Runs the benchmarks; `--seconds N` sets each scenario's measured duration (default 5).
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    let seconds = args
-        .iter()
-        .position(|a| a == "--seconds")
+/// The value after `flag` in `args`, or `default`.
+fn arg(args: &[String], flag: &str, default: &str) -> String {
+    args.iter()
+        .position(|a| a == flag)
         .and_then(|i| args.get(i + 1))
         .cloned()
-        .unwrap_or_else(|| "5".into());
+        .unwrap_or_else(|| default.into())
+}
+
+/// Output of `cmd args`, trimmed; empty when it cannot run.
+fn output_of(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The machine and the build the figures come from.
+fn provenance(root: &Path) -> serde_json::Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("unknown")
+        .trim()
+        .to_owned();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: f64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    let root = root.to_string_lossy();
+    let git = |args: &[&str]| {
+        let mut all = vec!["-C", &root];
+        all.extend_from_slice(args);
+        output_of("git", &all)
+    };
+    serde_json::json!({
+        "date": output_of("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        "machine": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "cpu": cpu,
+            "memory_gib": (mem_kib / 1024.0 / 1024.0).round(),
+            "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
+            "os": std::env::consts::OS,
+        },
+        "build": {
+            "commit": git(&["rev-parse", "--short", "HEAD"]),
+            "dirty": !git(&["status", "--porcelain"]).is_empty(),
+            "profile": "release",
+            "rustc": output_of("rustc", &["-V"]),
+        },
+    })
+}
+
+/// Runs the benchmarks: `--seconds N` sets each measured run's length (default 5), `--runs N`
+/// how many runs each scenario gets (default 3), `--data-size N` how many orders and
+/// notifications the data-size comparison loads (default 1,000,000; 0 skips it).
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let seconds = arg(args, "--seconds", "5");
+    let runs = arg(args, "--runs", "3");
+    let data_size = arg(args, "--data-size", "1000000");
+    let wrk = crate::tools::wrk()?;
+    let redis_benchmark = crate::tools::redis_benchmark()?;
     println!("bench: building release binaries");
     up::build_services(true, &["shopmesh-loadgen"])?;
     for dep in infra::core_dependencies() {
@@ -72,10 +134,34 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         }
     };
     let release = root.join("target/release");
+    let scratch = root.join("target/xtask/bench");
+    std::fs::create_dir_all(&scratch)?;
+    // The gateway's Redis goes through the load generator's proxy, which hangs it once.
+    let redis_proxy = format!("127.0.0.1:{REDIS_PROXY_PORT}");
+    let stack = stack(root, &env, 3100, "bench", &mongo_url).set_for(
+        Service::Gateway,
+        "REDIS_URL",
+        format!("redis://{redis_proxy}/"),
+    );
+    let database = |s: Service| -> Result<String> {
+        stack.database_url(s)?.context("the service has a database")
+    };
+    let loadgen = || -> Result<Command> {
+        let mut cmd = Command::new(release.join("loadgen"));
+        cmd.env("BENCH_REDIS_BENCHMARK", &redis_benchmark)
+            .env("BENCH_REDIS_TARGET", up::redis_addr(&env))
+            .env("BENCH_ORDERS_DB", database(Service::Orders)?)
+            .env("BENCH_USERS_DB", database(Service::Users)?)
+            .env("BENCH_MONGO_URL", &mongo_url)
+            .env("BENCH_MONGO_DB", &stack.names.mongo_db);
+        Ok(cmd)
+    };
+    crate::run(loadgen()?.arg("reset")).context("dropping the bench's databases")?;
     let mut children: Vec<(&'static str, u32)> = Vec::new();
     let mut held: Option<Processes> = None;
     let mut baseline_process: Option<Child> = None;
-    let result = (|| -> Result<()> {
+    let path = root.join("bench/results/latest.json");
+    let result = (|| -> Result<serde_json::Value> {
         let mut baseline = Command::new(release.join("loadgen"))
             .args(["serve-baseline", "3199"])
             .stdout(Stdio::null())
@@ -84,13 +170,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         wait_ready("baseline", 3199, &mut baseline)?;
         children.push(("baseline", baseline.id()));
         baseline_process = Some(baseline);
-        // The gateway's Redis goes through the load generator's proxy, which scenario 2b hangs.
-        let redis_proxy = format!("127.0.0.1:{REDIS_PROXY_PORT}");
-        let stack = stack(root, &env, 3100, "bench", &mongo_url).set_for(
-            Service::Gateway,
-            "REDIS_URL",
-            format!("redis://{redis_proxy}/"),
-        );
         let services = start(&stack, &release)?;
         children.extend(services.pids().into_iter().map(|(s, pid)| (s.name(), pid)));
         held = Some(services);
@@ -100,18 +179,20 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .map(|(n, pid)| (*n, rss_kib(*pid).0))
             .collect();
 
-        let dir = root.join("bench/results");
-        std::fs::create_dir_all(&dir)?;
-        let raw = dir.join("latest.json.tmp");
+        let raw = scratch.join("suite.json");
         crate::run(
-            Command::new(release.join("loadgen"))
+            loadgen()?
                 .env("BENCH_BASELINE_URL", "http://127.0.0.1:3199")
                 .env("BENCH_GATEWAY_URL", stack.url(Service::Gateway))
+                .env("BENCH_USERS_URL", stack.url(Service::Users))
                 .env("BENCH_ORDERS_URL", stack.url(Service::Orders))
                 .env("BENCH_GRPC_URL", stack.grpc_url())
                 .env("BENCH_REDIS_PROXY", &redis_proxy)
-                .env("BENCH_REDIS_TARGET", up::redis_addr(&env))
+                .env("BENCH_WRK", &wrk)
+                .env("BENCH_SCRATCH", &scratch)
                 .env("BENCH_SECONDS", &seconds)
+                .env("BENCH_RUNS", &runs)
+                .env("BENCH_DATA_SIZE", &data_size)
                 .env("BENCH_OUTPUT", &raw),
         )?;
         let peak: BTreeMap<&str, u64> = children
@@ -122,36 +203,23 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             "\n{:<14} {:>14} {:>14}",
             "process", "idle RSS MiB", "peak RSS MiB"
         );
-        let mut rss = Vec::new();
+        let mut rss = serde_json::Map::new();
         for (name, _) in &children {
             let (i, p) = (idle[name] as f64 / 1024.0, peak[name] as f64 / 1024.0);
             println!("{name:<14} {i:>14.1} {p:>14.1}");
-            rss.push(format!(
-                "\"{name}\": {{\"idle_mib\": {i:.1}, \"peak_mib\": {p:.1}}}"
-            ));
+            rss.insert(
+                (*name).to_owned(),
+                serde_json::json!({"idle_mib": (i * 10.0).round() / 10.0, "peak_mib": (p * 10.0).round() / 10.0}),
+            );
         }
-        let report = std::fs::read_to_string(&raw)?;
-        let report = report
-            .trim_end()
-            .strip_suffix('}')
-            .context("loadgen wrote a JSON object")?;
-        let machine = format!(
-            "\"machine\": {{\"cores\": {}, \"os\": \"{}\"}}",
-            std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
-            std::env::consts::OS
-        );
-        std::fs::write(
-            dir.join("latest.json"),
-            format!(
-                "{report},\n  \"rss\": {{{}}},\n  {machine}\n}}\n",
-                rss.join(", ")
-            ),
-        )?;
-        std::fs::remove_file(&raw)?;
-        println!("\nbench: results in bench/results/latest.json");
-        Ok(())
+        let mut report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&raw)?)?;
+        report["rss"] = rss.into();
+        if let (Some(report), serde_json::Value::Object(about)) =
+            (report.as_object_mut(), provenance(root))
+        {
+            report.extend(about);
+        }
+        Ok(report)
     })();
     if let Some(services) = held {
         services.stop(Duration::from_secs(15));
@@ -160,15 +228,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         let _ = b.kill();
         let _ = b.wait();
     }
-    let result = result.and_then(|()| {
+    let result = result.and_then(|mut report| {
         let scale = replica_counts(root, &env, &mongo_url, &seconds)?;
-        let path = root.join("bench/results/latest.json");
-        let report = std::fs::read_to_string(&path)?;
-        let report = report
-            .trim_end()
-            .strip_suffix('}')
-            .context("the report is a JSON object")?;
-        std::fs::write(&path, format!("{report},\n  \"scale\": {scale}\n}}\n"))?;
+        report["scale"] = serde_json::from_str(&scale)?;
+        std::fs::create_dir_all(root.join("bench/results"))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
+        crate::run(
+            Command::new(release.join("loadgen"))
+                .arg("report")
+                .arg(&path),
+        )?;
+        println!("\nbench: results in bench/results/latest.json, summary.md, chart.svg");
         Ok(())
     });
     drop(mongo);

@@ -150,3 +150,22 @@ pub fn node_packages(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Debian's `wrk`, the HTTP load generator of the bench; installs it when missing.
+pub fn wrk() -> Result<PathBuf> {
+    let bin = PathBuf::from("/usr/bin/wrk");
+    if !bin.exists() {
+        apt_install("wrk").context("the bench drives HTTP with Debian's wrk")?;
+    }
+    Ok(bin)
+}
+
+/// `redis-benchmark` (Debian's `redis-tools`), for the bench's Redis limit; installs it when
+/// missing.
+pub fn redis_benchmark() -> Result<PathBuf> {
+    let bin = PathBuf::from("/usr/bin/redis-benchmark");
+    if !bin.exists() {
+        apt_install("redis-tools").context("the bench measures Redis with redis-benchmark")?;
+    }
+    Ok(bin)
+}

@@ -1,12 +1,20 @@
-//! Load generator for `cargo xtask bench`. Runs each scenario against services that xtask
-//! started as separate (release) processes, prints a table and writes JSON.
+//! Load generator for `cargo xtask bench`. Runs the suite ([`suite`]) against services that
+//! xtask started as separate (release) processes, prints tables and writes JSON. HTTP
+//! scenarios are driven by `wrk` ([`wrk`]); scenarios that need logic (gRPC, event latency,
+//! the stores' own limits) by the closed loop here.
 //!
-//! `loadgen serve-baseline PORT` instead serves the bare poem JSON endpoint used as scenario 1's
-//! server (the same poem build as the services, in a process of its own). `loadgen scale`
-//! measures the replica-count comparison against the gateways in `BENCH_GATEWAY_URLS`, and
-//! `loadgen scale-report RUN...` compares those runs.
+//! `loadgen serve-baseline PORT` instead serves the bare poem JSON endpoint (the same poem
+//! build as the services, in a process of its own). `loadgen scale` measures the replica-count
+//! comparison against the gateways in `BENCH_GATEWAY_URLS`, `loadgen scale-report RUN...`
+//! compares those runs, `loadgen reset` drops the bench's databases, and `loadgen report
+//! FILE` writes the Markdown summary and the chart next to the finished report.
 
+mod limits;
 mod proxy;
+mod report;
+mod seed;
+mod suite;
+mod wrk;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,16 +24,6 @@ use serde_json::{Value, json};
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use shopmesh_proto::shopmesh::notification::v1::notification_service_client::NotificationServiceClient;
 use tokio::sync::Mutex;
-
-/// Where the services under test listen.
-struct Targets {
-    baseline: String,
-    gateway: String,
-    orders: String,
-    grpc: String,
-    /// The gateway's Redis goes through this proxy: (where it listens, the real Redis).
-    redis_proxy: (String, String),
-}
 
 /// One scenario's measurements.
 struct Outcome {
@@ -37,6 +35,20 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// Totals and percentiles, as every driver reports them.
+    fn measured(&self) -> wrk::Measured {
+        let q = |p: f64| self.latency.value_at_quantile(p) as f64 / 1000.0;
+        wrk::Measured {
+            requests: self.requests,
+            errors: self.errors,
+            seconds: self.seconds,
+            rps: self.requests as f64 / self.seconds,
+            p50_ms: q(0.5),
+            p99_ms: q(0.99),
+            p999_ms: q(0.999),
+        }
+    }
+
     fn json(&self) -> Value {
         let q = |p: f64| self.latency.value_at_quantile(p) as f64 / 1000.0;
         json!({
@@ -243,10 +255,16 @@ async fn new_shopper(gateway: &str, email: &str) -> anyhow::Result<(i64, Session
     Ok((id, log_in(gateway, email, PASSWORD).await?))
 }
 
+/// One in this many orders of an event-latency run is also timed as a client sees it.
+const CLIENT_SAMPLE: u32 = 10;
+
 /// Posts orders for `user_id` at `rate` per second for `seconds`, then reads the user's
-/// notifications over gRPC and reports order-created -> notification-stored latency.
+/// notifications over gRPC and reports order-created -> notification-stored latency from the
+/// stores' own timestamps; one order in [`CLIENT_SAMPLE`] is also timed as a client sees it,
+/// from its 201 until `GetNotifications` returns its notification.
 async fn event_latency(
-    t: &Targets,
+    grpc: &str,
+    orders: &str,
     shopper: &Session,
     rate: u32,
     seconds: u32,
@@ -258,9 +276,13 @@ async fn event_latency(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut created = std::collections::HashMap::new();
     let mut pending = Vec::new();
+    let client = match shopper.notifications(grpc).await {
+        Ok(c) => c,
+        Err(e) => return json!({"rate_per_s": rate, "error": e.to_string()}),
+    };
     for i in 0..total {
         ticker.tick().await;
-        let (http, url) = (shopper.http.clone(), t.orders.clone());
+        let (http, url, mut client) = (shopper.http.clone(), orders.to_owned(), client.clone());
         pending.push(tokio::spawn(async move {
             let body = json!({"userId": user_id, "productId": 1 + i64::from(i), "quantity": 1});
             let resp = http
@@ -270,19 +292,36 @@ async fn event_latency(
                 .await
                 .ok()?;
             let order: Value = resp.json().await.ok()?;
+            let acknowledged = Instant::now();
             let at = chrono::DateTime::parse_from_rfc3339(order["createdAt"].as_str()?).ok()?;
-            Some((order["id"].as_i64()?, at.with_timezone(&chrono::Utc)))
+            let id = order["id"].as_i64()?;
+            let mut seen_after = None;
+            if i % CLIENT_SAMPLE == 0 {
+                while acknowledged.elapsed() < Duration::from_secs(30) {
+                    let found = client
+                        .get_notifications(pb::GetNotificationsRequest { order_id: id })
+                        .await
+                        .is_ok_and(|r| !r.into_inner().notifications.is_empty());
+                    if found {
+                        seen_after = Some(acknowledged.elapsed());
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+            Some((id, at.with_timezone(&chrono::Utc), seen_after))
         }));
     }
+    let mut client_view = histogram();
     for p in pending {
-        if let Ok(Some((id, at))) = p.await {
+        if let Ok(Some((id, at, seen_after))) = p.await {
             created.insert(id, at);
+            if let Some(after) = seen_after {
+                let _ = client_view.record(after.as_micros().max(1) as u64);
+            }
         }
     }
-    let mut client = shopper
-        .notifications(&t.grpc)
-        .await
-        .expect("gRPC reachable");
+    let mut client = client;
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut latencies = histogram();
     loop {
@@ -316,223 +355,17 @@ async fn event_latency(
                     let _ = latencies.record(lag_us.max(1) as u64);
                 }
             }
-            let q = |p: f64| latencies.value_at_quantile(p) as f64 / 1000.0;
+            let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
             return json!({
                 "rate_per_s": rate, "sent": total, "accepted": created.len(), "notified": seen.len(),
-                "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": latencies.max() as f64 / 1000.0,
-                "note": "order createdAt (MySQL) to notification sentAt (MongoDB, millisecond precision)"
+                "p50_ms": q(&latencies, 0.5), "p99_ms": q(&latencies, 0.99),
+                "max_ms": latencies.max() as f64 / 1000.0,
+                "client_sampled": client_view.len(),
+                "client_p50_ms": q(&client_view, 0.5), "client_p99_ms": q(&client_view, 0.99),
             });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-/// One GraphQL `order(id)` read through the gateway, as a [`drive`] call.
-fn read_order(
-    http: &reqwest::Client,
-    gateway: &str,
-    id: &str,
-) -> impl Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>
-+ Send
-+ Sync
-+ 'static
-+ use<> {
-    let (h, u, id) = (http.clone(), gateway.to_owned(), id.to_owned());
-    move |_| {
-        let (h, u, id) = (h.clone(), u.clone(), id.clone());
-        Box::pin(async move {
-            graphql(&h, &u, ORDER_QUERY, json!({"id": id}))
-                .await
-                .is_some()
-        })
-    }
-}
-
-async fn run(t: Targets, out: &str, seconds: u64) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(256)
-        .build()?;
-    // Every API call is made as a logged-in demo shopper, as a client would.
-    let alice = log_in(&t.gateway, "alice@example.com", DEMO_PASSWORD).await?;
-    let bob = log_in(&t.gateway, "bob@example.com", DEMO_PASSWORD).await?;
-    let charlie = log_in(&t.gateway, "charlie@example.com", DEMO_PASSWORD).await?;
-    let warm = Duration::from_secs(1);
-    let measure = Duration::from_secs(seconds);
-    let mut outcomes = Vec::new();
-    let redis = proxy::HangingProxy::start(&t.redis_proxy.0, t.redis_proxy.1.clone()).await?;
-    // The gateway found no Redis at the proxy's address until now; its breaker probes it.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let (h, u) = (http.clone(), t.baseline.clone());
-    outcomes.push(
-        drive(
-            "1 baseline: bare poem JSON",
-            32,
-            warm,
-            measure,
-            None,
-            move |_| {
-                let (h, u) = (h.clone(), u.clone());
-                async move {
-                    h.get(format!("{u}/json"))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
-                }
-            },
-        )
-        .await,
-    );
-
-    let order = graphql(
-        &alice.http,
-        &t.gateway,
-        "mutation { createOrder(input: {userId: \"1\", productId: \"1\", quantity: 1}) { id } }",
-        json!({}),
-    )
-    .await
-    .expect("gateway can create an order");
-    let order_id = order["data"]["createOrder"]["id"]
-        .as_str()
-        .unwrap_or("1")
-        .to_owned();
-    outcomes.push(
-        drive(
-            "2 gateway GraphQL order(id), cached",
-            32,
-            warm,
-            measure,
-            None,
-            read_order(&alice.http, &t.gateway, &order_id),
-        )
-        .await,
-    );
-
-    // The same reads while Redis hangs: the cache's breaker must keep them near the
-    // uncached cost, not one Redis timeout (250 ms) each.
-    redis.hang();
-    outcomes.push(
-        drive(
-            "2b gateway order(id), Redis hung",
-            32,
-            warm,
-            measure,
-            None,
-            read_order(&alice.http, &t.gateway, &order_id),
-        )
-        .await,
-    );
-    redis.restore();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-
-    let (h, u) = (bob.http.clone(), t.gateway.clone());
-    outcomes.push(drive("3 gateway GraphQL createOrder, end to end", 16, warm, measure, None, move |i| {
-        let (h, u) = (h.clone(), u.clone());
-        async move {
-            let vars = json!({"i": {"userId": "2", "productId": (i % 100_000 + 1).to_string(), "quantity": 1}});
-            graphql(&h, &u, "mutation($i: CreateOrderInput!) { createOrder(input: $i) { id } }", vars).await.is_some()
-        }
-    }).await);
-
-    let (h, u) = (charlie.http.clone(), t.orders.clone());
-    outcomes.push(
-        drive(
-            "4 orders REST POST /orders",
-            16,
-            warm,
-            measure,
-            None,
-            move |i| {
-                let (h, u) = (h.clone(), u.clone());
-                async move {
-                    let body = json!({"userId": 3, "productId": i % 100_000 + 1, "quantity": 1});
-                    h.post(format!("{u}/orders"))
-                        .json(&body)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().as_u16() == 201)
-                }
-            },
-        )
-        .await,
-    );
-
-    let grpc = alice.notifications(&t.grpc).await?;
-    let probe: i64 = order_id.parse().unwrap_or(1);
-    outcomes.push(
-        drive(
-            "6 notifications gRPC GetNotifications",
-            32,
-            warm,
-            measure,
-            None,
-            move |_| {
-                let mut c = grpc.clone();
-                async move {
-                    c.get_notifications(pb::GetNotificationsRequest { order_id: probe })
-                        .await
-                        .is_ok()
-                }
-            },
-        )
-        .await,
-    );
-
-    let mut events = Vec::new();
-    for rate in [200u32, 500] {
-        let email = format!("bench-{}-{rate}@example.com", std::process::id());
-        let (user_id, shopper) = new_shopper(&t.gateway, &email).await?;
-        events.push(event_latency(&t, &shopper, rate, 5, user_id).await);
-    }
-
-    println!(
-        "\n{:<44} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9}",
-        "scenario", "requests", "errors", "req/s", "p50 ms", "p99 ms", "p99.9 ms"
-    );
-    let rows: Vec<Value> = outcomes.iter().map(Outcome::json).collect();
-    for r in &rows {
-        println!(
-            "{:<44} {:>9} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2}",
-            r["scenario"].as_str().unwrap_or(""),
-            r["requests"].as_u64().unwrap_or(0),
-            r["errors"].as_u64().unwrap_or(0),
-            r["throughput_rps"].as_f64().unwrap_or(0.0),
-            r["p50_ms"].as_f64().unwrap_or(0.0),
-            r["p99_ms"].as_f64().unwrap_or(0.0),
-            r["p999_ms"].as_f64().unwrap_or(0.0)
-        );
-    }
-    println!(
-        "\n{:<44} {:>6} {:>9} {:>9} {:>9} {:>9}",
-        "5 event latency (order -> notification)", "rate", "notified", "p50 ms", "p99 ms", "max ms"
-    );
-    for e in &events {
-        println!(
-            "{:<44} {:>6} {:>9} {:>9.1} {:>9.1} {:>9.1}",
-            "",
-            e["rate_per_s"].as_u64().unwrap_or(0),
-            e["notified"].as_u64().unwrap_or(0),
-            e["p50_ms"].as_f64().unwrap_or(0.0),
-            e["p99_ms"].as_f64().unwrap_or(0.0),
-            e["max_ms"].as_f64().unwrap_or(0.0)
-        );
-    }
-    let ratio = rows[1]["throughput_rps"].as_f64().unwrap_or(0.0)
-        / rows[0]["throughput_rps"].as_f64().unwrap_or(1.0);
-    println!("\ncached order(id) throughput / baseline: {ratio:.2} (target >= 0.5)");
-    let p50 = |row: &Value| row["p50_ms"].as_f64().unwrap_or(0.0);
-    let outage = p50(&rows[2]) / p50(&rows[1]).max(0.001);
-    println!(
-        "order(id) p50 with Redis hung / with Redis: {outage:.2}; errors while hung: {}",
-        rows[2]["errors"]
-    );
-    let report = json!({
-        "http": rows, "event_latency": events, "cached_to_baseline_ratio": ratio,
-        "redis_hung_to_cached_p50_ratio": outage,
-        "measure_seconds": seconds,
-    });
-    std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
-    Ok(())
 }
 
 /// Busy and total jiffies of the whole machine, from `/proc/stat` (zeros where unreadable).
@@ -711,14 +544,43 @@ async fn main() -> anyhow::Result<()> {
             return scale_run(gateways, &get("BENCH_OUTPUT")?, seconds).await;
         }
         Some("scale-report") => return scale_report(&args[1..], &get("BENCH_OUTPUT")?),
+        Some("report") => {
+            let file = args.get(1).ok_or_else(|| anyhow::anyhow!("report FILE"))?;
+            return report::write(std::path::Path::new(file));
+        }
         _ => {}
     }
-    let targets = Targets {
+    let number = |k: &str, default: u64| -> anyhow::Result<u64> {
+        std::env::var(k)
+            .ok()
+            .map(|v| v.parse().map_err(|e| anyhow::anyhow!("{k}: {e}")))
+            .unwrap_or(Ok(default))
+    };
+    let stores = limits::Stores {
+        redis_benchmark: get("BENCH_REDIS_BENCHMARK")?,
+        redis: get("BENCH_REDIS_TARGET")?,
+        orders_db: get("BENCH_ORDERS_DB")?,
+        mongo_url: get("BENCH_MONGO_URL")?,
+        mongo_db: get("BENCH_MONGO_DB")?,
+    };
+    if args.first().map(String::as_str) == Some("reset") {
+        return seed::reset(&stores, &get("BENCH_USERS_DB")?).await;
+    }
+    let targets = suite::Targets {
         baseline: get("BENCH_BASELINE_URL")?,
         gateway: get("BENCH_GATEWAY_URL")?,
+        users: get("BENCH_USERS_URL")?,
         orders: get("BENCH_ORDERS_URL")?,
         grpc: get("BENCH_GRPC_URL")?,
         redis_proxy: (get("BENCH_REDIS_PROXY")?, get("BENCH_REDIS_TARGET")?),
+        stores,
+        wrk: wrk::Wrk::new(
+            get("BENCH_WRK")?,
+            std::path::Path::new(&get("BENCH_SCRATCH")?),
+        )?,
+        runs: number("BENCH_RUNS", 3)? as usize,
+        seconds,
+        data_size: number("BENCH_DATA_SIZE", 1_000_000)?,
     };
-    run(targets, &get("BENCH_OUTPUT")?, seconds).await
+    suite::run(targets, &get("BENCH_OUTPUT")?).await
 }

@@ -379,6 +379,37 @@ impl Stack {
         Ok(env)
     }
 
+    /// The MySQL URL `service` connects with (its `DATABASE_URL`, or one made from its `DB_*`
+    /// variables with the services' defaults); `None` for a service without a database.
+    pub fn database_url(&self, service: Service) -> Result<Option<String>> {
+        if !matches!(service, Service::Users | Service::Orders) {
+            return Ok(None);
+        }
+        let env = self.env_for(service)?;
+        if let Some(url) = env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
+            return Ok(Some(url.clone()));
+        }
+        let get = |k: &str, d: &str| {
+            env.get(k)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| d.to_owned())
+        };
+        let password = get("DB_PASSWORD", "");
+        let user = get("DB_USER", "root");
+        let credentials = if password.is_empty() {
+            user
+        } else {
+            format!("{user}:{password}")
+        };
+        Ok(Some(format!(
+            "mysql://{credentials}@{}:{}/{}",
+            get("DB_HOST", "localhost"),
+            get("DB_PORT", "3306"),
+            get("DB_NAME", "")
+        )))
+    }
+
     /// The first of this stack's ports that something else already listens on, as an error
     /// naming the port and what it is for.
     pub fn check_ports_free(&self) -> Result<()> {
