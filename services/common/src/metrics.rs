@@ -98,6 +98,18 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
         "Order reads the gateway served from process memory, before Redis.",
     ),
     (
+        "gateway_user_memory_hits_total",
+        "User reads the gateway served from process memory (dropped when the users service announces a change).",
+    ),
+    (
+        "gateway_graphql_document_cache_hits_total",
+        "GraphQL requests whose query text the gateway had already parsed.",
+    ),
+    (
+        "users_memory_hits_total",
+        "User reads the users service served from process memory, before Redis.",
+    ),
+    (
         "gateway_rate_limited_total",
         "Requests the gateway refused with 429.",
     ),

@@ -4,13 +4,15 @@
 //!
 //! - [`graphql`] implements the generated `GatewayResolvers` trait; [`api`] the `GatewayApi` trait;
 //! - [`downstream`] calls the services through their generated clients and caches responses;
-//! - [`ratelimit`] limits clients; [`convert`] maps between the contracts of each hop.
+//! - [`ratelimit`] limits clients; [`convert`] maps between the contracts of each hop;
+//! - [`limits`] bounds each operation; [`documents`] keeps parsed query documents.
 
 pub mod api;
 pub mod breaker;
 pub mod client;
 pub mod config;
 pub mod convert;
+pub mod documents;
 pub mod downstream;
 pub mod error;
 pub mod graphql;
@@ -51,6 +53,7 @@ pub struct Gateway {
     pub limiter: Arc<ClientRateLimiter>,
     /// The executable GraphQL schema.
     pub schema: shopmesh_graphql::Schema,
+    documents: documents::ParsedDocuments,
     verifier: TokenVerifier,
     config: Arc<GatewayConfig>,
 }
@@ -67,6 +70,7 @@ impl Gateway {
             config.cache_prefix.clone(),
             verifier.clone(),
         ));
+        let documents = documents::ParsedDocuments::new();
         let mut builder =
             shopmesh_graphql::schema_builder(Arc::new(GatewayGraph::new(backends.clone())))
                 .limit_complexity(config.graphql.max_complexity)
@@ -74,7 +78,9 @@ impl Gateway {
                     max_depth: config.graphql.max_depth,
                     max_root_fields: config.graphql.max_root_fields,
                     max_mutations: config.graphql.max_mutations,
-                });
+                })
+                // Inside the limits, so a cached document is checked like a parsed one.
+                .extension(documents.clone());
         if !config.graphql.introspection {
             builder = builder.disable_introspection();
         }
@@ -82,9 +88,15 @@ impl Gateway {
             backends,
             limiter,
             schema: builder.finish(),
+            documents,
             verifier,
             config: Arc::new(config),
         })
+    }
+
+    /// GraphQL requests whose parsed document was reused.
+    pub fn document_cache_hits(&self) -> u64 {
+        self.documents.hits()
     }
 
     /// Forgets idle rate-limit clients every minute until `shutdown`.
@@ -120,7 +132,10 @@ impl Gateway {
             async move { b.ping(&c).await }
         })];
         let (backends, limiter) = (self.backends.clone(), self.limiter.clone());
+        let documents = self.documents.clone();
         let collectors: Vec<Collector> = vec![Arc::new(move || {
+            metrics::counter!("gateway_graphql_document_cache_hits_total")
+                .absolute(documents.hits());
             cache_metrics("gateway", backends.cache());
             let calls = &backends.calls;
             for (service, n) in [

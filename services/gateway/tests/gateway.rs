@@ -801,6 +801,38 @@ async fn a_user_update_reaches_every_gateway_and_users_replica_within_the_bound(
     backend.stop().await;
 }
 
+/// A query document the gateway has parsed once is not parsed again: the next request with
+/// the same text (other variables) is served from the parsed-document cache, with the same
+/// answer; text that does not parse is never cached and fails alike every time.
+#[tokio::test]
+async fn the_same_query_text_is_parsed_once() {
+    let backend = Backend::start().await;
+    let gw = Running::start(&backend, backend.config()).await;
+    let placed = [gw.placed_order(1, 3).await, gw.placed_order(2, 4).await];
+    let query = "query($id: ID!) { order(id: $id) { id quantity } }";
+    let cached = || gw.gateway.document_cache_hits();
+    let before = cached();
+    for order in &placed {
+        let body = gw.graphql(query, json!({"id": order.id.to_string()})).await;
+        assert_eq!(body["data"]["order"]["id"], order.id.to_string(), "{body}");
+    }
+    assert_eq!(
+        cached() - before,
+        1,
+        "the second request reused the first one's parse"
+    );
+    for _ in 0..2 {
+        let body = gw.graphql("query { order(id: ", json!({})).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "GRAPHQL_PARSE_FAILED"
+        );
+    }
+    assert_eq!(cached() - before, 1, "a parse failure is not cached");
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
 #[tokio::test]
 async fn orders_are_cached_written_through_and_served_without_redis() {
     let backend = Backend::start().await;
