@@ -9,6 +9,7 @@
 //! compares those runs, `loadgen reset` drops the bench's databases, and `loadgen report
 //! FILE` writes the Markdown summary and the chart next to the finished report.
 
+mod cpu;
 mod limits;
 mod proxy;
 mod report;

@@ -100,6 +100,22 @@ fn markdown(r: &Value) -> anyhow::Result<String> {
                 .map_or(String::new(), |t| format!("≥ {t}")),
         )?;
     }
+    if let Some(by) = r["cpu_by_scenario"].as_object() {
+        writeln!(
+            md,
+            "\nWhere the CPU went (cores kept busy, by process, during the last run):\n"
+        )?;
+        for (scenario, used) in by {
+            let busiest: Vec<String> = used
+                .as_array()
+                .into_iter()
+                .flatten()
+                .take(8)
+                .map(|p| format!("{} {:.2}", s(&p["command"]), f(&p["cores"])))
+                .collect();
+            writeln!(md, "- {scenario}: {}", busiest.join(", "))?;
+        }
+    }
     let hung = &r["redis_hung"];
     writeln!(
         md,

@@ -295,6 +295,8 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
             row.runs.push(m);
         }
     };
+    // Where the CPU went during the last run of these scenarios.
+    let mut cpu_by_scenario: BTreeMap<&str, Value> = BTreeMap::new();
     for run in 1..=t.runs {
         println!("bench: run {run} of {}", t.runs);
         // The two reads of MongoDB side by side, once the consumer has stored what the last
@@ -339,10 +341,12 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
             "order_txn",
             scratch.order_transactions(CONNECTIONS, measure).await,
         );
+        let cpu = crate::cpu::CpuSample::start();
         record(
             "order_cached",
             wrk(&t.gateway, &r.order_cached, CONNECTIONS, measure).await?,
         );
+        cpu_by_scenario.insert("order_cached", cpu.finish());
         record(
             "user_cached",
             wrk(&t.users, &r.user_cached, CONNECTIONS, measure).await?,
@@ -351,10 +355,12 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
             "create_order",
             wrk(&t.gateway, &r.create_order, CONNECTIONS, measure).await?,
         );
+        let cpu = crate::cpu::CpuSample::start();
         record(
             "post_orders",
             wrk(&t.orders, &r.post_orders, CONNECTIONS, measure).await?,
         );
+        cpu_by_scenario.insert("post_orders", cpu.finish());
     }
     scratch.drop().await?;
     let table = summarize(&rows, t.runs);
@@ -418,6 +424,22 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
     };
 
     print_table(&table);
+    for (scenario, used) in &cpu_by_scenario {
+        let busiest: Vec<String> = used
+            .as_array()
+            .into_iter()
+            .flatten()
+            .take(8)
+            .map(|p| {
+                format!(
+                    "{} {:.2}",
+                    p["command"].as_str().unwrap_or(""),
+                    p["cores"].as_f64().unwrap_or(0.0)
+                )
+            })
+            .collect();
+        println!("CPU (cores) during {scenario}: {}", busiest.join(", "));
+    }
     println!(
         "\norder(id) with Redis hung: {:.0} req/s, p50 {:.2} ms ({:.2}x normal), {} errors",
         hung.rps,
@@ -486,6 +508,7 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
         "measure_seconds": t.seconds,
         "connections": CONNECTIONS,
         "scenarios": table,
+        "cpu_by_scenario": cpu_by_scenario,
         "redis_hung": outage,
         "curves": curves,
         "event_latency": {
