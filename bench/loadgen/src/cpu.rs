@@ -28,7 +28,16 @@ fn ticks_by_command() -> BTreeMap<String, u64> {
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
             continue;
         };
-        let command = stat[open + 1..close].to_owned();
+        // The kernel cuts `comm` at 15 bytes; the command line's first word is whole.
+        let command = std::fs::read(entry.path().join("cmdline"))
+            .ok()
+            .and_then(|line| {
+                let first = line.split(|b| *b == 0).next()?.to_vec();
+                let first = String::from_utf8(first).ok()?;
+                let base = first.rsplit('/').next()?.to_owned();
+                (!base.is_empty()).then_some(base)
+            })
+            .unwrap_or_else(|| stat[open + 1..close].to_owned());
         let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
         // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after comm.
         let ticks = fields
