@@ -256,6 +256,22 @@ async fn new_shopper(gateway: &str, email: &str) -> anyhow::Result<(i64, Session
     Ok((id, log_in(gateway, email, PASSWORD).await?))
 }
 
+/// Places one order for Alice (user 1) through the gateway, to read back; its id.
+async fn first_order(alice: &Session, gateway: &str) -> anyhow::Result<String> {
+    let order = graphql(
+        &alice.http,
+        gateway,
+        "mutation { createOrder(input: {userId: \"1\", productId: \"1\", quantity: 1}) { id } }",
+        json!({}),
+    )
+    .await
+    .ok_or_else(|| anyhow::anyhow!("the gateway did not create an order"))?;
+    order["data"]["createOrder"]["id"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("no order id in {order}"))
+}
+
 /// One in this many orders of an event-latency run is also timed as a client sees it.
 const CLIENT_SAMPLE: u32 = 10;
 
@@ -421,18 +437,7 @@ async fn scale_run(gateways: Vec<String>, out: &str, seconds: u64) -> anyhow::Re
     anyhow::ensure!(!gateways.is_empty(), "BENCH_GATEWAY_URLS names no gateway");
     let alice = log_in(&gateways[0], "alice@example.com", DEMO_PASSWORD).await?;
     let bob = log_in(&gateways[0], "bob@example.com", DEMO_PASSWORD).await?;
-    let order = graphql(
-        &alice.http,
-        &gateways[0],
-        "mutation { createOrder(input: {userId: \"1\", productId: \"1\", quantity: 1}) { id } }",
-        json!({}),
-    )
-    .await
-    .ok_or_else(|| anyhow::anyhow!("the gateway did not create an order"))?;
-    let order_id = order["data"]["createOrder"]["id"]
-        .as_str()
-        .unwrap_or("1")
-        .to_owned();
+    let order_id = first_order(&alice, &gateways[0]).await?;
     let gateways = Arc::new(gateways);
     let at = |gateways: &Arc<Vec<String>>, i: u64| gateways[i as usize % gateways.len()].clone();
 

@@ -13,7 +13,7 @@ use shopmesh_proto::shopmesh::notification::v1 as pb;
 use crate::limits::{self, ScratchOrders, Stores};
 use crate::seed;
 use crate::wrk::{Measured, Request, Wrk};
-use crate::{DEMO_PASSWORD, ORDER_QUERY, Session, graphql, log_in, new_shopper, proxy};
+use crate::{DEMO_PASSWORD, ORDER_QUERY, Session, first_order, log_in, new_shopper, proxy};
 
 /// Where the services under test listen, and how to measure.
 pub struct Targets {
@@ -229,18 +229,7 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
     let redis = proxy::HangingProxy::start(&t.redis_proxy.0, t.redis_proxy.1.clone()).await?;
     // The gateway found no Redis at the proxy's address until now; its breaker probes it.
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let order = graphql(
-        &c.alice.http,
-        &t.gateway,
-        "mutation { createOrder(input: {userId: \"1\", productId: \"1\", quantity: 1}) { id } }",
-        json!({}),
-    )
-    .await
-    .ok_or_else(|| anyhow::anyhow!("the gateway did not create an order"))?;
-    let order_id = order["data"]["createOrder"]["id"]
-        .as_str()
-        .unwrap_or("1")
-        .to_owned();
+    let order_id = first_order(&c.alice, &t.gateway).await?;
     let probe: i64 = order_id.parse()?;
     let r = Requests::new(&c.alice, &c.bob, &c.charlie, &order_id);
     check(&t.baseline, &r.bare, None).await?;
