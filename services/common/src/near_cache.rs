@@ -212,14 +212,22 @@ where
         self.forget_all();
     }
 
-    /// Follows `channel` on `redis` for as long as the process runs, dropping each announced
-    /// id. Does nothing when the tier is off.
+    /// Follows `channel` on `redis` for as long as the runtime runs, dropping each announced
+    /// id. Does nothing when the tier is off or no Tokio runtime is current.
     pub fn follow(&self, redis: RedisCache, channel: ChangeChannel) {
         if self.inner.entries.is_none() {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Without a runtime nothing can follow the channel; the tier then never serves.
+            tracing::warn!(
+                channel = channel.name(),
+                "no async runtime; memory tier off"
+            );
+            return;
+        };
         let tier = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             loop {
                 match redis.pubsub().await {
                     Ok(mut pubsub) => {
