@@ -17,6 +17,7 @@ pub mod http;
 pub mod metrics;
 #[cfg(feature = "cache")]
 pub mod near_cache;
+pub mod nesting;
 pub mod problem;
 pub mod retry;
 pub mod service;

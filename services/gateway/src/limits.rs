@@ -109,6 +109,12 @@ impl Extension for OperationLimit {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        // Before the parser recurses: a deep enough document would overflow the stack.
+        shopmesh_common::nesting::check_graphql(
+            query,
+            shopmesh_common::nesting::MAX_GRAPHQL_NESTING,
+        )
+        .map_err(|e| with_code(ServerError::new(e.to_string(), None), PARSE_FAILED_CODE))?;
         let document = next
             .run(ctx, query, variables)
             .await
