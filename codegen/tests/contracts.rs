@@ -243,6 +243,7 @@ fn guarded(routes: impl poem::Endpoint + 'static) -> impl poem::Endpoint {
         issuer: TEST_ISSUER.policy().issuer.clone(),
         audience: TEST_ISSUER.policy().audience.clone(),
         keys: shopmesh_identity::JwksSource::Local(TEST_ISSUER.keys().clone()),
+        roles: shopmesh_identity::RoleMapping::Platform,
     }]);
     routes.data(verifier)
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::{KeyError, KeyRing, SigningKey};
 pub use tokens::{AccessClaims, IssuedToken, TokenIssuer, TokenPolicy};
-pub use verify::{JwksSource, TokenVerifier, TrustedIssuer};
+pub use verify::{JwksSource, MAX_LIFETIME_SECS, RoleMapping, TokenVerifier, TrustedIssuer};
 
 /// What a caller may do beyond their own data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -161,6 +161,12 @@ pub enum AuthError {
     /// `aud` is not this platform.
     #[error("the bearer token is meant for another audience")]
     Audience,
+    /// `nbf` or `iat` is still in the future.
+    #[error("the bearer token is not valid yet")]
+    NotYetValid,
+    /// `exp` is further from `iat` than any issuer should allow.
+    #[error("the bearer token claims a longer lifetime than is accepted")]
+    Lifetime,
     /// The keys could not be fetched.
     #[error("the token keys could not be fetched; retry later")]
     KeysUnavailable,

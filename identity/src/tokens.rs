@@ -103,7 +103,7 @@ impl TokenIssuer {
     }
 
     /// Signs arbitrary claims (tests use it for expired or foreign tokens).
-    pub fn sign(&self, claims: &AccessClaims) -> String {
+    pub fn sign(&self, claims: &impl serde::Serialize) -> String {
         let key = self.keys.signing();
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid().to_owned());

@@ -9,14 +9,75 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::{AccessClaims, AccessToken, AuthError, KeyRing, Principal};
+use crate::{AccessToken, AuthError, KeyRing, Principal};
 
 /// Algorithms a token may be signed with: the platform signs EdDSA; ES256 is accepted from an
 /// external issuer whose JWKS publishes P-256 keys. Never `none`, never HMAC.
 const ACCEPTED: [Algorithm; 2] = [Algorithm::EdDSA, Algorithm::ES256];
 
-/// Clock skew tolerated on `exp`.
+/// Clock skew tolerated on `exp`, `nbf` and `iat`.
 const LEEWAY_SECS: u64 = 30;
+
+/// The longest lifetime (`exp − iat`) a token may claim: a day. The platform's own last 15
+/// minutes; identity providers issue hours at most. A token claiming more was not issued by
+/// a sane issuer, or was forged with a key that should not exist.
+pub const MAX_LIFETIME_SECS: u64 = 24 * 3600;
+
+/// What the verifier reads of a token's claims. `iss`, `aud`, `exp` and `nbf` are checked by
+/// the JWT library (`aud` may be a string or a list, as identity providers issue both);
+/// `role` is read as text, since what it means depends on who issued it.
+#[derive(serde::Deserialize)]
+struct ReceivedClaims {
+    sub: String,
+    #[serde(default)]
+    role: Option<serde_json::Value>,
+    #[serde(default)]
+    roles: Option<serde_json::Value>,
+    iat: Option<u64>,
+    exp: u64,
+}
+
+/// How an issuer's tokens map to the platform's roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleMapping {
+    /// The platform's own tokens: `role` is `user` or `admin`, as the users service signed it.
+    Platform,
+    /// An external issuer: every token is a shopper, unless its `role` claim equals, or its
+    /// `roles` claim lists, this value (`AUTH_OIDC_ADMIN_ROLE`; `None`: nobody is an admin).
+    External {
+        /// The external role that makes an admin.
+        admin_role: Option<String>,
+    },
+}
+
+impl RoleMapping {
+    fn role_of(&self, claims: &ReceivedClaims) -> Result<crate::Role, AuthError> {
+        match self {
+            Self::Platform => match &claims.role {
+                None => Ok(crate::Role::User),
+                Some(value) => {
+                    serde_json::from_value(value.clone()).map_err(|_| AuthError::Malformed)
+                }
+            },
+            Self::External { admin_role } => {
+                let Some(admin) = admin_role else {
+                    return Ok(crate::Role::User);
+                };
+                let is = |v: &serde_json::Value| v.as_str() == Some(admin.as_str());
+                let listed = claims
+                    .roles
+                    .as_ref()
+                    .and_then(serde_json::Value::as_array)
+                    .is_some_and(|roles| roles.iter().any(is));
+                Ok(if listed || claims.role.as_ref().is_some_and(is) {
+                    crate::Role::Admin
+                } else {
+                    crate::Role::User
+                })
+            }
+        }
+    }
+}
 
 /// Where an issuer's public keys come from.
 #[derive(Clone)]
@@ -157,6 +218,8 @@ pub struct TrustedIssuer {
     pub audience: String,
     /// Its keys.
     pub keys: JwksSource,
+    /// What its `role` claims mean here.
+    pub roles: RoleMapping,
 }
 
 /// Tokens this process verified already, until they expire. A client sends the same access
@@ -262,10 +325,12 @@ impl TokenVerifier {
         validation.leeway = LEEWAY_SECS;
         validation.set_issuer(&[&issuer.issuer]);
         validation.set_audience(&[&issuer.audience]);
-        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key, &validation)
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub", "iat"]);
+        let claims = jsonwebtoken::decode::<ReceivedClaims>(token, &key, &validation)
             .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidIssuer => AuthError::Issuer,
                 ErrorKind::InvalidAudience => AuthError::Audience,
                 ErrorKind::InvalidSignature => AuthError::Signature,
@@ -273,10 +338,17 @@ impl TokenVerifier {
                 _ => AuthError::Malformed,
             })?
             .claims;
+        let issued = claims.iat.ok_or(AuthError::Malformed)?;
+        if issued > crate::tokens::now_secs() + LEEWAY_SECS {
+            return Err(AuthError::NotYetValid);
+        }
+        if claims.exp.saturating_sub(issued) > MAX_LIFETIME_SECS {
+            return Err(AuthError::Lifetime);
+        }
         let user_id = claims.sub.parse().map_err(|_| AuthError::Malformed)?;
         let principal = Principal {
             user_id,
-            role: claims.role,
+            role: issuer.roles.role_of(&claims)?,
             token: AccessToken::new(token),
         };
         Ok((principal, claims.exp))
@@ -315,7 +387,7 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
-    use crate::{Role, SigningKey, TokenIssuer, TokenPolicy};
+    use crate::{AccessClaims, Role, SigningKey, TokenIssuer, TokenPolicy};
 
     fn issuer() -> TokenIssuer {
         TokenIssuer::new(
@@ -329,6 +401,7 @@ mod tests {
             issuer: issuer.policy().issuer.clone(),
             audience: issuer.policy().audience.clone(),
             keys: JwksSource::Local(issuer.keys().clone()),
+            roles: RoleMapping::Platform,
         }])
     }
 
@@ -454,6 +527,111 @@ mod tests {
         assert_eq!(v.verify(&fresh).await.unwrap().user_id, 4);
     }
 
+    /// Claims as an issuer would write them, around `extra`.
+    fn raw(issuer: &TokenIssuer, extra: serde_json::Value) -> String {
+        let now = crate::tokens::now_secs();
+        let mut claims = serde_json::json!({
+            "sub": "7",
+            "iss": issuer.policy().issuer,
+            "aud": issuer.policy().audience,
+            "iat": now,
+            "exp": now + 60,
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            claims[k] = v.clone();
+        }
+        issuer.sign(&claims)
+    }
+
+    #[tokio::test]
+    async fn time_claims_must_be_plausible() {
+        let issuer = issuer();
+        let v = verifier(&issuer);
+        let now = crate::tokens::now_secs();
+        let cases = [
+            (
+                "nbf ahead",
+                serde_json::json!({"nbf": now + 600}),
+                AuthError::NotYetValid,
+            ),
+            (
+                "iat ahead",
+                serde_json::json!({"iat": now + 600, "exp": now + 900}),
+                AuthError::NotYetValid,
+            ),
+            (
+                "a year long",
+                serde_json::json!({"exp": now + 365 * 24 * 3600}),
+                AuthError::Lifetime,
+            ),
+            (
+                "no iat",
+                serde_json::json!({"iat": null}),
+                AuthError::Malformed,
+            ),
+        ];
+        for (what, extra, expected) in cases {
+            assert_eq!(
+                v.verify(&raw(&issuer, extra)).await,
+                Err(expected),
+                "{what}"
+            );
+        }
+        let fine = serde_json::json!({"nbf": now - 5, "exp": now + MAX_LIFETIME_SECS - 10});
+        assert!(v.verify(&raw(&issuer, fine)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_audience_list_naming_the_platform_is_accepted() {
+        let issuer = issuer();
+        let v = verifier(&issuer);
+        let listed = raw(
+            &issuer,
+            serde_json::json!({"aud": ["account", issuer.policy().audience]}),
+        );
+        assert_eq!(v.verify(&listed).await.unwrap().user_id, 7);
+        let other = raw(&issuer, serde_json::json!({"aud": ["account", "billing"]}));
+        assert_eq!(v.verify(&other).await, Err(AuthError::Audience));
+    }
+
+    #[tokio::test]
+    async fn an_external_issuers_roles_mean_nothing_unless_mapped() {
+        let external = issuer();
+        let with = |roles: RoleMapping| {
+            TokenVerifier::new(vec![TrustedIssuer {
+                issuer: external.policy().issuer.clone(),
+                audience: external.policy().audience.clone(),
+                keys: JwksSource::Local(external.keys().clone()),
+                roles,
+            }])
+        };
+        let claims_admin = raw(&external, serde_json::json!({"role": "admin"}));
+        let listed = raw(
+            &external,
+            serde_json::json!({"roles": ["staff", "shop-admin"]}),
+        );
+        let unmapped = with(RoleMapping::External { admin_role: None });
+        assert_eq!(
+            unmapped.verify(&claims_admin).await.unwrap().role,
+            Role::User
+        );
+        assert_eq!(unmapped.verify(&listed).await.unwrap().role, Role::User);
+        let mapped = with(RoleMapping::External {
+            admin_role: Some("shop-admin".into()),
+        });
+        assert_eq!(mapped.verify(&claims_admin).await.unwrap().role, Role::User);
+        assert_eq!(mapped.verify(&listed).await.unwrap().role, Role::Admin);
+        // The platform's own tokens keep their role.
+        assert_eq!(
+            verifier(&external)
+                .verify(&claims_admin)
+                .await
+                .unwrap()
+                .role,
+            Role::Admin
+        );
+    }
+
     #[tokio::test]
     async fn an_unreachable_jwks_is_unavailable_not_unauthenticated() {
         let issuer = issuer();
@@ -461,6 +639,7 @@ mod tests {
             issuer: issuer.policy().issuer.clone(),
             audience: issuer.policy().audience.clone(),
             keys: JwksSource::remote("http://127.0.0.1:9/jwks.json", Duration::from_secs(30)),
+            roles: RoleMapping::Platform,
         }]);
         let token = issuer.issue(1, Role::User).token;
         assert_eq!(v.verify(&token).await, Err(AuthError::KeysUnavailable));

@@ -5,12 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shopmesh_identity::{JwksSource, KeyRing, TokenPolicy, TokenVerifier, TrustedIssuer};
+use shopmesh_identity::{
+    JwksSource, KeyRing, RoleMapping, TokenPolicy, TokenVerifier, TrustedIssuer,
+};
 
 use crate::config::{ConfigError, Env};
 
 /// An external OpenID Connect issuer whose tokens are accepted too (Keycloak, Auth0 …). Its
-/// tokens' `sub` must be a shopmesh user id; `role` defaults to `user`.
+/// tokens' `sub` must be a shopmesh user id; they are shoppers, whatever role they claim,
+/// unless `admin_role` names the external role that makes an admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OidcIssuer {
     /// `iss` (`AUTH_OIDC_ISSUER`).
@@ -19,6 +22,9 @@ pub struct OidcIssuer {
     pub audience: String,
     /// Its JWKS (`AUTH_OIDC_JWKS_URL`).
     pub jwks_url: String,
+    /// The value of its tokens' `role` claim (or an entry of their `roles` list) that makes
+    /// an admin (`AUTH_OIDC_ADMIN_ROLE`, unset: none does).
+    pub admin_role: Option<String>,
 }
 
 /// Who a service trusts to vouch for callers.
@@ -57,6 +63,7 @@ impl AuthConfig {
                     issuer,
                     audience: required("AUTH_OIDC_AUDIENCE")?,
                     jwks_url: required("AUTH_OIDC_JWKS_URL")?,
+                    admin_role: env.get("AUTH_OIDC_ADMIN_ROLE").filter(|r| !r.is_empty()),
                 })
             }
         };
@@ -87,12 +94,16 @@ impl AuthConfig {
             issuer: self.issuer.clone(),
             audience: self.audience.clone(),
             keys: platform,
+            roles: RoleMapping::Platform,
         }];
         if let Some(oidc) = &self.oidc {
             issuers.push(TrustedIssuer {
                 issuer: oidc.issuer.clone(),
                 audience: oidc.audience.clone(),
                 keys: JwksSource::remote(&oidc.jwks_url, self.min_refetch),
+                roles: RoleMapping::External {
+                    admin_role: oidc.admin_role.clone(),
+                },
             });
         }
         TokenVerifier::new(issuers)
