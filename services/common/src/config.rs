@@ -169,6 +169,27 @@ fn encode_userinfo(s: &str) -> String {
         .collect()
 }
 
+/// A comma-separated list of CIDRs (a bare address is a /32 or /128).
+pub fn cidrs(env: &impl Env, key: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let Some(value) = env.get(key) else {
+        return Ok(Vec::new());
+    };
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|e| ConfigError {
+                    key: key.to_owned(),
+                    value: value.clone(),
+                    reason: format!("{s:?} is not a CIDR or address: {e}"),
+                })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;

@@ -124,6 +124,20 @@ pub struct RateLimitConfig {
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
+/// `TRUSTED_PROXIES`; with `TRUST_FORWARDED_FOR` on it must name at least one proxy, since
+/// `X-Forwarded-For` is believed only from the peers it names.
+fn trusted_proxies(env: &impl Env) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let proxies = shopmesh_common::config::cidrs(env, "TRUSTED_PROXIES")?;
+    if proxies.is_empty() && env.parse_or("TRUST_FORWARDED_FOR", false)? {
+        return Err(ConfigError {
+            key: "TRUSTED_PROXIES".to_owned(),
+            value: String::new(),
+            reason: "TRUST_FORWARDED_FOR is on: name the proxies (CIDRs) whose X-Forwarded-For is believed".to_owned(),
+        });
+    }
+    Ok(proxies)
+}
+
 /// GraphQL hardening.
 #[derive(Debug, Clone)]
 pub struct GraphqlConfig {
@@ -192,7 +206,7 @@ impl GatewayConfig {
                 window: secs("RATE_LIMIT_WINDOW_SECS", 60)?,
                 fail_open: env.parse_or("RATE_LIMIT_FAIL_OPEN", true)?,
                 trust_forwarded_for: env.parse_or("TRUST_FORWARDED_FOR", false)?,
-                trusted_proxies: cidrs(env, "TRUSTED_PROXIES")?,
+                trusted_proxies: trusted_proxies(env)?,
             },
             graphql: GraphqlConfig {
                 max_depth: env.parse_or("GRAPHQL_MAX_DEPTH", 10)?,
@@ -213,27 +227,6 @@ impl GatewayConfig {
             },
         })
     }
-}
-
-/// A comma-separated list of CIDRs (a bare address is a /32 or /128).
-fn cidrs(env: &impl Env, key: &str) -> Result<Vec<ipnet::IpNet>, ConfigError> {
-    let Some(value) = env.get(key) else {
-        return Ok(Vec::new());
-    };
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            s.parse::<ipnet::IpNet>()
-                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                .map_err(|e| ConfigError {
-                    key: key.to_owned(),
-                    value: value.clone(),
-                    reason: format!("{s:?} is not a CIDR or address: {e}"),
-                })
-        })
-        .collect()
 }
 
 #[cfg(test)]

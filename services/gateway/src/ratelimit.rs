@@ -349,22 +349,23 @@ impl ClientRateLimiter {
         }
     }
 
-    /// The client address of `req`: the peer, or, when `X-Forwarded-For` is trusted, the
-    /// address the nearest untrusted hop appended (see [`shopmesh_common::http::forwarded_client`]).
+    /// The client address of `req`: the peer, or, when `X-Forwarded-For` is trusted and the
+    /// peer is one of the trusted proxies, the address the nearest untrusted hop appended
+    /// (see [`shopmesh_common::http::client_address`]).
     pub fn client_of(&self, req: &Request) -> Option<IpAddr> {
-        if self.config.trust_forwarded_for {
-            let forwarded = req
-                .headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| {
-                    shopmesh_common::http::forwarded_client(v, &self.config.trusted_proxies)
-                });
-            if forwarded.is_some() {
-                return forwarded;
-            }
+        let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
+        if !self.config.trust_forwarded_for {
+            return Some(peer);
         }
-        req.remote_addr().as_socket_addr().map(|a| a.ip())
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        Some(shopmesh_common::http::client_address(
+            peer,
+            forwarded,
+            &self.config.trusted_proxies,
+        ))
     }
 
     /// Whom `req` is counted against: its user when it carries a valid access token (the

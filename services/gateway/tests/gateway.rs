@@ -101,6 +101,7 @@ impl Backend {
             )
             .set_for(Service::Gateway, "RATE_LIMIT_MAX", "10000")
             .set_for(Service::Gateway, "TRUST_FORWARDED_FOR", "true")
+            .set_for(Service::Gateway, "TRUSTED_PROXIES", "127.0.0.1/32")
             .env_for(Service::Gateway)
             .unwrap();
         GatewayConfig::from_env(&env).unwrap()

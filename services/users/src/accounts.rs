@@ -28,14 +28,16 @@ pub const DEMO_ACCOUNTS: [(Option<i64>, &str, &str, Role); 4] = [
 ];
 
 /// Hashes and checks passwords with argon2id at OWASP's recommended cost (19 MiB, 2 passes,
-/// 1 lane), on blocking threads, at most one hash per core at a time so log-in floods queue
-/// instead of starving the rest of the service.
+/// 1 lane), on blocking threads, at most one hash per core at a time so floods queue instead
+/// of starving the rest of the service. New hashes (sign-ups) take at most half the cores,
+/// so a flood of sign-ups leaves log-ins a core of their own.
 pub struct Passwords {
     argon2: Argon2<'static>,
     /// Checked when an email has no account, so that an unknown email costs as much time as
     /// a wrong password.
     dummy: String,
     permits: Semaphore,
+    new_hash_permits: Semaphore,
 }
 
 /// Each argon2 hash allocates its 19 MiB afresh. glibc raises its mmap threshold to the size
@@ -70,11 +72,17 @@ impl Passwords {
             argon2,
             dummy,
             permits: Semaphore::new(cores),
+            new_hash_permits: Semaphore::new((cores / 2).max(1)),
         }
     }
 
     /// The PHC string of `password` with a fresh salt.
     pub async fn hash(self: &Arc<Self>, password: String) -> Result<String, UsersError> {
+        let _new_hash = self
+            .new_hash_permits
+            .acquire()
+            .await
+            .map_err(|e| UsersError::Hashing(e.to_string()))?;
         let this = self.clone();
         self.blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
@@ -176,7 +184,10 @@ impl Accounts {
     /// Checks an email and password; always one argon2 verification, whether the email has an
     /// account or not, and one answer for both failures.
     pub async fn log_in(&self, email: &str, password: String) -> Result<Tokens, UsersError> {
-        let account = self.store.credentials(email.trim()).await?;
+        let account = self
+            .store
+            .credentials(&crate::domain::normalize_email(email))
+            .await?;
         let hash = account.as_ref().and_then(|a| a.password_hash.clone());
         let matches = self.passwords.verify(hash, password).await?;
         match account {

@@ -102,7 +102,11 @@ pub struct AccountsConfig {
     pub refresh_ttl: Duration,
     /// Seed the demo users and the admin, password `shopmesh-demo` (`DEMO_SEED`, off).
     pub demo_seed: bool,
-    /// Failed log-ins for one account before it is locked for a while (`LOGIN_MAX_FAILURES`, 5).
+    /// Failed log-ins for one account from one address before that address is locked out of
+    /// it for a while (`LOGIN_MAX_FAILURES`, 5).
+    pub max_failures_per_account_and_address: u32,
+    /// Failed log-ins for one account from all addresses before it is locked for a while,
+    /// except for addresses it logged in from before (`LOGIN_MAX_FAILURES_PER_ACCOUNT`, 50).
     pub max_failures_per_account: u32,
     /// Failed log-ins from one address before it is locked for a while
     /// (`LOGIN_MAX_FAILURES_PER_ADDRESS`, 20).
@@ -110,26 +114,20 @@ pub struct AccountsConfig {
     /// The first lock; each further failure doubles it, up to 15 minutes
     /// (`LOGIN_LOCK_SECS`, 30).
     pub lock: Duration,
-    /// Peers whose `X-Forwarded-For` names the client (`LOGIN_TRUSTED_PROXIES`, CIDRs; loopback).
+    /// Sign-ups one address may make per window (`SIGNUP_MAX_PER_ADDRESS`, 10): each costs
+    /// an argon2 hash.
+    pub max_sign_ups_per_address: u32,
+    /// The sign-up window (`SIGNUP_WINDOW_SECS`, 3600).
+    pub sign_up_window: Duration,
+    /// Peers whose `X-Forwarded-For` names the client (`LOGIN_TRUSTED_PROXIES`, CIDRs; empty:
+    /// none, set it to the gateway's address).
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl AccountsConfig {
     fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
         let platform = AuthConfig::from_env(env)?;
-        let proxies = env.string_or("LOGIN_TRUSTED_PROXIES", "127.0.0.0/8,::1/128");
-        let trusted_proxies = proxies
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| {
-                p.parse().map_err(|e: ipnet::AddrParseError| ConfigError {
-                    key: "LOGIN_TRUSTED_PROXIES".into(),
-                    value: proxies.clone(),
-                    reason: e.to_string(),
-                })
-            })
-            .collect::<Result<_, _>>()?;
+        let trusted_proxies = shopmesh_common::config::cidrs(env, "LOGIN_TRUSTED_PROXIES")?;
         Ok(Self {
             keys: SigningKeySource::from_env(env)?,
             policy: TokenPolicy {
@@ -141,7 +139,10 @@ impl AccountsConfig {
                 env.parse_or("AUTH_REFRESH_TOKEN_TTL_SECS", 30 * 24 * 3600)?,
             ),
             demo_seed: env.parse_or("DEMO_SEED", false)?,
-            max_failures_per_account: env.parse_or("LOGIN_MAX_FAILURES", 5)?,
+            max_failures_per_account_and_address: env.parse_or("LOGIN_MAX_FAILURES", 5)?,
+            max_failures_per_account: env.parse_or("LOGIN_MAX_FAILURES_PER_ACCOUNT", 50)?,
+            max_sign_ups_per_address: env.parse_or("SIGNUP_MAX_PER_ADDRESS", 10)?,
+            sign_up_window: Duration::from_secs(env.parse_or("SIGNUP_WINDOW_SECS", 3600)?),
             max_failures_per_address: env.parse_or("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)?,
             lock: Duration::from_secs(env.parse_or("LOGIN_LOCK_SECS", 30)?),
             trusted_proxies,

@@ -4,7 +4,7 @@
 //!
 //! - [`api`] implements the generated `UsersApi` trait;
 //! - [`accounts`] hashes passwords, logs in and rotates refresh tokens;
-//! - [`throttle`] limits failed log-ins per account and per address;
+//! - [`throttle`] limits failed log-ins (per account, address and both) and sign-ups;
 //! - [`store`] reads through the cache and writes to MySQL;
 //! - [`domain`] holds the validation rules.
 
@@ -67,7 +67,8 @@ pub fn app(
                 .nest(
                     "/",
                     service.with(Throttled {
-                        path: "/auth/token",
+                        log_in: "/auth/token",
+                        sign_up: "/users",
                         throttle,
                     }),
                 )
@@ -134,11 +135,7 @@ impl Service for Application {
         let verifier = config.auth.verifier_with_keys(keys.clone());
         let issuer = TokenIssuer::new(keys, config.accounts.policy.clone());
         let accounts = Accounts::new(store.clone(), issuer, config.accounts.refresh_ttl);
-        let throttle = LoginThrottle::new(
-            store.cache().clone(),
-            &config.cache_prefix,
-            &config.accounts,
-        );
+        let throttle = LoginThrottle::new(store.clone(), &config.cache_prefix, &config.accounts);
         let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {
             store,

@@ -1,96 +1,17 @@
 //! Users service against real MariaDB and Redis; each test has its own database and its own
 //! cache-key namespace.
 
+mod helpers;
+
 use std::sync::atomic::Ordering;
 
-use poem_openapi::types::Email;
+use helpers::*;
 use shopmesh_common::service::Service as _;
-use shopmesh_identity::{AccessToken, Role};
+use shopmesh_identity::AccessToken;
 use shopmesh_openapi::runtime::ClientError;
-use shopmesh_openapi::users::{
-    Credentials, NewUser, RefreshRequest, TokenResponse, UserInput, UsersClient,
-};
-use shopmesh_testkit::{
-    Running, Service, Stack, build_service, redis_url, remove_names, test_stack, token,
-};
+use shopmesh_openapi::users::{Credentials, RefreshRequest, UsersClient};
+use shopmesh_testkit::{Running, Service, build_service, remove_names, test_stack};
 use shopmesh_users::Application;
-use shopmesh_users::store::UserStore;
-
-struct Harness {
-    stack: Stack,
-    store: UserStore,
-    server: Running,
-    client: UsersClient,
-    /// The seeded admin's token (id 4, after the three demo shoppers).
-    admin: AccessToken,
-}
-
-impl Harness {
-    async fn start() -> Self {
-        Self::start_with_redis(&redis_url()).await
-    }
-
-    async fn start_with_redis(redis: &str) -> Self {
-        Self::start_with(
-            test_stack()
-                .set_for(Service::Users, "REDIS_URL", redis)
-                .set_for(Service::Users, "REDIS_TIMEOUT_MS", "300"),
-        )
-        .await
-    }
-
-    async fn start_with(stack: Stack) -> Self {
-        let stack = stack.set_for(Service::Users, "DB_POOL_SIZE", "5");
-        let app =
-            build_service::<Application>(&stack.env_for(Service::Users).unwrap(), |_| {}).await;
-        let store = app.store().clone();
-        let server = Running::start(app).await;
-        let client = UsersClient::new(server.base_url.clone());
-        let admin = token(&stack, 4, Role::Admin);
-        Self {
-            stack,
-            store,
-            server,
-            client,
-            admin,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.server.base_url)
-    }
-
-    async fn stop(self) {
-        for id in 1..=10 {
-            self.store.cache().delete(&self.store.cache_key(id)).await;
-        }
-        self.server.stop().await;
-        self.store.pool().close().await;
-        remove_names(&self.stack.names, 0).await;
-    }
-
-    async fn user_count(&self) -> i64 {
-        sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(self.store.pool())
-            .await
-            .unwrap()
-    }
-}
-
-fn input(name: &str, email: &str) -> UserInput {
-    UserInput {
-        name: name.to_owned(),
-        email: Email(email.to_owned()),
-    }
-}
-
-fn sign_up(name: &str, email: &str) -> NewUser {
-    NewUser {
-        name: name.to_owned(),
-        email: Email(email.to_owned()),
-        password: "correct horse battery".to_owned(),
-    }
-}
 
 #[tokio::test]
 async fn seeded_demo_users_exist_and_unknown_is_404() {
@@ -370,22 +291,6 @@ async fn metrics_can_be_served_on_an_internal_port_only() {
     remove_names(&stack.names, 0).await;
 }
 
-async fn log_in(h: &Harness, email: &str, password: &str) -> Result<TokenResponse, ClientError> {
-    h.client
-        .issue_token(&Credentials {
-            email: email.to_owned(),
-            password: password.to_owned(),
-        })
-        .await
-}
-
-fn status(result: Result<impl std::fmt::Debug, ClientError>) -> u16 {
-    match result {
-        Err(ClientError::Problem(p)) => p.status(),
-        other => panic!("expected a problem, got {other:?}"),
-    }
-}
-
 #[tokio::test]
 async fn a_shopper_signs_up_logs_in_and_reaches_only_themself() {
     let h = Harness::start().await;
@@ -603,60 +508,6 @@ async fn unknown_and_known_emails_get_the_same_answer_in_the_same_time() {
         u > k * 0.5 && u < k * 2.0,
         "median answer times differ: known {k:.4} s, unknown {u:.4} s"
     );
-    h.stop().await;
-}
-
-#[tokio::test]
-async fn failed_log_ins_lock_the_account_and_the_address_for_a_growing_delay() {
-    let h = Harness::start_with(
-        test_stack()
-            .set_for(Service::Users, "LOGIN_MAX_FAILURES", "3")
-            .set_for(Service::Users, "LOGIN_MAX_FAILURES_PER_ADDRESS", "6")
-            .set_for(Service::Users, "LOGIN_LOCK_SECS", "2"),
-    )
-    .await;
-    let http = reqwest::Client::new();
-    let attempt = |email: &str, password: &str, from: &str| {
-        let req = http
-            .post(h.url("/auth/token"))
-            .header("x-forwarded-for", from)
-            .json(&serde_json::json!({"email": email, "password": password}));
-        async move {
-            let resp = req.send().await.unwrap();
-            let retry = resp
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
-            (resp.status().as_u16(), retry)
-        }
-    };
-    let me = "198.51.100.7";
-    for _ in 0..3 {
-        assert_eq!(attempt("carol@example.com", "guess", me).await.0, 401);
-    }
-    for _ in 0..3 {
-        assert_eq!(attempt("charlie@example.com", "guess", me).await.0, 401);
-    }
-    // Charlie's account is locked: even the right password waits.
-    let (status, retry) = attempt("charlie@example.com", "shopmesh-demo", "203.0.113.1").await;
-    assert_eq!(status, 429);
-    assert!(matches!(retry, Some(1..=2)), "{retry:?}");
-    // Six failures from one address lock the address, for any account.
-    let (status, _) = attempt("bob@example.com", "shopmesh-demo", me).await;
-    assert_eq!(status, 429, "the address is locked");
-    let (status, _) = attempt("bob@example.com", "shopmesh-demo", "203.0.113.2").await;
-    assert_eq!(status, 200, "other addresses are not");
-
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(
-        attempt("charlie@example.com", "guess", "203.0.113.3")
-            .await
-            .0,
-        401
-    );
-    let (status, retry) = attempt("charlie@example.com", "guess", "203.0.113.3").await;
-    assert_eq!(status, 429);
-    assert!(matches!(retry, Some(3..=4)), "the delay doubled: {retry:?}");
     h.stop().await;
 }
 

@@ -122,7 +122,8 @@ impl Platform {
             // the tiers).
             .set_for(Service::Gateway, "RATE_LIMIT_MAX_USER", "1000000")
             .set_for(Service::Gateway, "RATE_LIMIT_MAX_ADMIN", "1000000")
-            .set_for(Service::Gateway, "TRUST_FORWARDED_FOR", "true");
+            .set_for(Service::Gateway, "TRUST_FORWARDED_FOR", "true")
+            .set_for(Service::Gateway, "TRUSTED_PROXIES", "127.0.0.1/32");
         let topology = topology(&stack.names);
         // Declare the consumer's topology now, so events published before it connects are kept.
         let conn = shopmesh_common::amqp::connect(&amqp_url(), "e2e-setup", Duration::from_secs(5))

@@ -322,6 +322,8 @@ impl Stack {
             Service::Users => vec![
                 ("PORT", self.ports.users.to_string()),
                 ("CACHE_PREFIX", n.cache_prefix.clone()),
+                // The gateway runs here: its X-Forwarded-For names the client.
+                ("LOGIN_TRUSTED_PROXIES", "127.0.0.1/32".to_owned()),
             ],
             Service::Orders => [
                 vec![

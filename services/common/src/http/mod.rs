@@ -229,6 +229,33 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn forwarded_for_is_believed_only_from_a_trusted_peer() {
+        let proxies: Vec<ipnet::IpNet> = vec!["127.0.0.1/32".parse().unwrap()];
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let header = Some("203.0.113.9");
+        assert_eq!(
+            client_address(ip("127.0.0.1"), header, &proxies),
+            ip("203.0.113.9")
+        );
+        assert_eq!(
+            client_address(ip("198.51.100.4"), header, &proxies),
+            ip("198.51.100.4")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), header, &[]),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), None, &proxies),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_address(ip("127.0.0.1"), Some("junk"), &proxies),
+            ip("127.0.0.1")
+        );
+    }
+
     #[handler]
     async fn echo(body: String) -> String {
         format!("{} bytes", body.len())
@@ -384,6 +411,21 @@ impl<E: Endpoint> Endpoint for AllowHeaderEndpoint<E> {
         }
         Ok(resp)
     }
+}
+
+/// The client of a request from `peer` carrying `forwarded` (its `X-Forwarded-For`): the
+/// header is believed only when `peer` itself is one of the `trusted` proxies, since anyone
+/// else can write whatever they like into it; otherwise the client is the peer.
+pub fn client_address(
+    peer: std::net::IpAddr,
+    forwarded: Option<&str>,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
+    let peer_trusted = trusted.iter().any(|net| net.contains(&peer));
+    forwarded
+        .filter(|_| peer_trusted)
+        .and_then(|header| forwarded_client(header, trusted))
+        .unwrap_or(peer)
 }
 
 /// The client in an `X-Forwarded-For` list: proxies append the address they received from, so
