@@ -97,6 +97,49 @@ async fn a_client_that_trickles_its_request_head_is_cut_off() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_nothing_is_cut_off_from_accept() {
+    let server = start(HttpConfig {
+        header_read_timeout: Duration::from_millis(500),
+        // Far longer: only the head's clock may close this socket in time.
+        idle_timeout: Duration::from_secs(60),
+        ..HttpConfig::default()
+    })
+    .await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3)).await,
+        "a socket that sent nothing for 3 s (head timeout 0.5 s) must have been closed"
+    );
+}
+
+#[test]
+fn the_default_connection_cap_leaves_descriptors_for_everything_else() {
+    use shopmesh_common::http::default_max_connections;
+    assert_eq!(default_max_connections(Some(512)), 384);
+    assert_eq!(default_max_connections(Some(1024)), 768);
+    assert_eq!(default_max_connections(Some(1 << 20)), 4096);
+    assert_eq!(default_max_connections(Some(100)), 36);
+    assert_eq!(default_max_connections(None), 4096);
+    let config = HttpConfig::from_env(&std::collections::HashMap::<String, String>::new()).unwrap();
+    let limit = rlimit_nofile();
+    assert!(
+        (config.max_connections as u64) < limit,
+        "{} under {limit}",
+        config.max_connections
+    );
+}
+
+fn rlimit_nofile() -> u64 {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let soft = line.split_whitespace().nth(3).unwrap();
+    soft.parse().unwrap_or(u64::MAX)
+}
+
+#[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed() {
     let server = start(HttpConfig {
         idle_timeout: Duration::from_millis(500),

@@ -16,7 +16,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub mod server;
 
-pub use server::{DRAIN_TIMEOUT, HttpConfig, serve};
+pub use server::{DRAIN_TIMEOUT, HttpConfig, default_max_connections, descriptor_limit, serve};
 
 /// Binds `addr` (port 0 picks a free port) and returns the listener and the bound address.
 pub async fn bind(addr: &str) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {

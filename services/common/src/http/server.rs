@@ -54,8 +54,9 @@ pub struct HttpConfig {
     /// that pool connections must drop idle ones sooner than the server does, or a request
     /// can race the close; the gateway's drop them after 20 s.
     pub idle_timeout: Duration,
-    /// Most open connections (`HTTP_MAX_CONNECTIONS`, 4096); keep it under the process's
-    /// file-descriptor limit.
+    /// Most open connections (`HTTP_MAX_CONNECTIONS`; by default 4096, or fewer so that a
+    /// quarter of the file-descriptor limit, at least 64, stays free for the service's own
+    /// connections and files: see [`default_max_connections`]).
     pub max_connections: usize,
     /// A second listener (`METRICS_PORT`, unset) that serves `/metrics` and the health
     /// probes only; when set, the main listener no longer serves `/metrics`, so the metrics
@@ -74,10 +75,63 @@ impl Default for HttpConfig {
     }
 }
 
+/// The connection cap for a process allowed `descriptors` open files: 4096, or the limit less
+/// a quarter of it (at least 64) when that is smaller, so that idle sockets can never take the
+/// descriptors the service needs for its databases, brokers and downstream calls.
+pub fn default_max_connections(descriptors: Option<u64>) -> usize {
+    const CAP: usize = 4096;
+    match descriptors {
+        None => CAP,
+        Some(n) => {
+            let free = n.saturating_sub((n / 4).max(64)).max(1);
+            usize::try_from(free).map_or(CAP, |free| free.min(CAP))
+        }
+    }
+}
+
+/// The process's soft limit on open files, raised first to its hard limit (as Go's runtime
+/// does): the soft limit many systems default to (1024) is far below what a server needs.
+/// `None` where there is no such limit.
+pub fn descriptor_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        static RAISED: std::sync::Once = std::sync::Once::new();
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+        unsafe {
+            RAISED.call_once(|| {
+                if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                    && limit.rlim_cur < limit.rlim_max
+                {
+                    let raised = libc::rlimit {
+                        rlim_cur: limit.rlim_max,
+                        rlim_max: limit.rlim_max,
+                    };
+                    libc::setrlimit(libc::RLIMIT_NOFILE, &raised);
+                }
+            });
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0
+                || limit.rlim_cur == libc::RLIM_INFINITY
+            {
+                return None;
+            }
+        }
+        Some(limit.rlim_cur)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
 impl HttpConfig {
     /// Reads the settings from `env`.
     pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
-        let d = Self::default();
+        let d = Self {
+            max_connections: default_max_connections(descriptor_limit()),
+            ..Self::default()
+        };
         Ok(Self {
             header_read_timeout: Duration::from_millis(env.parse_or(
                 "HTTP_HEADER_READ_TIMEOUT_MS",
@@ -143,6 +197,7 @@ where
             http: http.clone(),
             local,
             remote,
+            header_read_timeout: limits.header_read_timeout,
             idle_timeout: limits.idle_timeout,
             drain: drain.clone(),
         };
@@ -162,6 +217,7 @@ struct ConnectionTask<E> {
     http: Arc<auto::Builder<TokioExecutor>>,
     local: SocketAddr,
     remote: SocketAddr,
+    header_read_timeout: Duration,
     idle_timeout: Duration,
     drain: watch::Receiver<bool>,
 }
@@ -169,11 +225,13 @@ struct ConnectionTask<E> {
 impl<E: Endpoint + 'static> ConnectionTask<E> {
     async fn run(self, stream: TcpStream, conn: Admitted) {
         let state = conn.state.clone();
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let service = {
             let (app, state, drain) = (self.app.clone(), state.clone(), self.drain.clone());
-            let (local, remote) = (self.local, self.remote);
+            let (local, remote, started) = (self.local, self.remote, started.clone());
             hyper::service::service_fn(move |req: http::Request<Incoming>| {
                 let (app, state, drain) = (app.clone(), state.clone(), drain.clone());
+                started.store(true, Ordering::Release);
                 async move {
                     let _busy = Busy::enter(&state);
                     let http1 = req.version() < http::Version::HTTP_2;
@@ -205,8 +263,17 @@ impl<E: Endpoint + 'static> ConnectionTask<E> {
         tokio::pin!(served);
         let mut evicted = state.close.subscribe();
         let mut drain = self.drain.clone();
+        // hyper's head timer starts at the first byte; a socket that sends nothing would stay
+        // open until the idle timeout. The first head must arrive within the timeout of accept.
+        let silent = async {
+            tokio::time::sleep(self.header_read_timeout).await;
+            if started.load(Ordering::Acquire) {
+                std::future::pending::<()>().await;
+            }
+        };
         let draining = tokio::select! {
             _ = &mut served => return,
+            _ = silent => false,
             _ = evicted.wait_for(|closed| *closed) => false,
             _ = state.idle_for(self.idle_timeout) => false,
             _ = drain.wait_for(|draining| *draining) => true,
