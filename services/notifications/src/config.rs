@@ -37,6 +37,10 @@ pub struct NotificationsConfig {
     /// calls in flight (`GRPC_MAX_CONNECTION_AGE_SECS`, 300): idle or silent connections
     /// cannot pile up, and clients reconnect (and rebalance) now and then.
     pub grpc_max_connection_age: Duration,
+    /// Reads of MongoDB one caller (a user, by token) may have running, counting those it
+    /// gave up on that still run (`MONGO_MAX_READS_PER_CALLER`, 4); a call over it gets
+    /// RESOURCE_EXHAUSTED at once.
+    pub mongo_max_reads_per_caller: usize,
     /// Whether this process consumes `order.created` (`CONSUMER_ENABLED`, true). Without a
     /// consumer the service serves stored notifications and reports itself not ready.
     pub consumer_enabled: bool,
@@ -74,6 +78,10 @@ impl NotificationsConfig {
             grpc_max_connection_age: Duration::from_secs(
                 env.parse_or("GRPC_MAX_CONNECTION_AGE_SECS", 300)?,
             ),
+            mongo_max_reads_per_caller: env.parse_or(
+                "MONGO_MAX_READS_PER_CALLER",
+                crate::store::DEFAULT_READS_PER_CALLER,
+            )?,
             consumer_enabled: env.parse_or("CONSUMER_ENABLED", true)?,
         })
     }

@@ -32,18 +32,26 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::config::NotificationsConfig;
+use crate::error::NotificationsError;
 use crate::events::{ConsumerStatus, NotificationConsumer};
 use crate::store::{MongoNotificationStore, NotificationStore};
 
 /// Fully-qualified gRPC service name, as health and reflection report it.
 pub const SERVICE_NAME: &str = "shopmesh.notification.v1.NotificationService";
 
-/// Whether every dependency answers: the store pings and the consumer holds a broker link.
+/// Whether every dependency answers: the store pings (a slow answer means busy, not down:
+/// see [`MongoNotificationStore`]'s ping) and the consumer holds a broker link.
 pub async fn dependencies_ok(
     store: &dyn NotificationStore,
     consumer: &ConsumerStatus,
 ) -> Result<(), String> {
-    store.ping().await.map_err(|e| format!("mongodb: {e}"))?;
+    match store.ping().await {
+        Ok(()) => {}
+        Err(NotificationsError::StoreSlow(e)) => {
+            tracing::info!(error = %e, "the store is slow; still serving");
+        }
+        Err(e) => return Err(format!("mongodb: {e}")),
+    }
     if !consumer.connected() {
         return Err("rabbitmq: consumer not connected".to_owned());
     }
@@ -237,7 +245,8 @@ impl Service for Application {
             &config.mongo_db,
             config.mongo_timeout,
         )
-        .await?;
+        .await?
+        .with_reads_per_caller(config.mongo_max_reads_per_caller);
         let consumer = NotificationConsumer::new(
             Arc::new(store.clone()),
             config.rabbitmq_url.expose().to_owned(),

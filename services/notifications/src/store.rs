@@ -1,5 +1,6 @@
 //! Notification storage: the [`NotificationStore`] trait and its MongoDB implementation.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +11,7 @@ use mongodb::error::{ErrorKind, WriteFailure};
 use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Collection, IndexModel};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
 
 use crate::domain::{NewNotification, NotificationStatus, PageToken};
 use crate::error::NotificationsError;
@@ -52,16 +54,23 @@ pub trait NotificationStore: Send + Sync + 'static {
         &self,
         n: &NewNotification,
     ) -> Result<InsertOutcome, NotificationsError>;
-    /// An order's notifications, newest first.
-    async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError>;
+    /// An order's notifications, newest first. Reads are counted against `reader` (the
+    /// caller's user id), who may have only so many running at once.
+    async fn by_order(
+        &self,
+        reader: i64,
+        order_id: i64,
+    ) -> Result<Vec<StoredNotification>, NotificationsError>;
     /// The notifications of every order in `order_ids`, newest first, in one query.
     async fn by_orders(
         &self,
+        reader: i64,
         order_ids: &[i64],
     ) -> Result<Vec<StoredNotification>, NotificationsError>;
     /// A page of a user's notifications, newest first, and the next page's token.
     async fn by_user(
         &self,
+        reader: i64,
         user_id: i64,
         limit: i64,
         after: Option<PageToken>,
@@ -110,7 +119,77 @@ pub struct MongoNotificationStore {
     client: Client,
     collection: Collection<NotificationDoc>,
     timeout: Duration,
+    /// Reads running against MongoDB, in all and per reader.
+    reads: Arc<ReadSlots>,
+    /// Pings in a row that went unanswered in time.
+    slow_pings: Arc<std::sync::atomic::AtomicU32>,
 }
+
+/// Pings in a row that may go unanswered in time before a store that still accepts
+/// connections counts as down: a slow answer means busy (the ping says `StoreSlow`), a store
+/// that stays silent is gone (`StoreUnavailable`).
+pub const SLOW_PINGS_BEFORE_DOWN: u32 = 3;
+
+/// Connections in the driver's pool.
+pub const POOL_SIZE: u32 = 20;
+
+/// Reads that may run at once: half the pool, so however many callers ask (or give up and
+/// leave their reads running), the consumer's writes and the health pings always find a
+/// connection. A read waits for its turn without touching MongoDB, so a caller that goes
+/// away while it waits costs the store nothing.
+pub const MAX_CONCURRENT_READS: usize = POOL_SIZE as usize / 2;
+
+/// Who may run how many reads. A read keeps its places until it ends, even after its caller
+/// gave up (the driver cannot abandon an operation mid-flight), so a caller who floods the
+/// store and leaves holds no more of it than its own share.
+struct ReadSlots {
+    total: Arc<Semaphore>,
+    per_reader: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
+    max_per_reader: usize,
+}
+
+/// A reader's place, given back when the read ends.
+struct ReaderSlot {
+    slots: Arc<ReadSlots>,
+    reader: i64,
+}
+
+impl ReadSlots {
+    fn enter(self: &Arc<Self>, reader: i64) -> Result<ReaderSlot, NotificationsError> {
+        let mut per_reader = self
+            .per_reader
+            .lock()
+            .map_err(|e| NotificationsError::Store(e.to_string()))?;
+        let running = per_reader.entry(reader).or_insert(0);
+        if *running >= self.max_per_reader {
+            return Err(NotificationsError::TooManyCalls(format!(
+                "caller {reader} has {} reads running, the most one caller may; retry when one ends",
+                self.max_per_reader
+            )));
+        }
+        *running += 1;
+        Ok(ReaderSlot {
+            slots: self.clone(),
+            reader,
+        })
+    }
+}
+
+impl Drop for ReaderSlot {
+    fn drop(&mut self) {
+        if let Ok(mut per_reader) = self.slots.per_reader.lock()
+            && let Some(running) = per_reader.get_mut(&self.reader)
+        {
+            *running -= 1;
+            if *running == 0 {
+                per_reader.remove(&self.reader);
+            }
+        }
+    }
+}
+
+/// Reads one caller may have running by default (`MONGO_MAX_READS_PER_CALLER`).
+pub const DEFAULT_READS_PER_CALLER: usize = 4;
 
 fn classify(e: mongodb::error::Error) -> NotificationsError {
     match *e.kind {
@@ -139,10 +218,11 @@ impl MongoNotificationStore {
     /// Every notification matching `filter`, newest first, within the store timeout.
     async fn newest_first(
         &self,
+        reader: i64,
         filter: bson::Document,
     ) -> Result<Vec<StoredNotification>, NotificationsError> {
         let (collection, max_time) = (self.collection.clone(), self.timeout);
-        self.detached(async move {
+        self.detached_read(reader, async move {
             let cursor = collection
                 .find(filter)
                 .sort(doc! { "createdAt": -1, "_id": -1 })
@@ -167,13 +247,55 @@ impl MongoNotificationStore {
         options.app_name = Some("shopmesh-notifications".to_owned());
         options.server_selection_timeout = Some(timeout);
         options.connect_timeout = Some(timeout);
+        options.max_pool_size = Some(POOL_SIZE);
         let client = Client::with_options(options).map_err(classify)?;
         let collection = client.database(database).collection("notifications");
         Ok(Self {
             client,
             collection,
             timeout,
+            reads: Arc::new(ReadSlots {
+                total: Arc::new(Semaphore::new(MAX_CONCURRENT_READS)),
+                per_reader: std::sync::Mutex::default(),
+                max_per_reader: DEFAULT_READS_PER_CALLER,
+            }),
+            slow_pings: Arc::default(),
         })
+    }
+
+    /// The same store, letting one caller run at most `n` reads at once.
+    pub fn with_reads_per_caller(mut self, n: usize) -> Self {
+        self.reads = Arc::new(ReadSlots {
+            total: self.reads.total.clone(),
+            per_reader: std::sync::Mutex::default(),
+            max_per_reader: n.max(1),
+        });
+        self
+    }
+
+    /// A read for `reader`, run as [`Self::detached`] once one of `reader`'s places and one of
+    /// the store's read slots are free; both stay taken until the read ends, even when its
+    /// caller gave up. Over `reader`'s share it is refused at once.
+    async fn detached_read<T, F>(&self, reader: i64, op: F) -> Result<T, NotificationsError>
+    where
+        F: std::future::Future<Output = Result<T, NotificationsError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let place = self.reads.enter(reader)?;
+        let slot = tokio::time::timeout(self.timeout, self.reads.total.clone().acquire_owned())
+            .await
+            .map_err(|_| {
+                NotificationsError::StoreSlow(format!(
+                    "every read slot stayed busy for {:?}",
+                    self.timeout
+                ))
+            })?
+            .map_err(|e| NotificationsError::Store(e.to_string()))?;
+        self.detached(async move {
+            let _held = (slot, place);
+            op.await
+        })
+        .await
     }
 
     /// Runs one store operation in a task of its own and waits at most the store's timeout.
@@ -191,7 +313,7 @@ impl MongoNotificationStore {
             Ok(Err(failed)) => Err(NotificationsError::Store(format!(
                 "store operation failed: {failed}"
             ))),
-            Err(_) => Err(NotificationsError::StoreUnavailable(format!(
+            Err(_) => Err(NotificationsError::StoreSlow(format!(
                 "MongoDB did not answer within {:?}",
                 self.timeout
             ))),
@@ -338,18 +460,25 @@ impl NotificationStore for MongoNotificationStore {
 
     async fn by_orders(
         &self,
+        reader: i64,
         order_ids: &[i64],
     ) -> Result<Vec<StoredNotification>, NotificationsError> {
-        self.newest_first(doc! { "orderId": { "$in": order_ids.to_vec() } })
+        self.newest_first(reader, doc! { "orderId": { "$in": order_ids.to_vec() } })
             .await
     }
 
-    async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError> {
-        self.newest_first(doc! { "orderId": order_id }).await
+    async fn by_order(
+        &self,
+        reader: i64,
+        order_id: i64,
+    ) -> Result<Vec<StoredNotification>, NotificationsError> {
+        self.newest_first(reader, doc! { "orderId": order_id })
+            .await
     }
 
     async fn by_user(
         &self,
+        reader: i64,
         user_id: i64,
         limit: i64,
         after: Option<PageToken>,
@@ -369,7 +498,7 @@ impl NotificationStore for MongoNotificationStore {
         };
         let (collection, max_time) = (self.collection.clone(), self.timeout);
         let mut docs: Vec<NotificationDoc> = self
-            .detached(async move {
+            .detached_read(reader, async move {
                 let cursor = collection
                     .find(filter)
                     .sort(doc! { "createdAt": -1, "_id": -1 })
@@ -393,14 +522,30 @@ impl NotificationStore for MongoNotificationStore {
     }
 
     async fn ping(&self) -> Result<(), NotificationsError> {
+        use std::sync::atomic::Ordering;
         let admin = self.client.database("admin");
-        self.detached(async move {
-            admin
-                .run_command(doc! { "ping": 1 })
-                .await
-                .map(|_| ())
-                .map_err(classify)
-        })
-        .await
+        let answered = self
+            .detached(async move {
+                admin
+                    .run_command(doc! { "ping": 1 })
+                    .await
+                    .map(|_| ())
+                    .map_err(classify)
+            })
+            .await;
+        match answered {
+            Err(NotificationsError::StoreSlow(e)) => {
+                let slow = self.slow_pings.fetch_add(1, Ordering::Relaxed) + 1;
+                Err(if slow >= SLOW_PINGS_BEFORE_DOWN {
+                    NotificationsError::StoreUnavailable(format!("{slow} pings in a row: {e}"))
+                } else {
+                    NotificationsError::StoreSlow(e)
+                })
+            }
+            other => {
+                self.slow_pings.store(0, Ordering::Relaxed);
+                other
+            }
+        }
     }
 }

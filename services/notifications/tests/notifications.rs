@@ -56,22 +56,28 @@ impl NotificationStore for FlakyStore {
         }
         self.inner.insert_if_absent(n).await
     }
-    async fn by_order(&self, order_id: i64) -> Result<Vec<StoredNotification>, NotificationsError> {
-        self.inner.by_order(order_id).await
+    async fn by_order(
+        &self,
+        reader: i64,
+        order_id: i64,
+    ) -> Result<Vec<StoredNotification>, NotificationsError> {
+        self.inner.by_order(reader, order_id).await
     }
     async fn by_orders(
         &self,
+        reader: i64,
         order_ids: &[i64],
     ) -> Result<Vec<StoredNotification>, NotificationsError> {
-        self.inner.by_orders(order_ids).await
+        self.inner.by_orders(reader, order_ids).await
     }
     async fn by_user(
         &self,
+        reader: i64,
         user_id: i64,
         limit: i64,
         after: Option<PageToken>,
     ) -> Result<(Vec<StoredNotification>, Option<PageToken>), NotificationsError> {
-        self.inner.by_user(user_id, limit, after).await
+        self.inner.by_user(reader, user_id, limit, after).await
     }
     async fn ping(&self) -> Result<(), NotificationsError> {
         self.inner.ping().await
@@ -994,26 +1000,30 @@ async fn grpc_callers_need_a_token_and_reach_only_their_own_notifications() {
         .unwrap()
         .into_inner();
     assert_eq!(own.notifications.len(), 1);
-    let denied = [
-        as_alice
-            .get_notifications(pb::GetNotificationsRequest { order_id: 11 })
-            .await
-            .map(|_| ()),
-        as_alice
-            .get_notifications_for_orders(pb::GetNotificationsForOrdersRequest {
-                order_ids: vec![10, 11],
-            })
-            .await
-            .map(|_| ()),
-        as_alice
-            .list_user_notifications(pb::ListUserNotificationsRequest {
-                user_id: 2,
-                page_size: 10,
-                page_token: String::new(),
-            })
-            .await
-            .map(|_| ()),
-    ];
+    // Bob's order reads as one without notifications, like a missing one: ids cannot be probed.
+    let bobs = as_alice
+        .get_notifications(pb::GetNotificationsRequest { order_id: 11 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(bobs.notifications.is_empty());
+    let mixed = as_alice
+        .get_notifications_for_orders(pb::GetNotificationsForOrdersRequest {
+            order_ids: vec![10, 11],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let counts: Vec<usize> = mixed.orders.iter().map(|o| o.notifications.len()).collect();
+    assert_eq!(counts, [1, 0], "only Alice's own");
+    let denied = [as_alice
+        .list_user_notifications(pb::ListUserNotificationsRequest {
+            user_id: 2,
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .map(|_| ())];
     for (i, outcome) in denied.into_iter().enumerate() {
         assert_eq!(
             outcome.unwrap_err().code(),
