@@ -107,9 +107,16 @@ impl Principal {
         self.role == Role::Admin
     }
 
+    /// Whether data owned by `owner` exists for this caller: their own, or anything for an
+    /// admin. A single thing found by its id (an order, its notifications) that the caller may
+    /// not see answers as missing, never as forbidden, so ids cannot be probed.
+    pub fn sees(&self, owner: i64) -> bool {
+        self.is_admin() || self.user_id == owner
+    }
+
     /// Allows acting on `user_id`'s data: the user themself, or an admin.
     pub fn check_access(&self, user_id: i64) -> Result<(), Forbidden> {
-        if self.is_admin() || self.user_id == user_id {
+        if self.sees(user_id) {
             Ok(())
         } else {
             Err(Forbidden(format!(

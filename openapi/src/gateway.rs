@@ -517,6 +517,9 @@ pub enum GetOrderNotificationsResponse {
     /// The token is valid but its holder may not act on this resource.
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(
         status = 429u16,
@@ -567,7 +570,7 @@ fn get_order_notifications_bad_request(
 impl GetOrderNotificationsResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 401u16, 403u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 404u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -576,6 +579,7 @@ impl GetOrderNotificationsResponse {
             Self::BadRequest(_) => 400u16,
             Self::Unauthorized(_) => 401u16,
             Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
             Self::TooManyRequests(_) => 429u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
@@ -595,6 +599,7 @@ impl From<Problem> for GetOrderNotificationsResponse {
             400u16 => Self::BadRequest(Json(problem)),
             401u16 => Self::Unauthorized(Json(problem)),
             403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             504u16 => Self::GatewayTimeout(Json(problem)),
@@ -1480,7 +1485,7 @@ pub trait GatewayApi: Send + Sync + 'static {
     ) -> Result<Order, Problem>;
     /// Notifications sent about an order, newest first.
     ///
-    /// Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds.
+    /// Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds. An order that does not exist, or is another user's, is 404.
     async fn get_order_notifications(
         &self,
         principal: shopmesh_identity::Principal,
@@ -1683,7 +1688,7 @@ impl GatewayEndpoints {
     }
     /// Notifications sent about an order, newest first.
     ///
-    /// Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds.
+    /// Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds. An order that does not exist, or is another user's, is 404.
     #[oai(
         path = "/api/orders/:id/notifications",
         method = "get",

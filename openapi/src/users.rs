@@ -173,6 +173,17 @@ pub enum CreateUserResponse {
     /// The body is not `application/json`.
     #[oai(status = 415u16, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
+    /// Too many sign-ups from this address (each costs a password hash); retry after the delay.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until another attempt may succeed."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
     InternalServerError(Json<Problem>),
@@ -188,7 +199,7 @@ fn create_user_bad_request(err: poem::Error) -> CreateUserResponse {
 impl CreateUserResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 409u16, 413u16, 415u16, 500u16, 503u16,
+        400u16, 409u16, 413u16, 415u16, 429u16, 500u16, 503u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -198,6 +209,7 @@ impl CreateUserResponse {
             Self::Conflict(_) => 409u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
+            Self::TooManyRequests(_) => 429u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
@@ -216,6 +228,7 @@ impl From<Problem> for CreateUserResponse {
             409u16 => Self::Conflict(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             _ => Self::InternalServerError(Json(problem)),
         }
@@ -704,7 +717,7 @@ pub struct BearerAuth(pub shopmesh_identity::Principal);
 pub trait UsersApi: Send + Sync + 'static {
     /// Register a user.
     ///
-    /// Anyone may sign up; the account gets the `user` role.
+    /// Anyone may sign up, a limited number of times per client address; the account gets the `user` role.
     async fn create_user(&self, body: NewUser) -> Result<User, Problem>;
     /// Fetch one user.
     ///
@@ -830,7 +843,7 @@ impl UsersApi for Unimplemented {
 impl UsersEndpoints {
     /// Register a user.
     ///
-    /// Anyone may sign up; the account gets the `user` role.
+    /// Anyone may sign up, a limited number of times per client address; the account gets the `user` role.
     #[oai(
         path = "/users",
         method = "post",

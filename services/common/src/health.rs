@@ -1,5 +1,7 @@
-//! `/health/live` and `/health/ready`: liveness says the process runs; readiness says every
-//! dependency answers, so a load balancer only routes to instances that can serve.
+//! `/health/live` and `/health/ready`: liveness says the process runs; readiness says the
+//! instance can serve, so a load balancer only routes to instances that can. A dependency the
+//! service can serve without (some of) is reported as degraded instead: taking every replica
+//! out of rotation because of it would turn a partial outage into a whole one.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,11 +20,13 @@ pub type CheckFuture = Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 #[derive(Clone)]
 pub struct ReadinessCheck {
     name: &'static str,
+    /// Whether the service cannot serve without it (else its failure only degrades).
+    gates: bool,
     check: Arc<dyn Fn() -> CheckFuture + Send + Sync>,
 }
 
 impl ReadinessCheck {
-    /// A check called `name` (e.g. `mysql`) that runs `check`.
+    /// A dependency called `name` (e.g. `mysql`) without which the service cannot serve.
     pub fn new<F, Fut>(name: &'static str, check: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,
@@ -30,15 +34,45 @@ impl ReadinessCheck {
     {
         Self {
             name,
+            gates: true,
             check: Arc::new(move || Box::pin(check())),
+        }
+    }
+
+    /// A dependency whose failure degrades the service (some answers become errors) but
+    /// leaves it able to serve: reported, and alerted on, but the instance stays ready.
+    pub fn degrading<F, Fut>(name: &'static str, check: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        Self {
+            gates: false,
+            ..Self::new(name, check)
         }
     }
 }
 
-/// Runs every check (each bounded to 2 s) and reports `(all ok, per-check JSON)`.
-pub async fn run_checks(checks: &[ReadinessCheck]) -> (bool, serde_json::Value) {
+/// What the checks found.
+pub struct Readiness {
+    /// Every dependency the service cannot serve without answers.
+    pub ready: bool,
+    /// A dependency it can serve without does not answer.
+    pub degraded: bool,
+    /// Each check's name with `"ok"` or its error.
+    pub detail: serde_json::Value,
+}
+
+/// Runs every check (each bounded to 2 s).
+pub async fn run_checks(checks: &[ReadinessCheck]) -> Readiness {
     let results = futures_join(checks).await;
-    let ok = results.iter().all(|(_, r)| r.is_ok());
+    let failed = |gating: bool| {
+        checks
+            .iter()
+            .zip(&results)
+            .any(|(c, (_, r))| c.gates == gating && r.is_err())
+    };
+    let (ready, degraded) = (!failed(true), failed(false));
     let detail: serde_json::Map<_, _> = results
         .into_iter()
         .map(|(name, r)| {
@@ -51,7 +85,11 @@ pub async fn run_checks(checks: &[ReadinessCheck]) -> (bool, serde_json::Value) 
             )
         })
         .collect();
-    (ok, serde_json::Value::Object(detail))
+    Readiness {
+        ready,
+        degraded,
+        detail: serde_json::Value::Object(detail),
+    }
 }
 
 async fn futures_join(checks: &[ReadinessCheck]) -> Vec<(&'static str, Result<(), String>)> {
@@ -100,17 +138,16 @@ pub fn operations(
     let readiness: crate::metrics::AsyncCollector = Arc::new(move || {
         let checks = scraped.clone();
         Box::pin(async move {
-            let results = futures_join(&checks).await;
-            for (dependency, result) in &results {
-                metrics::gauge!("dependency_up", "service" => service, "dependency" => *dependency)
-                    .set(if result.is_ok() { 1.0 } else { 0.0 });
+            let found = run_checks(&checks).await;
+            if let Some(detail) = found.detail.as_object() {
+                for (dependency, result) in detail {
+                    metrics::gauge!("dependency_up", "service" => service, "dependency" => dependency.clone())
+                        .set(if result == "ok" { 1.0 } else { 0.0 });
+                }
             }
-            let ready = results.iter().all(|(_, r)| r.is_ok());
-            metrics::gauge!("service_ready", "service" => service).set(if ready {
-                1.0
-            } else {
-                0.0
-            });
+            let flag = |on: bool| if on { 1.0 } else { 0.0 };
+            metrics::gauge!("service_ready", "service" => service).set(flag(found.ready));
+            metrics::gauge!("service_degraded", "service" => service).set(flag(found.degraded));
         })
     });
     route.nest("/health", routes(checks)).at(
@@ -127,14 +164,13 @@ fn routes(checks: Vec<ReadinessCheck>) -> Route {
         get(poem::endpoint::make(move |_| {
             let checks = checks.clone();
             async move {
-                let (ok, detail) = run_checks(&checks).await;
-                let status = if ok {
-                    StatusCode::OK
-                } else {
-                    StatusCode::SERVICE_UNAVAILABLE
+                let found = run_checks(&checks).await;
+                let (status, word) = match (found.ready, found.degraded) {
+                    (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                    (true, true) => (StatusCode::OK, "degraded"),
+                    (true, false) => (StatusCode::OK, "ready"),
                 };
-                let body =
-                    json!({ "status": if ok { "ready" } else { "unavailable" }, "checks": detail });
+                let body = json!({ "status": word, "checks": found.detail });
                 Ok::<Response, poem::Error>(Json(body).with_status(status).into_response())
             }
         })),

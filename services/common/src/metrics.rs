@@ -143,7 +143,11 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
     ),
     (
         "service_ready",
-        "1 while every dependency of the service answers (as /health/ready), checked at each scrape.",
+        "1 while every dependency the service cannot serve without answers (as /health/ready), checked at each scrape.",
+    ),
+    (
+        "service_degraded",
+        "1 while a dependency the service can serve without does not answer (it stays ready; some answers are errors).",
     ),
     (
         "dependency_up",

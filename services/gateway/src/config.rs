@@ -149,6 +149,9 @@ pub struct GraphqlConfig {
     pub introspection: bool,
     /// Root fields, aliases included, one query may select (`GRAPHQL_MAX_ROOT_FIELDS`, 20).
     pub max_root_fields: usize,
+    /// Longest query text, in bytes (`GRAPHQL_MAX_QUERY_BYTES`, 32768; GraphiQL's
+    /// introspection query is about 2 KB).
+    pub max_query_bytes: usize,
     /// Mutations (root fields of a mutation) one request may run (`GRAPHQL_MAX_MUTATIONS`, 5).
     pub max_mutations: usize,
     /// Downstream calls (retries included) one request may make; further ones fail with
@@ -213,6 +216,7 @@ impl GatewayConfig {
                 max_complexity: env.parse_or("GRAPHQL_MAX_COMPLEXITY", 250)?,
                 introspection: env.parse_or("GRAPHQL_INTROSPECTION", true)?,
                 max_root_fields: env.parse_or("GRAPHQL_MAX_ROOT_FIELDS", 20)?,
+                max_query_bytes: env.parse_or("GRAPHQL_MAX_QUERY_BYTES", 32 * 1024)?,
                 max_mutations: env.parse_or("GRAPHQL_MAX_MUTATIONS", 5)?,
                 max_downstream_calls: env.parse_or("GRAPHQL_MAX_DOWNSTREAM_CALLS", 50)?,
             },

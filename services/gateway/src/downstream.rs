@@ -48,6 +48,8 @@ pub struct Backends {
     users: UsersClient,
     notifications: NotificationServiceClient<Channel>,
     notifications_channel: Channel,
+    /// For the liveness probes of the HTTP services.
+    health_http: reqwest::Client,
     cache: RedisCache,
     /// Orders this gateway has seen, by id (`None` when turned off).
     memory: Option<moka::sync::Cache<i64, orders::Order>>,
@@ -151,10 +153,11 @@ impl Backends {
         Ok(Self {
             orders: OrdersClient::with_http_client(&config.order_service_url, http.clone())
                 .with_request_hook(downstream_hook()),
-            users: UsersClient::with_http_client(&config.user_service_url, http)
+            users: UsersClient::with_http_client(&config.user_service_url, http.clone())
                 .with_request_hook(downstream_hook()),
             notifications: NotificationServiceClient::new(channel.clone()),
             notifications_channel: channel,
+            health_http: http.clone(),
             cache,
             memory: (config.order_memory_entries > 0).then(|| {
                 moka::sync::Cache::builder()
@@ -217,8 +220,7 @@ impl Backends {
     pub async fn order(&self, caller: &Principal, id: i64) -> Result<orders::Order, GatewayError> {
         if let Some(order) = self.memory.as_ref().and_then(|m| m.get(&id)) {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
-            caller.check_access(order.user_id)?;
-            return Ok(order);
+            return visible(caller, order);
         }
         let key = self.order_key(id);
         if let Some(order) = self
@@ -227,9 +229,8 @@ impl Backends {
             .await
             .and_then(|t| decode::<orders::Order>(&t))
         {
-            caller.check_access(order.user_id)?;
             self.remember(&order);
-            return Ok(order);
+            return visible(caller, order);
         }
         let order = self
             .breakers
@@ -507,38 +508,41 @@ impl Backends {
         }
     }
 
-    /// Checks the downstream services answer their liveness probes.
-    pub async fn ping(&self, config: &GatewayConfig) -> Result<(), String> {
-        let http = reqwest::Client::builder()
-            .timeout(self.timeout)
-            .build()
-            .map_err(|e| e.to_string())?;
-        for (name, url) in [
-            ("orders", &config.order_service_url),
-            ("users", &config.user_service_url),
-        ] {
-            let ok = http
-                .get(format!("{}/health/live", url.trim_end_matches('/')))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if !ok {
-                return Err(format!("{name} not answering"));
-            }
+    /// Whether `base_url`'s service answers `/health/live`.
+    pub async fn ping_http(&self, base_url: &str) -> Result<(), String> {
+        let url = format!("{}/health/live", base_url.trim_end_matches('/'));
+        let answered = self.health_http.get(url).send().await;
+        match answered {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!("answers {}", r.status())),
+            Err(_) => Err("not answering".to_owned()),
         }
+    }
+
+    /// Whether the notifications service reports SERVING over gRPC health.
+    pub async fn ping_notifications(&self) -> Result<(), String> {
         let mut health =
             tonic_health::pb::health_client::HealthClient::new(self.notifications_channel.clone());
         let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
-        match tokio::time::timeout(
-            self.timeout,
-            health.check(tonic_health::pb::HealthCheckRequest {
-                service: String::new(),
-            }),
-        )
-        .await
-        {
+        let request = tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        };
+        match tokio::time::timeout(self.timeout, health.check(request)).await {
             Ok(Ok(r)) if r.get_ref().status == serving => Ok(()),
-            _ => Err("notifications not serving".to_owned()),
+            _ => Err("not serving".to_owned()),
         }
+    }
+}
+
+/// `order` as the orders service would answer `caller` for it: another user's order does
+/// not exist for them.
+fn visible(caller: &Principal, order: orders::Order) -> Result<orders::Order, GatewayError> {
+    if caller.sees(order.user_id) {
+        Ok(order)
+    } else {
+        Err(GatewayError::NotFound(format!(
+            "order {} does not exist",
+            order.id
+        )))
     }
 }

@@ -93,6 +93,11 @@ impl GatewayError {
             tonic::Code::NotFound => Self::NotFound(s.message().to_owned()),
             tonic::Code::Unauthenticated => Self::Unauthenticated(s.message().to_owned()),
             tonic::Code::PermissionDenied => Self::Forbidden(s.message().to_owned()),
+            // The caller's own share is used up: theirs to wait for, not the service's outage.
+            tonic::Code::ResourceExhausted => Self::TooManyRequests {
+                detail: s.message().to_owned(),
+                retry_after_secs: Some(1),
+            },
             _ => Self::Unavailable {
                 service,
                 detail: format!("{:?}: {}", s.code(), s.message()),
@@ -218,6 +223,10 @@ mod tests {
         assert!(matches!(
             GatewayError::from_status("n", tonic::Status::unavailable("x")),
             GatewayError::Unavailable { .. }
+        ));
+        assert!(matches!(
+            GatewayError::from_status("n", tonic::Status::resource_exhausted("x")),
+            GatewayError::TooManyRequests { .. }
         ));
     }
 

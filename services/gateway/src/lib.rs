@@ -77,12 +77,14 @@ impl Gateway {
                 .extension(limits::OperationLimits {
                     max_depth: config.graphql.max_depth,
                     max_root_fields: config.graphql.max_root_fields,
+                    max_query_bytes: config.graphql.max_query_bytes,
                     max_mutations: config.graphql.max_mutations,
                 })
                 // Inside the limits, so a cached document is checked like a parsed one.
                 .extension(documents.clone());
         if !config.graphql.introspection {
-            builder = builder.disable_introspection();
+            // Suggestions ("Did you mean …") would hand out the field names introspection hides.
+            builder = builder.disable_introspection().disable_suggestions();
         }
         Ok(Self {
             backends,
@@ -97,6 +99,11 @@ impl Gateway {
     /// GraphQL requests whose parsed document was reused.
     pub fn document_cache_hits(&self) -> u64 {
         self.documents.hits()
+    }
+
+    /// Memory the parsed documents hold, as estimated ([`documents::weight`]).
+    pub fn document_cache_bytes(&self) -> u64 {
+        self.documents.weighted_size()
     }
 
     /// Forgets idle rate-limit clients every minute until `shutdown`.
@@ -126,11 +133,24 @@ impl Gateway {
             )
             .at("/api/openapi.json", spec)
             .nest_no_strip("/api", rest.with(limit));
-        let (backends, config) = (self.backends.clone(), self.config.clone());
-        let checks = vec![ReadinessCheck::new("downstream", move || {
-            let (b, c) = (backends.clone(), config.clone());
-            async move { b.ping(&c).await }
-        })];
+        // The gateway serves without any one downstream service (its answers say which part
+        // is unavailable, cached reads go on), so each only degrades it.
+        let http_check = |name, url: fn(&GatewayConfig) -> &String| {
+            let (backends, config) = (self.backends.clone(), self.config.clone());
+            ReadinessCheck::degrading(name, move || {
+                let (b, c) = (backends.clone(), config.clone());
+                async move { b.ping_http(url(&c)).await }
+            })
+        };
+        let backends = self.backends.clone();
+        let checks = vec![
+            http_check("orders", |c| &c.order_service_url),
+            http_check("users", |c| &c.user_service_url),
+            ReadinessCheck::degrading("notifications", move || {
+                let b = backends.clone();
+                async move { b.ping_notifications().await }
+            }),
+        ];
         let (backends, limiter) = (self.backends.clone(), self.limiter.clone());
         let documents = self.documents.clone();
         let collectors: Vec<Collector> = vec![Arc::new(move || {

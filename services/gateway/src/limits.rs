@@ -79,6 +79,8 @@ pub struct OperationLimits {
     pub max_depth: usize,
     /// Root fields a query may select.
     pub max_root_fields: usize,
+    /// Longest query text, in bytes.
+    pub max_query_bytes: usize,
     /// Root fields (each one a write) a mutation may select.
     pub max_mutations: usize,
 }
@@ -109,6 +111,17 @@ impl Extension for OperationLimit {
         variables: &Variables,
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
+        if query.len() > self.limits.max_query_bytes {
+            let error = ServerError::new(
+                format!(
+                    "the query text is {} bytes; at most {} are allowed",
+                    query.len(),
+                    self.limits.max_query_bytes
+                ),
+                None,
+            );
+            return Err(with_code(error, LIMIT_CODE));
+        }
         // Before the parser recurses: a deep enough document would overflow the stack.
         shopmesh_common::nesting::check_graphql(
             query,

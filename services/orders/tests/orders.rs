@@ -828,9 +828,10 @@ async fn shoppers_reach_only_their_own_orders_and_admins_only_existing_users() {
     );
     assert_eq!(
         problem_status(client.get_order(&bob, mine.id).await),
-        403,
-        "Alice's order"
+        404,
+        "Alice's order does not exist for Bob, as a missing one"
     );
+    assert_eq!(problem_status(client.get_order(&bob, 999_999).await), 404);
     assert_eq!(
         problem_status(client.list_user_orders(&bob, 1, None, None).await),
         403

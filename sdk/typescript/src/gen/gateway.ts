@@ -53,7 +53,7 @@ export interface paths {
         };
         /**
          * Notifications sent about an order, newest first.
-         * @description Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds.
+         * @description Read from the notifications service over gRPC. Empty until the order's `order.created` event has been consumed, usually within milliseconds. An order that does not exist, or is another user's, is 404.
          */
         get: operations["getOrderNotifications"];
         put?: never;
@@ -741,6 +741,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];
