@@ -14,6 +14,7 @@ mod bench;
 mod deployment;
 mod evolution;
 mod fuzz;
+mod fuzz_targets;
 mod infra;
 mod platform;
 mod sdk;
@@ -35,10 +36,11 @@ fn main() -> ExitCode {
         Some("infra") => infra::ensure_all(&root()).map(|_| ()),
         Some("up") => up::run(&root(), &args[1..]),
         Some("bench") => bench::run(&root(), &args[1..]),
+        Some("fuzz") => fuzz_targets::seconds().and_then(|s| fuzz_targets::run(&root(), s)),
         Some("vendor-graphiql") => vendor::graphiql(&root()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <gen [--check] | lint [--against REF] | test [-- cargo test args] | infra | up [--ephemeral] [--no-build] | bench | vendor-graphiql>"
+                "usage: cargo xtask <gen [--check] | lint [--against REF] | test [-- cargo test args] | infra | up [--ephemeral] [--no-build] | bench | fuzz | vendor-graphiql>"
             );
             return ExitCode::from(2);
         }
@@ -110,7 +112,14 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// `CARGO_MANIFEST_DIR` change, so a build started here would otherwise not reuse one started
 /// from a shell, and the other way round.
 pub fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    without_package_env(Command::new(
+        std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()),
+    ))
+}
+
+/// `cmd` without the variables `cargo run` set for xtask's own package, which would confuse a
+/// cargo started under it.
+pub fn without_package_env(mut cmd: Command) -> Command {
     for (key, _) in std::env::vars() {
         let per_package = key.starts_with("CARGO_PKG_")
             || key.starts_with("CARGO_BIN_")
@@ -231,15 +240,15 @@ fn run_counting(cmd: &mut Command) -> (Tally, Result<()>) {
 
 fn test(extra: &[String]) -> Result<()> {
     let root = root();
-    println!("test: step 1/5 gen --check");
+    println!("test: step 1/6 gen --check");
     generate(true)?;
-    println!("test: step 2/5 lint");
+    println!("test: step 2/6 lint");
     lint(&[])?;
-    println!("test: step 3/5 infrastructure");
+    println!("test: step 3/6 infrastructure");
     let env = infra::ensure_all(&root)?;
     tools::browser_clients(&root)?;
     tools::node_packages(&root.join("xtask/node"))?;
-    println!("test: step 4/5 cargo test");
+    println!("test: step 4/6 cargo test");
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"])
         .args(extra);
@@ -248,7 +257,7 @@ fn test(extra: &[String]) -> Result<()> {
     }
     let (tally, tests) = run_counting(&mut cmd);
     let result = tests.and_then(|()| {
-        println!("test: step 5/5 contract fuzzing (schemathesis)");
+        println!("test: step 5/6 contract fuzzing (schemathesis)");
         let mongo = env
             .vars
             .iter()
@@ -261,6 +270,10 @@ fn test(extra: &[String]) -> Result<()> {
             &up::environment(&root),
             &mongo,
         )
+    });
+    let result = result.and_then(|()| {
+        println!("test: step 6/6 fuzzing the parsers (cargo fuzz)");
+        fuzz_targets::run(&root, fuzz_targets::seconds()?)
     });
     println!("tests: {} passed, {} failed", tally.passed, tally.failed);
     drop(env);

@@ -46,6 +46,25 @@ pub fn secantusd(root: &Path) -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Pinned cargo-fuzz, for the libFuzzer targets in `fuzz/`.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
+/// Path to `cargo-fuzz`, installing it from crates.io into `.tools/cargo-fuzz` when missing.
+pub fn cargo_fuzz(root: &Path) -> Result<PathBuf> {
+    let dir = root.join(".tools/cargo-fuzz");
+    let bin = dir.join("bin/cargo-fuzz");
+    if !bin.exists() {
+        println!("tools: installing cargo-fuzz {CARGO_FUZZ_VERSION} with cargo install");
+        run(crate::cargo()
+            .args(["install", "--locked", "--quiet", "cargo-fuzz", "--version"])
+            .arg(CARGO_FUZZ_VERSION)
+            .arg("--root")
+            .arg(&dir)
+            .env("CARGO_TARGET_DIR", root.join("target/cargo-fuzz-build")))?;
+    }
+    Ok(bin)
+}
+
 /// Pinned schemathesis, for fuzzing the REST contracts.
 pub const SCHEMATHESIS_VERSION: &str = "4.32.5";
 
