@@ -36,11 +36,15 @@ fn main() -> ExitCode {
         Some("infra") => infra::ensure_all(&root()).map(|_| ()),
         Some("up") => up::run(&root(), &args[1..]),
         Some("bench") => bench::run(&root(), &args[1..]),
+        Some("root") => {
+            println!("{}", root().display());
+            Ok(())
+        }
         Some("fuzz") => fuzz_targets::seconds().and_then(|s| fuzz_targets::run(&root(), s)),
         Some("vendor-graphiql") => vendor::graphiql(&root()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <gen [--check] | lint [--against REF] | test [-- cargo test args] | infra | up [--ephemeral] [--no-build] | bench | fuzz | vendor-graphiql>"
+                "usage: cargo xtask <gen [--check] | lint [--against REF] | test [-- cargo test args] | infra | up [--ephemeral] [--no-build] | bench | fuzz | root | vendor-graphiql>"
             );
             return ExitCode::from(2);
         }
@@ -54,12 +58,35 @@ fn main() -> ExitCode {
     }
 }
 
-/// The workspace root (the parent of this crate).
+/// The checkout this xtask acts on, found from the current directory ([`checkout_containing`]);
+/// outside any checkout it says so and exits.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(|| {
+        let here = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+        checkout_containing(&here).unwrap_or_else(|| {
+            eprintln!(
+                "xtask: {} is not inside a shopmesh checkout (no Cargo.toml workspace beside xtask/ at or above it); run cargo xtask from the checkout it should act on",
+                here.display()
+            );
+            std::process::exit(2)
+        })
+    })
+    .clone()
+}
+
+/// The nearest directory at or above `dir` that holds a workspace manifest beside
+/// `xtask/Cargo.toml`. Found at run time, never baked in at compile time: with a shared
+/// `CARGO_TARGET_DIR` one xtask binary serves every clone, and must act on the one it runs in.
+fn checkout_containing(dir: &Path) -> Option<PathBuf> {
+    let dir = dir.canonicalize().ok()?;
+    dir.ancestors()
+        .find(|d| {
+            d.join("xtask/Cargo.toml").is_file()
+                && std::fs::read_to_string(d.join("Cargo.toml"))
+                    .is_ok_and(|m| m.lines().any(|l| l.trim() == "[workspace]"))
+        })
+        .map(Path::to_path_buf)
 }
 
 fn generate(check: bool) -> Result<()> {
