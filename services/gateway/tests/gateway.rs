@@ -298,6 +298,32 @@ async fn aliased_fan_out_is_rejected_before_any_downstream_call() {
 /// Lookups of ids that do not exist used to reach the users service every time (124 aliases,
 /// 124 calls, again and again). "No such user" is now remembered briefly.
 #[tokio::test]
+async fn placing_an_order_leaves_the_user_rules_to_the_orders_service() {
+    let backend = Backend::start().await;
+    let gw = Running::start(&backend, backend.config()).await;
+    backend.user_calls.store(0, Ordering::SeqCst);
+    let order = json!({"input": {"userId": "3", "productId": "7", "quantity": 2}});
+    let placed = gw.graphql(CREATE, order).await;
+    assert_eq!(placed["data"]["createOrder"]["userId"], "3", "{placed}");
+    let rest = gw.placed_order(2, 8).await;
+    assert_eq!(rest.user_id, 2);
+    assert_eq!(
+        backend.user_calls.load(Ordering::SeqCst),
+        0,
+        "orders confirms the user; the gateway asks the users service nothing"
+    );
+    let short = gw
+        .graphql(
+            "mutation { createUser(input: {name: \"Pat\", email: \"pat@example.com\", password: \"short\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(error_code(&short), Some("BAD_USER_INPUT"), "{short}");
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
     let backend = Backend::start().await;
     let gw = Running::start(&backend, backend.config()).await;

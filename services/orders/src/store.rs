@@ -270,7 +270,9 @@ async fn insert_outbox(
     event: &OrderCreatedV1,
     traceparent: Option<&str>,
 ) -> Result<(), sqlx::Error> {
-    let payload = String::from_utf8(event.to_json()).unwrap_or_default();
+    // A payload that cannot be written fails the order's transaction: an event is never
+    // stored empty.
+    let payload = serde_json::to_string(event).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
     sqlx::query(
         "INSERT INTO outbox (event_id, routing_key, payload, traceparent) VALUES (?, ?, ?, ?)",
     )
