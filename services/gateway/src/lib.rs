@@ -129,7 +129,11 @@ impl Gateway {
         let routes = pages::routes(self.config.http.metrics_port)
             .at(
                 "/graphql",
-                get(pages::graphiql()).post(graphql_execute.with(limit.clone())),
+                get(GraphqlGet {
+                    page: pages::graphiql().boxed(),
+                    execute: graphql_execute.with(limit.clone()).boxed(),
+                })
+                .post(graphql_execute.with(limit.clone())),
             )
             .at("/api/openapi.json", spec)
             .nest_no_strip("/api", rest.with(limit));
@@ -207,6 +211,62 @@ fn cors(origins: &CorsOrigins) -> poem::middleware::Cors {
         .allow_headers(["content-type", "authorization", "traceparent", "tracestate"])
         .expose_headers(["retry-after", "ratelimit", "ratelimit-policy"])
         .max_age(600)
+}
+
+/// `GET /graphql`: GraphiQL for a browser (it asks for `text/html`) or for a request with no
+/// `query`; otherwise the query in the URL is executed (GraphQL over HTTP, as urql and CDNs
+/// send it), except a mutation, which is 405: a GET must change nothing.
+struct GraphqlGet {
+    page: poem::endpoint::BoxEndpoint<'static>,
+    execute: poem::endpoint::BoxEndpoint<'static>,
+}
+
+impl Endpoint for GraphqlGet {
+    type Output = Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<Response> {
+        let accept = req
+            .headers()
+            .get(poem::http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let params = async_graphql::http::parse_query_string(req.uri().query().unwrap_or(""));
+        let request = match params {
+            Ok(request) if !accept.contains("text/html") && !request.query.is_empty() => request,
+            _ => return self.page.call(req).await,
+        };
+        if selects_a_mutation(&request) {
+            let body = serde_json::json!({"errors": [{
+                "message": "a mutation changes data and is sent with POST, never GET",
+                "extensions": {"code": "METHOD_NOT_ALLOWED"},
+            }]});
+            return Ok(Response::builder()
+                .status(poem::http::StatusCode::METHOD_NOT_ALLOWED)
+                .header(poem::http::header::ALLOW, "GET, POST")
+                .content_type("application/json")
+                .body(body.to_string()));
+        }
+        self.execute.call(req).await
+    }
+}
+
+/// Whether `request` would run a mutation: the operation it names, or its only one. A document
+/// that does not parse (or nests too deep to try) is left to the normal path, which refuses it.
+fn selects_a_mutation(request: &async_graphql::Request) -> bool {
+    use async_graphql::parser::types::{DocumentOperations, OperationType};
+    let nesting = shopmesh_common::nesting::MAX_GRAPHQL_NESTING;
+    if shopmesh_common::nesting::check_graphql(&request.query, nesting).is_err() {
+        return false;
+    }
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return false;
+    };
+    let selected = match (&document.operations, &request.operation_name) {
+        (DocumentOperations::Single(op), _) => Some(op),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name.as_str()),
+        (DocumentOperations::Multiple(_), None) => None,
+    };
+    selected.is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
 /// Order ids per `GetNotificationsForOrders` call (the contract's limit).

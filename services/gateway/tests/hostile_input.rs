@@ -2,67 +2,10 @@
 //! service: each request is refused (or cached) before anything is called, so the gateway runs
 //! alone, on the stack's Redis.
 
-use serde_json::{Value, json};
-use shopmesh_common::service::Service as _;
-use shopmesh_gateway::config::GatewayConfig;
-use shopmesh_testkit::{Running, Service, test_stack};
+mod standalone;
 
-struct Gateway {
-    app: shopmesh_gateway::Gateway,
-    server: Running,
-    http: reqwest::Client,
-}
-
-impl Gateway {
-    async fn start() -> Self {
-        Self::start_with(&[("RATE_LIMIT_MAX", "100000")]).await
-    }
-
-    async fn start_with(settings: &[(&str, &str)]) -> Self {
-        let mut stack = test_stack();
-        for (k, v) in settings {
-            stack = stack.set_for(Service::Gateway, k, *v);
-        }
-        let env = stack.env_for(Service::Gateway).unwrap();
-        let mut config = GatewayConfig::from_env(&env).unwrap();
-        config.port = 0;
-        let app = shopmesh_gateway::Application::build(config).await.unwrap();
-        Self {
-            app: app.gateway().clone(),
-            server: Running::start_live(app).await,
-            http: reqwest::Client::new(),
-        }
-    }
-
-    async fn post(&self, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}/graphql", self.server.base_url))
-            .json(&body)
-            .send()
-            .await
-            .expect("the gateway answers");
-        (
-            resp.status().as_u16(),
-            resp.json().await.unwrap_or(Value::Null),
-        )
-    }
-
-    async fn alive(&self) -> bool {
-        let live = format!("{}/health/live", self.server.base_url);
-        self.http
-            .get(live)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    }
-}
-
-fn code(body: &Value) -> &str {
-    body["errors"][0]["extensions"]["code"]
-        .as_str()
-        .unwrap_or_default()
-}
+use serde_json::json;
+use standalone::{Gateway, code};
 
 #[tokio::test]
 async fn values_nested_thousands_deep_are_a_parse_error_not_a_crash() {
