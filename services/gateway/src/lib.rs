@@ -197,6 +197,18 @@ impl Gateway {
         ))
         .with(client::ClientScope(self.limiter.clone()))
         .with(cors(&self.config.cors))
+        .catch_error(|refused: poem::error::CorsError| async move {
+            let problem = shopmesh_openapi::runtime::Problem::new(403, refused.to_string());
+            shopmesh_common::problem::response(&problem)
+        })
+        .before(|mut req: poem::Request| async move {
+            // Browsers send Origin on same-origin POSTs too (GraphiQL, Swagger UI); a page
+            // calling its own origin is no CORS matter, whatever the allow-list says.
+            if same_origin(&req) {
+                req.headers_mut().remove(poem::http::header::ORIGIN);
+            }
+            Ok(req)
+        })
     }
 }
 
@@ -267,6 +279,21 @@ fn selects_a_mutation(request: &async_graphql::Request) -> bool {
         (DocumentOperations::Multiple(_), None) => None,
     };
     selected.is_some_and(|op| op.node.ty == OperationType::Mutation)
+}
+
+/// Whether `req`'s `Origin` is the origin it was sent to (`http(s)://` its `Host`).
+fn same_origin(req: &poem::Request) -> bool {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let (Some(origin), Some(host)) = (
+        header(poem::http::header::ORIGIN),
+        header(poem::http::header::HOST).or_else(|| req.uri().authority().map(|a| a.as_str())),
+    ) else {
+        return false;
+    };
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
 }
 
 /// Order ids per `GetNotificationsForOrders` call (the contract's limit).

@@ -46,3 +46,34 @@ async fn a_browser_gets_graphiql_and_a_mutation_over_get_is_refused() {
     assert_eq!(code(&body), "METHOD_NOT_ALLOWED", "{body}");
     gw.server.stop().await;
 }
+
+#[tokio::test]
+async fn the_gateways_own_pages_pass_an_origin_allow_list_and_others_get_a_problem() {
+    let gw = Gateway::start_with(&[
+        ("RATE_LIMIT_MAX", "100000"),
+        ("CORS_ALLOWED_ORIGINS", "http://shop.example:8080"),
+    ])
+    .await;
+    let base = &gw.server.base_url;
+    let post_from = |origin: String| {
+        gw.http
+            .post(format!("{base}/graphql"))
+            .header("origin", origin)
+            .json(&serde_json::json!({ "query": "{ __typename }" }))
+            .send()
+    };
+    // GraphiQL on the gateway posts with its own origin.
+    let own = post_from(base.clone()).await.unwrap();
+    assert_eq!(own.status().as_u16(), 200);
+    let body: Value = own.json().await.unwrap();
+    assert_eq!(body["data"]["__typename"], "Query", "{body}");
+    let listed = post_from("http://shop.example:8080".into()).await.unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+    let other = post_from("http://evil.example".into()).await.unwrap();
+    assert_eq!(other.status().as_u16(), 403);
+    let ct = other.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ct.starts_with("application/problem+json"), "{ct}");
+    let problem: Value = other.json().await.unwrap();
+    assert_eq!(problem["status"], 403, "{problem}");
+    gw.server.stop().await;
+}
