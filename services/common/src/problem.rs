@@ -47,7 +47,7 @@ impl<E: Endpoint> Endpoint for ProblemErrorsEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Self::Output> {
-        match self.0.call(req).await {
+        let mut resp = match self.0.call(req).await {
             Ok(out) => {
                 let resp = out.into_response();
                 let status = resp.status();
@@ -61,14 +61,59 @@ impl<E: Endpoint> Endpoint for ProblemErrorsEndpoint<E> {
                     {
                         problem.detail = Some(text);
                     }
-                    return Ok(response(&problem));
+                    response(&problem)
+                } else {
+                    resp
                 }
-                Ok(resp)
             }
             Err(err) => {
                 let status = err.status();
-                Ok(response(&Problem::new(status.as_u16(), err.to_string())))
+                response(&Problem::new(status.as_u16(), err.to_string()))
+            }
+        };
+        // RFC 6750 §3: a 401 names the scheme the client should authenticate with.
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let headers = resp.headers_mut();
+            if !headers.contains_key(poem::http::header::WWW_AUTHENTICATE) {
+                headers.insert(
+                    poem::http::header::WWW_AUTHENTICATE,
+                    poem::http::HeaderValue::from_static("Bearer"),
+                );
             }
         }
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::test::TestClient;
+    use poem::{EndpointExt, Route, get, handler};
+
+    use super::*;
+
+    #[handler]
+    fn refuse() -> Response {
+        response(&Problem::new(401, "this operation needs a bearer token"))
+    }
+
+    #[handler]
+    fn missing() -> Response {
+        response(&Problem::new(404, "no such thing"))
+    }
+
+    #[tokio::test]
+    async fn every_401_names_the_bearer_scheme_and_nothing_else_does() {
+        let app = Route::new()
+            .at("/refused", get(refuse))
+            .at("/missing", get(missing))
+            .with(ProblemErrors);
+        let client = TestClient::new(app);
+        let refused = client.get("/refused").send().await;
+        refused.assert_status(StatusCode::UNAUTHORIZED);
+        refused.assert_header("www-authenticate", "Bearer");
+        let not_found = client.get("/missing").send().await;
+        not_found.assert_status(StatusCode::NOT_FOUND);
+        not_found.assert_header_is_not_exist("www-authenticate");
     }
 }

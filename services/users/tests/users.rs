@@ -386,6 +386,7 @@ async fn every_kind_of_bad_token_is_a_401_problem() {
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 401, "{what}");
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer", "{what}");
         assert!(
             resp.headers()["content-type"]
                 .to_str()
