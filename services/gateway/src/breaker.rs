@@ -115,7 +115,12 @@ impl CircuitBreaker {
             budget: RetryBudget::new(config.retry_ratio, 10.0),
             config,
         };
+        // Dashboards and alerts read these before anything has failed: they exist from the
+        // start (the recorder first, or they would be recorded nowhere).
+        shopmesh_common::metrics::handle();
         breaker.export(CircuitState::Closed);
+        metrics::counter!("downstream_retries_total", "service" => service).increment(0);
+        metrics::counter!("downstream_rejected_total", "service" => service).increment(0);
         breaker
     }
 
