@@ -485,3 +485,33 @@ fn readme_explains_deploying_to_kubernetes() {
         assert!(section.contains(needle), "the section mentions {needle}");
     }
 }
+
+/// Every file under `deploy/` that the deployment files (and docker-compose) cite exists.
+#[test]
+fn every_file_the_manifests_cite_exists() {
+    let mut cited = BTreeSet::new();
+    let mut pending = vec![root().join("deploy"), root().join("docker-compose.yml")];
+    while let Some(path) = pending.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                pending.push(entry.unwrap().path());
+            }
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for word in text.split(|c: char| c.is_whitespace() || "()`,;:'\"".contains(c)) {
+            let word = word.trim_start_matches("./").trim_end_matches('.');
+            if word.starts_with("deploy/") && word.contains('.') {
+                cited.insert((word.to_owned(), path.clone()));
+            }
+        }
+    }
+    assert!(!cited.is_empty(), "the scan finds the citations");
+    for (file, by) in &cited {
+        assert!(
+            root().join(file).exists(),
+            "{} cites {file}, which does not exist",
+            by.display()
+        );
+    }
+}

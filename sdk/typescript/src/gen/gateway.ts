@@ -278,8 +278,8 @@ export interface components {
         /**
          * @description What a client sends to register a user.
          * @example {
-         *       "name": "Alice Johnson",
-         *       "email": "alice@example.com",
+         *       "name": "Ada Lovelace",
+         *       "email": "ada@example.com",
          *       "password": "correct horse battery staple"
          *     }
          */
@@ -294,7 +294,7 @@ export interface components {
          * @description An email and password to log in with.
          * @example {
          *       "email": "alice@example.com",
-         *       "password": "correct horse battery staple"
+         *       "password": "shopmesh-demo"
          *     }
          */
         Credentials: {
