@@ -227,6 +227,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         );
         env.insert("RATE_LIMIT_MAX".into(), DEV_RATE_LIMIT.into());
     }
+    if get(&env, "BIND_ADDRESS", "").is_empty() {
+        // A developer's services answer this machine only, unless told otherwise.
+        env.insert("BIND_ADDRESS".into(), "127.0.0.1".into());
+    }
     development_identity(root, &mut env);
     let standin = mongo_standin(root, &mut env, args)?;
     let missing: Vec<String> = dependencies(&env)

@@ -188,6 +188,22 @@ fn graphql(query: &str) -> String {
     body_of(ureq_post("127.0.0.1:3000", "/graphql", &body, Some(&token)))
 }
 
+/// The IPv4 address a socket listening on `port` is bound to, from `/proc/net/tcp`.
+fn listening_address(port: u16) -> Option<String> {
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (local, state) = (fields.get(1)?, fields.get(3)?);
+        let (ip, p) = local.split_once(':')?;
+        // 0A: LISTEN. The address is little-endian hex.
+        if *state != "0A" || u16::from_str_radix(p, 16).ok()? != port {
+            return None;
+        }
+        let ip = u32::from_str_radix(ip, 16).ok()?;
+        Some(std::net::Ipv4Addr::from(ip.swap_bytes()).to_string())
+    })
+}
+
 /// With no flags and no MongoDB, `up` starts the MongoDB stand-in by itself, says so, and keeps
 /// its data between runs (`--ephemeral` starts empty); the gateway allows a developer's pace
 /// (600 requests a minute) unless RATE_LIMIT_MAX says otherwise; Ctrl-C stops everything
@@ -211,6 +227,14 @@ fn up_starts_everything_without_mongodb_and_keeps_notifications_between_runs() {
         up.said("started its embedded MongoDB stand-in") && up.said("kept between runs"),
         "{log}"
     );
+    // A developer tool listens on loopback only: every port of the four services.
+    for port in [3000, 3001, 3002, 3003, 50051] {
+        assert_eq!(
+            listening_address(port).as_deref(),
+            Some("127.0.0.1"),
+            "port {port}"
+        );
+    }
     let response = ureq_post(
         "127.0.0.1:3000",
         "/graphql",

@@ -254,7 +254,7 @@ impl Service for Application {
             config.consumer,
         );
         let http = HttpListener::bind(config.http_port, config.http).await?;
-        let grpc = TcpListener::bind(("0.0.0.0", config.grpc_port)).await?;
+        let grpc = TcpListener::bind((config.http.bind_address, config.grpc_port)).await?;
         Ok(Self {
             store,
             consumer,

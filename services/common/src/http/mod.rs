@@ -38,12 +38,13 @@ pub struct HttpListener {
 const INTERNAL_PATHS: &[&str] = &["/metrics", "/health/live", "/health/ready"];
 
 impl HttpListener {
-    /// Binds `0.0.0.0:port` (port 0 picks a free port), and the metrics port when `config`
-    /// has one.
+    /// Binds `port` on `config`'s bind address (port 0 picks a free port), and the metrics
+    /// port when `config` has one.
     pub async fn bind(port: u16, config: HttpConfig) -> std::io::Result<Self> {
-        let (listener, _) = bind(&format!("0.0.0.0:{port}")).await?;
+        let at = |port| SocketAddr::new(config.bind_address, port).to_string();
+        let (listener, _) = bind(&at(port)).await?;
         let metrics = match config.metrics_port {
-            Some(port) => Some(bind(&format!("0.0.0.0:{port}")).await?.0),
+            Some(port) => Some(bind(&at(port)).await?.0),
             None => None,
         };
         Ok(Self {

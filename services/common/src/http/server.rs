@@ -58,6 +58,9 @@ pub struct HttpConfig {
     /// quarter of the file-descriptor limit, at least 64, stays free for the service's own
     /// connections and files: see [`default_max_connections`]).
     pub max_connections: usize,
+    /// The address every listener of the service binds (`BIND_ADDRESS`, 0.0.0.0: every
+    /// interface, as a container needs; `cargo xtask up` sets 127.0.0.1).
+    pub bind_address: std::net::IpAddr,
     /// A second listener (`METRICS_PORT`, unset) that serves `/metrics` and the health
     /// probes only; when set, the main listener no longer serves `/metrics`, so the metrics
     /// need not be public.
@@ -70,6 +73,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(75),
             max_connections: 4096,
+            bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
             metrics_port: None,
         }
     }
@@ -143,6 +147,7 @@ impl HttpConfig {
             max_connections: env
                 .parse_or("HTTP_MAX_CONNECTIONS", d.max_connections)?
                 .max(1),
+            bind_address: env.parse_or("BIND_ADDRESS", d.bind_address)?,
             metrics_port: env
                 .get("METRICS_PORT")
                 .map(|_| env.parse_or("METRICS_PORT", 0))
