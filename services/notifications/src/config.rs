@@ -38,8 +38,8 @@ pub struct NotificationsConfig {
     /// cannot pile up, and clients reconnect (and rebalance) now and then.
     pub grpc_max_connection_age: Duration,
     /// Reads of MongoDB one caller (a user, by token) may have running, counting those it
-    /// gave up on that still run (`MONGO_MAX_READS_PER_CALLER`, 4); a call over it gets
-    /// RESOURCE_EXHAUSTED at once.
+    /// gave up on that still run (`MONGO_MAX_READS_PER_CALLER`, 4); a call that finds none
+    /// free within 100 ms gets RESOURCE_EXHAUSTED.
     pub mongo_max_reads_per_caller: usize,
     /// Whether this process consumes `order.created` (`CONSUMER_ENABLED`, true). Without a
     /// consumer the service serves stored notifications and reports itself not ready.

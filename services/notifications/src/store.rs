@@ -144,44 +144,62 @@ pub const MAX_CONCURRENT_READS: usize = POOL_SIZE as usize / 2;
 /// store and leaves holds no more of it than its own share.
 struct ReadSlots {
     total: Arc<Semaphore>,
-    per_reader: std::sync::Mutex<std::collections::HashMap<i64, usize>>,
+    per_reader: std::sync::Mutex<std::collections::HashMap<i64, Arc<Semaphore>>>,
     max_per_reader: usize,
 }
+
+/// How long a read waits for one of its reader's places before it is refused: long enough
+/// for a read the same caller abandoned a moment ago to end, short enough that a caller
+/// flooding the store hears "too many" instead of queueing.
+const PLACE_WAIT: Duration = Duration::from_millis(100);
 
 /// A reader's place, given back when the read ends.
 struct ReaderSlot {
     slots: Arc<ReadSlots>,
     reader: i64,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl ReadSlots {
-    fn enter(self: &Arc<Self>, reader: i64) -> Result<ReaderSlot, NotificationsError> {
-        let mut per_reader = self
-            .per_reader
-            .lock()
-            .map_err(|e| NotificationsError::Store(e.to_string()))?;
-        let running = per_reader.entry(reader).or_insert(0);
-        if *running >= self.max_per_reader {
-            return Err(NotificationsError::TooManyCalls(format!(
-                "caller {reader} has {} reads running, the most one caller may; retry when one ends",
-                self.max_per_reader
-            )));
-        }
-        *running += 1;
+    async fn enter(self: &Arc<Self>, reader: i64) -> Result<ReaderSlot, NotificationsError> {
+        let places = {
+            let mut per_reader = self
+                .per_reader
+                .lock()
+                .map_err(|e| NotificationsError::Store(e.to_string()))?;
+            per_reader
+                .entry(reader)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.max_per_reader)))
+                .clone()
+        };
+        let waited = tokio::time::timeout(PLACE_WAIT, places.acquire_owned()).await;
+        let permit = match waited {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(e)) => return Err(NotificationsError::Store(e.to_string())),
+            Err(_) => {
+                return Err(NotificationsError::TooManyCalls(format!(
+                    "caller {reader} has {} reads running, the most one caller may; retry when one ends",
+                    self.max_per_reader
+                )));
+            }
+        };
         Ok(ReaderSlot {
             slots: self.clone(),
             reader,
+            permit: Some(permit),
         })
     }
 }
 
 impl Drop for ReaderSlot {
     fn drop(&mut self) {
-        if let Ok(mut per_reader) = self.slots.per_reader.lock()
-            && let Some(running) = per_reader.get_mut(&self.reader)
-        {
-            *running -= 1;
-            if *running == 0 {
+        if let Ok(mut per_reader) = self.slots.per_reader.lock() {
+            self.permit.take();
+            // Nobody else holds or awaits this reader's places: forget the reader.
+            if per_reader
+                .get(&self.reader)
+                .is_some_and(|places| Arc::strong_count(places) == 1)
+            {
                 per_reader.remove(&self.reader);
             }
         }
@@ -275,13 +293,13 @@ impl MongoNotificationStore {
 
     /// A read for `reader`, run as [`Self::detached`] once one of `reader`'s places and one of
     /// the store's read slots are free; both stay taken until the read ends, even when its
-    /// caller gave up. Over `reader`'s share it is refused at once.
+    /// caller gave up. A reader whose places stay taken for [`PLACE_WAIT`] is refused.
     async fn detached_read<T, F>(&self, reader: i64, op: F) -> Result<T, NotificationsError>
     where
         F: std::future::Future<Output = Result<T, NotificationsError>> + Send + 'static,
         T: Send + 'static,
     {
-        let place = self.reads.enter(reader)?;
+        let place = self.reads.enter(reader).await?;
         let slot = tokio::time::timeout(self.timeout, self.reads.total.clone().acquire_owned())
             .await
             .map_err(|_| {

@@ -164,7 +164,8 @@ async fn abandoned_reads_from_one_caller_leave_the_store_to_everyone_else() {
 #[tokio::test]
 async fn one_caller_may_have_only_so_many_reads_running() {
     let svc = Notifications::start(&[("MONGO_MAX_READS_PER_CALLER", "4")]).await;
-    svc.seed(77, 1, 200).await;
+    // Reads long enough (~200 ms each) that the calls waiting for a place give up first.
+    svc.seed(77, 1, 2000).await;
     let outcomes = reads(&svc.client_of(1).await, 77, 40, None).await;
     let refused = outcomes
         .iter()
