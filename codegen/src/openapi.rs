@@ -1516,12 +1516,10 @@ fn gen_client(api: &Api) -> TokenStream {
                     let wire = &p.name;
                     if p.required {
                         args.push(quote!(#name: #base));
-                        query.push(quote!(query.push((#wire, #name.to_string()));));
+                        query.push(quote!(Some((#wire, #name.to_string()))));
                     } else {
                         args.push(quote!(#name: Option<#base>));
-                        query.push(
-                            quote!(if let Some(v) = #name { query.push((#wire, v.to_string())); }),
-                        );
+                        query.push(quote!(#name.map(|v| (#wire, v.to_string()))));
                     }
                 }
             }
@@ -1543,6 +1541,7 @@ fn gen_client(api: &Api) -> TokenStream {
         let operation_id = &op.id;
         let success = success_type(op);
         let success_status = op.success().status;
+        let query_count = query.len();
         methods.push(quote! {
             #doc
             pub async fn #method_name(&self, #(#args),*) -> Result<#success, crate::runtime::ClientError> {
@@ -1557,11 +1556,9 @@ fn gen_client(api: &Api) -> TokenStream {
                     shopmesh.operation = #operation_id,
                 );
                 let url = format!(#fmt, self.base_url #(, #path_args)*);
-                #[allow(unused_mut)]
-                let mut query: Vec<(&str, String)> = Vec::new();
-                #(#query)*
+                let query_pairs: [Option<(&str, String)>; #query_count] = [#(#query),*];
                 let headers = span.in_scope(|| self.hook_headers());
-                let request = self.http.#http_method(url).query(&query).headers(headers) #auth #body_call;
+                let request = self.http.#http_method(url).query(&query_pairs.into_iter().flatten().collect::<Vec<_>>()).headers(headers) #auth #body_call;
                 let call = async move {
                     let response = request.send().await.map_err(crate::runtime::ClientError::from_reqwest);
                     crate::runtime::record_response(&tracing::Span::current(), &response);

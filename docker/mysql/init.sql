@@ -3,4 +3,5 @@ CREATE DATABASE IF NOT EXISTS users_db;
 CREATE DATABASE IF NOT EXISTS orders_db;
 GRANT ALL PRIVILEGES ON users_db.* TO 'shopmesh'@'%';
 GRANT ALL PRIVILEGES ON orders_db.* TO 'shopmesh'@'%';
+-- new-service: database
 FLUSH PRIVILEGES;

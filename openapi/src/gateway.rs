@@ -1886,13 +1886,12 @@ impl GatewayClient {
             shopmesh.operation = "createOrder",
         );
         let url = format!("{}/api/orders", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
@@ -1924,13 +1923,12 @@ impl GatewayClient {
             tracing::field::Empty, shopmesh.operation = "getOrder",
         );
         let url = format!("{}/api/orders/{}", self.base_url, id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .get(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose());
         let call = async move {
@@ -1962,13 +1960,12 @@ impl GatewayClient {
             "getOrderNotifications",
         );
         let url = format!("{}/api/orders/{}/notifications", self.base_url, id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .get(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose());
         let call = async move {
@@ -2001,19 +1998,15 @@ impl GatewayClient {
             = tracing::field::Empty, shopmesh.operation = "listUserOrders",
         );
         let url = format!("{}/api/users/{}/orders", self.base_url, user_id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
-        if let Some(v) = limit {
-            query.push(("limit", v.to_string()));
-        }
-        if let Some(v) = cursor {
-            query.push(("cursor", v.to_string()));
-        }
+        let query_pairs: [Option<(&str, String)>; 2usize] = [
+            limit.map(|v| ("limit", v.to_string())),
+            cursor.map(|v| ("cursor", v.to_string())),
+        ];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .get(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose());
         let call = async move {
@@ -2043,13 +2036,12 @@ impl GatewayClient {
             shopmesh.operation = "createUser",
         );
         let url = format!("{}/api/users", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
@@ -2080,13 +2072,12 @@ impl GatewayClient {
             tracing::field::Empty, shopmesh.operation = "getUser",
         );
         let url = format!("{}/api/users/{}", self.base_url, id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .get(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose());
         let call = async move {
@@ -2117,13 +2108,12 @@ impl GatewayClient {
             tracing::field::Empty, shopmesh.operation = "getUserName",
         );
         let url = format!("{}/api/users/{}/name", self.base_url, id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .get(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose());
         let call = async move {
@@ -2153,13 +2143,12 @@ impl GatewayClient {
             tracing::field::Empty, shopmesh.operation = "issueToken",
         );
         let url = format!("{}/api/auth/token", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
@@ -2189,13 +2178,12 @@ impl GatewayClient {
             tracing::field::Empty, shopmesh.operation = "refreshToken",
         );
         let url = format!("{}/api/auth/refresh", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
@@ -2225,13 +2213,12 @@ impl GatewayClient {
             tracing::field::Empty, shopmesh.operation = "logout",
         );
         let url = format!("{}/api/auth/logout", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {

@@ -596,13 +596,12 @@ impl OrdersClient {
             shopmesh.operation = "createOrder",
         );
         let url = format!("{}/orders", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
@@ -634,13 +633,12 @@ impl OrdersClient {
             tracing::field::Empty, shopmesh.operation = "getOrder",
         );
         let url = format!("{}/orders/{}", self.base_url, id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .get(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose());
         let call = async move {
@@ -673,19 +671,15 @@ impl OrdersClient {
             tracing::field::Empty, shopmesh.operation = "listUserOrders",
         );
         let url = format!("{}/orders/user/{}", self.base_url, user_id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
-        if let Some(v) = limit {
-            query.push(("limit", v.to_string()));
-        }
-        if let Some(v) = cursor {
-            query.push(("cursor", v.to_string()));
-        }
+        let query_pairs: [Option<(&str, String)>; 2usize] = [
+            limit.map(|v| ("limit", v.to_string())),
+            cursor.map(|v| ("cursor", v.to_string())),
+        ];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .get(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose());
         let call = async move {

@@ -1007,13 +1007,12 @@ impl UsersClient {
             shopmesh.operation = "createUser",
         );
         let url = format!("{}/users", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
@@ -1044,13 +1043,12 @@ impl UsersClient {
             shopmesh.operation = "getUser",
         );
         let url = format!("{}/users/{}", self.base_url, id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .get(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose());
         let call = async move {
@@ -1082,13 +1080,12 @@ impl UsersClient {
             shopmesh.operation = "updateUser",
         );
         let url = format!("{}/users/{}", self.base_url, id);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .put(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
@@ -1119,13 +1116,12 @@ impl UsersClient {
             shopmesh.operation = "issueToken",
         );
         let url = format!("{}/auth/token", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
@@ -1155,13 +1151,12 @@ impl UsersClient {
             tracing::field::Empty, shopmesh.operation = "refreshToken",
         );
         let url = format!("{}/auth/refresh", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
@@ -1191,13 +1186,12 @@ impl UsersClient {
             tracing::field::Empty, shopmesh.operation = "logout",
         );
         let url = format!("{}/auth/logout", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self
             .http
             .post(url)
-            .query(&query)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
         let call = async move {
@@ -1224,10 +1218,13 @@ impl UsersClient {
             tracing::field::Empty, shopmesh.operation = "getJwks",
         );
         let url = format!("{}/.well-known/jwks.json", self.base_url);
-        #[allow(unused_mut)]
-        let mut query: Vec<(&str, String)> = Vec::new();
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
         let headers = span.in_scope(|| self.hook_headers());
-        let request = self.http.get(url).query(&query).headers(headers);
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers);
         let call = async move {
             let response = request
                 .send()

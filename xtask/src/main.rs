@@ -6,6 +6,7 @@
 //! | `gen --check` | fail, with a summary, when any generated file is stale |
 //! | `lint [--against REF]` | buf lint; Spectral on the OpenAPI contracts; contract evolution since REF (default `HEAD~1`: OpenAPI, GraphQL, events, buf breaking); Kubernetes manifests validated offline, Prometheus config and rules checked, rustfmt check, clippy with warnings denied |
 //! | `test` | `gen --check`, lint, then every test against real infrastructure |
+//! | `new service NAME` | a new REST service over MySQL, registered everywhere a service belongs ([`scaffold`]) |
 //! | `up` | run the four services against the infrastructure in `.env` / environment |
 //! | `bench` | load benchmarks, results in `bench/results/latest.json` |
 //! | `vendor-graphiql` | re-fetch the GraphiQL page's assets (pinned) from npm |
@@ -17,6 +18,7 @@ mod fuzz;
 mod fuzz_targets;
 mod infra;
 mod platform;
+mod scaffold;
 mod sdk;
 mod tools;
 mod up;
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
         Some("infra") => infra::ensure_all(&root()).map(|_| ()),
         Some("up") => up::run(&root(), &args[1..]),
         Some("bench") => bench::run(&root(), &args[1..]),
+        Some("new") => scaffold::run(&root(), &args[1..]).and_then(|()| generate(false)),
         Some("root") => {
             println!("{}", root().display());
             Ok(())
@@ -44,7 +47,7 @@ fn main() -> ExitCode {
         Some("vendor-graphiql") => vendor::graphiql(&root()),
         _ => {
             eprintln!(
-                "usage: cargo xtask <gen [--check] | lint [--against REF] | test [-- cargo test args] | infra | up [--ephemeral] [--no-build] | bench | fuzz | root | vendor-graphiql>"
+                "usage: cargo xtask <gen [--check] | lint [--against REF] | test [-- cargo test args] | new service NAME [--rest] [--port N] | infra | up [--ephemeral] [--no-build] | bench | fuzz | root | vendor-graphiql>"
             );
             return ExitCode::from(2);
         }

@@ -510,7 +510,7 @@ pub fn topology(names: &Names) -> OrderCreatedTopology {
 /// `max_retries` retry queues and the DLQ) and exchange, and its MongoDB database.
 pub async fn remove_names(names: &Names, max_retries: u32) {
     if let Ok(mut conn) = sqlx::MySqlConnection::connect(&mysql_admin_url()).await {
-        for db in [&names.users_db, &names.orders_db] {
+        for db in names.databases() {
             let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{db}`"))
                 .execute(&mut conn)
                 .await;
@@ -603,6 +603,61 @@ impl Running {
     pub async fn stop(self) {
         self.shutdown.trigger();
         let _ = tokio::time::timeout(Duration::from_secs(15), self.task).await;
+    }
+}
+
+/// One service of a test's stack, running in the test's runtime: built from the stack's
+/// configuration (the one override idiom is [`Stack::set_for`]), verifying tokens signed with
+/// the stack's key (sign them with [`token`]). `part` is what the test kept of the built
+/// service before it ran (its store, say).
+pub struct Started<T> {
+    /// The stack it was started from.
+    pub stack: Stack,
+    /// The running service.
+    pub server: Running,
+    /// What [`start`]'s `keep` took from the service.
+    pub part: T,
+    jwks: TestServer,
+}
+
+impl<T> Started<T> {
+    /// `path` on the service's HTTP listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.base_url)
+    }
+
+    /// Stops the service and removes what its stack created (databases, queues, ...).
+    pub async fn stop(self) {
+        self.server.stop().await;
+        self.jwks.stop().await;
+        remove_names(&self.stack.names, 0).await;
+    }
+}
+
+/// Starts `service` (implemented by `S`) from `stack`, ready, with the stack's signing keys
+/// served where it fetches them; `keep` takes what the test needs of the built service.
+pub async fn start<S: Runnable, T>(
+    stack: Stack,
+    service: Service,
+    keep: impl FnOnce(&S) -> T,
+) -> Started<T> {
+    let jwks = serve_jwks(&stack).await;
+    let stack = stack.set_for(
+        service,
+        "AUTH_JWKS_URL",
+        format!("{}/.well-known/jwks.json", jwks.base_url),
+    );
+    let env = stack
+        .env_for(service)
+        .expect("the stack declares the service");
+    let app = build_service::<S>(&env, |_| {}).await;
+    let part = keep(&app);
+    let server = Running::start(app).await;
+    Started {
+        stack,
+        server,
+        part,
+        jwks,
     }
 }
 

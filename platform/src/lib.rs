@@ -30,16 +30,18 @@ pub enum Service {
     Orders,
     /// notifications (RabbitMQ consumer, MongoDB, gRPC, HTTP health).
     Notifications,
-    /// gateway (GraphQL and REST over the other three).
+    // new-service: variant
+    /// gateway (GraphQL and REST over the other services).
     Gateway,
 }
 
 impl Service {
     /// Every service, in start order (the gateway last: its readiness needs the others).
-    pub const ALL: [Service; 4] = [
+    pub const ALL: &'static [Service] = &[
         Service::Users,
         Service::Orders,
         Service::Notifications,
+        // new-service: start order
         Service::Gateway,
     ];
 
@@ -49,6 +51,7 @@ impl Service {
             Self::Users => "users",
             Self::Orders => "orders",
             Self::Notifications => "notifications",
+            // new-service: name
             Self::Gateway => "gateway",
         }
     }
@@ -59,6 +62,7 @@ impl Service {
             Self::Users => "shopmesh-users",
             Self::Orders => "shopmesh-orders",
             Self::Notifications => "shopmesh-notifications",
+            // new-service: package
             Self::Gateway => "shopmesh-gateway",
         }
     }
@@ -82,6 +86,7 @@ pub struct Ports {
     pub notifications_http: u16,
     /// notifications gRPC (`GRPC_PORT`).
     pub notifications_grpc: u16,
+    // new-service: port field
 }
 
 impl Ports {
@@ -92,20 +97,18 @@ impl Ports {
         orders: 3002,
         notifications_http: 3003,
         notifications_grpc: 50051,
+        // new-service: default port
     };
 
-    /// Five consecutive ports from `base`: gateway, users, orders, notifications HTTP and gRPC.
+    /// Consecutive ports from `base`, in field order: gateway, users, orders, notifications
+    /// HTTP and gRPC, then the services added since.
     pub fn from_base(base: u16) -> Self {
-        Self {
-            gateway: base,
-            users: base + 1,
-            orders: base + 2,
-            notifications_http: base + 3,
-            notifications_grpc: base + 4,
-        }
+        let mut next = base..;
+        Self::assign(|| next.next().context("a port below 65536"))
+            .expect("a base leaving room for every service below 65536")
     }
 
-    /// Five distinct free ports, below the system's ephemeral range (released at once; the
+    /// Distinct free ports, below the system's ephemeral range (released at once; the
     /// services bind them moments later). The system hands out ephemeral ports to every `:0`
     /// bind and outgoing connection, so a free port taken from that range could go to another
     /// socket before the service binds it ("Address already in use"); below it only a port
@@ -126,36 +129,30 @@ impl Ports {
             .finish()
             % span;
         let _ = NEXT.compare_exchange(u64::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
-        let mut ports = Vec::with_capacity(5);
-        for _ in 0..span {
-            if ports.len() == 5 {
-                break;
+        Self::assign(|| {
+            for _ in 0..span {
+                let port = u16::try_from(LOWEST + NEXT.fetch_add(1, Ordering::SeqCst) % span)
+                    .context("a port below 65536")?;
+                let free = ["127.0.0.1", "0.0.0.0"]
+                    .iter()
+                    .all(|host| TcpListener::bind((*host, port)).is_ok());
+                if free {
+                    return Ok(port);
+                }
             }
-            let port = u16::try_from(LOWEST + NEXT.fetch_add(1, Ordering::SeqCst) % span)
-                .context("a port below 65536")?;
-            let free = ["127.0.0.1", "0.0.0.0"]
-                .iter()
-                .all(|host| TcpListener::bind((*host, port)).is_ok());
-            if free {
-                ports.push(port);
-            }
-        }
-        let [
-            gateway,
-            users,
-            orders,
-            notifications_http,
-            notifications_grpc,
-        ] = ports[..]
-        else {
-            bail!("no five free ports below {ephemeral}");
-        };
+            bail!("not enough free ports below {ephemeral}")
+        })
+    }
+
+    /// Every port from `next`, in field order (struct fields are evaluated as written).
+    fn assign(mut next: impl FnMut() -> Result<u16>) -> Result<Self> {
         Ok(Self {
-            gateway,
-            users,
-            orders,
-            notifications_http,
-            notifications_grpc,
+            gateway: next()?,
+            users: next()?,
+            orders: next()?,
+            notifications_http: next()?,
+            notifications_grpc: next()?,
+            // new-service: assigned port
         })
     }
 
@@ -165,19 +162,19 @@ impl Ports {
             Service::Users => self.users,
             Service::Orders => self.orders,
             Service::Notifications => self.notifications_http,
+            // new-service: http port
             Service::Gateway => self.gateway,
         }
     }
 
     /// Every port with what listens on it.
-    pub fn all(&self) -> [(u16, &'static str); 5] {
-        [
-            (self.gateway, "gateway HTTP"),
-            (self.users, "users HTTP"),
-            (self.orders, "orders HTTP"),
-            (self.notifications_http, "notifications HTTP"),
-            (self.notifications_grpc, "notifications gRPC"),
-        ]
+    pub fn all(&self) -> Vec<(u16, String)> {
+        let mut all: Vec<(u16, String)> = Service::ALL
+            .iter()
+            .map(|&s| (self.http(s), format!("{} HTTP", s.name())))
+            .collect();
+        all.push((self.notifications_grpc, "notifications gRPC".to_owned()));
+        all
     }
 }
 
@@ -188,6 +185,7 @@ pub struct Names {
     pub users_db: String,
     /// MySQL database of orders.
     pub orders_db: String,
+    // new-service: database field
     /// RabbitMQ exchange of order events.
     pub exchange: String,
     /// RabbitMQ queue of `order.created` (its retry queues and DLQ are named after it).
@@ -204,6 +202,7 @@ impl Default for Names {
         Self {
             users_db: "users_db".into(),
             orders_db: "orders_db".into(),
+            // new-service: default database
             exchange: "orders".into(),
             queue: "order.created".into(),
             mongo_db: "notifications".into(),
@@ -218,11 +217,30 @@ impl Names {
         Self {
             users_db: format!("{p}_users_db"),
             orders_db: format!("{p}_orders_db"),
+            // new-service: prefixed database
             exchange: format!("{p}.orders"),
             queue: format!("{p}.order.created"),
             mongo_db: format!("{p}_notifications"),
             cache_prefix: format!("{p}:"),
         }
+    }
+
+    /// The MySQL database `service` keeps its data in, if it has one.
+    pub fn database(&self, service: Service) -> Option<&String> {
+        match service {
+            Service::Users => Some(&self.users_db),
+            Service::Orders => Some(&self.orders_db),
+            // new-service: database
+            _ => None,
+        }
+    }
+
+    /// Every MySQL database of the platform.
+    pub fn databases(&self) -> Vec<&String> {
+        Service::ALL
+            .iter()
+            .filter_map(|&s| self.database(s))
+            .collect()
     }
 
     /// The documented names, except where `env` sets `ORDERS_EXCHANGE`, `ORDER_CREATED_QUEUE`,
@@ -344,6 +362,7 @@ impl Stack {
                 topology.to_vec(),
             ]
             .concat(),
+            // new-service: declared environment
             Service::Gateway => vec![
                 ("PORT", self.ports.gateway.to_string()),
                 ("CACHE_PREFIX", n.cache_prefix.clone()),
@@ -357,12 +376,7 @@ impl Stack {
             ],
         };
         env.extend(declared.into_iter().map(|(k, v)| (k.to_owned(), v)));
-        let database = match service {
-            Service::Users => Some(&n.users_db),
-            Service::Orders => Some(&n.orders_db),
-            _ => None,
-        };
-        if let Some(db) = database {
+        if let Some(db) = n.database(service) {
             match env.get("DATABASE_URL").filter(|u| !u.is_empty()) {
                 Some(url) => {
                     let url = with_database(url, db)?;
@@ -384,7 +398,7 @@ impl Stack {
     /// The MySQL URL `service` connects with (its `DATABASE_URL`, or one made from its `DB_*`
     /// variables with the services' defaults); `None` for a service without a database.
     pub fn database_url(&self, service: Service) -> Result<Option<String>> {
-        if !matches!(service, Service::Users | Service::Orders) {
+        if self.names.database(service).is_none() {
             return Ok(None);
         }
         let env = self.env_for(service)?;
@@ -433,7 +447,7 @@ impl Stack {
         let mut processes = Processes {
             children: Vec::new(),
         };
-        for service in Service::ALL {
+        for &service in Service::ALL {
             let child = self.spawn_one(bin_dir, service, output)?;
             processes.children.push((service, child));
             let port = self.ports.http(service);
@@ -520,7 +534,7 @@ pub fn spawn_replicas(
             })
         })
         .collect::<Result<_>>()?;
-    for service in Service::ALL {
+    for &service in Service::ALL {
         for (replica, processes) in replicas.iter().zip(&mut all) {
             let child = replica.spawn_one(bin_dir, service, output)?;
             processes.children.push((service, child));
