@@ -7,6 +7,9 @@
 
 #[rustfmt::skip]
 pub mod runtime;
+#[cfg(feature = "catalog")]
+#[rustfmt::skip]
+pub mod catalog;
 #[cfg(feature = "gateway")]
 #[rustfmt::skip]
 pub mod gateway;

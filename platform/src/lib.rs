@@ -30,6 +30,8 @@ pub enum Service {
     Orders,
     /// notifications (RabbitMQ consumer, MongoDB, gRPC, HTTP health).
     Notifications,
+    /// catalog (REST, MySQL).
+    Catalog,
     // new-service: variant
     /// gateway (GraphQL and REST over the other services).
     Gateway,
@@ -41,6 +43,7 @@ impl Service {
         Service::Users,
         Service::Orders,
         Service::Notifications,
+        Service::Catalog,
         // new-service: start order
         Service::Gateway,
     ];
@@ -51,6 +54,7 @@ impl Service {
             Self::Users => "users",
             Self::Orders => "orders",
             Self::Notifications => "notifications",
+            Self::Catalog => "catalog",
             // new-service: name
             Self::Gateway => "gateway",
         }
@@ -62,6 +66,7 @@ impl Service {
             Self::Users => "shopmesh-users",
             Self::Orders => "shopmesh-orders",
             Self::Notifications => "shopmesh-notifications",
+            Self::Catalog => "shopmesh-catalog",
             // new-service: package
             Self::Gateway => "shopmesh-gateway",
         }
@@ -86,6 +91,8 @@ pub struct Ports {
     pub notifications_http: u16,
     /// notifications gRPC (`GRPC_PORT`).
     pub notifications_grpc: u16,
+    /// catalog HTTP (`PORT`).
+    pub catalog: u16,
     // new-service: port field
 }
 
@@ -97,6 +104,7 @@ impl Ports {
         orders: 3002,
         notifications_http: 3003,
         notifications_grpc: 50051,
+        catalog: 3004,
         // new-service: default port
     };
 
@@ -152,6 +160,7 @@ impl Ports {
             orders: next()?,
             notifications_http: next()?,
             notifications_grpc: next()?,
+            catalog: next()?,
             // new-service: assigned port
         })
     }
@@ -162,6 +171,7 @@ impl Ports {
             Service::Users => self.users,
             Service::Orders => self.orders,
             Service::Notifications => self.notifications_http,
+            Service::Catalog => self.catalog,
             // new-service: http port
             Service::Gateway => self.gateway,
         }
@@ -185,6 +195,8 @@ pub struct Names {
     pub users_db: String,
     /// MySQL database of orders.
     pub orders_db: String,
+    /// MySQL database of catalog.
+    pub catalog_db: String,
     // new-service: database field
     /// RabbitMQ exchange of order events.
     pub exchange: String,
@@ -202,6 +214,7 @@ impl Default for Names {
         Self {
             users_db: "users_db".into(),
             orders_db: "orders_db".into(),
+            catalog_db: "catalog_db".into(),
             // new-service: default database
             exchange: "orders".into(),
             queue: "order.created".into(),
@@ -217,6 +230,7 @@ impl Names {
         Self {
             users_db: format!("{p}_users_db"),
             orders_db: format!("{p}_orders_db"),
+            catalog_db: format!("{p}_catalog_db"),
             // new-service: prefixed database
             exchange: format!("{p}.orders"),
             queue: format!("{p}.order.created"),
@@ -230,6 +244,7 @@ impl Names {
         match service {
             Service::Users => Some(&self.users_db),
             Service::Orders => Some(&self.orders_db),
+            Service::Catalog => Some(&self.catalog_db),
             // new-service: database
             _ => None,
         }
@@ -362,6 +377,7 @@ impl Stack {
                 topology.to_vec(),
             ]
             .concat(),
+            Service::Catalog => vec![("PORT", self.ports.catalog.to_string()), jwks.clone()],
             // new-service: declared environment
             Service::Gateway => vec![
                 ("PORT", self.ports.gateway.to_string()),

@@ -38,7 +38,10 @@ fn main() -> ExitCode {
         Some("infra") => infra::ensure_all(&root()).map(|_| ()),
         Some("up") => up::run(&root(), &args[1..]),
         Some("bench") => bench::run(&root(), &args[1..]),
-        Some("new") => scaffold::run(&root(), &args[1..]).and_then(|()| generate(false)),
+        Some("new") => scaffold::run(&root(), &args[1..])
+            .and_then(|()| generate(false))
+            // Imports and line breaks depend on the name; rustfmt settles them.
+            .and_then(|()| run(cargo().args(["fmt", "--all"]))),
         Some("root") => {
             println!("{}", root().display());
             Ok(())

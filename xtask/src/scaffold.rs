@@ -64,14 +64,14 @@ const REGISTRATIONS: &[Registration] = &[
         "shopmesh-{{name}} = { path = \"services/{{name}}\" }\n",
     ),
     at("openapi/Cargo.toml", "feature", "{{name}} = []\n"),
-    at(
-        STACK,
-        "variant",
-        "/// {{name}} (REST, MySQL).\n{{Name}},\n",
-    ),
+    at(STACK, "variant", "/// {{name}} (REST, MySQL).\n{{Name}},\n"),
     at(STACK, "start order", "Service::{{Name}},\n"),
     at(STACK, "name", "Self::{{Name}} => \"{{name}}\",\n"),
-    at(STACK, "package", "Self::{{Name}} => \"shopmesh-{{name}}\",\n"),
+    at(
+        STACK,
+        "package",
+        "Self::{{Name}} => \"shopmesh-{{name}}\",\n",
+    ),
     at(
         STACK,
         "port field",
@@ -85,13 +85,21 @@ const REGISTRATIONS: &[Registration] = &[
         "database field",
         "/// MySQL database of {{name}}.\npub {{name}}_db: String,\n",
     ),
-    at(STACK, "default database", "{{name}}_db: \"{{name}}_db\".into(),\n"),
+    at(
+        STACK,
+        "default database",
+        "{{name}}_db: \"{{name}}_db\".into(),\n",
+    ),
     at(
         STACK,
         "prefixed database",
         "{{name}}_db: format!(\"{p}_{{name}}_db\"),\n",
     ),
-    at(STACK, "database", "Service::{{Name}} => Some(&self.{{name}}_db),\n"),
+    at(
+        STACK,
+        "database",
+        "Service::{{Name}} => Some(&self.{{name}}_db),\n",
+    ),
     at(
         STACK,
         "declared environment",
@@ -211,7 +219,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         println!("new: wrote {}", path.display());
     }
     println!(
-        "new: service {} on :{} registered in {} places; next: cargo xtask gen, then cargo test -p shopmesh-{}",
+        "new: service {} on :{} registered in {} places; next: cargo test -p shopmesh-{}",
         blueprint.name,
         blueprint.port,
         REGISTRATIONS.len(),
@@ -228,7 +236,9 @@ fn valid_name(name: &str) -> Result<String> {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if !ok {
-        bail!("a service name is 1 to 30 lowercase letters and digits, starting with a letter; got {name:?}");
+        bail!(
+            "a service name is 1 to 30 lowercase letters and digits, starting with a letter; got {name:?}"
+        );
     }
     Ok(name.to_owned())
 }
@@ -268,9 +278,8 @@ pub fn scaffold(root: &Path, blueprint: &Blueprint) -> Result<Vec<PathBuf>> {
                 .with_context(|| format!("reading {}", path.display()))?,
         };
         let entry = blueprint.render(registration.entry);
-        let edited = register(&current, registration.anchor, &entry).with_context(|| {
-            format!("registering in {}", registration.file)
-        })?;
+        let edited = register(&current, registration.anchor, &entry)
+            .with_context(|| format!("registering in {}", registration.file))?;
         edits.push((path, edited));
     }
     let templates = root.join(TEMPLATES);
@@ -346,7 +355,10 @@ mod tests {
             name: "catalog".into(),
             port: 3004,
         };
-        assert_eq!(bp.render(&out), "a:\n  - x\n  - catalog\n  # new-service: item\nb: 1\n");
+        assert_eq!(
+            bp.render(&out),
+            "a:\n  - x\n  - catalog\n  # new-service: item\nb: 1\n"
+        );
     }
 
     #[test]

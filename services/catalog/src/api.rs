@@ -1,0 +1,104 @@
+//! The catalog REST API: implements the generated [`CatalogApi`] trait over [`CatalogStore`].
+//! Handlers only translate; rules live in [`crate::domain`] and [`crate::store`], and errors
+//! become problems in one place ([`crate::error`]).
+
+use shopmesh_identity::Principal;
+use shopmesh_openapi::catalog::{
+    CatalogApi, Product, ProductInput, ProductPage, Reservation, ReservationRequest, Stock,
+    StockAdjustment,
+};
+use shopmesh_openapi::runtime::Problem;
+
+use crate::domain::Cursor;
+use crate::error::CatalogError;
+use crate::store::CatalogStore;
+
+/// The service behind the contract's routes.
+pub struct CatalogService {
+    store: CatalogStore,
+}
+
+impl CatalogService {
+    /// Serves the contract from `store`.
+    pub fn new(store: CatalogStore) -> Self {
+        Self { store }
+    }
+}
+
+#[async_trait::async_trait]
+impl CatalogApi for CatalogService {
+    async fn list_products(
+        &self,
+        first: i32,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> Result<ProductPage, Problem> {
+        let after = after
+            .map(|text| Cursor::decode(&text).ok_or(CatalogError::InvalidCursor(text)))
+            .transpose()?;
+        let (items, next) = self.store.list(first, after, query.as_deref()).await?;
+        Ok(ProductPage {
+            items,
+            next_cursor: next.map(Cursor::encode),
+        })
+    }
+
+    async fn create_product(&self, _: Principal, body: ProductInput) -> Result<Product, Problem> {
+        Ok(self.store.create(&body).await?)
+    }
+
+    async fn get_product(&self, id: i64) -> Result<Product, Problem> {
+        Ok(self.store.get(id).await?)
+    }
+
+    async fn update_product(
+        &self,
+        _: Principal,
+        id: i64,
+        body: ProductInput,
+    ) -> Result<Product, Problem> {
+        Ok(self.store.update(id, &body).await?)
+    }
+
+    async fn get_product_by_sku(&self, sku: String) -> Result<Product, Problem> {
+        Ok(self.store.get_by_sku(&sku).await?)
+    }
+
+    async fn adjust_stock(
+        &self,
+        _: Principal,
+        id: i64,
+        body: StockAdjustment,
+    ) -> Result<Stock, Problem> {
+        Ok(self.store.adjust(id, body.delta, &body.reason).await?)
+    }
+
+    async fn get_reservation(&self, _: Principal, order_id: i64) -> Result<Reservation, Problem> {
+        Ok(self.store.reservation(order_id).await?)
+    }
+
+    async fn reserve_stock(
+        &self,
+        _: Principal,
+        order_id: i64,
+        body: ReservationRequest,
+    ) -> Result<Reservation, Problem> {
+        Ok(self.store.reserve(order_id, &body.lines).await?)
+    }
+
+    async fn commit_reservation(
+        &self,
+        _: Principal,
+        order_id: i64,
+    ) -> Result<Reservation, Problem> {
+        Ok(self.store.commit(order_id).await?)
+    }
+
+    async fn release_reservation(
+        &self,
+        _: Principal,
+        order_id: i64,
+    ) -> Result<Reservation, Problem> {
+        Ok(self.store.release(order_id).await?)
+    }
+}

@@ -1,0 +1,648 @@
+//! MySQL storage of products, the stock ledger and reservations.
+//!
+//! Stock changes are single conditional `UPDATE`s on the product row (`... WHERE on_hand -
+//! reserved >= ?`, checking rows affected), never a read, a check in Rust and a write: under
+//! REPEATABLE READ a read-check-write loses updates, a conditional update acts on the current
+//! row. A reservation's own row is locked (`FOR UPDATE`) while it is committed, released or
+//! expired, so those three serialise per order. Transactions that lose a deadlock or a write
+//! conflict are retried a bounded number of times.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use futures::future::BoxFuture;
+use shopmesh_openapi::catalog::{
+    Money, Product, ProductInput, Reservation, ReservationLine, ReservationStatus, Stock,
+};
+use sqlx::mysql::MySqlDatabaseError;
+use sqlx::{MySql, MySqlPool, Transaction};
+
+use crate::domain::{self, Cursor};
+use crate::error::CatalogError;
+
+/// Migrations in `services/catalog/migrations`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// How often a transaction that lost a deadlock or write conflict is tried again.
+const ATTEMPTS: u32 = 5;
+
+const PRODUCT_COLUMNS: &str = "id, sku, name, description, price_minor, currency, active, \
+     image_url, on_hand, reserved, sold, created_at, updated_at";
+
+type ProductRow = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    bool,
+    Option<String>,
+    i64,
+    i64,
+    i64,
+    NaiveDateTime,
+    NaiveDateTime,
+);
+
+fn product(row: ProductRow) -> Product {
+    let (id, sku, name, description, amount_minor, currency, active, image_url) =
+        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
+    Product {
+        id,
+        sku,
+        name,
+        description,
+        price: Money {
+            amount_minor,
+            currency,
+        },
+        active,
+        image_url,
+        stock: Stock {
+            on_hand: row.8,
+            reserved: row.9,
+            available: row.8 - row.9,
+            sold: row.10,
+        },
+        created_at: row.11.and_utc(),
+        updated_at: row.12.and_utc(),
+    }
+}
+
+/// The catalog's data in MySQL.
+#[derive(Clone)]
+pub struct CatalogStore {
+    pool: MySqlPool,
+    reservation_ttl: Duration,
+    retried: Arc<AtomicU64>,
+}
+
+impl CatalogStore {
+    /// A store whose pool connects on first use; reservations made through it expire after
+    /// `reservation_ttl`.
+    pub fn connect_lazy(
+        url: &str,
+        size: u32,
+        acquire_timeout: Duration,
+        reservation_ttl: Duration,
+    ) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            pool: shopmesh_common::db::lazy_pool(url, size, acquire_timeout)?,
+            reservation_ttl,
+            retried: Arc::default(),
+        })
+    }
+
+    /// The pool (migrations and tests use it).
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        shopmesh_common::db::ping(&self.pool).await
+    }
+
+    /// Transactions tried again after a deadlock or write conflict, since start.
+    pub fn conflicts_retried(&self) -> u64 {
+        self.retried.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` in a transaction, again (up to [`ATTEMPTS`] times) when the database
+    /// chose it as a deadlock victim or refused it for a write conflict.
+    async fn transaction<T, F>(&self, work: F) -> Result<T, CatalogError>
+    where
+        F: for<'t> AsyncTxFn<'t, T>,
+    {
+        let mut attempt = 1;
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let result = match work.call(&mut tx).await {
+                Ok(value) => tx
+                    .commit()
+                    .await
+                    .map(|()| value)
+                    .map_err(CatalogError::from),
+                Err(e) => Err(e),
+            };
+            match result {
+                Err(CatalogError::Unavailable(e)) if retryable(&e) && attempt < ATTEMPTS => {
+                    attempt += 1;
+                    self.retried.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("catalog_conflicts_retried_total").increment(1);
+                    tokio::time::sleep(Duration::from_millis(fastrand::u64(
+                        1..10 * attempt as u64,
+                    )))
+                    .await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Stores a new product with no stock.
+    pub async fn create(&self, input: &ProductInput) -> Result<Product, CatalogError> {
+        check_currency(&input.price.currency)?;
+        let inserted = sqlx::query(
+            "INSERT INTO products (sku, name, description, price_minor, currency, active, image_url) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&input.sku)
+        .bind(&input.name)
+        .bind(input.description.as_deref().unwrap_or_default())
+        .bind(input.price.amount_minor)
+        .bind(&input.price.currency)
+        .bind(input.active.unwrap_or(true))
+        .bind(&input.image_url)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sku_taken(e, &input.sku))?;
+        let id = i64::try_from(inserted.last_insert_id())
+            .map_err(|e| CatalogError::Internal(e.to_string()))?;
+        self.get(id).await
+    }
+
+    /// Changes a product's description and price; stock is untouched.
+    pub async fn update(&self, id: i64, input: &ProductInput) -> Result<Product, CatalogError> {
+        check_currency(&input.price.currency)?;
+        let updated = sqlx::query(
+            "UPDATE products SET sku = ?, name = ?, description = ?, price_minor = ?, currency = ?, \
+             active = ?, image_url = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?",
+        )
+        .bind(&input.sku)
+        .bind(&input.name)
+        .bind(input.description.as_deref().unwrap_or_default())
+        .bind(input.price.amount_minor)
+        .bind(&input.price.currency)
+        .bind(input.active.unwrap_or(true))
+        .bind(&input.image_url)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sku_taken(e, &input.sku))?;
+        if updated.rows_affected() == 0 {
+            // MySQL counts only changed rows: an update to the same values is 0 as well.
+            return self.get(id).await;
+        }
+        self.get(id).await
+    }
+
+    /// The product with `id`.
+    pub async fn get(&self, id: i64) -> Result<Product, CatalogError> {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?");
+        let row: Option<ProductRow> = sqlx::query_as(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(product).ok_or(CatalogError::ProductNotFound(id))
+    }
+
+    /// The product with `sku`.
+    pub async fn get_by_sku(&self, sku: &str) -> Result<Product, CatalogError> {
+        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?");
+        let row: Option<ProductRow> = sqlx::query_as(&sql)
+            .bind(sku)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(product)
+            .ok_or_else(|| CatalogError::SkuNotFound(sku.to_owned()))
+    }
+
+    /// Active products after `after`, by id, matching `query` in name or SKU; with the cursor
+    /// of the next page when there is one.
+    pub async fn list(
+        &self,
+        first: i32,
+        after: Option<Cursor>,
+        query: Option<&str>,
+    ) -> Result<(Vec<Product>, Option<Cursor>), CatalogError> {
+        let pattern = query.map(|q| {
+            let escaped = q
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            format!("%{escaped}%")
+        });
+        let sql = format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE active AND id > ? \
+             AND (? IS NULL OR name LIKE ? OR sku LIKE ?) ORDER BY id LIMIT ?"
+        );
+        let rows: Vec<ProductRow> = sqlx::query_as(&sql)
+            .bind(after.map_or(0, |c| c.0))
+            .bind(&pattern)
+            .bind(&pattern)
+            .bind(&pattern)
+            .bind(i64::from(first) + 1)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut items: Vec<Product> = rows.into_iter().map(product).collect();
+        let next = if items.len() > first as usize {
+            items.truncate(first as usize);
+            items.last().map(|p| Cursor(p.id))
+        } else {
+            None
+        };
+        Ok((items, next))
+    }
+
+    /// Adds `delta` units on hand (negative removes), unless that leaves fewer on hand than
+    /// are reserved; records it in the ledger.
+    pub async fn adjust(&self, id: i64, delta: i32, reason: &str) -> Result<Stock, CatalogError> {
+        let reason = reason.to_owned();
+        self.transaction(Adjust { id, delta, reason }).await?;
+        Ok(self.get(id).await?.stock)
+    }
+
+    /// Reserves every line for `order`, or nothing; the same call again returns the same
+    /// reservation.
+    pub async fn reserve(
+        &self,
+        order: i64,
+        lines: &[ReservationLine],
+    ) -> Result<Reservation, CatalogError> {
+        let pairs: Vec<(i64, i32)> = lines.iter().map(|l| (l.product_id, l.quantity)).collect();
+        let merged = domain::merged_lines(&pairs);
+        let expires_at = Utc::now()
+            + chrono::Duration::from_std(self.reservation_ttl)
+                .map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let outcome = self
+            .transaction(Reserve {
+                order,
+                lines: merged.clone(),
+                expires_at,
+            })
+            .await?;
+        let reservation = self.reservation(order).await?;
+        if outcome == Reserved::Existing && merged_of(&reservation) != merged {
+            return Err(CatalogError::OtherLines(order));
+        }
+        Ok(reservation)
+    }
+
+    /// Turns `order`'s reserved units into sold ones.
+    pub async fn commit(&self, order: i64) -> Result<Reservation, CatalogError> {
+        let ended = self
+            .transaction(Settle {
+                order,
+                to: ReservationStatus::Committed,
+            })
+            .await?;
+        if ended != ReservationStatus::Committed {
+            return Err(CatalogError::ReservationSettled {
+                order,
+                status: ended,
+                wanted: "committed",
+            });
+        }
+        self.reservation(order).await
+    }
+
+    /// Gives `order`'s reserved units back.
+    pub async fn release(&self, order: i64) -> Result<Reservation, CatalogError> {
+        self.transaction(Settle {
+            order,
+            to: ReservationStatus::Released,
+        })
+        .await?;
+        self.reservation(order).await
+    }
+
+    /// Expires up to `limit` reservations past their time; returns how many.
+    pub async fn expire_due(&self, limit: u32) -> Result<usize, CatalogError> {
+        let due: Vec<(i64,)> = sqlx::query_as(
+            "SELECT order_id FROM reservations WHERE status = 'reserved' \
+             AND expires_at < UTC_TIMESTAMP(6) ORDER BY expires_at LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut expired = 0;
+        for (order,) in due {
+            let settled = self
+                .transaction(Settle {
+                    order,
+                    to: ReservationStatus::Expired,
+                })
+                .await;
+            match settled {
+                Ok(ReservationStatus::Expired) => expired += 1,
+                Ok(_) => {}
+                // Committed or released meanwhile: nothing to expire.
+                Err(CatalogError::ReservationSettled { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(expired)
+    }
+
+    /// `order`'s reservation.
+    pub async fn reservation(&self, order: i64) -> Result<Reservation, CatalogError> {
+        let head: Option<(String, NaiveDateTime)> =
+            sqlx::query_as("SELECT status, expires_at FROM reservations WHERE order_id = ?")
+                .bind(order)
+                .fetch_optional(&self.pool)
+                .await?;
+        let (status, expires_at) = head.ok_or(CatalogError::ReservationNotFound(order))?;
+        let lines: Vec<(i64, i32)> = sqlx::query_as(
+            "SELECT product_id, quantity FROM reservation_lines WHERE order_id = ? ORDER BY product_id",
+        )
+        .bind(order)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Reservation {
+            order_id: order,
+            status: parse_status(order, &status)?,
+            lines: lines
+                .into_iter()
+                .map(|(product_id, quantity)| ReservationLine {
+                    product_id,
+                    quantity,
+                })
+                .collect(),
+            expires_at: expires_at.and_utc(),
+        })
+    }
+}
+
+/// A unit of work run inside [`CatalogStore::transaction`], possibly more than once.
+trait AsyncTxFn<'t, T>: Send + Sync {
+    fn call(
+        &self,
+        tx: &'t mut Transaction<'static, MySql>,
+    ) -> BoxFuture<'t, Result<T, CatalogError>>;
+}
+
+struct Adjust {
+    id: i64,
+    delta: i32,
+    reason: String,
+}
+
+impl<'t> AsyncTxFn<'t, ()> for Adjust {
+    fn call(
+        &self,
+        tx: &'t mut Transaction<'static, MySql>,
+    ) -> BoxFuture<'t, Result<(), CatalogError>> {
+        let (id, delta, reason) = (self.id, self.delta, self.reason.clone());
+        Box::pin(async move {
+            let changed = sqlx::query(
+                "UPDATE products SET on_hand = on_hand + ?, updated_at = CURRENT_TIMESTAMP(6) \
+                 WHERE id = ? AND on_hand + ? >= reserved",
+            )
+            .bind(i64::from(delta))
+            .bind(id)
+            .bind(i64::from(delta))
+            .execute(&mut **tx)
+            .await?;
+            if changed.rows_affected() == 0 {
+                let row: Option<(i64, i64)> =
+                    sqlx::query_as("SELECT on_hand, reserved FROM products WHERE id = ?")
+                        .bind(id)
+                        .fetch_optional(&mut **tx)
+                        .await?;
+                return Err(match row {
+                    None => CatalogError::ProductNotFound(id),
+                    Some((on_hand, reserved)) => CatalogError::BelowReserved {
+                        product: id,
+                        on_hand,
+                        reserved,
+                        delta,
+                    },
+                });
+            }
+            ledger(tx, id, i64::from(delta), "adjustment", &reason, None).await
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reserved {
+    New,
+    Existing,
+}
+
+struct Reserve {
+    order: i64,
+    lines: Vec<(i64, i64)>,
+    expires_at: DateTime<Utc>,
+}
+
+impl<'t> AsyncTxFn<'t, Reserved> for Reserve {
+    fn call(
+        &self,
+        tx: &'t mut Transaction<'static, MySql>,
+    ) -> BoxFuture<'t, Result<Reserved, CatalogError>> {
+        let (order, lines, expires_at) = (self.order, self.lines.clone(), self.expires_at);
+        Box::pin(async move {
+            // The primary key makes a second reservation of the order a no-op.
+            let inserted = sqlx::query(
+                "INSERT IGNORE INTO reservations (order_id, status, expires_at) VALUES (?, 'reserved', ?)",
+            )
+            .bind(order)
+            .bind(expires_at.naive_utc())
+            .execute(&mut **tx)
+            .await?;
+            if inserted.rows_affected() == 0 {
+                return Ok(Reserved::Existing);
+            }
+            for (product, quantity) in lines {
+                let held = sqlx::query(
+                    "UPDATE products SET reserved = reserved + ? \
+                     WHERE id = ? AND active AND on_hand - reserved >= ?",
+                )
+                .bind(quantity)
+                .bind(product)
+                .bind(quantity)
+                .execute(&mut **tx)
+                .await?;
+                if held.rows_affected() == 0 {
+                    return Err(why_not_reserved(tx, product, quantity).await);
+                }
+                sqlx::query(
+                    "INSERT INTO reservation_lines (order_id, product_id, quantity) VALUES (?, ?, ?)",
+                )
+                .bind(order)
+                .bind(product)
+                .bind(quantity)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(Reserved::New)
+        })
+    }
+}
+
+/// Why a conditional reservation update matched no row.
+async fn why_not_reserved(
+    tx: &mut Transaction<'static, MySql>,
+    product: i64,
+    asked: i64,
+) -> CatalogError {
+    let row: Result<Option<(i64, i64, bool)>, _> =
+        sqlx::query_as("SELECT on_hand, reserved, active FROM products WHERE id = ?")
+            .bind(product)
+            .fetch_optional(&mut **tx)
+            .await;
+    match row {
+        Err(e) => e.into(),
+        Ok(None) => CatalogError::ProductNotFound(product),
+        Ok(Some((_, _, false))) => CatalogError::Inactive(product),
+        Ok(Some((on_hand, reserved, true))) => CatalogError::InsufficientStock {
+            product,
+            available: on_hand - reserved,
+            asked,
+        },
+    }
+}
+
+/// Ends a live reservation as committed, released or expired; yields how it ended (a commit
+/// past the reservation's time expires it instead).
+struct Settle {
+    order: i64,
+    to: ReservationStatus,
+}
+
+impl<'t> AsyncTxFn<'t, ReservationStatus> for Settle {
+    fn call(
+        &self,
+        tx: &'t mut Transaction<'static, MySql>,
+    ) -> BoxFuture<'t, Result<ReservationStatus, CatalogError>> {
+        let (order, wanted) = (self.order, self.to);
+        Box::pin(async move {
+            let head: Option<(String, bool)> = sqlx::query_as(
+                "SELECT status, expires_at < UTC_TIMESTAMP(6) FROM reservations \
+                 WHERE order_id = ? FOR UPDATE",
+            )
+            .bind(order)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let (status, past_due) = head.ok_or(CatalogError::ReservationNotFound(order))?;
+            let status = parse_status(order, &status)?;
+            let gave_back =
+                |s| matches!(s, ReservationStatus::Released | ReservationStatus::Expired);
+            if status == wanted || (gave_back(status) && gave_back(wanted)) {
+                return Ok(status);
+            }
+            if status != ReservationStatus::Reserved {
+                return Err(CatalogError::ReservationSettled {
+                    order,
+                    status,
+                    wanted: wanted.as_str(),
+                });
+            }
+            let to = if past_due && wanted == ReservationStatus::Committed {
+                ReservationStatus::Expired
+            } else {
+                wanted
+            };
+            let lines: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT product_id, quantity FROM reservation_lines WHERE order_id = ? ORDER BY product_id",
+            )
+            .bind(order)
+            .fetch_all(&mut **tx)
+            .await?;
+            for (product, quantity) in lines {
+                if to == ReservationStatus::Committed {
+                    sqlx::query(
+                        "UPDATE products SET reserved = reserved - ?, on_hand = on_hand - ?, \
+                         sold = sold + ? WHERE id = ?",
+                    )
+                    .bind(quantity)
+                    .bind(quantity)
+                    .bind(quantity)
+                    .bind(product)
+                    .execute(&mut **tx)
+                    .await?;
+                    ledger(
+                        tx,
+                        product,
+                        -quantity,
+                        "sale",
+                        "order committed",
+                        Some(order),
+                    )
+                    .await?;
+                } else {
+                    sqlx::query("UPDATE products SET reserved = reserved - ? WHERE id = ?")
+                        .bind(quantity)
+                        .bind(product)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+            }
+            sqlx::query(
+                "UPDATE reservations SET status = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE order_id = ?",
+            )
+            .bind(to.as_str())
+            .bind(order)
+            .execute(&mut **tx)
+            .await?;
+            Ok(to)
+        })
+    }
+}
+
+async fn ledger(
+    tx: &mut Transaction<'static, MySql>,
+    product: i64,
+    delta: i64,
+    kind: &str,
+    reason: &str,
+    order: Option<i64>,
+) -> Result<(), CatalogError> {
+    sqlx::query(
+        "INSERT INTO stock_ledger (product_id, delta, kind, reason, order_id) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(product)
+    .bind(delta)
+    .bind(kind)
+    .bind(reason)
+    .bind(order)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn merged_of(reservation: &Reservation) -> Vec<(i64, i64)> {
+    reservation
+        .lines
+        .iter()
+        .map(|l| (l.product_id, i64::from(l.quantity)))
+        .collect()
+}
+
+fn parse_status(order: i64, status: &str) -> Result<ReservationStatus, CatalogError> {
+    ReservationStatus::parse(status).ok_or_else(|| {
+        CatalogError::Internal(format!("reservation {order} has unknown status {status:?}"))
+    })
+}
+
+fn check_currency(code: &str) -> Result<(), CatalogError> {
+    domain::minor_unit_digits(code)
+        .map(|_| ())
+        .ok_or_else(|| CatalogError::UnknownCurrency(code.to_owned()))
+}
+
+/// A duplicate key on the SKU as the client's conflict; anything else as it is.
+fn sku_taken(e: sqlx::Error, sku: &str) -> CatalogError {
+    if mysql_error_number(&e) == Some(1062) {
+        CatalogError::SkuTaken(sku.to_owned())
+    } else {
+        e.into()
+    }
+}
+
+fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+    e.as_database_error()?
+        .try_downcast_ref::<MySqlDatabaseError>()
+        .map(MySqlDatabaseError::number)
+}
+
+/// Deadlock victim (1213), lock wait timeout (1205), or MariaDB 11.6+'s snapshot-isolation
+/// write conflict under REPEATABLE READ (1020): the whole transaction may be tried again.
+fn retryable(e: &sqlx::Error) -> bool {
+    matches!(mysql_error_number(e), Some(1213 | 1205 | 1020))
+}
