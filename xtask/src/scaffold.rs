@@ -64,6 +64,16 @@ const REGISTRATIONS: &[Registration] = &[
         "shopmesh-{{name}} = { path = \"services/{{name}}\" }\n",
     ),
     at("openapi/Cargo.toml", "feature", "{{name}} = []\n"),
+    at(
+        "tests/e2e/Cargo.toml",
+        "e2e dependency",
+        "shopmesh-{{name}}.workspace = true\n",
+    ),
+    at(
+        "tests/e2e/src/deployment.rs",
+        "e2e config",
+        "\"{{name}}\" => vec![\n    shopmesh_{{name}}::config::{{Name}}Config::from_env(&env)\n        .unwrap()\n        .port,\n],\n",
+    ),
     at(STACK, "variant", "/// {{name}} (REST, MySQL).\n{{Name}},\n"),
     at(STACK, "start order", "Service::{{Name}},\n"),
     at(STACK, "name", "Self::{{Name}} => \"{{name}}\",\n"),

@@ -59,6 +59,12 @@ pub fn load(name: &str, mut values: HashMap<String, String>) -> (BTreeSet<String
                 .unwrap()
                 .port,
         ],
+        "catalog" => vec![
+            shopmesh_catalog::config::CatalogConfig::from_env(&env)
+                .unwrap()
+                .port,
+        ],
+        // new-service: e2e config
         other => panic!("unknown service {other}"),
     };
     // Every service also reads the shared telemetry settings.

@@ -58,7 +58,7 @@ fn host_ports(service: &Value) -> BTreeSet<u16> {
 #[test]
 fn every_compose_variable_is_read_by_its_service_and_parses() {
     let doc = compose();
-    for name in ["users", "orders", "notifications", "gateway"] {
+    for name in shopmesh_testkit::Service::ALL.iter().map(|s| s.name()) {
         let service = &doc["services"][name];
         let env = environment(service);
         assert!(!env.is_empty(), "{name} has an environment");
@@ -210,7 +210,7 @@ fn env_example_documents_every_variable_the_services_read() {
         .filter(|k| !k.starts_with('#'))
         .collect();
     let mut read = BTreeSet::new();
-    for name in ["users", "orders", "notifications", "gateway"] {
+    for name in shopmesh_testkit::Service::ALL.iter().map(|s| s.name()) {
         read.extend(load(name, HashMap::new()).0);
     }
     for key in read
@@ -240,7 +240,7 @@ fn every_service_sends_its_traces_to_the_compose_jaeger() {
         .find_map(|a| a.strip_prefix("receivers.otlp.protocols.http.endpoint="))
         .expect("Jaeger's OTLP/HTTP receiver listens beyond localhost");
     let port = otlp_http.rsplit(':').next().unwrap();
-    for name in ["users", "orders", "notifications", "gateway"] {
+    for name in shopmesh_testkit::Service::ALL.iter().map(|s| s.name()) {
         let env = RecordingEnv {
             values: environment(&doc["services"][name]),
             read: RefCell::default(),

@@ -13,7 +13,13 @@ use serde::Deserialize;
 use serde_yaml::Value;
 use shopmesh_e2e::deployment::load;
 
-const SERVICES: [&str; 4] = ["users", "orders", "notifications", "gateway"];
+/// Every service of the platform, as the Stack declares them.
+fn services() -> Vec<&'static str> {
+    shopmesh_testkit::Service::ALL
+        .iter()
+        .map(|s| s.name())
+        .collect()
+}
 
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -155,7 +161,7 @@ fn every_variable_the_manifests_set_is_read_by_its_service_and_parses() {
     std::fs::create_dir_all(&keys).unwrap();
     for overlay in ["dev", "production"] {
         let objects = render(overlay);
-        for service in SERVICES {
+        for service in services() {
             let c = container(&objects, service);
             let mut env: HashMap<String, String> =
                 container_env(&objects, &dev, c).into_iter().collect();
@@ -189,7 +195,7 @@ fn every_variable_the_manifests_set_is_read_by_its_service_and_parses() {
 fn probes_ports_and_service_names_agree_with_the_code() {
     for overlay in ["dev", "production"] {
         let objects = render(overlay);
-        for service in SERVICES {
+        for service in services() {
             let c = container(&objects, service);
             let ports = container_ports(c);
             for (probe, path) in [
@@ -275,7 +281,7 @@ fn pods_run_non_root_read_only_without_capabilities_and_drain_before_stopping() 
     let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     for overlay in ["dev", "production"] {
         let objects = render(overlay);
-        for service in SERVICES {
+        for service in services() {
             let pod = &named(&objects, "Deployment", service)["spec"]["template"]["spec"];
             let c = &pod["containers"][0];
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{service}");
@@ -340,7 +346,10 @@ fn production_scales_spreads_keeps_replicas_and_commits_no_secret() {
             h["spec"]["scaleTargetRef"]["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(hpas, BTreeSet::from(["gateway", "orders", "users"]));
+    assert_eq!(
+        hpas,
+        BTreeSet::from(["catalog", "gateway", "orders", "users"])
+    );
     let budgets: BTreeSet<&str> = of_kind(&objects, "PodDisruptionBudget")
         .iter()
         .map(|p| {
@@ -349,8 +358,8 @@ fn production_scales_spreads_keeps_replicas_and_commits_no_secret() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(budgets, SERVICES.into_iter().collect());
-    for service in SERVICES {
+    assert_eq!(budgets, services().into_iter().collect());
+    for service in services() {
         let d = named(&objects, "Deployment", service);
         assert!(d["spec"]["replicas"].as_u64().unwrap() >= 2, "{service}");
         let spread = d["spec"]["template"]["spec"]["topologySpreadConstraints"]
@@ -420,11 +429,18 @@ fn network_policies_let_only_the_owners_reach_each_service_and_store() {
         expect("gateway", &["*", "prometheus"]);
         expect(
             "users",
-            &["gateway", "orders", "notifications", "prometheus"],
+            &[
+                "gateway",
+                "orders",
+                "notifications",
+                "catalog",
+                "prometheus",
+            ],
         );
         expect("orders", &["gateway", "prometheus"]);
+        expect("catalog", &["gateway", "prometheus"]);
         expect("notifications", &["gateway", "prometheus"]);
-        expect("mysql", &["users", "orders"]);
+        expect("mysql", &["users", "orders", "catalog"]);
         expect("redis", &["users", "gateway"]);
         expect("rabbitmq", &["orders", "notifications"]);
         expect("mongo", &["notifications"]);
@@ -453,7 +469,7 @@ fn the_dev_overlay_runs_its_stores_and_the_compose_database_setup() {
     );
     let users = str_map(&named(&objects, "ConfigMap", "users-config")["data"]);
     assert_eq!(users["DEMO_SEED"], "true");
-    for service in SERVICES {
+    for service in services() {
         assert_eq!(
             named(&objects, "Deployment", service)["spec"]["replicas"],
             1,

@@ -1,0 +1,178 @@
+//! The catalog never oversells: 32 clients reserve, commit, release and let reservations
+//! expire on 5 hot and 100 cold products while the catalog process is SIGKILLed and restarted
+//! twice and its database link is cut for 2 s (every connection dropped, as a database restart
+//! looks to the service; this machine's init script cannot stop MariaDB); then the checker (`checker/`) compares every counter
+//! with the ledger, the reservations and what the clients saw. Its negative control is
+//! `oversell_control.rs`.
+
+mod checker;
+mod helpers;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use checker::{Outcome, Products, Reservations};
+use helpers::{adjustment, input};
+use shopmesh_identity::{AccessToken, Role};
+use shopmesh_openapi::catalog::{CatalogClient, ReservationLine, ReservationRequest};
+use shopmesh_openapi::runtime::ClientError;
+use shopmesh_testkit::stack::Output;
+use shopmesh_testkit::{
+    Service, Stack, TcpProxy, remove_names, reroute, serve_jwks, test_stack, token, unique,
+};
+
+struct OverHttp {
+    client: CatalogClient,
+    admin: AccessToken,
+}
+
+fn outcome<T>(result: Result<T, ClientError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Done,
+        Err(e) if e.problem().is_some_and(|p| p.status() < 500) => Outcome::Refused,
+        Err(_) => Outcome::Unknown,
+    }
+}
+
+#[async_trait::async_trait]
+impl Reservations for OverHttp {
+    async fn reserve(&self, order: i64, lines: &[(i64, i32)]) -> Outcome {
+        let lines = lines
+            .iter()
+            .map(|&(product_id, quantity)| ReservationLine {
+                product_id,
+                quantity,
+            })
+            .collect();
+        outcome(
+            self.client
+                .reserve_stock(&self.admin, order, &ReservationRequest { lines })
+                .await,
+        )
+    }
+    async fn commit(&self, order: i64) -> Outcome {
+        outcome(self.client.commit_reservation(&self.admin, order).await)
+    }
+    async fn release(&self, order: i64) -> Outcome {
+        outcome(self.client.release_reservation(&self.admin, order).await)
+    }
+}
+
+fn spawn(stack: &Stack) -> std::process::Child {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_shopmesh-catalog"));
+    stack
+        .spawn_one(bin.parent().unwrap(), Service::Catalog, Output::Null)
+        .unwrap()
+}
+
+async fn ready(stack: &Stack) {
+    let url = format!("{}/health/ready", stack.url(Service::Catalog));
+    let started = Instant::now();
+    while !reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "catalog not ready"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_catalog_never_oversells_through_kills_and_a_cut_database_link() {
+    let stack = test_stack()
+        .set_for(Service::Catalog, "RESERVATION_TTL_SECS", "1")
+        .set_for(Service::Catalog, "RESERVATION_SWEEP_MS", "100")
+        .set_for(Service::Catalog, "DB_POOL_SIZE", "16");
+    let jwks = serve_jwks(&stack).await;
+    let url = stack.database_url(Service::Catalog).unwrap().unwrap();
+    let (database, _) = reroute(&url, "127.0.0.1:1");
+    let link = TcpProxy::start(&database).await;
+    let (_, via_link) = reroute(&url, &link.addr.to_string());
+    let stack = stack
+        .set_for(
+            Service::Catalog,
+            "AUTH_JWKS_URL",
+            format!("{}/.well-known/jwks.json", jwks.base_url),
+        )
+        .set_for(Service::Catalog, "DATABASE_URL", via_link);
+    let mut child = spawn(&stack);
+    ready(&stack).await;
+    let client = CatalogClient::new(stack.url(Service::Catalog));
+    let admin = token(&stack, 4, Role::Admin);
+    let mut products = Products {
+        hot: Vec::new(),
+        cold: Vec::new(),
+    };
+    for i in 0..105 {
+        let p = client
+            .create_product(&admin, &input(&unique("SKU"), 100, "EUR"))
+            .await
+            .unwrap();
+        let units = if i < 5 { 10 } else { 3 };
+        client
+            .adjust_stock(&admin, p.id, &adjustment(units))
+            .await
+            .unwrap();
+        if i < 5 {
+            products.hot.push(p.id)
+        } else {
+            products.cold.push(p.id)
+        }
+    }
+    let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+    let http = Arc::new(OverHttp {
+        client: client.clone(),
+        admin,
+    });
+
+    let length = Duration::from_secs(15);
+    let workload =
+        tokio::spawn(async move { checker::run(http, pool, &products, 32, length).await });
+    let (mut kills, started) = (0, tokio::time::Instant::now());
+    for (at, what) in [(3, "kill"), (6, "cut"), (10, "kill")] {
+        tokio::time::sleep_until(started + Duration::from_secs(at)).await;
+        if what == "kill" {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            kills += 1;
+            child = spawn(&stack);
+        } else {
+            link.cut();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            link.restore();
+        }
+    }
+    let history = workload.await.unwrap();
+    ready(&stack).await;
+    let pool = sqlx::MySqlPool::connect(&url).await.unwrap();
+    let found = checker::violations(&pool, &history).await;
+    let metrics = reqwest::get(format!("{}/metrics", stack.url(Service::Catalog)))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let retried = metrics
+        .lines()
+        .find(|l| l.starts_with("catalog_conflicts_retried_total"))
+        .unwrap_or("catalog_conflicts_retried_total 0 (since the last restart)");
+    println!(
+        "never-oversell: {}; catalog killed {kills} times, database link cut once; {retried}",
+        checker::report(&history)
+    );
+    assert!(found.is_empty(), "oversold:\n{}", found.join("\n"));
+    let done = history
+        .calls
+        .iter()
+        .filter(|((k, o), _)| *k == "commit" && *o == "done")
+        .count();
+    assert!(
+        done > 0,
+        "no reservation was committed: {}",
+        checker::report(&history)
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    jwks.stop().await;
+    remove_names(&stack.names, 0).await;
+}
