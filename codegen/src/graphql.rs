@@ -243,6 +243,22 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
         }
 
         #authorize
+
+        /// A nullable field that fails resolves to null, its key kept, with its error listed
+        /// under its path (GraphQL spec, "Handling Field Errors"); left to the executor, the
+        /// key would be dropped from the response.
+        fn null_on_error<T>(
+            ctx: &async_graphql::Context<'_>,
+            resolved: async_graphql::Result<Option<T>>,
+        ) -> async_graphql::Result<Option<T>> {
+            match resolved {
+                Ok(value) => Ok(value),
+                Err(error) => {
+                    ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
+                    Ok(None)
+                }
+            }
+        }
     };
     let src = source.display().to_string();
     let body = crate::rust::format(tokens, &src)?;
@@ -536,12 +552,20 @@ fn gen_type(
                     }
                 });
                 let complexity = complexity(model, &f.node)?;
+                let body = quote! {
+                    #guard
+                    resolvers(ctx)?.#method(ctx, #parent_call #(#arg_names),*).await
+                };
+                let body = if f.node.ty.node.nullable {
+                    quote!(null_on_error(ctx, async { #body }.await))
+                } else {
+                    body
+                };
                 resolved.push(quote! {
                     #fdoc
                     #[graphql(name = #fname #complexity #applied_auth)]
                     async fn #rust_name(&self, ctx: &async_graphql::Context<'_>, #(#arg_decls),*) -> async_graphql::Result<#ty> {
-                        #guard
-                        resolvers(ctx)?.#method(ctx, #parent_call #(#arg_names),*).await
+                        #body
                     }
                 });
             }

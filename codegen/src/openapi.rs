@@ -223,6 +223,9 @@ pub struct Operation {
     pub responses: Vec<ResponseDef>,
     /// Who may call it.
     pub access: Access,
+    /// `x-max-body-bytes`: the largest request body this operation takes, when it takes more
+    /// than a service's default.
+    pub max_body_bytes: Option<usize>,
 }
 
 impl Operation {
@@ -777,6 +780,26 @@ impl Ctx<'_> {
         }
         self.check_responses(&responses, at)?;
         let access = self.access(op, bearer, &responses, at)?;
+        let max_body_bytes = match op.extensions.get("x-max-body-bytes") {
+            None => None,
+            Some(value) => {
+                let bytes = value.as_u64().filter(|b| *b > 0).ok_or_else(|| {
+                    self.err(at, "x-max-body-bytes must be a positive number of bytes")
+                })?;
+                if body.is_none() || path.contains('{') {
+                    return Err(self.err(
+                        at,
+                        "x-max-body-bytes is for an operation with a body on a path without parameters",
+                    ));
+                }
+                if !responses.iter().any(|r| r.status == 413) {
+                    return Err(
+                        self.err(at, "an operation with x-max-body-bytes must document 413")
+                    );
+                }
+                Some(usize::try_from(bytes).map_err(|e| self.err(at, e.to_string()))?)
+            }
+        };
         Ok(Operation {
             id,
             method: method.to_owned(),
@@ -788,6 +811,7 @@ impl Ctx<'_> {
             body,
             responses,
             access,
+            max_body_bytes,
         })
     }
 
@@ -1005,6 +1029,10 @@ pub fn generate_module(api: &Api) -> Result<String> {
     let route_entries = routes
         .iter()
         .map(|(path, methods)| quote!((#path, &[#(#methods),*])));
+    let body_limits = api.operations.iter().filter_map(|op| {
+        let (path, bytes) = (&op.path, op.max_body_bytes?);
+        Some(quote!((#path, #bytes)))
+    });
     let tokens = quote! {
         use poem_openapi::payload::Json;
 
@@ -1020,6 +1048,9 @@ pub fn generate_module(api: &Api) -> Result<String> {
         pub const DESCRIPTION: &str = #description;
         /// Every path template of the contract with its methods, for `Allow` headers.
         pub const ROUTES: &[(&str, &[&str])] = &[#(#route_entries),*];
+        /// Paths whose requests may carry more than a service's default body limit
+        /// (`x-max-body-bytes`), with their limit in bytes.
+        pub const BODY_LIMITS: &[(&str, usize)] = &[#(#body_limits),*];
 
         #(#models)*
         #tags

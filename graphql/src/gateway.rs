@@ -24,8 +24,14 @@ impl Query {
         #[graphql(name = "id")]
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<Order>> {
-        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
-        resolvers(ctx)?.query_order(ctx, principal, id).await
+        null_on_error(
+            ctx,
+            async {
+                let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+                resolvers(ctx)?.query_order(ctx, principal, id).await
+            }
+                .await,
+        )
     }
     /// A user's orders, newest first, one page at a time.
     #[graphql(
@@ -55,8 +61,14 @@ impl Query {
         #[graphql(name = "id")]
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<User>> {
-        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
-        resolvers(ctx)?.query_user(ctx, principal, id).await
+        null_on_error(
+            ctx,
+            async {
+                let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+                resolvers(ctx)?.query_user(ctx, principal, id).await
+            }
+                .await,
+        )
     }
     /// A user's name; null when no user has this id.
     #[graphql(name = "userName", directive = auth::apply(Role::User))]
@@ -66,14 +78,61 @@ impl Query {
         #[graphql(name = "id")]
         id: async_graphql::ID,
     ) -> async_graphql::Result<Option<String>> {
-        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
-        resolvers(ctx)?.query_user_name(ctx, principal, id).await
+        null_on_error(
+            ctx,
+            async {
+                let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+                resolvers(ctx)?.query_user_name(ctx, principal, id).await
+            }
+                .await,
+        )
     }
     /// The logged-in user.
     #[graphql(name = "me", directive = auth::apply(Role::User))]
     async fn me(&self, ctx: &async_graphql::Context<'_>) -> async_graphql::Result<User> {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
         resolvers(ctx)?.query_me(ctx, principal).await
+    }
+    /// Products on sale, by id, one page at a time; `query` matches a part of the name or SKU.
+    #[graphql(
+        name = "products",
+        complexity = "1 + (first.max(0) as usize).saturating_mul(child_complexity)",
+        directive = listSize::apply(Some(vec!["first".to_owned()]))
+    )]
+    async fn products(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "first", default = 20)]
+        first: i32,
+        #[graphql(name = "after")]
+        after: Option<String>,
+        #[graphql(name = "query")]
+        query: Option<String>,
+    ) -> async_graphql::Result<ProductConnection> {
+        resolvers(ctx)?.query_products(ctx, first, after, query).await
+    }
+    /// One product, on sale or not; null when no product has this id.
+    #[graphql(name = "product")]
+    async fn product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "id")]
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<Product>> {
+        null_on_error(ctx, async { resolvers(ctx)?.query_product(ctx, id).await }.await)
+    }
+    /// One product by its SKU; null when no product has it.
+    #[graphql(name = "productBySku")]
+    async fn product_by_sku(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "sku")]
+        sku: String,
+    ) -> async_graphql::Result<Option<Product>> {
+        null_on_error(
+            ctx,
+            async { resolvers(ctx)?.query_product_by_sku(ctx, sku).await }.await,
+        )
     }
 }
 #[derive(Debug, Default, Clone, Copy)]
@@ -214,7 +273,18 @@ impl Order {
         &self,
         ctx: &async_graphql::Context<'_>,
     ) -> async_graphql::Result<Option<User>> {
-        resolvers(ctx)?.order_user(ctx, self).await
+        null_on_error(ctx, async { resolvers(ctx)?.order_user(ctx, self).await }.await)
+    }
+    /// The ordered product; null if the catalog has no such product.
+    #[graphql(name = "product")]
+    async fn product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<Product>> {
+        null_on_error(
+            ctx,
+            async { resolvers(ctx)?.order_product(ctx, self).await }.await,
+        )
     }
     /// Notifications sent about this order, newest first.
     #[graphql(
@@ -228,6 +298,64 @@ impl Order {
     ) -> async_graphql::Result<Vec<Notification>> {
         resolvers(ctx)?.order_notifications(ctx, self).await
     }
+}
+/// An amount in the currency's minor unit (cents; yen for JPY), never a float.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "Money")]
+pub struct Money {
+    #[graphql(name = "amountMinor")]
+    pub amount_minor: i32,
+    /// ISO 4217 code.
+    #[graphql(name = "currency")]
+    pub currency: String,
+}
+/// Units of one product: available = onHand - reserved; sold units have left onHand.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "Stock")]
+pub struct Stock {
+    #[graphql(name = "onHand")]
+    pub on_hand: i32,
+    #[graphql(name = "reserved")]
+    pub reserved: i32,
+    #[graphql(name = "available")]
+    pub available: i32,
+    #[graphql(name = "sold")]
+    pub sold: i32,
+}
+/// Something the shop sells.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "Product")]
+pub struct Product {
+    #[graphql(name = "id")]
+    pub id: async_graphql::ID,
+    #[graphql(name = "sku")]
+    pub sku: String,
+    #[graphql(name = "name")]
+    pub name: String,
+    #[graphql(name = "description")]
+    pub description: String,
+    #[graphql(name = "price")]
+    pub price: Money,
+    /// False when it is no longer on sale.
+    #[graphql(name = "active")]
+    pub active: bool,
+    #[graphql(name = "imageUrl")]
+    pub image_url: Option<String>,
+    #[graphql(name = "stock")]
+    pub stock: Stock,
+    #[graphql(name = "createdAt")]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[graphql(name = "updatedAt")]
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+/// One page of products.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "ProductConnection")]
+pub struct ProductConnection {
+    #[graphql(name = "nodes")]
+    pub nodes: Vec<Product>,
+    #[graphql(name = "pageInfo")]
+    pub page_info: PageInfo,
 }
 /// One page of orders.
 #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
@@ -330,6 +458,26 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
     ) -> Result<User, Self::Error>;
+    /// Resolves `Query.products`.
+    async fn query_products(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        first: i32,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> Result<ProductConnection, Self::Error>;
+    /// Resolves `Query.product`.
+    async fn query_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> Result<Option<Product>, Self::Error>;
+    /// Resolves `Query.productBySku`.
+    async fn query_product_by_sku(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        sku: String,
+    ) -> Result<Option<Product>, Self::Error>;
     /// Resolves `Mutation.createOrder`.
     async fn mutation_create_order(
         &self,
@@ -368,6 +516,12 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         parent: &Order,
     ) -> Result<Option<User>, Self::Error>;
+    /// Resolves `Order.product`.
+    async fn order_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> Result<Option<Product>, Self::Error>;
     /// Resolves `Order.notifications`.
     async fn order_notifications(
         &self,
@@ -409,6 +563,23 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
     ) -> async_graphql::Result<User>;
+    async fn query_products(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        first: i32,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> async_graphql::Result<ProductConnection>;
+    async fn query_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<Product>>;
+    async fn query_product_by_sku(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        sku: String,
+    ) -> async_graphql::Result<Option<Product>>;
     async fn mutation_create_order(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -441,6 +612,11 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         parent: &Order,
     ) -> async_graphql::Result<Option<User>>;
+    async fn order_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Option<Product>>;
     async fn order_notifications(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -507,6 +683,35 @@ impl<R: GatewayResolvers> Resolve for R {
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
+    async fn query_products(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        first: i32,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> async_graphql::Result<ProductConnection> {
+        GatewayResolvers::query_products(self, ctx, first, after, query)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn query_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<Product>> {
+        GatewayResolvers::query_product(self, ctx, id)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn query_product_by_sku(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        sku: String,
+    ) -> async_graphql::Result<Option<Product>> {
+        GatewayResolvers::query_product_by_sku(self, ctx, sku)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
     async fn mutation_create_order(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -560,6 +765,15 @@ impl<R: GatewayResolvers> Resolve for R {
         parent: &Order,
     ) -> async_graphql::Result<Option<User>> {
         GatewayResolvers::order_user(self, ctx, parent)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn order_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Option<Product>> {
+        GatewayResolvers::order_product(self, ctx, parent)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
@@ -636,4 +850,19 @@ fn authorize<'a>(
                 .extend_with(|_, e| e.set("code", "FORBIDDEN"))
         })?;
     Ok(principal)
+}
+/// A nullable field that fails resolves to null, its key kept, with its error listed
+/// under its path (GraphQL spec, "Handling Field Errors"); left to the executor, the
+/// key would be dropped from the response.
+fn null_on_error<T>(
+    ctx: &async_graphql::Context<'_>,
+    resolved: async_graphql::Result<Option<T>>,
+) -> async_graphql::Result<Option<T>> {
+    match resolved {
+        Ok(value) => Ok(value),
+        Err(error) => {
+            ctx.add_error(ctx.set_error_path(error.into_server_error(ctx.item.pos)));
+            Ok(None)
+        }
+    }
 }

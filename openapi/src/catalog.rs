@@ -15,6 +15,7 @@ pub const DESCRIPTION: &str = "Products with prices in minor units of an ISO 421
 /// Every path template of the contract with its methods, for `Allow` headers.
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/products", &["GET", "POST"]),
+    ("/products/import", &["POST"]),
     ("/products/{id}", &["GET", "PUT"]),
     ("/products/by-sku", &["GET"]),
     ("/products/{id}/stock-adjustments", &["POST"]),
@@ -22,13 +23,16 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/reservations/{orderId}/commit", &["POST"]),
     ("/reservations/{orderId}/release", &["POST"]),
 ];
+/// Paths whose requests may carry more than a service's default body limit
+/// (`x-max-body-bytes`), with their limit in bytes.
+pub const BODY_LIMITS: &[(&str, usize)] = &[("/products/import", 4194304usize)];
 /// An amount in the currency's minor unit (cents; yen for JPY), never a float.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "Money")]
 pub struct Money {
     #[oai(
         rename = "amountMinor",
-        validator(minimum(value = "0"), maximum(value = "100000000000"))
+        validator(minimum(value = "0"), maximum(value = "2147483647"))
     )]
     pub amount_minor: i64,
     /// ISO 4217 code.
@@ -119,6 +123,37 @@ pub struct StockAdjustment {
     pub delta: i32,
     #[oai(rename = "reason", validator(min_length = 1usize, max_length = 200usize))]
     pub reason: String,
+}
+/// Products as CSV text.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "ProductImport")]
+pub struct ProductImport {
+    #[oai(rename = "csv", validator(min_length = 1usize, max_length = 4000000usize))]
+    pub csv: String,
+}
+/// A CSV row that was not imported, and why (rows count from 1 after the header).
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "RejectedRow")]
+pub struct RejectedRow {
+    #[oai(rename = "row")]
+    pub row: i32,
+    #[oai(rename = "sku", skip_serializing_if_is_none)]
+    pub sku: Option<String>,
+    #[oai(rename = "reason")]
+    pub reason: String,
+}
+/// What an import wrote; nothing when any row was rejected.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "ImportReport")]
+pub struct ImportReport {
+    #[oai(rename = "imported")]
+    pub imported: i32,
+    #[oai(rename = "created")]
+    pub created: i32,
+    #[oai(rename = "updated")]
+    pub updated: i32,
+    #[oai(rename = "rejected")]
+    pub rejected: Vec<RejectedRow>,
 }
 /// Units of one product.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -298,7 +333,7 @@ pub enum CreateProductResponse {
     /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
     #[oai(status = 409u16, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
-    /// The body is larger than the service accepts (64 KiB).
+    /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
     /// The body is not `application/json`.
@@ -358,6 +393,86 @@ impl From<Problem> for CreateProductResponse {
 }
 impl From<Result<Product, Problem>> for CreateProductResponse {
     fn from(result: Result<Product, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `importProducts` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "import_products_bad_request"))]
+pub enum ImportProductsResponse {
+    /// What was written, or why nothing was.
+    #[oai(status = 200u16)]
+    Ok(Json<ImportReport>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not do this (an admin operation).
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn import_products_bad_request(err: poem::Error) -> ImportProductsResponse {
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl ImportProductsResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 413u16, 415u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<ImportReport> for ImportProductsResponse {
+    fn from(value: ImportReport) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ImportProductsResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<ImportReport, Problem>> for ImportProductsResponse {
+    fn from(result: Result<ImportReport, Problem>) -> Self {
         match result {
             Ok(value) => value.into(),
             Err(problem) => problem.into(),
@@ -458,7 +573,7 @@ pub enum UpdateProductResponse {
     /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
     #[oai(status = 409u16, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
-    /// The body is larger than the service accepts (64 KiB).
+    /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
     /// The body is not `application/json`.
@@ -632,7 +747,7 @@ pub enum AdjustStockResponse {
     /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
     #[oai(status = 409u16, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
-    /// The body is larger than the service accepts (64 KiB).
+    /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
     /// The body is not `application/json`.
@@ -815,7 +930,7 @@ pub enum ReserveStockResponse {
     /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
     #[oai(status = 409u16, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
-    /// The body is larger than the service accepts (64 KiB).
+    /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
     /// The body is not `application/json`.
@@ -1107,6 +1222,14 @@ pub trait CatalogApi: Send + Sync + 'static {
         principal: shopmesh_identity::Principal,
         body: ProductInput,
     ) -> Result<Product, Problem>;
+    /// Create or update products from CSV (admin); all rows or none.
+    ///
+    /// `csv` holds a header row and up to 10,000 product rows with the columns `sku`, `name`, `description`, `price_minor`, `currency`, `active`, `image_url` (RFC 4180 quoting; `description`, `active` and `image_url` may be empty). Every row is checked exactly as `ProductInput` is, and its currency as `createProduct` checks it; a SKU that exists is updated. When any row is rejected nothing is written and `rejected` says which rows and why. Stock is not imported; add it with stock adjustments.
+    async fn import_products(
+        &self,
+        principal: shopmesh_identity::Principal,
+        body: ProductImport,
+    ) -> Result<ImportReport, Problem>;
     /// One product, active or not.
     ///
     /// Anyone may read a product.
@@ -1228,6 +1351,13 @@ impl CatalogApi for Unimplemented {
     ) -> Result<Product, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
+    async fn import_products(
+        &self,
+        principal: shopmesh_identity::Principal,
+        body: ProductImport,
+    ) -> Result<ImportReport, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
     async fn get_product(&self, id: i64) -> Result<Product, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
@@ -1328,6 +1458,25 @@ impl CatalogEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.create_product(auth.0, body.0).await.into()
+    }
+    /// Create or update products from CSV (admin); all rows or none.
+    ///
+    /// `csv` holds a header row and up to 10,000 product rows with the columns `sku`, `name`, `description`, `price_minor`, `currency`, `active`, `image_url` (RFC 4180 quoting; `description`, `active` and `image_url` may be empty). Every row is checked exactly as `ProductInput` is, and its currency as `createProduct` checks it; a SKU that exists is updated. When any row is rejected nothing is written and `rejected` says which rows and why. Stock is not imported; add it with stock adjustments.
+    #[oai(
+        path = "/products/import",
+        method = "post",
+        operation_id = "importProducts",
+        tag = CatalogTag::Products
+    )]
+    async fn import_products(
+        &self,
+        auth: BearerAuth,
+        body: crate::runtime::ContractJson<ProductImport>,
+    ) -> ImportProductsResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.import_products(auth.0, body.0).await.into()
     }
     /// One product, active or not.
     ///
@@ -1609,6 +1758,43 @@ impl CatalogClient {
                     response?,
                     201u16,
                     CreateProductResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Create or update products from CSV (admin); all rows or none.
+    pub async fn import_products(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        body: &ProductImport,
+    ) -> Result<ImportReport, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /products/import", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/products/import", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "importProducts",
+        );
+        let url = format!("{}/products/import", self.base_url);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose())
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ImportProductsResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

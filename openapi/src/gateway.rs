@@ -14,6 +14,9 @@ pub const VERSION: &str = "1.0.0";
 pub const DESCRIPTION: &str = "The public REST face of shopmesh; the same operations as the GraphQL API at /graphql.";
 /// Every path template of the contract with its methods, for `Allow` headers.
 pub const ROUTES: &[(&str, &[&str])] = &[
+    ("/api/products", &["GET"]),
+    ("/api/products/by-sku", &["GET"]),
+    ("/api/products/{id}", &["GET"]),
     ("/api/orders", &["POST"]),
     ("/api/orders/{id}", &["GET"]),
     ("/api/orders/{id}/notifications", &["GET"]),
@@ -25,6 +28,67 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/auth/refresh", &["POST"]),
     ("/api/auth/logout", &["POST"]),
 ];
+/// Paths whose requests may carry more than a service's default body limit
+/// (`x-max-body-bytes`), with their limit in bytes.
+pub const BODY_LIMITS: &[(&str, usize)] = &[];
+/// An amount in the currency's minor unit (cents; yen for JPY), never a float.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Money")]
+pub struct Money {
+    #[oai(rename = "amountMinor")]
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    #[oai(rename = "currency")]
+    pub currency: String,
+}
+/// Units of one product. `available` = `onHand` - `reserved`.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Stock")]
+pub struct Stock {
+    #[oai(rename = "onHand")]
+    pub on_hand: i64,
+    #[oai(rename = "reserved")]
+    pub reserved: i64,
+    #[oai(rename = "available")]
+    pub available: i64,
+    #[oai(rename = "sold")]
+    pub sold: i64,
+}
+/// Something the shop sells, with its price and stock.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Product")]
+pub struct Product {
+    #[oai(rename = "id")]
+    pub id: i64,
+    #[oai(rename = "sku")]
+    pub sku: String,
+    #[oai(rename = "name")]
+    pub name: String,
+    #[oai(rename = "description")]
+    pub description: String,
+    #[oai(rename = "price")]
+    pub price: Money,
+    #[oai(rename = "active")]
+    pub active: bool,
+    #[oai(rename = "imageUrl", skip_serializing_if_is_none)]
+    pub image_url: Option<String>,
+    #[oai(rename = "stock")]
+    pub stock: Stock,
+    #[oai(rename = "createdAt")]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    #[oai(rename = "updatedAt")]
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+/// One page of products, by id.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "ProductPage")]
+pub struct ProductPage {
+    #[oai(rename = "items")]
+    pub items: Vec<Product>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    #[oai(rename = "nextCursor", skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}
 /// What a client sends to place an order.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "CreateOrderRequest")]
@@ -232,6 +296,9 @@ pub use crate::runtime::Problem;
 /// Tags that group this contract's operations.
 #[derive(Debug, poem_openapi::Tags)]
 pub enum GatewayTag {
+    /// Browsing the catalog.
+    #[oai(rename = "products")]
+    Products,
     /// Placing and reading orders.
     #[oai(rename = "orders")]
     Orders,
@@ -241,6 +308,356 @@ pub enum GatewayTag {
     /// Logging in, refreshing and revoking tokens.
     #[oai(rename = "auth")]
     Auth,
+}
+/// Every response of `listProducts` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "list_products_bad_request"))]
+pub enum ListProductsResponse {
+    /// One page of products.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<ProductPage>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn list_products_bad_request(err: poem::Error) -> ListProductsResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "first",
+                place: "query parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "after",
+                place: "query parameter",
+                kind: "a string",
+            },
+            crate::runtime::ParamInfo {
+                name: "query",
+                place: "query parameter",
+                kind: "a string",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl ListProductsResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<ProductPage> for ListProductsResponse {
+    fn from(value: ProductPage) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ListProductsResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<ProductPage, Problem>> for ListProductsResponse {
+    fn from(result: Result<ProductPage, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `getProductBySku` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "get_product_by_sku_bad_request")
+)]
+pub enum GetProductBySkuResponse {
+    /// The product.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<Product>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn get_product_by_sku_bad_request(err: poem::Error) -> GetProductBySkuResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "sku",
+                place: "query parameter",
+                kind: "a string",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl GetProductBySkuResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::NotFound(_) => 404u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Product> for GetProductBySkuResponse {
+    fn from(value: Product) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetProductBySkuResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Product, Problem>> for GetProductBySkuResponse {
+    fn from(result: Result<Product, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `getProduct` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_product_bad_request"))]
+pub enum GetProductResponse {
+    /// The product.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<Product>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn get_product_bad_request(err: poem::Error) -> GetProductResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl GetProductResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::NotFound(_) => 404u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Product> for GetProductResponse {
+    fn from(value: Product) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetProductResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Product, Problem>> for GetProductResponse {
+    fn from(result: Result<Product, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
 }
 /// Every response of `createOrder` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
@@ -1467,6 +1884,23 @@ pub struct BearerAuth(pub shopmesh_identity::Principal);
 #[cfg(feature = "server")]
 #[async_trait::async_trait]
 pub trait GatewayApi: Send + Sync + 'static {
+    /// Products on sale, by id, one page at a time.
+    ///
+    /// Public. `query` matches a part of the name or the SKU, ignoring case.
+    async fn list_products(
+        &self,
+        first: i32,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> Result<ProductPage, Problem>;
+    /// One product by its SKU.
+    ///
+    /// Public.
+    async fn get_product_by_sku(&self, sku: String) -> Result<Product, Problem>;
+    /// One product, on sale or not.
+    ///
+    /// Public.
+    async fn get_product(&self, id: i64) -> Result<Product, Problem>;
     /// Place an order for an existing user.
     ///
     /// The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit.
@@ -1541,6 +1975,10 @@ pub trait GatewayApi: Send + Sync + 'static {
     ) -> Result<crate::runtime::NoContent, Problem>;
 }
 #[cfg(feature = "server")]
+fn list_products_first_default() -> i32 {
+    20
+}
+#[cfg(feature = "server")]
 fn list_user_orders_limit_default() -> i32 {
     20
 }
@@ -1586,6 +2024,20 @@ struct Unimplemented;
 #[async_trait::async_trait]
 #[allow(unused_variables)]
 impl GatewayApi for Unimplemented {
+    async fn list_products(
+        &self,
+        first: i32,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> Result<ProductPage, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_product_by_sku(&self, sku: String) -> Result<Product, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_product(&self, id: i64) -> Result<Product, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
     async fn create_order(
         &self,
         principal: shopmesh_identity::Principal,
@@ -1652,6 +2104,67 @@ impl GatewayApi for Unimplemented {
 #[cfg(feature = "server")]
 #[poem_openapi::OpenApi]
 impl GatewayEndpoints {
+    /// Products on sale, by id, one page at a time.
+    ///
+    /// Public. `query` matches a part of the name or the SKU, ignoring case.
+    #[oai(
+        path = "/api/products",
+        method = "get",
+        operation_id = "listProducts",
+        tag = GatewayTag::Products
+    )]
+    async fn list_products(
+        &self,
+        /// Page size.
+        #[oai(
+            name = "first",
+            validator(minimum(value = "1"), maximum(value = "100")),
+            default = "list_products_first_default"
+        )]
+        first: poem_openapi::param::Query<i32>,
+        /// Opaque cursor from a previous page's `nextCursor`.
+        #[oai(name = "after", validator(max_length = 200usize))]
+        after: poem_openapi::param::Query<Option<String>>,
+        /// Text to look for in names and SKUs.
+        #[oai(name = "query", validator(max_length = 100usize))]
+        query: poem_openapi::param::Query<Option<String>>,
+    ) -> ListProductsResponse {
+        self.api.list_products(first.0, after.0, query.0).await.into()
+    }
+    /// One product by its SKU.
+    ///
+    /// Public.
+    #[oai(
+        path = "/api/products/by-sku",
+        method = "get",
+        operation_id = "getProductBySku",
+        tag = GatewayTag::Products
+    )]
+    async fn get_product_by_sku(
+        &self,
+        /// Stock keeping unit.
+        #[oai(name = "sku", validator(min_length = 1usize, max_length = 64usize))]
+        sku: poem_openapi::param::Query<String>,
+    ) -> GetProductBySkuResponse {
+        self.api.get_product_by_sku(sku.0).await.into()
+    }
+    /// One product, on sale or not.
+    ///
+    /// Public.
+    #[oai(
+        path = "/api/products/:id",
+        method = "get",
+        operation_id = "getProduct",
+        tag = GatewayTag::Products
+    )]
+    async fn get_product(
+        &self,
+        /// Product id.
+        #[oai(name = "id", validator(minimum(value = "1")))]
+        id: poem_openapi::param::Path<i64>,
+    ) -> GetProductResponse {
+        self.api.get_product(id.0).await.into()
+    }
     /// Place an order for an existing user.
     ///
     /// The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit.
@@ -1872,6 +2385,116 @@ impl GatewayClient {
             hook.apply(&mut headers);
         }
         headers
+    }
+    /// Products on sale, by id, one page at a time.
+    pub async fn list_products(
+        &self,
+        first: Option<i32>,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> Result<ProductPage, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/products", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/api/products", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "listProducts",
+        );
+        let url = format!("{}/api/products", self.base_url);
+        let query_pairs: [Option<(&str, String)>; 3usize] = [
+            first.map(|v| ("first", v.to_string())),
+            after.map(|v| ("after", v.to_string())),
+            query.map(|v| ("query", v.to_string())),
+        ];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ListProductsResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// One product by its SKU.
+    pub async fn get_product_by_sku(
+        &self,
+        sku: String,
+    ) -> Result<Product, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/products/by-sku", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/api/products/by-sku", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getProductBySku",
+        );
+        let url = format!("{}/api/products/by-sku", self.base_url);
+        let query_pairs: [Option<(&str, String)>; 1usize] = [
+            Some(("sku", sku.to_string())),
+        ];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetProductBySkuResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// One product, on sale or not.
+    pub async fn get_product(
+        &self,
+        id: i64,
+    ) -> Result<Product, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/products/{id}", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/api/products/{id}", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getProduct",
+        );
+        let url = format!("{}/api/products/{}", self.base_url, id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetProductResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
     }
     /// Place an order for an existing user.
     pub async fn create_order(

@@ -18,6 +18,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/orders/{id}", &["GET"]),
     ("/orders/user/{userId}", &["GET"]),
 ];
+/// Paths whose requests may carry more than a service's default body limit
+/// (`x-max-body-bytes`), with their limit in bytes.
+pub const BODY_LIMITS: &[(&str, usize)] = &[];
 /// What a client sends to place an order.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "CreateOrderRequest")]

@@ -21,6 +21,9 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/auth/logout", &["POST"]),
     ("/.well-known/jwks.json", &["GET"]),
 ];
+/// Paths whose requests may carry more than a service's default body limit
+/// (`x-max-body-bytes`), with their limit in bytes.
+pub const BODY_LIMITS: &[(&str, usize)] = &[];
 /// What a client sends to sign up.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "NewUser")]

@@ -377,13 +377,19 @@ impl Stack {
                 topology.to_vec(),
             ]
             .concat(),
-            Service::Catalog => vec![("PORT", self.ports.catalog.to_string()), jwks.clone()],
+            Service::Catalog => vec![
+                ("PORT", self.ports.catalog.to_string()),
+                // Product changes are announced on a channel named after it.
+                ("CACHE_PREFIX", n.cache_prefix.clone()),
+                jwks.clone(),
+            ],
             // new-service: declared environment
             Service::Gateway => vec![
                 ("PORT", self.ports.gateway.to_string()),
                 ("CACHE_PREFIX", n.cache_prefix.clone()),
                 ("USER_SERVICE_URL", peer(Service::Users)),
                 ("ORDER_SERVICE_URL", peer(Service::Orders)),
+                ("CATALOG_SERVICE_URL", peer(Service::Catalog)),
                 (
                     "NOTIFICATION_SERVICE_URL",
                     format!("http://127.0.0.1:{}", peers.notifications_grpc),

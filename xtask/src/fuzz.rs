@@ -15,7 +15,8 @@ use crate::platform::{stack, start};
 /// The schemathesis checks that express "no 5xx, nothing outside the spec".
 pub const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance";
 
-/// Starts the services from `bin_dir` and fuzzes users, orders and the gateway's REST API.
+/// Starts the services from `bin_dir` and fuzzes users, orders, catalog and the gateway's REST
+/// API.
 pub fn run(
     root: &Path,
     bin_dir: &Path,
@@ -34,6 +35,7 @@ pub fn run(
     let specs = [
         ("users", "/openapi.json", stack.url(Service::Users)),
         ("orders", "/openapi.json", stack.url(Service::Orders)),
+        ("catalog", "/openapi.json", stack.url(Service::Catalog)),
         ("gateway", "/api/openapi.json", stack.url(Service::Gateway)),
     ];
     for (name, spec_path, base) in specs {

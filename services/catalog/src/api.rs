@@ -4,12 +4,12 @@
 
 use shopmesh_identity::Principal;
 use shopmesh_openapi::catalog::{
-    CatalogApi, Product, ProductInput, ProductPage, Reservation, ReservationRequest, Stock,
-    StockAdjustment,
+    CatalogApi, ImportReport, Product, ProductImport, ProductInput, ProductPage, Reservation,
+    ReservationRequest, Stock, StockAdjustment,
 };
 use shopmesh_openapi::runtime::Problem;
 
-use crate::domain::Cursor;
+use crate::domain::{self, Cursor};
 use crate::error::CatalogError;
 use crate::store::CatalogStore;
 
@@ -45,6 +45,26 @@ impl CatalogApi for CatalogService {
 
     async fn create_product(&self, _: Principal, body: ProductInput) -> Result<Product, Problem> {
         Ok(self.store.create(&body).await?)
+    }
+
+    async fn import_products(
+        &self,
+        _: Principal,
+        body: ProductImport,
+    ) -> Result<ImportReport, Problem> {
+        let (products, rejected) = domain::import_rows(&body.csv)?;
+        let (created, updated) = if rejected.is_empty() {
+            self.store.import(&products).await?
+        } else {
+            (0, 0)
+        };
+        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+        Ok(ImportReport {
+            imported: count(created + updated),
+            created: count(created),
+            updated: count(updated),
+            rejected,
+        })
     }
 
     async fn get_product(&self, id: i64) -> Result<Product, Problem> {

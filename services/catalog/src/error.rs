@@ -18,6 +18,9 @@ pub enum CatalogError {
     /// The currency is not an active ISO 4217 code.
     #[error("price.currency: {0} is not an ISO 4217 currency")]
     UnknownCurrency(String),
+    /// An import is not the documented CSV (header, size, quoting).
+    #[error("csv: {0}")]
+    BadImport(String),
     /// The pagination cursor was not produced by this service.
     #[error("after: {0:?} is not a cursor this service gave out")]
     InvalidCursor(String),
@@ -77,7 +80,7 @@ impl CatalogError {
     pub fn status(&self) -> u16 {
         match self {
             Self::ProductNotFound(_) | Self::SkuNotFound(_) | Self::ReservationNotFound(_) => 404,
-            Self::UnknownCurrency(_) | Self::InvalidCursor(_) => 400,
+            Self::UnknownCurrency(_) | Self::InvalidCursor(_) | Self::BadImport(_) => 400,
             Self::SkuTaken(_)
             | Self::BelowReserved { .. }
             | Self::InsufficientStock { .. }

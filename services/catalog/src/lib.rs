@@ -15,6 +15,7 @@ pub mod store;
 use std::sync::Arc;
 
 use poem::{Endpoint, EndpointExt, Response, Route};
+use shopmesh_common::cache::RedisCache;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl};
 use shopmesh_common::db;
 use shopmesh_common::health::{self, ReadinessCheck};
@@ -40,6 +41,7 @@ pub fn app(store: CatalogStore, verifier: TokenVerifier) -> impl Endpoint<Output
     })];
     http::standard(
         "catalog",
+        shopmesh_openapi::catalog::BODY_LIMITS,
         health::operations(
             Route::new()
                 .nest("/", service)
@@ -62,6 +64,7 @@ pub fn app(store: CatalogStore, verifier: TokenVerifier) -> impl Endpoint<Output
 pub struct Application {
     store: CatalogStore,
     sweep_interval: std::time::Duration,
+    demo_seed: bool,
     verifier: TokenVerifier,
     database_url: SecretUrl,
     listener: HttpListener,
@@ -84,16 +87,19 @@ impl Service for Application {
     }
 
     async fn build(config: CatalogConfig) -> anyhow::Result<Self> {
+        let redis = RedisCache::new(config.redis_url.expose(), config.redis_timeout)?;
         let store = CatalogStore::connect_lazy(
             config.database_url.expose(),
             config.db_pool_size,
             config.db_acquire_timeout,
             config.reservation_ttl,
-        )?;
+        )?
+        .announcing(redis, config.product_changes);
         let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {
             store,
             sweep_interval: config.sweep_interval,
+            demo_seed: config.demo_seed,
             verifier: config.auth.verifier(),
             database_url: config.database_url,
             listener,
@@ -114,10 +120,15 @@ impl Service for Application {
                 migrated.clone(),
                 shutdown.clone(),
             );
+            let seed = self.demo_seed;
             tokio::spawn(async move {
-                if migrated.wait().await {
-                    sweep_expired(store, every, shutdown).await;
+                if !migrated.wait().await {
+                    return;
                 }
+                if seed && let Err(e) = seed_demo_catalog(&store).await {
+                    tracing::error!(error = %e, "the demo catalog was not added");
+                }
+                sweep_expired(store, every, shutdown).await;
             })
         };
         let app = app(self.store, self.verifier).with(StartupGate(migrated));
@@ -145,4 +156,27 @@ async fn sweep_expired(store: CatalogStore, every: std::time::Duration, shutdown
             () = shutdown.wait() => return,
         }
     }
+}
+
+/// The demo catalog (`demo/products.csv`) and its stock (`demo/stock.csv`).
+async fn seed_demo_catalog(store: &CatalogStore) -> Result<(), error::CatalogError> {
+    let (products, rejected) = domain::import_rows(include_str!("../demo/products.csv"))?;
+    if let Some(bad) = rejected.first() {
+        return Err(error::CatalogError::Internal(format!(
+            "demo/products.csv row {}: {}",
+            bad.row, bad.reason
+        )));
+    }
+    store.import(&products).await?;
+    let units: Vec<(String, i32)> = include_str!("../demo/stock.csv")
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let (sku, units) = line.split_once(',')?;
+            Some((sku.to_owned(), units.trim().parse().ok()?))
+        })
+        .collect();
+    store.stock_if_new(&units, "demo seed").await?;
+    tracing::info!(products = products.len(), "demo catalog added");
+    Ok(())
 }

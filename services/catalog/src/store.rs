@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::future::BoxFuture;
+use shopmesh_common::cache::RedisCache;
+use shopmesh_common::near_cache::ChangeChannel;
 use shopmesh_openapi::catalog::{
     Money, Product, ProductInput, Reservation, ReservationLine, ReservationStatus, Stock,
 };
@@ -78,7 +80,11 @@ pub struct CatalogStore {
     pool: MySqlPool,
     reservation_ttl: Duration,
     retried: Arc<AtomicU64>,
+    changes: Option<(RedisCache, ChangeChannel)>,
 }
+
+/// What an announcement names: one product, or every product (an import).
+const EVERY_PRODUCT: &str = "*";
 
 impl CatalogStore {
     /// A store whose pool connects on first use; reservations made through it expire after
@@ -93,7 +99,37 @@ impl CatalogStore {
             pool: shopmesh_common::db::lazy_pool(url, size, acquire_timeout)?,
             reservation_ttl,
             retried: Arc::default(),
+            changes: None,
         })
+    }
+
+    /// Announces every committed change of a product on `channel`, before the write is
+    /// acknowledged, so gateways drop what they hold of it (see
+    /// [`shopmesh_common::near_cache`]).
+    pub fn announcing(mut self, redis: RedisCache, channel: ChangeChannel) -> Self {
+        self.changes = Some((redis, channel));
+        self
+    }
+
+    async fn announce(&self, products: Vec<String>) {
+        if let Some((redis, channel)) = &self.changes {
+            for product in products {
+                if !channel.announce(redis, &product).await {
+                    tracing::warn!(
+                        product,
+                        "a product change was not announced; gateways stop serving products from memory until they hear the channel"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn announce_lines(&self, lines: &[(i64, i64)]) {
+        let products = lines
+            .iter()
+            .map(|(product, _)| product.to_string())
+            .collect();
+        self.announce(products).await;
     }
 
     /// The pool (migrations and tests use it).
@@ -162,6 +198,7 @@ impl CatalogStore {
         .map_err(|e| sku_taken(e, &input.sku))?;
         let id = i64::try_from(inserted.last_insert_id())
             .map_err(|e| CatalogError::Internal(e.to_string()))?;
+        self.announce(vec![id.to_string()]).await;
         self.get(id).await
     }
 
@@ -183,11 +220,76 @@ impl CatalogStore {
         .execute(&self.pool)
         .await
         .map_err(|e| sku_taken(e, &input.sku))?;
-        if updated.rows_affected() == 0 {
-            // MySQL counts only changed rows: an update to the same values is 0 as well.
-            return self.get(id).await;
+        // MySQL counts changed rows only: 0 is also an update to the same values, so the
+        // product is read either way (a 404 when it does not exist).
+        if updated.rows_affected() > 0 {
+            self.announce(vec![id.to_string()]).await;
         }
         self.get(id).await
+    }
+
+    /// Creates or updates (by SKU) every product, in one transaction; returns how many were
+    /// created and how many updated.
+    pub async fn import(&self, products: &[ProductInput]) -> Result<(usize, usize), CatalogError> {
+        let mut tx = self.pool.begin().await?;
+        let (mut created, mut updated) = (0, 0);
+        for chunk in products.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let count_sql =
+                format!("SELECT COUNT(*) FROM products WHERE sku IN ({marks}) FOR UPDATE");
+            let mut existing = sqlx::query_scalar::<_, i64>(&count_sql);
+            for p in chunk {
+                existing = existing.bind(&p.sku);
+            }
+            let existing = usize::try_from(existing.fetch_one(&mut *tx).await?).unwrap_or(0);
+            let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; chunk.len()].join(",");
+            let insert_sql = format!(
+                "INSERT INTO products (sku, name, description, price_minor, currency, active, image_url) \
+                 VALUES {rows} ON DUPLICATE KEY UPDATE name = VALUES(name), \
+                 description = VALUES(description), price_minor = VALUES(price_minor), \
+                 currency = VALUES(currency), active = VALUES(active), \
+                 image_url = VALUES(image_url), updated_at = CURRENT_TIMESTAMP(6)"
+            );
+            let mut insert = sqlx::query(&insert_sql);
+            for p in chunk {
+                insert = insert
+                    .bind(&p.sku)
+                    .bind(&p.name)
+                    .bind(p.description.as_deref().unwrap_or_default())
+                    .bind(p.price.amount_minor)
+                    .bind(&p.price.currency)
+                    .bind(p.active.unwrap_or(true))
+                    .bind(&p.image_url);
+            }
+            insert.execute(&mut *tx).await?;
+            created += chunk.len() - existing;
+            updated += existing;
+        }
+        tx.commit().await?;
+        self.announce(vec![EVERY_PRODUCT.to_owned()]).await;
+        Ok((created, updated))
+    }
+
+    /// Adds `units` to each listed SKU that has never had stock (no ledger row), so a seed
+    /// run again adds nothing.
+    pub async fn stock_if_new(
+        &self,
+        units: &[(String, i32)],
+        reason: &str,
+    ) -> Result<(), CatalogError> {
+        for (sku, delta) in units {
+            let product = self.get_by_sku(sku).await?;
+            let stocked: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM stock_ledger WHERE product_id = ?)",
+            )
+            .bind(product.id)
+            .fetch_one(&self.pool)
+            .await?;
+            if !stocked {
+                self.adjust(product.id, *delta, reason).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The product with `id`.
@@ -253,6 +355,7 @@ impl CatalogStore {
     pub async fn adjust(&self, id: i64, delta: i32, reason: &str) -> Result<Stock, CatalogError> {
         let reason = reason.to_owned();
         self.transaction(Adjust { id, delta, reason }).await?;
+        self.announce(vec![id.to_string()]).await;
         Ok(self.get(id).await?.stock)
     }
 
@@ -279,17 +382,28 @@ impl CatalogStore {
         if outcome == Reserved::Existing && merged_of(&reservation) != merged {
             return Err(CatalogError::OtherLines(order));
         }
+        if outcome == Reserved::New {
+            self.announce_lines(&merged).await;
+        }
         Ok(reservation)
+    }
+
+    /// Ends `order`'s reservation as `to` asks, announces its products, and says how it
+    /// ended.
+    async fn settle(
+        &self,
+        order: i64,
+        to: ReservationStatus,
+    ) -> Result<(ReservationStatus, Reservation), CatalogError> {
+        let ended = self.transaction(Settle { order, to }).await?;
+        let reservation = self.reservation(order).await?;
+        self.announce_lines(&merged_of(&reservation)).await;
+        Ok((ended, reservation))
     }
 
     /// Turns `order`'s reserved units into sold ones.
     pub async fn commit(&self, order: i64) -> Result<Reservation, CatalogError> {
-        let ended = self
-            .transaction(Settle {
-                order,
-                to: ReservationStatus::Committed,
-            })
-            .await?;
+        let (ended, reservation) = self.settle(order, ReservationStatus::Committed).await?;
         if ended != ReservationStatus::Committed {
             return Err(CatalogError::ReservationSettled {
                 order,
@@ -297,17 +411,12 @@ impl CatalogStore {
                 wanted: "committed",
             });
         }
-        self.reservation(order).await
+        Ok(reservation)
     }
 
     /// Gives `order`'s reserved units back.
     pub async fn release(&self, order: i64) -> Result<Reservation, CatalogError> {
-        self.transaction(Settle {
-            order,
-            to: ReservationStatus::Released,
-        })
-        .await?;
-        self.reservation(order).await
+        Ok(self.settle(order, ReservationStatus::Released).await?.1)
     }
 
     /// Expires up to `limit` reservations past their time; returns how many.
@@ -321,14 +430,9 @@ impl CatalogStore {
         .await?;
         let mut expired = 0;
         for (order,) in due {
-            let settled = self
-                .transaction(Settle {
-                    order,
-                    to: ReservationStatus::Expired,
-                })
-                .await;
+            let settled = self.settle(order, ReservationStatus::Expired).await;
             match settled {
-                Ok(ReservationStatus::Expired) => expired += 1,
+                Ok((ReservationStatus::Expired, _)) => expired += 1,
                 Ok(_) => {}
                 // Committed or released meanwhile: nothing to expire.
                 Err(CatalogError::ReservationSettled { .. }) => {}

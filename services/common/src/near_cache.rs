@@ -60,26 +60,30 @@ impl ChangeChannel {
     }
 }
 
-/// The users' memory tier, as the users service and the gateway configure it.
+/// A memory tier of one entity, as its owner and the gateways configure it.
 #[derive(Debug, Clone)]
-pub struct UserMemoryConfig {
-    /// Users kept in process memory (`USER_MEMORY_CACHE_ENTRIES`, 10000; 0 turns the tier off).
+pub struct MemoryTierConfig {
+    /// Entries kept in process memory (`{ENTITY}_MEMORY_CACHE_ENTRIES`, 10000; 0 turns the
+    /// tier off).
     pub entries: u64,
-    /// Where the users service announces changed user ids (`USER_CHANGES_CHANNEL`, by default
-    /// `user.changed` after `CACHE_PREFIX`); the same for the users service and every gateway
-    /// of a deployment.
+    /// Where the owner announces changed ids (`{ENTITY}_CHANGES_CHANNEL`, by default
+    /// `{entity}.changed` after `CACHE_PREFIX`); the same for the owner and every gateway of a
+    /// deployment.
     pub channel: ChangeChannel,
 }
 
-impl UserMemoryConfig {
-    /// Reads `USER_MEMORY_CACHE_ENTRIES` and `USER_CHANGES_CHANNEL`.
-    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+impl MemoryTierConfig {
+    /// Reads the tier of `entity` (`user`, `product`): `USER_MEMORY_CACHE_ENTRIES` and
+    /// `USER_CHANGES_CHANNEL` for users.
+    pub fn from_env(env: &impl Env, entity: &str) -> Result<Self, ConfigError> {
+        let upper = entity.to_ascii_uppercase();
         Ok(Self {
-            entries: env.parse_or("USER_MEMORY_CACHE_ENTRIES", 10_000)?,
+            entries: env.parse_or(&format!("{upper}_MEMORY_CACHE_ENTRIES"), 10_000)?,
             channel: ChangeChannel::new(
-                env.get("USER_CHANGES_CHANNEL").unwrap_or_else(|| {
-                    format!("{}user.changed", env.string_or("CACHE_PREFIX", ""))
-                }),
+                env.get(&format!("{upper}_CHANGES_CHANNEL"))
+                    .unwrap_or_else(|| {
+                        format!("{}{entity}.changed", env.string_or("CACHE_PREFIX", ""))
+                    }),
             ),
         })
     }

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use shopmesh_identity::Principal;
 use shopmesh_openapi::gateway::{
     CreateOrderRequest, CreateUserRequest, Credentials, GatewayApi, NotificationList, Order,
-    OrderPage, RefreshRequest, TokenResponse, User, UserName,
+    OrderPage, Product, ProductPage, RefreshRequest, TokenResponse, User, UserName,
 };
 use shopmesh_openapi::runtime::{NoContent, Problem};
 use shopmesh_openapi::{orders, users};
 
-use crate::convert::{rest_notification, rest_order, rest_tokens, rest_user};
+use crate::convert::{rest_notification, rest_order, rest_product, rest_tokens, rest_user};
 use crate::downstream::Backends;
 
 /// The REST service behind `/api`.
@@ -28,6 +28,27 @@ impl GatewayRest {
 
 #[async_trait::async_trait]
 impl GatewayApi for GatewayRest {
+    async fn list_products(
+        &self,
+        first: i32,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> Result<ProductPage, Problem> {
+        let page = self.backends.products(first, after, query).await?;
+        Ok(ProductPage {
+            items: page.items.into_iter().map(rest_product).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    async fn get_product_by_sku(&self, sku: String) -> Result<Product, Problem> {
+        Ok(rest_product(self.backends.product_by_sku(sku).await?))
+    }
+
+    async fn get_product(&self, id: i64) -> Result<Product, Problem> {
+        Ok(rest_product(self.backends.product(id).await?))
+    }
+
     async fn create_order(
         &self,
         principal: Principal,

@@ -5,7 +5,7 @@ use std::time::Duration;
 use shopmesh_common::auth::AuthConfig;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, redis_url};
 use shopmesh_common::http::HttpConfig;
-use shopmesh_common::near_cache::UserMemoryConfig;
+use shopmesh_common::near_cache::MemoryTierConfig;
 
 /// Everything the gateway needs to start.
 #[derive(Debug, Clone)]
@@ -21,6 +21,8 @@ pub struct GatewayConfig {
     pub order_service_url: String,
     /// Users service base URL (`USER_SERVICE_URL`, http://localhost:3001).
     pub user_service_url: String,
+    /// Catalog service base URL (`CATALOG_SERVICE_URL`, http://localhost:3004).
+    pub catalog_service_url: String,
     /// Notifications gRPC URL (`NOTIFICATION_SERVICE_URL`, http://localhost:50051).
     pub notification_service_url: String,
     /// Timeout of every downstream call (`DOWNSTREAM_TIMEOUT_MS`, 2000).
@@ -38,7 +40,13 @@ pub struct GatewayConfig {
     pub user_cache_ttl: Duration,
     /// Users kept in process memory and the channel their changes are announced on
     /// (`USER_MEMORY_CACHE_ENTRIES`, `USER_CHANGES_CHANNEL`).
-    pub user_memory: UserMemoryConfig,
+    pub user_memory: MemoryTierConfig,
+    /// Products (and pages of them) kept in process memory and the channel the catalog
+    /// announces their changes on (`PRODUCT_MEMORY_CACHE_ENTRIES`, `PRODUCT_CHANGES_CHANNEL`).
+    pub product_memory: MemoryTierConfig,
+    /// Longest a product stays in process memory (`PRODUCT_CACHE_TTL_SECS`, 30). A safety net
+    /// only: a product is dropped as soon as the catalog announces a change.
+    pub product_cache_ttl: Duration,
     /// How long "no such user" is remembered (`NOT_FOUND_CACHE_TTL_SECS`, 5; 0 turns it off),
     /// so lookups of ids that do not exist cannot make a users call every time.
     pub not_found_cache_ttl: Duration,
@@ -190,6 +198,7 @@ impl GatewayConfig {
             redis_url: redis_url(env)?,
             order_service_url: env.string_or("ORDER_SERVICE_URL", "http://localhost:3002"),
             user_service_url: env.string_or("USER_SERVICE_URL", "http://localhost:3001"),
+            catalog_service_url: env.string_or("CATALOG_SERVICE_URL", "http://localhost:3004"),
             notification_service_url: env
                 .string_or("NOTIFICATION_SERVICE_URL", "http://localhost:50051"),
             downstream_timeout: ms("DOWNSTREAM_TIMEOUT_MS", 2000)?,
@@ -197,7 +206,9 @@ impl GatewayConfig {
             order_cache_ttl: secs("ORDER_CACHE_TTL_SECS", 300)?,
             order_memory_entries: env.parse_or("ORDER_MEMORY_CACHE_ENTRIES", 10_000)?,
             user_cache_ttl: secs("USER_CACHE_TTL_SECS", 30)?,
-            user_memory: UserMemoryConfig::from_env(env)?,
+            user_memory: MemoryTierConfig::from_env(env, "user")?,
+            product_memory: MemoryTierConfig::from_env(env, "product")?,
+            product_cache_ttl: secs("PRODUCT_CACHE_TTL_SECS", 30)?,
             not_found_cache_ttl: secs("NOT_FOUND_CACHE_TTL_SECS", 5)?,
             cache_prefix: env.string_or("CACHE_PREFIX", ""),
             rate_limit: RateLimitConfig {

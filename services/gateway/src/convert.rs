@@ -3,7 +3,7 @@
 
 use async_graphql::ID;
 use shopmesh_graphql as gql;
-use shopmesh_openapi::{gateway as rest, orders, users};
+use shopmesh_openapi::{catalog, gateway as rest, orders, users};
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 
 use crate::error::GatewayError;
@@ -51,6 +51,61 @@ pub fn gql_user(u: users::User) -> gql::User {
         name: u.name,
         email: u.email,
         created_at: u.created_at,
+    }
+}
+
+/// A count or amount from the catalog in GraphQL's 32-bit `Int`; the catalog's contract
+/// bounds prices to fit, so only a stock count past two billion units would not.
+fn int(what: &str, value: i64) -> Result<i32, GatewayError> {
+    i32::try_from(value)
+        .map_err(|_| GatewayError::Internal(format!("{what} {value} exceeds GraphQL's Int")))
+}
+
+/// Product for GraphQL.
+pub fn gql_product(p: catalog::Product) -> Result<gql::Product, GatewayError> {
+    Ok(gql::Product {
+        id: ID::from(p.id),
+        sku: p.sku,
+        name: p.name,
+        description: p.description,
+        price: gql::Money {
+            amount_minor: int("price", p.price.amount_minor)?,
+            currency: p.price.currency,
+        },
+        active: p.active,
+        image_url: p.image_url,
+        stock: gql::Stock {
+            on_hand: int("on hand", p.stock.on_hand)?,
+            reserved: int("reserved", p.stock.reserved)?,
+            available: int("available", p.stock.available)?,
+            sold: int("sold", p.stock.sold)?,
+        },
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+    })
+}
+
+/// Product for REST.
+pub fn rest_product(p: catalog::Product) -> rest::Product {
+    rest::Product {
+        id: p.id,
+        sku: p.sku,
+        name: p.name,
+        description: p.description,
+        price: rest::Money {
+            amount_minor: p.price.amount_minor,
+            currency: p.price.currency,
+        },
+        active: p.active,
+        image_url: p.image_url,
+        stock: rest::Stock {
+            on_hand: p.stock.on_hand,
+            reserved: p.stock.reserved,
+            available: p.stock.available,
+            sold: p.stock.sold,
+        },
+        created_at: p.created_at,
+        updated_at: p.updated_at,
     }
 }
 

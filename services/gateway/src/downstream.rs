@@ -4,7 +4,9 @@
 //!   300 s);
 //! - users: in process memory, dropped when the users service announces a change (see
 //!   [`shopmesh_common::near_cache`]); the shared tier behind it is the users service's own;
-//! - "no such user": in Redis for a few seconds (`gateway:user:{id}`).
+//! - "no such user": in Redis for a few seconds (`gateway:user:{id}`);
+//! - products, and pages and SKU lookups of them: in process memory, dropped when the catalog
+//!   announces a change (any change drops every page and SKU lookup).
 //!
 //! The services decide who may see what; a cached answer is checked against the same rule
 //! before it is served, so the cache never hands one user another's data.
@@ -18,6 +20,7 @@ use shopmesh_common::cache::RedisCache;
 use shopmesh_common::near_cache::NearCache;
 use shopmesh_common::telemetry;
 use shopmesh_identity::{AuthError, Principal};
+use shopmesh_openapi::catalog::{self, CatalogClient};
 use shopmesh_openapi::orders::{self, OrdersClient};
 use shopmesh_openapi::runtime::{ClientError, RequestHook};
 use shopmesh_openapi::users::{self, UsersClient};
@@ -40,12 +43,42 @@ pub struct DownstreamCalls {
     pub users: AtomicU64,
     /// Calls to the notifications service.
     pub notifications: AtomicU64,
+    /// Calls to the catalog service.
+    pub catalog: AtomicU64,
+}
+
+/// A lookup of products other than by id: a page, or a SKU. Any announced change may alter
+/// any of them, so an announcement (which never parses as this key) drops them all.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProductQuery {
+    /// `listProducts(first, after, query)`.
+    Page(i32, Option<String>, Option<String>),
+    /// `getProductBySku(sku)`.
+    Sku(String),
+}
+
+impl std::str::FromStr for ProductQuery {
+    type Err = ();
+
+    fn from_str(_: &str) -> Result<Self, ()> {
+        Err(())
+    }
+}
+
+/// What a [`ProductQuery`] found.
+#[derive(Debug, Clone)]
+pub enum ProductAnswer {
+    /// A page.
+    Page(catalog::ProductPage),
+    /// One product.
+    Product(catalog::Product),
 }
 
 /// The downstream services and the response cache.
 pub struct Backends {
     orders: OrdersClient,
     users: UsersClient,
+    catalog: CatalogClient,
     notifications: NotificationServiceClient<Channel>,
     notifications_channel: Channel,
     /// For the liveness probes of the HTTP services.
@@ -56,6 +89,10 @@ pub struct Backends {
     memory_hits: AtomicU64,
     /// Users, coherent with the users service's announcements.
     user_memory: NearCache<i64, users::User>,
+    /// Products by id, coherent with the catalog's announcements.
+    product_memory: NearCache<i64, catalog::Product>,
+    /// Pages and SKU lookups, all dropped at any announcement.
+    product_queries: NearCache<ProductQuery, ProductAnswer>,
     timeout: Duration,
     order_ttl: Duration,
     not_found_ttl: Duration,
@@ -70,6 +107,7 @@ struct Breakers {
     orders: CircuitBreaker,
     users: CircuitBreaker,
     notifications: CircuitBreaker,
+    catalog: CircuitBreaker,
 }
 
 /// Adds the current span's trace context to a generated client's request headers, and the
@@ -89,6 +127,10 @@ fn orders_error(e: ClientError) -> GatewayError {
 
 fn users_error(e: ClientError) -> GatewayError {
     GatewayError::from_client("users", e)
+}
+
+fn catalog_error(e: ClientError) -> GatewayError {
+    GatewayError::from_client("catalog", e)
 }
 
 tokio::task_local! {
@@ -150,10 +192,18 @@ impl Backends {
             .connect_lazy();
         let user_memory = NearCache::new(config.user_memory.entries, config.user_cache_ttl);
         user_memory.follow(cache.clone(), config.user_memory.channel.clone());
+        let product_memory =
+            NearCache::new(config.product_memory.entries, config.product_cache_ttl);
+        product_memory.follow(cache.clone(), config.product_memory.channel.clone());
+        let product_queries =
+            NearCache::new(config.product_memory.entries, config.product_cache_ttl);
+        product_queries.follow(cache.clone(), config.product_memory.channel.clone());
         Ok(Self {
             orders: OrdersClient::with_http_client(&config.order_service_url, http.clone())
                 .with_request_hook(downstream_hook()),
             users: UsersClient::with_http_client(&config.user_service_url, http.clone())
+                .with_request_hook(downstream_hook()),
+            catalog: CatalogClient::with_http_client(&config.catalog_service_url, http.clone())
                 .with_request_hook(downstream_hook()),
             notifications: NotificationServiceClient::new(channel.clone()),
             notifications_channel: channel,
@@ -167,6 +217,8 @@ impl Backends {
             }),
             memory_hits: AtomicU64::new(0),
             user_memory,
+            product_memory,
+            product_queries,
             timeout: config.downstream_timeout,
             order_ttl: config.order_cache_ttl,
             not_found_ttl: config.not_found_cache_ttl,
@@ -175,15 +227,21 @@ impl Backends {
                 orders: CircuitBreaker::new("orders", config.resilience),
                 users: CircuitBreaker::new("users", config.resilience),
                 notifications: CircuitBreaker::new("notifications", config.resilience),
+                catalog: CircuitBreaker::new("catalog", config.resilience),
             },
             calls: DownstreamCalls::default(),
         })
     }
 
-    /// The state of each downstream service's circuit: orders, users, notifications.
-    pub fn circuits(&self) -> [CircuitState; 3] {
+    /// The state of each downstream service's circuit: orders, users, notifications, catalog.
+    pub fn circuits(&self) -> [CircuitState; 4] {
         let b = &self.breakers;
-        [b.orders.state(), b.users.state(), b.notifications.state()]
+        [
+            b.orders.state(),
+            b.users.state(),
+            b.notifications.state(),
+            b.catalog.state(),
+        ]
     }
 
     /// The response cache.
@@ -199,6 +257,80 @@ impl Backends {
     /// User reads served from process memory.
     pub fn user_memory_hits(&self) -> u64 {
         self.user_memory.hits()
+    }
+
+    /// Product reads (by id, page or SKU) served from process memory.
+    pub fn product_memory_hits(&self) -> u64 {
+        self.product_memory.hits() + self.product_queries.hits()
+    }
+
+    /// One product, from process memory when present. Products are public.
+    pub async fn product(&self, id: i64) -> Result<catalog::Product, GatewayError> {
+        if let Some(product) = self.product_memory.get(&id) {
+            return Ok(product);
+        }
+        let ticket = self.product_memory.ticket();
+        let product = self
+            .breakers
+            .catalog
+            .call(READ, || async {
+                count_call(&self.calls.catalog)?;
+                self.catalog.get_product(id).await.map_err(catalog_error)
+            })
+            .await?;
+        self.product_memory.fill(ticket, id, product.clone());
+        Ok(product)
+    }
+
+    /// One product by SKU, from process memory when present.
+    pub async fn product_by_sku(&self, sku: String) -> Result<catalog::Product, GatewayError> {
+        let key = ProductQuery::Sku(sku.clone());
+        if let Some(ProductAnswer::Product(product)) = self.product_queries.get(&key) {
+            return Ok(product);
+        }
+        let ticket = self.product_queries.ticket();
+        let product = self
+            .breakers
+            .catalog
+            .call(READ, || async {
+                count_call(&self.calls.catalog)?;
+                self.catalog
+                    .get_product_by_sku(sku.clone())
+                    .await
+                    .map_err(catalog_error)
+            })
+            .await?;
+        self.product_queries
+            .fill(ticket, key, ProductAnswer::Product(product.clone()));
+        Ok(product)
+    }
+
+    /// A page of active products, from process memory when present.
+    pub async fn products(
+        &self,
+        first: i32,
+        after: Option<String>,
+        query: Option<String>,
+    ) -> Result<catalog::ProductPage, GatewayError> {
+        let key = ProductQuery::Page(first, after.clone(), query.clone());
+        if let Some(ProductAnswer::Page(page)) = self.product_queries.get(&key) {
+            return Ok(page);
+        }
+        let ticket = self.product_queries.ticket();
+        let page = self
+            .breakers
+            .catalog
+            .call(READ, || async {
+                count_call(&self.calls.catalog)?;
+                self.catalog
+                    .list_products(Some(first), after.clone(), query.clone())
+                    .await
+                    .map_err(catalog_error)
+            })
+            .await?;
+        self.product_queries
+            .fill(ticket, key, ProductAnswer::Page(page.clone()));
+        Ok(page)
     }
 
     fn remember(&self, order: &orders::Order) {

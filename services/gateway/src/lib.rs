@@ -41,7 +41,7 @@ use shopmesh_openapi::gateway::GatewayEndpoints;
 use crate::config::CorsOrigins;
 use crate::config::GatewayConfig;
 use crate::downstream::{Backends, CALL_BUDGET};
-use crate::graphql::{GatewayGraph, NotificationLoader, UserLoader};
+use crate::graphql::{GatewayGraph, NotificationLoader, ProductLoader, UserLoader};
 use crate::ratelimit::{ClientRateLimiter, RateLimit};
 
 /// Everything one gateway process shares between requests.
@@ -150,6 +150,7 @@ impl Gateway {
         let checks = vec![
             http_check("orders", |c| &c.order_service_url),
             http_check("users", |c| &c.user_service_url),
+            http_check("catalog", |c| &c.catalog_service_url),
             ReadinessCheck::degrading("notifications", move || {
                 let b = backends.clone();
                 async move { b.ping_notifications().await }
@@ -166,6 +167,7 @@ impl Gateway {
                 ("orders", &calls.orders),
                 ("users", &calls.users),
                 ("notifications", &calls.notifications),
+                ("catalog", &calls.catalog),
             ] {
                 metrics::counter!("gateway_downstream_calls_total", "downstream" => service)
                     .absolute(n.load(Ordering::Relaxed));
@@ -173,6 +175,8 @@ impl Gateway {
             metrics::counter!("gateway_order_memory_hits_total").absolute(backends.memory_hits());
             metrics::counter!("gateway_user_memory_hits_total")
                 .absolute(backends.user_memory_hits());
+            metrics::counter!("gateway_product_memory_hits_total")
+                .absolute(backends.product_memory_hits());
             metrics::counter!("gateway_rate_limited_total")
                 .absolute(limiter.stats.rejected.load(Ordering::Relaxed));
             metrics::counter!("gateway_rate_limit_shared_unavailable_total")
@@ -180,6 +184,7 @@ impl Gateway {
         })];
         http::standard(
             "gateway",
+            shopmesh_openapi::gateway::BODY_LIMITS,
             health::operations(routes, "gateway", checks, collectors)
                 .nest("/docs", docs)
                 .data(self.schema.clone())
@@ -374,7 +379,11 @@ async fn graphql_execute(
         spawn(budget.clone()),
     )
     .max_batch_size(MAX_NOTIFICATION_BATCH);
-    let mut request = req.0.data(loader).data(notifications);
+    let products = DataLoader::new(
+        ProductLoader::new(backends.0.clone()),
+        spawn(budget.clone()),
+    );
+    let mut request = req.0.data(loader).data(notifications).data(products);
     if let Some(caller) = caller {
         request = request.data(caller);
     }

@@ -515,6 +515,11 @@ async fn every_graphql_operation_round_trips() {
         .graphql("query { order(id: \"abc\") { id } }", json!({}))
         .await;
     assert_eq!(error_code(&bad_id), Some("BAD_USER_INPUT"));
+    assert_eq!(
+        bad_id["data"],
+        json!({"order": null}),
+        "the key is kept: {bad_id}"
+    );
     let no_user = gw
         .graphql(
             CREATE,

@@ -133,6 +133,7 @@ pub fn http_app(
     })];
     http::standard(
         "notifications",
+        &[],
         health::operations(poem::Route::new(), "notifications", checks, collectors),
     )
     .with(http::AllowHeader::new(&[], &[]))

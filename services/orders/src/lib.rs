@@ -51,6 +51,7 @@ pub fn app(
     })];
     http::standard(
         "orders",
+        shopmesh_openapi::orders::BODY_LIMITS,
         health::operations(
             Route::new()
                 .nest("/", service)

@@ -6,7 +6,7 @@ use std::time::Duration;
 use shopmesh_common::auth::AuthConfig;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url, redis_url};
 use shopmesh_common::http::HttpConfig;
-use shopmesh_common::near_cache::UserMemoryConfig;
+use shopmesh_common::near_cache::MemoryTierConfig;
 use shopmesh_identity::{KeyRing, SigningKey, TokenPolicy};
 
 /// Where the signing key comes from.
@@ -174,7 +174,7 @@ pub struct UsersConfig {
     /// several deployments with different databases share one Redis.
     pub cache_prefix: String,
     /// The tier in process memory in front of Redis, and where changes are announced.
-    pub memory: UserMemoryConfig,
+    pub memory: MemoryTierConfig,
     /// Which tokens are accepted (the platform's, verified with the local keys, and an
     /// optional external issuer's).
     pub auth: AuthConfig,
@@ -195,7 +195,7 @@ impl UsersConfig {
             cache_ttl: Duration::from_secs(env.parse_or("USER_CACHE_TTL_SECS", 600)?),
             redis_timeout: Duration::from_millis(env.parse_or("REDIS_TIMEOUT_MS", 250)?),
             cache_prefix: env.string_or("CACHE_PREFIX", ""),
-            memory: UserMemoryConfig::from_env(env)?,
+            memory: MemoryTierConfig::from_env(env, "user")?,
             auth: AuthConfig::from_env(env)?,
             accounts: AccountsConfig::from_env(env)?,
         })

@@ -62,6 +62,7 @@ pub fn app(
     })];
     http::standard(
         "users",
+        shopmesh_openapi::users::BODY_LIMITS,
         health::operations(
             Route::new()
                 .nest(

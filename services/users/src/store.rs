@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopmesh_common::cache::RedisCache;
-use shopmesh_common::near_cache::{ChangeChannel, NearCache, UserMemoryConfig};
+use shopmesh_common::near_cache::{ChangeChannel, MemoryTierConfig, NearCache};
 use shopmesh_identity::Role;
 use sqlx::MySqlPool;
 
@@ -127,7 +127,7 @@ impl UserStore {
 
     /// Keeps users in process memory too, coherent with every other replica's writes (each
     /// announced on `config.channel`), and announces this store's writes there.
-    pub fn with_memory(mut self, config: &UserMemoryConfig) -> Self {
+    pub fn with_memory(mut self, config: &MemoryTierConfig) -> Self {
         self.memory = NearCache::new(config.entries, self.ttl);
         self.changes = config.channel.clone();
         self.memory.follow(self.cache.clone(), self.changes.clone());

@@ -1,6 +1,6 @@
 //! The whole platform for platform-level tests, started through the platform's [`Stack`]:
-//! [`Platform`] runs the four `Application`s in this process, [`processes::ProcessPlatform`]
-//! runs the four binaries. Each has names of its own (databases, exchange, queues, cache
+//! [`Platform`] runs every service's `Application` in this process,
+//! [`processes::ProcessPlatform`] runs the binaries. Each has names of its own (databases, exchange, queues, cache
 //! prefix) and free ports, so several platforms can run at once against the same
 //! infrastructure.
 
@@ -61,6 +61,8 @@ pub struct Platform {
     pub grpc_url: String,
     /// Notifications HTTP (health, metrics) URL.
     pub notifications_http_url: String,
+    /// Catalog base URL.
+    pub catalog_url: String,
     /// The gateway's shared state (cache, limiter, counters).
     pub gateway: Gateway,
     /// Orders store (to count rows).
@@ -157,6 +159,8 @@ impl Platform {
             notifications.store().clone(),
             notifications.consumer_status(),
         );
+        let catalog =
+            build_service::<shopmesh_catalog::Application>(&env(Service::Catalog)?, |_| {}).await;
         let gateway =
             build_service::<shopmesh_gateway::Application>(&env(Service::Gateway)?, |_| {}).await;
         let gateway_state = gateway.gateway().clone();
@@ -164,6 +168,7 @@ impl Platform {
             Running::start(users).await,
             Running::start(orders).await,
             Running::start(notifications).await,
+            Running::start(catalog).await,
             Running::start(gateway).await,
         ];
         Ok(Self {
@@ -172,6 +177,7 @@ impl Platform {
             orders_url: stack.url(Service::Orders),
             grpc_url: stack.grpc_url(),
             notifications_http_url: stack.url(Service::Notifications),
+            catalog_url: stack.url(Service::Catalog),
             gateway: gateway_state,
             orders_store,
             notifications_store,

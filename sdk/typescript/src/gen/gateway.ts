@@ -4,6 +4,66 @@
  */
 
 export interface paths {
+    "/api/products": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Products on sale, by id, one page at a time.
+         * @description Public. `query` matches a part of the name or the SKU, ignoring case.
+         */
+        get: operations["listProducts"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/products/by-sku": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One product by its SKU.
+         * @description Public.
+         */
+        get: operations["getProductBySku"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/products/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One product, on sale or not.
+         * @description Public.
+         */
+        get: operations["getProduct"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/orders": {
         parameters: {
             query?: never;
@@ -208,6 +268,87 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /**
+         * @description An amount in the currency's minor unit (cents; yen for JPY), never a float.
+         * @example {
+         *       "amountMinor": 1200,
+         *       "currency": "EUR"
+         *     }
+         */
+        Money: {
+            /** Format: int64 */
+            amountMinor: number;
+            /** @description ISO 4217 code. */
+            currency: string;
+        };
+        /**
+         * @description Units of one product. `available` = `onHand` - `reserved`.
+         * @example {
+         *       "onHand": 10,
+         *       "reserved": 2,
+         *       "available": 8,
+         *       "sold": 5
+         *     }
+         */
+        Stock: {
+            /** Format: int64 */
+            onHand: number;
+            /** Format: int64 */
+            reserved: number;
+            /** Format: int64 */
+            available: number;
+            /** Format: int64 */
+            sold: number;
+        };
+        /**
+         * @description Something the shop sells, with its price and stock.
+         * @example {
+         *       "id": 7,
+         *       "sku": "MUG-001",
+         *       "name": "Mesh mug",
+         *       "description": "Holds 300 ml.",
+         *       "price": {
+         *         "amountMinor": 1200,
+         *         "currency": "EUR"
+         *       },
+         *       "active": true,
+         *       "stock": {
+         *         "onHand": 10,
+         *         "reserved": 2,
+         *         "available": 8,
+         *         "sold": 5
+         *       },
+         *       "createdAt": "2026-12-07T09:30:00Z",
+         *       "updatedAt": "2026-12-07T09:30:00Z"
+         *     }
+         */
+        Product: {
+            /** Format: int64 */
+            id: number;
+            sku: string;
+            name: string;
+            description: string;
+            price: components["schemas"]["Money"];
+            active: boolean;
+            imageUrl?: string;
+            stock: components["schemas"]["Stock"];
+            /** Format: date-time */
+            createdAt: string;
+            /** Format: date-time */
+            updatedAt: string;
+        };
+        /**
+         * @description One page of products, by id.
+         * @example {
+         *       "items": [],
+         *       "nextCursor": "cDc"
+         *     }
+         */
+        ProductPage: {
+            items: components["schemas"]["Product"][];
+            /** @description Pass as `after` to get the next page; absent on the last page. */
+            nextCursor?: string;
+        };
         /**
          * @description What a client sends to place an order.
          * @example {
@@ -647,6 +788,102 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    listProducts: {
+        parameters: {
+            query?: {
+                /** @description Page size. */
+                first?: number;
+                /** @description Opaque cursor from a previous page's `nextCursor`. */
+                after?: string;
+                /** @description Text to look for in names and SKUs. */
+                query?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of products. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProductPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    getProductBySku: {
+        parameters: {
+            query: {
+                /** @description Stock keeping unit. */
+                sku: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The product. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Product"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    getProduct: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Product id. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The product. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Product"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
     createOrder: {
         parameters: {
             query?: never;

@@ -127,15 +127,20 @@ impl<E: Endpoint> Endpoint for PathFilter<E> {
     }
 }
 
-/// The middleware every service wraps its routes in: body limit, problem+json errors,
-/// request metrics labelled with `service`, request tracing.
-pub fn standard<E>(service: &'static str, ep: E) -> impl Endpoint<Output = Response>
+/// The middleware every service wraps its routes in: body limit ([`MAX_BODY_BYTES`], or what
+/// the contract's `BODY_LIMITS` allow on a path), problem+json errors, request metrics
+/// labelled with `service`, request tracing.
+pub fn standard<E>(
+    service: &'static str,
+    body_limits: &'static [(&'static str, usize)],
+    ep: E,
+) -> impl Endpoint<Output = Response>
 where
     E: IntoEndpoint,
     E::Endpoint: 'static,
 {
     ep.into_endpoint()
-        .with(BodyLimit(MAX_BODY_BYTES))
+        .with(BodyLimit::new(MAX_BODY_BYTES, body_limits))
         .with(ProblemErrors)
         .with(crate::metrics::RequestMetrics(service))
         .with(crate::telemetry::TraceRequests)
@@ -172,7 +177,17 @@ fn live_probe(port: u16) -> std::io::Result<bool> {
 /// Rejects request bodies over a byte limit with 413: by `Content-Length` when present, and by
 /// reading at most the limit when the length is not declared.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyLimit {
+    default: usize,
+    paths: &'static [(&'static str, usize)],
+}
+
+impl BodyLimit {
+    /// `default` bytes, except on the listed paths.
+    pub fn new(default: usize, paths: &'static [(&'static str, usize)]) -> Self {
+        Self { default, paths }
+    }
+}
 
 impl<E: Endpoint> Middleware<E> for BodyLimit {
     type Output = BodyLimitEndpoint<E>;
@@ -180,7 +195,7 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
     fn transform(&self, ep: E) -> Self::Output {
         BodyLimitEndpoint {
             inner: ep,
-            limit: self.0,
+            limits: *self,
         }
     }
 }
@@ -188,16 +203,23 @@ impl<E: Endpoint> Middleware<E> for BodyLimit {
 /// Endpoint produced by [`BodyLimit`].
 pub struct BodyLimitEndpoint<E> {
     inner: E,
-    limit: usize,
+    limits: BodyLimit,
 }
 
 impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
     type Output = E::Output;
 
     async fn call(&self, mut req: Request) -> poem::Result<Self::Output> {
+        let path = req.uri().path();
+        let limit = self
+            .limits
+            .paths
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map_or(self.limits.default, |(_, bytes)| *bytes);
         let too_large = || {
             poem::Error::from_string(
-                format!("request body exceeds {} bytes", self.limit),
+                format!("request body exceeds {limit} bytes"),
                 StatusCode::PAYLOAD_TOO_LARGE,
             )
         };
@@ -207,13 +229,13 @@ impl<E: Endpoint> Endpoint for BodyLimitEndpoint<E> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         match declared {
-            Some(len) if len > self.limit => return Err(too_large()),
+            Some(len) if len > limit => return Err(too_large()),
             Some(_) => {}
             None => {
                 // Chunked (HTTP/1.1) or undeclared (HTTP/2): read at most the limit.
                 let bytes = req
                     .take_body()
-                    .into_bytes_limit(self.limit)
+                    .into_bytes_limit(limit)
                     .await
                     .map_err(|_| too_large())?;
                 req.set_body(Body::from(bytes));
@@ -263,7 +285,35 @@ mod tests {
     }
 
     fn app() -> impl Endpoint<Output = Response> {
-        standard("test", Route::new().at("/echo", post(echo)))
+        standard("test", &[], Route::new().at("/echo", post(echo)))
+    }
+
+    #[tokio::test]
+    async fn a_path_the_contract_allows_more_takes_a_larger_body_and_no_more() {
+        const LIMITS: &[(&str, usize)] = &[("/import", MAX_BODY_BYTES * 2)];
+        let cli = TestClient::new(standard(
+            "test",
+            LIMITS,
+            Route::new()
+                .at("/import", post(echo))
+                .at("/echo", post(echo)),
+        ));
+        let fits = "x".repeat(MAX_BODY_BYTES + 1);
+        cli.post("/import")
+            .body(fits.clone())
+            .send()
+            .await
+            .assert_status_is_ok();
+        cli.post("/echo")
+            .body(fits)
+            .send()
+            .await
+            .assert_status(StatusCode::PAYLOAD_TOO_LARGE);
+        cli.post("/import")
+            .body("x".repeat(MAX_BODY_BYTES * 2 + 1))
+            .send()
+            .await
+            .assert_status(StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[tokio::test]
@@ -329,7 +379,7 @@ mod tests {
 
     #[tokio::test]
     async fn method_not_allowed_carries_allow() {
-        let app = standard("test", Route::new().at("/echo", post(echo)))
+        let app = standard("test", &[], Route::new().at("/echo", post(echo)))
             .with(AllowHeader(vec![("/echo", &["POST"])]));
         let resp = TestClient::new(app).get("/echo").send().await;
         resp.assert_status(StatusCode::METHOD_NOT_ALLOWED);

@@ -37,6 +37,7 @@ pub fn app(store: {{Name}}Store, verifier: TokenVerifier) -> impl Endpoint<Outpu
     })];
     http::standard(
         "{{name}}",
+        shopmesh_openapi::{{name}}::BODY_LIMITS,
         health::operations(
             Route::new()
                 .nest("/", service)

@@ -1,0 +1,306 @@
+//! The catalog through the gateway: GraphQL and REST reads, served from process memory and
+//! coherent across gateway replicas within 100 ms of a change the catalog acknowledged.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use shopmesh_catalog::store::CatalogStore;
+use shopmesh_identity::{AccessToken, Role};
+use shopmesh_openapi::catalog::{CatalogClient, Money, ProductInput, StockAdjustment};
+use shopmesh_testkit::{Ports, Service, Stack, Started, graphql, start, test_stack, token, unique};
+
+/// The catalog and `replicas` gateways in front of it, all from one stack.
+struct Shop {
+    catalog: Started<CatalogStore>,
+    gateways: Vec<Started<shopmesh_gateway::Gateway>>,
+    client: CatalogClient,
+    admin: AccessToken,
+    http: reqwest::Client,
+}
+
+impl Shop {
+    async fn start(replicas: usize) -> Self {
+        let stack = test_stack().set_for(Service::Gateway, "RATE_LIMIT_MAX", "100000");
+        let catalog =
+            start::<shopmesh_catalog::Application, _>(stack.clone(), Service::Catalog, |app| {
+                app.store().clone()
+            })
+            .await;
+        let mut gateways = Vec::new();
+        for i in 0..replicas {
+            let at: Stack = if i == 0 {
+                stack.clone()
+            } else {
+                stack.replica(Ports::free().unwrap())
+            };
+            gateways.push(
+                start::<shopmesh_gateway::Application, _>(at, Service::Gateway, |app| {
+                    app.gateway().clone()
+                })
+                .await,
+            );
+        }
+        let client = CatalogClient::new(catalog.server.base_url.clone());
+        let admin = token(&catalog.stack, 4, Role::Admin);
+        Self {
+            catalog,
+            gateways,
+            client,
+            admin,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    async fn product(&self, amount_minor: i64, units: i32) -> i64 {
+        let input = ProductInput {
+            sku: unique("SKU"),
+            name: format!("Product {}", unique("n")),
+            description: None,
+            price: Money {
+                amount_minor,
+                currency: "EUR".into(),
+            },
+            active: Some(true),
+            image_url: None,
+        };
+        let p = self
+            .client
+            .create_product(&self.admin, &input)
+            .await
+            .unwrap();
+        if units > 0 {
+            let adjustment = StockAdjustment {
+                delta: units,
+                reason: "test".into(),
+            };
+            self.client
+                .adjust_stock(&self.admin, p.id, &adjustment)
+                .await
+                .unwrap();
+        }
+        p.id
+    }
+
+    async fn query(&self, gateway: usize, query: &str, variables: Value) -> Value {
+        let (status, body) = graphql(
+            &self.http,
+            &self.gateways[gateway].server.base_url,
+            &[],
+            query,
+            variables,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn catalog_calls(&self, gateway: usize) -> u64 {
+        self.gateways[gateway]
+            .part
+            .backends
+            .calls
+            .catalog
+            .load(Ordering::Relaxed)
+    }
+
+    async fn stop(self) {
+        for g in self.gateways {
+            g.server.stop().await;
+        }
+        self.catalog.part.pool().close().await;
+        self.catalog.stop().await;
+    }
+}
+
+const PRODUCT: &str = "query($id: ID!) { product(id: $id) { name price { amountMinor currency } stock { available } } }";
+
+#[tokio::test]
+async fn products_page_by_cursor_and_search_by_sku_anonymously() {
+    let shop = Shop::start(1).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(shop.product(100, 1).await);
+    }
+    let page = "query($after: String, $q: String) { products(first: 2, after: $after, query: $q) { nodes { id sku } pageInfo { hasNextPage endCursor } } }";
+    let first = shop.query(0, page, json!({})).await;
+    let cursor = first["data"]["products"]["pageInfo"]["endCursor"].clone();
+    assert_eq!(
+        first["data"]["products"]["pageInfo"]["hasNextPage"], true,
+        "{first}"
+    );
+    let second = shop.query(0, page, json!({ "after": cursor })).await;
+    let seen: Vec<Value> = [&first, &second]
+        .iter()
+        .flat_map(|b| b["data"]["products"]["nodes"].as_array().unwrap().clone())
+        .map(|n| n["id"].clone())
+        .collect();
+    assert_eq!(
+        seen,
+        ids.iter()
+            .map(|id| json!(id.to_string()))
+            .collect::<Vec<_>>()
+    );
+    let sku = second["data"]["products"]["nodes"][0]["sku"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let found = shop
+        .query(0, page, json!({ "q": sku.to_lowercase() }))
+        .await;
+    assert_eq!(
+        found["data"]["products"]["nodes"][0]["sku"],
+        sku.as_str(),
+        "{found}"
+    );
+    let by_sku = shop
+        .query(
+            0,
+            "query($s: String!) { productBySku(sku: $s) { id } }",
+            json!({ "s": sku }),
+        )
+        .await;
+    assert_eq!(
+        by_sku["data"]["productBySku"]["id"],
+        json!(ids[2].to_string()),
+        "{by_sku}"
+    );
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_product_is_null_with_its_key_kept() {
+    let shop = Shop::start(1).await;
+    let body = shop.query(0, PRODUCT, json!({ "id": "999999" })).await;
+    assert_eq!(body["data"], json!({ "product": null }), "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    let two = shop
+        .query(
+            0,
+            r#"{ a: product(id: "x") { id } b: product(id: "999999") { id } }"#,
+            json!({}),
+        )
+        .await;
+    assert_eq!(two["data"], json!({ "a": null, "b": null }), "{two}");
+    assert_eq!(two["errors"][0]["path"], json!(["a"]), "{two}");
+    let bad = shop.query(0, PRODUCT, json!({ "id": "x" })).await;
+    assert_eq!(bad["data"], json!({ "product": null }), "{bad}");
+    assert_eq!(
+        bad["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{bad}"
+    );
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn rest_serves_the_same_products() {
+    let shop = Shop::start(1).await;
+    let id = shop.product(1999, 4).await;
+    let base = &shop.gateways[0].server.base_url;
+    let product: Value = shop
+        .http
+        .get(format!("{base}/api/products/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        product["price"],
+        json!({ "amountMinor": 1999, "currency": "EUR" }),
+        "{product}"
+    );
+    assert_eq!(product["stock"]["available"], 4);
+    let missing = shop
+        .http
+        .get(format!("{base}/api/products/999999"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let page: Value = shop
+        .http
+        .get(format!("{base}/api/products?first=1"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["items"][0]["id"], id, "{page}");
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn a_product_read_twice_is_served_from_memory() {
+    let shop = Shop::start(1).await;
+    let id = shop.product(100, 1).await;
+    shop.query(0, PRODUCT, json!({ "id": id.to_string() }))
+        .await;
+    let calls = shop.catalog_calls(0);
+    for _ in 0..5 {
+        shop.query(0, PRODUCT, json!({ "id": id.to_string() }))
+            .await;
+    }
+    assert_eq!(
+        shop.catalog_calls(0),
+        calls,
+        "repeated reads called the catalog"
+    );
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn a_price_change_reaches_every_gateway_within_100_ms() {
+    let shop = Shop::start(2).await;
+    let id = shop.product(100, 1).await;
+    let variables = json!({ "id": id.to_string() });
+    let price = |body: &Value| body["data"]["product"]["price"]["amountMinor"].clone();
+    // Both gateways hold the product in memory (a second read calls nothing).
+    for g in 0..2 {
+        shop.query(g, PRODUCT, variables.clone()).await;
+        let calls = shop.catalog_calls(g);
+        assert_eq!(price(&shop.query(g, PRODUCT, variables.clone()).await), 100);
+        assert_eq!(
+            shop.catalog_calls(g),
+            calls,
+            "gateway {g} did not keep the product"
+        );
+    }
+    let mut worst = Duration::ZERO;
+    for new_price in [250, 399, 1200] {
+        let input = ProductInput {
+            sku: shop.client.get_product(id).await.unwrap().sku,
+            name: "Renamed".into(),
+            description: None,
+            price: Money {
+                amount_minor: new_price,
+                currency: "EUR".into(),
+            },
+            active: Some(true),
+            image_url: None,
+        };
+        shop.client
+            .update_product(&shop.admin, id, &input)
+            .await
+            .unwrap();
+        let acknowledged = Instant::now();
+        for g in 0..2 {
+            while price(&shop.query(g, PRODUCT, variables.clone()).await) != new_price {
+                assert!(
+                    acknowledged.elapsed() < Duration::from_secs(2),
+                    "gateway {g} still serves the old price"
+                );
+            }
+            worst = worst.max(acknowledged.elapsed());
+        }
+    }
+    println!("a product change reached both gateways within {worst:?} of the acknowledgement");
+    assert!(worst <= Duration::from_millis(100), "{worst:?}");
+    shop.stop().await;
+}
