@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use shopmesh_e2e::processes::ProcessPlatform;
 use shopmesh_identity::Role;
-use shopmesh_testkit::{Ports, authed_http, eventually, token};
+use shopmesh_testkit::{Ports, Service, authed_http, eventually, token};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -286,15 +286,12 @@ async fn query(http: &reqwest::Client, prometheus: &str, expr: &str) -> Value {
 async fn prometheus_scrapes_every_service_and_every_dashboard_query_returns_data() {
     let platform = ProcessPlatform::start(&[]).await.unwrap();
     let ports = platform.stack.ports;
-    let prometheus = start_prometheus(&[
-        ("users", format!("127.0.0.1:{}", ports.users)),
-        ("orders", format!("127.0.0.1:{}", ports.orders)),
-        (
-            "notifications",
-            format!("127.0.0.1:{}", ports.notifications_http),
-        ),
-        ("gateway", format!("127.0.0.1:{}", ports.gateway)),
-    ]);
+    // Every service's HTTP listener serves /metrics.
+    let targets: Vec<(&str, String)> = Service::ALL
+        .iter()
+        .map(|&s| (s.name(), format!("127.0.0.1:{}", ports.http(s))))
+        .collect();
+    let prometheus = start_prometheus(&targets);
     let plain = reqwest::Client::new();
 
     // Traffic every panel shows: an order (outbox, relay, consumer), reads of it through the
