@@ -436,6 +436,14 @@ impl Ctx<'_> {
                             None,
                         ),
                         ReferenceOr::Item(s) => {
+                            if s.schema_data.default.is_some() {
+                                // The generated model would not apply it, and the served spec
+                                // would not show it: say it in the description instead.
+                                return Err(self.err(
+                                    &at,
+                                    "unsupported: a default on an object property (describe what absence means)",
+                                ));
+                            }
                             let (ty, v) = self.inline_type(s, &at)?;
                             (ty, v, s.schema_data.description.clone())
                         }

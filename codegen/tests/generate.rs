@@ -234,6 +234,37 @@ fn every_operation_declares_who_may_call_it() {
 }
 
 #[test]
+fn a_default_the_generated_model_cannot_apply_is_an_error() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let defaulted = text.replace(
+        "        name: {type: string, minLength: 1, maxLength: 50}",
+        "        name: {type: string, minLength: 1, maxLength: 50, default: rex}",
+    );
+    assert_ne!(defaulted, text);
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &defaulted).unwrap_err());
+    assert!(
+        problem.contains("a default on an object property"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn x_max_body_bytes_needs_a_documented_413() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let on_get = text.replacen(
+        "      security: []\n",
+        "      security: []\n      x-max-body-bytes: 1000000\n",
+        1,
+    );
+    assert_ne!(on_get, text);
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &on_get).unwrap_err());
+    assert!(
+        problem.contains("x-max-body-bytes must document 413"),
+        "{problem}"
+    );
+}
+
+#[test]
 fn undeclared_path_parameter_is_an_error() {
     let (rel, text) = fixture("openapi/pets.yaml");
     let text = text.replace("/pets/{id}:", "/pets/{petId}:");

@@ -55,6 +55,7 @@ pub struct ProductInput {
     pub description: Option<String>,
     #[oai(rename = "price")]
     pub price: Money,
+    /// Whether it is on sale; true when absent.
     #[oai(rename = "active", skip_serializing_if_is_none)]
     pub active: Option<bool>,
     #[oai(

@@ -204,6 +204,10 @@ fn a_scaffolded_service_builds_passes_its_tests_and_the_lint() {
         .unwrap();
     let tested = succeeded("cargo test -p shopmesh-probe", out);
     assert!(tested.contains("test result: ok. 3 passed"), "{tested}");
+    assert!(
+        tested.contains("the_served_spec_and_the_routes_equal_the_committed_contract ... ok"),
+        "{tested}"
+    );
 
     let out = in_copy(xtask, &copy, &target)
         .args(["lint", "--against", "HEAD"])
