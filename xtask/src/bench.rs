@@ -152,6 +152,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .env("BENCH_REDIS_TARGET", up::redis_addr(&env))
             .env("BENCH_ORDERS_DB", database(Service::Orders)?)
             .env("BENCH_USERS_DB", database(Service::Users)?)
+            .env("BENCH_CATALOG_DB", database(Service::Catalog)?)
             .env("BENCH_MONGO_URL", &mongo_url)
             .env("BENCH_MONGO_DB", &stack.names.mongo_db);
         Ok(cmd)
@@ -186,6 +187,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .env("BENCH_GATEWAY_URL", stack.url(Service::Gateway))
                 .env("BENCH_USERS_URL", stack.url(Service::Users))
                 .env("BENCH_ORDERS_URL", stack.url(Service::Orders))
+                .env("BENCH_CATALOG_URL", stack.url(Service::Catalog))
                 .env("BENCH_GRPC_URL", stack.grpc_url())
                 .env("BENCH_REDIS_PROXY", &redis_proxy)
                 .env("BENCH_WRK", &wrk)

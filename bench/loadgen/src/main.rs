@@ -9,6 +9,7 @@
 //! compares those runs, `loadgen reset` drops the bench's databases, and `loadgen report
 //! FILE` writes the Markdown summary and the chart next to the finished report.
 
+mod catalog;
 mod cpu;
 mod limits;
 mod proxy;
@@ -570,7 +571,7 @@ async fn main() -> anyhow::Result<()> {
         mongo_db: get("BENCH_MONGO_DB")?,
     };
     if args.first().map(String::as_str) == Some("reset") {
-        return seed::reset(&stores, &get("BENCH_USERS_DB")?).await;
+        return seed::reset(&stores, &[get("BENCH_USERS_DB")?, get("BENCH_CATALOG_DB")?]).await;
     }
     let targets = suite::Targets {
         baseline: get("BENCH_BASELINE_URL")?,
@@ -580,6 +581,10 @@ async fn main() -> anyhow::Result<()> {
         grpc: get("BENCH_GRPC_URL")?,
         redis_proxy: (get("BENCH_REDIS_PROXY")?, get("BENCH_REDIS_TARGET")?),
         stores,
+        catalog: catalog::CatalogTargets {
+            catalog: get("BENCH_CATALOG_URL")?,
+            catalog_db: get("BENCH_CATALOG_DB")?,
+        },
         wrk: wrk::Wrk::new(
             get("BENCH_WRK")?,
             std::path::Path::new(&get("BENCH_SCRATCH")?),

@@ -94,8 +94,8 @@ pub async fn load(stores: &Stores, first_user: i64, rows: u64) -> anyhow::Result
 
 /// Drops the bench's databases (orders, users, notifications), so every bench starts from
 /// the same empty state; the services create and migrate them again at start.
-pub async fn reset(stores: &Stores, users_db: &str) -> anyhow::Result<()> {
-    for db in [&stores.orders_db, &users_db.to_owned()] {
+pub async fn reset(stores: &Stores, other_dbs: &[String]) -> anyhow::Result<()> {
+    for db in std::iter::once(&stores.orders_db).chain(other_dbs) {
         let mut url = url::Url::parse(db)?;
         let name = url.path().trim_start_matches('/').to_owned();
         url.set_path("/");

@@ -31,6 +31,8 @@ pub struct Targets {
     pub redis_proxy: (String, String),
     /// The stores, for the limits and the seeding.
     pub stores: Stores,
+    /// The catalog.
+    pub catalog: crate::catalog::CatalogTargets,
     /// `wrk`.
     pub wrk: Wrk,
     /// Measured runs of every scenario.
@@ -353,6 +355,22 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
     }
     scratch.drop().await?;
     let table = summarize(&rows, t.runs);
+    let bare_rps = median(
+        rows.iter()
+            .find(|r| r.key == "bare")
+            .map(|r| r.runs.iter().map(|m| m.rps).collect())
+            .unwrap_or_default(),
+    );
+    let catalog = crate::catalog::measure(
+        &t.catalog,
+        &t.gateway,
+        &c.admin.token,
+        &t.wrk,
+        CONNECTIONS,
+        measure,
+        bare_rps,
+    )
+    .await?;
 
     println!("bench: the gateway's order(id) while Redis hangs");
     redis.hang();
@@ -413,6 +431,7 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
     };
 
     print_table(&table);
+    crate::catalog::print(&catalog);
     for (scenario, used) in &cpu_by_scenario {
         let busiest: Vec<String> = used
             .as_array()
@@ -497,6 +516,7 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
         "measure_seconds": t.seconds,
         "connections": CONNECTIONS,
         "scenarios": table,
+        "catalog": catalog,
         "cpu_by_scenario": cpu_by_scenario,
         "redis_hung": outage,
         "curves": curves,
