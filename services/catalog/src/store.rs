@@ -74,6 +74,22 @@ fn product(row: ProductRow) -> Product {
     }
 }
 
+/// How a product is looked up.
+#[derive(Debug, Clone, Copy)]
+enum ProductKey<'a> {
+    Id(i64),
+    Sku(&'a str),
+}
+
+impl ProductKey<'_> {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Id(_) => "id",
+            Self::Sku(_) => "sku",
+        }
+    }
+}
+
 /// The catalog's data in MySQL.
 #[derive(Clone)]
 pub struct CatalogStore {
@@ -294,23 +310,29 @@ impl CatalogStore {
 
     /// The product with `id`.
     pub async fn get(&self, id: i64) -> Result<Product, CatalogError> {
-        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?");
-        let row: Option<ProductRow> = sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(product).ok_or(CatalogError::ProductNotFound(id))
+        self.product_where(ProductKey::Id(id))
+            .await?
+            .ok_or(CatalogError::ProductNotFound(id))
     }
 
     /// The product with `sku`.
     pub async fn get_by_sku(&self, sku: &str) -> Result<Product, CatalogError> {
-        let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE sku = ?");
-        let row: Option<ProductRow> = sqlx::query_as(&sql)
-            .bind(sku)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(product)
+        self.product_where(ProductKey::Sku(sku))
+            .await?
             .ok_or_else(|| CatalogError::SkuNotFound(sku.to_owned()))
+    }
+
+    async fn product_where(&self, key: ProductKey<'_>) -> Result<Option<Product>, CatalogError> {
+        let sql = format!(
+            "SELECT {PRODUCT_COLUMNS} FROM products WHERE {} = ?",
+            key.column()
+        );
+        let query = sqlx::query_as::<_, ProductRow>(&sql);
+        let query = match key {
+            ProductKey::Id(id) => query.bind(id),
+            ProductKey::Sku(sku) => query.bind(sku),
+        };
+        Ok(query.fetch_optional(&self.pool).await?.map(product))
     }
 
     /// Active products after `after`, by id, matching `query` in name or SKU; with the cursor

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use checker::{Outcome, Products, Reservations};
 use helpers::{adjustment, input};
 use shopmesh_identity::{AccessToken, Role};
-use shopmesh_openapi::catalog::{CatalogClient, ReservationLine, ReservationRequest};
+use shopmesh_openapi::catalog::{
+    CatalogClient, ReservationLine, ReservationRequest, StockAdjustment,
+};
 use shopmesh_openapi::runtime::ClientError;
 use shopmesh_testkit::stack::Output;
 use shopmesh_testkit::{
@@ -55,6 +57,17 @@ impl Reservations for OverHttp {
     }
     async fn release(&self, order: i64) -> Outcome {
         outcome(self.client.release_reservation(&self.admin, order).await)
+    }
+    async fn adjust(&self, product: i64, delta: i32) -> Outcome {
+        let adjustment = StockAdjustment {
+            delta,
+            reason: "checker".into(),
+        };
+        outcome(
+            self.client
+                .adjust_stock(&self.admin, product, &adjustment)
+                .await,
+        )
     }
 }
 

@@ -70,6 +70,33 @@ impl Reservations for ReadCheckWrite {
     async fn release(&self, order: i64) -> Outcome {
         self.settle(order, "released").await
     }
+
+    /// Adjustments stay atomic here: only the reservation path is unsafe.
+    async fn adjust(&self, product: i64, delta: i32) -> Outcome {
+        let Ok(mut tx) = self.pool.begin().await else {
+            return Outcome::Unknown;
+        };
+        let changed = sqlx::query(
+            "UPDATE products SET on_hand = on_hand + ? WHERE id = ? AND on_hand + ? >= reserved",
+        )
+        .bind(delta)
+        .bind(product)
+        .bind(delta)
+        .execute(&mut *tx)
+        .await;
+        if !changed.is_ok_and(|c| c.rows_affected() == 1) {
+            return Outcome::Refused;
+        }
+        let logged = sqlx::query("INSERT INTO stock_ledger (product_id, delta, kind, reason) VALUES (?, ?, 'adjustment', 'control')")
+            .bind(product)
+            .bind(delta)
+            .execute(&mut *tx)
+            .await;
+        match (logged, tx.commit().await) {
+            (Ok(_), Ok(())) => Outcome::Done,
+            _ => Outcome::Unknown,
+        }
+    }
 }
 
 impl ReadCheckWrite {
@@ -94,18 +121,23 @@ impl ReadCheckWrite {
                 .await
                 .unwrap_or_default();
         for (product, q) in lines {
-            let sql = if to == "committed" {
-                "UPDATE products SET reserved = GREATEST(reserved - ?, 0), on_hand = on_hand - ?, sold = sold + ? WHERE id = ?"
+            // GREATEST keeps the CHECK constraints quiet: the counter may already be short.
+            let updated = if to == "committed" {
+                sqlx::query("UPDATE products SET reserved = GREATEST(reserved - ?, 0), on_hand = on_hand - ?, sold = sold + ? WHERE id = ?")
+                    .bind(q)
+                    .bind(q)
+                    .bind(q)
+                    .bind(product)
+                    .execute(&mut *tx)
+                    .await
             } else {
-                "UPDATE products SET reserved = GREATEST(reserved - ?, 0) WHERE id = ? AND ? = ?"
+                sqlx::query("UPDATE products SET reserved = GREATEST(reserved - ?, 0) WHERE id = ?")
+                    .bind(q)
+                    .bind(product)
+                    .execute(&mut *tx)
+                    .await
             };
-            let q2 = sqlx::query(sql).bind(q);
-            let q2 = if to == "committed" {
-                q2.bind(q).bind(q).bind(product)
-            } else {
-                q2.bind(product).bind(0).bind(0)
-            };
-            if q2.execute(&mut *tx).await.is_err() {
+            if updated.is_err() {
                 return Outcome::Unknown;
             }
             if to == "committed" {

@@ -121,16 +121,12 @@ fn downstream_hook() -> RequestHook {
     })
 }
 
-fn orders_error(e: ClientError) -> GatewayError {
-    GatewayError::from_client("orders", e)
-}
-
-fn users_error(e: ClientError) -> GatewayError {
-    GatewayError::from_client("users", e)
-}
-
-fn catalog_error(e: ClientError) -> GatewayError {
-    GatewayError::from_client("catalog", e)
+/// The REST services behind the gateway.
+#[derive(Debug, Clone, Copy)]
+enum Rest {
+    Orders,
+    Users,
+    Catalog,
 }
 
 tokio::task_local! {
@@ -233,6 +229,32 @@ impl Backends {
         })
     }
 
+    /// One call to a REST service through its circuit breaker (retried when `idempotent`),
+    /// counted against the service and the current request's budget; its failure mapped to
+    /// the gateway's error.
+    async fn rest<T, F, Fut>(
+        &self,
+        service: Rest,
+        idempotent: bool,
+        call: F,
+    ) -> Result<T, GatewayError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
+        let (breaker, counter, name) = match service {
+            Rest::Orders => (&self.breakers.orders, &self.calls.orders, "orders"),
+            Rest::Users => (&self.breakers.users, &self.calls.users, "users"),
+            Rest::Catalog => (&self.breakers.catalog, &self.calls.catalog, "catalog"),
+        };
+        breaker
+            .call(idempotent, || async {
+                count_call(counter)?;
+                call().await.map_err(|e| GatewayError::from_client(name, e))
+            })
+            .await
+    }
+
     /// The state of each downstream service's circuit: orders, users, notifications, catalog.
     pub fn circuits(&self) -> [CircuitState; 4] {
         let b = &self.breakers;
@@ -271,12 +293,7 @@ impl Backends {
         }
         let ticket = self.product_memory.ticket();
         let product = self
-            .breakers
-            .catalog
-            .call(READ, || async {
-                count_call(&self.calls.catalog)?;
-                self.catalog.get_product(id).await.map_err(catalog_error)
-            })
+            .rest(Rest::Catalog, READ, || self.catalog.get_product(id))
             .await?;
         self.product_memory.fill(ticket, id, product.clone());
         Ok(product)
@@ -290,14 +307,8 @@ impl Backends {
         }
         let ticket = self.product_queries.ticket();
         let product = self
-            .breakers
-            .catalog
-            .call(READ, || async {
-                count_call(&self.calls.catalog)?;
-                self.catalog
-                    .get_product_by_sku(sku.clone())
-                    .await
-                    .map_err(catalog_error)
+            .rest(Rest::Catalog, READ, || {
+                self.catalog.get_product_by_sku(sku.clone())
             })
             .await?;
         self.product_queries
@@ -318,14 +329,9 @@ impl Backends {
         }
         let ticket = self.product_queries.ticket();
         let page = self
-            .breakers
-            .catalog
-            .call(READ, || async {
-                count_call(&self.calls.catalog)?;
+            .rest(Rest::Catalog, READ, || {
                 self.catalog
                     .list_products(Some(first), after.clone(), query.clone())
-                    .await
-                    .map_err(catalog_error)
             })
             .await?;
         self.product_queries
@@ -365,14 +371,8 @@ impl Backends {
             return visible(caller, order);
         }
         let order = self
-            .breakers
-            .orders
-            .call(READ, || async {
-                count_call(&self.calls.orders)?;
-                self.orders
-                    .get_order(&caller.token, id)
-                    .await
-                    .map_err(orders_error)
+            .rest(Rest::Orders, READ, || {
+                self.orders.get_order(&caller.token, id)
             })
             .await?;
         if let Some(text) = encode(&order) {
@@ -391,14 +391,8 @@ impl Backends {
         // The orders service owns the rules: whose name an order may be placed in, and that
         // the user exists (a 400 for one that does not).
         let order = self
-            .breakers
-            .orders
-            .call(WRITE, || async {
-                count_call(&self.calls.orders)?;
-                self.orders
-                    .create_order(&caller.token, &request)
-                    .await
-                    .map_err(orders_error)
+            .rest(Rest::Orders, WRITE, || {
+                self.orders.create_order(&caller.token, &request)
             })
             .await?;
         // Write-through: the new order replaces whatever the key held.
@@ -422,16 +416,11 @@ impl Backends {
         limit: i32,
         cursor: Option<String>,
     ) -> Result<orders::OrderPage, GatewayError> {
-        self.breakers
-            .orders
-            .call(READ, || async {
-                count_call(&self.calls.orders)?;
-                self.orders
-                    .list_user_orders(&caller.token, user_id, Some(limit), cursor.clone())
-                    .await
-                    .map_err(orders_error)
-            })
-            .await
+        self.rest(Rest::Orders, READ, || {
+            self.orders
+                .list_user_orders(&caller.token, user_id, Some(limit), cursor.clone())
+        })
+        .await
     }
 
     /// One user, from process memory when present.
@@ -448,15 +437,7 @@ impl Backends {
             return Err(GatewayError::NotFound(format!("user {id} does not exist")));
         }
         let fetched = self
-            .breakers
-            .users
-            .call(READ, || async {
-                count_call(&self.calls.users)?;
-                self.users
-                    .get_user(&caller.token, id)
-                    .await
-                    .map_err(users_error)
-            })
+            .rest(Rest::Users, READ, || self.users.get_user(&caller.token, id))
             .await;
         let user = match fetched {
             Err(e @ GatewayError::NotFound(_)) => {
@@ -475,12 +456,7 @@ impl Backends {
     pub async fn create_user(&self, request: users::NewUser) -> Result<users::User, GatewayError> {
         let ticket = self.user_memory.ticket();
         let user = self
-            .breakers
-            .users
-            .call(WRITE, || async {
-                count_call(&self.calls.users)?;
-                self.users.create_user(&request).await.map_err(users_error)
-            })
+            .rest(Rest::Users, WRITE, || self.users.create_user(&request))
             .await?;
         self.cache.delete(&self.user_key(user.id)).await;
         self.user_memory.fill(ticket, user.id, user.clone());
@@ -492,15 +468,7 @@ impl Backends {
         &self,
         credentials: users::Credentials,
     ) -> Result<users::TokenResponse, GatewayError> {
-        self.breakers
-            .users
-            .call(WRITE, || async {
-                count_call(&self.calls.users)?;
-                self.users
-                    .issue_token(&credentials)
-                    .await
-                    .map_err(users_error)
-            })
+        self.rest(Rest::Users, WRITE, || self.users.issue_token(&credentials))
             .await
     }
 
@@ -510,27 +478,14 @@ impl Backends {
         refresh_token: String,
     ) -> Result<users::TokenResponse, GatewayError> {
         let request = users::RefreshRequest { refresh_token };
-        self.breakers
-            .users
-            .call(WRITE, || async {
-                count_call(&self.calls.users)?;
-                self.users
-                    .refresh_token(&request)
-                    .await
-                    .map_err(users_error)
-            })
+        self.rest(Rest::Users, WRITE, || self.users.refresh_token(&request))
             .await
     }
 
     /// Revokes a refresh token's family at the users service.
     pub async fn log_out(&self, refresh_token: String) -> Result<(), GatewayError> {
         let request = users::RefreshRequest { refresh_token };
-        self.breakers
-            .users
-            .call(WRITE, || async {
-                count_call(&self.calls.users)?;
-                self.users.logout(&request).await.map_err(users_error)
-            })
+        self.rest(Rest::Users, WRITE, || self.users.logout(&request))
             .await
             .map(|_| ())
     }

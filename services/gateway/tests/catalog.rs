@@ -53,17 +53,7 @@ impl Shop {
     }
 
     async fn product(&self, amount_minor: i64, units: i32) -> i64 {
-        let input = ProductInput {
-            sku: unique("SKU"),
-            name: format!("Product {}", unique("n")),
-            description: None,
-            price: Money {
-                amount_minor,
-                currency: "EUR".into(),
-            },
-            active: Some(true),
-            image_url: None,
-        };
+        let input = input(&unique("SKU"), "Product", amount_minor);
         let p = self
             .client
             .create_product(&self.admin, &input)
@@ -110,6 +100,20 @@ impl Shop {
         }
         self.catalog.part.pool().close().await;
         self.catalog.stop().await;
+    }
+}
+
+fn input(sku: &str, name: &str, amount_minor: i64) -> ProductInput {
+    ProductInput {
+        sku: sku.to_owned(),
+        name: name.to_owned(),
+        description: None,
+        price: Money {
+            amount_minor,
+            currency: "EUR".into(),
+        },
+        active: Some(true),
+        image_url: None,
     }
 }
 
@@ -274,17 +278,8 @@ async fn a_price_change_reaches_every_gateway_within_100_ms() {
     }
     let mut worst = Duration::ZERO;
     for new_price in [250, 399, 1200] {
-        let input = ProductInput {
-            sku: shop.client.get_product(id).await.unwrap().sku,
-            name: "Renamed".into(),
-            description: None,
-            price: Money {
-                amount_minor: new_price,
-                currency: "EUR".into(),
-            },
-            active: Some(true),
-            image_url: None,
-        };
+        let sku = shop.client.get_product(id).await.unwrap().sku;
+        let input = input(&sku, "Renamed", new_price);
         shop.client
             .update_product(&shop.admin, id, &input)
             .await

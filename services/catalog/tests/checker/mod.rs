@@ -27,6 +27,8 @@ pub trait Reservations: Send + Sync {
     async fn reserve(&self, order: i64, lines: &[(i64, i32)]) -> Outcome;
     async fn commit(&self, order: i64) -> Outcome;
     async fn release(&self, order: i64) -> Outcome;
+    /// An admin's stock adjustment, recorded in the ledger.
+    async fn adjust(&self, product: i64, delta: i32) -> Outcome;
 }
 
 /// The products a run works on: a few hot ones with little stock, many cold ones.
@@ -108,13 +110,18 @@ pub async fn run(
                         history.committed.lock().unwrap().push(order);
                     }
                     ("commit", o)
-                } else if roll < 85 {
+                } else if roll < 80 {
                     let order = live.swap_remove(rng.usize(0..live.len()));
                     let o = r.release(order).await;
                     if o == Outcome::Done {
                         history.released.lock().unwrap().push(order);
                     }
                     ("release", o)
+                } else if roll < 90 {
+                    // Deliveries and write-offs while orders come in.
+                    let pool = if rng.bool() { &hot } else { &cold };
+                    let product = pool[rng.usize(0..pool.len())];
+                    ("adjust", r.adjust(product, rng.i32(-1..=3)).await)
                 } else {
                     // Leave one to expire; read what is available meanwhile.
                     live.pop();
@@ -159,39 +166,51 @@ pub async fn run(
 /// clients saw; empty when nothing was oversold.
 pub async fn violations(pool: &MySqlPool, history: &History) -> Vec<String> {
     let mut found = Vec::new();
+    // One snapshot for every read: the catalog's sweeper may still be expiring reservations,
+    // and counters read a moment apart would disagree without anything being wrong.
+    let mut snapshot = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM products LIMIT 1")
+        .execute(&mut *snapshot)
+        .await
+        .unwrap();
     let products: Vec<(i64, i64, i64, i64)> =
         sqlx::query_as("SELECT id, on_hand, reserved, sold FROM products ORDER BY id")
-            .fetch_all(pool)
+            .fetch_all(&mut *snapshot)
             .await
             .unwrap();
-    let sums = |sql: &'static str| async move {
-        let rows: Vec<(i64, i64)> = sqlx::query_as(sql).fetch_all(pool).await.unwrap();
-        rows.into_iter().collect::<BTreeMap<i64, i64>>()
+    let mut sums = Vec::new();
+    for sql in [
+        "SELECT product_id, CAST(SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'adjustment' GROUP BY product_id",
+        "SELECT product_id, CAST(SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'adjustment' AND delta > 0 GROUP BY product_id",
+        "SELECT product_id, CAST(-SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'sale' GROUP BY product_id",
+        "SELECT l.product_id, CAST(SUM(l.quantity) AS SIGNED) FROM reservation_lines l JOIN reservations r USING (order_id) WHERE r.status = 'reserved' GROUP BY l.product_id",
+        "SELECT l.product_id, CAST(SUM(l.quantity) AS SIGNED) FROM reservation_lines l JOIN reservations r USING (order_id) WHERE r.status = 'committed' GROUP BY l.product_id",
+    ] {
+        let rows: Vec<(i64, i64)> = sqlx::query_as(sql).fetch_all(&mut *snapshot).await.unwrap();
+        sums.push(rows.into_iter().collect::<BTreeMap<i64, i64>>());
+    }
+    let [adjusted, added, sold_ledger, held, sold_lines] = &sums[..] else {
+        unreachable!("five sums")
     };
-    let adjusted = sums("SELECT product_id, CAST(SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'adjustment' GROUP BY product_id").await;
-    let added = sums("SELECT product_id, CAST(SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'adjustment' AND delta > 0 GROUP BY product_id").await;
-    let sold_ledger = sums("SELECT product_id, CAST(-SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'sale' GROUP BY product_id").await;
-    let held = sums("SELECT l.product_id, CAST(SUM(l.quantity) AS SIGNED) FROM reservation_lines l JOIN reservations r USING (order_id) WHERE r.status = 'reserved' GROUP BY l.product_id").await;
-    let sold_lines = sums("SELECT l.product_id, CAST(SUM(l.quantity) AS SIGNED) FROM reservation_lines l JOIN reservations r USING (order_id) WHERE r.status = 'committed' GROUP BY l.product_id").await;
     for (id, on_hand, reserved, sold) in products {
         let get = |m: &BTreeMap<i64, i64>| m.get(&id).copied().unwrap_or(0);
-        if on_hand + sold != get(&adjusted) {
+        if on_hand + sold != get(adjusted) {
             found.push(format!(
                 "product {id}: on hand {on_hand} + sold {sold} != stock put in {}",
-                get(&adjusted)
+                get(adjusted)
             ));
         }
-        if reserved != get(&held) {
+        if reserved != get(held) {
             found.push(format!(
                 "product {id}: reserved {reserved} != units in live reservations {}",
-                get(&held)
+                get(held)
             ));
         }
-        if sold != get(&sold_lines) || sold != get(&sold_ledger) {
+        if sold != get(sold_lines) || sold != get(sold_ledger) {
             found.push(format!(
                 "product {id}: sold {sold}, committed lines {}, ledger sales {}",
-                get(&sold_lines),
-                get(&sold_ledger)
+                get(sold_lines),
+                get(sold_ledger)
             ));
         }
         if on_hand - reserved < 0 {
@@ -200,10 +219,10 @@ pub async fn violations(pool: &MySqlPool, history: &History) -> Vec<String> {
                 on_hand - reserved
             ));
         }
-        if sold > get(&added) {
+        if sold > get(added) {
             found.push(format!(
                 "product {id}: {sold} sold of {} ever on hand",
-                get(&added)
+                get(added)
             ));
         }
     }
@@ -214,7 +233,7 @@ pub async fn violations(pool: &MySqlPool, history: &History) -> Vec<String> {
     let orphans: Vec<(i64,)> = sqlx::query_as(
         "SELECT DISTINCT l.order_id FROM reservation_lines l LEFT JOIN reservations r USING (order_id) WHERE r.order_id IS NULL",
     )
-    .fetch_all(pool)
+    .fetch_all(&mut *snapshot)
     .await
     .unwrap();
     if !orphans.is_empty() {
