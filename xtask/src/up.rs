@@ -14,14 +14,6 @@ use shopmesh_stack::{Names, Output, Ports, Stack};
 
 use crate::infra::{self, Dependency, addr_of};
 
-/// The service packages, each with a binary named like the package.
-pub(crate) const SERVICE_PACKAGES: [&str; 4] = [
-    "shopmesh-users",
-    "shopmesh-orders",
-    "shopmesh-notifications",
-    "shopmesh-gateway",
-];
-
 /// Builds the service binaries (and `extra` packages), in release mode when `release`.
 ///
 /// A debug build selects the whole workspace, as `cargo test --workspace` does: cargo resolves
@@ -32,7 +24,9 @@ pub(crate) fn build_services(release: bool, extra: &[&str]) -> Result<()> {
     cmd.args(["build", "--quiet", "--bins"]);
     if release {
         cmd.arg("--release");
-        for package in SERVICE_PACKAGES.iter().chain(extra) {
+        // Every service the Stack declares (each binary is named like its package).
+        let services = shopmesh_stack::Service::ALL.iter().map(|s| s.package());
+        for package in services.chain(extra.iter().copied()) {
             cmd.args(["-p", package]);
         }
     } else {

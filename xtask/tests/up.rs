@@ -153,7 +153,7 @@ impl Up {
         }
         let log = self.log.join("\n");
         assert!(status.success(), "clean exit:\n{log}");
-        for name in ["users", "orders", "notifications", "gateway"] {
+        for name in shopmesh_stack::Service::ALL.iter().map(|s| s.name()) {
             assert!(
                 self.said(&format!("up: {name} stopped")),
                 "{name} stopped gracefully:\n{log}"
@@ -217,7 +217,7 @@ fn up_starts_everything_without_mongodb_and_keeps_notifications_between_runs() {
         .port();
     let up = Up::start(&[], mongo_port);
     let log = up.log.join("\n");
-    for name in ["users", "orders", "notifications", "gateway"] {
+    for name in shopmesh_stack::Service::ALL.iter().map(|s| s.name()) {
         assert!(
             up.said(&format!("✓ {name} ready")),
             "{name} readiness shown:\n{log}"
@@ -227,8 +227,8 @@ fn up_starts_everything_without_mongodb_and_keeps_notifications_between_runs() {
         up.said("started its embedded MongoDB stand-in") && up.said("kept between runs"),
         "{log}"
     );
-    // A developer tool listens on loopback only: every port of the four services.
-    for port in [3000, 3001, 3002, 3003, 50051] {
+    // A developer tool listens on loopback only: every port of every service.
+    for (port, _) in shopmesh_stack::Ports::DEFAULT.all() {
         assert_eq!(
             listening_address(port).as_deref(),
             Some("127.0.0.1"),
@@ -242,6 +242,21 @@ fn up_starts_everything_without_mongodb_and_keeps_notifications_between_runs() {
         Some(&log_in_as_alice()),
     );
     assert!(response.contains("Alice Johnson"), "{response}");
+    // The demo catalog is there to browse (it is added just after the catalog migrates).
+    let seeded = Instant::now();
+    let products = loop {
+        let products = ureq_post(
+            "127.0.0.1:3000",
+            "/graphql",
+            r#"{"query":"{ productBySku(sku: \"MUG-001\") { name stock { available } } }"}"#,
+            None,
+        );
+        if products.contains("Mesh mug") || seeded.elapsed() > Duration::from_secs(15) {
+            break products;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(products.contains("Mesh mug"), "{products}");
     assert!(
         response
             .to_ascii_lowercase()

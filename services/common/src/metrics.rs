@@ -102,6 +102,18 @@ pub const DESCRIPTIONS: &[(&str, &str)] = &[
         "User reads the gateway served from process memory (dropped when the users service announces a change).",
     ),
     (
+        "gateway_product_memory_hits_total",
+        "Product reads (by id, page or SKU) the gateway served from process memory (dropped when the catalog announces a change).",
+    ),
+    (
+        "catalog_conflicts_retried_total",
+        "Catalog transactions tried again after a deadlock, lock wait timeout or write conflict.",
+    ),
+    (
+        "catalog_reservations_expired_total",
+        "Reservations the catalog's sweeper ended after their time, giving their units back.",
+    ),
+    (
         "gateway_graphql_document_cache_hits_total",
         "GraphQL requests whose query text the gateway had already parsed.",
     ),
