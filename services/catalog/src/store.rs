@@ -198,20 +198,14 @@ impl CatalogStore {
     /// Stores a new product with no stock.
     pub async fn create(&self, input: &ProductInput) -> Result<Product, CatalogError> {
         check_currency(&input.price.currency)?;
-        let inserted = sqlx::query(
+        let insert = sqlx::query(
             "INSERT INTO products (sku, name, description, price_minor, currency, active, image_url) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&input.sku)
-        .bind(&input.name)
-        .bind(input.description.as_deref().unwrap_or_default())
-        .bind(input.price.amount_minor)
-        .bind(&input.price.currency)
-        .bind(input.active.unwrap_or(true))
-        .bind(&input.image_url)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| sku_taken(e, &input.sku))?;
+        );
+        let inserted = with_product(insert, input)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sku_taken(e, &input.sku))?;
         let id = i64::try_from(inserted.last_insert_id())
             .map_err(|e| CatalogError::Internal(e.to_string()))?;
         self.announce(vec![id.to_string()]).await;
@@ -221,21 +215,15 @@ impl CatalogStore {
     /// Changes a product's description and price; stock is untouched.
     pub async fn update(&self, id: i64, input: &ProductInput) -> Result<Product, CatalogError> {
         check_currency(&input.price.currency)?;
-        let updated = sqlx::query(
+        let update = sqlx::query(
             "UPDATE products SET sku = ?, name = ?, description = ?, price_minor = ?, currency = ?, \
              active = ?, image_url = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?",
-        )
-        .bind(&input.sku)
-        .bind(&input.name)
-        .bind(input.description.as_deref().unwrap_or_default())
-        .bind(input.price.amount_minor)
-        .bind(&input.price.currency)
-        .bind(input.active.unwrap_or(true))
-        .bind(&input.image_url)
-        .bind(id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| sku_taken(e, &input.sku))?;
+        );
+        let updated = with_product(update, input)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sku_taken(e, &input.sku))?;
         // MySQL counts changed rows only: 0 is also an update to the same values, so the
         // product is read either way (a 404 when it does not exist).
         if updated.rows_affected() > 0 {
@@ -268,14 +256,7 @@ impl CatalogStore {
             );
             let mut insert = sqlx::query(&insert_sql);
             for p in chunk {
-                insert = insert
-                    .bind(&p.sku)
-                    .bind(&p.name)
-                    .bind(p.description.as_deref().unwrap_or_default())
-                    .bind(p.price.amount_minor)
-                    .bind(&p.price.currency)
-                    .bind(p.active.unwrap_or(true))
-                    .bind(&p.image_url);
+                insert = with_product(insert, p);
             }
             insert.execute(&mut *tx).await?;
             created += chunk.len() - existing;
@@ -750,6 +731,22 @@ fn check_currency(code: &str) -> Result<(), CatalogError> {
     domain::minor_unit_digits(code)
         .map(|_| ())
         .ok_or_else(|| CatalogError::UnknownCurrency(code.to_owned()))
+}
+
+/// `query` with a product's seven columns bound, in the order every statement here lists them:
+/// sku, name, description, price_minor, currency, active, image_url.
+fn with_product<'q>(
+    query: sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments>,
+    input: &'q ProductInput,
+) -> sqlx::query::Query<'q, MySql, sqlx::mysql::MySqlArguments> {
+    query
+        .bind(&input.sku)
+        .bind(&input.name)
+        .bind(input.description.as_deref().unwrap_or_default())
+        .bind(input.price.amount_minor)
+        .bind(&input.price.currency)
+        .bind(input.active.unwrap_or(true))
+        .bind(&input.image_url)
 }
 
 /// A duplicate key on the SKU as the client's conflict; anything else as it is.
