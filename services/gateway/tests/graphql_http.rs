@@ -77,3 +77,26 @@ async fn the_gateways_own_pages_pass_an_origin_allow_list_and_others_get_a_probl
     assert_eq!(problem["status"], 403, "{problem}");
     gw.server.stop().await;
 }
+
+/// A nullable field that fails is null, its key kept, with the error under its path; the
+/// fields beside it are answered (GraphQL spec, "Handling Field Errors").
+#[tokio::test]
+async fn a_failing_nullable_field_is_null_and_its_neighbours_are_answered() {
+    let gw = Gateway::start().await;
+    let (status, body) = gw
+        .post(serde_json::json!({"query": "{ a: userName(id: \"1\") b: __typename }"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"],
+        serde_json::json!({"a": null, "b": "Query"}),
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["path"],
+        serde_json::json!(["a"]),
+        "{body}"
+    );
+    assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+    gw.server.stop().await;
+}
