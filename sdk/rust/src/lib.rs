@@ -18,8 +18,8 @@ pub use shopmesh_openapi::runtime::{ClientError, Problem, RequestHook};
 /// Every request and response type of the gateway's contract.
 pub mod models {
     pub use shopmesh_openapi::gateway::{
-        CreateOrderRequest, CreateUserRequest, Credentials, Notification, NotificationList,
-        NotificationStatus, Order, OrderPage, OrderStatus, RefreshRequest, TokenResponse, User,
-        UserName,
+        CreateOrderRequest, CreateUserRequest, Credentials, Money, Notification, NotificationList,
+        NotificationStatus, Order, OrderPage, OrderStatus, Product, ProductPage, RefreshRequest,
+        Stock, TokenResponse, User, UserName,
     };
 }
