@@ -137,6 +137,7 @@ async fn graphql_inspector_introspects_the_live_schema_and_finds_the_contract() 
     let expected = [
         "Directive cost was removed from field Order.notifications",
         "Directive listSize was removed from field Query.ordersByUser",
+        "Directive listSize was removed from field Query.products",
         "Directive auth was removed from field Query.order",
         "Directive auth was removed from field Query.ordersByUser",
         "Directive auth was removed from field Query.user",
