@@ -136,11 +136,23 @@ fn restart_mariadb(admin_url: &str) -> Result<Duration, String> {
     Ok(started.elapsed())
 }
 
-fn spawn(stack: &Stack) -> std::process::Child {
+/// The catalog process, SIGKILLed when dropped, so a failing test leaves none behind.
+struct Catalog(std::process::Child);
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(stack: &Stack) -> Catalog {
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_shopmesh-catalog"));
-    stack
-        .spawn_one(bin.parent().unwrap(), Service::Catalog, Output::Null)
-        .unwrap()
+    Catalog(
+        stack
+            .spawn_one(bin.parent().unwrap(), Service::Catalog, Output::Null)
+            .unwrap(),
+    )
 }
 
 async fn ready(stack: &Stack) {
@@ -211,8 +223,7 @@ async fn the_catalog_never_oversells_through_kills_a_cut_link_and_a_database_res
     for (at, what) in [(3, "kill"), (6, "cut"), (10, "restart"), (15, "kill")] {
         tokio::time::sleep_until(started + Duration::from_secs(at)).await;
         if what == "kill" {
-            child.kill().unwrap();
-            child.wait().unwrap();
+            drop(child);
             kills += 1;
             child = spawn(&stack);
         } else if what == "cut" {
@@ -259,8 +270,7 @@ async fn the_catalog_never_oversells_through_kills_a_cut_link_and_a_database_res
         "no reservation was committed: {}",
         checker::report(&history)
     );
-    child.kill().unwrap();
-    let _ = child.wait();
+    drop(child);
     jwks.stop().await;
     remove_names(&stack.names, 0).await;
 }
