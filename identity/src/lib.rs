@@ -18,6 +18,9 @@ use serde::{Deserialize, Serialize};
 
 pub use keys::{KeyError, KeyRing, SigningKey};
 pub use tokens::{AccessClaims, IssuedToken, TokenIssuer, TokenPolicy};
+/// The `sub` prefix of a service's token: `service:orders`.
+pub const SERVICE_SUBJECT_PREFIX: &str = "service:";
+
 pub use verify::{JwksSource, MAX_LIFETIME_SECS, RoleMapping, TokenVerifier, TrustedIssuer};
 
 /// What a caller may do beyond their own data.
@@ -26,22 +29,33 @@ pub use verify::{JwksSource, MAX_LIFETIME_SECS, RoleMapping, TokenVerifier, Trus
 pub enum Role {
     /// A shopper: their own user, orders and notifications.
     User,
-    /// An operator: everything.
+    /// An operator: everything people may do.
     Admin,
+    /// Another platform service acting for itself (the orders service reserving stock), with
+    /// a token from the users service's client-credentials grant. It is no person: it passes
+    /// only checks that name it, and none that name a person's role.
+    Service,
 }
 
 impl Role {
-    /// The claim value (`user`, `admin`).
+    /// The claim value (`user`, `admin`, `service`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::User => "user",
             Self::Admin => "admin",
+            Self::Service => "service",
         }
     }
 
-    /// Whether a caller with this role passes a check that requires `required`.
+    /// Whether a caller with this role passes a check that requires `required`: an admin
+    /// may do what a user may; a service only what is declared for services.
     pub fn satisfies(self, required: Role) -> bool {
-        self >= required
+        matches!(
+            (self, required),
+            (Self::User | Self::Admin, Self::User)
+                | (Self::Admin, Self::Admin)
+                | (Self::Service, Self::Service)
+        )
     }
 }
 
@@ -57,7 +71,10 @@ impl std::str::FromStr for Role {
         match s {
             "user" => Ok(Self::User),
             "admin" => Ok(Self::Admin),
-            other => Err(format!("unknown role `{other}` (expected user or admin)")),
+            "service" => Ok(Self::Service),
+            other => Err(format!(
+                "unknown role `{other}` (expected user, admin or service)"
+            )),
         }
     }
 }
@@ -93,7 +110,8 @@ impl fmt::Debug for AccessToken {
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
-    /// The user the token was issued to (`sub`).
+    /// The user the token was issued to (`sub`); 0, which is no user, for a service, whose
+    /// `sub` is `service:<client id>`.
     pub user_id: i64,
     /// Their role.
     pub role: Role,

@@ -11,7 +11,7 @@ use crate::{KeyRing, Role};
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
-    /// The user id, as a string (JWT subjects are strings).
+    /// The user id, as a string (JWT subjects are strings), or `service:<client id>`.
     pub sub: String,
     /// The user's role; tokens from an external issuer without one are `user`.
     #[serde(default = "default_role")]
@@ -86,10 +86,14 @@ impl TokenIssuer {
 
     /// A token for `user_id` with `role`, valid from now for the policy's lifetime.
     pub fn issue(&self, user_id: i64, role: Role) -> IssuedToken {
+        self.issue_subject(user_id.to_string(), role)
+    }
+
+    fn issue_subject(&self, sub: String, role: Role) -> IssuedToken {
         let now = now_secs();
         let ttl = self.policy.access_ttl.as_secs();
         let claims = AccessClaims {
-            sub: user_id.to_string(),
+            sub,
             role,
             iss: self.policy.issuer.clone(),
             aud: self.policy.audience.clone(),
@@ -100,6 +104,15 @@ impl TokenIssuer {
             token: self.sign(&claims),
             expires_in: ttl,
         }
+    }
+
+    /// A token for the platform service `client` (the client-credentials grant): `sub` is
+    /// `service:<client>` and the role `service`.
+    pub fn issue_service(&self, client: &str) -> IssuedToken {
+        self.issue_subject(
+            format!("{}{client}", crate::SERVICE_SUBJECT_PREFIX),
+            Role::Service,
+        )
     }
 
     /// Signs arbitrary claims (tests use it for expired or foreign tokens).

@@ -9,7 +9,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 
-use crate::{AccessToken, AuthError, KeyRing, Principal};
+use crate::{AccessToken, AuthError, KeyRing, Principal, Role};
 
 /// Algorithms a token may be signed with: the platform signs EdDSA; ES256 is accepted from an
 /// external issuer whose JWKS publishes P-256 keys. Never `none`, never HMAC.
@@ -345,10 +345,22 @@ impl TokenVerifier {
         if claims.exp.saturating_sub(issued) > MAX_LIFETIME_SECS {
             return Err(AuthError::Lifetime);
         }
-        let user_id = claims.sub.parse().map_err(|_| AuthError::Malformed)?;
+        let role = issuer.roles.role_of(&claims)?;
+        // A service's subject is its client id, a person's their numeric id; neither may
+        // pass for the other.
+        let user_id = match (role, claims.sub.strip_prefix(crate::SERVICE_SUBJECT_PREFIX)) {
+            (Role::Service, Some(client)) if !client.is_empty() => 0,
+            (Role::Service, _) | (_, Some(_)) => return Err(AuthError::Malformed),
+            (_, None) => claims
+                .sub
+                .parse()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or(AuthError::Malformed)?,
+        };
         let principal = Principal {
             user_id,
-            role: issuer.roles.role_of(&claims)?,
+            role,
             token: AccessToken::new(token),
         };
         Ok((principal, claims.exp))
@@ -387,7 +399,7 @@ mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     use super::*;
-    use crate::{AccessClaims, Role, SigningKey, TokenIssuer, TokenPolicy};
+    use crate::{AccessClaims, SigningKey, TokenIssuer, TokenPolicy};
 
     fn issuer() -> TokenIssuer {
         TokenIssuer::new(
@@ -425,6 +437,50 @@ mod tests {
         assert_eq!((p.user_id, p.role), (7, Role::Admin));
         assert_eq!(p.token.expose(), token.token);
         assert_eq!(token.expires_in, 900);
+    }
+
+    #[tokio::test]
+    async fn a_service_token_is_a_service_and_passes_only_service_checks() {
+        let issuer = issuer();
+        let token = issuer.issue_service("orders");
+        let p = verifier(&issuer).verify(&token.token).await.unwrap();
+        assert_eq!((p.user_id, p.role), (0, Role::Service));
+        assert!(p.check_role(Role::Service).is_ok());
+        assert!(p.check_role(Role::User).is_err());
+        assert!(p.check_role(Role::Admin).is_err());
+        assert!(!p.sees(1), "a service sees no user's data");
+        let admin = verifier(&issuer)
+            .verify(&issuer.issue(7, Role::Admin).token)
+            .await
+            .unwrap();
+        assert!(admin.check_role(Role::Service).is_err());
+        assert!(admin.check_role(Role::User).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_subject_that_does_not_fit_its_role_is_malformed() {
+        let issuer = issuer();
+        let v = verifier(&issuer);
+        let signed = |sub: &str, role: Role| {
+            let mut c = claims(&issuer);
+            c.sub = sub.into();
+            c.role = role;
+            issuer.sign(&c)
+        };
+        for (sub, role) in [
+            ("7", Role::Service),
+            ("service:", Role::Service),
+            ("service:orders", Role::Admin),
+            ("service:orders", Role::User),
+            ("0", Role::User),
+            ("-3", Role::Admin),
+        ] {
+            assert_eq!(
+                v.verify(&signed(sub, role)).await.unwrap_err(),
+                AuthError::Malformed,
+                "{sub} as {role}"
+            );
+        }
     }
 
     #[tokio::test]
