@@ -251,6 +251,23 @@ pub mod openapi {
                     format!("{at}/security"),
                     "a public operation now requires credentials".into(),
                 );
+            } else if !public(old_op) && !public(new_op) {
+                // The roles whose tokens pass (`Role::satisfies`): a person's role admits
+                // admins too; a service's admits only services.
+                let admitted = |op: &Value| match op.get("x-required-role").and_then(Value::as_str)
+                {
+                    None | Some("user") => &["user", "admin"][..],
+                    Some("admin") => &["admin"][..],
+                    Some("service") => &["service"][..],
+                    Some(_) => &[][..],
+                };
+                let (before, after) = (admitted(old_op), admitted(new_op));
+                if let Some(lost) = before.iter().find(|r| !after.contains(r)) {
+                    self.breaking(
+                        format!("{at}/x-required-role"),
+                        format!("callers with the {lost} role may no longer call it"),
+                    );
+                }
             }
             self.parameters(at, old_op, new_op);
             self.request_body(at, old_op, new_op);

@@ -58,12 +58,35 @@ pub struct BearerScheme {
 pub enum Access {
     /// `security: []`: anyone.
     Public,
-    /// The bearer scheme: a verified caller with at least this role (`x-required-role`,
-    /// `user` unless set).
+    /// The bearer scheme: a verified caller whose role satisfies this one (`x-required-role`:
+    /// `user` unless set, `admin`, or `service` for the platform's own services).
     Bearer {
-        /// `true` for `x-required-role: admin`.
-        admin: bool,
+        /// The role the caller's token must satisfy.
+        role: RequiredRole,
     },
+}
+
+/// The `shopmesh_identity::Role` an operation requires, as its contract names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequiredRole {
+    /// A person: a shopper, or an admin.
+    User,
+    /// An admin.
+    Admin,
+    /// A platform service (client credentials).
+    Service,
+}
+
+impl std::str::FromStr for RequiredRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "user" => Ok(Self::User),
+            "admin" => Ok(Self::Admin),
+            "service" => Ok(Self::Service),
+            other => Err(format!("`{other}` is no role (user, admin or service)")),
+        }
+    }
 }
 
 /// A named component schema.
@@ -627,22 +650,23 @@ impl Ctx<'_> {
         if !responses.iter().any(|r| r.status == 401) {
             return Err(self.err(at, "a secured operation must document 401"));
         }
-        let admin = match role.map(|v| v.as_str()) {
-            None | Some(Some("user")) => false,
-            Some(Some("admin")) => {
-                if !responses.iter().any(|r| r.status == 403) {
-                    return Err(self.err(at, "an admin-only operation must document 403"));
-                }
-                true
-            }
+        if !responses.iter().any(|r| r.status == 403) {
+            // Every secured operation refuses a verified caller of the wrong role.
+            return Err(self.err(at, "a secured operation must document 403"));
+        }
+        let role = match role.map(|v| v.as_str()) {
+            None => RequiredRole::User,
+            Some(Some(name)) => name
+                .parse()
+                .map_err(|e: String| self.err(at, format!("x-required-role: {e}")))?,
             Some(other) => {
                 return Err(self.err(
                     at,
-                    format!("x-required-role must be `user` or `admin`, not {other:?}"),
+                    format!("x-required-role must be `user`, `admin` or `service`, not {other:?}"),
                 ));
             }
         };
-        Ok(Access::Bearer { admin })
+        Ok(Access::Bearer { role })
     }
 
     fn operation(
@@ -1367,17 +1391,16 @@ fn gen_server(api: &Api) -> TokenStream {
         let mut adapter_args = Vec::new();
         let mut call_args = Vec::new();
         let mut checks = Vec::new();
-        if let Access::Bearer { admin } = op.access {
+        if let Access::Bearer { role } = op.access {
             trait_args.push(quote!(principal: shopmesh_identity::Principal));
             adapter_args.push(quote!(auth: BearerAuth));
             call_args.push(quote!(auth.0));
-            if admin {
-                checks.push(quote! {
-                    if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
-                        return Problem::new(403, forbidden.0).into();
-                    }
-                });
-            }
+            let role = format_ident!("{role:?}");
+            checks.push(quote! {
+                if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::#role) {
+                    return Problem::new(403, forbidden.0).into();
+                }
+            });
         }
         for p in &op.params {
             let (name, ty) = param_rust(p);

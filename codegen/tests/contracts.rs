@@ -203,6 +203,12 @@ impl shopmesh_openapi::users::UsersApi for Unavailable {
     ) -> Result<shopmesh_openapi::users::TokenResponse, Problem> {
         unavailable()
     }
+    async fn issue_service_token(
+        &self,
+        _: shopmesh_openapi::users::ClientCredentials,
+    ) -> Result<shopmesh_openapi::users::ServiceTokenResponse, Problem> {
+        unavailable()
+    }
     async fn refresh_token(
         &self,
         _: shopmesh_openapi::users::RefreshRequest,

@@ -172,7 +172,12 @@ fn every_operation_declares_who_may_call_it() {
     assert_eq!(
         access,
         [
-            ("getPet", openapi::Access::Bearer { admin: false }),
+            (
+                "getPet",
+                openapi::Access::Bearer {
+                    role: openapi::RequiredRole::User
+                }
+            ),
             ("addPet", openapi::Access::Public)
         ]
     );
@@ -180,6 +185,10 @@ fn every_operation_declares_who_may_call_it() {
     assert!(
         code.contains("principal: shopmesh_identity::Principal"),
         "the secured method receives the verified caller"
+    );
+    assert!(
+        code.contains("check_role(shopmesh_identity::Role::User)"),
+        "a user operation refuses a service's token"
     );
     assert!(
         code.contains("token: &shopmesh_identity::AccessToken"),
@@ -201,6 +210,33 @@ fn every_operation_declares_who_may_call_it() {
     );
     let (_, _, problem) = schema_error(openapi::parse(&rel, &no_401).unwrap_err());
     assert!(problem.contains("must document 401"), "{problem}");
+
+    let no_403 = text.replacen("        '403':\n", "        '409':\n", 1);
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &no_403).unwrap_err());
+    assert!(problem.contains("must document 403"), "{problem}");
+
+    let service = text.replace(
+        "        - bearerAuth: []\n",
+        "        - bearerAuth: []\n      x-required-role: service\n",
+    );
+    let api = openapi::parse(&rel, &service).unwrap();
+    assert_eq!(
+        api.operations[0].access,
+        openapi::Access::Bearer {
+            role: openapi::RequiredRole::Service
+        }
+    );
+    assert!(
+        openapi::generate_module(&api)
+            .unwrap()
+            .contains("check_role(shopmesh_identity::Role::Service)")
+    );
+    let nobody = text.replace(
+        "        - bearerAuth: []\n",
+        "        - bearerAuth: []\n      x-required-role: root\n",
+    );
+    let (_, _, problem) = schema_error(openapi::parse(&rel, &nobody).unwrap_err());
+    assert!(problem.contains("`root` is no role"), "{problem}");
 
     let unknown = text.replace("        - bearerAuth: []", "        - apiKey: []");
     let (_, _, problem) = schema_error(openapi::parse(&rel, &unknown).unwrap_err());

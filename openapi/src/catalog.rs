@@ -234,7 +234,7 @@ pub enum CatalogTag {
     /// What the shop sells, at what price, with how much stock.
     #[oai(rename = "products")]
     Products,
-    /// Stock held for an order until it is committed (sold), released or expires.
+    /// Stock held for an order until it is committed (sold), released or expires. Reserving, committing and releasing are for the platform's services (the orders service) only, with a token from the users service's client-credentials grant (`POST /auth/service-token`); admins may read a reservation.
     #[oai(rename = "reservations")]
     Reservations,
 }
@@ -328,7 +328,7 @@ pub enum CreateProductResponse {
     /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
     #[oai(status = 401u16, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The token is valid but its holder may not do this (an admin operation).
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
@@ -413,7 +413,7 @@ pub enum ImportProductsResponse {
     /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
     #[oai(status = 401u16, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The token is valid but its holder may not do this (an admin operation).
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
@@ -565,7 +565,7 @@ pub enum UpdateProductResponse {
     /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
     #[oai(status = 401u16, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The token is valid but its holder may not do this (an admin operation).
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// No such resource.
@@ -739,7 +739,7 @@ pub enum AdjustStockResponse {
     /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
     #[oai(status = 401u16, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The token is valid but its holder may not do this (an admin operation).
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// No such resource.
@@ -838,7 +838,7 @@ pub enum GetReservationResponse {
     /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
     #[oai(status = 401u16, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The token is valid but its holder may not do this (an admin operation).
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// No such resource.
@@ -922,7 +922,7 @@ pub enum ReserveStockResponse {
     /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
     #[oai(status = 401u16, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The token is valid but its holder may not do this (an admin operation).
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// No such resource.
@@ -1024,7 +1024,7 @@ pub enum CommitReservationResponse {
     /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
     #[oai(status = 401u16, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The token is valid but its holder may not do this (an admin operation).
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// No such resource.
@@ -1116,7 +1116,7 @@ pub enum ReleaseReservationResponse {
     /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
     #[oai(status = 401u16, content_type = "application/problem+json")]
     Unauthorized(Json<Problem>),
-    /// The token is valid but its holder may not do this (an admin operation).
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
     /// No such resource.
@@ -1595,7 +1595,7 @@ impl CatalogEndpoints {
         order_id: poem_openapi::param::Path<i64>,
         body: crate::runtime::ContractJson<ReservationRequest>,
     ) -> ReserveStockResponse {
-        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Service) {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.reserve_stock(auth.0, order_id.0, body.0).await.into()
@@ -1616,7 +1616,7 @@ impl CatalogEndpoints {
         #[oai(name = "orderId", validator(minimum(value = "1")))]
         order_id: poem_openapi::param::Path<i64>,
     ) -> CommitReservationResponse {
-        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Service) {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.commit_reservation(auth.0, order_id.0).await.into()
@@ -1637,7 +1637,7 @@ impl CatalogEndpoints {
         #[oai(name = "orderId", validator(minimum(value = "1")))]
         order_id: poem_openapi::param::Path<i64>,
     ) -> ReleaseReservationResponse {
-        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Service) {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.release_reservation(auth.0, order_id.0).await.into()

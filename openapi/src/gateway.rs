@@ -2179,6 +2179,9 @@ impl GatewayEndpoints {
         auth: BearerAuth,
         body: crate::runtime::ContractJson<CreateOrderRequest>,
     ) -> CreateOrderResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.create_order(auth.0, body.0).await.into()
     }
     /// One order (served from the gateway cache when possible).
@@ -2197,6 +2200,9 @@ impl GatewayEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.get_order(auth.0, id.0).await.into()
     }
     /// Notifications sent about an order, newest first.
@@ -2215,6 +2221,9 @@ impl GatewayEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderNotificationsResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.get_order_notifications(auth.0, id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
@@ -2243,6 +2252,9 @@ impl GatewayEndpoints {
         #[oai(name = "cursor", validator(max_length = 200usize))]
         cursor: poem_openapi::param::Query<Option<String>>,
     ) -> ListUserOrdersResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.list_user_orders(auth.0, user_id.0, limit.0, cursor.0).await.into()
     }
     /// Register a user.
@@ -2276,6 +2288,9 @@ impl GatewayEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.get_user(auth.0, id.0).await.into()
     }
     /// A user's name (the seed's userName lookup).
@@ -2294,6 +2309,9 @@ impl GatewayEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserNameResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.get_user_name(auth.0, id.0).await.into()
     }
     /// Log in with an email and a password.

@@ -493,6 +493,9 @@ impl OrdersEndpoints {
         auth: BearerAuth,
         body: crate::runtime::ContractJson<CreateOrderRequest>,
     ) -> CreateOrderResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.create_order(auth.0, body.0).await.into()
     }
     /// Fetch one order.
@@ -511,6 +514,9 @@ impl OrdersEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetOrderResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.get_order(auth.0, id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
@@ -539,6 +545,9 @@ impl OrdersEndpoints {
         #[oai(name = "cursor", validator(max_length = 200usize))]
         cursor: poem_openapi::param::Query<Option<String>>,
     ) -> ListUserOrdersResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.list_user_orders(auth.0, user_id.0, limit.0, cursor.0).await.into()
     }
 }

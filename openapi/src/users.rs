@@ -17,6 +17,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/users", &["POST"]),
     ("/users/{id}", &["GET", "PUT"]),
     ("/auth/token", &["POST"]),
+    ("/auth/service-token", &["POST"]),
     ("/auth/refresh", &["POST"]),
     ("/auth/logout", &["POST"]),
     ("/.well-known/jwks.json", &["GET"]),
@@ -44,6 +45,32 @@ pub struct Credentials {
     pub email: String,
     #[oai(rename = "password", validator(max_length = 128usize))]
     pub password: String,
+}
+/// A platform service's client id and secret.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "ClientCredentials")]
+pub struct ClientCredentials {
+    #[oai(rename = "clientId", validator(min_length = 1usize, max_length = 64usize))]
+    pub client_id: String,
+    #[oai(
+        rename = "clientSecret",
+        validator(min_length = 1usize, max_length = 256usize)
+    )]
+    pub client_secret: String,
+}
+/// An access token for a platform service.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "ServiceTokenResponse")]
+pub struct ServiceTokenResponse {
+    /// Send as `Authorization: Bearer <accessToken>`.
+    #[oai(rename = "accessToken")]
+    pub access_token: String,
+    /// Always `Bearer`.
+    #[oai(rename = "tokenType")]
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    #[oai(rename = "expiresIn")]
+    pub expires_in: i32,
 }
 /// A refresh token from an earlier log-in or refresh.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -516,6 +543,79 @@ impl From<Result<TokenResponse, Problem>> for IssueTokenResponse {
         }
     }
 }
+/// Every response of `issueServiceToken` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "issue_service_token_bad_request")
+)]
+pub enum IssueServiceTokenResponse {
+    /// A service token.
+    #[oai(status = 200u16)]
+    Ok(Json<ServiceTokenResponse>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// The client id and secret do not match a configured service client.
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The body is larger than the service accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn issue_service_token_bad_request(err: poem::Error) -> IssueServiceTokenResponse {
+    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl IssueServiceTokenResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 413u16, 415u16, 500u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::InternalServerError(_) => 500u16,
+        }
+    }
+}
+impl From<ServiceTokenResponse> for IssueServiceTokenResponse {
+    fn from(value: ServiceTokenResponse) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for IssueServiceTokenResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<ServiceTokenResponse, Problem>> for IssueServiceTokenResponse {
+    fn from(result: Result<ServiceTokenResponse, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
 /// Every response of `refreshToken` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
 #[cfg_attr(feature = "server", oai(bad_request_handler = "refresh_token_bad_request"))]
@@ -743,6 +843,13 @@ pub trait UsersApi: Send + Sync + 'static {
     ///
     /// Answers an access token and a refresh token. A wrong email and a wrong password get the same answer in the same time. Repeated failures for one account or from one address are refused with 429 for a growing delay.
     async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem>;
+    /// A platform service's access token (OAuth 2.0 client credentials).
+    ///
+    /// For the platform's own services calling each other (the orders service reserving stock): a client id and secret from `SERVICE_CLIENTS` get an access token with the `service` role and the subject `service:<clientId>`, which passes only checks declared for services (`x-required-role: service`), never a person's. There is no refresh token: a service asks again before the token expires.
+    async fn issue_service_token(
+        &self,
+        body: ClientCredentials,
+    ) -> Result<ServiceTokenResponse, Problem>;
     /// Trade a refresh token for new tokens.
     ///
     /// The refresh token is used up; the answer carries its successor. Presenting a used refresh token again revokes every token descended from the same log-in.
@@ -825,6 +932,12 @@ impl UsersApi for Unimplemented {
     async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
+    async fn issue_service_token(
+        &self,
+        body: ClientCredentials,
+    ) -> Result<ServiceTokenResponse, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
     async fn refresh_token(
         &self,
         body: RefreshRequest,
@@ -875,6 +988,9 @@ impl UsersEndpoints {
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
     ) -> GetUserResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.get_user(auth.0, id.0).await.into()
     }
     /// Replace a user's name and email.
@@ -894,6 +1010,9 @@ impl UsersEndpoints {
         id: poem_openapi::param::Path<i64>,
         body: crate::runtime::ContractJson<UserInput>,
     ) -> UpdateUserResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
         self.api.update_user(auth.0, id.0, body.0).await.into()
     }
     /// Log in with an email and a password.
@@ -910,6 +1029,21 @@ impl UsersEndpoints {
         body: crate::runtime::ContractJson<Credentials>,
     ) -> IssueTokenResponse {
         self.api.issue_token(body.0).await.into()
+    }
+    /// A platform service's access token (OAuth 2.0 client credentials).
+    ///
+    /// For the platform's own services calling each other (the orders service reserving stock): a client id and secret from `SERVICE_CLIENTS` get an access token with the `service` role and the subject `service:<clientId>`, which passes only checks declared for services (`x-required-role: service`), never a person's. There is no refresh token: a service asks again before the token expires.
+    #[oai(
+        path = "/auth/service-token",
+        method = "post",
+        operation_id = "issueServiceToken",
+        tag = UsersTag::Auth
+    )]
+    async fn issue_service_token(
+        &self,
+        body: crate::runtime::ContractJson<ClientCredentials>,
+    ) -> IssueServiceTokenResponse {
+        self.api.issue_service_token(body.0).await.into()
     }
     /// Trade a refresh token for new tokens.
     ///
@@ -1137,6 +1271,41 @@ impl UsersClient {
                     response?,
                     200u16,
                     IssueTokenResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// A platform service's access token (OAuth 2.0 client credentials).
+    pub async fn issue_service_token(
+        &self,
+        body: &ClientCredentials,
+    ) -> Result<ServiceTokenResponse, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /auth/service-token", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/auth/service-token", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "issueServiceToken",
+        );
+        let url = format!("{}/auth/service-token", self.base_url);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    IssueServiceTokenResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

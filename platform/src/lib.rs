@@ -740,13 +740,42 @@ impl Stack {
     /// such as the contract fuzzing, which call the services as a logged-in client).
     pub fn log_in(&self, email: &str, password: &str) -> Result<String> {
         let body = format!(r#"{{"email":"{email}","password":"{password}"}}"#);
+        self.access_token("/auth/token", &body)
+            .with_context(|| format!("logging in as {email}"))
+    }
+
+    /// The secret the platform service `client` has in the users service's `SERVICE_CLIENTS`.
+    pub fn service_client_secret(&self, client: &str) -> Result<String> {
+        let env = self.env_for(Service::Users)?;
+        let prefix = format!("{client}=");
+        env.get("SERVICE_CLIENTS")
+            .and_then(|clients| {
+                clients
+                    .split(',')
+                    .find_map(|pair| pair.trim().strip_prefix(&prefix))
+            })
+            .map(str::to_owned)
+            .with_context(|| format!("SERVICE_CLIENTS names no {client}"))
+    }
+
+    /// A service token for the platform service `client`, from the users service's
+    /// client-credentials grant with the secret the stack configured.
+    pub fn service_token(&self, client: &str) -> Result<String> {
+        let secret = self.service_client_secret(client)?;
+        let body = format!(r#"{{"clientId":"{client}","clientSecret":"{secret}"}}"#);
+        self.access_token("/auth/service-token", &body)
+            .with_context(|| format!("the service token of {client}"))
+    }
+
+    /// POSTs `body` to the users service at `path` and reads the `accessToken` answered.
+    fn access_token(&self, path: &str, body: &str) -> Result<String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.ports.users));
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
             .context("connecting to the users service")?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         write!(
             s,
-            "POST /auth/token HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )?;
         let mut answer = String::new();
@@ -757,7 +786,7 @@ impl Stack {
             .map(|(token, _)| token.to_owned());
         token.with_context(|| {
             format!(
-                "logging in as {email} failed: {}",
+                "no access token: {}",
                 answer.lines().next().unwrap_or("no answer")
             )
         })

@@ -188,6 +188,10 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .env("BENCH_USERS_URL", stack.url(Service::Users))
                 .env("BENCH_ORDERS_URL", stack.url(Service::Orders))
                 .env("BENCH_CATALOG_URL", stack.url(Service::Catalog))
+                .env(
+                    "BENCH_ORDERS_CLIENT_SECRET",
+                    stack.service_client_secret("orders")?,
+                )
                 .env("BENCH_GRPC_URL", stack.grpc_url())
                 .env("BENCH_REDIS_PROXY", &redis_proxy)
                 .env("BENCH_WRK", &wrk)

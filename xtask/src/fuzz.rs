@@ -30,30 +30,73 @@ pub fn run(
         .set("CACHE_PREFIX", format!("fuzz{}:", std::process::id()));
     let _services = start(&stack, bin_dir)?;
     // Fuzzed as the demo admin, so secured operations run their handlers, not only the 401.
-    let token = stack.log_in("admin@example.com", "shopmesh-demo")?;
-    let authorization = format!("Authorization: Bearer {token}");
+    let admin = format!(
+        "Authorization: Bearer {}",
+        stack.log_in("admin@example.com", "shopmesh-demo")?
+    );
+    // Reservations are for the orders service: fuzzed with its service token.
+    let orders = format!("Authorization: Bearer {}", stack.service_token("orders")?);
+    let catalog = stack.url(Service::Catalog);
     let specs = [
-        ("users", "/openapi.json", stack.url(Service::Users)),
-        ("orders", "/openapi.json", stack.url(Service::Orders)),
-        ("catalog", "/openapi.json", stack.url(Service::Catalog)),
-        ("gateway", "/api/openapi.json", stack.url(Service::Gateway)),
+        (
+            "users",
+            "/openapi.json",
+            stack.url(Service::Users),
+            &admin,
+            None,
+        ),
+        (
+            "orders",
+            "/openapi.json",
+            stack.url(Service::Orders),
+            &admin,
+            None,
+        ),
+        (
+            "catalog",
+            "/openapi.json",
+            catalog.clone(),
+            &admin,
+            Some("--exclude-tag=reservations"),
+        ),
+        (
+            "catalog",
+            "/openapi.json",
+            catalog,
+            &orders,
+            Some("--include-tag=reservations"),
+        ),
+        (
+            "gateway",
+            "/api/openapi.json",
+            stack.url(Service::Gateway),
+            &admin,
+            None,
+        ),
     ];
-    for (name, spec_path, base) in specs {
+    for (name, spec_path, base, authorization, filter) in specs {
         let spec = format!("{base}{spec_path}");
-        println!("fuzz: schemathesis against {name} ({spec})");
-        crate::run(Command::new(&st).args([
-            "run",
-            &spec,
-            "--url",
-            &base,
-            "--checks",
-            CHECKS,
-            "--max-examples",
-            "30",
-            "--generation-deterministic",
-            "--header",
-            &authorization,
-        ]))?;
+        println!(
+            "fuzz: schemathesis against {name} ({spec}{})",
+            filter.map(|f| format!(", {f}")).unwrap_or_default()
+        );
+        crate::run(
+            Command::new(&st)
+                .args([
+                    "run",
+                    &spec,
+                    "--url",
+                    &base,
+                    "--checks",
+                    CHECKS,
+                    "--max-examples",
+                    "30",
+                    "--generation-deterministic",
+                    "--header",
+                    authorization,
+                ])
+                .args(filter),
+        )?;
     }
     Ok(())
 }

@@ -148,8 +148,8 @@ pub const DEV_RATE_LIMIT: &str = "600";
 pub const DEV_KEY_DIR: &str = "target/dev-keys";
 
 /// The development identity, unless the environment sets its own: the users service signs
-/// with a key it generates into [`DEV_KEY_DIR`], and the demo accounts (password
-/// `shopmesh-demo`) are seeded.
+/// with a key it generates into [`DEV_KEY_DIR`], the demo accounts (password
+/// `shopmesh-demo`) are seeded, and the orders service has a client secret.
 pub fn development_identity(root: &Path, env: &mut BTreeMap<String, String>) {
     let has_key = [
         "AUTH_SIGNING_KEY",
@@ -167,7 +167,17 @@ pub fn development_identity(root: &Path, env: &mut BTreeMap<String, String>) {
     if get(env, "DEMO_SEED", "").is_empty() {
         env.insert("DEMO_SEED".into(), "true".into());
     }
+    if get(env, "SERVICE_CLIENTS", "").is_empty() {
+        env.insert(
+            "SERVICE_CLIENTS".into(),
+            format!("orders={DEV_SERVICE_CLIENT_SECRET}"),
+        );
+    }
 }
+
+/// The orders service's client secret in development (`SERVICE_CLIENTS`), as in
+/// docker-compose; production sets its own from a secret.
+pub const DEV_SERVICE_CLIENT_SECRET: &str = "development-only-orders-client-secret";
 
 /// Where `up` keeps the MongoDB stand-in's data between runs.
 pub const STANDIN_DATA: &str = "target/mongo-standin";

@@ -18,6 +18,10 @@ pub struct CatalogTargets {
     pub catalog: String,
     /// Its database (for the raw-UPDATE limit, in a scratch table).
     pub catalog_db: String,
+    /// The users service, which issues the orders service's token.
+    pub users: String,
+    /// The orders service's client secret: reservations are made with its service token.
+    pub orders_client_secret: String,
 }
 
 /// Products the spread reservations and the raw spread updates go over.
@@ -97,9 +101,21 @@ pub async fn measure(
     let raw_hot = raw.updates(connections, duration, false).await;
     let raw_spread = raw.updates(connections, duration, true).await;
     raw.drop().await?;
+    let service: Value = http
+        .post(format!("{}/auth/service-token", c.users))
+        .json(&json!({"clientId": "orders", "clientSecret": c.orders_client_secret}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let service = format!(
+        "Bearer {}",
+        service["accessToken"].as_str().unwrap_or_default()
+    );
     let orders = Arc::new(AtomicI64::new(1));
-    let reserve_hot = reservations(c, &bearer, &orders, vec![hot], connections, duration).await;
-    let reserve_spread = reservations(c, &bearer, &orders, ids, connections, duration).await;
+    let reserve_hot = reservations(c, &service, &orders, vec![hot], connections, duration).await;
+    let reserve_spread = reservations(c, &service, &orders, ids, connections, duration).await;
 
     let ratio = |m: &Measured, limit: f64| m.rps / limit.max(1.0);
     Ok(json!({

@@ -584,6 +584,8 @@ async fn main() -> anyhow::Result<()> {
         catalog: catalog::CatalogTargets {
             catalog: get("BENCH_CATALOG_URL")?,
             catalog_db: get("BENCH_CATALOG_DB")?,
+            users: get("BENCH_USERS_URL")?,
+            orders_client_secret: get("BENCH_ORDERS_CLIENT_SECRET")?,
         },
         wrk: wrk::Wrk::new(
             get("BENCH_WRK")?,

@@ -21,12 +21,15 @@ use shopmesh_openapi::catalog::{
 use shopmesh_openapi::runtime::ClientError;
 use shopmesh_testkit::stack::Output;
 use shopmesh_testkit::{
-    Service, Stack, TcpProxy, remove_names, reroute, serve_jwks, test_stack, token, unique,
+    Service, Stack, TcpProxy, remove_names, reroute, serve_jwks, service_token, test_stack, token,
+    unique,
 };
 
+/// The catalog over HTTP: stock adjusted as an admin, reservations as the orders service.
 struct OverHttp {
     client: CatalogClient,
     admin: AccessToken,
+    orders: AccessToken,
 }
 
 fn outcome<T>(result: Result<T, ClientError>) -> Outcome {
@@ -49,15 +52,15 @@ impl Reservations for OverHttp {
             .collect();
         outcome(
             self.client
-                .reserve_stock(&self.admin, order, &ReservationRequest { lines })
+                .reserve_stock(&self.orders, order, &ReservationRequest { lines })
                 .await,
         )
     }
     async fn commit(&self, order: i64) -> Outcome {
-        outcome(self.client.commit_reservation(&self.admin, order).await)
+        outcome(self.client.commit_reservation(&self.orders, order).await)
     }
     async fn release(&self, order: i64) -> Outcome {
-        outcome(self.client.release_reservation(&self.admin, order).await)
+        outcome(self.client.release_reservation(&self.orders, order).await)
     }
     async fn adjust(&self, product: i64, delta: i32) -> Outcome {
         let adjustment = StockAdjustment {
@@ -213,6 +216,7 @@ async fn the_catalog_never_oversells_through_kills_a_cut_link_and_a_database_res
     let http = Arc::new(OverHttp {
         client: client.clone(),
         admin,
+        orders: service_token(&stack, "orders"),
     });
 
     let length = Duration::from_secs(20);

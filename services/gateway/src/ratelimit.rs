@@ -50,8 +50,10 @@ impl RateKey {
     fn tier(self) -> usize {
         match self {
             Self::Address(_) => 0,
+            // A service has no business at the gateway beyond what anyone may read.
             Self::User {
-                role: Role::User, ..
+                role: Role::User | Role::Service,
+                ..
             } => 1,
             Self::User {
                 role: Role::Admin, ..

@@ -11,8 +11,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use shopmesh_identity::{IssuedToken, Role, TokenIssuer};
 use tokio::sync::Semaphore;
 
+use crate::config::AccountsConfig;
 use crate::domain::UserFields;
 use crate::error::UsersError;
+use crate::service_clients::ServiceClients;
 use crate::store::{RefreshTokenHash, UserRecord, UserStore};
 
 /// The password of every demo account.
@@ -153,16 +155,31 @@ pub struct Accounts {
     passwords: Arc<Passwords>,
     issuer: TokenIssuer,
     refresh_ttl: Duration,
+    service_clients: ServiceClients,
 }
 
 impl Accounts {
-    /// Accounts in `store`, tokens from `issuer`.
-    pub fn new(store: UserStore, issuer: TokenIssuer, refresh_ttl: Duration) -> Self {
+    /// Accounts in `store`, tokens from `issuer`, as `config` says.
+    pub fn new(store: UserStore, issuer: TokenIssuer, config: &AccountsConfig) -> Self {
         Self {
             store,
             passwords: Arc::new(Passwords::new()),
             issuer,
-            refresh_ttl,
+            refresh_ttl: config.refresh_ttl,
+            service_clients: config.service_clients.clone(),
+        }
+    }
+
+    /// A service token for the platform service `client_id`, if `secret` is its secret.
+    pub fn issue_service_token(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<IssuedToken, UsersError> {
+        if self.service_clients.authenticate(client_id, secret) {
+            Ok(self.issuer.issue_service(client_id))
+        } else {
+            Err(UsersError::InvalidClientCredentials)
         }
     }
 

@@ -5,7 +5,8 @@ use poem_openapi::types::ParseFromJSON;
 use shopmesh_identity::Principal;
 use shopmesh_openapi::runtime::{NoContent, Problem};
 use shopmesh_openapi::users::{
-    Credentials, JwkSet, NewUser, RefreshRequest, Role, TokenResponse, User, UserInput, UsersApi,
+    ClientCredentials, Credentials, JwkSet, NewUser, RefreshRequest, Role, ServiceTokenResponse,
+    TokenResponse, User, UserInput, UsersApi,
 };
 
 use crate::accounts::{Accounts, Tokens};
@@ -75,6 +76,20 @@ impl UsersApi for UsersService {
         Ok(token_response(
             self.accounts.log_in(&body.email, body.password).await?,
         ))
+    }
+
+    async fn issue_service_token(
+        &self,
+        body: ClientCredentials,
+    ) -> Result<ServiceTokenResponse, Problem> {
+        let access = self
+            .accounts
+            .issue_service_token(&body.client_id, &body.client_secret)?;
+        Ok(ServiceTokenResponse {
+            access_token: access.token,
+            token_type: "Bearer".to_owned(),
+            expires_in: i32::try_from(access.expires_in).unwrap_or(i32::MAX),
+        })
     }
 
     async fn refresh_token(&self, body: RefreshRequest) -> Result<TokenResponse, Problem> {

@@ -9,6 +9,8 @@ use shopmesh_common::http::HttpConfig;
 use shopmesh_common::near_cache::MemoryTierConfig;
 use shopmesh_identity::{KeyRing, SigningKey, TokenPolicy};
 
+use crate::service_clients::ServiceClients;
+
 /// Where the signing key comes from.
 #[derive(Clone)]
 pub enum SigningKeySource {
@@ -122,6 +124,9 @@ pub struct AccountsConfig {
     /// Peers whose `X-Forwarded-For` names the client (`LOGIN_TRUSTED_PROXIES`, CIDRs; empty:
     /// none, set it to the gateway's address).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The platform services that may get a service token (`SERVICE_CLIENTS`,
+    /// `id=secret,…`, secrets of 32 characters or more; empty: none).
+    pub service_clients: ServiceClients,
 }
 
 impl AccountsConfig {
@@ -146,6 +151,13 @@ impl AccountsConfig {
             max_failures_per_address: env.parse_or("LOGIN_MAX_FAILURES_PER_ADDRESS", 20)?,
             lock: Duration::from_secs(env.parse_or("LOGIN_LOCK_SECS", 30)?),
             trusted_proxies,
+            service_clients: ServiceClients::parse(&env.string_or("SERVICE_CLIENTS", "")).map_err(
+                |reason| ConfigError {
+                    key: "SERVICE_CLIENTS".into(),
+                    value: "***".into(),
+                    reason,
+                },
+            )?,
         })
     }
 }

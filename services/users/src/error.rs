@@ -17,6 +17,9 @@ pub enum UsersError {
     /// The email and password do not match an account.
     #[error("the email or the password is wrong")]
     InvalidCredentials,
+    /// The client id and secret match no configured platform service.
+    #[error("unknown client or wrong secret")]
+    InvalidClientCredentials,
     /// The refresh token is unknown, expired, revoked or used.
     #[error("the refresh token is not valid; log in again")]
     InvalidRefreshToken,
@@ -38,7 +41,9 @@ impl UsersError {
             Self::NotFound(_) => 404,
             Self::Invalid(_) => 400,
             Self::DuplicateEmail(_) => 409,
-            Self::InvalidCredentials | Self::InvalidRefreshToken => 401,
+            Self::InvalidCredentials
+            | Self::InvalidClientCredentials
+            | Self::InvalidRefreshToken => 401,
             Self::Forbidden(_) => 403,
             Self::Hashing(_) => 500,
             Self::Unavailable(_) => 503,

@@ -5,6 +5,7 @@
 //! - [`api`] implements the generated `UsersApi` trait;
 //! - [`accounts`] hashes passwords, logs in and rotates refresh tokens;
 //! - [`throttle`] limits failed log-ins (per account, address and both) and sign-ups;
+//! - [`service_clients`] knows which platform services may get a service token;
 //! - [`store`] reads through the cache and writes to MySQL;
 //! - [`domain`] holds the validation rules.
 
@@ -13,6 +14,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod service_clients;
 pub mod store;
 pub mod throttle;
 
@@ -135,7 +137,7 @@ impl Service for Application {
         let keys = Arc::new(config.accounts.keys.load()?);
         let verifier = config.auth.verifier_with_keys(keys.clone());
         let issuer = TokenIssuer::new(keys, config.accounts.policy.clone());
-        let accounts = Accounts::new(store.clone(), issuer, config.accounts.refresh_ttl);
+        let accounts = Accounts::new(store.clone(), issuer, &config.accounts);
         let throttle = LoginThrottle::new(store.clone(), &config.cache_prefix, &config.accounts);
         let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {

@@ -341,6 +341,25 @@ pub fn test_stack() -> Stack {
         shopmesh_identity::SigningKey::generate().to_pem(),
     )
     .set_for(Service::Users, "DEMO_SEED", "true")
+    .set_for(
+        Service::Users,
+        "SERVICE_CLIENTS",
+        format!("orders={}", uuid::Uuid::new_v4().simple()),
+    )
+}
+
+/// The secret `client` gets its service token with from the stack's users service
+/// (its entry in `SERVICE_CLIENTS`).
+pub fn service_client_secret(stack: &Stack, client: &str) -> String {
+    stack
+        .service_client_secret(client)
+        .expect("a test stack configures its service clients")
+}
+
+/// A service token for the platform service `client`, signed with the stack's key as the
+/// users service signs one for its client credentials.
+pub fn service_token(stack: &Stack, client: &str) -> shopmesh_identity::AccessToken {
+    shopmesh_identity::AccessToken::new(token_issuer(stack).issue_service(client).token)
 }
 
 /// Signs tokens as the stack's users service does, with its key (as an operator holding the

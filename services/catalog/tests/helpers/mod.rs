@@ -8,14 +8,16 @@ use shopmesh_identity::{AccessToken, Role};
 use shopmesh_openapi::catalog::{
     CatalogClient, Money, Product, ProductInput, ReservationLine, StockAdjustment,
 };
-use shopmesh_testkit::{Service, Stack, Started, start, test_stack, token, unique};
+use shopmesh_testkit::{Service, Stack, Started, service_token, start, test_stack, token, unique};
 
-/// The running service, a client for it, an admin's and a shopper's token.
+/// The running service, a client for it, an admin's, a shopper's and the orders service's
+/// token.
 pub struct Harness {
     pub service: Started<CatalogStore>,
     pub client: CatalogClient,
     pub admin: AccessToken,
     pub shopper: AccessToken,
+    pub orders: AccessToken,
 }
 
 impl Harness {
@@ -31,11 +33,13 @@ impl Harness {
         let client = CatalogClient::new(service.server.base_url.clone());
         let admin = token(&service.stack, 4, Role::Admin);
         let shopper = token(&service.stack, 1, Role::User);
+        let orders = service_token(&service.stack, "orders");
         Self {
             service,
             client,
             admin,
             shopper,
+            orders,
         }
     }
 
