@@ -469,11 +469,29 @@ fn gen_type(
                 let id = ident(&wire.to_upper_camel_case());
                 quote!(#vdoc #[graphql(name = #wire)] #id,)
             });
+            let wires: Vec<&str> = e
+                .values
+                .iter()
+                .map(|v| v.node.value.node.as_str())
+                .collect();
+            let ids: Vec<_> = wires
+                .iter()
+                .map(|w| ident(&w.to_upper_camel_case()))
+                .collect();
             items.push(quote! {
                 #doc
                 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
                 #[graphql(name = #name)]
                 pub enum #name_ident { #(#variants)* }
+
+                impl #name_ident {
+                    /// Every value, in contract order.
+                    pub const ALL: &'static [Self] = &[#(Self::#ids),*];
+                    /// The GraphQL name.
+                    pub const fn as_str(self) -> &'static str { match self { #(Self::#ids => #wires,)* } }
+                    /// Parses a GraphQL name.
+                    pub fn parse(value: &str) -> Option<Self> { match value { #(#wires => Some(Self::#ids),)* _ => None } }
+                }
             });
         }
         TypeKind::InputObject(i) => {

@@ -109,7 +109,97 @@ pub enum SchemaDef {
         description: Option<String>,
         /// Wire values.
         values: Vec<String>,
+        /// The lifecycle the values form (`x-state-machine`), when they are states.
+        machine: Option<StateMachine>,
     },
+}
+
+/// States and the transitions allowed between them, declared once on an enum of states
+/// (`x-state-machine: {initial, transitions: [{from, to, on}]}`): the generated enum checks
+/// transitions with it and the README's diagram is drawn from it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateMachine {
+    /// The state everything starts in.
+    pub initial: String,
+    /// Every allowed transition.
+    pub transitions: Vec<Transition>,
+}
+
+/// One allowed transition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    /// From this state.
+    pub from: String,
+    /// To this one.
+    pub to: String,
+    /// What causes it, in a few words (the diagram's label).
+    pub on: String,
+}
+
+impl StateMachine {
+    /// Checks the machine against the enum's `values`: known states, no transition twice or
+    /// onto itself, every state reachable from the initial one.
+    fn check(&self, values: &[String]) -> std::result::Result<(), String> {
+        let known = |state: &String| {
+            values
+                .contains(state)
+                .then_some(())
+                .ok_or_else(|| format!("`{state}` is not one of the enum's values"))
+        };
+        known(&self.initial)?;
+        let mut seen = std::collections::BTreeSet::new();
+        for t in &self.transitions {
+            known(&t.from)?;
+            known(&t.to)?;
+            if t.from == t.to {
+                return Err(format!("`{}` -> `{}` goes nowhere", t.from, t.to));
+            }
+            if !seen.insert((&t.from, &t.to)) {
+                return Err(format!("`{}` -> `{}` is declared twice", t.from, t.to));
+            }
+        }
+        let mut reached = vec![&self.initial];
+        let mut i = 0;
+        while let Some(state) = reached.get(i).copied() {
+            for t in self.transitions.iter().filter(|t| &t.from == state) {
+                if !reached.contains(&&t.to) {
+                    reached.push(&t.to);
+                }
+            }
+            i += 1;
+        }
+        match values.iter().find(|v| !reached.contains(v)) {
+            Some(unreachable) => Err(format!(
+                "`{unreachable}` cannot be reached from `{}`",
+                self.initial
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// A Mermaid `stateDiagram-v2` of the machine, states named as on the wire.
+    pub fn mermaid(&self) -> String {
+        let mut out = String::from("stateDiagram-v2\n");
+        out.push_str(&format!("    [*] --> {}\n", self.initial));
+        for t in &self.transitions {
+            out.push_str(&format!("    {} --> {}: {}\n", t.from, t.to, t.on));
+        }
+        let finals = self
+            .transitions
+            .iter()
+            .map(|t| &t.to)
+            .filter(|state| !self.transitions.iter().any(|t| &t.from == *state));
+        let mut done = Vec::new();
+        for state in finals {
+            if !done.contains(&state) {
+                out.push_str(&format!("    {state} --> [*]\n"));
+                done.push(state);
+            }
+        }
+        out
+    }
 }
 
 /// A property of an object schema.
@@ -494,10 +584,21 @@ impl Ctx<'_> {
                             .ok_or_else(|| self.err(at, "null enum value is not supported"))
                     })
                     .collect::<Result<Vec<_>>>()?;
+                let machine = match schema.schema_data.extensions.get("x-state-machine") {
+                    None => None,
+                    Some(declared) => {
+                        let at = format!("{at}.x-state-machine");
+                        let machine: StateMachine = serde_json::from_value(declared.clone())
+                            .map_err(|e| self.err(&at, e.to_string()))?;
+                        machine.check(&values).map_err(|e| self.err(&at, e))?;
+                        Some(machine)
+                    }
+                };
                 Ok(SchemaDef::Enum {
                     name: name.to_owned(),
                     description,
                     values,
+                    machine,
                 })
             }
             _ => Err(self.err(
@@ -1143,6 +1244,7 @@ fn gen_schema(schema: &SchemaDef) -> TokenStream {
             name,
             description,
             values,
+            machine,
         } => {
             let name_ident = ident(name);
             let doc = docs(description.as_deref());
@@ -1161,6 +1263,10 @@ fn gen_schema(schema: &SchemaDef) -> TokenStream {
                 .iter()
                 .zip(&variants)
                 .map(|(v, id)| quote!(#v => Some(Self::#id),));
+            let lifecycle = machine
+                .as_ref()
+                .map(|m| gen_state_machine(&name_ident, m))
+                .unwrap_or_default();
             quote! {
                 #doc
                 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
@@ -1175,6 +1281,33 @@ fn gen_schema(schema: &SchemaDef) -> TokenStream {
                     /// Parses a wire value.
                     pub fn parse(value: &str) -> Option<Self> { match value { #(#parse)* _ => None } }
                 }
+                #lifecycle
+            }
+        }
+    }
+}
+
+/// The transition check of an enum of states, from its `x-state-machine`.
+fn gen_state_machine(name: &syn::Ident, machine: &StateMachine) -> TokenStream {
+    let variant = |state: &str| ident(&state.to_upper_camel_case());
+    let initial = variant(&machine.initial);
+    let transitions = machine.transitions.iter().map(|t| {
+        let (from, to, on) = (variant(&t.from), variant(&t.to), &t.on);
+        quote!((Self::#from, Self::#to, #on),)
+    });
+    quote! {
+        impl #name {
+            /// The state everything starts in.
+            pub const INITIAL: Self = Self::#initial;
+            /// Every allowed transition (from, to, what causes it), as the contract declares.
+            pub const TRANSITIONS: &'static [(Self, Self, &'static str)] = &[#(#transitions)*];
+            /// Whether the contract allows going from `self` to `next`.
+            pub fn may_become(self, next: Self) -> bool {
+                Self::TRANSITIONS.iter().any(|&(from, to, _)| from == self && to == next)
+            }
+            /// Whether no transition leaves this state.
+            pub fn is_final(self) -> bool {
+                !Self::TRANSITIONS.iter().any(|&(from, _, _)| from == self)
             }
         }
     }
@@ -1704,9 +1837,20 @@ fn contract_json(api: &Api, text: &str) -> Result<String> {
 pub fn generate_crate(root: &Path) -> Result<Vec<GeneratedFile>> {
     let mut files = Vec::new();
     let mut modules = Vec::new();
+    let mut diagrams = Vec::new();
     for rel in crate::contracts_in(root, layout::OPENAPI_DIR, "yaml")? {
         let text = crate::read_contract(root, &rel)?;
         let api = parse(&rel, &text)?;
+        for schema in &api.schemas {
+            if let SchemaDef::Enum {
+                name,
+                machine: Some(machine),
+                ..
+            } = schema
+            {
+                diagrams.push((format!("{}#{name}", rel.display()), machine.mermaid()));
+            }
+        }
         let out = Path::new(layout::OPENAPI_OUT).join(format!("{}.rs", api.module));
         files.push(GeneratedFile::text(out, generate_module(&api)?));
         files.push(GeneratedFile::text(
@@ -1737,5 +1881,46 @@ pub fn generate_crate(root: &Path) -> Result<Vec<GeneratedFile>> {
             crate::header("codegen/src/openapi_runtime.rs.txt")
         ),
     ));
+    files.extend(readme_with_diagrams(root, &diagrams)?);
     Ok(files)
+}
+
+/// The README with each state machine's diagram drawn between the markers that name it
+/// (`<!-- state machine: schema/openapi/orders.yaml#OrderStatus -->` ... `<!-- end -->`): a
+/// machine without its markers is an error, so the README cannot lose its diagram unnoticed.
+fn readme_with_diagrams(
+    root: &Path,
+    diagrams: &[(String, String)],
+) -> Result<Option<GeneratedFile>> {
+    if diagrams.is_empty() {
+        return Ok(None);
+    }
+    let path = root.join("README.md");
+    let mut text = std::fs::read_to_string(&path).map_err(|e| CodegenError::io(&path, e))?;
+    for (source, mermaid) in diagrams {
+        let open = format!("<!-- state machine: {source} (drawn by cargo xtask gen) -->\n");
+        let close = "<!-- end of state machine -->";
+        let start = text.find(&open).ok_or_else(|| {
+            CodegenError::schema(
+                "README.md",
+                source.as_str(),
+                format!(
+                    "the README must show this state machine: add a line `{}` followed by `{close}`",
+                    open.trim_end()
+                ),
+            )
+        })? + open.len();
+        let end = text[start..]
+            .find(close)
+            .map(|i| start + i)
+            .ok_or_else(|| {
+                CodegenError::schema(
+                    "README.md",
+                    source.as_str(),
+                    format!("`{}` has no `{close}` after it", open.trim_end()),
+                )
+            })?;
+        text.replace_range(start..end, &format!("```mermaid\n{mermaid}```\n"));
+    }
+    Ok(Some(GeneratedFile::text("README.md", text)))
 }

@@ -163,6 +163,20 @@ impl shopmesh_openapi::orders::OrdersApi for Unavailable {
     ) -> Result<shopmesh_openapi::orders::Order, Problem> {
         unavailable()
     }
+    async fn get_order_timeline(
+        &self,
+        _: Principal,
+        _: i64,
+    ) -> Result<shopmesh_openapi::orders::OrderTimeline, Problem> {
+        unavailable()
+    }
+    async fn cancel_order(
+        &self,
+        _: Principal,
+        _: i64,
+    ) -> Result<shopmesh_openapi::orders::Order, Problem> {
+        unavailable()
+    }
     async fn list_user_orders(
         &self,
         _: Principal,

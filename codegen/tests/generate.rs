@@ -505,3 +505,118 @@ fn auth_directives_guard_fields_and_hand_resolvers_the_caller() {
         "{problem}"
     );
 }
+
+/// A state machine on an enum: its transitions become `may_become`, and a machine with a state
+/// the enum lacks, a repeated or empty transition, or a state nothing reaches is refused.
+#[test]
+fn a_state_machine_is_checked_and_generates_its_transition_check() {
+    let (rel, text) = fixture("openapi/pets.yaml");
+    let with = |machine: &str| {
+        text.replace(
+            "      enum: [cat, dog]\n",
+            &format!("      enum: [cat, dog]\n      x-state-machine:\n{machine}"),
+        )
+    };
+    let good = with(
+        "        initial: cat\n        transitions:\n          - {from: cat, to: dog, on: grew up}\n",
+    );
+    let api = openapi::parse(&rel, &good).unwrap();
+    let code = openapi::generate_module(&api).unwrap();
+    assert!(
+        code.contains("pub const INITIAL: Self = Self::Cat;"),
+        "{code}"
+    );
+    assert!(
+        code.contains("(Self::Cat, Self::Dog, \"grew up\")"),
+        "{code}"
+    );
+    assert!(code.contains("pub fn may_become(self, next: Self) -> bool"));
+    let machine = api
+        .schemas
+        .iter()
+        .find_map(|s| match s {
+            openapi::SchemaDef::Enum {
+                machine: Some(m), ..
+            } => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        machine.mermaid(),
+        "stateDiagram-v2\n    [*] --> cat\n    cat --> dog: grew up\n    dog --> [*]\n"
+    );
+
+    for (machine, problem) in [
+        (
+            "        initial: fish\n        transitions: []\n",
+            "`fish` is not one of the enum's values",
+        ),
+        (
+            "        initial: cat\n        transitions:\n          - {from: cat, to: cow, on: x}\n",
+            "`cow` is not one of the enum's values",
+        ),
+        (
+            "        initial: cat\n        transitions:\n          - {from: cat, to: cat, on: x}\n",
+            "goes nowhere",
+        ),
+        (
+            "        initial: cat\n        transitions:\n          - {from: cat, to: dog, on: x}\n          - {from: cat, to: dog, on: y}\n",
+            "declared twice",
+        ),
+        (
+            "        initial: cat\n        transitions: []\n",
+            "`dog` cannot be reached from `cat`",
+        ),
+        (
+            "        initial: cat\n        transitions:\n          - {from: cat, to: dog, when: x}\n",
+            "unknown field",
+        ),
+    ] {
+        let (_, location, found) = schema_error(openapi::parse(&rel, &with(machine)).unwrap_err());
+        assert!(location.ends_with("x-state-machine"), "{location}");
+        assert!(found.contains(problem), "{problem}: {found}");
+    }
+}
+
+/// The README shows every state machine: `gen` draws it between its markers, and a machine
+/// whose markers are missing is an error.
+#[test]
+fn the_readme_must_show_every_state_machine() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let files = shopmesh_codegen::generate_all(&root).unwrap();
+    let readme = files
+        .iter()
+        .find(|f| f.path == Path::new("README.md"))
+        .expect("the README is generated");
+    let text = String::from_utf8(readme.contents.clone()).unwrap();
+    assert!(text.contains("```mermaid\nstateDiagram-v2\n    [*] --> pending\n"));
+
+    let copy = std::env::temp_dir().join(format!("readme-check-{}", std::process::id()));
+    for dir in ["schema/openapi", "schema/graphql", "schema/proto"] {
+        let from = root.join(dir);
+        copy_dir(&from, &copy.join(dir));
+    }
+    std::fs::write(copy.join("README.md"), "# no diagram here\n").unwrap();
+    let err = shopmesh_codegen::generate_all(&copy).unwrap_err();
+    let _ = std::fs::remove_dir_all(&copy);
+    let (file, location, problem) = schema_error(err);
+    assert_eq!(file, "README.md");
+    assert!(location.ends_with("orders.yaml#OrderStatus"), "{location}");
+    assert!(
+        problem.contains("must show this state machine"),
+        "{problem}"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Event contracts that services exchange over RabbitMQ.
 //!
 //! The JSON Schema of each event is committed under `schema/events/`; a test keeps the Rust
-//! types and those files in agreement, and [`OrderCreatedV1::from_json`] validates incoming
+//! types and those files in agreement, and [`Event::from_json`] validates incoming
 //! payloads against the committed schema, so a producer and a consumer can only disagree loudly.
 
 use std::sync::LazyLock;
@@ -67,40 +67,128 @@ pub enum EventError {
     },
 }
 
-static ORDER_CREATED_VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
-    let schema: serde_json::Value =
-        serde_json::from_str(ORDER_CREATED_V1_SCHEMA).expect("committed event schema is JSON");
-    jsonschema::options()
-        .should_validate_formats(true)
-        .build(&schema)
-        .expect("committed event schema is a valid JSON Schema")
-});
+/// An event contract: its Rust type, the JSON Schema committed for it under `schema/events/`,
+/// and its routing key. A test keeps the two in agreement; consumers parse through
+/// [`Event::from_json`], which checks the payload against the committed schema first.
+pub trait Event: Serialize + for<'de> Deserialize<'de> + JsonSchema + Sized {
+    /// The committed schema's file name (`order-created.v1.json`).
+    const SCHEMA_FILE: &'static str;
+    /// The committed schema.
+    const SCHEMA: &'static str;
+    /// The routing key it is published with.
+    const ROUTING_KEY: &'static str;
 
-impl OrderCreatedV1 {
+    /// The committed schema, compiled once.
+    fn validator() -> &'static jsonschema::Validator;
+
+    /// Unique id of this event; consumers deduplicate on it.
+    fn event_id(&self) -> Uuid;
+
     /// Parses and schema-validates a payload as received from the broker.
-    pub fn from_json(payload: &[u8]) -> Result<Self, EventError> {
+    fn from_json(payload: &[u8]) -> Result<Self, EventError> {
         let value: serde_json::Value =
             serde_json::from_slice(payload).map_err(EventError::NotJson)?;
-        if let Some(err) = ORDER_CREATED_VALIDATOR.iter_errors(&value).next() {
+        if let Some(err) = Self::validator().iter_errors(&value).next() {
             return Err(EventError::SchemaViolation {
-                schema: "order-created.v1.json",
+                schema: Self::SCHEMA_FILE,
                 reason: format!("{} at {}", err, err.instance_path),
             });
         }
         serde_json::from_value(value).map_err(|e| EventError::SchemaViolation {
-            schema: "order-created.v1.json",
+            schema: Self::SCHEMA_FILE,
             reason: e.to_string(),
         })
     }
 
     /// Serializes the event as published to the broker.
-    pub fn to_json(&self) -> Vec<u8> {
+    fn to_json(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("event serializes")
     }
 
-    /// The schema derived from this Rust type, as it must be committed.
-    pub fn derived_schema() -> serde_json::Value {
-        serde_json::to_value(schemars::schema_for!(OrderCreatedV1)).expect("schema serializes")
+    /// The schema derived from the Rust type, as it must be committed.
+    fn derived_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Self)).expect("schema serializes")
+    }
+}
+
+/// Compiles a committed schema (start-up: the schemas are part of the binary).
+fn compile(schema: &str) -> jsonschema::Validator {
+    let schema: serde_json::Value =
+        serde_json::from_str(schema).expect("committed event schema is JSON");
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .expect("committed event schema is a valid JSON Schema")
+}
+
+impl Event for OrderCreatedV1 {
+    const SCHEMA_FILE: &'static str = "order-created.v1.json";
+    const SCHEMA: &'static str = ORDER_CREATED_V1_SCHEMA;
+    const ROUTING_KEY: &'static str = ORDER_CREATED_ROUTING_KEY;
+
+    fn validator() -> &'static jsonschema::Validator {
+        static VALIDATOR: LazyLock<jsonschema::Validator> =
+            LazyLock::new(|| compile(ORDER_CREATED_V1_SCHEMA));
+        &VALIDATOR
+    }
+
+    fn event_id(&self) -> Uuid {
+        self.event_id
+    }
+}
+
+/// Routing key of [`OrderStatusChangedV1`].
+pub const ORDER_STATUS_CHANGED_ROUTING_KEY: &str = "order.status-changed";
+/// The committed JSON Schema of [`OrderStatusChangedV1`].
+pub const ORDER_STATUS_CHANGED_V1_SCHEMA: &str =
+    include_str!("../../schema/events/order-status-changed.v1.json");
+
+/// Emitted once for every change of an order's status, in the transaction that makes it;
+/// `version` orders an order's changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(
+    title = "OrderStatusChangedV1",
+    description = "Emitted once for every change of an order's status (routing key `order.status-changed`). Statuses are the `OrderStatus` values of schema/openapi/orders.yaml."
+)]
+pub struct OrderStatusChangedV1 {
+    /// Unique id of this event; consumers deduplicate on it.
+    pub event_id: Uuid,
+    /// Id of the order.
+    #[schemars(range(min = 1))]
+    pub order_id: i64,
+    /// Id of the user who placed it.
+    #[schemars(range(min = 1))]
+    pub user_id: i64,
+    /// The status it left.
+    #[schemars(regex(pattern = r"^[a-z_]{1,32}$"))]
+    pub from: String,
+    /// The status it reached.
+    #[schemars(regex(pattern = r"^[a-z_]{1,32}$"))]
+    pub to: String,
+    /// What caused the change, in a few words.
+    #[schemars(length(min = 1, max = 200))]
+    pub cause: String,
+    /// The order's version after the change: 2 for its first change, one more for each next.
+    #[schemars(range(min = 2))]
+    pub version: i32,
+    /// When it changed (RFC 3339, UTC).
+    pub changed_at: DateTime<Utc>,
+}
+
+impl Event for OrderStatusChangedV1 {
+    const SCHEMA_FILE: &'static str = "order-status-changed.v1.json";
+    const SCHEMA: &'static str = ORDER_STATUS_CHANGED_V1_SCHEMA;
+    const ROUTING_KEY: &'static str = ORDER_STATUS_CHANGED_ROUTING_KEY;
+
+    fn validator() -> &'static jsonschema::Validator {
+        static VALIDATOR: LazyLock<jsonschema::Validator> =
+            LazyLock::new(|| compile(ORDER_STATUS_CHANGED_V1_SCHEMA));
+        &VALIDATOR
+    }
+
+    fn event_id(&self) -> Uuid {
+        self.event_id
     }
 }
 

@@ -2,7 +2,7 @@
 //! accept exactly what the schema allows.
 
 use chrono::{TimeZone, Utc};
-use shopmesh_events::{EventError, ORDER_CREATED_V1_SCHEMA, OrderCreatedV1};
+use shopmesh_events::{Event, EventError, OrderCreatedV1, OrderStatusChangedV1};
 use uuid::Uuid;
 
 fn sample() -> OrderCreatedV1 {
@@ -16,16 +16,67 @@ fn sample() -> OrderCreatedV1 {
     }
 }
 
-#[test]
-fn committed_schema_matches_rust_type() {
-    let committed: serde_json::Value = serde_json::from_str(ORDER_CREATED_V1_SCHEMA).unwrap();
-    let derived = OrderCreatedV1::derived_schema();
+fn status_changed() -> OrderStatusChangedV1 {
+    OrderStatusChangedV1 {
+        event_id: Uuid::from_u128(0x5678),
+        order_id: 7,
+        user_id: 3,
+        from: "pending".into(),
+        to: "cancelled".into(),
+        cause: "cancelled by the shopper".into(),
+        version: 2,
+        changed_at: Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap(),
+    }
+}
+
+fn committed_schema_matches<E: Event>() {
+    let committed: serde_json::Value = serde_json::from_str(E::SCHEMA).unwrap();
+    let derived = E::derived_schema();
     assert_eq!(
         committed,
         derived,
-        "schema/events/order-created.v1.json and OrderCreatedV1 disagree; derived:\n{}",
+        "schema/events/{} and its Rust type disagree; derived:\n{}",
+        E::SCHEMA_FILE,
         serde_json::to_string_pretty(&derived).unwrap()
     );
+}
+
+#[test]
+fn committed_schema_matches_rust_type() {
+    committed_schema_matches::<OrderCreatedV1>();
+    committed_schema_matches::<OrderStatusChangedV1>();
+}
+
+#[test]
+fn a_status_change_round_trips_and_its_rules_hold() {
+    let event = status_changed();
+    assert_eq!(
+        OrderStatusChangedV1::from_json(&event.to_json()).unwrap(),
+        event
+    );
+    let base: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+    for (name, key, value) in [
+        (
+            "a first change is version 2",
+            "version",
+            serde_json::json!(1),
+        ),
+        (
+            "a status is a wire name",
+            "to",
+            serde_json::json!("Cancelled"),
+        ),
+        ("a cause says something", "cause", serde_json::json!("")),
+        ("an order id is positive", "orderId", serde_json::json!(0)),
+    ] {
+        let mut v = base.clone();
+        v[key] = value;
+        let result = OrderStatusChangedV1::from_json(&serde_json::to_vec(&v).unwrap());
+        assert!(
+            matches!(result, Err(EventError::SchemaViolation { .. })),
+            "{name}: expected a schema violation, got {result:?}"
+        );
+    }
 }
 
 #[test]

@@ -12,6 +12,25 @@ pub enum Role {
     #[graphql(name = "ADMIN")]
     Admin,
 }
+impl Role {
+    /// Every value, in contract order.
+    pub const ALL: &'static [Self] = &[Self::User, Self::Admin];
+    /// The GraphQL name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "USER",
+            Self::Admin => "ADMIN",
+        }
+    }
+    /// Parses a GraphQL name.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "USER" => Some(Self::User),
+            "ADMIN" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+}
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Query;
 #[async_graphql::Object(name = "Query")]
@@ -150,6 +169,17 @@ impl Mutation {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
         resolvers(ctx)?.mutation_create_order(ctx, principal, input).await
     }
+    /// Cancel an order while its lifecycle allows (before it ships); again, it changes nothing.
+    #[graphql(name = "cancelOrder", directive = auth::apply(Role::User))]
+    async fn cancel_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "id")]
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Order> {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.mutation_cancel_order(ctx, principal, id).await
+    }
     /// Register a user; the email must not be taken.
     #[graphql(name = "createUser")]
     async fn create_user(
@@ -241,12 +271,60 @@ pub struct CreateOrderInput {
 pub enum OrderStatus {
     #[graphql(name = "PENDING")]
     Pending,
+    #[graphql(name = "STOCK_RESERVED")]
+    StockReserved,
+    #[graphql(name = "PAID")]
+    Paid,
     #[graphql(name = "CONFIRMED")]
     Confirmed,
     #[graphql(name = "SHIPPED")]
     Shipped,
+    #[graphql(name = "REJECTED")]
+    Rejected,
     #[graphql(name = "CANCELLED")]
     Cancelled,
+    #[graphql(name = "EXPIRED")]
+    Expired,
+}
+impl OrderStatus {
+    /// Every value, in contract order.
+    pub const ALL: &'static [Self] = &[
+        Self::Pending,
+        Self::StockReserved,
+        Self::Paid,
+        Self::Confirmed,
+        Self::Shipped,
+        Self::Rejected,
+        Self::Cancelled,
+        Self::Expired,
+    ];
+    /// The GraphQL name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::StockReserved => "STOCK_RESERVED",
+            Self::Paid => "PAID",
+            Self::Confirmed => "CONFIRMED",
+            Self::Shipped => "SHIPPED",
+            Self::Rejected => "REJECTED",
+            Self::Cancelled => "CANCELLED",
+            Self::Expired => "EXPIRED",
+        }
+    }
+    /// Parses a GraphQL name.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "PENDING" => Some(Self::Pending),
+            "STOCK_RESERVED" => Some(Self::StockReserved),
+            "PAID" => Some(Self::Paid),
+            "CONFIRMED" => Some(Self::Confirmed),
+            "SHIPPED" => Some(Self::Shipped),
+            "REJECTED" => Some(Self::Rejected),
+            "CANCELLED" => Some(Self::Cancelled),
+            "EXPIRED" => Some(Self::Expired),
+            _ => None,
+        }
+    }
 }
 /// A placed order.
 #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
@@ -262,6 +340,9 @@ pub struct Order {
     pub quantity: i32,
     #[graphql(name = "status")]
     pub status: OrderStatus,
+    /// 1 when placed; one more with every change of status.
+    #[graphql(name = "version")]
+    pub version: i32,
     #[graphql(name = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -298,6 +379,42 @@ impl Order {
     ) -> async_graphql::Result<Vec<Notification>> {
         resolvers(ctx)?.order_notifications(ctx, self).await
     }
+    /// Every status the order has had, oldest first.
+    #[graphql(
+        name = "timeline",
+        complexity = "2 + child_complexity",
+        directive = cost::apply(2i32)
+    )]
+    async fn timeline(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Vec<OrderTransition>> {
+        resolvers(ctx)?.order_timeline(ctx, self).await
+    }
+}
+/// One status an order reached.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "OrderTransition")]
+pub struct OrderTransition {
+    /// The order's id and version, `42:2`.
+    #[graphql(name = "id")]
+    pub id: async_graphql::ID,
+    /// The order's version once it got here (1 when it was placed).
+    #[graphql(name = "version")]
+    pub version: i32,
+    /// The status it left; null when the order was placed.
+    #[graphql(name = "from")]
+    pub from: Option<OrderStatus>,
+    #[graphql(name = "to")]
+    pub to: OrderStatus,
+    /// What caused it, in a few words.
+    #[graphql(name = "cause")]
+    pub cause: String,
+    #[graphql(name = "at")]
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The W3C trace id of the request that made the change, when it was traced.
+    #[graphql(name = "traceId")]
+    pub trace_id: Option<String>,
 }
 /// An amount in the currency's minor unit (cents; yen for JPY), never a float.
 #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
@@ -400,6 +517,27 @@ pub enum NotificationStatus {
     #[graphql(name = "FAILED")]
     Failed,
 }
+impl NotificationStatus {
+    /// Every value, in contract order.
+    pub const ALL: &'static [Self] = &[Self::Pending, Self::Sent, Self::Failed];
+    /// The GraphQL name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "PENDING",
+            Self::Sent => "SENT",
+            Self::Failed => "FAILED",
+        }
+    }
+    /// Parses a GraphQL name.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "PENDING" => Some(Self::Pending),
+            "SENT" => Some(Self::Sent),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
 /// A message sent to a user about one of their orders.
 #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
 #[graphql(name = "Notification")]
@@ -485,6 +623,13 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
     ) -> Result<Order, Self::Error>;
+    /// Resolves `Mutation.cancelOrder`.
+    async fn mutation_cancel_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+    ) -> Result<Order, Self::Error>;
     /// Resolves `Mutation.createUser`.
     async fn mutation_create_user(
         &self,
@@ -528,6 +673,12 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         parent: &Order,
     ) -> Result<Vec<Notification>, Self::Error>;
+    /// Resolves `Order.timeline`.
+    async fn order_timeline(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> Result<Vec<OrderTransition>, Self::Error>;
 }
 /// The resolvers as the generated objects call them: errors already GraphQL errors.
 #[async_trait::async_trait]
@@ -586,6 +737,12 @@ trait Resolve: Send + Sync + 'static {
         principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
     ) -> async_graphql::Result<Order>;
+    async fn mutation_cancel_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Order>;
     async fn mutation_create_user(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -622,6 +779,11 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         parent: &Order,
     ) -> async_graphql::Result<Vec<Notification>>;
+    async fn order_timeline(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Vec<OrderTransition>>;
 }
 #[async_trait::async_trait]
 impl<R: GatewayResolvers> Resolve for R {
@@ -722,6 +884,16 @@ impl<R: GatewayResolvers> Resolve for R {
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
+    async fn mutation_cancel_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Order> {
+        GatewayResolvers::mutation_cancel_order(self, ctx, principal, id)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
     async fn mutation_create_user(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -783,6 +955,15 @@ impl<R: GatewayResolvers> Resolve for R {
         parent: &Order,
     ) -> async_graphql::Result<Vec<Notification>> {
         GatewayResolvers::order_notifications(self, ctx, parent)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn order_timeline(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Vec<OrderTransition>> {
+        GatewayResolvers::order_timeline(self, ctx, parent)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }

@@ -20,6 +20,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/orders", &["POST"]),
     ("/api/orders/{id}", &["GET"]),
     ("/api/orders/{id}/notifications", &["GET"]),
+    ("/api/orders/{id}/timeline", &["GET"]),
+    ("/api/orders/{id}/cancel", &["POST"]),
     ("/api/users/{userId}/orders", &["GET"]),
     ("/api/users", &["POST"]),
     ("/api/users/{id}", &["GET"]),
@@ -100,46 +102,93 @@ pub struct CreateOrderRequest {
     #[oai(rename = "quantity", validator(minimum(value = "1"), maximum(value = "1000")))]
     pub quantity: i32,
 }
-/// Lifecycle state of an order.
+/// Where an order is in its life (the orders contract declares the transitions; see the README's order lifecycle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
 #[oai(rename = "OrderStatus")]
 pub enum OrderStatus {
     #[oai(rename = "pending")]
     Pending,
+    #[oai(rename = "stock_reserved")]
+    StockReserved,
+    #[oai(rename = "paid")]
+    Paid,
     #[oai(rename = "confirmed")]
     Confirmed,
     #[oai(rename = "shipped")]
     Shipped,
+    #[oai(rename = "rejected")]
+    Rejected,
     #[oai(rename = "cancelled")]
     Cancelled,
+    #[oai(rename = "expired")]
+    Expired,
 }
 impl OrderStatus {
     /// Every value, in contract order.
     pub const ALL: &'static [Self] = &[
         Self::Pending,
+        Self::StockReserved,
+        Self::Paid,
         Self::Confirmed,
         Self::Shipped,
+        Self::Rejected,
         Self::Cancelled,
+        Self::Expired,
     ];
     /// The wire value.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::StockReserved => "stock_reserved",
+            Self::Paid => "paid",
             Self::Confirmed => "confirmed",
             Self::Shipped => "shipped",
+            Self::Rejected => "rejected",
             Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
     }
     /// Parses a wire value.
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "pending" => Some(Self::Pending),
+            "stock_reserved" => Some(Self::StockReserved),
+            "paid" => Some(Self::Paid),
             "confirmed" => Some(Self::Confirmed),
             "shipped" => Some(Self::Shipped),
+            "rejected" => Some(Self::Rejected),
             "cancelled" => Some(Self::Cancelled),
+            "expired" => Some(Self::Expired),
             _ => None,
         }
     }
+}
+/// One status an order reached.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "OrderTransition")]
+pub struct OrderTransition {
+    /// The order's version once it got here (1 when it was placed).
+    #[oai(rename = "version", validator(minimum(value = "1")))]
+    pub version: i32,
+    #[oai(rename = "from", skip_serializing_if_is_none)]
+    pub from: Option<OrderStatus>,
+    #[oai(rename = "to")]
+    pub to: OrderStatus,
+    /// What caused it, in a few words.
+    #[oai(rename = "cause")]
+    pub cause: String,
+    #[oai(rename = "at")]
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The W3C trace id of the request that made the change, when it was traced.
+    #[oai(rename = "traceId", skip_serializing_if_is_none)]
+    pub trace_id: Option<String>,
+}
+/// Every status an order has had, oldest first.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "OrderTimeline")]
+pub struct OrderTimeline {
+    #[oai(rename = "items")]
+    pub items: Vec<OrderTransition>,
 }
 /// A placed order.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -155,6 +204,9 @@ pub struct Order {
     pub quantity: i32,
     #[oai(rename = "status")]
     pub status: OrderStatus,
+    /// 1 when placed; one more with every change of status.
+    #[oai(rename = "version", validator(minimum(value = "1")))]
+    pub version: i32,
     #[oai(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -1026,6 +1078,262 @@ impl From<Problem> for GetOrderNotificationsResponse {
 }
 impl From<Result<NotificationList, Problem>> for GetOrderNotificationsResponse {
     fn from(result: Result<NotificationList, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `getOrderTimeline` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "get_order_timeline_bad_request")
+)]
+pub enum GetOrderTimelineResponse {
+    /// The order's timeline.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<OrderTimeline>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn get_order_timeline_bad_request(err: poem::Error) -> GetOrderTimelineResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl GetOrderTimelineResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<OrderTimeline> for GetOrderTimelineResponse {
+    fn from(value: OrderTimeline) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetOrderTimelineResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<OrderTimeline, Problem>> for GetOrderTimelineResponse {
+    fn from(result: Result<OrderTimeline, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `cancelOrder` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "cancel_order_bad_request"))]
+pub enum CancelOrderResponse {
+    /// The cancelled order.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<Order>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The order is not in a state this change can start from.
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn cancel_order_bad_request(err: poem::Error) -> CancelOrderResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl CancelOrderResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 409u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
+            Self::Conflict(_) => 409u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Order> for CancelOrderResponse {
+    fn from(value: Order) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for CancelOrderResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for CancelOrderResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
         match result {
             Ok(value) => value.into(),
             Err(problem) => problem.into(),
@@ -1925,6 +2233,22 @@ pub trait GatewayApi: Send + Sync + 'static {
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<NotificationList, Problem>;
+    /// Every status an order has had, oldest first.
+    ///
+    /// Each with what caused it, when, and the trace id of the request that made it. An order that does not exist, or is another user's, is 404.
+    async fn get_order_timeline(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<OrderTimeline, Problem>;
+    /// Cancel an order.
+    ///
+    /// The order's user or an admin may cancel it while its lifecycle allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is 409; one that does not exist, or is another user's, is 404.
+    async fn cancel_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem>;
     /// A user's orders, newest first, one page at a time.
     ///
     /// A user may list their own orders, an admin anyone's. Pass the previous page's `nextCursor` as `cursor` for the next page.
@@ -2057,6 +2381,20 @@ impl GatewayApi for Unimplemented {
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<NotificationList, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_order_timeline(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<OrderTimeline, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn cancel_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn list_user_orders(
@@ -2225,6 +2563,48 @@ impl GatewayEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.get_order_notifications(auth.0, id.0).await.into()
+    }
+    /// Every status an order has had, oldest first.
+    ///
+    /// Each with what caused it, when, and the trace id of the request that made it. An order that does not exist, or is another user's, is 404.
+    #[oai(
+        path = "/api/orders/:id/timeline",
+        method = "get",
+        operation_id = "getOrderTimeline",
+        tag = GatewayTag::Orders
+    )]
+    async fn get_order_timeline(
+        &self,
+        auth: BearerAuth,
+        /// Order id.
+        #[oai(name = "id", validator(minimum(value = "1")))]
+        id: poem_openapi::param::Path<i64>,
+    ) -> GetOrderTimelineResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.get_order_timeline(auth.0, id.0).await.into()
+    }
+    /// Cancel an order.
+    ///
+    /// The order's user or an admin may cancel it while its lifecycle allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is 409; one that does not exist, or is another user's, is 404.
+    #[oai(
+        path = "/api/orders/:id/cancel",
+        method = "post",
+        operation_id = "cancelOrder",
+        tag = GatewayTag::Orders
+    )]
+    async fn cancel_order(
+        &self,
+        auth: BearerAuth,
+        /// Order id.
+        #[oai(name = "id", validator(minimum(value = "1")))]
+        id: poem_openapi::param::Path<i64>,
+    ) -> CancelOrderResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.cancel_order(auth.0, id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
     ///
@@ -2619,6 +2999,78 @@ impl GatewayClient {
                     response?,
                     200u16,
                     GetOrderNotificationsResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Every status an order has had, oldest first.
+    pub async fn get_order_timeline(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<OrderTimeline, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/orders/{id}/timeline", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "GET", url.template = "/api/orders/{id}/timeline", http.response.status_code
+            = tracing::field::Empty, shopmesh.operation = "getOrderTimeline",
+        );
+        let url = format!("{}/api/orders/{}/timeline", self.base_url, id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetOrderTimelineResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Cancel an order.
+    pub async fn cancel_order(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<Order, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /api/orders/{id}/cancel", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "POST", url.template = "/api/orders/{id}/cancel", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "cancelOrder",
+        );
+        let url = format!("{}/api/orders/{}/cancel", self.base_url, id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    CancelOrderResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

@@ -16,6 +16,8 @@ pub const DESCRIPTION: &str = "Places orders and lists them per user. Every crea
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/orders", &["POST"]),
     ("/orders/{id}", &["GET"]),
+    ("/orders/{id}/timeline", &["GET"]),
+    ("/orders/{id}/cancel", &["POST"]),
     ("/orders/user/{userId}", &["GET"]),
 ];
 /// Paths whose requests may carry more than a service's default body limit
@@ -32,45 +34,103 @@ pub struct CreateOrderRequest {
     #[oai(rename = "quantity", validator(minimum(value = "1"), maximum(value = "1000")))]
     pub quantity: i32,
 }
-/// Lifecycle state of an order.
+/// Where an order is in its life. It starts `pending` and moves only along the transitions declared here (`x-state-machine`), which the orders service checks every change against; an order in `shipped`, `rejected`, `cancelled` or `expired` stays there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
 #[oai(rename = "OrderStatus")]
 pub enum OrderStatus {
     #[oai(rename = "pending")]
     Pending,
+    #[oai(rename = "stock_reserved")]
+    StockReserved,
+    #[oai(rename = "paid")]
+    Paid,
     #[oai(rename = "confirmed")]
     Confirmed,
     #[oai(rename = "shipped")]
     Shipped,
+    #[oai(rename = "rejected")]
+    Rejected,
     #[oai(rename = "cancelled")]
     Cancelled,
+    #[oai(rename = "expired")]
+    Expired,
 }
 impl OrderStatus {
     /// Every value, in contract order.
     pub const ALL: &'static [Self] = &[
         Self::Pending,
+        Self::StockReserved,
+        Self::Paid,
         Self::Confirmed,
         Self::Shipped,
+        Self::Rejected,
         Self::Cancelled,
+        Self::Expired,
     ];
     /// The wire value.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::StockReserved => "stock_reserved",
+            Self::Paid => "paid",
             Self::Confirmed => "confirmed",
             Self::Shipped => "shipped",
+            Self::Rejected => "rejected",
             Self::Cancelled => "cancelled",
+            Self::Expired => "expired",
         }
     }
     /// Parses a wire value.
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "pending" => Some(Self::Pending),
+            "stock_reserved" => Some(Self::StockReserved),
+            "paid" => Some(Self::Paid),
             "confirmed" => Some(Self::Confirmed),
             "shipped" => Some(Self::Shipped),
+            "rejected" => Some(Self::Rejected),
             "cancelled" => Some(Self::Cancelled),
+            "expired" => Some(Self::Expired),
             _ => None,
         }
+    }
+}
+impl OrderStatus {
+    /// The state everything starts in.
+    pub const INITIAL: Self = Self::Pending;
+    /// Every allowed transition (from, to, what causes it), as the contract declares.
+    pub const TRANSITIONS: &'static [(Self, Self, &'static str)] = &[
+        (Self::Pending, Self::StockReserved, "every line reserved"),
+        (Self::Pending, Self::Rejected, "a line out of stock (nothing charged)"),
+        (Self::Pending, Self::Cancelled, "cancelled by the shopper or an admin"),
+        (Self::Pending, Self::Expired, "no answer from the catalog in time"),
+        (Self::StockReserved, Self::Paid, "payment captured"),
+        (
+            Self::StockReserved,
+            Self::Cancelled,
+            "payment declined, or cancelled (stock released)",
+        ),
+        (
+            Self::StockReserved,
+            Self::Expired,
+            "payment or reservation timed out (stock released)",
+        ),
+        (Self::Paid, Self::Confirmed, "reserved stock sold"),
+        (Self::Paid, Self::Cancelled, "cancelled (refunded, stock released)"),
+        (Self::Confirmed, Self::Shipped, "shipped by an admin"),
+        (
+            Self::Confirmed,
+            Self::Cancelled,
+            "cancelled before shipping (refunded, stock returned)",
+        ),
+    ];
+    /// Whether the contract allows going from `self` to `next`.
+    pub fn may_become(self, next: Self) -> bool {
+        Self::TRANSITIONS.iter().any(|&(from, to, _)| from == self && to == next)
+    }
+    /// Whether no transition leaves this state.
+    pub fn is_final(self) -> bool {
+        !Self::TRANSITIONS.iter().any(|&(from, _, _)| from == self)
     }
 }
 /// A placed order.
@@ -87,8 +147,38 @@ pub struct Order {
     pub quantity: i32,
     #[oai(rename = "status")]
     pub status: OrderStatus,
+    /// 1 when placed; one more with every change of status.
+    #[oai(rename = "version", validator(minimum(value = "1")))]
+    pub version: i32,
     #[oai(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
+}
+/// One status an order reached.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "OrderTransition")]
+pub struct OrderTransition {
+    /// The order's version once it got here (1 when it was placed).
+    #[oai(rename = "version", validator(minimum(value = "1")))]
+    pub version: i32,
+    #[oai(rename = "from", skip_serializing_if_is_none)]
+    pub from: Option<OrderStatus>,
+    #[oai(rename = "to")]
+    pub to: OrderStatus,
+    /// What caused it, in a few words.
+    #[oai(rename = "cause")]
+    pub cause: String,
+    #[oai(rename = "at")]
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// The W3C trace id of the request that made the change, when it was traced.
+    #[oai(rename = "traceId", skip_serializing_if_is_none)]
+    pub trace_id: Option<String>,
+}
+/// Every status an order has had, oldest first.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "OrderTimeline")]
+pub struct OrderTimeline {
+    #[oai(rename = "items")]
+    pub items: Vec<OrderTransition>,
 }
 /// One page of a user's orders, newest first.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -273,6 +363,182 @@ impl From<Result<Order, Problem>> for GetOrderResponse {
         }
     }
 }
+/// Every response of `getOrderTimeline` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "get_order_timeline_bad_request")
+)]
+pub enum GetOrderTimelineResponse {
+    /// The order's timeline.
+    #[oai(status = 200u16)]
+    Ok(Json<OrderTimeline>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn get_order_timeline_bad_request(err: poem::Error) -> GetOrderTimelineResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl GetOrderTimelineResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<OrderTimeline> for GetOrderTimelineResponse {
+    fn from(value: OrderTimeline) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetOrderTimelineResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<OrderTimeline, Problem>> for GetOrderTimelineResponse {
+    fn from(result: Result<OrderTimeline, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `cancelOrder` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "cancel_order_bad_request"))]
+pub enum CancelOrderResponse {
+    /// The cancelled order.
+    #[oai(status = 200u16)]
+    Ok(Json<Order>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The order is not in a state this change can start from.
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn cancel_order_bad_request(err: poem::Error) -> CancelOrderResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl CancelOrderResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 409u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
+            Self::Conflict(_) => 409u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<Order> for CancelOrderResponse {
+    fn from(value: Order) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for CancelOrderResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for CancelOrderResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
 /// Every response of `listUserOrders` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
 #[cfg_attr(
@@ -395,6 +661,22 @@ pub trait OrdersApi: Send + Sync + 'static {
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<Order, Problem>;
+    /// Every status an order has had.
+    ///
+    /// Oldest first, each with what caused it, when, and the trace id of the request that made it. The order's user may read it; an admin any order's.
+    async fn get_order_timeline(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<OrderTimeline, Problem>;
+    /// Cancel an order.
+    ///
+    /// The order's user or an admin may cancel it while the state machine allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is a 409.
+    async fn cancel_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem>;
     /// A user's orders, newest first, one page at a time.
     ///
     /// A user may list their own orders; an admin anyone's.
@@ -466,6 +748,20 @@ impl OrdersApi for Unimplemented {
     ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
+    async fn get_order_timeline(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<OrderTimeline, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn cancel_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
     async fn list_user_orders(
         &self,
         principal: shopmesh_identity::Principal,
@@ -518,6 +814,48 @@ impl OrdersEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.get_order(auth.0, id.0).await.into()
+    }
+    /// Every status an order has had.
+    ///
+    /// Oldest first, each with what caused it, when, and the trace id of the request that made it. The order's user may read it; an admin any order's.
+    #[oai(
+        path = "/orders/:id/timeline",
+        method = "get",
+        operation_id = "getOrderTimeline",
+        tag = OrdersTag::Orders
+    )]
+    async fn get_order_timeline(
+        &self,
+        auth: BearerAuth,
+        /// Order id.
+        #[oai(name = "id", validator(minimum(value = "1")))]
+        id: poem_openapi::param::Path<i64>,
+    ) -> GetOrderTimelineResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.get_order_timeline(auth.0, id.0).await.into()
+    }
+    /// Cancel an order.
+    ///
+    /// The order's user or an admin may cancel it while the state machine allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is a 409.
+    #[oai(
+        path = "/orders/:id/cancel",
+        method = "post",
+        operation_id = "cancelOrder",
+        tag = OrdersTag::Orders
+    )]
+    async fn cancel_order(
+        &self,
+        auth: BearerAuth,
+        /// Order id.
+        #[oai(name = "id", validator(minimum(value = "1")))]
+        id: poem_openapi::param::Path<i64>,
+    ) -> CancelOrderResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.cancel_order(auth.0, id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
     ///
@@ -663,6 +1001,78 @@ impl OrdersClient {
                     response?,
                     200u16,
                     GetOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Every status an order has had.
+    pub async fn get_order_timeline(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<OrderTimeline, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /orders/{id}/timeline", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/orders/{id}/timeline", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getOrderTimeline",
+        );
+        let url = format!("{}/orders/{}/timeline", self.base_url, id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetOrderTimelineResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Cancel an order.
+    pub async fn cancel_order(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<Order, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /orders/{id}/cancel", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/orders/{id}/cancel", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "cancelOrder",
+        );
+        let url = format!("{}/orders/{}/cancel", self.base_url, id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    CancelOrderResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

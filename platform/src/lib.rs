@@ -361,6 +361,8 @@ impl Stack {
             Service::Orders => [
                 vec![
                     ("PORT", self.ports.orders.to_string()),
+                    // Changed orders are written and announced for the gateway's tiers.
+                    ("CACHE_PREFIX", n.cache_prefix.clone()),
                     ("USER_SERVICE_URL", peer(Service::Users)),
                     jwks.clone(),
                 ],

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use mongodb::bson::{Document, doc};
-use shopmesh_orders::store::{MIGRATOR, NewOrder, OrderStore};
+use shopmesh_common::cache::RedisCache;
+use shopmesh_common::near_cache::ChangeChannel;
+use shopmesh_orders::store::{MIGRATOR, NewOrder, OrderChanges, OrderStore};
 
 use crate::wrk::Measured;
 
@@ -108,7 +110,18 @@ impl ScratchOrders {
             .execute(&admin)
             .await?;
         url.set_path(&format!("/{name}"));
-        let store = OrderStore::connect_lazy(url.as_str(), pool_size, Duration::from_secs(10))?;
+        // Creating orders announces nothing; the changes channel is named for this scratch.
+        let changes = OrderChanges::new(
+            RedisCache::new(
+                &format!("redis://{}/", stores.redis),
+                Duration::from_secs(1),
+            )?,
+            ChangeChannel::new(format!("{name}.order.changed")),
+            format!("{name}:"),
+            Duration::from_secs(1),
+        );
+        let store =
+            OrderStore::connect_lazy(url.as_str(), pool_size, Duration::from_secs(10), changes)?;
         MIGRATOR.run(store.pool()).await?;
         Ok(Self { store, admin, name })
     }

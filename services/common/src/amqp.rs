@@ -7,7 +7,9 @@ use std::time::Duration;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, QueueType};
+use shopmesh_events::{
+    ORDER_CREATED_ROUTING_KEY, ORDER_STATUS_CHANGED_ROUTING_KEY, OrderCreatedTopology, QueueType,
+};
 
 use crate::config::{ConfigError, Env};
 
@@ -83,8 +85,13 @@ pub async fn confirm_channel(connection: &Connection) -> Result<Channel, lapin::
     Ok(channel)
 }
 
+/// The message header naming the event a message carries: the routing key it was published
+/// with, which retry and dead-letter hops replace but this header keeps.
+pub const EVENT_TYPE_HEADER: &str = "event-type";
+
 /// Declares the durable topic exchange, the durable `order.created` queue (of the topology's
-/// queue type) and its binding. Safe to call from every process at every start: declarations
+/// queue type) and its bindings: order events of every kind (`order.created`,
+/// `order.status-changed`) are consumed from it. Safe to call from every process at every start: declarations
 /// with the same arguments are no-ops.
 pub async fn declare_order_created(
     channel: &Channel,
@@ -111,15 +118,17 @@ pub async fn declare_order_created(
             queue_arguments(topology.queue_type),
         )
         .await?;
-    channel
-        .queue_bind(
-            &topology.queue,
-            &topology.exchange,
-            ORDER_CREATED_ROUTING_KEY,
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    for key in [ORDER_CREATED_ROUTING_KEY, ORDER_STATUS_CHANGED_ROUTING_KEY] {
+        channel
+            .queue_bind(
+                &topology.queue,
+                &topology.exchange,
+                key,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     Ok(())
 }
 

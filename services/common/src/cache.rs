@@ -59,6 +59,12 @@ struct Inner {
     set_if_newer: redis::Script,
 }
 
+/// Where gateways keep an order (`order:{id}` after the deployment's `CACHE_PREFIX`), and
+/// where the orders service writes it anew when it changes.
+pub fn order_key(prefix: &str, id: i64) -> String {
+    format!("{prefix}order:{id}")
+}
+
 impl RedisCache {
     /// A cache for `url`; connects on first use. Each call waits at most `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, redis::RedisError> {

@@ -11,7 +11,9 @@ use shopmesh_openapi::gateway::{
 use shopmesh_openapi::runtime::{NoContent, Problem};
 use shopmesh_openapi::{orders, users};
 
-use crate::convert::{rest_notification, rest_order, rest_product, rest_tokens, rest_user};
+use crate::convert::{
+    rest_notification, rest_order, rest_product, rest_timeline, rest_tokens, rest_user,
+};
 use crate::downstream::Backends;
 
 /// The REST service behind `/api`.
@@ -61,11 +63,27 @@ impl GatewayApi for GatewayRest {
         };
         Ok(rest_order(
             self.backends.create_order(&principal, request).await?,
-        ))
+        )?)
     }
 
     async fn get_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
-        Ok(rest_order(self.backends.order(&principal, id).await?))
+        Ok(rest_order(self.backends.order(&principal, id).await?)?)
+    }
+
+    async fn get_order_timeline(
+        &self,
+        principal: Principal,
+        id: i64,
+    ) -> Result<shopmesh_openapi::gateway::OrderTimeline, Problem> {
+        Ok(rest_timeline(
+            self.backends.order_timeline(&principal, id).await?,
+        )?)
+    }
+
+    async fn cancel_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
+        Ok(rest_order(
+            self.backends.cancel_order(&principal, id).await?,
+        )?)
     }
 
     async fn get_order_notifications(
@@ -94,7 +112,11 @@ impl GatewayApi for GatewayRest {
             .orders_by_user(&principal, user_id, limit, cursor)
             .await?;
         Ok(OrderPage {
-            items: page.items.into_iter().map(rest_order).collect(),
+            items: page
+                .items
+                .into_iter()
+                .map(rest_order)
+                .collect::<Result<_, _>>()?,
             next_cursor: page.next_cursor,
         })
     }

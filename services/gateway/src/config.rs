@@ -31,10 +31,10 @@ pub struct GatewayConfig {
     pub redis_timeout: Duration,
     /// TTL of cached orders (`ORDER_CACHE_TTL_SECS`, 300).
     pub order_cache_ttl: Duration,
-    /// How many orders each gateway keeps in process memory in front of Redis
-    /// (`ORDER_MEMORY_CACHE_ENTRIES`, 10000; 0 turns it off). Orders never change once placed,
-    /// so a remembered order is never stale.
-    pub order_memory_entries: u64,
+    /// Orders kept in process memory in front of Redis, and the channel the orders service
+    /// announces every change of an order's status on (`ORDER_MEMORY_CACHE_ENTRIES`, 10000,
+    /// 0 turns it off; `ORDER_CHANGES_CHANNEL`).
+    pub order_memory: MemoryTierConfig,
     /// Longest a user stays in process memory (`USER_CACHE_TTL_SECS`, 30). A safety net only:
     /// a user is dropped as soon as the users service announces a change.
     pub user_cache_ttl: Duration,
@@ -204,7 +204,7 @@ impl GatewayConfig {
             downstream_timeout: ms("DOWNSTREAM_TIMEOUT_MS", 2000)?,
             redis_timeout: ms("REDIS_TIMEOUT_MS", 250)?,
             order_cache_ttl: secs("ORDER_CACHE_TTL_SECS", 300)?,
-            order_memory_entries: env.parse_or("ORDER_MEMORY_CACHE_ENTRIES", 10_000)?,
+            order_memory: MemoryTierConfig::from_env(env, "order")?,
             user_cache_ttl: secs("USER_CACHE_TTL_SECS", 30)?,
             user_memory: MemoryTierConfig::from_env(env, "user")?,
             product_memory: MemoryTierConfig::from_env(env, "product")?,

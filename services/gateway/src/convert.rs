@@ -23,25 +23,73 @@ fn timestamp(t: Option<prost_types::Timestamp>) -> Option<chrono::DateTime<chron
     t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0)))
 }
 
-fn gql_order_status(s: orders::OrderStatus) -> gql::OrderStatus {
-    match s {
-        orders::OrderStatus::Pending => gql::OrderStatus::Pending,
-        orders::OrderStatus::Confirmed => gql::OrderStatus::Confirmed,
-        orders::OrderStatus::Shipped => gql::OrderStatus::Shipped,
-        orders::OrderStatus::Cancelled => gql::OrderStatus::Cancelled,
-    }
+/// The same status in the GraphQL contract: `stock_reserved` is `STOCK_RESERVED`. A status
+/// one contract lacks is the gateway's fault (`every_order_status_maps_both_ways` checks).
+fn gql_order_status(s: orders::OrderStatus) -> Result<gql::OrderStatus, GatewayError> {
+    gql::OrderStatus::parse(&s.as_str().to_ascii_uppercase()).ok_or_else(|| {
+        GatewayError::Internal(format!("order status {} is not in GraphQL", s.as_str()))
+    })
+}
+
+/// The same status in the gateway's REST contract, which uses the orders service's names.
+fn rest_order_status(s: orders::OrderStatus) -> Result<rest::OrderStatus, GatewayError> {
+    rest::OrderStatus::parse(s.as_str()).ok_or_else(|| {
+        GatewayError::Internal(format!("order status {} is not in REST", s.as_str()))
+    })
 }
 
 /// Order for GraphQL.
-pub fn gql_order(o: orders::Order) -> gql::Order {
-    gql::Order {
+pub fn gql_order(o: orders::Order) -> Result<gql::Order, GatewayError> {
+    Ok(gql::Order {
         id: ID::from(o.id),
         user_id: ID::from(o.user_id),
         product_id: ID::from(o.product_id),
         quantity: o.quantity,
-        status: gql_order_status(o.status),
+        status: gql_order_status(o.status)?,
+        version: o.version,
         created_at: o.created_at,
-    }
+    })
+}
+
+/// An order's timeline for GraphQL; each entry's id is `order:version`.
+pub fn gql_timeline(
+    order_id: i64,
+    timeline: orders::OrderTimeline,
+) -> Result<Vec<gql::OrderTransition>, GatewayError> {
+    timeline
+        .items
+        .into_iter()
+        .map(|t| {
+            Ok(gql::OrderTransition {
+                id: ID::from(format!("{order_id}:{}", t.version)),
+                version: t.version,
+                from: t.from.map(gql_order_status).transpose()?,
+                to: gql_order_status(t.to)?,
+                cause: t.cause,
+                at: t.at,
+                trace_id: t.trace_id,
+            })
+        })
+        .collect()
+}
+
+/// An order's timeline for REST.
+pub fn rest_timeline(timeline: orders::OrderTimeline) -> Result<rest::OrderTimeline, GatewayError> {
+    let items = timeline
+        .items
+        .into_iter()
+        .map(|t| {
+            Ok(rest::OrderTransition {
+                version: t.version,
+                from: t.from.map(rest_order_status).transpose()?,
+                to: rest_order_status(t.to)?,
+                cause: t.cause,
+                at: t.at,
+                trace_id: t.trace_id,
+            })
+        })
+        .collect::<Result<_, GatewayError>>()?;
+    Ok(rest::OrderTimeline { items })
 }
 
 /// User for GraphQL.
@@ -127,15 +175,16 @@ pub fn gql_notification(n: pb::Notification) -> gql::Notification {
 }
 
 /// Order for REST.
-pub fn rest_order(o: orders::Order) -> rest::Order {
-    rest::Order {
+pub fn rest_order(o: orders::Order) -> Result<rest::Order, GatewayError> {
+    Ok(rest::Order {
         id: o.id,
         user_id: o.user_id,
         product_id: o.product_id,
         quantity: o.quantity,
-        status: rest::OrderStatus::parse(o.status.as_str()).unwrap_or(rest::OrderStatus::Pending),
+        status: rest_order_status(o.status)?,
+        version: o.version,
         created_at: o.created_at,
-    }
+    })
 }
 
 /// User for REST.
@@ -206,11 +255,13 @@ mod tests {
     #[test]
     fn every_order_status_maps_both_ways() {
         for s in orders::OrderStatus::ALL {
+            assert_eq!(rest_order_status(*s).unwrap().as_str(), s.as_str());
             assert_eq!(
-                rest::OrderStatus::parse(s.as_str()).map(|r| r.as_str()),
-                Some(s.as_str())
+                gql_order_status(*s).unwrap().as_str(),
+                s.as_str().to_ascii_uppercase()
             );
-            let _ = gql_order_status(*s);
         }
+        assert_eq!(gql::OrderStatus::ALL.len(), orders::OrderStatus::ALL.len());
+        assert_eq!(rest::OrderStatus::ALL.len(), orders::OrderStatus::ALL.len());
     }
 }

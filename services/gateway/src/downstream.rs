@@ -1,7 +1,8 @@
 //! Calls to the services behind the gateway, only through their generated clients, each with a
 //! timeout and the caller's own token, plus caches of their answers:
-//! - orders, which never change once placed: in process memory, then in Redis (`order:{id}`,
-//!   300 s);
+//! - orders: in process memory, then in Redis (`order:{id}`, 300 s), both kept coherent by the
+//!   orders service, which writes a changed order over the Redis entry (kept only if newer,
+//!   by version) and announces it, whereupon every gateway drops it from memory;
 //! - users: in process memory, dropped when the users service announces a change (see
 //!   [`shopmesh_common::near_cache`]); the shared tier behind it is the users service's own;
 //! - "no such user": in Redis for a few seconds (`gateway:user:{id}`);
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use shopmesh_common::cache::RedisCache;
-use shopmesh_common::near_cache::NearCache;
+use shopmesh_common::near_cache::{NearCache, Ticket};
 use shopmesh_common::telemetry;
 use shopmesh_identity::{AuthError, Principal};
 use shopmesh_openapi::catalog::{self, CatalogClient};
@@ -84,9 +85,8 @@ pub struct Backends {
     /// For the liveness probes of the HTTP services.
     health_http: reqwest::Client,
     cache: RedisCache,
-    /// Orders this gateway has seen, by id (`None` when turned off).
-    memory: Option<moka::sync::Cache<i64, orders::Order>>,
-    memory_hits: AtomicU64,
+    /// Orders, coherent with the orders service's announcements.
+    order_memory: NearCache<i64, orders::Order>,
     /// Users, coherent with the users service's announcements.
     user_memory: NearCache<i64, users::User>,
     /// Products by id, coherent with the catalog's announcements.
@@ -186,6 +186,8 @@ impl Backends {
             .timeout(config.downstream_timeout)
             .connect_timeout(config.downstream_timeout)
             .connect_lazy();
+        let order_memory = NearCache::new(config.order_memory.entries, config.order_cache_ttl);
+        order_memory.follow(cache.clone(), config.order_memory.channel.clone());
         let user_memory = NearCache::new(config.user_memory.entries, config.user_cache_ttl);
         user_memory.follow(cache.clone(), config.user_memory.channel.clone());
         let product_memory =
@@ -205,13 +207,7 @@ impl Backends {
             notifications_channel: channel,
             health_http: http.clone(),
             cache,
-            memory: (config.order_memory_entries > 0).then(|| {
-                moka::sync::Cache::builder()
-                    .max_capacity(config.order_memory_entries)
-                    .time_to_live(config.order_cache_ttl)
-                    .build()
-            }),
-            memory_hits: AtomicU64::new(0),
+            order_memory,
             user_memory,
             product_memory,
             product_queries,
@@ -273,7 +269,7 @@ impl Backends {
 
     /// Order reads served from process memory.
     pub fn memory_hits(&self) -> u64 {
-        self.memory_hits.load(Ordering::Relaxed)
+        self.order_memory.hits()
     }
 
     /// User reads served from process memory.
@@ -339,35 +335,44 @@ impl Backends {
         Ok(page)
     }
 
-    fn remember(&self, order: &orders::Order) {
-        if let Some(memory) = &self.memory {
-            memory.insert(order.id, order.clone());
-        }
-    }
-
     /// Redis key of a cached order (`order:{id}`, after the configured prefix).
     pub fn order_key(&self, id: i64) -> String {
-        format!("{}order:{id}", self.prefix)
+        shopmesh_common::cache::order_key(&self.prefix, id)
     }
 
     fn user_key(&self, id: i64) -> String {
         format!("{}gateway:user:{id}", self.prefix)
     }
 
+    /// Writes `order` to Redis unless a newer version of it is there (the orders service
+    /// writes each change), and to this gateway's memory unless a change was announced since
+    /// `ticket`.
+    async fn remember(&self, ticket: Ticket, order: &orders::Order) {
+        match encode(order) {
+            Some(text) => {
+                let version = u64::try_from(order.version).unwrap_or(0);
+                self.cache
+                    .set_versioned(&self.order_key(order.id), version, &text, self.order_ttl)
+                    .await;
+            }
+            None => self.cache.delete(&self.order_key(order.id)).await,
+        }
+        self.order_memory.fill(ticket, order.id, order.clone());
+    }
+
     /// One order, from the cache when present (and the caller's to see).
     pub async fn order(&self, caller: &Principal, id: i64) -> Result<orders::Order, GatewayError> {
-        if let Some(order) = self.memory.as_ref().and_then(|m| m.get(&id)) {
-            self.memory_hits.fetch_add(1, Ordering::Relaxed);
+        if let Some(order) = self.order_memory.get(&id) {
             return visible(caller, order);
         }
-        let key = self.order_key(id);
+        let ticket = self.order_memory.ticket();
         if let Some(order) = self
             .cache
-            .get(&key)
+            .get_versioned(&self.order_key(id))
             .await
             .and_then(|t| decode::<orders::Order>(&t))
         {
-            self.remember(&order);
+            self.order_memory.fill(ticket, id, order.clone());
             return visible(caller, order);
         }
         let order = self
@@ -375,10 +380,7 @@ impl Backends {
                 self.orders.get_order(&caller.token, id)
             })
             .await?;
-        if let Some(text) = encode(&order) {
-            self.cache.set(&key, &text, self.order_ttl).await;
-        }
-        self.remember(&order);
+        self.remember(ticket, &order).await;
         Ok(order)
     }
 
@@ -390,22 +392,43 @@ impl Backends {
     ) -> Result<orders::Order, GatewayError> {
         // The orders service owns the rules: whose name an order may be placed in, and that
         // the user exists (a 400 for one that does not).
+        let ticket = self.order_memory.ticket();
         let order = self
             .rest(Rest::Orders, WRITE, || {
                 self.orders.create_order(&caller.token, &request)
             })
             .await?;
-        // Write-through: the new order replaces whatever the key held.
-        match encode(&order) {
-            Some(text) => {
-                self.cache
-                    .set(&self.order_key(order.id), &text, self.order_ttl)
-                    .await
-            }
-            None => self.cache.delete(&self.order_key(order.id)).await,
-        }
-        self.remember(&order);
+        self.remember(ticket, &order).await;
         Ok(order)
+    }
+
+    /// Cancels an order (the orders service decides whether the caller may and whether it
+    /// still can), then keeps the cancelled order as any other read.
+    pub async fn cancel_order(
+        &self,
+        caller: &Principal,
+        id: i64,
+    ) -> Result<orders::Order, GatewayError> {
+        let ticket = self.order_memory.ticket();
+        let order = self
+            .rest(Rest::Orders, WRITE, || {
+                self.orders.cancel_order(&caller.token, id)
+            })
+            .await?;
+        self.remember(ticket, &order).await;
+        Ok(order)
+    }
+
+    /// Every status an order has had (not cached: it grows with every change).
+    pub async fn order_timeline(
+        &self,
+        caller: &Principal,
+        id: i64,
+    ) -> Result<orders::OrderTimeline, GatewayError> {
+        self.rest(Rest::Orders, READ, || {
+            self.orders.get_order_timeline(&caller.token, id)
+        })
+        .await
     }
 
     /// A page of a user's orders (not cached: pages change with every new order).

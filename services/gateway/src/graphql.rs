@@ -11,7 +11,9 @@ use shopmesh_graphql::{self as gql, GatewayResolvers};
 use shopmesh_identity::Principal;
 use shopmesh_openapi::{orders, users};
 
-use crate::convert::{gql_notification, gql_order, gql_product, gql_tokens, gql_user, parse_id};
+use crate::convert::{
+    gql_notification, gql_order, gql_product, gql_timeline, gql_tokens, gql_user, parse_id,
+};
 use crate::downstream::Backends;
 use crate::error::GatewayError;
 
@@ -161,7 +163,7 @@ impl GatewayResolvers for GatewayGraph {
         id: ID,
     ) -> Result<Option<gql::Order>, GatewayError> {
         let order = self.backends.order(principal, parse_id("id", &id)?).await;
-        Ok(absent_is_null(order)?.map(gql_order))
+        absent_is_null(order)?.map(gql_order).transpose()
     }
 
     async fn query_orders_by_user(
@@ -183,7 +185,11 @@ impl GatewayResolvers for GatewayGraph {
             .orders_by_user(principal, user_id, first, after)
             .await?;
         Ok(gql::OrderConnection {
-            nodes: page.items.into_iter().map(gql_order).collect(),
+            nodes: page
+                .items
+                .into_iter()
+                .map(gql_order)
+                .collect::<Result<_, _>>()?,
             page_info: gql::PageInfo {
                 has_next_page: page.next_cursor.is_some(),
                 end_cursor: page.next_cursor,
@@ -273,9 +279,17 @@ impl GatewayResolvers for GatewayGraph {
             quantity: input.quantity,
         };
         // The orders contract bounds the quantity; its 400 arrives as BAD_USER_INPUT.
-        Ok(gql_order(
-            self.backends.create_order(principal, request).await?,
-        ))
+        gql_order(self.backends.create_order(principal, request).await?)
+    }
+
+    async fn mutation_cancel_order(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        id: ID,
+    ) -> Result<gql::Order, GatewayError> {
+        let id = parse_id("id", &id)?;
+        gql_order(self.backends.cancel_order(principal, id).await?)
     }
 
     async fn mutation_create_user(
@@ -336,6 +350,16 @@ impl GatewayResolvers for GatewayGraph {
     ) -> Result<Option<gql::Product>, GatewayError> {
         let id = parse_id("productId", &parent.product_id)?;
         ctx.data::<DataLoader<ProductLoader>>()?.load_one(id).await
+    }
+
+    async fn order_timeline(
+        &self,
+        ctx: &Context<'_>,
+        parent: &gql::Order,
+    ) -> Result<Vec<gql::OrderTransition>, GatewayError> {
+        let id = parse_id("id", &parent.id)?;
+        let principal = ctx.data::<Principal>()?;
+        gql_timeline(id, self.backends.order_timeline(principal, id).await?)
     }
 
     async fn order_notifications(

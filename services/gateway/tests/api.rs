@@ -60,7 +60,6 @@ async fn every_graphql_operation_round_trips() {
                 order_id: id,
                 user_id: 1,
                 message: message.into(),
-                order_created_at: chrono::Utc::now(),
             })
             .await
             .unwrap();

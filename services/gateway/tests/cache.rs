@@ -107,9 +107,9 @@ async fn order_user_is_batched_one_call_per_distinct_user() {
     backend.stop().await;
 }
 
-/// Orders never change once placed, so a gateway keeps those it has seen in process memory:
-/// a read needs neither Redis nor the orders service, even when Redis lost the key (evicted,
-/// flushed, or written by another replica that is gone).
+/// A gateway keeps the orders it has seen in process memory, coherent with the orders
+/// service's announcements: a read needs neither a Redis read nor the orders service, even
+/// when Redis lost the key (evicted, flushed, or written by another replica that is gone).
 #[tokio::test]
 async fn an_order_seen_once_is_served_from_memory_without_redis_or_orders() {
     let backend = Backend::start().await;
@@ -319,7 +319,8 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
     client.get_order(&gw.admin, other.id).await.unwrap();
     assert_eq!(calls(), before + 1, "one miss, then a hit");
 
-    // Redis down: still served; the first read goes downstream, then memory serves it.
+    // Redis down: still served, from the orders service each time: a gateway that cannot
+    // hear the order channel would not hear a change either, so memory serves nothing.
     let mut config = backend.config();
     config.redis_url = "redis://127.0.0.1:1/".into();
     let no_redis = Running::start(&backend, config).await;
@@ -334,11 +335,78 @@ async fn orders_are_cached_written_through_and_served_without_redis() {
             .calls
             .orders
             .load(Ordering::SeqCst),
-        1,
-        "one read downstream, the second from memory"
+        2,
+        "both reads downstream"
     );
     assert!(!no_redis.gateway.backends.cache().is_up());
     no_redis.server.stop().await;
+    gw.server.stop().await;
+    backend.stop().await;
+}
+
+/// An order cancelled at the orders service, after the gateway cached it in memory and Redis:
+/// the gateway serves the new status within the bound, over REST and GraphQL, and its late
+/// write of the old copy cannot put it back in Redis.
+#[tokio::test]
+async fn a_changed_order_reaches_the_gateway_within_the_bound() {
+    let backend = Backend::start().await;
+    let gw = Running::start(&backend, backend.deployed_config()).await;
+    let client = gw.client();
+    let order = gw.placed_order(1, 5).await;
+    let old = client.get_order(&gw.admin, order.id).await.unwrap();
+    assert_eq!(old.status, rest::OrderStatus::Pending);
+    let change = shopmesh_orders::store::StatusChange {
+        from: shopmesh_openapi::orders::OrderStatus::Pending,
+        to: shopmesh_openapi::orders::OrderStatus::Cancelled,
+        cause: "cancelled by the shopper",
+    };
+    backend
+        .orders_store
+        .change_status(order.id, change)
+        .await
+        .unwrap();
+    let acknowledged = std::time::Instant::now();
+    let rest_status = loop {
+        let now = client.get_order(&gw.admin, order.id).await.unwrap();
+        if now.status != rest::OrderStatus::Pending || acknowledged.elapsed() > USER_CHANGE_BOUND {
+            break now.status;
+        }
+    };
+    let waited = acknowledged.elapsed();
+    assert_eq!(
+        rest_status,
+        rest::OrderStatus::Cancelled,
+        "after {waited:?}"
+    );
+    assert!(waited <= USER_CHANGE_BOUND, "{waited:?}");
+    let g = gw
+        .graphql(
+            "query($id: ID!) { order(id: $id) { status version } }",
+            json!({"id": order.id.to_string()}),
+        )
+        .await;
+    assert_eq!(
+        g["data"]["order"],
+        json!({"status": "CANCELLED", "version": 2})
+    );
+
+    // A gateway that read the order before the change writes its copy late: it loses.
+    let backends = &gw.gateway.backends;
+    let stale = serde_json::to_string(&json!({
+        "id": order.id, "userId": 1, "productId": 5, "quantity": 1,
+        "status": "pending", "version": 1, "createdAt": order.created_at,
+    }))
+    .unwrap();
+    let written = backends
+        .cache()
+        .set_versioned(
+            &backends.order_key(order.id),
+            1,
+            &stale,
+            Duration::from_secs(60),
+        )
+        .await;
+    assert!(!written, "an older version never replaces a newer one");
     gw.server.stop().await;
     backend.stop().await;
 }
@@ -371,7 +439,6 @@ async fn a_page_of_orders_fetches_its_notifications_in_one_call() {
                 order_id: *id,
                 user_id: user,
                 message: format!("about {id}"),
-                order_created_at: chrono::Utc::now(),
             })
             .await
             .unwrap();

@@ -2,8 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
-use shopmesh_events::OrderCreatedV1;
+use shopmesh_events::{Event, EventError, OrderCreatedV1, OrderStatusChangedV1};
 
 use crate::error::NotificationsError;
 
@@ -35,22 +34,74 @@ pub struct NewNotification {
     pub user_id: i64,
     /// Text shown to the user.
     pub message: String,
-    /// When the order was created.
-    pub order_created_at: DateTime<Utc>,
 }
 
-/// The in-app notification for an `order.created` event. In-app notifications are delivered by
-/// being stored in the user's inbox, so they are stored as sent.
-pub fn notification_for(event: &OrderCreatedV1) -> NewNotification {
-    NewNotification {
-        event_id: event.event_id.to_string(),
-        order_id: event.order_id,
-        user_id: event.user_id,
-        message: format!(
-            "Your order #{} for {} x product {} has been received.",
-            event.order_id, event.quantity, event.product_id
-        ),
-        order_created_at: event.created_at,
+/// An event about an order that tells its user something.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderEvent {
+    /// The order was placed.
+    Placed(OrderCreatedV1),
+    /// The order's status changed.
+    StatusChanged(OrderStatusChangedV1),
+}
+
+impl OrderEvent {
+    /// Parses `payload` as the event its `event-type` header names (the routing key it was
+    /// published with, kept through retries); messages without the header are `order.created`,
+    /// as every message was before there were others.
+    pub fn parse(event_type: Option<&str>, payload: &[u8]) -> Result<Self, EventError> {
+        match event_type {
+            None => OrderCreatedV1::from_json(payload).map(Self::Placed),
+            Some(OrderCreatedV1::ROUTING_KEY) => {
+                OrderCreatedV1::from_json(payload).map(Self::Placed)
+            }
+            Some(OrderStatusChangedV1::ROUTING_KEY) => {
+                OrderStatusChangedV1::from_json(payload).map(Self::StatusChanged)
+            }
+            Some(other) => Err(EventError::SchemaViolation {
+                schema: "event-type",
+                reason: format!("no event is called {other:?}"),
+            }),
+        }
+    }
+
+    /// The event's id.
+    pub fn event_id(&self) -> uuid::Uuid {
+        match self {
+            Self::Placed(e) => e.event_id(),
+            Self::StatusChanged(e) => e.event_id(),
+        }
+    }
+
+    /// The in-app notification it makes. In-app notifications are delivered by being stored
+    /// in the user's inbox, so they are stored as sent.
+    pub fn notification(&self) -> NewNotification {
+        let (order_id, user_id, message) = match self {
+            Self::Placed(e) => (
+                e.order_id,
+                e.user_id,
+                format!(
+                    "Your order #{} for {} x product {} has been received.",
+                    e.order_id, e.quantity, e.product_id
+                ),
+            ),
+            Self::StatusChanged(e) => (
+                e.order_id,
+                e.user_id,
+                format!(
+                    "Your order #{} is now {}: {}.",
+                    e.order_id,
+                    e.to.replace('_', " "),
+                    e.cause
+                ),
+            ),
+        };
+        NewNotification {
+            event_id: self.event_id().to_string(),
+            order_id,
+            user_id,
+            message,
+        }
     }
 }
 
@@ -136,7 +187,7 @@ impl PageToken {
 
 #[cfg(test)]
 mod tests {
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
     use uuid::Uuid;
 
     use super::*;
@@ -151,13 +202,40 @@ mod tests {
             quantity: 3,
             created_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
         };
-        let n = notification_for(&e);
+        let n = OrderEvent::Placed(e).notification();
         assert_eq!(
             n.message,
             "Your order #9 for 3 x product 55 has been received."
         );
         assert_eq!((n.order_id, n.user_id), (9, 2));
         assert_eq!(n.event_id, Uuid::nil().to_string());
+    }
+
+    #[test]
+    fn a_status_change_says_where_the_order_is_and_why() {
+        let e = OrderStatusChangedV1 {
+            event_id: Uuid::from_u128(5),
+            order_id: 9,
+            user_id: 2,
+            from: "pending".into(),
+            to: "stock_reserved".into(),
+            cause: "every line reserved".into(),
+            version: 2,
+            changed_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+        };
+        let payload = e.to_json();
+        let parsed = OrderEvent::parse(Some("order.status-changed"), &payload).unwrap();
+        let n = parsed.notification();
+        assert_eq!(
+            n.message,
+            "Your order #9 is now stock reserved: every line reserved."
+        );
+        assert_eq!(n.event_id, Uuid::from_u128(5).to_string());
+        assert!(
+            OrderEvent::parse(None, &payload).is_err(),
+            "without a type it is read as order.created, which it is not"
+        );
+        assert!(OrderEvent::parse(Some("order.shipped"), &payload).is_err());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The [`NotificationConsumer`]: turns `order.created` events into stored notifications.
+//! The [`NotificationConsumer`]: turns order events (`order.created`, `order.status-changed`)
+//! into stored notifications.
 //!
 //! - Manual acks with a prefetch window; a message is acked only after its notification is
 //!   stored (or after it was safely moved to a retry queue or the DLQ with a confirmed publish).
@@ -28,11 +29,11 @@ use lapin::{BasicProperties, Channel, Connection};
 use shopmesh_common::amqp;
 use shopmesh_common::retry::Backoff;
 use shopmesh_common::shutdown::Shutdown;
-use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
+use shopmesh_events::OrderCreatedTopology;
 use tokio::task::JoinSet;
 use tracing::{Instrument, Span};
 
-use crate::domain::notification_for;
+use crate::domain::OrderEvent;
 use crate::store::{InsertOutcome, NotificationStore};
 
 /// Largest payload accepted; larger messages are dead-lettered unread.
@@ -130,6 +131,7 @@ impl Verdict {
 /// Decides a delivery's fate: plain logic over the payload, the retry count and the store.
 pub async fn decide(
     store: &dyn NotificationStore,
+    event_type: Option<&str>,
     payload: &[u8],
     retries_so_far: u32,
     max_retries: u32,
@@ -140,11 +142,11 @@ pub async fn decide(
             payload.len()
         ));
     }
-    let event = match OrderCreatedV1::from_json(payload) {
+    let event = match OrderEvent::parse(event_type, payload) {
         Ok(e) => e,
         Err(e) => return Verdict::DeadLetter(e.to_string()),
     };
-    match store.insert_if_absent(&notification_for(&event)).await {
+    match store.insert_if_absent(&event.notification()).await {
         Ok(outcome) => Verdict::Done(outcome),
         // The store itself is down, not this message's fault: no retry is spent on it.
         Err(_) if store.ping().await.is_err() => Verdict::StoreDown,
@@ -152,7 +154,7 @@ pub async fn decide(
             Verdict::DeadLetter(format!("store failed after {retries_so_far} retries: {e}"))
         }
         Err(e) => {
-            tracing::warn!(error = %e, event_id = %event.event_id, attempt = retries_so_far + 1, "storing notification failed; retrying later");
+            tracing::warn!(error = %e, event_id = %event.event_id(), attempt = retries_so_far + 1, "storing notification failed; retrying later");
             Verdict::Retry(retries_so_far + 1)
         }
     }
@@ -409,8 +411,10 @@ struct DeliveryHandler {
 
 impl DeliveryHandler {
     async fn handle(self, delivery: Delivery) -> Handled {
+        let event_type = amqp::header_str(&delivery.properties, amqp::EVENT_TYPE_HEADER);
         let verdict = decide(
             self.store.as_ref(),
+            event_type.as_deref(),
             &delivery.data,
             retry_count(&delivery),
             self.max_retries,

@@ -11,7 +11,10 @@
 use lapin::BasicProperties;
 use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 use lapin::types::AMQPValue;
-use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
+use shopmesh_common::amqp;
+use shopmesh_events::OrderCreatedTopology;
+
+use crate::domain::OrderEvent;
 
 use crate::events::{MAX_EVENT_BYTES, REASON_HEADER, RETRY_HEADER, publish_confirmed};
 
@@ -60,8 +63,9 @@ pub async fn redrive(
             break;
         };
         let delivery = &message.delivery;
+        let event_type = amqp::header_str(&delivery.properties, amqp::EVENT_TYPE_HEADER);
         let poison = delivery.data.len() > MAX_EVENT_BYTES
-            || OrderCreatedV1::from_json(&delivery.data).is_err();
+            || OrderEvent::parse(event_type.as_deref(), &delivery.data).is_err();
         let wanted = reason.is_none_or(|r| dead_letter_reason(&delivery.properties).contains(r));
         if !poison && wanted {
             let mut headers = delivery.properties.headers().clone().unwrap_or_default();

@@ -328,7 +328,6 @@ async fn grpc_callers_need_a_token_and_reach_only_their_own_notifications() {
                 order_id,
                 user_id,
                 message: format!("order {order_id}"),
-                order_created_at: Utc::now(),
             })
             .await
             .unwrap();

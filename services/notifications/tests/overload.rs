@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use futures::future::join_all;
 use shopmesh_identity::Role;
 use shopmesh_notifications::Application;
@@ -62,7 +61,6 @@ impl Notifications {
                     order_id,
                     user_id,
                     message: format!("notification {i} of order {order_id}"),
-                    order_created_at: Utc::now(),
                 })
                 .collect();
             join_all(docs.iter().map(|n| self.store.insert_if_absent(n))).await;

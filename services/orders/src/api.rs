@@ -3,12 +3,14 @@
 //! become problems in one place ([`crate::error`]).
 
 use shopmesh_identity::Principal;
-use shopmesh_openapi::orders::{CreateOrderRequest, Order, OrderPage, OrdersApi};
+use shopmesh_openapi::orders::{
+    CreateOrderRequest, Order, OrderPage, OrderStatus, OrderTimeline, OrderTransition, OrdersApi,
+};
 use shopmesh_openapi::runtime::Problem;
 
 use crate::domain::Cursor;
 use crate::error::OrdersError;
-use crate::store::{NewOrder, OrderRecord, OrderStore};
+use crate::store::{Changed, NewOrder, OrderRecord, OrderStore, StatusChange};
 use crate::users::UserDirectory;
 
 /// The service behind `/orders`.
@@ -22,6 +24,15 @@ impl OrdersService {
     pub fn new(store: OrderStore, users: UserDirectory) -> Self {
         Self { store, users }
     }
+
+    /// Order `id`, if `principal` may see it; one they may not see is missing, as in
+    /// [`Principal::sees`].
+    async fn visible(&self, principal: &Principal, id: i64) -> Result<OrderRecord, OrdersError> {
+        match self.store.get(id).await? {
+            Some(o) if principal.sees(o.user_id) => Ok(o),
+            _ => Err(OrdersError::NotFound(id)),
+        }
+    }
 }
 
 /// A stored order in its contract form.
@@ -32,6 +43,7 @@ pub fn to_contract(o: OrderRecord) -> Order {
         product_id: o.product_id,
         quantity: o.quantity,
         status: o.status,
+        version: o.version,
         created_at: o.created_at,
     }
 }
@@ -60,10 +72,48 @@ impl OrdersApi for OrdersService {
     }
 
     async fn get_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
-        match self.store.get(id).await? {
-            Some(o) if principal.sees(o.user_id) => Ok(to_contract(o)),
-            _ => Err(OrdersError::NotFound(id).into()),
-        }
+        Ok(to_contract(self.visible(&principal, id).await?))
+    }
+
+    async fn get_order_timeline(
+        &self,
+        principal: Principal,
+        id: i64,
+    ) -> Result<OrderTimeline, Problem> {
+        self.visible(&principal, id).await?;
+        let items = self.store.timeline(id).await?;
+        Ok(OrderTimeline {
+            items: items
+                .into_iter()
+                .map(|t| OrderTransition {
+                    version: t.version,
+                    from: t.from,
+                    to: t.to,
+                    cause: t.cause,
+                    at: t.at,
+                    trace_id: t.trace_id,
+                })
+                .collect(),
+        })
+    }
+
+    async fn cancel_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
+        // Nothing moves an order past `pending` yet, so a cancellation has nothing to release
+        // or refund; the checkout saga puts its compensation before later states' cancels.
+        let order = self.visible(&principal, id).await?;
+        let cause = if principal.user_id == order.user_id {
+            "cancelled by the shopper"
+        } else {
+            "cancelled by an admin"
+        };
+        let change = StatusChange {
+            from: order.status,
+            to: OrderStatus::Cancelled,
+            cause,
+        };
+        let (Changed::Moved(order) | Changed::Already(order)) =
+            self.store.change_status(id, change).await?;
+        Ok(to_contract(order))
     }
 
     async fn list_user_orders(

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use shopmesh_common::auth::AuthConfig;
-use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url};
+use shopmesh_common::config::{ConfigError, Env, SecretUrl, mysql_url, redis_url};
 use shopmesh_common::http::HttpConfig;
+use shopmesh_common::near_cache::{ChangeChannel, MemoryTierConfig};
 use shopmesh_events::OrderCreatedTopology;
 
 /// Everything the orders service needs to start.
@@ -28,6 +29,8 @@ pub struct OrdersConfig {
     pub topology: OrderCreatedTopology,
     /// Outbox relay tuning.
     pub relay: RelayConfig,
+    /// Where changed orders are written for the gateways and announced to them.
+    pub order_changes: OrderChangesConfig,
     /// Whether this process relays the outbox (`OUTBOX_RELAY_ENABLED`, true). Set false on
     /// replicas that only serve the API while another process relays; the relay locks rows
     /// (`FOR UPDATE SKIP LOCKED`), so several relays are also safe.
@@ -37,6 +40,22 @@ pub struct OrdersConfig {
     /// The users service, which confirms users an admin orders for (`USER_SERVICE_URL`,
     /// `http://localhost:3001`).
     pub users_url: String,
+}
+
+/// Where the gateways keep their copies of orders, which every change of status replaces.
+#[derive(Debug, Clone)]
+pub struct OrderChangesConfig {
+    /// Redis URL (`REDIS_URL`, or `REDIS_HOST`/`REDIS_PORT`/`REDIS_PASSWORD`).
+    pub redis_url: SecretUrl,
+    /// Longest wait for Redis (`REDIS_TIMEOUT_MS`, 250).
+    pub redis_timeout: Duration,
+    /// Prefix of the keys (`CACHE_PREFIX`, as the gateways').
+    pub cache_prefix: String,
+    /// How long a written order lives (`ORDER_CACHE_TTL_SECS`, 300, as the gateways').
+    pub ttl: Duration,
+    /// The channel changed order ids are announced on (`ORDER_CHANGES_CHANNEL`, by default
+    /// `order.changed` after `CACHE_PREFIX`).
+    pub channel: ChangeChannel,
 }
 
 /// How the [`crate::events::OutboxRelay`] batches and retries.
@@ -87,6 +106,13 @@ impl OrdersConfig {
                 poll_interval: ms("OUTBOX_POLL_MS", d.poll_interval)?,
                 backoff_min: ms("OUTBOX_BACKOFF_MIN_MS", d.backoff_min)?,
                 backoff_max: ms("OUTBOX_BACKOFF_MAX_MS", d.backoff_max)?,
+            },
+            order_changes: OrderChangesConfig {
+                redis_url: redis_url(env)?,
+                redis_timeout: ms("REDIS_TIMEOUT_MS", Duration::from_millis(250))?,
+                cache_prefix: env.string_or("CACHE_PREFIX", ""),
+                ttl: Duration::from_secs(env.parse_or("ORDER_CACHE_TTL_SECS", 300)?),
+                channel: MemoryTierConfig::from_env(env, "order")?.channel,
             },
             relay_enabled: env.parse_or("OUTBOX_RELAY_ENABLED", true)?,
             auth: AuthConfig::from_env(env)?,

@@ -20,6 +20,17 @@ pub enum OrdersError {
     /// The users service could not confirm a user.
     #[error("the users service is unavailable: {0}")]
     UsersUnavailable(String),
+    /// The order is not where a change of status needs it, or the contract's state machine
+    /// has no such transition.
+    #[error("order {id} is {}; it cannot become {}", from.as_str(), to.as_str())]
+    IllegalTransition {
+        /// The order.
+        id: i64,
+        /// Where it is (or where the caller thought it was).
+        from: shopmesh_openapi::orders::OrderStatus,
+        /// Where it was asked to go.
+        to: shopmesh_openapi::orders::OrderStatus,
+    },
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
@@ -35,6 +46,7 @@ impl OrdersError {
             Self::NotFound(_) => 404,
             Self::InvalidCursor(_) | Self::UnknownUser(_) => 400,
             Self::Forbidden(_) => 403,
+            Self::IllegalTransition { .. } => 409,
             Self::UsersUnavailable(_) => 503,
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,

@@ -104,7 +104,7 @@ impl OutboxRelay {
 
     /// Runs until `shutdown`; on shutdown it publishes what is pending once more, then returns.
     pub async fn run(self, shutdown: Shutdown) {
-        let wake = self.store.order_created_signal();
+        let wake = self.store.outbox_signal();
         let mut backoff = Backoff::new(self.config.backoff_min, self.config.backoff_max);
         let mut link: Option<Link> = None;
         loop {
@@ -261,14 +261,14 @@ fn publish_span(exchange: &str, m: &OutboxMessage) -> Span {
 fn properties(m: &OutboxMessage, span: &Span) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
-        "event-type".into(),
+        amqp::EVENT_TYPE_HEADER.into(),
         AMQPValue::LongString(m.routing_key.clone().into()),
     );
     amqp::insert_trace_headers(&mut headers, span);
     BasicProperties::default()
         .with_message_id(ShortString::from(m.event_id.clone()))
         .with_content_type(ShortString::from("application/json"))
-        .with_type(ShortString::from("order.created.v1"))
+        .with_type(ShortString::from(format!("{}.v1", m.routing_key)))
         .with_delivery_mode(2)
         .with_headers(headers)
 }

@@ -17,6 +17,7 @@ pub mod users;
 use std::sync::Arc;
 
 use poem::{Endpoint, EndpointExt, Response, Route};
+use shopmesh_common::cache::RedisCache;
 use shopmesh_common::config::{ConfigError, Env, SecretUrl};
 use shopmesh_common::db;
 use shopmesh_common::health::{self, ReadinessCheck};
@@ -30,7 +31,7 @@ use shopmesh_identity::TokenVerifier;
 
 use crate::config::OrdersConfig;
 use crate::events::{OutboxRelay, RelayStatus};
-use crate::store::{MIGRATOR, OrderStore};
+use crate::store::{MIGRATOR, OrderChanges, OrderStore};
 use crate::users::UserDirectory;
 
 /// The HTTP application: contract routes at `/`, spec at `/openapi.json`, Swagger UI at
@@ -103,10 +104,18 @@ impl Service for Application {
     }
 
     async fn build(config: OrdersConfig) -> anyhow::Result<Self> {
+        let changes = &config.order_changes;
+        let changes = OrderChanges::new(
+            RedisCache::new(changes.redis_url.expose(), changes.redis_timeout)?,
+            changes.channel.clone(),
+            changes.cache_prefix.clone(),
+            changes.ttl,
+        );
         let store = OrderStore::connect_lazy(
             config.database_url.expose(),
             config.db_pool_size,
             config.db_acquire_timeout,
+            changes,
         )?;
         let relay = config.relay_enabled.then(|| {
             OutboxRelay::new(

@@ -4,11 +4,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use shopmesh_events::{ORDER_CREATED_ROUTING_KEY, OrderCreatedV1};
+use shopmesh_events::{Event, OrderCreatedV1, OrderStatusChangedV1};
 use shopmesh_openapi::orders::OrderStatus;
 use sqlx::{MySql, MySqlPool, Transaction};
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+use poem_openapi::types::ToJSON as _;
+use shopmesh_common::cache::RedisCache;
+use shopmesh_common::near_cache::ChangeChannel;
 
 use crate::domain::{self, Cursor};
 use crate::error::OrdersError;
@@ -40,18 +44,30 @@ pub struct OrderRecord {
     pub quantity: i32,
     /// Lifecycle state.
     pub status: OrderStatus,
+    /// 1 when placed; one more with every change of status.
+    pub version: i32,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
 
-type OrderRow = (i64, i64, i64, i32, String, NaiveDateTime);
+type OrderRow = (i64, i64, i64, i32, String, NaiveDateTime, i32);
+
+/// version, from, to, cause, trace id, time.
+type TimelineRow = (
+    i32,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    NaiveDateTime,
+);
 
 impl TryFrom<OrderRow> for OrderRecord {
     type Error = OrdersError;
 
     /// The one place a stored status string becomes the contract's enum.
     fn try_from(
-        (id, user_id, product_id, quantity, status, created_at): OrderRow,
+        (id, user_id, product_id, quantity, status, created_at, version): OrderRow,
     ) -> Result<Self, OrdersError> {
         let status = OrderStatus::parse(&status).ok_or_else(|| {
             OrdersError::Internal(format!("order {id} has unknown status {status:?}"))
@@ -62,10 +78,51 @@ impl TryFrom<OrderRow> for OrderRecord {
             product_id,
             quantity,
             status,
+            version,
             created_at: created_at.and_utc(),
         })
     }
 }
+
+/// A change of status an order is asked to make: from the status its caller last saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusChange<'a> {
+    /// The status the caller expects the order in.
+    pub from: OrderStatus,
+    /// The status it should reach.
+    pub to: OrderStatus,
+    /// Why, in a few words (kept in the timeline and the event).
+    pub cause: &'a str,
+}
+
+/// What a [`StatusChange`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    /// The order moved; its timeline and the outbox have the change.
+    Moved(OrderRecord),
+    /// The order had already reached the status (a repeated request): nothing changed.
+    Already(OrderRecord),
+}
+
+/// One entry of an order's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// The order's version once this status was reached (1: placed).
+    pub version: i32,
+    /// The status it left; none for placing the order.
+    pub from: Option<OrderStatus>,
+    /// The status it reached.
+    pub to: OrderStatus,
+    /// Why.
+    pub cause: String,
+    /// The W3C trace id of the request that made the change, when it was traced.
+    pub trace_id: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// What placing an order records as its cause.
+pub const PLACED: &str = "placed";
 
 /// An outbox row waiting to be published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,11 +139,48 @@ pub struct OutboxMessage {
     pub traceparent: Option<String>,
 }
 
+/// Where the gateways' copies of orders are told about changes: the order's new state is
+/// written over the shared Redis entry (`order:{id}`, kept only if newer, by version) and its
+/// id announced on the order channel, which every gateway's memory tier follows.
+#[derive(Clone)]
+pub struct OrderChanges {
+    redis: RedisCache,
+    channel: ChangeChannel,
+    prefix: String,
+    ttl: Duration,
+}
+
+impl OrderChanges {
+    /// Announces on `channel` through `redis`; entries are `order:{id}` after `prefix` and
+    /// live `ttl`.
+    pub fn new(redis: RedisCache, channel: ChangeChannel, prefix: String, ttl: Duration) -> Self {
+        Self {
+            redis,
+            channel,
+            prefix,
+            ttl,
+        }
+    }
+
+    /// After a committed change, before it is acknowledged. Redis being down costs the
+    /// gateways their memory tier (they stop hearing the channel too), never coherence.
+    async fn announce(&self, order: &OrderRecord) {
+        let json = crate::api::to_contract(order.clone()).to_json_string();
+        let version = u64::try_from(order.version).unwrap_or(0);
+        let key = shopmesh_common::cache::order_key(&self.prefix, order.id);
+        self.redis
+            .set_versioned(&key, version, &json, self.ttl)
+            .await;
+        self.channel.announce(&self.redis, order.id).await;
+    }
+}
+
 /// Orders and outbox in MySQL.
 #[derive(Clone)]
 pub struct OrderStore {
     pool: MySqlPool,
     created: Arc<Notify>,
+    changes: OrderChanges,
 }
 
 impl OrderStore {
@@ -96,11 +190,13 @@ impl OrderStore {
         url: &str,
         pool_size: u32,
         acquire_timeout: Duration,
+        changes: OrderChanges,
     ) -> Result<Self, sqlx::Error> {
         let pool = shopmesh_common::db::lazy_pool(url, pool_size, acquire_timeout)?;
         Ok(Self {
             pool,
             created: Arc::new(Notify::new()),
+            changes,
         })
     }
 
@@ -109,8 +205,9 @@ impl OrderStore {
         &self.pool
     }
 
-    /// Woken after every committed order, so the relay publishes without waiting for its poll.
-    pub fn order_created_signal(&self) -> Arc<Notify> {
+    /// Woken after every committed event (an order placed or changed), so the relay publishes
+    /// without waiting for its poll.
+    pub fn outbox_signal(&self) -> Arc<Notify> {
         self.created.clone()
     }
 
@@ -130,7 +227,7 @@ impl OrderStore {
         .bind(new.user_id)
         .bind(new.product_id)
         .bind(new.quantity)
-        .bind(OrderStatus::Pending.as_str())
+        .bind(OrderStatus::INITIAL.as_str())
         .bind(created_at.naive_utc())
         .execute(&mut *tx)
         .await?;
@@ -145,6 +242,17 @@ impl OrderStore {
             created_at,
         };
         let traceparent = shopmesh_common::telemetry::current_traceparent();
+        insert_transition(
+            &mut tx,
+            id,
+            1,
+            None,
+            OrderStatus::INITIAL,
+            PLACED,
+            traceparent.as_deref(),
+            created_at,
+        )
+        .await?;
         insert_outbox(&mut tx, &event, traceparent.as_deref()).await?;
         tx.commit().await?;
         self.created.notify_one();
@@ -153,15 +261,115 @@ impl OrderStore {
             user_id: new.user_id,
             product_id: new.product_id,
             quantity: new.quantity,
-            status: OrderStatus::Pending,
+            status: OrderStatus::INITIAL,
+            version: 1,
             created_at,
         })
+    }
+
+    /// Moves order `id` as `change` asks, in one transaction: the order's row is locked, the
+    /// contract's state machine must allow the move and the order must be where the caller
+    /// saw it; then its version goes up, the timeline gains the entry and the outbox an
+    /// `order.status-changed` event. An order already in `change.to` is left as it is.
+    pub async fn change_status(
+        &self,
+        id: i64,
+        change: StatusChange<'_>,
+    ) -> Result<Changed, OrdersError> {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<OrderRow> = sqlx::query_as(
+            "SELECT id, user_id, product_id, quantity, status, created_at, version FROM orders \
+             WHERE id = ? FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Err(OrdersError::NotFound(id));
+        };
+        let mut order = OrderRecord::try_from(row)?;
+        if order.status == change.to {
+            tx.commit().await?;
+            return Ok(Changed::Already(order));
+        }
+        if order.status != change.from || !change.from.may_become(change.to) {
+            return Err(OrdersError::IllegalTransition {
+                id,
+                from: order.status,
+                to: change.to,
+            });
+        }
+        let version = order.version + 1;
+        let changed_at = domain::creation_time();
+        sqlx::query("UPDATE orders SET status = ?, version = ? WHERE id = ?")
+            .bind(change.to.as_str())
+            .bind(version)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let traceparent = shopmesh_common::telemetry::current_traceparent();
+        insert_transition(
+            &mut tx,
+            id,
+            version,
+            Some(change.from),
+            change.to,
+            change.cause,
+            traceparent.as_deref(),
+            changed_at,
+        )
+        .await?;
+        let event = OrderStatusChangedV1 {
+            event_id: Uuid::now_v7(),
+            order_id: id,
+            user_id: order.user_id,
+            from: change.from.as_str().to_owned(),
+            to: change.to.as_str().to_owned(),
+            cause: change.cause.to_owned(),
+            version,
+            changed_at,
+        };
+        insert_outbox(&mut tx, &event, traceparent.as_deref()).await?;
+        tx.commit().await?;
+        self.created.notify_one();
+        order.status = change.to;
+        order.version = version;
+        self.changes.announce(&order).await;
+        Ok(Changed::Moved(order))
+    }
+
+    /// Every status order `id` has had, oldest first.
+    pub async fn timeline(&self, id: i64) -> Result<Vec<TimelineEntry>, OrdersError> {
+        let rows: Vec<TimelineRow> = sqlx::query_as(
+            "SELECT version, from_status, to_status, cause, trace_id, changed_at \
+                 FROM order_transitions WHERE order_id = ? ORDER BY version",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let status = |s: &str| {
+            OrderStatus::parse(s).ok_or_else(|| {
+                OrdersError::Internal(format!("order {id}'s timeline has unknown status {s:?}"))
+            })
+        };
+        rows.into_iter()
+            .map(|(version, from, to, cause, trace_id, at)| {
+                Ok(TimelineEntry {
+                    version,
+                    from: from.as_deref().map(status).transpose()?,
+                    to: status(&to)?,
+                    cause,
+                    trace_id,
+                    at: at.and_utc(),
+                })
+            })
+            .collect()
     }
 
     /// One order.
     pub async fn get(&self, id: i64) -> Result<Option<OrderRecord>, OrdersError> {
         let row: Option<OrderRow> = sqlx::query_as(
-            "SELECT id, user_id, product_id, quantity, status, created_at FROM orders WHERE id = ?",
+            "SELECT id, user_id, product_id, quantity, status, created_at, version FROM orders WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.pool)
@@ -257,17 +465,48 @@ impl OrderStore {
 
 /// First page of a user's orders: served by `idx_orders_user_created` (user_id, created_at),
 /// whose entries also carry the primary key, so no filesort is needed.
-pub const BY_USER_FIRST_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at FROM orders \
+pub const BY_USER_FIRST_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at, version FROM orders \
      WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?";
 
 /// Following pages: strictly after the cursor's `(created_at, id)`.
-pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at FROM orders \
+pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at, version FROM orders \
      WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
      ORDER BY created_at DESC, id DESC LIMIT ?";
 
-async fn insert_outbox(
+/// Appends one entry to an order's timeline.
+#[allow(clippy::too_many_arguments)]
+async fn insert_transition(
     tx: &mut Transaction<'_, MySql>,
-    event: &OrderCreatedV1,
+    order_id: i64,
+    version: i32,
+    from: Option<OrderStatus>,
+    to: OrderStatus,
+    cause: &str,
+    traceparent: Option<&str>,
+    at: DateTime<Utc>,
+) -> Result<(), sqlx::Error> {
+    // `00-<trace id>-<span id>-<flags>`: the timeline keeps the trace id.
+    let trace_id = traceparent.and_then(|t| t.split('-').nth(1));
+    sqlx::query(
+        "INSERT INTO order_transitions \
+         (order_id, version, from_status, to_status, cause, trace_id, changed_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(order_id)
+    .bind(version)
+    .bind(from.map(OrderStatus::as_str))
+    .bind(to.as_str())
+    .bind(cause)
+    .bind(trace_id)
+    .bind(at.naive_utc())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_outbox<E: Event>(
+    tx: &mut Transaction<'_, MySql>,
+    event: &E,
     traceparent: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     // A payload that cannot be written fails the order's transaction: an event is never
@@ -276,8 +515,8 @@ async fn insert_outbox(
     sqlx::query(
         "INSERT INTO outbox (event_id, routing_key, payload, traceparent) VALUES (?, ?, ?, ?)",
     )
-    .bind(event.event_id.to_string())
-    .bind(ORDER_CREATED_ROUTING_KEY)
+    .bind(event.event_id().to_string())
+    .bind(E::ROUTING_KEY)
     .bind(payload)
     .bind(traceparent)
     .execute(&mut **tx)

@@ -136,6 +136,7 @@ async fn graphql_inspector_introspects_the_live_schema_and_finds_the_contract() 
         .collect();
     let expected = [
         "Directive cost was removed from field Order.notifications",
+        "Directive cost was removed from field Order.timeline",
         "Directive listSize was removed from field Query.ordersByUser",
         "Directive listSize was removed from field Query.products",
         "Directive auth was removed from field Query.order",
@@ -144,6 +145,7 @@ async fn graphql_inspector_introspects_the_live_schema_and_finds_the_contract() 
         "Directive auth was removed from field Query.userName",
         "Directive auth was removed from field Query.me",
         "Directive auth was removed from field Mutation.createOrder",
+        "Directive auth was removed from field Mutation.cancelOrder",
     ];
     assert_eq!(
         changes.len(),

@@ -441,7 +441,7 @@ fn network_policies_let_only_the_owners_reach_each_service_and_store() {
         expect("catalog", &["gateway", "prometheus"]);
         expect("notifications", &["gateway", "prometheus"]);
         expect("mysql", &["users", "orders", "catalog"]);
-        expect("redis", &["users", "gateway", "catalog"]);
+        expect("redis", &["users", "orders", "gateway", "catalog"]);
         expect("rabbitmq", &["orders", "notifications"]);
         expect("mongo", &["notifications"]);
     }

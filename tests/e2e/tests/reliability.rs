@@ -2,6 +2,7 @@
 //! SIGKILL mid-stream, poison in the stream, a Redis restart under load, and fuzzed GraphQL.
 //! Each prints its figures (sent / stored / duplicated, requests / 5xx) for the record.
 
+use shopmesh_events::Event as _;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

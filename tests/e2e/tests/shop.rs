@@ -2,6 +2,7 @@
 //! distinct product on a page however many orders name it.
 
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use serde_json::json;
 use shopmesh_e2e::{Platform, PlatformOptions};
@@ -72,4 +73,97 @@ async fn an_order_page_loads_each_distinct_product_once() {
         - before;
     assert!(calls <= 2, "{calls} catalog calls for 2 distinct products");
     platform.stop().await;
+}
+
+/// An order cancelled through the gateway: the new status is served at once, the timeline and
+/// the shopper's notifications tell both steps, and a second cancel changes nothing.
+#[tokio::test]
+async fn a_cancelled_order_tells_its_story_once() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let shopper = authed_http(&platform.token(1, Role::User));
+    let gql = |query: &'static str, vars: serde_json::Value| {
+        let shopper = shopper.clone();
+        let url = platform.gateway_url.clone();
+        async move { testkit::graphql(&shopper, &url, &[], query, vars).await.1 }
+    };
+    let placed = gql(
+        r#"mutation { createOrder(input: {userId: "1", productId: "3", quantity: 1}) { id } }"#,
+        json!({}),
+    )
+    .await;
+    let id = placed["data"]["createOrder"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{placed}"))
+        .to_owned();
+    let read = "query($id: ID!) { order(id: $id) { status version } }";
+    assert_eq!(
+        gql(read, json!({"id": id})).await["data"]["order"]["status"],
+        "PENDING"
+    );
+    let cancel = "mutation($id: ID!) { cancelOrder(id: $id) { status version } }";
+    for _ in 0..2 {
+        let cancelled = gql(cancel, json!({"id": id})).await;
+        assert_eq!(
+            cancelled["data"]["cancelOrder"],
+            json!({"status": "CANCELLED", "version": 2}),
+            "{cancelled}"
+        );
+    }
+    assert_eq!(
+        gql(read, json!({"id": id})).await["data"]["order"]["status"],
+        "CANCELLED"
+    );
+    let stranger = authed_http(&platform.token(2, Role::User));
+    let (_, refused) = testkit::graphql(
+        &stranger,
+        &platform.gateway_url,
+        &[],
+        cancel,
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{refused}"
+    );
+
+    let story = "query($id: ID!) { order(id: $id) { timeline { from to cause } notifications { message } } }";
+    let messages = testkit::eventually("both notifications", Duration::from_secs(20), || async {
+        let body = gql(story, json!({"id": id})).await;
+        let messages: Vec<String> = body["data"]["order"]["notifications"]
+            .as_array()?
+            .iter()
+            .filter_map(|n| n["message"].as_str().map(str::to_owned))
+            .collect();
+        (messages.len() >= 2).then_some(messages)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let body = gql(story, json!({"id": id})).await;
+    assert_eq!(
+        body["data"]["order"]["timeline"],
+        json!([
+            {"from": null, "to": "PENDING", "cause": "placed"},
+            {"from": "PENDING", "to": "CANCELLED", "cause": "cancelled by the shopper"}
+        ])
+    );
+    let again = body["data"]["order"]["notifications"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(again, 2, "each step notified once: {messages:?}");
+    assert!(
+        messages
+            .iter()
+            .any(|m| m == &format!("Your order #{id} is now cancelled: cancelled by the shopper.")),
+        "{messages:?}"
+    );
+    let rest = shopper
+        .get(format!("{}/api/orders/{id}/timeline", platform.gateway_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 200);
+    let timeline: serde_json::Value = rest.json().await.unwrap();
+    assert_eq!(timeline["items"][1]["to"], "cancelled");
 }

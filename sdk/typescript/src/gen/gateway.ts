@@ -124,6 +124,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/orders/{id}/timeline": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Every status an order has had, oldest first.
+         * @description Each with what caused it, when, and the trace id of the request that made it. An order that does not exist, or is another user's, is 404.
+         */
+        get: operations["getOrderTimeline"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/orders/{id}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel an order.
+         * @description The order's user or an admin may cancel it while its lifecycle allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is 409; one that does not exist, or is another user's, is 404.
+         */
+        post: operations["cancelOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/users/{userId}/orders": {
         parameters: {
             query?: never;
@@ -366,11 +406,60 @@ export interface components {
             quantity: number;
         };
         /**
-         * @description Lifecycle state of an order.
+         * @description Where an order is in its life (the orders contract declares the transitions; see the README's order lifecycle).
          * @example pending
          * @enum {string}
          */
-        OrderStatus: "pending" | "confirmed" | "shipped" | "cancelled";
+        OrderStatus: "pending" | "stock_reserved" | "paid" | "confirmed" | "shipped" | "rejected" | "cancelled" | "expired";
+        /**
+         * @description One status an order reached.
+         * @example {
+         *       "version": 2,
+         *       "from": "pending",
+         *       "to": "cancelled",
+         *       "cause": "cancelled by the shopper",
+         *       "at": "2026-12-07T09:31:00Z",
+         *       "traceId": "4bf92f3577b34da6a3ce929d0e0e4736"
+         *     }
+         */
+        OrderTransition: {
+            /**
+             * Format: int32
+             * @description The order's version once it got here (1 when it was placed).
+             */
+            version: number;
+            from?: components["schemas"]["OrderStatus"];
+            to: components["schemas"]["OrderStatus"];
+            /** @description What caused it, in a few words. */
+            cause: string;
+            /** Format: date-time */
+            at: string;
+            /** @description The W3C trace id of the request that made the change, when it was traced. */
+            traceId?: string;
+        };
+        /**
+         * @description Every status an order has had, oldest first.
+         * @example {
+         *       "items": [
+         *         {
+         *           "version": 1,
+         *           "to": "pending",
+         *           "cause": "placed",
+         *           "at": "2026-12-07T09:30:00Z"
+         *         },
+         *         {
+         *           "version": 2,
+         *           "from": "pending",
+         *           "to": "cancelled",
+         *           "cause": "cancelled by the shopper",
+         *           "at": "2026-12-07T09:31:00Z"
+         *         }
+         *       ]
+         *     }
+         */
+        OrderTimeline: {
+            items: components["schemas"]["OrderTransition"][];
+        };
         /**
          * @description A placed order.
          * @example {
@@ -379,6 +468,7 @@ export interface components {
          *       "productId": 101,
          *       "quantity": 2,
          *       "status": "pending",
+         *       "version": 1,
          *       "createdAt": "2026-12-04T09:30:00Z"
          *     }
          */
@@ -392,6 +482,11 @@ export interface components {
             /** Format: int32 */
             quantity: number;
             status: components["schemas"]["OrderStatus"];
+            /**
+             * Format: int32
+             * @description 1 when placed; one more with every change of status.
+             */
+            version: number;
             /** Format: date-time */
             createdAt: string;
         };
@@ -405,6 +500,7 @@ export interface components {
          *           "productId": 101,
          *           "quantity": 2,
          *           "status": "pending",
+         *           "version": 1,
          *           "createdAt": "2026-12-04T09:30:00Z"
          *         }
          *       ],
@@ -647,6 +743,23 @@ export interface components {
                  *       "title": "Not Found",
                  *       "status": 404,
                  *       "detail": "no order 42"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The order is not in a state this change can start from. */
+        OrderConflict: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Conflict",
+                 *       "status": 409,
+                 *       "detail": "order 42 is shipped; it cannot become cancelled"
                  *     }
                  */
                 "application/problem+json": components["schemas"]["Problem"];
@@ -979,6 +1092,73 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    getOrderTimeline: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Order id. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The order's timeline. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrderTimeline"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    cancelOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Order id. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The cancelled order. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["OrderConflict"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];

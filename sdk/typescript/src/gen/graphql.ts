@@ -30,8 +30,12 @@ export type NotificationStatus =
 export type OrderStatus =
   | 'CANCELLED'
   | 'CONFIRMED'
+  | 'EXPIRED'
+  | 'PAID'
   | 'PENDING'
-  | 'SHIPPED';
+  | 'REJECTED'
+  | 'SHIPPED'
+  | 'STOCK_RESERVED';
 
 export type CreateUserMutationVariables = Exact<{
   input: CreateUserInput;

@@ -81,6 +81,16 @@ impl Backend {
 
     /// The gateway's configuration from the stack, with its own cache prefix each time.
     pub fn config(&self) -> GatewayConfig {
+        self.config_with_prefix(&format!("{}:", unique("gw")))
+    }
+
+    /// The gateway's configuration with the services' cache prefix, as a deployment has it:
+    /// the Redis entries of orders are the ones the orders service replaces.
+    pub fn deployed_config(&self) -> GatewayConfig {
+        self.config_with_prefix(&self.stack.names.cache_prefix)
+    }
+
+    fn config_with_prefix(&self, prefix: &str) -> GatewayConfig {
         let env = self
             .stack
             .clone()
@@ -89,11 +99,7 @@ impl Backend {
                 "USER_SERVICE_URL",
                 &self.users_proxy.server.base_url,
             )
-            .set_for(
-                Service::Gateway,
-                "CACHE_PREFIX",
-                format!("{}:", unique("gw")),
-            )
+            .set_for(Service::Gateway, "CACHE_PREFIX", prefix)
             // Where the users service announces changes (after the stack's prefix, not the
             // gateway's own).
             .set_for(

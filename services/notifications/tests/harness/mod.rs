@@ -14,7 +14,7 @@ pub use lapin::{BasicProperties, Channel};
 pub use mongodb::bson::doc;
 pub use shopmesh_common::shutdown::Shutdown;
 pub use shopmesh_events::{
-    ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, OrderCreatedV1, QueueType,
+    Event as _, ORDER_CREATED_ROUTING_KEY, OrderCreatedTopology, OrderCreatedV1, QueueType,
 };
 pub use shopmesh_identity::{AccessToken, Role};
 pub use shopmesh_notifications::Application;

@@ -9,7 +9,7 @@ pub use std::time::Duration;
 pub use lapin::options::{BasicAckOptions, BasicGetOptions, QueueDeclareOptions};
 pub use lapin::types::FieldTable;
 pub use shopmesh_common::shutdown::Shutdown;
-pub use shopmesh_events::{OrderCreatedTopology, OrderCreatedV1};
+pub use shopmesh_events::{Event as _, OrderCreatedTopology, OrderCreatedV1};
 pub use shopmesh_identity::{AccessToken, Role};
 pub use shopmesh_openapi::orders::{CreateOrderRequest, OrderStatus, OrdersClient};
 pub use shopmesh_openapi::runtime::ClientError;
