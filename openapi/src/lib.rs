@@ -16,6 +16,9 @@ pub mod gateway;
 #[cfg(feature = "orders")]
 #[rustfmt::skip]
 pub mod orders;
+#[cfg(feature = "payments")]
+#[rustfmt::skip]
+pub mod payments;
 #[cfg(feature = "users")]
 #[rustfmt::skip]
 pub mod users;

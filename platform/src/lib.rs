@@ -32,6 +32,8 @@ pub enum Service {
     Notifications,
     /// catalog (REST, MySQL).
     Catalog,
+    /// payments (REST, MySQL).
+    Payments,
     // new-service: variant
     /// gateway (GraphQL and REST over the other services).
     Gateway,
@@ -44,6 +46,7 @@ impl Service {
         Service::Orders,
         Service::Notifications,
         Service::Catalog,
+        Service::Payments,
         // new-service: start order
         Service::Gateway,
     ];
@@ -55,6 +58,7 @@ impl Service {
             Self::Orders => "orders",
             Self::Notifications => "notifications",
             Self::Catalog => "catalog",
+            Self::Payments => "payments",
             // new-service: name
             Self::Gateway => "gateway",
         }
@@ -67,6 +71,7 @@ impl Service {
             Self::Orders => "shopmesh-orders",
             Self::Notifications => "shopmesh-notifications",
             Self::Catalog => "shopmesh-catalog",
+            Self::Payments => "shopmesh-payments",
             // new-service: package
             Self::Gateway => "shopmesh-gateway",
         }
@@ -93,6 +98,8 @@ pub struct Ports {
     pub notifications_grpc: u16,
     /// catalog HTTP (`PORT`).
     pub catalog: u16,
+    /// payments HTTP (`PORT`).
+    pub payments: u16,
     // new-service: port field
 }
 
@@ -105,6 +112,7 @@ impl Ports {
         notifications_http: 3003,
         notifications_grpc: 50051,
         catalog: 3004,
+        payments: 3005,
         // new-service: default port
     };
 
@@ -161,6 +169,7 @@ impl Ports {
             notifications_http: next()?,
             notifications_grpc: next()?,
             catalog: next()?,
+            payments: next()?,
             // new-service: assigned port
         })
     }
@@ -172,6 +181,7 @@ impl Ports {
             Service::Orders => self.orders,
             Service::Notifications => self.notifications_http,
             Service::Catalog => self.catalog,
+            Service::Payments => self.payments,
             // new-service: http port
             Service::Gateway => self.gateway,
         }
@@ -197,6 +207,8 @@ pub struct Names {
     pub orders_db: String,
     /// MySQL database of catalog.
     pub catalog_db: String,
+    /// MySQL database of payments.
+    pub payments_db: String,
     // new-service: database field
     /// RabbitMQ exchange of order events.
     pub exchange: String,
@@ -215,6 +227,7 @@ impl Default for Names {
             users_db: "users_db".into(),
             orders_db: "orders_db".into(),
             catalog_db: "catalog_db".into(),
+            payments_db: "payments_db".into(),
             // new-service: default database
             exchange: "orders".into(),
             queue: "order.created".into(),
@@ -231,6 +244,7 @@ impl Names {
             users_db: format!("{p}_users_db"),
             orders_db: format!("{p}_orders_db"),
             catalog_db: format!("{p}_catalog_db"),
+            payments_db: format!("{p}_payments_db"),
             // new-service: prefixed database
             exchange: format!("{p}.orders"),
             queue: format!("{p}.order.created"),
@@ -245,6 +259,7 @@ impl Names {
             Service::Users => Some(&self.users_db),
             Service::Orders => Some(&self.orders_db),
             Service::Catalog => Some(&self.catalog_db),
+            Service::Payments => Some(&self.payments_db),
             // new-service: database
             _ => None,
         }
@@ -385,6 +400,7 @@ impl Stack {
                 ("CACHE_PREFIX", n.cache_prefix.clone()),
                 jwks.clone(),
             ],
+            Service::Payments => vec![("PORT", self.ports.payments.to_string()), jwks.clone()],
             // new-service: declared environment
             Service::Gateway => vec![
                 ("PORT", self.ports.gateway.to_string()),

@@ -15,8 +15,8 @@ use crate::platform::{stack, start};
 /// The schemathesis checks that express "no 5xx, nothing outside the spec".
 pub const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance";
 
-/// Starts the services from `bin_dir` and fuzzes users, orders, catalog and the gateway's REST
-/// API.
+/// Starts the services from `bin_dir` and fuzzes users, orders, catalog, payments and the
+/// gateway's REST API.
 pub fn run(
     root: &Path,
     bin_dir: &Path,
@@ -34,7 +34,7 @@ pub fn run(
         "Authorization: Bearer {}",
         stack.log_in("admin@example.com", "shopmesh-demo")?
     );
-    // Reservations are for the orders service: fuzzed with its service token.
+    // Reservations and payments are for the orders service: fuzzed with its service token.
     let orders = format!("Authorization: Bearer {}", stack.service_token("orders")?);
     let catalog = stack.url(Service::Catalog);
     let specs = [
@@ -65,6 +65,13 @@ pub fn run(
             catalog,
             &orders,
             Some("--include-tag=reservations"),
+        ),
+        (
+            "payments",
+            "/openapi.json",
+            stack.url(Service::Payments),
+            &orders,
+            None,
         ),
         (
             "gateway",

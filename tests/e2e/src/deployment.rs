@@ -64,6 +64,11 @@ pub fn load(name: &str, mut values: HashMap<String, String>) -> (BTreeSet<String
                 .unwrap()
                 .port,
         ],
+        "payments" => vec![
+            shopmesh_payments::config::PaymentsConfig::from_env(&env)
+                .unwrap()
+                .port,
+        ],
         // new-service: e2e config
         other => panic!("unknown service {other}"),
     };

@@ -346,10 +346,13 @@ fn production_scales_spreads_keeps_replicas_and_commits_no_secret() {
             h["spec"]["scaleTargetRef"]["name"].as_str().unwrap()
         })
         .collect();
-    assert_eq!(
-        hpas,
-        BTreeSet::from(["catalog", "gateway", "orders", "users"])
-    );
+    // Every service scales on CPU but notifications, whose replicas follow its queue (KEDA).
+    let http: BTreeSet<&str> = shopmesh_testkit::Service::ALL
+        .iter()
+        .map(|s| s.name())
+        .filter(|name| *name != "notifications")
+        .collect();
+    assert_eq!(hpas, http);
     let budgets: BTreeSet<&str> = of_kind(&objects, "PodDisruptionBudget")
         .iter()
         .map(|p| {
@@ -434,13 +437,15 @@ fn network_policies_let_only_the_owners_reach_each_service_and_store() {
                 "orders",
                 "notifications",
                 "catalog",
+                "payments",
                 "prometheus",
             ],
         );
         expect("orders", &["gateway", "prometheus"]);
-        expect("catalog", &["gateway", "prometheus"]);
+        expect("catalog", &["gateway", "orders", "prometheus"]);
+        expect("payments", &["orders", "prometheus"]);
         expect("notifications", &["gateway", "prometheus"]);
-        expect("mysql", &["users", "orders", "catalog"]);
+        expect("mysql", &["users", "orders", "catalog", "payments"]);
         expect("redis", &["users", "orders", "gateway", "catalog"]);
         expect("rabbitmq", &["orders", "notifications"]);
         expect("mongo", &["notifications"]);
