@@ -203,6 +203,13 @@ impl shopmesh_openapi::users::UsersApi for Unavailable {
     ) -> Result<shopmesh_openapi::users::User, Problem> {
         unavailable()
     }
+    async fn get_user_name(
+        &self,
+        _: Principal,
+        _: i64,
+    ) -> Result<shopmesh_openapi::users::UserName, Problem> {
+        unavailable()
+    }
     async fn update_user(
         &self,
         _: Principal,

@@ -16,6 +16,7 @@ pub const DESCRIPTION: &str = "Stores users and their credentials, and issues th
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/users", &["POST"]),
     ("/users/{id}", &["GET", "PUT"]),
+    ("/users/{id}/name", &["GET"]),
     ("/auth/token", &["POST"]),
     ("/auth/service-token", &["POST"]),
     ("/auth/refresh", &["POST"]),
@@ -36,6 +37,15 @@ pub struct NewUser {
     /// 8 to 128 characters; stored only as an argon2id hash.
     #[oai(rename = "password", validator(min_length = 8usize, max_length = 128usize))]
     pub password: String,
+}
+/// Just a user's display name.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "UserName")]
+pub struct UserName {
+    #[oai(rename = "id")]
+    pub id: i64,
+    #[oai(rename = "name")]
+    pub name: String,
 }
 /// An email and password to log in with.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -455,6 +465,90 @@ impl From<Result<User, Problem>> for UpdateUserResponse {
         }
     }
 }
+/// Every response of `getUserName` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_user_name_bad_request"))]
+pub enum GetUserNameResponse {
+    /// The user's name.
+    #[oai(status = 200u16)]
+    Ok(Json<UserName>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn get_user_name_bad_request(err: poem::Error) -> GetUserNameResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl GetUserNameResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<UserName> for GetUserNameResponse {
+    fn from(value: UserName) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetUserNameResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<UserName, Problem>> for GetUserNameResponse {
+    fn from(result: Result<UserName, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
 /// Every response of `issueToken` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
 #[cfg_attr(feature = "server", oai(bad_request_handler = "issue_token_bad_request"))]
@@ -839,6 +933,14 @@ pub trait UsersApi: Send + Sync + 'static {
         id: i64,
         body: UserInput,
     ) -> Result<User, Problem>;
+    /// A user's display name.
+    ///
+    /// Any logged-in user may look up a user's display name (and only that).
+    async fn get_user_name(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<UserName, Problem>;
     /// Log in with an email and a password.
     ///
     /// Answers an access token and a refresh token. A wrong email and a wrong password get the same answer in the same time. Repeated failures for one account or from one address are refused with 429 for a growing delay.
@@ -929,6 +1031,13 @@ impl UsersApi for Unimplemented {
     ) -> Result<User, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
+    async fn get_user_name(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<UserName, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
     async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
@@ -1014,6 +1123,27 @@ impl UsersEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.update_user(auth.0, id.0, body.0).await.into()
+    }
+    /// A user's display name.
+    ///
+    /// Any logged-in user may look up a user's display name (and only that).
+    #[oai(
+        path = "/users/:id/name",
+        method = "get",
+        operation_id = "getUserName",
+        tag = UsersTag::Users
+    )]
+    async fn get_user_name(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "id", validator(minimum(value = "1")))]
+        id: poem_openapi::param::Path<i64>,
+    ) -> GetUserNameResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.get_user_name(auth.0, id.0).await.into()
     }
     /// Log in with an email and a password.
     ///
@@ -1236,6 +1366,42 @@ impl UsersClient {
                     response?,
                     200u16,
                     UpdateUserResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// A user's display name.
+    pub async fn get_user_name(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<UserName, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /users/{id}/name", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/users/{id}/name", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getUserName",
+        );
+        let url = format!("{}/users/{}/name", self.base_url, id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetUserNameResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

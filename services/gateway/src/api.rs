@@ -135,11 +135,8 @@ impl GatewayApi for GatewayRest {
     }
 
     async fn get_user_name(&self, principal: Principal, id: i64) -> Result<UserName, Problem> {
-        let u = self.backends.user(&principal, id).await?;
-        Ok(UserName {
-            id: u.id,
-            name: u.name,
-        })
+        let name = self.backends.user_name(&principal, id).await?;
+        Ok(UserName { id, name })
     }
 
     async fn issue_token(&self, body: Credentials) -> Result<TokenResponse, Problem> {

@@ -475,6 +475,32 @@ impl Backends {
         Ok(user)
     }
 
+    /// A user's display name, which any logged-in user may read: from memory when the user
+    /// is there (whoever cached it), else from the users service's name lookup.
+    pub async fn user_name(&self, caller: &Principal, id: i64) -> Result<String, GatewayError> {
+        if let Some(user) = self.user_memory.get(&id) {
+            return Ok(user.name);
+        }
+        let key = self.user_key(id);
+        if self.cache.get(&key).await.as_deref() == Some(NOT_FOUND) {
+            return Err(GatewayError::NotFound(format!("user {id} does not exist")));
+        }
+        let fetched = self
+            .rest(Rest::Users, READ, || {
+                self.users.get_user_name(&caller.token, id)
+            })
+            .await;
+        match fetched {
+            Err(e @ GatewayError::NotFound(_)) => {
+                if !self.not_found_ttl.is_zero() {
+                    self.cache.set(&key, NOT_FOUND, self.not_found_ttl).await;
+                }
+                Err(e)
+            }
+            other => Ok(other?.name),
+        }
+    }
+
     /// Registers a user, forgets that the id was missing, and keeps the user in memory.
     pub async fn create_user(&self, request: users::NewUser) -> Result<users::User, GatewayError> {
         let ticket = self.user_memory.ticket();

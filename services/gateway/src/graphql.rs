@@ -213,8 +213,11 @@ impl GatewayResolvers for GatewayGraph {
         principal: &Principal,
         id: ID,
     ) -> Result<Option<String>, GatewayError> {
-        let user = self.backends.user(principal, parse_id("id", &id)?).await;
-        Ok(absent_is_null(user)?.map(|u| u.name))
+        let name = self
+            .backends
+            .user_name(principal, parse_id("id", &id)?)
+            .await;
+        absent_is_null(name)
     }
 
     async fn query_me(

@@ -76,9 +76,16 @@ async fn a_token_reaches_its_own_data_only_through_graphql_and_rest() {
     }
     assert_eq!(answers[0], json!({"data": {"order": null}}));
     assert_eq!(answers[0], answers[1]);
+    // A display name is for any logged-in user (the contract says so); a missing one is null.
+    let (_, names) = as_client(
+        &as_alice,
+        r#"{ b: userName(id: "2") none: userName(id: "999999") }"#,
+        json!({}),
+    )
+    .await;
+    assert_eq!(names, json!({"data": {"b": "Bob Smith", "none": null}}));
     for query in [
         r#"{ user(id: "2") { name } }"#.to_owned(),
-        r#"{ userName(id: "2") }"#.to_owned(),
         r#"{ ordersByUser(userId: "2") { nodes { id } } }"#.to_owned(),
         r#"mutation { createOrder(input: {userId: "2", productId: "1", quantity: 1}) { id } }"#
             .to_owned(),

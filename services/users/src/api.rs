@@ -6,7 +6,7 @@ use shopmesh_identity::Principal;
 use shopmesh_openapi::runtime::{NoContent, Problem};
 use shopmesh_openapi::users::{
     ClientCredentials, Credentials, JwkSet, NewUser, RefreshRequest, Role, ServiceTokenResponse,
-    TokenResponse, User, UserInput, UsersApi,
+    TokenResponse, User, UserInput, UserName, UsersApi,
 };
 
 use crate::accounts::{Accounts, Tokens};
@@ -59,6 +59,14 @@ impl UsersApi for UsersService {
     async fn get_user(&self, principal: Principal, id: i64) -> Result<User, Problem> {
         principal.check_access(id).map_err(UsersError::from)?;
         Ok(to_contract(self.store.get(id).await?))
+    }
+
+    async fn get_user_name(&self, _principal: Principal, id: i64) -> Result<UserName, Problem> {
+        let user = self.store.get(id).await?;
+        Ok(UserName {
+            id: user.id,
+            name: user.name,
+        })
     }
 
     async fn update_user(
