@@ -124,7 +124,7 @@ impl GatewayError {
     /// Machine-readable code for GraphQL `extensions.code`.
     pub fn code(&self) -> &'static str {
         match self {
-            Self::InvalidInput(_) => "BAD_USER_INPUT",
+            Self::InvalidInput(_) => crate::limits::BAD_USER_INPUT_CODE,
             Self::Unauthenticated(_) => "UNAUTHENTICATED",
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",

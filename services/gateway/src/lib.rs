@@ -401,6 +401,7 @@ async fn graphql_execute(
         });
     }
     let mut response = CALL_BUDGET.scope(budget, schema.execute(request)).await;
+    limits::code_request_errors(&mut response);
     // The operation's own charge supersedes what the middleware counted for the request.
     let charged = left.lock().ok().and_then(|slot| *slot);
     if let Some(value) = charged.and_then(|l| l.field().parse().ok()) {

@@ -34,6 +34,38 @@ pub const PARSE_FAILED_CODE: &str = "GRAPHQL_PARSE_FAILED";
 /// `extensions.code` of a request that does not fit the schema.
 pub const VALIDATION_FAILED_CODE: &str = "GRAPHQL_VALIDATION_FAILED";
 
+/// `extensions.code` of a request whose operation cannot be chosen: an unknown
+/// `operationName`, or several operations and none named.
+pub const OPERATION_RESOLUTION_CODE: &str = "OPERATION_RESOLUTION_FAILURE";
+
+/// `extensions.code` of a request whose variables do not fit its operation.
+pub const BAD_USER_INPUT_CODE: &str = "BAD_USER_INPUT";
+
+/// `extensions.code` of any other error of the request as a whole.
+pub const BAD_REQUEST_CODE: &str = "BAD_REQUEST";
+
+/// Gives a code to the errors the executor raises with text only: those of the request as a
+/// whole (no `path`: choosing the operation, or anything else about the request), and a
+/// variable the operation uses but the request did not send, which the executor notices only
+/// when the field that reads it runs.
+pub fn code_request_errors(response: &mut async_graphql::Response) {
+    for error in response.errors.iter_mut() {
+        let message = error.message.as_str();
+        let code = if message.starts_with("Variable ") && message.ends_with(" is not defined.") {
+            BAD_USER_INPUT_CODE
+        } else if !error.path.is_empty() {
+            continue;
+        } else if message.starts_with("Unknown operation named")
+            || message.starts_with("Operation name required")
+        {
+            OPERATION_RESOLUTION_CODE
+        } else {
+            BAD_REQUEST_CODE
+        };
+        *error = with_code(std::mem::replace(error, ServerError::new("", None)), code);
+    }
+}
+
 /// `error` with `extensions.code` set to `code`, unless it already has one.
 fn with_code(mut error: ServerError, code: &str) -> ServerError {
     let extensions = error.extensions.get_or_insert_with(Default::default);

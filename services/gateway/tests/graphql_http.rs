@@ -100,3 +100,29 @@ async fn a_failing_nullable_field_is_null_and_its_neighbours_are_answered() {
     assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
     gw.server.stop().await;
 }
+
+/// Errors of the request as a whole carry a code too, and no `data` was computed for them:
+/// an operation that cannot be chosen, and a variable the operation needs but was not sent.
+#[tokio::test]
+async fn request_errors_carry_a_code() {
+    let gw = Gateway::start().await;
+    let two = "query A { __typename } query B { __typename }";
+    for (body, expected) in [
+        (
+            serde_json::json!({"query": two}),
+            "OPERATION_RESOLUTION_FAILURE",
+        ),
+        (
+            serde_json::json!({"query": two, "operationName": "C"}),
+            "OPERATION_RESOLUTION_FAILURE",
+        ),
+        (
+            serde_json::json!({"query": "query($id: ID!) { product(id: $id) { id } }"}),
+            "BAD_USER_INPUT",
+        ),
+    ] {
+        let (_, answer) = gw.post(body.clone()).await;
+        assert_eq!(code(&answer), expected, "{body}: {answer}");
+    }
+    gw.server.stop().await;
+}
