@@ -472,7 +472,8 @@ impl Stack {
         for (port, what) in self.ports.all() {
             if TcpListener::bind(("0.0.0.0", port)).is_err() {
                 bail!(
-                    "port {port} ({what}) is already in use{}; stop what holds it or choose other ports",
+                    "port {port} ({what}) is already in use{}; stop what holds it (another \
+                     `cargo xtask up`, or a service of docker-compose)",
                     holder(port).map(|h| format!(" by {h}")).unwrap_or_default()
                 );
             }
