@@ -170,6 +170,37 @@ impl shopmesh_openapi::orders::OrdersApi for Unavailable {
     ) -> Result<shopmesh_openapi::orders::OrderTimeline, Problem> {
         unavailable()
     }
+    async fn get_cart(
+        &self,
+        _: Principal,
+        _: i64,
+    ) -> Result<shopmesh_openapi::orders::Cart, Problem> {
+        unavailable()
+    }
+    async fn clear_cart(
+        &self,
+        _: Principal,
+        _: i64,
+    ) -> Result<shopmesh_openapi::orders::Cart, Problem> {
+        unavailable()
+    }
+    async fn set_cart_line(
+        &self,
+        _: Principal,
+        _: i64,
+        _: i64,
+        _: shopmesh_openapi::orders::CartLineInput,
+    ) -> Result<shopmesh_openapi::orders::Cart, Problem> {
+        unavailable()
+    }
+    async fn remove_cart_line(
+        &self,
+        _: Principal,
+        _: i64,
+        _: i64,
+    ) -> Result<shopmesh_openapi::orders::Cart, Problem> {
+        unavailable()
+    }
     async fn cancel_order(
         &self,
         _: Principal,

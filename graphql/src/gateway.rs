@@ -112,6 +112,15 @@ impl Query {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
         resolvers(ctx)?.query_me(ctx, principal).await
     }
+    /// The logged-in user's cart, at today's prices and stock.
+    #[graphql(name = "cart", directive = auth::apply(Role::User))]
+    async fn cart(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Cart> {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.query_cart(ctx, principal).await
+    }
     /// Products on sale, by id, one page at a time; `query` matches a part of the name or SKU.
     #[graphql(
         name = "products",
@@ -168,6 +177,41 @@ impl Mutation {
     ) -> async_graphql::Result<Order> {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
         resolvers(ctx)?.mutation_create_order(ctx, principal, input).await
+    }
+    /// Put a product in the logged-in user's cart, or change its quantity (1 to 1000).
+    #[graphql(name = "setCartLine", directive = auth::apply(Role::User))]
+    async fn set_cart_line(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "productId")]
+        product_id: async_graphql::ID,
+        #[graphql(name = "quantity")]
+        quantity: i32,
+    ) -> async_graphql::Result<Cart> {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?
+            .mutation_set_cart_line(ctx, principal, product_id, quantity)
+            .await
+    }
+    /// Take a product out of the logged-in user's cart.
+    #[graphql(name = "removeCartLine", directive = auth::apply(Role::User))]
+    async fn remove_cart_line(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "productId")]
+        product_id: async_graphql::ID,
+    ) -> async_graphql::Result<Cart> {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.mutation_remove_cart_line(ctx, principal, product_id).await
+    }
+    /// Empty the logged-in user's cart.
+    #[graphql(name = "clearCart", directive = auth::apply(Role::User))]
+    async fn clear_cart(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Cart> {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.mutation_clear_cart(ctx, principal).await
     }
     /// Cancel an order while its lifecycle allows (before it ships); again, it changes nothing.
     #[graphql(name = "cancelOrder", directive = auth::apply(Role::User))]
@@ -392,6 +436,42 @@ impl Order {
         resolvers(ctx)?.order_timeline(ctx, self).await
     }
 }
+/// What a user is about to buy, kept until they check out or empty it.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "Cart")]
+pub struct Cart {
+    /// Lines in the order they were added.
+    #[graphql(name = "lines")]
+    pub lines: Vec<CartLine>,
+}
+/// A product in a cart.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "CartLine", complex)]
+pub struct CartLine {
+    /// The cart's user and the product, `1:101`.
+    #[graphql(name = "id")]
+    pub id: async_graphql::ID,
+    #[graphql(name = "productId")]
+    pub product_id: async_graphql::ID,
+    #[graphql(name = "quantity")]
+    pub quantity: i32,
+    #[graphql(name = "addedAt")]
+    pub added_at: chrono::DateTime<chrono::Utc>,
+}
+#[async_graphql::ComplexObject]
+impl CartLine {
+    /// The product as the catalog has it now (price, stock); null if it no longer does.
+    #[graphql(name = "product")]
+    async fn product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<Product>> {
+        null_on_error(
+            ctx,
+            async { resolvers(ctx)?.cart_line_product(ctx, self).await }.await,
+        )
+    }
+}
 /// One status an order reached.
 #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
 #[graphql(name = "OrderTransition")]
@@ -596,6 +676,12 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
     ) -> Result<User, Self::Error>;
+    /// Resolves `Query.cart`.
+    async fn query_cart(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> Result<Cart, Self::Error>;
     /// Resolves `Query.products`.
     async fn query_products(
         &self,
@@ -623,6 +709,27 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
     ) -> Result<Order, Self::Error>;
+    /// Resolves `Mutation.setCartLine`.
+    async fn mutation_set_cart_line(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+        quantity: i32,
+    ) -> Result<Cart, Self::Error>;
+    /// Resolves `Mutation.removeCartLine`.
+    async fn mutation_remove_cart_line(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+    ) -> Result<Cart, Self::Error>;
+    /// Resolves `Mutation.clearCart`.
+    async fn mutation_clear_cart(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> Result<Cart, Self::Error>;
     /// Resolves `Mutation.cancelOrder`.
     async fn mutation_cancel_order(
         &self,
@@ -679,6 +786,12 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         parent: &Order,
     ) -> Result<Vec<OrderTransition>, Self::Error>;
+    /// Resolves `CartLine.product`.
+    async fn cart_line_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &CartLine,
+    ) -> Result<Option<Product>, Self::Error>;
 }
 /// The resolvers as the generated objects call them: errors already GraphQL errors.
 #[async_trait::async_trait]
@@ -714,6 +827,11 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
     ) -> async_graphql::Result<User>;
+    async fn query_cart(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<Cart>;
     async fn query_products(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -737,6 +855,24 @@ trait Resolve: Send + Sync + 'static {
         principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
     ) -> async_graphql::Result<Order>;
+    async fn mutation_set_cart_line(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+        quantity: i32,
+    ) -> async_graphql::Result<Cart>;
+    async fn mutation_remove_cart_line(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+    ) -> async_graphql::Result<Cart>;
+    async fn mutation_clear_cart(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<Cart>;
     async fn mutation_cancel_order(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -784,6 +920,11 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         parent: &Order,
     ) -> async_graphql::Result<Vec<OrderTransition>>;
+    async fn cart_line_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &CartLine,
+    ) -> async_graphql::Result<Option<Product>>;
 }
 #[async_trait::async_trait]
 impl<R: GatewayResolvers> Resolve for R {
@@ -845,6 +986,15 @@ impl<R: GatewayResolvers> Resolve for R {
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
+    async fn query_cart(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<Cart> {
+        GatewayResolvers::query_cart(self, ctx, principal)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
     async fn query_products(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -881,6 +1031,42 @@ impl<R: GatewayResolvers> Resolve for R {
         input: CreateOrderInput,
     ) -> async_graphql::Result<Order> {
         GatewayResolvers::mutation_create_order(self, ctx, principal, input)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_set_cart_line(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+        quantity: i32,
+    ) -> async_graphql::Result<Cart> {
+        GatewayResolvers::mutation_set_cart_line(
+                self,
+                ctx,
+                principal,
+                product_id,
+                quantity,
+            )
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_remove_cart_line(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+    ) -> async_graphql::Result<Cart> {
+        GatewayResolvers::mutation_remove_cart_line(self, ctx, principal, product_id)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_clear_cart(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<Cart> {
+        GatewayResolvers::mutation_clear_cart(self, ctx, principal)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
@@ -964,6 +1150,15 @@ impl<R: GatewayResolvers> Resolve for R {
         parent: &Order,
     ) -> async_graphql::Result<Vec<OrderTransition>> {
         GatewayResolvers::order_timeline(self, ctx, parent)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn cart_line_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &CartLine,
+    ) -> async_graphql::Result<Option<Product>> {
+        GatewayResolvers::cart_line_product(self, ctx, parent)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }

@@ -22,6 +22,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/orders/{id}/notifications", &["GET"]),
     ("/api/orders/{id}/timeline", &["GET"]),
     ("/api/orders/{id}/cancel", &["POST"]),
+    ("/api/users/{userId}/cart", &["GET", "DELETE"]),
+    ("/api/users/{userId}/cart/lines/{productId}", &["PUT", "DELETE"]),
     ("/api/users/{userId}/orders", &["GET"]),
     ("/api/users", &["POST"]),
     ("/api/users/{id}", &["GET"]),
@@ -162,6 +164,35 @@ impl OrderStatus {
             _ => None,
         }
     }
+}
+/// How many of the product the cart should hold.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "CartLineInput")]
+pub struct CartLineInput {
+    #[oai(rename = "quantity", validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub quantity: i32,
+}
+/// A product in a cart, with the product as the catalog has it now.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "CartLine")]
+pub struct CartLine {
+    #[oai(rename = "productId")]
+    pub product_id: i64,
+    #[oai(rename = "quantity")]
+    pub quantity: i32,
+    #[oai(rename = "addedAt")]
+    pub added_at: chrono::DateTime<chrono::Utc>,
+    #[oai(rename = "product", skip_serializing_if_is_none)]
+    pub product: Option<Product>,
+}
+/// A user's cart, kept until they check out or empty it.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Cart")]
+pub struct Cart {
+    #[oai(rename = "userId")]
+    pub user_id: i64,
+    #[oai(rename = "lines")]
+    pub lines: Vec<CartLine>,
 }
 /// One status an order reached.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
@@ -354,6 +385,9 @@ pub enum GatewayTag {
     /// Placing and reading orders.
     #[oai(rename = "orders")]
     Orders,
+    /// What a user is about to buy.
+    #[oai(rename = "carts")]
+    Carts,
     /// Reading users.
     #[oai(rename = "users")]
     Users,
@@ -1340,6 +1374,510 @@ impl From<Result<Order, Problem>> for CancelOrderResponse {
         }
     }
 }
+/// Every response of `getCart` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_cart_bad_request"))]
+pub enum GetCartResponse {
+    /// The cart, lines in the order they were added.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<Cart>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn get_cart_bad_request(err: poem::Error) -> GetCartResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl GetCartResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Cart> for GetCartResponse {
+    fn from(value: Cart) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetCartResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Cart, Problem>> for GetCartResponse {
+    fn from(result: Result<Cart, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `clearCart` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "clear_cart_bad_request"))]
+pub enum ClearCartResponse {
+    /// The empty cart.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<Cart>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn clear_cart_bad_request(err: poem::Error) -> ClearCartResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl ClearCartResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Cart> for ClearCartResponse {
+    fn from(value: Cart) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ClearCartResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Cart, Problem>> for ClearCartResponse {
+    fn from(result: Result<Cart, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `setCartLine` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "set_cart_line_bad_request"))]
+pub enum SetCartLineResponse {
+    /// The cart.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<Cart>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The cart already holds as many lines as it may.
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body is larger than the gateway accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn set_cart_line_bad_request(err: poem::Error) -> SetCartLineResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "productId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl SetCartLineResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::Conflict(_) => 409u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Cart> for SetCartLineResponse {
+    fn from(value: Cart) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for SetCartLineResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Cart, Problem>> for SetCartLineResponse {
+    fn from(result: Result<Cart, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `removeCartLine` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "remove_cart_line_bad_request")
+)]
+pub enum RemoveCartLineResponse {
+    /// The cart.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<Cart>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn remove_cart_line_bad_request(err: poem::Error) -> RemoveCartLineResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "productId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl RemoveCartLineResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Cart> for RemoveCartLineResponse {
+    fn from(value: Cart) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for RemoveCartLineResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Cart, Problem>> for RemoveCartLineResponse {
+    fn from(result: Result<Cart, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
 /// Every response of `listUserOrders` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
 #[cfg_attr(
@@ -2249,6 +2787,41 @@ pub trait GatewayApi: Send + Sync + 'static {
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<Order, Problem>;
+    /// A user's cart, at today's prices and stock.
+    ///
+    /// A user may read their own cart; an admin anyone's. Each line carries its product as the catalog has it now (absent if the catalog no longer has it).
+    async fn get_cart(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+    ) -> Result<Cart, Problem>;
+    /// Empty a user's cart.
+    ///
+    /// A user may empty their own cart; an admin anyone's.
+    async fn clear_cart(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+    ) -> Result<Cart, Problem>;
+    /// Put a product in the cart, or change its quantity.
+    ///
+    /// The quantity replaces the line's, so the same call twice changes nothing. A cart holds at most 100 lines; a new line beyond them is 409.
+    async fn set_cart_line(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        product_id: i64,
+        body: CartLineInput,
+    ) -> Result<Cart, Problem>;
+    /// Take a product out of the cart.
+    ///
+    /// Removing a product the cart does not hold changes nothing.
+    async fn remove_cart_line(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<Cart, Problem>;
     /// A user's orders, newest first, one page at a time.
     ///
     /// A user may list their own orders, an admin anyone's. Pass the previous page's `nextCursor` as `cursor` for the next page.
@@ -2395,6 +2968,37 @@ impl GatewayApi for Unimplemented {
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_cart(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+    ) -> Result<Cart, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn clear_cart(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+    ) -> Result<Cart, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn set_cart_line(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        product_id: i64,
+        body: CartLineInput,
+    ) -> Result<Cart, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn remove_cart_line(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<Cart, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn list_user_orders(
@@ -2605,6 +3209,97 @@ impl GatewayEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.cancel_order(auth.0, id.0).await.into()
+    }
+    /// A user's cart, at today's prices and stock.
+    ///
+    /// A user may read their own cart; an admin anyone's. Each line carries its product as the catalog has it now (absent if the catalog no longer has it).
+    #[oai(
+        path = "/api/users/:userId/cart",
+        method = "get",
+        operation_id = "getCart",
+        tag = GatewayTag::Carts
+    )]
+    async fn get_cart(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+    ) -> GetCartResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.get_cart(auth.0, user_id.0).await.into()
+    }
+    /// Empty a user's cart.
+    ///
+    /// A user may empty their own cart; an admin anyone's.
+    #[oai(
+        path = "/api/users/:userId/cart",
+        method = "delete",
+        operation_id = "clearCart",
+        tag = GatewayTag::Carts
+    )]
+    async fn clear_cart(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+    ) -> ClearCartResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.clear_cart(auth.0, user_id.0).await.into()
+    }
+    /// Put a product in the cart, or change its quantity.
+    ///
+    /// The quantity replaces the line's, so the same call twice changes nothing. A cart holds at most 100 lines; a new line beyond them is 409.
+    #[oai(
+        path = "/api/users/:userId/cart/lines/:productId",
+        method = "put",
+        operation_id = "setCartLine",
+        tag = GatewayTag::Carts
+    )]
+    async fn set_cart_line(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+        /// Product id.
+        #[oai(name = "productId", validator(minimum(value = "1")))]
+        product_id: poem_openapi::param::Path<i64>,
+        body: crate::runtime::ContractJson<CartLineInput>,
+    ) -> SetCartLineResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.set_cart_line(auth.0, user_id.0, product_id.0, body.0).await.into()
+    }
+    /// Take a product out of the cart.
+    ///
+    /// Removing a product the cart does not hold changes nothing.
+    #[oai(
+        path = "/api/users/:userId/cart/lines/:productId",
+        method = "delete",
+        operation_id = "removeCartLine",
+        tag = GatewayTag::Carts
+    )]
+    async fn remove_cart_line(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+        /// Product id.
+        #[oai(name = "productId", validator(minimum(value = "1")))]
+        product_id: poem_openapi::param::Path<i64>,
+    ) -> RemoveCartLineResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.remove_cart_line(auth.0, user_id.0, product_id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
     ///
@@ -3071,6 +3766,160 @@ impl GatewayClient {
                     response?,
                     200u16,
                     CancelOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// A user's cart, at today's prices and stock.
+    pub async fn get_cart(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+    ) -> Result<Cart, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /api/users/{userId}/cart", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "GET", url.template = "/api/users/{userId}/cart", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getCart",
+        );
+        let url = format!("{}/api/users/{}/cart", self.base_url, user_id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetCartResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Empty a user's cart.
+    pub async fn clear_cart(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+    ) -> Result<Cart, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "DELETE /api/users/{userId}/cart", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "DELETE", url.template = "/api/users/{userId}/cart", http.response
+            .status_code = tracing::field::Empty, shopmesh.operation = "clearCart",
+        );
+        let url = format!("{}/api/users/{}/cart", self.base_url, user_id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .delete(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ClearCartResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Put a product in the cart, or change its quantity.
+    pub async fn set_cart_line(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+        product_id: i64,
+        body: &CartLineInput,
+    ) -> Result<Cart, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "PUT /api/users/{userId}/cart/lines/{productId}",
+            otel.kind = "client", otel.status_code = tracing::field::Empty, http.request
+            .method = "PUT", url.template = "/api/users/{userId}/cart/lines/{productId}",
+            http.response.status_code = tracing::field::Empty, shopmesh.operation =
+            "setCartLine",
+        );
+        let url = format!(
+            "{}/api/users/{}/cart/lines/{}", self.base_url, user_id, product_id
+        );
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .put(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose())
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    SetCartLineResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Take a product out of the cart.
+    pub async fn remove_cart_line(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<Cart, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name =
+            "DELETE /api/users/{userId}/cart/lines/{productId}", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "DELETE", url
+            .template = "/api/users/{userId}/cart/lines/{productId}", http.response
+            .status_code = tracing::field::Empty, shopmesh.operation = "removeCartLine",
+        );
+        let url = format!(
+            "{}/api/users/{}/cart/lines/{}", self.base_url, user_id, product_id
+        );
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .delete(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    RemoveCartLineResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

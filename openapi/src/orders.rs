@@ -18,6 +18,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/orders/{id}", &["GET"]),
     ("/orders/{id}/timeline", &["GET"]),
     ("/orders/{id}/cancel", &["POST"]),
+    ("/carts/{userId}", &["GET", "DELETE"]),
+    ("/carts/{userId}/lines/{productId}", &["PUT", "DELETE"]),
     ("/orders/user/{userId}", &["GET"]),
 ];
 /// Paths whose requests may carry more than a service's default body limit
@@ -153,6 +155,33 @@ pub struct Order {
     #[oai(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
+/// How many of the product the cart should hold.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "CartLineInput")]
+pub struct CartLineInput {
+    #[oai(rename = "quantity", validator(minimum(value = "1"), maximum(value = "1000")))]
+    pub quantity: i32,
+}
+/// A product in a cart.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "CartLine")]
+pub struct CartLine {
+    #[oai(rename = "productId")]
+    pub product_id: i64,
+    #[oai(rename = "quantity")]
+    pub quantity: i32,
+    #[oai(rename = "addedAt")]
+    pub added_at: chrono::DateTime<chrono::Utc>,
+}
+/// A user's cart, kept until they check out or empty it.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Cart")]
+pub struct Cart {
+    #[oai(rename = "userId")]
+    pub user_id: i64,
+    #[oai(rename = "lines")]
+    pub lines: Vec<CartLine>,
+}
 /// One status an order reached.
 #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
 #[oai(rename = "OrderTransition")]
@@ -198,6 +227,9 @@ pub enum OrdersTag {
     /// Order placement and lookup.
     #[oai(rename = "orders")]
     Orders,
+    /// What a user is about to buy, kept across sessions until checkout.
+    #[oai(rename = "carts")]
+    Carts,
 }
 /// Every response of `createOrder` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
@@ -539,6 +571,350 @@ impl From<Result<Order, Problem>> for CancelOrderResponse {
         }
     }
 }
+/// Every response of `getCart` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "get_cart_bad_request"))]
+pub enum GetCartResponse {
+    /// The cart, lines in the order they were added.
+    #[oai(status = 200u16)]
+    Ok(Json<Cart>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn get_cart_bad_request(err: poem::Error) -> GetCartResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl GetCartResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<Cart> for GetCartResponse {
+    fn from(value: Cart) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for GetCartResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Cart, Problem>> for GetCartResponse {
+    fn from(result: Result<Cart, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `clearCart` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "clear_cart_bad_request"))]
+pub enum ClearCartResponse {
+    /// The empty cart.
+    #[oai(status = 200u16)]
+    Ok(Json<Cart>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn clear_cart_bad_request(err: poem::Error) -> ClearCartResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl ClearCartResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<Cart> for ClearCartResponse {
+    fn from(value: Cart) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ClearCartResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Cart, Problem>> for ClearCartResponse {
+    fn from(result: Result<Cart, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `setCartLine` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "set_cart_line_bad_request"))]
+pub enum SetCartLineResponse {
+    /// The cart.
+    #[oai(status = 200u16)]
+    Ok(Json<Cart>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The order is not in a state this change can start from.
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body is larger than the service accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn set_cart_line_bad_request(err: poem::Error) -> SetCartLineResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "productId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl SetCartLineResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::Conflict(_) => 409u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<Cart> for SetCartLineResponse {
+    fn from(value: Cart) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for SetCartLineResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Cart, Problem>> for SetCartLineResponse {
+    fn from(result: Result<Cart, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `removeCartLine` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "remove_cart_line_bad_request")
+)]
+pub enum RemoveCartLineResponse {
+    /// The cart.
+    #[oai(status = 200u16)]
+    Ok(Json<Cart>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn remove_cart_line_bad_request(err: poem::Error) -> RemoveCartLineResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "productId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl RemoveCartLineResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<Cart> for RemoveCartLineResponse {
+    fn from(value: Cart) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for RemoveCartLineResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Cart, Problem>> for RemoveCartLineResponse {
+    fn from(result: Result<Cart, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
 /// Every response of `listUserOrders` the contract allows.
 #[derive(Debug, poem_openapi::ApiResponse)]
 #[cfg_attr(
@@ -677,6 +1053,41 @@ pub trait OrdersApi: Send + Sync + 'static {
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<Order, Problem>;
+    /// A user's cart.
+    ///
+    /// A user may read their own cart; an admin anyone's. A user who never added anything has an empty cart.
+    async fn get_cart(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+    ) -> Result<Cart, Problem>;
+    /// Empty a user's cart.
+    ///
+    /// A user may empty their own cart; an admin anyone's.
+    async fn clear_cart(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+    ) -> Result<Cart, Problem>;
+    /// Put a product in the cart, or change its quantity.
+    ///
+    /// The quantity replaces the line's (so the same call twice changes nothing). A cart holds at most 100 lines; a new line beyond them is 409. The catalog is not asked: prices and availability are read when the cart is shown, and again at checkout.
+    async fn set_cart_line(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        product_id: i64,
+        body: CartLineInput,
+    ) -> Result<Cart, Problem>;
+    /// Take a product out of the cart.
+    ///
+    /// Removing a product the cart does not hold changes nothing.
+    async fn remove_cart_line(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<Cart, Problem>;
     /// A user's orders, newest first, one page at a time.
     ///
     /// A user may list their own orders; an admin anyone's.
@@ -760,6 +1171,37 @@ impl OrdersApi for Unimplemented {
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn get_cart(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+    ) -> Result<Cart, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn clear_cart(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+    ) -> Result<Cart, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn set_cart_line(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        product_id: i64,
+        body: CartLineInput,
+    ) -> Result<Cart, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn remove_cart_line(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<Cart, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn list_user_orders(
@@ -856,6 +1298,97 @@ impl OrdersEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.cancel_order(auth.0, id.0).await.into()
+    }
+    /// A user's cart.
+    ///
+    /// A user may read their own cart; an admin anyone's. A user who never added anything has an empty cart.
+    #[oai(
+        path = "/carts/:userId",
+        method = "get",
+        operation_id = "getCart",
+        tag = OrdersTag::Carts
+    )]
+    async fn get_cart(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+    ) -> GetCartResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.get_cart(auth.0, user_id.0).await.into()
+    }
+    /// Empty a user's cart.
+    ///
+    /// A user may empty their own cart; an admin anyone's.
+    #[oai(
+        path = "/carts/:userId",
+        method = "delete",
+        operation_id = "clearCart",
+        tag = OrdersTag::Carts
+    )]
+    async fn clear_cart(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+    ) -> ClearCartResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.clear_cart(auth.0, user_id.0).await.into()
+    }
+    /// Put a product in the cart, or change its quantity.
+    ///
+    /// The quantity replaces the line's (so the same call twice changes nothing). A cart holds at most 100 lines; a new line beyond them is 409. The catalog is not asked: prices and availability are read when the cart is shown, and again at checkout.
+    #[oai(
+        path = "/carts/:userId/lines/:productId",
+        method = "put",
+        operation_id = "setCartLine",
+        tag = OrdersTag::Carts
+    )]
+    async fn set_cart_line(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+        /// Product id.
+        #[oai(name = "productId", validator(minimum(value = "1")))]
+        product_id: poem_openapi::param::Path<i64>,
+        body: crate::runtime::ContractJson<CartLineInput>,
+    ) -> SetCartLineResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.set_cart_line(auth.0, user_id.0, product_id.0, body.0).await.into()
+    }
+    /// Take a product out of the cart.
+    ///
+    /// Removing a product the cart does not hold changes nothing.
+    #[oai(
+        path = "/carts/:userId/lines/:productId",
+        method = "delete",
+        operation_id = "removeCartLine",
+        tag = OrdersTag::Carts
+    )]
+    async fn remove_cart_line(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+        /// Product id.
+        #[oai(name = "productId", validator(minimum(value = "1")))]
+        product_id: poem_openapi::param::Path<i64>,
+    ) -> RemoveCartLineResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.remove_cart_line(auth.0, user_id.0, product_id.0).await.into()
     }
     /// A user's orders, newest first, one page at a time.
     ///
@@ -1073,6 +1606,155 @@ impl OrdersClient {
                     response?,
                     200u16,
                     CancelOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// A user's cart.
+    pub async fn get_cart(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+    ) -> Result<Cart, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /carts/{userId}", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/carts/{userId}", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "getCart",
+        );
+        let url = format!("{}/carts/{}", self.base_url, user_id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    GetCartResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Empty a user's cart.
+    pub async fn clear_cart(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+    ) -> Result<Cart, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "DELETE /carts/{userId}", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "DELETE", url
+            .template = "/carts/{userId}", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "clearCart",
+        );
+        let url = format!("{}/carts/{}", self.base_url, user_id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .delete(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ClearCartResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Put a product in the cart, or change its quantity.
+    pub async fn set_cart_line(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+        product_id: i64,
+        body: &CartLineInput,
+    ) -> Result<Cart, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "PUT /carts/{userId}/lines/{productId}", otel.kind
+            = "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "PUT", url.template = "/carts/{userId}/lines/{productId}", http.response
+            .status_code = tracing::field::Empty, shopmesh.operation = "setCartLine",
+        );
+        let url = format!("{}/carts/{}/lines/{}", self.base_url, user_id, product_id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .put(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose())
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    SetCartLineResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Take a product out of the cart.
+    pub async fn remove_cart_line(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<Cart, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "DELETE /carts/{userId}/lines/{productId}", otel
+            .kind = "client", otel.status_code = tracing::field::Empty, http.request
+            .method = "DELETE", url.template = "/carts/{userId}/lines/{productId}", http
+            .response.status_code = tracing::field::Empty, shopmesh.operation =
+            "removeCartLine",
+        );
+        let url = format!("{}/carts/{}/lines/{}", self.base_url, user_id, product_id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .delete(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    RemoveCartLineResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

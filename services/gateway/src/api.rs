@@ -5,16 +5,18 @@ use std::sync::Arc;
 
 use shopmesh_identity::Principal;
 use shopmesh_openapi::gateway::{
-    CreateOrderRequest, CreateUserRequest, Credentials, GatewayApi, NotificationList, Order,
-    OrderPage, Product, ProductPage, RefreshRequest, TokenResponse, User, UserName,
+    Cart, CartLineInput, CreateOrderRequest, CreateUserRequest, Credentials, GatewayApi,
+    NotificationList, Order, OrderPage, Product, ProductPage, RefreshRequest, TokenResponse, User,
+    UserName,
 };
 use shopmesh_openapi::runtime::{NoContent, Problem};
 use shopmesh_openapi::{orders, users};
 
 use crate::convert::{
-    rest_notification, rest_order, rest_product, rest_timeline, rest_tokens, rest_user,
+    rest_cart, rest_notification, rest_order, rest_product, rest_timeline, rest_tokens, rest_user,
 };
 use crate::downstream::Backends;
+use crate::error::GatewayError;
 
 /// The REST service behind `/api`.
 pub struct GatewayRest {
@@ -25,6 +27,25 @@ impl GatewayRest {
     /// Serves from `backends`.
     pub fn new(backends: Arc<Backends>) -> Self {
         Self { backends }
+    }
+
+    /// `cart` with each line's product as the catalog has it now (from the gateway's product
+    /// memory when it can); a product the catalog no longer has leaves its line without one.
+    async fn priced(&self, cart: orders::Cart) -> Result<Cart, GatewayError> {
+        let lookups = cart
+            .lines
+            .iter()
+            .map(|l| self.backends.product(l.product_id));
+        let products = futures::future::join_all(lookups)
+            .await
+            .into_iter()
+            .map(|found| match found {
+                Ok(product) => Ok(Some(product)),
+                Err(GatewayError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rest_cart(cart, products))
     }
 }
 
@@ -68,6 +89,43 @@ impl GatewayApi for GatewayRest {
 
     async fn get_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
         Ok(rest_order(self.backends.order(&principal, id).await?)?)
+    }
+
+    async fn get_cart(&self, principal: Principal, user_id: i64) -> Result<Cart, Problem> {
+        let cart = self.backends.cart(&principal, user_id).await?;
+        Ok(self.priced(cart).await?)
+    }
+
+    async fn clear_cart(&self, principal: Principal, user_id: i64) -> Result<Cart, Problem> {
+        let cart = self.backends.clear_cart(&principal, user_id).await?;
+        Ok(self.priced(cart).await?)
+    }
+
+    async fn set_cart_line(
+        &self,
+        principal: Principal,
+        user_id: i64,
+        product_id: i64,
+        body: CartLineInput,
+    ) -> Result<Cart, Problem> {
+        let cart = self
+            .backends
+            .set_cart_line(&principal, user_id, product_id, body.quantity)
+            .await?;
+        Ok(self.priced(cart).await?)
+    }
+
+    async fn remove_cart_line(
+        &self,
+        principal: Principal,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<Cart, Problem> {
+        let cart = self
+            .backends
+            .remove_cart_line(&principal, user_id, product_id)
+            .await?;
+        Ok(self.priced(cart).await?)
     }
 
     async fn get_order_timeline(

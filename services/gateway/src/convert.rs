@@ -51,6 +51,42 @@ pub fn gql_order(o: orders::Order) -> Result<gql::Order, GatewayError> {
     })
 }
 
+/// A cart for GraphQL; each line's id is `user:product`, its product resolved on demand.
+pub fn gql_cart(cart: orders::Cart) -> gql::Cart {
+    gql::Cart {
+        lines: cart
+            .lines
+            .into_iter()
+            .map(|l| gql::CartLine {
+                id: ID::from(format!("{}:{}", cart.user_id, l.product_id)),
+                product_id: ID::from(l.product_id),
+                quantity: l.quantity,
+                added_at: l.added_at,
+            })
+            .collect(),
+    }
+}
+
+/// A cart for REST, each line with its product as the catalog has it now (`None` for a
+/// product the catalog no longer has).
+pub fn rest_cart(cart: orders::Cart, products: Vec<Option<catalog::Product>>) -> rest::Cart {
+    let lines = cart
+        .lines
+        .into_iter()
+        .zip(products)
+        .map(|(l, product)| rest::CartLine {
+            product_id: l.product_id,
+            quantity: l.quantity,
+            added_at: l.added_at,
+            product: product.map(rest_product),
+        })
+        .collect();
+    rest::Cart {
+        user_id: cart.user_id,
+        lines,
+    }
+}
+
 /// An order's timeline for GraphQL; each entry's id is `order:version`.
 pub fn gql_timeline(
     order_id: i64,

@@ -419,6 +419,60 @@ impl Backends {
         Ok(order)
     }
 
+    /// `user_id`'s cart (not cached: it changes as the user shops).
+    pub async fn cart(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+    ) -> Result<orders::Cart, GatewayError> {
+        self.rest(Rest::Orders, READ, || {
+            self.orders.get_cart(&caller.token, user_id)
+        })
+        .await
+    }
+
+    /// Sets how many of `product_id` `user_id`'s cart holds.
+    pub async fn set_cart_line(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        product_id: i64,
+        quantity: i32,
+    ) -> Result<orders::Cart, GatewayError> {
+        let body = orders::CartLineInput { quantity };
+        self.rest(Rest::Orders, WRITE, || {
+            self.orders
+                .set_cart_line(&caller.token, user_id, product_id, &body)
+        })
+        .await
+    }
+
+    /// Takes `product_id` out of `user_id`'s cart.
+    pub async fn remove_cart_line(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<orders::Cart, GatewayError> {
+        self.rest(Rest::Orders, WRITE, || {
+            self.orders
+                .remove_cart_line(&caller.token, user_id, product_id)
+        })
+        .await
+    }
+
+    /// Empties `user_id`'s cart.
+    pub async fn clear_cart(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+    ) -> Result<orders::Cart, GatewayError> {
+        self.rest(Rest::Orders, WRITE, || {
+            self.orders.clear_cart(&caller.token, user_id)
+        })
+        .await
+    }
+
     /// Every status an order has had (not cached: it grows with every change).
     pub async fn order_timeline(
         &self,

@@ -12,7 +12,8 @@ use shopmesh_identity::Principal;
 use shopmesh_openapi::{orders, users};
 
 use crate::convert::{
-    gql_notification, gql_order, gql_product, gql_timeline, gql_tokens, gql_user, parse_id,
+    gql_cart, gql_notification, gql_order, gql_product, gql_timeline, gql_tokens, gql_user,
+    parse_id,
 };
 use crate::downstream::Backends;
 use crate::error::GatewayError;
@@ -220,6 +221,15 @@ impl GatewayResolvers for GatewayGraph {
         absent_is_null(name)
     }
 
+    async fn query_cart(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+    ) -> Result<gql::Cart, GatewayError> {
+        let cart = self.backends.cart(principal, principal.user_id).await?;
+        Ok(gql_cart(cart))
+    }
+
     async fn query_me(
         &self,
         _ctx: &Context<'_>,
@@ -283,6 +293,47 @@ impl GatewayResolvers for GatewayGraph {
         };
         // The orders contract bounds the quantity; its 400 arrives as BAD_USER_INPUT.
         gql_order(self.backends.create_order(principal, request).await?)
+    }
+
+    async fn mutation_set_cart_line(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        product_id: ID,
+        quantity: i32,
+    ) -> Result<gql::Cart, GatewayError> {
+        let product_id = parse_id("productId", &product_id)?;
+        let cart = self
+            .backends
+            .set_cart_line(principal, principal.user_id, product_id, quantity)
+            .await?;
+        Ok(gql_cart(cart))
+    }
+
+    async fn mutation_remove_cart_line(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        product_id: ID,
+    ) -> Result<gql::Cart, GatewayError> {
+        let product_id = parse_id("productId", &product_id)?;
+        let cart = self
+            .backends
+            .remove_cart_line(principal, principal.user_id, product_id)
+            .await?;
+        Ok(gql_cart(cart))
+    }
+
+    async fn mutation_clear_cart(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+    ) -> Result<gql::Cart, GatewayError> {
+        let cart = self
+            .backends
+            .clear_cart(principal, principal.user_id)
+            .await?;
+        Ok(gql_cart(cart))
     }
 
     async fn mutation_cancel_order(
@@ -350,6 +401,15 @@ impl GatewayResolvers for GatewayGraph {
         &self,
         ctx: &Context<'_>,
         parent: &gql::Order,
+    ) -> Result<Option<gql::Product>, GatewayError> {
+        let id = parse_id("productId", &parent.product_id)?;
+        ctx.data::<DataLoader<ProductLoader>>()?.load_one(id).await
+    }
+
+    async fn cart_line_product(
+        &self,
+        ctx: &Context<'_>,
+        parent: &gql::CartLine,
     ) -> Result<Option<gql::Product>, GatewayError> {
         let id = parse_id("productId", &parent.product_id)?;
         ctx.data::<DataLoader<ProductLoader>>()?.load_one(id).await

@@ -4,10 +4,12 @@
 
 use shopmesh_identity::Principal;
 use shopmesh_openapi::orders::{
-    CreateOrderRequest, Order, OrderPage, OrderStatus, OrderTimeline, OrderTransition, OrdersApi,
+    Cart, CartLine, CartLineInput, CreateOrderRequest, Order, OrderPage, OrderStatus,
+    OrderTimeline, OrderTransition, OrdersApi,
 };
 use shopmesh_openapi::runtime::Problem;
 
+use crate::carts::CartStore;
 use crate::domain::Cursor;
 use crate::error::OrdersError;
 use crate::store::{Changed, NewOrder, OrderRecord, OrderStore, StatusChange};
@@ -16,13 +18,35 @@ use crate::users::UserDirectory;
 /// The service behind `/orders`.
 pub struct OrdersService {
     store: OrderStore,
+    carts: CartStore,
     users: UserDirectory,
 }
 
 impl OrdersService {
     /// Serves orders from `store`; `users` confirms users an admin orders for.
     pub fn new(store: OrderStore, users: UserDirectory) -> Self {
-        Self { store, users }
+        let carts = CartStore::new(store.pool().clone());
+        Self {
+            store,
+            carts,
+            users,
+        }
+    }
+
+    /// `user_id`'s cart in its contract form.
+    async fn cart(&self, user_id: i64) -> Result<Cart, OrdersError> {
+        let lines = self.carts.lines(user_id).await?;
+        Ok(Cart {
+            user_id,
+            lines: lines
+                .into_iter()
+                .map(|l| CartLine {
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                    added_at: l.added_at,
+                })
+                .collect(),
+        })
     }
 
     /// Order `id`, if `principal` may see it; one they may not see is missing, as in
@@ -114,6 +138,40 @@ impl OrdersApi for OrdersService {
         let (Changed::Moved(order) | Changed::Already(order)) =
             self.store.change_status(id, change).await?;
         Ok(to_contract(order))
+    }
+
+    async fn get_cart(&self, principal: Principal, user_id: i64) -> Result<Cart, Problem> {
+        principal.check_access(user_id).map_err(OrdersError::from)?;
+        Ok(self.cart(user_id).await?)
+    }
+
+    async fn clear_cart(&self, principal: Principal, user_id: i64) -> Result<Cart, Problem> {
+        principal.check_access(user_id).map_err(OrdersError::from)?;
+        self.carts.clear(user_id).await?;
+        Ok(self.cart(user_id).await?)
+    }
+
+    async fn set_cart_line(
+        &self,
+        principal: Principal,
+        user_id: i64,
+        product_id: i64,
+        body: CartLineInput,
+    ) -> Result<Cart, Problem> {
+        principal.check_access(user_id).map_err(OrdersError::from)?;
+        self.carts.set(user_id, product_id, body.quantity).await?;
+        Ok(self.cart(user_id).await?)
+    }
+
+    async fn remove_cart_line(
+        &self,
+        principal: Principal,
+        user_id: i64,
+        product_id: i64,
+    ) -> Result<Cart, Problem> {
+        principal.check_access(user_id).map_err(OrdersError::from)?;
+        self.carts.remove(user_id, product_id).await?;
+        Ok(self.cart(user_id).await?)
     }
 
     async fn list_user_orders(

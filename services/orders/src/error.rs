@@ -31,6 +31,9 @@ pub enum OrdersError {
         /// Where it was asked to go.
         to: shopmesh_openapi::orders::OrderStatus,
     },
+    /// The cart holds as many lines as it may.
+    #[error("user {0}'s cart already holds {max} lines", max = crate::carts::MAX_CART_LINES)]
+    CartFull(i64),
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
@@ -46,7 +49,7 @@ impl OrdersError {
             Self::NotFound(_) => 404,
             Self::InvalidCursor(_) | Self::UnknownUser(_) => 400,
             Self::Forbidden(_) => 403,
-            Self::IllegalTransition { .. } => 409,
+            Self::IllegalTransition { .. } | Self::CartFull(_) => 409,
             Self::UsersUnavailable(_) => 503,
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,

@@ -7,6 +7,7 @@
 //! - [`domain`] holds the rules (cursors, page sizes) as plain functions.
 
 pub mod api;
+pub mod carts;
 pub mod config;
 pub mod domain;
 pub mod error;

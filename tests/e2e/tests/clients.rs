@@ -144,6 +144,10 @@ async fn graphql_inspector_introspects_the_live_schema_and_finds_the_contract() 
         "Directive auth was removed from field Query.user",
         "Directive auth was removed from field Query.userName",
         "Directive auth was removed from field Query.me",
+        "Directive auth was removed from field Query.cart",
+        "Directive auth was removed from field Mutation.setCartLine",
+        "Directive auth was removed from field Mutation.removeCartLine",
+        "Directive auth was removed from field Mutation.clearCart",
         "Directive auth was removed from field Mutation.createOrder",
         "Directive auth was removed from field Mutation.cancelOrder",
     ];

@@ -167,3 +167,85 @@ async fn a_cancelled_order_tells_its_story_once() {
     let timeline: serde_json::Value = rest.json().await.unwrap();
     assert_eq!(timeline["items"][1]["to"], "cancelled");
 }
+
+/// A cart kept by the orders service, shown through the gateway with each product's price and
+/// stock as the catalog has them now: a price change shows at once.
+#[tokio::test]
+async fn a_cart_shows_todays_prices_and_stock() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let catalog = CatalogClient::new(platform.catalog_url.clone());
+    let admin = platform.token(4, Role::Admin);
+    let mut input = ProductInput {
+        sku: unique("SKU"),
+        name: "Mug".to_owned(),
+        description: None,
+        price: Money {
+            amount_minor: 500,
+            currency: "EUR".into(),
+        },
+        active: Some(true),
+        image_url: None,
+    };
+    let mug = catalog.create_product(&admin, &input).await.unwrap();
+    let adjustment = shopmesh_openapi::catalog::StockAdjustment {
+        delta: 3,
+        reason: "delivery".into(),
+    };
+    catalog
+        .adjust_stock(&admin, mug.id, &adjustment)
+        .await
+        .unwrap();
+    let shopper = authed_http(&platform.token(1, Role::User));
+    let gql = |query: &'static str, vars: serde_json::Value| {
+        let shopper = shopper.clone();
+        let url = platform.gateway_url.clone();
+        async move { testkit::graphql(&shopper, &url, &[], query, vars).await.1 }
+    };
+    let set = "mutation($p: ID!, $q: Int!) { setCartLine(productId: $p, quantity: $q) { lines { quantity } } }";
+    let added = gql(set, json!({"p": mug.id.to_string(), "q": 2})).await;
+    assert_eq!(
+        added["data"]["setCartLine"]["lines"],
+        json!([{"quantity": 2}]),
+        "{added}"
+    );
+    let refused = gql(set, json!({"p": mug.id.to_string(), "q": 0})).await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{refused}"
+    );
+
+    input.price.amount_minor = 450;
+    catalog
+        .update_product(&admin, mug.id, &input)
+        .await
+        .unwrap();
+    let show =
+        "{ cart { lines { quantity product { price { amountMinor } stock { available } } } } }";
+    let shown = testkit::eventually("the new price", Duration::from_secs(2), || async {
+        let body = gql(show, json!({})).await;
+        let line = body["data"]["cart"]["lines"][0].clone();
+        (line["product"]["price"]["amountMinor"] == 450).then_some(line)
+    })
+    .await;
+    assert_eq!(
+        shown,
+        json!({"quantity": 2, "product": {"price": {"amountMinor": 450}, "stock": {"available": 3}}})
+    );
+
+    let rest = shopper
+        .get(format!("{}/api/users/1/cart", platform.gateway_url))
+        .send()
+        .await
+        .unwrap();
+    let cart: serde_json::Value = rest.json().await.unwrap();
+    assert_eq!(cart["lines"][0]["product"]["name"], "Mug", "{cart}");
+    let bob = authed_http(&platform.token(2, Role::User));
+    let stranger = bob
+        .get(format!("{}/api/users/1/cart", platform.gateway_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 403);
+    let cleared = gql("mutation { clearCart { lines { quantity } } }", json!({})).await;
+    assert_eq!(cleared["data"]["clearCart"]["lines"], json!([]));
+}
