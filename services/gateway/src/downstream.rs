@@ -509,22 +509,11 @@ impl Backends {
             return Ok(user);
         }
         let ticket = self.user_memory.ticket();
-        let key = self.user_key(id);
-        if self.cache.get(&key).await.as_deref() == Some(NOT_FOUND) {
-            return Err(GatewayError::NotFound(format!("user {id} does not exist")));
-        }
+        self.unless_missing(id).await?;
         let fetched = self
             .rest(Rest::Users, READ, || self.users.get_user(&caller.token, id))
             .await;
-        let user = match fetched {
-            Err(e @ GatewayError::NotFound(_)) => {
-                if !self.not_found_ttl.is_zero() {
-                    self.cache.set(&key, NOT_FOUND, self.not_found_ttl).await;
-                }
-                return Err(e);
-            }
-            other => other?,
-        };
+        let user = self.remember_missing(id, fetched).await?;
         self.user_memory.fill(ticket, id, user.clone());
         Ok(user)
     }
@@ -535,24 +524,36 @@ impl Backends {
         if let Some(user) = self.user_memory.get(&id) {
             return Ok(user.name);
         }
-        let key = self.user_key(id);
-        if self.cache.get(&key).await.as_deref() == Some(NOT_FOUND) {
-            return Err(GatewayError::NotFound(format!("user {id} does not exist")));
-        }
+        self.unless_missing(id).await?;
         let fetched = self
             .rest(Rest::Users, READ, || {
                 self.users.get_user_name(&caller.token, id)
             })
             .await;
-        match fetched {
-            Err(e @ GatewayError::NotFound(_)) => {
-                if !self.not_found_ttl.is_zero() {
-                    self.cache.set(&key, NOT_FOUND, self.not_found_ttl).await;
-                }
-                Err(e)
-            }
-            other => Ok(other?.name),
+        Ok(self.remember_missing(id, fetched).await?.name)
+    }
+
+    /// Not found at once when the users service said lately that user `id` does not exist.
+    async fn unless_missing(&self, id: i64) -> Result<(), GatewayError> {
+        if self.cache.get(&self.user_key(id)).await.as_deref() == Some(NOT_FOUND) {
+            return Err(GatewayError::NotFound(format!("user {id} does not exist")));
         }
+        Ok(())
+    }
+
+    /// `fetched`, remembering for `NOT_FOUND_CACHE_TTL_SECS` when it says user `id` does not
+    /// exist.
+    async fn remember_missing<T>(
+        &self,
+        id: i64,
+        fetched: Result<T, GatewayError>,
+    ) -> Result<T, GatewayError> {
+        if matches!(fetched, Err(GatewayError::NotFound(_))) && !self.not_found_ttl.is_zero() {
+            self.cache
+                .set(&self.user_key(id), NOT_FOUND, self.not_found_ttl)
+                .await;
+        }
+        fetched
     }
 
     /// Registers a user, forgets that the id was missing, and keeps the user in memory.

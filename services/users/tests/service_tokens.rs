@@ -11,6 +11,15 @@ use shopmesh_openapi::runtime::ClientError;
 use shopmesh_openapi::users::ClientCredentials;
 use shopmesh_testkit::service_client_secret;
 
+/// The orders service's token, from its configured secret.
+async fn orders_token(h: &Harness) -> shopmesh_openapi::users::ServiceTokenResponse {
+    let secret = service_client_secret(&h.stack, "orders");
+    h.client
+        .issue_service_token(&credentials("orders", &secret))
+        .await
+        .unwrap()
+}
+
 fn credentials(id: &str, secret: &str) -> ClientCredentials {
     ClientCredentials {
         client_id: id.to_owned(),
@@ -21,12 +30,7 @@ fn credentials(id: &str, secret: &str) -> ClientCredentials {
 #[tokio::test]
 async fn a_configured_client_gets_a_service_token_its_peers_verify() {
     let h = Harness::start().await;
-    let secret = service_client_secret(&h.stack, "orders");
-    let issued = h
-        .client
-        .issue_service_token(&credentials("orders", &secret))
-        .await
-        .unwrap();
+    let issued = orders_token(&h).await;
     assert_eq!(
         (issued.token_type.as_str(), issued.expires_in),
         ("Bearer", 900)
@@ -66,13 +70,7 @@ async fn a_wrong_secret_or_an_unknown_client_is_a_401() {
 #[tokio::test]
 async fn a_service_token_reads_no_user() {
     let h = Harness::start().await;
-    let secret = service_client_secret(&h.stack, "orders");
-    let issued = h
-        .client
-        .issue_service_token(&credentials("orders", &secret))
-        .await
-        .unwrap();
-    let token = AccessToken::new(issued.access_token);
+    let token = AccessToken::new(orders_token(&h).await.access_token);
     // Refused by the contract's role check, before any rule about whose data it is.
     match h.client.get_user(&token, 1).await {
         Err(ClientError::Problem(p)) => {
