@@ -16,10 +16,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_graphql::ValidationResult;
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
+    NextValidation,
 };
 use async_graphql::parser::types::{
-    ExecutableDocument, FragmentDefinition, OperationType, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, FragmentDefinition, OperationType, Selection,
+    SelectionSet,
 };
 use async_graphql::{Name, Positioned, ServerError, ServerResult, Variables};
 
@@ -122,6 +124,7 @@ impl ExtensionFactory for OperationLimits {
         Arc::new(OperationLimit {
             limits: *self,
             mutations: AtomicUsize::new(0),
+            operation_name: std::sync::Mutex::new(None),
         })
     }
 }
@@ -132,10 +135,24 @@ pub struct OperationLimit {
     limits: OperationLimits,
     /// Mutations the request runs.
     mutations: AtomicUsize,
+    /// The operation the request selects, when it names one.
+    operation_name: std::sync::Mutex<Option<String>>,
 }
 
 #[async_trait::async_trait]
 impl Extension for OperationLimit {
+    async fn prepare_request(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<async_graphql::Request> {
+        if let Ok(mut slot) = self.operation_name.lock() {
+            slot.clone_from(&request.operation_name);
+        }
+        next.run(ctx, request).await
+    }
+
     async fn parse_query(
         &self,
         ctx: &ExtensionContext<'_>,
@@ -160,10 +177,22 @@ impl Extension for OperationLimit {
             shopmesh_common::nesting::MAX_GRAPHQL_NESTING,
         )
         .map_err(|e| with_code(ServerError::new(e.to_string(), None), PARSE_FAILED_CODE))?;
-        let document = next
+        let mut document = next
             .run(ctx, query, variables)
             .await
             .map_err(|e| with_code(e, PARSE_FAILED_CODE))?;
+        // Only the selected operation's variables are coerced (GraphQL spec,
+        // "CoerceVariableValues"); the validator would coerce every operation's, so the other
+        // operations of the document are set aside before it runs.
+        let selected = self.operation_name.lock().ok().and_then(|n| n.clone());
+        if let (Some(name), DocumentOperations::Multiple(operations)) =
+            (selected, &mut document.operations)
+        {
+            let name = Name::new(name);
+            if operations.contains_key(&name) {
+                operations.retain(|n, _| *n == name);
+            }
+        }
         for (_, operation) in document.operations.iter() {
             let depth = depth(
                 &operation.node.selection_set.node,

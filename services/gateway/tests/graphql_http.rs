@@ -126,3 +126,20 @@ async fn request_errors_carry_a_code() {
     }
     gw.server.stop().await;
 }
+
+/// Only the selected operation's variables apply: another operation of the same document may
+/// use variables the request does not send (GraphQL spec, "CoerceVariableValues").
+#[tokio::test]
+async fn an_unselected_operations_variables_do_not_matter() {
+    let gw = Gateway::start().await;
+    let document = "query A { __typename } \
+                    query B($first: Int!) { products(first: $first) { nodes { id } } }";
+    let (status, body) = gw
+        .post(serde_json::json!({"query": document, "operationName": "A"}))
+        .await;
+    assert_eq!(
+        (status, &body),
+        (200, &serde_json::json!({"data": {"__typename": "Query"}}))
+    );
+    gw.server.stop().await;
+}
