@@ -171,6 +171,20 @@ fn a_scaffolded_service_builds_passes_its_tests_and_the_lint() {
     let said = succeeded("cargo xtask new service", out);
     assert!(said.contains("registered in"), "{said}");
     date_by_inputs(&copy, &source);
+    // The port it chose: one above every existing service's.
+    let port: u16 = said
+        .split("on :")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {said}"));
+    let highest = shopmesh_stack::Service::ALL
+        .iter()
+        .map(|&s| shopmesh_stack::Ports::DEFAULT.http(s))
+        .filter(|&p| p < 4000)
+        .max()
+        .unwrap();
+    assert_eq!(port, highest + 1, "{said}");
 
     // Registered where a service belongs, not only written.
     let stack = std::fs::read_to_string(copy.join("platform/src/lib.rs")).unwrap();
@@ -189,10 +203,10 @@ fn a_scaffolded_service_builds_passes_its_tests_and_the_lint() {
             "deploy/k8s/overlays/production/disruption-budgets.yaml",
             "name: probe",
         ),
-        ("deploy/prometheus/prometheus.yml", "probe:3005"),
+        ("deploy/prometheus/prometheus.yml", &format!("probe:{port}")),
         ("docker/mysql/init.sql", "probe_db"),
-        ("README.md", "| probe | 3005 | REST |"),
-        (".env.example", "probe (:3005)"),
+        ("README.md", &format!("| probe | {port} | REST |")),
+        (".env.example", &format!("probe (:{port})")),
     ] {
         let text = std::fs::read_to_string(copy.join(file)).unwrap();
         assert!(text.contains(expected), "{file} lacks {expected:?}");
