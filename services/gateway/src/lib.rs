@@ -407,6 +407,15 @@ async fn graphql_execute(
     if let Some(value) = charged.and_then(|l| l.field().parse().ok()) {
         response.http_headers.insert("ratelimit", value);
     }
+    if limits::is_request_error(&response) {
+        // Nothing ran, so there is no `data` at all (GraphQL spec, "Response Format").
+        let body = serde_json::json!({ "errors": response.errors });
+        let mut answer = Response::builder().content_type("application/json");
+        for (name, value) in response.http_headers.iter() {
+            answer = answer.header(name, value);
+        }
+        return answer.body(body.to_string());
+    }
     poem::IntoResponse::into_response(GraphQLResponse::from(response))
 }
 

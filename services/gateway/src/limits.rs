@@ -68,6 +68,14 @@ pub fn code_request_errors(response: &mut async_graphql::Response) {
     }
 }
 
+/// Whether `response` answers a request that did not run: no data, and errors of the request
+/// as a whole only (a field that failed has a `path`, and keeps `data`, even when null).
+pub fn is_request_error(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
 /// `error` with `extensions.code` set to `code`, unless it already has one.
 fn with_code(mut error: ServerError, code: &str) -> ServerError {
     let extensions = error.extensions.get_or_insert_with(Default::default);

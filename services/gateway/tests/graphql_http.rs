@@ -123,6 +123,10 @@ async fn request_errors_carry_a_code() {
     ] {
         let (_, answer) = gw.post(body.clone()).await;
         assert_eq!(code(&answer), expected, "{body}: {answer}");
+        if expected != "BAD_USER_INPUT" {
+            // Nothing ran, so there is no `data` at all (GraphQL spec, "Response Format").
+            assert!(answer.get("data").is_none(), "{body}: {answer}");
+        }
     }
     gw.server.stop().await;
 }
