@@ -266,6 +266,8 @@ pub enum ParamIn {
     Path,
     /// In the query string.
     Query,
+    /// In a request header (strings only, e.g. `Idempotency-Key`).
+    Header,
 }
 
 /// An operation parameter.
@@ -791,10 +793,12 @@ impl Ctx<'_> {
             let (location, data) = match p {
                 Parameter::Path { parameter_data, .. } => (ParamIn::Path, parameter_data),
                 Parameter::Query { parameter_data, .. } => (ParamIn::Query, parameter_data),
+                Parameter::Header { parameter_data, .. } => (ParamIn::Header, parameter_data),
                 _ => {
-                    return Err(
-                        self.err(&at, "unsupported parameter location: only path and query")
-                    );
+                    return Err(self.err(
+                        &at,
+                        "unsupported parameter location: only path, query and header",
+                    ));
                 }
             };
             let ParameterSchemaOrContent::Schema(ReferenceOr::Item(schema)) = &data.format else {
@@ -806,6 +810,9 @@ impl Ctx<'_> {
                 TypeRef::I32 | TypeRef::I64 | TypeRef::String | TypeRef::Bool | TypeRef::Uuid
             ) {
                 return Err(self.err(&at, format!("unsupported parameter type {ty:?}")));
+            }
+            if location == ParamIn::Header && ty != TypeRef::String {
+                return Err(self.err(&at, "unsupported: header parameters must be strings"));
             }
             if location == ParamIn::Path {
                 if !matches!(ty, TypeRef::I32 | TypeRef::I64) {
@@ -1411,6 +1418,7 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
             let place = match p.location {
                 ParamIn::Path => "path parameter",
                 ParamIn::Query => "query parameter",
+                ParamIn::Header => "header",
             };
             let kind = type_in_words(&p.ty);
             quote!(crate::runtime::ParamInfo { name: #name, place: #place, kind: #kind })
@@ -1556,6 +1564,7 @@ fn gen_server(api: &Api) -> TokenStream {
             let extractor = match p.location {
                 ParamIn::Path => quote!(poem_openapi::param::Path<#ty>),
                 ParamIn::Query => quote!(poem_openapi::param::Query<#ty>),
+                ParamIn::Header => quote!(poem_openapi::param::Header<#ty>),
             };
             adapter_args.push(quote!(#pdoc #[oai(#(#oai),*)] #name: #extractor));
             call_args.push(quote!(#name.0));
@@ -1698,10 +1707,24 @@ fn gen_client(api: &Api) -> TokenStream {
         let mut path_fmt = op.path.clone();
         let mut path_args = Vec::new();
         let mut query = Vec::new();
+        let mut header_calls = Vec::new();
         for p in &op.params {
             let name = ident(&p.name.to_snake_case());
             let base = rust_type(&p.ty);
             match p.location {
+                ParamIn::Header => {
+                    let wire = &p.name;
+                    // A value that is not a valid header fails the call as a transport error.
+                    if p.required {
+                        args.push(quote!(#name: &str));
+                        header_calls.push(quote!(let request = request.header(#wire, #name);));
+                    } else {
+                        args.push(quote!(#name: Option<&str>));
+                        header_calls.push(quote! {
+                            let request = match #name { Some(v) => request.header(#wire, v), None => request };
+                        });
+                    }
+                }
                 ParamIn::Path => {
                     path_fmt = path_fmt.replace(&format!("{{{}}}", p.name), "{}");
                     path_args.push(quote!(#name));
@@ -1754,6 +1777,7 @@ fn gen_client(api: &Api) -> TokenStream {
                 let query_pairs: [Option<(&str, String)>; #query_count] = [#(#query),*];
                 let headers = span.in_scope(|| self.hook_headers());
                 let request = self.http.#http_method(url).query(&query_pairs.into_iter().flatten().collect::<Vec<_>>()).headers(headers) #auth #body_call;
+                #(#header_calls)*
                 let call = async move {
                     let response = request.send().await.map_err(crate::runtime::ClientError::from_reqwest);
                     crate::runtime::record_response(&tracing::Span::current(), &response);
