@@ -208,6 +208,21 @@ impl shopmesh_openapi::orders::OrdersApi for Unavailable {
     ) -> Result<shopmesh_openapi::orders::Order, Problem> {
         unavailable()
     }
+    async fn checkout(
+        &self,
+        _: Principal,
+        _: String,
+        _: shopmesh_openapi::orders::CheckoutRequest,
+    ) -> Result<shopmesh_openapi::orders::Order, Problem> {
+        unavailable()
+    }
+    async fn ship_order(
+        &self,
+        _: Principal,
+        _: i64,
+    ) -> Result<shopmesh_openapi::orders::Order, Problem> {
+        unavailable()
+    }
     async fn list_user_orders(
         &self,
         _: Principal,

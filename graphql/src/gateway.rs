@@ -308,6 +308,9 @@ pub struct CreateOrderInput {
     /// 1 to 1000.
     #[graphql(name = "quantity")]
     pub quantity: i32,
+    /// Pay with this token through the checkout saga, as `checkout` does; without one the order is only recorded (`PENDING` until cancelled).
+    #[graphql(name = "paymentToken")]
+    pub payment_token: Option<String>,
 }
 /// Lifecycle state of an order.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -103,6 +103,13 @@ pub struct CreateOrderRequest {
     pub product_id: i64,
     #[oai(rename = "quantity", validator(minimum(value = "1"), maximum(value = "1000")))]
     pub quantity: i32,
+    /// Pay with this token through the checkout saga, as `POST /api/checkout` does; without one the order is only recorded (`pending` until cancelled).
+    #[oai(
+        rename = "paymentToken",
+        skip_serializing_if_is_none,
+        validator(min_length = 1usize, max_length = 200usize)
+    )]
+    pub payment_token: Option<String>,
 }
 /// Where an order is in its life (the orders contract declares the transitions; see the README's order lifecycle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]

@@ -18,6 +18,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/orders/{id}", &["GET"]),
     ("/orders/{id}/timeline", &["GET"]),
     ("/orders/{id}/cancel", &["POST"]),
+    ("/checkouts", &["POST"]),
+    ("/orders/{id}/ship", &["POST"]),
     ("/carts/{userId}", &["GET", "DELETE"]),
     ("/carts/{userId}/lines/{productId}", &["PUT", "DELETE"]),
     ("/orders/user/{userId}", &["GET"]),
@@ -35,6 +37,47 @@ pub struct CreateOrderRequest {
     pub product_id: i64,
     #[oai(rename = "quantity", validator(minimum(value = "1"), maximum(value = "1000")))]
     pub quantity: i32,
+    /// Pay with this token through the checkout saga (see `POST /checkouts`).
+    #[oai(
+        rename = "paymentToken",
+        skip_serializing_if_is_none,
+        validator(min_length = 1usize, max_length = 200usize)
+    )]
+    pub payment_token: Option<String>,
+}
+/// Whose cart to buy, and what to pay with.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "CheckoutRequest")]
+pub struct CheckoutRequest {
+    #[oai(rename = "userId", validator(minimum(value = "1")))]
+    pub user_id: i64,
+    /// The payment provider's token for the shopper's payment method, passed to the payments service; kept with the order only until the payment is settled.
+    #[oai(
+        rename = "paymentToken",
+        validator(min_length = 1usize, max_length = 200usize)
+    )]
+    pub payment_token: String,
+}
+/// An amount in the currency's minor unit (cents; yen for JPY), never a float.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "Money")]
+pub struct Money {
+    #[oai(rename = "amountMinor", validator(minimum(value = "0")))]
+    pub amount_minor: i64,
+    /// ISO 4217 code.
+    #[oai(rename = "currency", validator(pattern = "^[A-Z]{3}$"))]
+    pub currency: String,
+}
+/// One product of an order, at the price it was sold for.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "OrderLine")]
+pub struct OrderLine {
+    #[oai(rename = "productId")]
+    pub product_id: i64,
+    #[oai(rename = "quantity")]
+    pub quantity: i32,
+    #[oai(rename = "unitPrice", skip_serializing_if_is_none)]
+    pub unit_price: Option<Money>,
 }
 /// Where an order is in its life. It starts `pending` and moves only along the transitions declared here (`x-state-machine`), which the orders service checks every change against; an order in `shipped`, `rejected`, `cancelled` or `expired` stays there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
@@ -152,6 +195,11 @@ pub struct Order {
     /// 1 when placed; one more with every change of status.
     #[oai(rename = "version", validator(minimum(value = "1")))]
     pub version: i32,
+    /// What was ordered, each line with the price it was sold at (orders placed without a payment token have no prices). `productId` and `quantity` repeat the first line.
+    #[oai(rename = "lines")]
+    pub lines: Vec<OrderLine>,
+    #[oai(rename = "total", skip_serializing_if_is_none)]
+    pub total: Option<Money>,
     #[oai(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -247,6 +295,9 @@ pub enum CreateOrderResponse {
     /// The token is valid but its holder may not act on this resource.
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
+    /// The order is not in a state this change can start from.
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
     /// The body is larger than the service accepts (64 KiB).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -268,7 +319,7 @@ fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
 impl CreateOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 401u16, 403u16, 413u16, 415u16, 500u16, 503u16,
+        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 500u16, 503u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -277,6 +328,7 @@ impl CreateOrderResponse {
             Self::BadRequest(_) => 400u16,
             Self::Unauthorized(_) => 401u16,
             Self::Forbidden(_) => 403u16,
+            Self::Conflict(_) => 409u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::InternalServerError(_) => 500u16,
@@ -296,6 +348,7 @@ impl From<Problem> for CreateOrderResponse {
             400u16 => Self::BadRequest(Json(problem)),
             401u16 => Self::Unauthorized(Json(problem)),
             403u16 => Self::Forbidden(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
@@ -564,6 +617,194 @@ impl From<Problem> for CancelOrderResponse {
     }
 }
 impl From<Result<Order, Problem>> for CancelOrderResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `checkout` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "checkout_bad_request"))]
+pub enum CheckoutResponse {
+    /// The order, `pending`; the saga takes it from here.
+    #[oai(status = 201u16)]
+    Created(Json<Order>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The order is not in a state this change can start from.
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body is larger than the service accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another request body.
+    #[oai(status = 422u16, content_type = "application/problem+json")]
+    UnprocessableEntity(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn checkout_bad_request(err: poem::Error) -> CheckoutResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "Idempotency-Key",
+                place: "header",
+                kind: "a string",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl CheckoutResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 422u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Created(_) => 201u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::Conflict(_) => 409u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::UnprocessableEntity(_) => 422u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<Order> for CheckoutResponse {
+    fn from(value: Order) -> Self {
+        Self::Created(Json(value))
+    }
+}
+impl From<Problem> for CheckoutResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            422u16 => Self::UnprocessableEntity(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for CheckoutResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `shipOrder` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "ship_order_bad_request"))]
+pub enum ShipOrderResponse {
+    /// The shipped order.
+    #[oai(status = 200u16)]
+    Ok(Json<Order>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The order is not in a state this change can start from.
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn ship_order_bad_request(err: poem::Error) -> ShipOrderResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl ShipOrderResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 409u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
+            Self::Conflict(_) => 409u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<Order> for ShipOrderResponse {
+    fn from(value: Order) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ShipOrderResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for ShipOrderResponse {
     fn from(result: Result<Order, Problem>) -> Self {
         match result {
             Ok(value) => value.into(),
@@ -1021,9 +1262,9 @@ pub struct BearerAuth(pub shopmesh_identity::Principal);
 #[cfg(feature = "server")]
 #[async_trait::async_trait]
 pub trait OrdersApi: Send + Sync + 'static {
-    /// Place an order.
+    /// Place a one-line order.
     ///
-    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user.
+    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user. With a `paymentToken` the order goes through the checkout saga as `POST /checkouts` does, at the catalog's current price; without one it is only recorded and stays `pending` until cancelled (the behaviour of the first version, kept for its clients). A product no longer on sale is a 409.
     async fn create_order(
         &self,
         principal: shopmesh_identity::Principal,
@@ -1047,8 +1288,25 @@ pub trait OrdersApi: Send + Sync + 'static {
     ) -> Result<OrderTimeline, Problem>;
     /// Cancel an order.
     ///
-    /// The order's user or an admin may cancel it while the state machine allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is a 409.
+    /// The order's user or an admin may cancel it while the state machine allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is a 409. What its checkout held is given back after the answer, in reverse order: a captured payment refunded (an authorized one voided), reserved stock released and sold stock returned.
     async fn cancel_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem>;
+    /// Turn a user's cart into an order and pay for it.
+    ///
+    /// Re-reads each cart line's price from the catalog and places an order with those lines, their prices and the total, then empties the cart, in one transaction. The order answers `pending`: the checkout saga then reserves the stock, authorizes and captures the payment on `paymentToken` and commits the stock (`confirmed`), or ends the order `rejected` (out of stock, nothing charged), `cancelled` (payment declined; stock released) or `expired` (a step did not answer in time; everything given back). Follow it with `GET /orders/{id}` or the timeline. `userId` must be the token's subject, unless the caller is an admin. An empty cart, or a product no longer on sale, is a 409. The `Idempotency-Key` header is required (draft-ietf-httpapi-idempotency-key-header): the same key with the same body answers the stored response without checking out again; with another body it is a 422; while the first request with the key is still running, a 409. Keys are kept per user for 24 hours.
+    async fn checkout(
+        &self,
+        principal: shopmesh_identity::Principal,
+        idempotency_key: String,
+        body: CheckoutRequest,
+    ) -> Result<Order, Problem>;
+    /// Mark a confirmed order shipped (admin).
+    ///
+    /// Shipping a shipped order again changes nothing; an order that is not confirmed is a 409.
+    async fn ship_order(
         &self,
         principal: shopmesh_identity::Principal,
         id: i64,
@@ -1173,6 +1431,21 @@ impl OrdersApi for Unimplemented {
     ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
+    async fn checkout(
+        &self,
+        principal: shopmesh_identity::Principal,
+        idempotency_key: String,
+        body: CheckoutRequest,
+    ) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn ship_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
     async fn get_cart(
         &self,
         principal: shopmesh_identity::Principal,
@@ -1217,9 +1490,9 @@ impl OrdersApi for Unimplemented {
 #[cfg(feature = "server")]
 #[poem_openapi::OpenApi]
 impl OrdersEndpoints {
-    /// Place an order.
+    /// Place a one-line order.
     ///
-    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user.
+    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user. With a `paymentToken` the order goes through the checkout saga as `POST /checkouts` does, at the catalog's current price; without one it is only recorded and stays `pending` until cancelled (the behaviour of the first version, kept for its clients). A product no longer on sale is a 409.
     #[oai(
         path = "/orders",
         method = "post",
@@ -1280,7 +1553,7 @@ impl OrdersEndpoints {
     }
     /// Cancel an order.
     ///
-    /// The order's user or an admin may cancel it while the state machine allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is a 409.
+    /// The order's user or an admin may cancel it while the state machine allows (before it ships); cancelling a cancelled order again changes nothing. An order that can no longer be cancelled is a 409. What its checkout held is given back after the answer, in reverse order: a captured payment refunded (an authorized one voided), reserved stock released and sold stock returned.
     #[oai(
         path = "/orders/:id/cancel",
         method = "post",
@@ -1298,6 +1571,52 @@ impl OrdersEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.cancel_order(auth.0, id.0).await.into()
+    }
+    /// Turn a user's cart into an order and pay for it.
+    ///
+    /// Re-reads each cart line's price from the catalog and places an order with those lines, their prices and the total, then empties the cart, in one transaction. The order answers `pending`: the checkout saga then reserves the stock, authorizes and captures the payment on `paymentToken` and commits the stock (`confirmed`), or ends the order `rejected` (out of stock, nothing charged), `cancelled` (payment declined; stock released) or `expired` (a step did not answer in time; everything given back). Follow it with `GET /orders/{id}` or the timeline. `userId` must be the token's subject, unless the caller is an admin. An empty cart, or a product no longer on sale, is a 409. The `Idempotency-Key` header is required (draft-ietf-httpapi-idempotency-key-header): the same key with the same body answers the stored response without checking out again; with another body it is a 422; while the first request with the key is still running, a 409. Keys are kept per user for 24 hours.
+    #[oai(
+        path = "/checkouts",
+        method = "post",
+        operation_id = "checkout",
+        tag = OrdersTag::Orders
+    )]
+    async fn checkout(
+        &self,
+        auth: BearerAuth,
+        /// A unique value per checkout the client makes (a UUID), sent again on a retry.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1usize, max_length = 255usize)
+        )]
+        idempotency_key: poem_openapi::param::Header<String>,
+        body: crate::runtime::ContractJson<CheckoutRequest>,
+    ) -> CheckoutResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.checkout(auth.0, idempotency_key.0, body.0).await.into()
+    }
+    /// Mark a confirmed order shipped (admin).
+    ///
+    /// Shipping a shipped order again changes nothing; an order that is not confirmed is a 409.
+    #[oai(
+        path = "/orders/:id/ship",
+        method = "post",
+        operation_id = "shipOrder",
+        tag = OrdersTag::Orders
+    )]
+    async fn ship_order(
+        &self,
+        auth: BearerAuth,
+        /// Order id.
+        #[oai(name = "id", validator(minimum(value = "1")))]
+        id: poem_openapi::param::Path<i64>,
+    ) -> ShipOrderResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.ship_order(auth.0, id.0).await.into()
     }
     /// A user's cart.
     ///
@@ -1466,7 +1785,7 @@ impl OrdersClient {
         }
         headers
     }
-    /// Place an order.
+    /// Place a one-line order.
     pub async fn create_order(
         &self,
         token: &shopmesh_identity::AccessToken,
@@ -1606,6 +1925,81 @@ impl OrdersClient {
                     response?,
                     200u16,
                     CancelOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Turn a user's cart into an order and pay for it.
+    pub async fn checkout(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        idempotency_key: &str,
+        body: &CheckoutRequest,
+    ) -> Result<Order, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /checkouts", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/checkouts", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "checkout",
+        );
+        let url = format!("{}/checkouts", self.base_url);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose())
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let request = request.header("Idempotency-Key", idempotency_key);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    201u16,
+                    CheckoutResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Mark a confirmed order shipped (admin).
+    pub async fn ship_order(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<Order, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /orders/{id}/ship", otel.kind = "client",
+            otel.status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/orders/{id}/ship", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "shipOrder",
+        );
+        let url = format!("{}/orders/{}/ship", self.base_url, id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ShipOrderResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

@@ -379,9 +379,16 @@ impl Stack {
                     // Changed orders are written and announced for the gateway's tiers.
                     ("CACHE_PREFIX", n.cache_prefix.clone()),
                     ("USER_SERVICE_URL", peer(Service::Users)),
+                    // The checkout saga's participants.
+                    ("CATALOG_SERVICE_URL", peer(Service::Catalog)),
+                    ("PAYMENT_SERVICE_URL", peer(Service::Payments)),
                     jwks.clone(),
                 ],
                 topology.to_vec(),
+                // Its credential: the secret the users service knows it by.
+                self.service_client_secret("orders")
+                    .map(|secret| vec![("SERVICE_CLIENT_SECRET", secret)])
+                    .unwrap_or_default(),
             ]
             .concat(),
             Service::Notifications => [

@@ -81,6 +81,7 @@ impl GatewayApi for GatewayRest {
             user_id: body.user_id,
             product_id: body.product_id,
             quantity: body.quantity,
+            payment_token: body.payment_token,
         };
         Ok(rest_order(
             self.backends.create_order(&principal, request).await?,

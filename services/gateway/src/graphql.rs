@@ -290,6 +290,7 @@ impl GatewayResolvers for GatewayGraph {
             user_id: parse_id("userId", &input.user_id)?,
             product_id: parse_id("productId", &input.product_id)?,
             quantity: input.quantity,
+            payment_token: input.payment_token,
         };
         // The orders contract bounds the quantity; its 400 arrives as BAD_USER_INPUT.
         gql_order(self.backends.create_order(principal, request).await?)

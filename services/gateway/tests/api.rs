@@ -213,6 +213,7 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
                 user_id: 2,
                 product_id: 7,
                 quantity: 3,
+                payment_token: None,
             },
         )
         .await
@@ -265,6 +266,7 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
                 user_id: 5000,
                 product_id: 7,
                 quantity: 3,
+                payment_token: None,
             },
         )
         .await

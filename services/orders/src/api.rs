@@ -4,33 +4,85 @@
 
 use shopmesh_identity::Principal;
 use shopmesh_openapi::orders::{
-    Cart, CartLine, CartLineInput, CreateOrderRequest, Order, OrderPage, OrderStatus,
-    OrderTimeline, OrderTransition, OrdersApi,
+    Cart, CartLine, CartLineInput, CheckoutRequest, CreateOrderRequest, Order, OrderPage,
+    OrderStatus, OrderTimeline, OrderTransition, OrdersApi,
 };
 use shopmesh_openapi::runtime::Problem;
 
 use crate::carts::CartStore;
-use crate::domain::Cursor;
+use crate::checkout::CheckoutSaga;
+use crate::domain::{self, Cursor};
 use crate::error::OrdersError;
-use crate::store::{Changed, NewOrder, OrderRecord, OrderStore, StatusChange};
+use crate::idempotency::{self, HeldKey, IdempotencyKeys, KeyUse};
+use crate::store::{
+    Changed, NewOrder, OrderRecord, OrderStore, Placement, SagaStart, StatusChange,
+};
 use crate::users::UserDirectory;
 
 /// The service behind `/orders`.
 pub struct OrdersService {
     store: OrderStore,
     carts: CartStore,
+    keys: IdempotencyKeys,
     users: UserDirectory,
+    saga: Option<CheckoutSaga>,
 }
 
 impl OrdersService {
-    /// Serves orders from `store`; `users` confirms users an admin orders for.
-    pub fn new(store: OrderStore, users: UserDirectory) -> Self {
+    /// Serves orders from `store`; `users` confirms users an admin orders for; `saga` takes
+    /// checkouts (none: checkout answers 503).
+    pub fn new(store: OrderStore, users: UserDirectory, saga: Option<CheckoutSaga>) -> Self {
         let carts = CartStore::new(store.pool().clone());
+        let keys = IdempotencyKeys::new(store.pool().clone());
         Self {
             store,
             carts,
+            keys,
             users,
+            saga,
         }
+    }
+
+    /// `principal` may act for `user_id`; an admin acting for someone else names a user that
+    /// exists.
+    async fn acting_for(&self, principal: &Principal, user_id: i64) -> Result<(), OrdersError> {
+        principal.check_access(user_id)?;
+        // A shopper's own id comes from a token the users service issued for an existing
+        // user; an admin may name anyone, so that user is confirmed first.
+        if user_id != principal.user_id {
+            self.users.confirm(principal, user_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Places `lines` for `user_id` at the catalog's prices and starts their saga.
+    async fn check_out(
+        &self,
+        user_id: i64,
+        lines: &[(i64, i32)],
+        payment_token: String,
+        from_cart: bool,
+        idempotency: Option<HeldKey>,
+    ) -> Result<OrderRecord, OrdersError> {
+        let saga = self.saga.as_ref().ok_or(OrdersError::CheckoutUnavailable)?;
+        let lines = saga.price(lines).await?;
+        let total = domain::total(&lines)?;
+        let order = self
+            .store
+            .place(Placement {
+                user_id,
+                lines,
+                total: Some(total),
+                saga: Some(SagaStart {
+                    payment_token,
+                    timeout: saga.timeout(),
+                }),
+                idempotency,
+                from_cart,
+            })
+            .await?;
+        saga.nudge(order.id);
+        Ok(order)
     }
 
     /// `user_id`'s cart in its contract form.
@@ -68,6 +120,8 @@ pub fn to_contract(o: OrderRecord) -> Order {
         quantity: o.quantity,
         status: o.status,
         version: o.version,
+        lines: o.lines,
+        total: o.total,
         created_at: o.created_at,
     }
 }
@@ -79,13 +133,13 @@ impl OrdersApi for OrdersService {
         principal: Principal,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem> {
-        principal
-            .check_access(body.user_id)
-            .map_err(OrdersError::from)?;
-        // A shopper's own id comes from a token the users service issued for an existing
-        // user; an admin may name anyone, so that user is confirmed first.
-        if body.user_id != principal.user_id {
-            self.users.confirm(&principal, body.user_id).await?;
+        self.acting_for(&principal, body.user_id).await?;
+        if let Some(token) = body.payment_token {
+            let line = [(body.product_id, body.quantity)];
+            let order = self
+                .check_out(body.user_id, &line, token, false, None)
+                .await?;
+            return Ok(to_contract(order));
         }
         let new = NewOrder {
             user_id: body.user_id,
@@ -93,6 +147,62 @@ impl OrdersApi for OrdersService {
             quantity: body.quantity,
         };
         Ok(to_contract(self.store.create(new).await?))
+    }
+
+    async fn checkout(
+        &self,
+        principal: Principal,
+        idempotency_key: String,
+        body: CheckoutRequest,
+    ) -> Result<Order, Problem> {
+        self.acting_for(&principal, body.user_id).await?;
+        let fingerprint =
+            idempotency::fingerprint(&poem_openapi::types::ToJSON::to_json_string(&body));
+        let held = match self
+            .keys
+            .claim(body.user_id, &idempotency_key, &fingerprint)
+            .await?
+        {
+            KeyUse::Run(held) => held,
+            KeyUse::Replay(order) => return Ok(*order),
+        };
+        let placed = async {
+            let cart = self.carts.lines(body.user_id).await?;
+            if cart.is_empty() {
+                return Err(OrdersError::EmptyCart(body.user_id));
+            }
+            let lines: Vec<(i64, i32)> = cart.iter().map(|l| (l.product_id, l.quantity)).collect();
+            self.check_out(
+                body.user_id,
+                &lines,
+                body.payment_token,
+                true,
+                Some(held.clone()),
+            )
+            .await
+        }
+        .await;
+        match placed {
+            Ok(order) => Ok(to_contract(order)),
+            Err(e) => {
+                if let Err(released) = self.keys.release(&held).await {
+                    tracing::warn!(error = %released, "an idempotency key was not let go");
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn ship_order(&self, _principal: Principal, id: i64) -> Result<Order, Problem> {
+        let order = self.store.get(id).await?.ok_or(OrdersError::NotFound(id))?;
+        let change = StatusChange {
+            from: order.status,
+            to: OrderStatus::Shipped,
+            cause: "shipped by an admin",
+        };
+        let (Changed::Moved(order) | Changed::Already(order)) =
+            self.store.change_status(id, change).await?;
+        Ok(to_contract(order))
     }
 
     async fn get_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
@@ -122,8 +232,7 @@ impl OrdersApi for OrdersService {
     }
 
     async fn cancel_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
-        // Nothing moves an order past `pending` yet, so a cancellation has nothing to release
-        // or refund; the checkout saga puts its compensation before later states' cancels.
+        // The move records that what the order holds must be given back; the saga does it.
         let order = self.visible(&principal, id).await?;
         let cause = if principal.user_id == order.user_id {
             "cancelled by the shopper"
@@ -137,6 +246,9 @@ impl OrdersApi for OrdersService {
         };
         let (Changed::Moved(order) | Changed::Already(order)) =
             self.store.change_status(id, change).await?;
+        if let Some(saga) = &self.saga {
+            saga.nudge(id);
+        }
         Ok(to_contract(order))
     }
 

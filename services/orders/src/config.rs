@@ -37,9 +37,67 @@ pub struct OrdersConfig {
     pub relay_enabled: bool,
     /// Which tokens are accepted (`AUTH_*`).
     pub auth: AuthConfig,
-    /// The users service, which confirms users an admin orders for (`USER_SERVICE_URL`,
-    /// `http://localhost:3001`).
+    /// The users service, which confirms users an admin orders for and issues this service's
+    /// own token (`USER_SERVICE_URL`, `http://localhost:3001`).
     pub users_url: String,
+    /// The checkout saga.
+    pub saga: SagaConfig,
+}
+
+/// The checkout saga: whom it calls, as whom, and how patiently.
+#[derive(Clone)]
+pub struct SagaConfig {
+    /// The catalog service (`CATALOG_SERVICE_URL`, `http://localhost:3004`).
+    pub catalog_url: String,
+    /// The payments service (`PAYMENT_SERVICE_URL`, `http://localhost:3005`).
+    pub payments_url: String,
+    /// This service's client id at the users service (`SERVICE_CLIENT_ID`, `orders`).
+    pub client_id: String,
+    /// Its secret there (`SERVICE_CLIENT_SECRET`, its entry in the users service's
+    /// `SERVICE_CLIENTS`). Without one, checkout answers 503 and no saga runs.
+    pub client_secret: Option<String>,
+    /// How long reserving and paying may take before the order expires and everything is
+    /// given back (`CHECKOUT_TIMEOUT_SECS`, 120; keep it well under the catalog's
+    /// `RESERVATION_TTL_SECS`).
+    pub timeout: Duration,
+    /// How long a runner holds a saga; another takes it over after a crash
+    /// (`CHECKOUT_LEASE_MS`, 15000).
+    pub lease: Duration,
+    /// How often runners look for due sagas (`CHECKOUT_POLL_MS`, 500).
+    pub poll: Duration,
+    /// First delay before a step is tried again (`CHECKOUT_RETRY_MIN_MS`, 200).
+    pub retry_min: Duration,
+    /// Longest such delay (`CHECKOUT_RETRY_MAX_MS`, 5000).
+    pub retry_max: Duration,
+    /// Sagas one process drives at once (`CHECKOUT_CONCURRENCY`, 32).
+    pub concurrency: usize,
+}
+
+impl std::fmt::Debug for SagaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SagaConfig")
+            .field("catalog_url", &self.catalog_url)
+            .field("payments_url", &self.payments_url)
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("timeout", &self.timeout)
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SagaConfig {
+    /// The delay before the `attempts`-th try of a step: doubling from `retry_min` up to
+    /// `retry_max`.
+    pub fn retry_delay(&self, attempts: i32) -> Duration {
+        let doublings = u32::try_from(attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(20);
+        (self.retry_min * 2u32.pow(doublings)).min(self.retry_max)
+    }
 }
 
 /// Where the gateways keep their copies of orders, which every change of status replaces.
@@ -117,6 +175,19 @@ impl OrdersConfig {
             relay_enabled: env.parse_or("OUTBOX_RELAY_ENABLED", true)?,
             auth: AuthConfig::from_env(env)?,
             users_url: env.string_or("USER_SERVICE_URL", "http://localhost:3001"),
+            saga: SagaConfig {
+                catalog_url: env.string_or("CATALOG_SERVICE_URL", "http://localhost:3004"),
+                payments_url: env.string_or("PAYMENT_SERVICE_URL", "http://localhost:3005"),
+                client_id: env.string_or("SERVICE_CLIENT_ID", "orders"),
+                client_secret: Some(env.string_or("SERVICE_CLIENT_SECRET", ""))
+                    .filter(|s| !s.is_empty()),
+                timeout: Duration::from_secs(env.parse_or("CHECKOUT_TIMEOUT_SECS", 120)?),
+                lease: ms("CHECKOUT_LEASE_MS", Duration::from_millis(15_000))?,
+                poll: ms("CHECKOUT_POLL_MS", Duration::from_millis(500))?,
+                retry_min: ms("CHECKOUT_RETRY_MIN_MS", Duration::from_millis(200))?,
+                retry_max: ms("CHECKOUT_RETRY_MAX_MS", Duration::from_millis(5000))?,
+                concurrency: env.parse_or("CHECKOUT_CONCURRENCY", 32)?,
+            },
         })
     }
 }

@@ -4,6 +4,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Datelike, SubsecRound, Utc};
 
+use shopmesh_openapi::orders::{Money, OrderLine};
+
 use crate::error::OrdersError;
 
 /// Default page size of `GET /orders/user/{userId}`.
@@ -52,6 +54,46 @@ impl Cursor {
 /// the event and the row carry the same instant.
 pub fn creation_time() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
+}
+
+/// The total of priced lines: one currency, and an amount the contract can carry.
+pub fn total(lines: &[OrderLine]) -> Result<Money, OrdersError> {
+    let mut total: Option<Money> = None;
+    for line in lines {
+        let price = line.unit_price.as_ref().ok_or_else(|| {
+            OrdersError::Internal(format!("product {} has no price", line.product_id))
+        })?;
+        let amount = price
+            .amount_minor
+            .checked_mul(i64::from(line.quantity))
+            .ok_or(OrdersError::TotalTooLarge)?;
+        match &mut total {
+            None => {
+                total = Some(Money {
+                    amount_minor: amount,
+                    currency: price.currency.clone(),
+                })
+            }
+            Some(t) if t.currency != price.currency => {
+                return Err(OrdersError::MixedCurrencies(
+                    t.currency.clone(),
+                    price.currency.clone(),
+                ));
+            }
+            Some(t) => {
+                t.amount_minor = t
+                    .amount_minor
+                    .checked_add(amount)
+                    .ok_or(OrdersError::TotalTooLarge)?
+            }
+        }
+    }
+    let total = total.ok_or_else(|| OrdersError::Internal("a total of no lines".into()))?;
+    // The payments contract's largest amount.
+    if total.amount_minor > 100_000_000_000 {
+        return Err(OrdersError::TotalTooLarge);
+    }
+    Ok(total)
 }
 
 /// Clamps a requested page size into `1..=MAX_PAGE_SIZE` (the contract already rejects values
@@ -127,6 +169,31 @@ mod tests {
         let (page, next) = paginate(vec![5, 4], 2, key);
         assert_eq!(page, vec![5, 4]);
         assert_eq!(next, None);
+    }
+
+    fn line(product_id: i64, quantity: i32, amount_minor: i64, currency: &str) -> OrderLine {
+        OrderLine {
+            product_id,
+            quantity,
+            unit_price: Some(Money {
+                amount_minor,
+                currency: currency.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn total_sums_lines_in_one_currency() {
+        let t = total(&[line(1, 2, 1999, "EUR"), line(2, 1, 500, "EUR")]).unwrap();
+        assert_eq!((t.amount_minor, t.currency.as_str()), (4498, "EUR"));
+        assert!(matches!(
+            total(&[line(1, 1, 1, "EUR"), line(2, 1, 1, "USD")]),
+            Err(OrdersError::MixedCurrencies(..))
+        ));
+        assert!(matches!(
+            total(&[line(1, 1000, i64::MAX / 10, "EUR")]),
+            Err(OrdersError::TotalTooLarge)
+        ));
     }
 
     #[test]

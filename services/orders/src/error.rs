@@ -31,6 +31,30 @@ pub enum OrdersError {
         /// Where it was asked to go.
         to: shopmesh_openapi::orders::OrderStatus,
     },
+    /// A request with this idempotency key is still running.
+    #[error("a request with Idempotency-Key {0:?} is still running; retry once it has answered")]
+    KeyInFlight(String),
+    /// The idempotency key came with another request body before.
+    #[error("Idempotency-Key {0:?} was used with another request")]
+    KeyReused(String),
+    /// Checkout of an empty cart.
+    #[error("user {0}'s cart is empty")]
+    EmptyCart(i64),
+    /// A product of the order is not for sale (unknown, or no longer active).
+    #[error("product {0} is not for sale")]
+    NotForSale(i64),
+    /// The lines of one order are priced in more than one currency.
+    #[error("the products are priced in {0} and {1}; one order takes one currency")]
+    MixedCurrencies(String, String),
+    /// The total does not fit the contract's amount.
+    #[error("the order's total is too large")]
+    TotalTooLarge,
+    /// The catalog could not price the order.
+    #[error("the catalog is unavailable: {0}")]
+    CatalogUnavailable(String),
+    /// This deployment has no service credential, so no saga can run.
+    #[error("checkout is not configured here (SERVICE_CLIENT_SECRET is unset)")]
+    CheckoutUnavailable,
     /// The cart holds as many lines as it may.
     #[error("user {0}'s cart already holds {max} lines", max = crate::carts::MAX_CART_LINES)]
     CartFull(i64),
@@ -49,8 +73,17 @@ impl OrdersError {
             Self::NotFound(_) => 404,
             Self::InvalidCursor(_) | Self::UnknownUser(_) => 400,
             Self::Forbidden(_) => 403,
-            Self::IllegalTransition { .. } | Self::CartFull(_) => 409,
-            Self::UsersUnavailable(_) => 503,
+            Self::IllegalTransition { .. }
+            | Self::CartFull(_)
+            | Self::EmptyCart(_)
+            | Self::NotForSale(_)
+            | Self::MixedCurrencies(..)
+            | Self::TotalTooLarge
+            | Self::KeyInFlight(_) => 409,
+            Self::KeyReused(_) => 422,
+            Self::UsersUnavailable(_) | Self::CatalogUnavailable(_) | Self::CheckoutUnavailable => {
+                503
+            }
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
         }
@@ -68,6 +101,10 @@ impl From<OrdersError> for Problem {
             OrdersError::UsersUnavailable(err) => {
                 tracing::warn!(error = %err, "users service unavailable");
                 "the users service is unavailable; retry later".to_owned()
+            }
+            OrdersError::CatalogUnavailable(err) => {
+                tracing::warn!(error = %err, "catalog unavailable");
+                "the catalog is unavailable; retry later".to_owned()
             }
             OrdersError::Internal(err) => {
                 tracing::error!(error = %err, "internal error");

@@ -4,14 +4,17 @@
 //! - [`api`] implements the generated `OrdersApi` trait;
 //! - [`store`] holds orders and the outbox in MySQL;
 //! - [`events`] relays the outbox to RabbitMQ with publisher confirms;
+//! - [`checkout`] drives the checkout saga through the catalog and payments services;
 //! - [`domain`] holds the rules (cursors, page sizes) as plain functions.
 
 pub mod api;
 pub mod carts;
+pub mod checkout;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod idempotency;
 pub mod store;
 pub mod users;
 
@@ -30,6 +33,7 @@ use shopmesh_openapi::orders::OrdersEndpoints;
 
 use shopmesh_identity::TokenVerifier;
 
+use crate::checkout::{CheckoutSaga, Participants, ServiceCredential};
 use crate::config::OrdersConfig;
 use crate::events::{OutboxRelay, RelayStatus};
 use crate::store::{MIGRATOR, OrderChanges, OrderStore};
@@ -40,10 +44,15 @@ use crate::users::UserDirectory;
 pub fn app(
     store: OrderStore,
     users: UserDirectory,
+    saga: Option<CheckoutSaga>,
     verifier: TokenVerifier,
 ) -> impl Endpoint<Output = Response> {
-    let service = OrdersEndpoints::new(Arc::new(api::OrdersService::new(store.clone(), users)))
-        .into_service();
+    let service = OrdersEndpoints::new(Arc::new(api::OrdersService::new(
+        store.clone(),
+        users,
+        saga,
+    )))
+    .into_service();
     let spec = OrdersEndpoints::contract_endpoint();
     let docs = OrdersEndpoints::swagger_ui();
     let ready_store = store.clone();
@@ -77,6 +86,7 @@ pub fn app(
 pub struct Application {
     store: OrderStore,
     users: UserDirectory,
+    saga: Option<CheckoutSaga>,
     verifier: TokenVerifier,
     relay: Option<OutboxRelay>,
     database_url: SecretUrl,
@@ -87,6 +97,11 @@ impl Application {
     /// The store behind the API (tests count rows through it).
     pub fn store(&self) -> &OrderStore {
         &self.store
+    }
+
+    /// The checkout saga, when this deployment has a service credential.
+    pub fn saga(&self) -> Option<&CheckoutSaga> {
+        self.saga.as_ref()
     }
 
     /// The relay's counters and broker link, when this process relays.
@@ -126,9 +141,23 @@ impl Service for Application {
                 config.relay,
             )
         });
+        let saga = config.saga.client_secret.clone().map(|secret| {
+            let credential =
+                ServiceCredential::new(&config.users_url, config.saga.client_id.clone(), secret);
+            let participants = Participants::new(
+                &config.saga.catalog_url,
+                &config.saga.payments_url,
+                credential,
+            );
+            CheckoutSaga::new(store.clone(), participants, config.saga.clone())
+        });
+        if saga.is_none() {
+            tracing::warn!("SERVICE_CLIENT_SECRET is unset: checkout answers 503");
+        }
         let listener = HttpListener::bind(config.port, config.http).await?;
         Ok(Self {
             store,
+            saga,
             users: UserDirectory::new(&config.users_url),
             verifier: config.auth.verifier(),
             relay,
@@ -153,11 +182,19 @@ impl Service for Application {
                 }
             })
         });
-        let app = app(store, self.users, self.verifier).with(StartupGate(migrated));
+        let runner = self.saga.clone().map(|saga| {
+            let (migrated, shutdown) = (migrated.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                if migrated.wait().await {
+                    saga.run(shutdown).await;
+                }
+            })
+        });
+        let app = app(store, self.users, self.saga, self.verifier).with(StartupGate(migrated));
         let served = self.listener.serve(app, &shutdown).await;
         shutdown.trigger();
-        if let Some(relay) = relay {
-            let _ = relay.await;
+        for task in [relay, runner].into_iter().flatten() {
+            let _ = task.await;
         }
         Ok(served?)
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use shopmesh_events::{Event, OrderCreatedV1, OrderStatusChangedV1};
-use shopmesh_openapi::orders::OrderStatus;
+use shopmesh_openapi::orders::{Money, OrderLine, OrderStatus};
 use sqlx::{MySql, MySqlPool, Transaction};
 use tokio::sync::Notify;
 use uuid::Uuid;
@@ -31,8 +31,54 @@ pub struct NewOrder {
     pub quantity: i32,
 }
 
-/// A stored order.
+/// An order to place: its lines (priced when bought through checkout) and, for a checkout,
+/// what its saga starts with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placement {
+    /// Ordering user.
+    pub user_id: i64,
+    /// What is ordered, one line per product; at least one.
+    pub lines: Vec<OrderLine>,
+    /// The sum of the priced lines.
+    pub total: Option<Money>,
+    /// The saga that takes the order through reservation and payment, when there is one.
+    pub saga: Option<SagaStart>,
+    /// The idempotency key the request holds, answered in the transaction placing the order.
+    pub idempotency: Option<crate::idempotency::HeldKey>,
+    /// Whether the lines come from the user's cart, which then loses them (a line changed
+    /// meanwhile stays).
+    pub from_cart: bool,
+}
+
+/// How a checkout saga starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SagaStart {
+    /// What the shopper pays with.
+    pub payment_token: String,
+    /// How long reserving and paying may take.
+    pub timeout: Duration,
+}
+
+impl From<NewOrder> for Placement {
+    /// A one-line order without price or saga (`POST /orders` without a payment token).
+    fn from(new: NewOrder) -> Self {
+        Self {
+            user_id: new.user_id,
+            lines: vec![OrderLine {
+                product_id: new.product_id,
+                quantity: new.quantity,
+                unit_price: None,
+            }],
+            total: None,
+            saga: None,
+            idempotency: None,
+            from_cart: false,
+        }
+    }
+}
+
+/// A stored order.
+#[derive(Debug, Clone, PartialEq)]
 pub struct OrderRecord {
     /// Id.
     pub id: i64,
@@ -46,11 +92,39 @@ pub struct OrderRecord {
     pub status: OrderStatus,
     /// 1 when placed; one more with every change of status.
     pub version: i32,
+    /// What was ordered.
+    pub lines: Vec<OrderLine>,
+    /// The sum of the priced lines.
+    pub total: Option<Money>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
 }
 
-type OrderRow = (i64, i64, i64, i32, String, NaiveDateTime, i32);
+type OrderRow = (
+    i64,
+    i64,
+    i64,
+    i32,
+    String,
+    NaiveDateTime,
+    i32,
+    Option<i64>,
+    Option<String>,
+);
+
+/// The columns an [`OrderRow`] reads, in its order.
+const ORDER_COLUMNS: &str =
+    "id, user_id, product_id, quantity, status, created_at, version, total_minor, currency";
+
+/// order id, product, quantity, unit price, currency.
+type LineRow = (i64, i64, i32, Option<i64>, Option<String>);
+
+fn money(amount_minor: Option<i64>, currency: Option<String>) -> Option<Money> {
+    Some(Money {
+        amount_minor: amount_minor?,
+        currency: currency?,
+    })
+}
 
 /// version, from, to, cause, trace id, time.
 type TimelineRow = (
@@ -67,7 +141,7 @@ impl TryFrom<OrderRow> for OrderRecord {
 
     /// The one place a stored status string becomes the contract's enum.
     fn try_from(
-        (id, user_id, product_id, quantity, status, created_at, version): OrderRow,
+        (id, user_id, product_id, quantity, status, created_at, version, total, currency): OrderRow,
     ) -> Result<Self, OrdersError> {
         let status = OrderStatus::parse(&status).ok_or_else(|| {
             OrdersError::Internal(format!("order {id} has unknown status {status:?}"))
@@ -79,6 +153,9 @@ impl TryFrom<OrderRow> for OrderRecord {
             quantity,
             status,
             version,
+            // Filled by [`OrderStore::with_lines`].
+            lines: Vec::new(),
+            total: money(total, currency),
             created_at: created_at.and_utc(),
         })
     }
@@ -96,7 +173,7 @@ pub struct StatusChange<'a> {
 }
 
 /// What a [`StatusChange`] did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Changed {
     /// The order moved; its timeline and the outbox have the change.
     Moved(OrderRecord),
@@ -216,29 +293,71 @@ impl OrderStore {
         shopmesh_common::db::ping(&self.pool).await
     }
 
-    /// Stores the order and its `order.created` event in one transaction. The outbox row keeps
-    /// the current span's `traceparent`, so the published event continues the request's trace.
+    /// Stores a one-line order without price or saga and its `order.created` event.
     pub async fn create(&self, new: NewOrder) -> Result<OrderRecord, OrdersError> {
+        self.place(new.into()).await
+    }
+
+    /// Stores the order, its lines, its saga (if any) and its `order.created` event in one
+    /// transaction, emptying the user's cart when asked. The outbox row keeps the current
+    /// span's `traceparent`, so the published event continues the request's trace.
+    pub async fn place(&self, placement: Placement) -> Result<OrderRecord, OrdersError> {
+        let first = placement
+            .lines
+            .first()
+            .cloned()
+            .ok_or_else(|| OrdersError::Internal("an order without lines".into()))?;
         let created_at = domain::creation_time();
         let mut tx = self.pool.begin().await?;
         let result = sqlx::query(
-            "INSERT INTO orders (user_id, product_id, quantity, status, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO orders (user_id, product_id, quantity, status, created_at, total_minor, currency) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(new.user_id)
-        .bind(new.product_id)
-        .bind(new.quantity)
+        .bind(placement.user_id)
+        .bind(first.product_id)
+        .bind(first.quantity)
         .bind(OrderStatus::INITIAL.as_str())
         .bind(created_at.naive_utc())
+        .bind(placement.total.as_ref().map(|m| m.amount_minor))
+        .bind(placement.total.as_ref().map(|m| m.currency.as_str()))
         .execute(&mut *tx)
         .await?;
         let id = i64::try_from(result.last_insert_id())
             .map_err(|_| OrdersError::Internal("order id overflow".into()))?;
+        for line in &placement.lines {
+            sqlx::query(
+                "INSERT INTO order_lines (order_id, product_id, quantity, unit_price_minor, currency) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(id)
+            .bind(line.product_id)
+            .bind(line.quantity)
+            .bind(line.unit_price.as_ref().map(|m| m.amount_minor))
+            .bind(line.unit_price.as_ref().map(|m| m.currency.as_str()))
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some(saga) = &placement.saga {
+            crate::checkout::SagaStore::start(&mut tx, id, saga).await?;
+        }
+        if placement.from_cart {
+            for line in &placement.lines {
+                sqlx::query(
+                    "DELETE FROM cart_lines WHERE user_id = ? AND product_id = ? AND quantity = ?",
+                )
+                .bind(placement.user_id)
+                .bind(line.product_id)
+                .bind(line.quantity)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
         let event = OrderCreatedV1 {
             event_id: Uuid::now_v7(),
             order_id: id,
-            user_id: new.user_id,
-            product_id: new.product_id,
-            quantity: new.quantity,
+            user_id: placement.user_id,
+            product_id: first.product_id,
+            quantity: first.quantity,
             created_at,
         };
         let traceparent = shopmesh_common::telemetry::current_traceparent();
@@ -254,17 +373,64 @@ impl OrderStore {
         )
         .await?;
         insert_outbox(&mut tx, &event, traceparent.as_deref()).await?;
-        tx.commit().await?;
-        self.created.notify_one();
-        Ok(OrderRecord {
+        let order = OrderRecord {
             id,
-            user_id: new.user_id,
-            product_id: new.product_id,
-            quantity: new.quantity,
+            user_id: placement.user_id,
+            product_id: first.product_id,
+            quantity: first.quantity,
             status: OrderStatus::INITIAL,
             version: 1,
+            lines: placement.lines,
+            total: placement.total,
             created_at,
-        })
+        };
+        if let Some(held) = &placement.idempotency {
+            let answer = crate::api::to_contract(order.clone());
+            crate::idempotency::IdempotencyKeys::answer(&mut tx, held, &answer).await?;
+        }
+        tx.commit().await?;
+        self.created.notify_one();
+        Ok(order)
+    }
+
+    /// `orders` with their lines read (one query for all).
+    async fn with_lines(
+        &self,
+        mut orders: Vec<OrderRecord>,
+    ) -> Result<Vec<OrderRecord>, OrdersError> {
+        if orders.is_empty() {
+            return Ok(orders);
+        }
+        let placeholders = vec!["?"; orders.len()].join(",");
+        let sql = format!(
+            "SELECT order_id, product_id, quantity, unit_price_minor, currency FROM order_lines \
+             WHERE order_id IN ({placeholders}) ORDER BY order_id, product_id"
+        );
+        let mut query = sqlx::query_as::<_, LineRow>(&sql);
+        for o in &orders {
+            query = query.bind(o.id);
+        }
+        let mut by_order: std::collections::HashMap<i64, Vec<OrderLine>> =
+            std::collections::HashMap::new();
+        for (order_id, product_id, quantity, price, currency) in query.fetch_all(&self.pool).await?
+        {
+            by_order.entry(order_id).or_default().push(OrderLine {
+                product_id,
+                quantity,
+                unit_price: money(price, currency),
+            });
+        }
+        for o in &mut orders {
+            o.lines = by_order.remove(&o.id).unwrap_or_default();
+        }
+        Ok(orders)
+    }
+
+    async fn one_with_lines(&self, order: OrderRecord) -> Result<OrderRecord, OrdersError> {
+        self.with_lines(vec![order])
+            .await?
+            .pop()
+            .ok_or_else(|| OrdersError::Internal("an order went missing".into()))
     }
 
     /// Moves order `id` as `change` asks, in one transaction: the order's row is locked, the
@@ -277,20 +443,19 @@ impl OrderStore {
         change: StatusChange<'_>,
     ) -> Result<Changed, OrdersError> {
         let mut tx = self.pool.begin().await?;
-        let row: Option<OrderRow> = sqlx::query_as(
-            "SELECT id, user_id, product_id, quantity, status, created_at, version FROM orders \
-             WHERE id = ? FOR UPDATE",
-        )
+        let row: Option<OrderRow> = sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? FOR UPDATE"
+        ))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
             return Err(OrdersError::NotFound(id));
         };
-        let mut order = OrderRecord::try_from(row)?;
+        let order = OrderRecord::try_from(row)?;
         if order.status == change.to {
             tx.commit().await?;
-            return Ok(Changed::Already(order));
+            return Ok(Changed::Already(self.one_with_lines(order).await?));
         }
         if order.status != change.from || !change.from.may_become(change.to) {
             return Err(OrdersError::IllegalTransition {
@@ -330,8 +495,12 @@ impl OrderStore {
             changed_at,
         };
         insert_outbox(&mut tx, &event, traceparent.as_deref()).await?;
+        if matches!(change.to, OrderStatus::Cancelled | OrderStatus::Expired) {
+            crate::checkout::SagaStore::compensate(&mut tx, id).await?;
+        }
         tx.commit().await?;
         self.created.notify_one();
+        let mut order = self.one_with_lines(order).await?;
         order.status = change.to;
         order.version = version;
         self.changes.announce(&order).await;
@@ -368,13 +537,15 @@ impl OrderStore {
 
     /// One order.
     pub async fn get(&self, id: i64) -> Result<Option<OrderRecord>, OrdersError> {
-        let row: Option<OrderRow> = sqlx::query_as(
-            "SELECT id, user_id, product_id, quantity, status, created_at, version FROM orders WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(OrderRecord::try_from).transpose()
+        let row: Option<OrderRow> =
+            sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(row) => Ok(Some(self.one_with_lines(row.try_into()?).await?)),
+            None => Ok(None),
+        }
     }
 
     /// A page of a user's orders, newest first, and the cursor of the next page.
@@ -409,6 +580,7 @@ impl OrderStore {
             .into_iter()
             .map(OrderRecord::try_from)
             .collect::<Result<Vec<_>, _>>()?;
+        let records = self.with_lines(records).await?;
         Ok(domain::paginate(records, limit, |o: &OrderRecord| Cursor {
             created_at: o.created_at,
             id: o.id,
@@ -465,11 +637,11 @@ impl OrderStore {
 
 /// First page of a user's orders: served by `idx_orders_user_created` (user_id, created_at),
 /// whose entries also carry the primary key, so no filesort is needed.
-pub const BY_USER_FIRST_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at, version FROM orders \
+pub const BY_USER_FIRST_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at, version, total_minor, currency FROM orders \
      WHERE user_id = ? ORDER BY created_at DESC, id DESC LIMIT ?";
 
 /// Following pages: strictly after the cursor's `(created_at, id)`.
-pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at, version FROM orders \
+pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, status, created_at, version, total_minor, currency FROM orders \
      WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
      ORDER BY created_at DESC, id DESC LIMIT ?";
 

@@ -34,6 +34,7 @@ async fn shoppers_reach_only_their_own_orders_and_admins_only_existing_users() {
         user_id,
         product_id: 9,
         quantity: 1,
+        payment_token: None,
     };
 
     let mine = client.create_order(&alice, &order(1)).await.unwrap();

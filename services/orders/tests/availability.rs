@@ -17,6 +17,7 @@ async fn database_outage_answers_503_and_recovers() {
         user_id: 1,
         product_id: 1,
         quantity: 1,
+        payment_token: None,
     };
     h.create(1, 1, 1).await;
 

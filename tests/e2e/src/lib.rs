@@ -63,6 +63,8 @@ pub struct Platform {
     pub notifications_http_url: String,
     /// Catalog base URL.
     pub catalog_url: String,
+    /// Payments base URL.
+    pub payments_url: String,
     /// The gateway's shared state (cache, limiter, counters).
     pub gateway: Gateway,
     /// Orders store (to count rows).
@@ -110,6 +112,9 @@ impl Platform {
             .set_for(Service::Orders, "OUTBOX_POLL_MS", "200")
             .set_for(Service::Orders, "OUTBOX_BACKOFF_MIN_MS", "50")
             .set_for(Service::Orders, "OUTBOX_BACKOFF_MAX_MS", "500")
+            .set_for(Service::Orders, "CHECKOUT_POLL_MS", "100")
+            .set_for(Service::Orders, "CHECKOUT_RETRY_MIN_MS", "50")
+            .set_for(Service::Orders, "CHECKOUT_RETRY_MAX_MS", "500")
             .set_for(
                 Service::Notifications,
                 "CONSUMER_ENABLED",
@@ -161,6 +166,8 @@ impl Platform {
         );
         let catalog =
             build_service::<shopmesh_catalog::Application>(&env(Service::Catalog)?, |_| {}).await;
+        let payments =
+            build_service::<shopmesh_payments::Application>(&env(Service::Payments)?, |_| {}).await;
         let gateway =
             build_service::<shopmesh_gateway::Application>(&env(Service::Gateway)?, |_| {}).await;
         let gateway_state = gateway.gateway().clone();
@@ -169,6 +176,7 @@ impl Platform {
             Running::start(orders).await,
             Running::start(notifications).await,
             Running::start(catalog).await,
+            Running::start(payments).await,
             Running::start(gateway).await,
         ];
         Ok(Self {
@@ -178,6 +186,7 @@ impl Platform {
             grpc_url: stack.grpc_url(),
             notifications_http_url: stack.url(Service::Notifications),
             catalog_url: stack.url(Service::Catalog),
+            payments_url: stack.url(Service::Payments),
             gateway: gateway_state,
             orders_store,
             notifications_store,

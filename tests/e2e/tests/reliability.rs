@@ -47,6 +47,7 @@ async fn broker_outage_loses_and_duplicates_nothing() {
                             user_id: 1 + i % 5,
                             product_id: 1 + i,
                             quantity: 1,
+                            payment_token: None,
                         },
                     )
                     .await
@@ -304,6 +305,7 @@ async fn redis_restart_under_load_keeps_the_gateway_and_users_answering() {
                 user_id: 1,
                 product_id: 1,
                 quantity: 1,
+                payment_token: None,
             },
         )
         .await

@@ -452,6 +452,8 @@ export interface components {
             productId: number;
             /** Format: int32 */
             quantity: number;
+            /** @description Pay with this token through the checkout saga, as `POST /api/checkout` does; without one the order is only recorded (`pending` until cancelled). */
+            paymentToken?: string;
         };
         /**
          * @description Where an order is in its life (the orders contract declares the transitions; see the README's order lifecycle).

@@ -5,6 +5,8 @@ export type Incremental<T> = T | { [P in keyof T]?: P extends ' $fragmentName' |
 import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-node/core';
 /** What a client sends to place an order. */
 export type CreateOrderInput = {
+  /** Pay with this token through the checkout saga, as `checkout` does; without one the order is only recorded (`PENDING` until cancelled). */
+  paymentToken?: string | null | undefined;
   productId: string | number;
   /** 1 to 1000. */
   quantity: number;

@@ -162,6 +162,7 @@ impl Running {
             user_id,
             product_id,
             quantity: 1,
+            payment_token: None,
         };
         self.client()
             .create_order(&self.admin, &request)

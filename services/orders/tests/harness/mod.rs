@@ -106,6 +106,7 @@ impl Harness {
                     user_id,
                     product_id,
                     quantity,
+                    payment_token: None,
                 },
             )
             .await
