@@ -213,7 +213,7 @@ impl Mutation {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
         resolvers(ctx)?.mutation_clear_cart(ctx, principal).await
     }
-    /// Cancel an order while its lifecycle allows (before it ships); again, it changes nothing.
+    /// Cancel an order while its lifecycle allows (before it ships); again, it changes nothing. What its checkout held is given back: a payment refunded or voided, stock released.
     #[graphql(name = "cancelOrder", directive = auth::apply(Role::User))]
     async fn cancel_order(
         &self,
@@ -223,6 +223,37 @@ impl Mutation {
     ) -> async_graphql::Result<Order> {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
         resolvers(ctx)?.mutation_cancel_order(ctx, principal, id).await
+    }
+    /// Buy the logged-in user's cart with a payment token (test tokens: `tok_visa`, `tok_declined`,
+    /// `tok_insufficient_funds`, `tok_timeout`, `tok_flaky_N`). The order answers `PENDING` with its
+    /// lines at the catalog's prices and its total; the checkout saga then takes it to `CONFIRMED`,
+    /// or to `REJECTED`, `CANCELLED` or `EXPIRED` giving back what it held (see `Order.timeline`).
+    /// `idempotencyKey` (a UUID per purchase, sent again on a retry) makes a retry answer the same
+    /// order: with other arguments it is `UNPROCESSABLE`, while the first is running `CONFLICT`.
+    #[graphql(name = "checkout", directive = auth::apply(Role::User))]
+    async fn checkout(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "paymentToken")]
+        payment_token: String,
+        #[graphql(name = "idempotencyKey")]
+        idempotency_key: String,
+    ) -> async_graphql::Result<Order> {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?
+            .mutation_checkout(ctx, principal, payment_token, idempotency_key)
+            .await
+    }
+    /// Mark a confirmed order shipped (admin); again, it changes nothing.
+    #[graphql(name = "shipOrder", directive = auth::apply(Role::Admin))]
+    async fn ship_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "id")]
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Order> {
+        let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
+        resolvers(ctx)?.mutation_ship_order(ctx, principal, id).await
     }
     /// Register a user; the email must not be taken.
     #[graphql(name = "createUser")]
@@ -390,11 +421,22 @@ pub struct Order {
     /// 1 when placed; one more with every change of status.
     #[graphql(name = "version")]
     pub version: i32,
+    /// The sum of the lines; null for an order placed without a payment token.
+    #[graphql(name = "total")]
+    pub total: Option<Money>,
     #[graphql(name = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 #[async_graphql::ComplexObject]
 impl Order {
+    /// What was ordered, each line at the price it was sold for; `productId` and `quantity` repeat the first.
+    #[graphql(name = "lines")]
+    async fn lines(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Vec<OrderLine>> {
+        resolvers(ctx)?.order_lines(ctx, self).await
+    }
     /// The user who placed the order; null if the user no longer exists.
     #[graphql(name = "user")]
     async fn user(
@@ -472,6 +514,35 @@ impl CartLine {
         null_on_error(
             ctx,
             async { resolvers(ctx)?.cart_line_product(ctx, self).await }.await,
+        )
+    }
+}
+/// One product of an order.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "OrderLine", complex)]
+pub struct OrderLine {
+    /// The order and the product, `42:101`.
+    #[graphql(name = "id")]
+    pub id: async_graphql::ID,
+    #[graphql(name = "productId")]
+    pub product_id: async_graphql::ID,
+    #[graphql(name = "quantity")]
+    pub quantity: i32,
+    /// The price it was sold for; null for an order placed without a payment token.
+    #[graphql(name = "unitPrice")]
+    pub unit_price: Option<Money>,
+}
+#[async_graphql::ComplexObject]
+impl OrderLine {
+    /// The product as the catalog has it now; null if it no longer does.
+    #[graphql(name = "product")]
+    async fn product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<Option<Product>> {
+        null_on_error(
+            ctx,
+            async { resolvers(ctx)?.order_line_product(ctx, self).await }.await,
         )
     }
 }
@@ -740,6 +811,21 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> Result<Order, Self::Error>;
+    /// Resolves `Mutation.checkout`.
+    async fn mutation_checkout(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        payment_token: String,
+        idempotency_key: String,
+    ) -> Result<Order, Self::Error>;
+    /// Resolves `Mutation.shipOrder`.
+    async fn mutation_ship_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+    ) -> Result<Order, Self::Error>;
     /// Resolves `Mutation.createUser`.
     async fn mutation_create_user(
         &self,
@@ -765,6 +851,12 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         refresh_token: String,
     ) -> Result<bool, Self::Error>;
+    /// Resolves `Order.lines`.
+    async fn order_lines(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> Result<Vec<OrderLine>, Self::Error>;
     /// Resolves `Order.user`.
     async fn order_user(
         &self,
@@ -794,6 +886,12 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         &self,
         ctx: &async_graphql::Context<'_>,
         parent: &CartLine,
+    ) -> Result<Option<Product>, Self::Error>;
+    /// Resolves `OrderLine.product`.
+    async fn order_line_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &OrderLine,
     ) -> Result<Option<Product>, Self::Error>;
 }
 /// The resolvers as the generated objects call them: errors already GraphQL errors.
@@ -882,6 +980,19 @@ trait Resolve: Send + Sync + 'static {
         principal: &shopmesh_identity::Principal,
         id: async_graphql::ID,
     ) -> async_graphql::Result<Order>;
+    async fn mutation_checkout(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        payment_token: String,
+        idempotency_key: String,
+    ) -> async_graphql::Result<Order>;
+    async fn mutation_ship_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Order>;
     async fn mutation_create_user(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -903,6 +1014,11 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         refresh_token: String,
     ) -> async_graphql::Result<bool>;
+    async fn order_lines(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Vec<OrderLine>>;
     async fn order_user(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -927,6 +1043,11 @@ trait Resolve: Send + Sync + 'static {
         &self,
         ctx: &async_graphql::Context<'_>,
         parent: &CartLine,
+    ) -> async_graphql::Result<Option<Product>>;
+    async fn order_line_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &OrderLine,
     ) -> async_graphql::Result<Option<Product>>;
 }
 #[async_trait::async_trait]
@@ -1083,6 +1204,33 @@ impl<R: GatewayResolvers> Resolve for R {
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
+    async fn mutation_checkout(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        payment_token: String,
+        idempotency_key: String,
+    ) -> async_graphql::Result<Order> {
+        GatewayResolvers::mutation_checkout(
+                self,
+                ctx,
+                principal,
+                payment_token,
+                idempotency_key,
+            )
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_ship_order(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Order> {
+        GatewayResolvers::mutation_ship_order(self, ctx, principal, id)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
     async fn mutation_create_user(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -1117,6 +1265,15 @@ impl<R: GatewayResolvers> Resolve for R {
         refresh_token: String,
     ) -> async_graphql::Result<bool> {
         GatewayResolvers::mutation_logout(self, ctx, refresh_token)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn order_lines(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &Order,
+    ) -> async_graphql::Result<Vec<OrderLine>> {
+        GatewayResolvers::order_lines(self, ctx, parent)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
@@ -1162,6 +1319,15 @@ impl<R: GatewayResolvers> Resolve for R {
         parent: &CartLine,
     ) -> async_graphql::Result<Option<Product>> {
         GatewayResolvers::cart_line_product(self, ctx, parent)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn order_line_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        parent: &OrderLine,
+    ) -> async_graphql::Result<Option<Product>> {
+        GatewayResolvers::order_line_product(self, ctx, parent)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }

@@ -22,6 +22,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/api/orders/{id}/notifications", &["GET"]),
     ("/api/orders/{id}/timeline", &["GET"]),
     ("/api/orders/{id}/cancel", &["POST"]),
+    ("/api/checkout", &["POST"]),
+    ("/api/orders/{id}/ship", &["POST"]),
     ("/api/users/{userId}/cart", &["GET", "DELETE"]),
     ("/api/users/{userId}/cart/lines/{productId}", &["PUT", "DELETE"]),
     ("/api/users/{userId}/orders", &["GET"]),
@@ -110,6 +112,30 @@ pub struct CreateOrderRequest {
         validator(min_length = 1usize, max_length = 200usize)
     )]
     pub payment_token: Option<String>,
+}
+/// Whose cart to buy, and what to pay with.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "CheckoutRequest")]
+pub struct CheckoutRequest {
+    #[oai(rename = "userId", validator(minimum(value = "1")))]
+    pub user_id: i64,
+    /// The payment provider's token (test tokens in the README).
+    #[oai(
+        rename = "paymentToken",
+        validator(min_length = 1usize, max_length = 200usize)
+    )]
+    pub payment_token: String,
+}
+/// One product of an order, at the price it was sold for.
+#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
+#[oai(rename = "OrderLine")]
+pub struct OrderLine {
+    #[oai(rename = "productId")]
+    pub product_id: i64,
+    #[oai(rename = "quantity")]
+    pub quantity: i32,
+    #[oai(rename = "unitPrice", skip_serializing_if_is_none)]
+    pub unit_price: Option<Money>,
 }
 /// Where an order is in its life (the orders contract declares the transitions; see the README's order lifecycle).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
@@ -245,6 +271,11 @@ pub struct Order {
     /// 1 when placed; one more with every change of status.
     #[oai(rename = "version", validator(minimum(value = "1")))]
     pub version: i32,
+    /// What was ordered, each line at the price it was sold for (none for orders placed without a payment token); `productId` and `quantity` repeat the first line.
+    #[oai(rename = "lines")]
+    pub lines: Vec<OrderLine>,
+    #[oai(rename = "total", skip_serializing_if_is_none)]
+    pub total: Option<Money>,
     #[oai(rename = "createdAt")]
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
@@ -780,6 +811,9 @@ pub enum CreateOrderResponse {
     /// The token is valid but its holder may not act on this resource.
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
+    /// The order is not in a state this change can start from, or a checkout cannot start (an empty cart, a product no longer on sale, a request with the same Idempotency-Key still running).
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
     /// The body is larger than the gateway accepts (64 KiB).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -825,7 +859,7 @@ fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
 impl CreateOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 401u16, 403u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -834,6 +868,7 @@ impl CreateOrderResponse {
             Self::BadRequest(_) => 400u16,
             Self::Unauthorized(_) => 401u16,
             Self::Forbidden(_) => 403u16,
+            Self::Conflict(_) => 409u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::TooManyRequests(_) => 429u16,
@@ -855,6 +890,7 @@ impl From<Problem> for CreateOrderResponse {
             400u16 => Self::BadRequest(Json(problem)),
             401u16 => Self::Unauthorized(Json(problem)),
             403u16 => Self::Forbidden(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
@@ -1283,7 +1319,7 @@ pub enum CancelOrderResponse {
     /// No such resource.
     #[oai(status = 404u16, content_type = "application/problem+json")]
     NotFound(Json<Problem>),
-    /// The order is not in a state this change can start from.
+    /// The order is not in a state this change can start from, or a checkout cannot start (an empty cart, a product no longer on sale, a request with the same Idempotency-Key still running).
     #[oai(status = 409u16, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
@@ -1374,6 +1410,275 @@ impl From<Problem> for CancelOrderResponse {
     }
 }
 impl From<Result<Order, Problem>> for CancelOrderResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `checkout` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "checkout_bad_request"))]
+pub enum CheckoutResponse {
+    /// The order, `pending`; the saga takes it from here.
+    #[oai(
+        status = 201u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Created(Json<Order>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The order is not in a state this change can start from, or a checkout cannot start (an empty cart, a product no longer on sale, a request with the same Idempotency-Key still running).
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The body is larger than the gateway accepts (64 KiB).
+    #[oai(status = 413u16, content_type = "application/problem+json")]
+    PayloadTooLarge(Json<Problem>),
+    /// The body is not `application/json`.
+    #[oai(status = 415u16, content_type = "application/problem+json")]
+    UnsupportedMediaType(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another request body.
+    #[oai(status = 422u16, content_type = "application/problem+json")]
+    UnprocessableEntity(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn checkout_bad_request(err: poem::Error) -> CheckoutResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "Idempotency-Key",
+                place: "header",
+                kind: "a string",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl CheckoutResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 422u16, 429u16, 500u16, 503u16,
+        504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Created(_) => 201u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::Conflict(_) => 409u16,
+            Self::PayloadTooLarge(_) => 413u16,
+            Self::UnsupportedMediaType(_) => 415u16,
+            Self::UnprocessableEntity(_) => 422u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Order> for CheckoutResponse {
+    fn from(value: Order) -> Self {
+        Self::Created(Json(value))
+    }
+}
+impl From<Problem> for CheckoutResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            413u16 => Self::PayloadTooLarge(Json(problem)),
+            415u16 => Self::UnsupportedMediaType(Json(problem)),
+            422u16 => Self::UnprocessableEntity(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for CheckoutResponse {
+    fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `shipOrder` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "ship_order_bad_request"))]
+pub enum ShipOrderResponse {
+    /// The shipped order.
+    #[oai(
+        status = 200u16,
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    Ok(Json<Order>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The order is not in a state this change can start from, or a checkout cannot start (an empty cart, a product no longer on sale, a request with the same Idempotency-Key still running).
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
+    #[oai(
+        status = 429u16,
+        content_type = "application/problem+json",
+        header(
+            name = "Retry-After",
+            ty = "i32",
+            description = "Seconds until a request will be accepted again."
+        ),
+        header(
+            name = "RateLimit-Policy",
+            ty = "Option<String>",
+            description = "The client's quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";q=600;w=60`: 600 requests per 60 seconds."
+        ),
+        header(
+            name = "RateLimit",
+            ty = "Option<String>",
+            description = "What is left of the quota (draft-ietf-httpapi-ratelimit-headers), e.g. `\"default\";r=599;t=42`: 599 requests in the next 42 seconds. Absent while the shared quota cannot be read."
+        )
+    )]
+    TooManyRequests(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A downstream service is unavailable; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+    /// A downstream service did not answer in time.
+    #[oai(status = 504u16, content_type = "application/problem+json")]
+    GatewayTimeout(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn ship_order_bad_request(err: poem::Error) -> ShipOrderResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "id",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl ShipOrderResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 409u16, 429u16, 500u16, 503u16, 504u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
+            Self::Conflict(_) => 409u16,
+            Self::TooManyRequests(_) => 429u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+            Self::GatewayTimeout(_) => 504u16,
+        }
+    }
+}
+impl From<Order> for ShipOrderResponse {
+    fn from(value: Order) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ShipOrderResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            429u16 => Self::TooManyRequests(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            504u16 => Self::GatewayTimeout(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Order, Problem>> for ShipOrderResponse {
     fn from(result: Result<Order, Problem>) -> Self {
         match result {
             Ok(value) => value.into(),
@@ -2794,6 +3099,23 @@ pub trait GatewayApi: Send + Sync + 'static {
         principal: shopmesh_identity::Principal,
         id: i64,
     ) -> Result<Order, Problem>;
+    /// Buy a user's cart.
+    ///
+    /// Places an order with the cart's lines at the catalog's current prices and their total, empties the cart, and starts the checkout saga: stock reserved, payment authorized and captured on `paymentToken`, stock sold (`confirmed`); or `rejected` (out of stock, nothing charged), `cancelled` (payment declined; stock released) or `expired` (everything given back). The answer is the order, `pending`; follow it with `GET /api/orders/{id}` or its timeline. `Idempotency-Key` is required: a retry with the same key and body answers the same order, with another body 422, while the first request is still running 409. Keys are kept 24 hours.
+    async fn checkout(
+        &self,
+        principal: shopmesh_identity::Principal,
+        idempotency_key: String,
+        body: CheckoutRequest,
+    ) -> Result<Order, Problem>;
+    /// Mark a confirmed order shipped (admin).
+    ///
+    /// Shipping a shipped order again changes nothing; an order that is not confirmed is 409.
+    async fn ship_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem>;
     /// A user's cart, at today's prices and stock.
     ///
     /// A user may read their own cart; an admin anyone's. Each line carries its product as the catalog has it now (absent if the catalog no longer has it).
@@ -2971,6 +3293,21 @@ impl GatewayApi for Unimplemented {
         Err(Problem::new(501, "not implemented"))
     }
     async fn cancel_order(
+        &self,
+        principal: shopmesh_identity::Principal,
+        id: i64,
+    ) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn checkout(
+        &self,
+        principal: shopmesh_identity::Principal,
+        idempotency_key: String,
+        body: CheckoutRequest,
+    ) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn ship_order(
         &self,
         principal: shopmesh_identity::Principal,
         id: i64,
@@ -3216,6 +3553,52 @@ impl GatewayEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.cancel_order(auth.0, id.0).await.into()
+    }
+    /// Buy a user's cart.
+    ///
+    /// Places an order with the cart's lines at the catalog's current prices and their total, empties the cart, and starts the checkout saga: stock reserved, payment authorized and captured on `paymentToken`, stock sold (`confirmed`); or `rejected` (out of stock, nothing charged), `cancelled` (payment declined; stock released) or `expired` (everything given back). The answer is the order, `pending`; follow it with `GET /api/orders/{id}` or its timeline. `Idempotency-Key` is required: a retry with the same key and body answers the same order, with another body 422, while the first request is still running 409. Keys are kept 24 hours.
+    #[oai(
+        path = "/api/checkout",
+        method = "post",
+        operation_id = "checkout",
+        tag = GatewayTag::Orders
+    )]
+    async fn checkout(
+        &self,
+        auth: BearerAuth,
+        /// A unique value per purchase (a UUID), sent again on a retry.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1usize, max_length = 255usize)
+        )]
+        idempotency_key: poem_openapi::param::Header<String>,
+        body: crate::runtime::ContractJson<CheckoutRequest>,
+    ) -> CheckoutResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.checkout(auth.0, idempotency_key.0, body.0).await.into()
+    }
+    /// Mark a confirmed order shipped (admin).
+    ///
+    /// Shipping a shipped order again changes nothing; an order that is not confirmed is 409.
+    #[oai(
+        path = "/api/orders/:id/ship",
+        method = "post",
+        operation_id = "shipOrder",
+        tag = GatewayTag::Orders
+    )]
+    async fn ship_order(
+        &self,
+        auth: BearerAuth,
+        /// Order id.
+        #[oai(name = "id", validator(minimum(value = "1")))]
+        id: poem_openapi::param::Path<i64>,
+    ) -> ShipOrderResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.ship_order(auth.0, id.0).await.into()
     }
     /// A user's cart, at today's prices and stock.
     ///
@@ -3773,6 +4156,81 @@ impl GatewayClient {
                     response?,
                     200u16,
                     CancelOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Buy a user's cart.
+    pub async fn checkout(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        idempotency_key: &str,
+        body: &CheckoutRequest,
+    ) -> Result<Order, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /api/checkout", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "POST", url
+            .template = "/api/checkout", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "checkout",
+        );
+        let url = format!("{}/api/checkout", self.base_url);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose())
+            .json(&poem_openapi::types::ToJSON::to_json(body));
+        let request = request.header("Idempotency-Key", idempotency_key);
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    201u16,
+                    CheckoutResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Mark a confirmed order shipped (admin).
+    pub async fn ship_order(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        id: i64,
+    ) -> Result<Order, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /api/orders/{id}/ship", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "POST", url.template = "/api/orders/{id}/ship", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "shipOrder",
+        );
+        let url = format!("{}/api/orders/{}/ship", self.base_url, id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ShipOrderResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use shopmesh_identity::Principal;
 use shopmesh_openapi::gateway::{
-    Cart, CartLineInput, CreateOrderRequest, CreateUserRequest, Credentials, GatewayApi,
-    NotificationList, Order, OrderPage, Product, ProductPage, RefreshRequest, TokenResponse, User,
-    UserName,
+    Cart, CartLineInput, CheckoutRequest, CreateOrderRequest, CreateUserRequest, Credentials,
+    GatewayApi, NotificationList, Order, OrderPage, Product, ProductPage, RefreshRequest,
+    TokenResponse, User, UserName,
 };
 use shopmesh_openapi::runtime::{NoContent, Problem};
 use shopmesh_openapi::{orders, users};
@@ -137,6 +137,27 @@ impl GatewayApi for GatewayRest {
         Ok(rest_timeline(
             self.backends.order_timeline(&principal, id).await?,
         )?)
+    }
+
+    async fn checkout(
+        &self,
+        principal: Principal,
+        idempotency_key: String,
+        body: CheckoutRequest,
+    ) -> Result<Order, Problem> {
+        let request = orders::CheckoutRequest {
+            user_id: body.user_id,
+            payment_token: body.payment_token,
+        };
+        let order = self
+            .backends
+            .checkout(&principal, &idempotency_key, request)
+            .await?;
+        Ok(rest_order(order)?)
+    }
+
+    async fn ship_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {
+        Ok(rest_order(self.backends.ship_order(&principal, id).await?)?)
     }
 
     async fn cancel_order(&self, principal: Principal, id: i64) -> Result<Order, Problem> {

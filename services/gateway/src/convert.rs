@@ -47,8 +47,40 @@ pub fn gql_order(o: orders::Order) -> Result<gql::Order, GatewayError> {
         quantity: o.quantity,
         status: gql_order_status(o.status)?,
         version: o.version,
+        total: o.total.map(|t| gql_money("total", t)).transpose()?,
         created_at: o.created_at,
     })
+}
+
+/// An amount for GraphQL, whose `Int` holds 32 bits.
+fn gql_money(what: &str, m: orders::Money) -> Result<gql::Money, GatewayError> {
+    Ok(gql::Money {
+        amount_minor: i32::try_from(m.amount_minor).map_err(|_| {
+            GatewayError::Internal(format!(
+                "{what} {} does not fit GraphQL's Int",
+                m.amount_minor
+            ))
+        })?,
+        currency: m.currency,
+    })
+}
+
+/// The lines of order `o` for GraphQL; each line's id is `order:product`.
+pub fn gql_order_lines(o: orders::Order) -> Result<Vec<gql::OrderLine>, GatewayError> {
+    o.lines
+        .into_iter()
+        .map(|l| {
+            Ok(gql::OrderLine {
+                id: ID::from(format!("{}:{}", o.id, l.product_id)),
+                product_id: ID::from(l.product_id),
+                quantity: l.quantity,
+                unit_price: l
+                    .unit_price
+                    .map(|p| gql_money("unit price", p))
+                    .transpose()?,
+            })
+        })
+        .collect()
 }
 
 /// A cart for GraphQL; each line's id is `user:product`, its product resolved on demand.
@@ -219,8 +251,25 @@ pub fn rest_order(o: orders::Order) -> Result<rest::Order, GatewayError> {
         quantity: o.quantity,
         status: rest_order_status(o.status)?,
         version: o.version,
+        lines: o
+            .lines
+            .into_iter()
+            .map(|l| rest::OrderLine {
+                product_id: l.product_id,
+                quantity: l.quantity,
+                unit_price: l.unit_price.map(rest_money),
+            })
+            .collect(),
+        total: o.total.map(rest_money),
         created_at: o.created_at,
     })
+}
+
+fn rest_money(m: orders::Money) -> rest::Money {
+    rest::Money {
+        amount_minor: m.amount_minor,
+        currency: m.currency,
+    }
 }
 
 /// User for REST.

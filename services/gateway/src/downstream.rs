@@ -419,6 +419,41 @@ impl Backends {
         Ok(order)
     }
 
+    /// Buys `request.user_id`'s cart (sent once: the key makes a retry by the client safe,
+    /// not one by the gateway), then keeps the order as any other read.
+    pub async fn checkout(
+        &self,
+        caller: &Principal,
+        idempotency_key: &str,
+        request: orders::CheckoutRequest,
+    ) -> Result<orders::Order, GatewayError> {
+        let ticket = self.order_memory.ticket();
+        let order = self
+            .rest(Rest::Orders, WRITE, || {
+                self.orders
+                    .checkout(&caller.token, idempotency_key, &request)
+            })
+            .await?;
+        self.remember(ticket, &order).await;
+        Ok(order)
+    }
+
+    /// Marks an order shipped (the orders service checks the caller is an admin).
+    pub async fn ship_order(
+        &self,
+        caller: &Principal,
+        id: i64,
+    ) -> Result<orders::Order, GatewayError> {
+        let ticket = self.order_memory.ticket();
+        let order = self
+            .rest(Rest::Orders, WRITE, || {
+                self.orders.ship_order(&caller.token, id)
+            })
+            .await?;
+        self.remember(ticket, &order).await;
+        Ok(order)
+    }
+
     /// `user_id`'s cart (not cached: it changes as the user shops).
     pub async fn cart(
         &self,

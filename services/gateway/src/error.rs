@@ -29,6 +29,9 @@ pub enum GatewayError {
     /// The request conflicts with existing data (a taken email).
     #[error("{0}")]
     Conflict(String),
+    /// The request cannot be processed as sent (an idempotency key reused with another body).
+    #[error("{0}")]
+    Unprocessable(String),
     /// A downstream service is unreachable or answered outside its contract.
     #[error("{service} is unavailable: {detail}")]
     Unavailable {
@@ -66,6 +69,7 @@ impl GatewayError {
                     403 => Self::Forbidden(detail),
                     404 => Self::NotFound(detail),
                     409 => Self::Conflict(detail),
+                    422 => Self::Unprocessable(detail),
                     400..=499 => Self::InvalidInput(detail),
                     _ => Self::Unavailable { service, detail },
                 }
@@ -113,6 +117,7 @@ impl GatewayError {
             Self::Forbidden(_) => 403,
             Self::NotFound(_) => 404,
             Self::Conflict(_) => 409,
+            Self::Unprocessable(_) => 422,
             Self::TooManyRequests { .. } => 429,
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
@@ -129,6 +134,7 @@ impl GatewayError {
             Self::Forbidden(_) => "FORBIDDEN",
             Self::NotFound(_) => "NOT_FOUND",
             Self::Conflict(_) => "CONFLICT",
+            Self::Unprocessable(_) => "UNPROCESSABLE",
             Self::TooManyRequests { .. } => "TOO_MANY_REQUESTS",
             Self::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
             Self::Timeout { .. } => "DOWNSTREAM_TIMEOUT",

@@ -12,8 +12,8 @@ use shopmesh_identity::Principal;
 use shopmesh_openapi::{orders, users};
 
 use crate::convert::{
-    gql_cart, gql_notification, gql_order, gql_product, gql_timeline, gql_tokens, gql_user,
-    parse_id,
+    gql_cart, gql_notification, gql_order, gql_order_lines, gql_product, gql_timeline, gql_tokens,
+    gql_user, parse_id,
 };
 use crate::downstream::Backends;
 use crate::error::GatewayError;
@@ -347,6 +347,34 @@ impl GatewayResolvers for GatewayGraph {
         gql_order(self.backends.cancel_order(principal, id).await?)
     }
 
+    async fn mutation_checkout(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        payment_token: String,
+        idempotency_key: String,
+    ) -> Result<gql::Order, GatewayError> {
+        let request = orders::CheckoutRequest {
+            user_id: principal.user_id,
+            payment_token,
+        };
+        let order = self
+            .backends
+            .checkout(principal, &idempotency_key, request)
+            .await?;
+        gql_order(order)
+    }
+
+    async fn mutation_ship_order(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        id: ID,
+    ) -> Result<gql::Order, GatewayError> {
+        let id = parse_id("id", &id)?;
+        gql_order(self.backends.ship_order(principal, id).await?)
+    }
+
     async fn mutation_create_user(
         &self,
         _ctx: &Context<'_>,
@@ -402,6 +430,25 @@ impl GatewayResolvers for GatewayGraph {
         &self,
         ctx: &Context<'_>,
         parent: &gql::Order,
+    ) -> Result<Option<gql::Product>, GatewayError> {
+        let id = parse_id("productId", &parent.product_id)?;
+        ctx.data::<DataLoader<ProductLoader>>()?.load_one(id).await
+    }
+
+    async fn order_lines(
+        &self,
+        ctx: &Context<'_>,
+        parent: &gql::Order,
+    ) -> Result<Vec<gql::OrderLine>, GatewayError> {
+        let id = parse_id("id", &parent.id)?;
+        let principal = ctx.data::<Principal>()?;
+        gql_order_lines(self.backends.order(principal, id).await?)
+    }
+
+    async fn order_line_product(
+        &self,
+        ctx: &Context<'_>,
+        parent: &gql::OrderLine,
     ) -> Result<Option<gql::Product>, GatewayError> {
         let id = parse_id("productId", &parent.product_id)?;
         ctx.data::<DataLoader<ProductLoader>>()?.load_one(id).await

@@ -307,3 +307,127 @@ async fn an_empty_cart_cannot_be_checked_out_and_its_key_is_let_go() {
     );
     shop.platform.stop().await;
 }
+
+/// A GraphQL call through the gateway as `who`.
+async fn graphql(
+    shop: &Shop,
+    who: &AccessToken,
+    query: &str,
+    variables: serde_json::Value,
+) -> serde_json::Value {
+    let http = shopmesh_testkit::authed_http(who);
+    shopmesh_testkit::graphql(&http, &shop.platform.gateway_url, &[], query, variables)
+        .await
+        .1
+}
+
+#[tokio::test]
+async fn a_shopper_buys_through_graphql_and_an_admin_ships() {
+    let shop = Shop::open().await;
+    let mug = shop.product(1250, 4).await;
+    let added = graphql(
+        &shop,
+        &shop.shopper,
+        "mutation($p: ID!) { setCartLine(productId: $p, quantity: 2) { lines { id } } }",
+        serde_json::json!({"p": mug.to_string()}),
+    )
+    .await;
+    assert!(added["errors"].is_null(), "{added}");
+    let buy = "mutation($k: String!, $t: String!) { checkout(paymentToken: $t, idempotencyKey: $k) \
+               { id status total { amountMinor currency } lines { id quantity unitPrice { amountMinor } product { name } } } }";
+    let key = unique("key");
+    let bought = graphql(
+        &shop,
+        &shop.shopper,
+        buy,
+        serde_json::json!({"k": key, "t": "tok_visa"}),
+    )
+    .await;
+    let order = &bought["data"]["checkout"];
+    assert_eq!(order["status"], "PENDING", "{bought}");
+    assert_eq!(
+        order["total"],
+        serde_json::json!({"amountMinor": 2500, "currency": "EUR"})
+    );
+    assert_eq!(order["lines"][0]["product"]["name"], "Mug");
+    assert_eq!(order["lines"][0]["unitPrice"]["amountMinor"], 1250);
+    let id: i64 = order["id"].as_str().unwrap().parse().unwrap();
+    let other = graphql(
+        &shop,
+        &shop.shopper,
+        buy,
+        serde_json::json!({"k": key, "t": "tok_declined"}),
+    )
+    .await;
+    assert_eq!(
+        other["errors"][0]["extensions"]["code"], "UNPROCESSABLE",
+        "{other}"
+    );
+    assert!(other["data"].is_null(), "{other}");
+    shop.reaches(id, OrderStatus::Confirmed).await;
+    let ship = "mutation($id: ID!) { shipOrder(id: $id) { status } }";
+    let refused = graphql(
+        &shop,
+        &shop.shopper,
+        ship,
+        serde_json::json!({"id": id.to_string()}),
+    )
+    .await;
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{refused}"
+    );
+    let shipped = graphql(
+        &shop,
+        &shop.admin,
+        ship,
+        serde_json::json!({"id": id.to_string()}),
+    )
+    .await;
+    assert_eq!(
+        shipped["data"]["shipOrder"]["status"], "SHIPPED",
+        "{shipped}"
+    );
+    shop.platform.stop().await;
+}
+
+#[tokio::test]
+async fn rest_checkout_needs_an_idempotency_key_and_answers_a_repeat_with_the_same_order() {
+    let shop = Shop::open().await;
+    let mug = shop.product(800, 4).await;
+    let http = shopmesh_testkit::authed_http(&shop.shopper);
+    let api = &shop.platform.gateway_url;
+    let put = http
+        .put(format!("{api}/api/users/1/cart/lines/{mug}"))
+        .json(&serde_json::json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let body = serde_json::json!({"userId": 1, "paymentToken": "tok_visa"});
+    let keyless = http
+        .post(format!("{api}/api/checkout"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keyless.status(), 400);
+    let key = unique("key");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let answer = http
+            .post(format!("{api}/api/checkout"))
+            .header("Idempotency-Key", &key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 201);
+        let order: serde_json::Value = answer.json().await.unwrap();
+        assert_eq!(order["total"]["amountMinor"], 800);
+        ids.push(order["id"].as_i64().unwrap());
+    }
+    assert_eq!(ids[0], ids[1]);
+    shop.reaches(ids[0], OrderStatus::Confirmed).await;
+    shop.platform.stop().await;
+}

@@ -164,6 +164,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/checkout": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Buy a user's cart.
+         * @description Places an order with the cart's lines at the catalog's current prices and their total, empties the cart, and starts the checkout saga: stock reserved, payment authorized and captured on `paymentToken`, stock sold (`confirmed`); or `rejected` (out of stock, nothing charged), `cancelled` (payment declined; stock released) or `expired` (everything given back). The answer is the order, `pending`; follow it with `GET /api/orders/{id}` or its timeline. `Idempotency-Key` is required: a retry with the same key and body answers the same order, with another body 422, while the first request is still running 409. Keys are kept 24 hours.
+         */
+        post: operations["checkout"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/orders/{id}/ship": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mark a confirmed order shipped (admin).
+         * @description Shipping a shipped order again changes nothing; an order that is not confirmed is 409.
+         */
+        post: operations["shipOrder"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/users/{userId}/cart": {
         parameters: {
             query?: never;
@@ -456,6 +496,37 @@ export interface components {
             paymentToken?: string;
         };
         /**
+         * @description Whose cart to buy, and what to pay with.
+         * @example {
+         *       "userId": 1,
+         *       "paymentToken": "tok_visa"
+         *     }
+         */
+        CheckoutRequest: {
+            /** Format: int64 */
+            userId: number;
+            /** @description The payment provider's token (test tokens in the README). */
+            paymentToken: string;
+        };
+        /**
+         * @description One product of an order, at the price it was sold for.
+         * @example {
+         *       "productId": 101,
+         *       "quantity": 2,
+         *       "unitPrice": {
+         *         "amountMinor": 1999,
+         *         "currency": "EUR"
+         *       }
+         *     }
+         */
+        OrderLine: {
+            /** Format: int64 */
+            productId: number;
+            /** Format: int32 */
+            quantity: number;
+            unitPrice?: components["schemas"]["Money"];
+        };
+        /**
          * @description Where an order is in its life (the orders contract declares the transitions; see the README's order lifecycle).
          * @example pending
          * @enum {string}
@@ -564,6 +635,20 @@ export interface components {
          *       "quantity": 2,
          *       "status": "pending",
          *       "version": 1,
+         *       "lines": [
+         *         {
+         *           "productId": 101,
+         *           "quantity": 2,
+         *           "unitPrice": {
+         *             "amountMinor": 1999,
+         *             "currency": "EUR"
+         *           }
+         *         }
+         *       ],
+         *       "total": {
+         *         "amountMinor": 3998,
+         *         "currency": "EUR"
+         *       },
          *       "createdAt": "2026-12-04T09:30:00Z"
          *     }
          */
@@ -582,6 +667,9 @@ export interface components {
              * @description 1 when placed; one more with every change of status.
              */
             version: number;
+            /** @description What was ordered, each line at the price it was sold for (none for orders placed without a payment token); `productId` and `quantity` repeat the first line. */
+            lines: components["schemas"]["OrderLine"][];
+            total?: components["schemas"]["Money"];
             /** Format: date-time */
             createdAt: string;
         };
@@ -596,6 +684,20 @@ export interface components {
          *           "quantity": 2,
          *           "status": "pending",
          *           "version": 1,
+         *           "lines": [
+         *             {
+         *               "productId": 101,
+         *               "quantity": 2,
+         *               "unitPrice": {
+         *                 "amountMinor": 1999,
+         *                 "currency": "EUR"
+         *               }
+         *             }
+         *           ],
+         *           "total": {
+         *             "amountMinor": 3998,
+         *             "currency": "EUR"
+         *           },
          *           "createdAt": "2026-12-04T09:30:00Z"
          *         }
          *       ],
@@ -860,7 +962,24 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The order is not in a state this change can start from. */
+        /** @description The `Idempotency-Key` was used before with another request body. */
+        KeyReused: {
+            headers: {
+                [name: string]: unknown;
+            };
+            content: {
+                /**
+                 * @example {
+                 *       "type": "about:blank",
+                 *       "title": "Unprocessable Entity",
+                 *       "status": 422,
+                 *       "detail": "Idempotency-Key \"k1\" was used with another request"
+                 *     }
+                 */
+                "application/problem+json": components["schemas"]["Problem"];
+            };
+        };
+        /** @description The order is not in a state this change can start from, or a checkout cannot start (an empty cart, a product no longer on sale, a request with the same Idempotency-Key still running). */
         OrderConflict: {
             headers: {
                 [name: string]: unknown;
@@ -1136,6 +1255,7 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            409: components["responses"]["OrderConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             429: components["responses"]["TooManyRequests"];
@@ -1256,6 +1376,80 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description The cancelled order. */
+            200: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["OrderConflict"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    checkout: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description A unique value per purchase (a UUID), sent again on a retry. */
+                "Idempotency-Key": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CheckoutRequest"];
+            };
+        };
+        responses: {
+            /** @description The order, `pending`; the saga takes it from here. */
+            201: {
+                headers: {
+                    "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
+                    RateLimit: components["headers"]["RateLimit"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Order"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            409: components["responses"]["OrderConflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["KeyReused"];
+            429: components["responses"]["TooManyRequests"];
+            500: components["responses"]["InternalError"];
+            503: components["responses"]["Unavailable"];
+            504: components["responses"]["Timeout"];
+        };
+    };
+    shipOrder: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Order id. */
+                id: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The shipped order. */
             200: {
                 headers: {
                     "RateLimit-Policy": components["headers"]["RateLimitPolicy"];
