@@ -22,6 +22,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/reservations/{orderId}", &["GET", "PUT"]),
     ("/reservations/{orderId}/commit", &["POST"]),
     ("/reservations/{orderId}/release", &["POST"]),
+    ("/reservations/{orderId}/return", &["POST"]),
 ];
 /// Paths whose requests may carry more than a service's default body limit
 /// (`x-max-body-bytes`), with their limit in bytes.
@@ -172,7 +173,7 @@ pub struct ReservationRequest {
     #[oai(rename = "lines", validator(max_items = 100usize))]
     pub lines: Vec<ReservationLine>,
 }
-/// Where a reservation is in its life; each but `reserved` is final.
+/// Where a reservation is in its life: `reserved` until committed (sold), released or expired; a committed one may still be returned (its order cancelled before shipping). `released`, `expired` and `returned` are final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
 #[oai(rename = "ReservationStatus")]
 pub enum ReservationStatus {
@@ -184,6 +185,8 @@ pub enum ReservationStatus {
     Released,
     #[oai(rename = "expired")]
     Expired,
+    #[oai(rename = "returned")]
+    Returned,
 }
 impl ReservationStatus {
     /// Every value, in contract order.
@@ -192,6 +195,7 @@ impl ReservationStatus {
         Self::Committed,
         Self::Released,
         Self::Expired,
+        Self::Returned,
     ];
     /// The wire value.
     pub const fn as_str(self) -> &'static str {
@@ -200,6 +204,7 @@ impl ReservationStatus {
             Self::Committed => "committed",
             Self::Released => "released",
             Self::Expired => "expired",
+            Self::Returned => "returned",
         }
     }
     /// Parses a wire value.
@@ -209,6 +214,7 @@ impl ReservationStatus {
             "committed" => Some(Self::Committed),
             "released" => Some(Self::Released),
             "expired" => Some(Self::Expired),
+            "returned" => Some(Self::Returned),
             _ => None,
         }
     }
@@ -1192,6 +1198,98 @@ impl From<Result<Reservation, Problem>> for ReleaseReservationResponse {
         }
     }
 }
+/// Every response of `returnReservation` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "return_reservation_bad_request")
+)]
+pub enum ReturnReservationResponse {
+    /// The returned reservation.
+    #[oai(status = 200u16)]
+    Ok(Json<Reservation>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// No such resource.
+    #[oai(status = 404u16, content_type = "application/problem+json")]
+    NotFound(Json<Problem>),
+    /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn return_reservation_bad_request(err: poem::Error) -> ReturnReservationResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "orderId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl ReturnReservationResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 404u16, 409u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::NotFound(_) => 404u16,
+            Self::Conflict(_) => 409u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<Reservation> for ReturnReservationResponse {
+    fn from(value: Reservation) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ReturnReservationResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            404u16 => Self::NotFound(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<Reservation, Problem>> for ReturnReservationResponse {
+    fn from(result: Result<Reservation, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
 /// An access token from the users service's `POST /auth/token`.
 #[cfg(feature = "server")]
 #[derive(poem_openapi::SecurityScheme)]
@@ -1286,6 +1384,14 @@ pub trait CatalogApi: Send + Sync + 'static {
     ///
     /// A committed reservation cannot be released (409).
     async fn release_reservation(
+        &self,
+        principal: shopmesh_identity::Principal,
+        order_id: i64,
+    ) -> Result<Reservation, Problem>;
+    /// Put sold units back on hand (an order cancelled before it shipped; idempotent).
+    ///
+    /// Only a committed reservation can be returned (409 otherwise).
+    async fn return_reservation(
         &self,
         principal: shopmesh_identity::Principal,
         order_id: i64,
@@ -1404,6 +1510,13 @@ impl CatalogApi for Unimplemented {
         Err(Problem::new(501, "not implemented"))
     }
     async fn release_reservation(
+        &self,
+        principal: shopmesh_identity::Principal,
+        order_id: i64,
+    ) -> Result<Reservation, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn return_reservation(
         &self,
         principal: shopmesh_identity::Principal,
         order_id: i64,
@@ -1641,6 +1754,27 @@ impl CatalogEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.release_reservation(auth.0, order_id.0).await.into()
+    }
+    /// Put sold units back on hand (an order cancelled before it shipped; idempotent).
+    ///
+    /// Only a committed reservation can be returned (409 otherwise).
+    #[oai(
+        path = "/reservations/:orderId/return",
+        method = "post",
+        operation_id = "returnReservation",
+        tag = CatalogTag::Reservations
+    )]
+    async fn return_reservation(
+        &self,
+        auth: BearerAuth,
+        /// Order id.
+        #[oai(name = "orderId", validator(minimum(value = "1")))]
+        order_id: poem_openapi::param::Path<i64>,
+    ) -> ReturnReservationResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Service) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.return_reservation(auth.0, order_id.0).await.into()
     }
 }
 /// Typed client (SDK) for the catalog contract.
@@ -2090,6 +2224,43 @@ impl CatalogClient {
                     response?,
                     200u16,
                     ReleaseReservationResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Put sold units back on hand (an order cancelled before it shipped; idempotent).
+    pub async fn return_reservation(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        order_id: i64,
+    ) -> Result<Reservation, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "POST /reservations/{orderId}/return", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "POST", url.template = "/reservations/{orderId}/return", http.response
+            .status_code = tracing::field::Empty, shopmesh.operation =
+            "returnReservation",
+        );
+        let url = format!("{}/reservations/{}/return", self.base_url, order_id);
+        let query_pairs: [Option<(&str, String)>; 0usize] = [];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .post(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ReturnReservationResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

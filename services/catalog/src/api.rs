@@ -121,4 +121,12 @@ impl CatalogApi for CatalogService {
     ) -> Result<Reservation, Problem> {
         Ok(self.store.release(order_id).await?)
     }
+
+    async fn return_reservation(
+        &self,
+        _: Principal,
+        order_id: i64,
+    ) -> Result<Reservation, Problem> {
+        Ok(self.store.return_sold(order_id).await?)
+    }
 }

@@ -417,6 +417,19 @@ impl CatalogStore {
         Ok(reservation)
     }
 
+    /// Puts `order`'s sold units back on hand.
+    pub async fn return_sold(&self, order: i64) -> Result<Reservation, CatalogError> {
+        let (ended, reservation) = self.settle(order, ReservationStatus::Returned).await?;
+        if ended != ReservationStatus::Returned {
+            return Err(CatalogError::ReservationSettled {
+                order,
+                status: ended,
+                wanted: "returned",
+            });
+        }
+        Ok(reservation)
+    }
+
     /// Gives `order`'s reserved units back.
     pub async fn release(&self, order: i64) -> Result<Reservation, CatalogError> {
         Ok(self.settle(order, ReservationStatus::Released).await?.1)
@@ -635,7 +648,13 @@ impl<'t> AsyncTxFn<'t, ReservationStatus> for Settle {
             if status == wanted || (gave_back(status) && gave_back(wanted)) {
                 return Ok(status);
             }
-            if status != ReservationStatus::Reserved {
+            // Only sold units can be returned; everything else starts from reserved.
+            let starts_from = if wanted == ReservationStatus::Returned {
+                ReservationStatus::Committed
+            } else {
+                ReservationStatus::Reserved
+            };
+            if status != starts_from {
                 return Err(CatalogError::ReservationSettled {
                     order,
                     status,
@@ -654,7 +673,25 @@ impl<'t> AsyncTxFn<'t, ReservationStatus> for Settle {
             .fetch_all(&mut **tx)
             .await?;
             for (product, quantity) in lines {
-                if to == ReservationStatus::Committed {
+                if to == ReservationStatus::Returned {
+                    sqlx::query(
+                        "UPDATE products SET on_hand = on_hand + ?, sold = sold - ? WHERE id = ?",
+                    )
+                    .bind(quantity)
+                    .bind(quantity)
+                    .bind(product)
+                    .execute(&mut **tx)
+                    .await?;
+                    ledger(
+                        tx,
+                        product,
+                        quantity,
+                        "return",
+                        "order cancelled before shipping",
+                        Some(order),
+                    )
+                    .await?;
+                } else if to == ReservationStatus::Committed {
                     sqlx::query(
                         "UPDATE products SET reserved = reserved - ?, on_hand = on_hand - ?, \
                          sold = sold + ? WHERE id = ?",

@@ -77,6 +77,30 @@ async fn a_commit_sells_and_a_committed_reservation_cannot_be_released() {
 }
 
 #[tokio::test]
+async fn sold_units_return_on_hand_once_and_only_after_a_commit() {
+    let h = Harness::start().await;
+    let p = h.product(100, "EUR", 5).await;
+    let body = request(vec![line(p.id, 2)]);
+    h.client.reserve_stock(&h.orders, 9, &body).await.unwrap();
+    let early = h.client.return_reservation(&h.orders, 9).await;
+    assert_eq!(
+        status(&early.unwrap_err()),
+        409,
+        "reserved units are released, not returned"
+    );
+    h.client.commit_reservation(&h.orders, 9).await.unwrap();
+    for _ in 0..2 {
+        let r = h.client.return_reservation(&h.orders, 9).await.unwrap();
+        assert_eq!(r.status, ReservationStatus::Returned);
+    }
+    let stock = h.client.get_product(p.id).await.unwrap().stock;
+    assert_eq!((stock.on_hand, stock.reserved, stock.sold), (5, 0, 0));
+    let again = h.client.commit_reservation(&h.orders, 9).await;
+    assert_eq!(status(&again.unwrap_err()), 409);
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn an_expired_reservation_gives_its_units_back_and_cannot_be_committed() {
     let stack = test_stack()
         .set_for(Service::Catalog, "RESERVATION_TTL_SECS", "1")

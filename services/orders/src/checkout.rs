@@ -746,9 +746,16 @@ impl CheckoutSaga {
             .await
         {
             Ok(_) | Err(Outcome::Refused(404, _)) => {}
-            Err(Outcome::Refused(_, detail)) => {
-                // Sold already: the catalog keeps the sale; an admin restocks by adjustment.
-                tracing::warn!(order_id = order.id, detail, "sold stock was not returned");
+            // Sold already (cancelled after confirmation): the units go back on hand.
+            Err(Outcome::Refused(..)) => {
+                let returned = p.catalog.return_reservation(&token, order.id).await;
+                match p.outcome(returned).await {
+                    Ok(_) => {}
+                    Err(Outcome::Refused(_, detail)) => {
+                        tracing::warn!(order_id = order.id, detail, "sold stock was not returned");
+                    }
+                    Err(o) => return later(o),
+                }
             }
             Err(o) => return later(o),
         }

@@ -189,6 +189,12 @@ async fn cancelling_a_confirmed_order_refunds_its_payment() {
         (shop.payment(placed.id).await == Some(PaymentStatus::Refunded)).then_some(())
     })
     .await;
+    eventually(
+        "the sold unit back on hand",
+        Duration::from_secs(10),
+        || async { (shop.stock(mug).await == (3, 0, 0)).then_some(()) },
+    )
+    .await;
     shop.platform.stop().await;
 }
 

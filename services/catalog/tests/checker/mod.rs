@@ -182,7 +182,7 @@ pub async fn violations(pool: &MySqlPool, history: &History) -> Vec<String> {
     for sql in [
         "SELECT product_id, CAST(SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'adjustment' GROUP BY product_id",
         "SELECT product_id, CAST(SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'adjustment' AND delta > 0 GROUP BY product_id",
-        "SELECT product_id, CAST(-SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind = 'sale' GROUP BY product_id",
+        "SELECT product_id, CAST(-SUM(delta) AS SIGNED) FROM stock_ledger WHERE kind IN ('sale', 'return') GROUP BY product_id",
         "SELECT l.product_id, CAST(SUM(l.quantity) AS SIGNED) FROM reservation_lines l JOIN reservations r USING (order_id) WHERE r.status = 'reserved' GROUP BY l.product_id",
         "SELECT l.product_id, CAST(SUM(l.quantity) AS SIGNED) FROM reservation_lines l JOIN reservations r USING (order_id) WHERE r.status = 'committed' GROUP BY l.product_id",
     ] {
