@@ -12,6 +12,7 @@
 //! | `vendor-graphiql` | re-fetch the GraphiQL page's assets (pinned) from npm |
 
 mod bench;
+mod checker;
 mod deployment;
 mod evolution;
 mod fuzz;
@@ -273,24 +274,31 @@ fn run_counting(cmd: &mut Command) -> (Tally, Result<()>) {
 
 fn test(extra: &[String]) -> Result<()> {
     let root = root();
-    println!("test: step 1/6 gen --check");
+    println!("test: step 1/7 gen --check");
     generate(true)?;
-    println!("test: step 2/6 lint");
+    println!("test: step 2/7 lint");
     lint(&[])?;
-    println!("test: step 3/6 infrastructure");
+    println!("test: step 3/7 infrastructure");
     let env = infra::ensure_all(&root)?;
     tools::browser_clients(&root)?;
     tools::node_packages(&root.join("xtask/node"))?;
-    println!("test: step 4/6 cargo test");
+    println!("test: step 4/7 cargo test");
     let mut cmd = cargo();
     cmd.args(["test", "--workspace", "--no-fail-fast"])
         .args(extra);
     for (k, v) in &env.vars {
         cmd.env(k, v);
     }
-    let (tally, tests) = run_counting(&mut cmd);
+    let (mut tally, tests) = run_counting(&mut cmd);
     let result = tests.and_then(|()| {
-        println!("test: step 5/6 contract fuzzing (schemathesis)");
+        println!("test: step 5/7 the checkout checker's negative control (must find a violation)");
+        let (control, result) = run_counting(&mut checker::negative_control(&root, &env.vars)?);
+        tally.passed += control.passed;
+        tally.failed += control.failed;
+        result
+    });
+    let result = result.and_then(|()| {
+        println!("test: step 6/7 contract fuzzing (schemathesis)");
         let mongo = env
             .vars
             .iter()
@@ -305,7 +313,7 @@ fn test(extra: &[String]) -> Result<()> {
         )
     });
     let result = result.and_then(|()| {
-        println!("test: step 6/6 fuzzing the parsers (cargo fuzz)");
+        println!("test: step 7/7 fuzzing the parsers (cargo fuzz)");
         fuzz_targets::run(&root, fuzz_targets::seconds()?)
     });
     println!("tests: {} passed, {} failed", tally.passed, tally.failed);

@@ -519,13 +519,14 @@ impl CheckoutSaga {
             .get(order_id)
             .await?
             .ok_or(OrdersError::NotFound(order_id))?;
-        let gives_back = matches!(order.status, OrderStatus::Cancelled | OrderStatus::Expired);
-        // A runner that called the payments service and then found the order ended gives
-        // back even when another runner already did: its call may have come after theirs.
-        if saga.done && !(gives_back && *touched_payment) {
+        // The persisted flag, written with the move to `cancelled` or `expired`, is what asks
+        // for the giving back. A runner that called the payments service and then found the
+        // order ended gives back even when another runner already did: its call may have come
+        // after theirs.
+        if saga.done && !(saga.compensate && *touched_payment) {
             return Ok(Next::Done);
         }
-        if gives_back {
+        if saga.compensate {
             return Ok(self.give_back(&order).await);
         }
         Ok(match order.status {

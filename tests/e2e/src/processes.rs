@@ -2,7 +2,7 @@
 //! from a test [`Stack`], for tests that need what only separate processes have: one global
 //! telemetry pipeline per service, signals, exit codes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use shopmesh_testkit::stack::{Output, Processes};
@@ -59,6 +59,12 @@ impl ProcessPlatform {
         let stack = env
             .iter()
             .fold(process_stack(), |stack, (k, v)| stack.set(k, *v));
+        Self::start_on(stack).await
+    }
+
+    /// Starts every service from `stack` (e.g. [`process_stack`] with a service's own
+    /// settings) and waits until every `/health/ready` answers 200.
+    pub async fn start_on(stack: Stack) -> anyhow::Result<Self> {
         let spawned = stack.clone();
         let processes = tokio::task::spawn_blocking(move || {
             spawned.spawn(&bin_dir(), Output::Inherit, Duration::from_secs(60))
@@ -73,6 +79,37 @@ impl ProcessPlatform {
             stack,
             processes: Some(processes),
         })
+    }
+
+    /// SIGKILLs `service`, as a crash would, and reaps it.
+    pub fn kill(&mut self, service: Service) {
+        let processes = self.processes.as_mut().expect("started");
+        if let Some(child) = processes.child(service) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts `service` again, from the binary in `bin` (by default the one the workspace
+    /// built), and waits until it is ready.
+    pub async fn restart(&mut self, service: Service, bin: Option<&Path>) -> anyhow::Result<()> {
+        let dir = bin.map_or_else(bin_dir, Path::to_path_buf);
+        let child = self.stack.spawn_one(&dir, service, Output::Inherit)?;
+        self.processes
+            .as_mut()
+            .expect("started")
+            .replace(service, child);
+        let port = self.stack.ports.http(service);
+        let started = std::time::Instant::now();
+        while !tokio::task::spawn_blocking(move || shopmesh_testkit::stack::ready(port)).await? {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "{} did not become ready again",
+                service.name()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
     }
 
     /// Sends SIGTERM to every service, gateway first, and returns each one's exit status
