@@ -1,13 +1,18 @@
 // A small shop client on @shopmesh/sdk: register, log in, place orders over GraphQL and REST,
-// page through them, read an order's notifications, and handle a rejected order as a typed
-// error. Usage: node examples/dist/shop.js http://localhost:3000
+// page through them, read an order's notifications, handle a rejected order as a typed error,
+// and buy a product: cart, checkout with a test card, follow the order to CONFIRMED.
+// Usage: node examples/dist/shop.js http://localhost:3000 [productId to buy]
 // Prints one JSON report line at the end (tests/e2e/tests/sdk.rs reads it).
+import { randomUUID } from "node:crypto";
 import {
+  CheckoutDocument,
   CreateOrderDocument,
   CreateUserDocument,
   GetOrderDocument,
   LogInDocument,
+  OrderProgressDocument,
   OrdersByUserDocument,
+  SetCartLineDocument,
   createGraphqlClient,
   createRestClient,
   type GraphqlResult,
@@ -78,9 +83,32 @@ const restError = restRejected.error
   ? { status: restRejected.response.status, type: restRejected.error.type, title: restRejected.error.title }
   : null;
 
+// Buy a product: put it in the cart, check out with a test card, follow the saga.
+let purchase: { status: OrderStatus; total: number | undefined; timeline: string[] } | null = null;
+const toBuy = process.argv[3];
+if (toBuy) {
+  const cart = await graphql.request(SetCartLineDocument, { productId: toBuy, quantity: 1 });
+  if (!cart.ok) fail("setCartLine", cart.errors);
+  // One key per purchase: a retry with it answers the same order instead of buying twice.
+  const bought = await graphql.request(CheckoutDocument, { paymentToken: "tok_visa", idempotencyKey: randomUUID() });
+  if (!bought.ok) fail("checkout", bought.errors);
+  const orderId = bought.data.checkout.id;
+  let status: OrderStatus = bought.data.checkout.status;
+  let timeline: string[] = [];
+  for (let i = 0; i < 120 && status !== "CONFIRMED"; i++) {
+    await new Promise((r) => setTimeout(r, 250));
+    const seen = await graphql.request(OrderProgressDocument, { id: orderId });
+    if (!seen.ok) fail("order status", seen.errors);
+    status = seen.data.order?.status ?? status;
+    timeline = seen.data.order?.timeline.map((t) => t.to) ?? [];
+  }
+  purchase = { status, total: bought.data.checkout.total?.amountMinor, timeline };
+}
+
 console.log(
   JSON.stringify({
     ok: true,
+    purchase,
     statuses,
     orders: seen.length,
     pages,
