@@ -1,7 +1,9 @@
 // Drives real Chromium (playwright-core) against a running gateway, as a front-end developer
 // would: with a token from POST /api/auth/token (the demo user Alice), the GraphiQL page with
 // the token in its headers editor, Swagger UI's "Authorize" and "Try it out", and a page on
-// another origin calling the gateway through CORS with the token. Usage: node web.mjs <gateway base URL>. Prints one JSON line with what
+// another origin calling the gateway through CORS with the token, and a purchase made in
+// GraphiQL (checkout, then the order followed to CONFIRMED). Usage: node web.mjs <gateway base
+// URL> <id of a product with stock>. Prints one JSON line with what
 // each check saw and exits 1 if any check failed.
 //
 // Every request the browser makes is recorded; one to a host other than the gateway's machine
@@ -11,6 +13,7 @@ import http from "node:http";
 import { chromium } from "playwright-core";
 
 const gateway = new URL(process.argv[2] ?? "");
+const productToBuy = process.argv[3];
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost"]);
 const TIMEOUT = 30_000;
@@ -138,6 +141,47 @@ try {
     } finally {
       app.close();
     }
+  });
+
+  // 4. A purchase in GraphiQL: the cart filled over REST, `checkout` run in the editor with a
+  // test card, then the order queried until the saga has confirmed it.
+  await check("purchase", async () => {
+    if (!productToBuy) throw new Error("no product to buy was given");
+    const cart = await fetch(`${gateway.origin}/api/users/1/cart/lines/${productToBuy}`, {
+      method: "PUT",
+      headers: { "content-type": "application/json", authorization: `Bearer ${accessToken}` },
+      body: JSON.stringify({ quantity: 1 }),
+    });
+    if (cart.status !== 200) throw new Error(`cart answered ${cart.status}`);
+    const page = await context.newPage();
+    watch(page, "purchase");
+    // Each operation as a developer runs it: opened, the token pasted into the headers, run.
+    const run = async (query, expected) => {
+      await page.goto(`${gateway.origin}/graphql?query=${encodeURIComponent(query)}`);
+      await page.locator(".graphiql-container").waitFor();
+      await page.getByRole("button", { name: "Headers" }).click();
+      await page.locator(".graphiql-editor-tool .graphiql-editor").last().click();
+      await page.keyboard.press("Control+A");
+      await page.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${accessToken}` }));
+      await page.locator(".graphiql-execute-button").click();
+      const result = page.locator(".result-window");
+      await result.getByText(expected).first().waitFor();
+      return (await result.innerText()).replace(/\s+/g, " ").trim();
+    };
+    const key = crypto.randomUUID();
+    const bought = await run(
+      `mutation { checkout(paymentToken: "tok_visa", idempotencyKey: "${key}") { id status total { amountMinor currency } } }`,
+      "PENDING",
+    );
+    const id = /"id": "(\d+)"/.exec(bought)?.[1];
+    if (!id) throw new Error(`no order id in ${bought}`);
+    let confirmed = "";
+    for (let i = 0; i < 40 && !confirmed.includes("CONFIRMED"); i++) {
+      confirmed = await run(`{ order(id: "${id}") { status } }`, '"status"');
+      if (!confirmed.includes("CONFIRMED")) await new Promise((r) => setTimeout(r, 250));
+    }
+    await page.close();
+    return { bought, confirmed };
   });
 } finally {
   await browser.close();

@@ -199,6 +199,31 @@ impl Platform {
         })
     }
 
+    /// A product at `amount_minor` EUR with `units` on hand, put on sale by the admin; its id.
+    pub async fn put_on_sale(&self, amount_minor: i64, units: i32) -> anyhow::Result<i64> {
+        use shopmesh_openapi::catalog::{CatalogClient, Money, ProductInput, StockAdjustment};
+        let catalog = CatalogClient::new(self.catalog_url.clone());
+        let admin = self.token(4, shopmesh_identity::Role::Admin);
+        let input = ProductInput {
+            sku: shopmesh_testkit::unique("SKU"),
+            name: "Mug".into(),
+            description: None,
+            price: Money {
+                amount_minor,
+                currency: "EUR".into(),
+            },
+            active: Some(true),
+            image_url: None,
+        };
+        let id = catalog.create_product(&admin, &input).await?.id;
+        let stock = StockAdjustment {
+            delta: units,
+            reason: "delivery".into(),
+        };
+        catalog.adjust_stock(&admin, id, &stock).await?;
+        Ok(id)
+    }
+
     /// Number of stored notifications.
     pub async fn notification_count(&self) -> u64 {
         self.notifications_store.count().await.unwrap_or(0)

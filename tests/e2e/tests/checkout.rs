@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use shopmesh_e2e::{Platform, PlatformOptions};
 use shopmesh_identity::{AccessToken, Role};
-use shopmesh_openapi::catalog::{CatalogClient, Money, ProductInput, StockAdjustment};
+use shopmesh_openapi::catalog::CatalogClient;
 use shopmesh_openapi::orders::{
     CartLineInput, CheckoutRequest, CreateOrderRequest, Order, OrderStatus, OrdersClient,
 };
@@ -38,32 +38,10 @@ impl Shop {
 
     /// A product at `amount_minor` EUR with `units` on hand.
     async fn product(&self, amount_minor: i64, units: i32) -> i64 {
-        let input = ProductInput {
-            sku: unique("SKU"),
-            name: "Mug".into(),
-            description: None,
-            price: Money {
-                amount_minor,
-                currency: "EUR".into(),
-            },
-            active: Some(true),
-            image_url: None,
-        };
-        let id = self
-            .catalog
-            .create_product(&self.admin, &input)
+        self.platform
+            .put_on_sale(amount_minor, units)
             .await
             .unwrap()
-            .id;
-        let stock = StockAdjustment {
-            delta: units,
-            reason: "delivery".into(),
-        };
-        self.catalog
-            .adjust_stock(&self.admin, id, &stock)
-            .await
-            .unwrap();
-        id
     }
 
     /// Puts `lines` in the shopper's cart and checks it out with `token`.

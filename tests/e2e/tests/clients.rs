@@ -1,6 +1,7 @@
 //! Real third-party clients against the running platform: Chromium (Debian's `chromium`,
 //! driven by npm `playwright-core`) loads GraphiQL, runs an operation and shows its result,
-//! uses Swagger UI's "Try it out", and calls the gateway from another origin through CORS;
+//! uses Swagger UI's "Try it out", calls the gateway from another origin through CORS, and
+//! buys a product in GraphiQL (checkout, then the order followed to CONFIRMED);
 //! graphql-inspector fetches the schema with the standard introspection query and compares it
 //! with the committed SDL.
 //!
@@ -48,9 +49,14 @@ async fn chromium_uses_graphiql_swagger_ui_and_cors_with_nothing_leaving_the_mac
         "{chromium} is missing: run `cargo xtask test` (it installs Debian's chromium) or set CHROMIUM"
     );
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let product = platform.put_on_sale(1500, 5).await.unwrap();
     let out = run(
         PathBuf::from("node"),
-        vec!["web.mjs".into(), platform.gateway_url.clone()],
+        vec![
+            "web.mjs".into(),
+            platform.gateway_url.clone(),
+            product.to_string(),
+        ],
     )
     .await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -65,7 +71,7 @@ async fn chromium_uses_graphiql_swagger_ui_and_cors_with_nothing_leaving_the_mac
     assert_eq!(report["offsite"], serde_json::json!([]), "{report:#}");
     assert_eq!(report["consoleErrors"], serde_json::json!([]), "{report:#}");
     let checks = &report["checks"];
-    for name in ["graphiql", "swagger", "cors"] {
+    for name in ["graphiql", "swagger", "cors", "purchase"] {
         assert_eq!(checks[name]["ok"], true, "{name}: {report:#}");
     }
     assert!(
@@ -79,6 +85,18 @@ async fn chromium_uses_graphiql_swagger_ui_and_cors_with_nothing_leaving_the_mac
         "the example operations are tabs: {report:#}"
     );
     assert_eq!(checks["swagger"]["status"], "200", "{report:#}");
+    assert!(
+        checks["purchase"]["bought"]
+            .as_str()
+            .is_some_and(|s| s.contains("\"amountMinor\": 1500")),
+        "{report:#}"
+    );
+    assert!(
+        checks["purchase"]["confirmed"]
+            .as_str()
+            .is_some_and(|s| s.contains("\"status\": \"CONFIRMED\"")),
+        "{report:#}"
+    );
     assert_eq!(checks["cors"]["status"], 200, "{report:#}");
     assert!(out.status.success(), "{report:#}\nstderr: {stderr}");
 }
@@ -150,6 +168,8 @@ async fn graphql_inspector_introspects_the_live_schema_and_finds_the_contract() 
         "Directive auth was removed from field Mutation.clearCart",
         "Directive auth was removed from field Mutation.createOrder",
         "Directive auth was removed from field Mutation.cancelOrder",
+        "Directive auth was removed from field Mutation.checkout",
+        "Directive auth was removed from field Mutation.shipOrder",
     ];
     assert_eq!(
         changes.len(),

@@ -55,7 +55,7 @@ async fn the_example_app_uses_the_typescript_sdk_against_the_live_gateway() {
     }
 
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
-    let product = on_sale_with_stock(&platform).await;
+    let product = platform.put_on_sale(1500, 5).await.unwrap();
     let out = run(
         PathBuf::from("node"),
         vec![
@@ -104,29 +104,4 @@ async fn the_example_app_uses_the_typescript_sdk_against_the_live_gateway() {
         serde_json::json!(["PENDING", "STOCK_RESERVED", "PAID", "CONFIRMED"]),
         "{report:#}"
     );
-}
-
-/// A product at 15.00 EUR with stock, put on sale by the admin; its id.
-async fn on_sale_with_stock(platform: &Platform) -> i64 {
-    use shopmesh_openapi::catalog::{CatalogClient, Money, ProductInput, StockAdjustment};
-    let catalog = CatalogClient::new(platform.catalog_url.clone());
-    let admin = platform.token(4, shopmesh_identity::Role::Admin);
-    let input = ProductInput {
-        sku: shopmesh_testkit::unique("SDK"),
-        name: "SDK mug".into(),
-        description: None,
-        price: Money {
-            amount_minor: 1500,
-            currency: "EUR".into(),
-        },
-        active: Some(true),
-        image_url: None,
-    };
-    let id = catalog.create_product(&admin, &input).await.unwrap().id;
-    let stock = StockAdjustment {
-        delta: 5,
-        reason: "for the SDK example".into(),
-    };
-    catalog.adjust_stock(&admin, id, &stock).await.unwrap();
-    id
 }
