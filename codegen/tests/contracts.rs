@@ -152,6 +152,7 @@ impl shopmesh_openapi::orders::OrdersApi for Unavailable {
     async fn create_order(
         &self,
         _: Principal,
+        _: Option<String>,
         _: shopmesh_openapi::orders::CreateOrderRequest,
     ) -> Result<shopmesh_openapi::orders::Order, Problem> {
         unavailable()

@@ -167,16 +167,20 @@ impl Query {
 pub struct Mutation;
 #[async_graphql::Object(name = "Mutation")]
 impl Mutation {
-    /// Place an order; its notification follows asynchronously.
+    /// Place an order; its notification follows asynchronously. With an `idempotencyKey` (a UUID per order, sent again on a retry) a retry answers the same order.
     #[graphql(name = "createOrder", directive = auth::apply(Role::User))]
     async fn create_order(
         &self,
         ctx: &async_graphql::Context<'_>,
         #[graphql(name = "input")]
         input: CreateOrderInput,
+        #[graphql(name = "idempotencyKey")]
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<Order> {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
-        resolvers(ctx)?.mutation_create_order(ctx, principal, input).await
+        resolvers(ctx)?
+            .mutation_create_order(ctx, principal, input, idempotency_key)
+            .await
     }
     /// Put a product in the logged-in user's cart, or change its quantity (1 to 1000).
     #[graphql(name = "setCartLine", directive = auth::apply(Role::User))]
@@ -782,6 +786,7 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
+        idempotency_key: Option<String>,
     ) -> Result<Order, Self::Error>;
     /// Resolves `Mutation.setCartLine`.
     async fn mutation_set_cart_line(
@@ -955,6 +960,7 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<Order>;
     async fn mutation_set_cart_line(
         &self,
@@ -1153,8 +1159,15 @@ impl<R: GatewayResolvers> Resolve for R {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
         input: CreateOrderInput,
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<Order> {
-        GatewayResolvers::mutation_create_order(self, ctx, principal, input)
+        GatewayResolvers::mutation_create_order(
+                self,
+                ctx,
+                principal,
+                input,
+                idempotency_key,
+            )
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }

@@ -820,6 +820,9 @@ pub enum CreateOrderResponse {
     /// The body is not `application/json`.
     #[oai(status = 415u16, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another request body.
+    #[oai(status = 422u16, content_type = "application/problem+json")]
+    UnprocessableEntity(Json<Problem>),
     /// The client exceeded its rate limit; the `Retry-After` header says when to retry.
     #[oai(
         status = 429u16,
@@ -853,13 +856,23 @@ pub enum CreateOrderResponse {
 }
 #[cfg(feature = "server")]
 fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
-    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "Idempotency-Key",
+                place: "header",
+                kind: "a string",
+            },
+        ],
+    );
     Problem::new(err.status().as_u16(), detail).into()
 }
 impl CreateOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 422u16, 429u16, 500u16, 503u16,
+        504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -871,6 +884,7 @@ impl CreateOrderResponse {
             Self::Conflict(_) => 409u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
+            Self::UnprocessableEntity(_) => 422u16,
             Self::TooManyRequests(_) => 429u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
@@ -893,6 +907,7 @@ impl From<Problem> for CreateOrderResponse {
             409u16 => Self::Conflict(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
+            422u16 => Self::UnprocessableEntity(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             504u16 => Self::GatewayTimeout(Json(problem)),
@@ -3061,10 +3076,11 @@ pub trait GatewayApi: Send + Sync + 'static {
     async fn get_product(&self, id: i64) -> Result<Product, Problem>;
     /// Place an order for an existing user.
     ///
-    /// The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit.
+    /// The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit. With an `Idempotency-Key` header a retry answers the same order (another body with the key is 422, one while the first runs 409), as for `POST /api/checkout`.
     async fn create_order(
         &self,
         principal: shopmesh_identity::Principal,
+        idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem>;
     /// One order (served from the gateway cache when possible).
@@ -3267,6 +3283,7 @@ impl GatewayApi for Unimplemented {
     async fn create_order(
         &self,
         principal: shopmesh_identity::Principal,
+        idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
@@ -3453,7 +3470,7 @@ impl GatewayEndpoints {
     }
     /// Place an order for an existing user.
     ///
-    /// The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit.
+    /// The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit. With an `Idempotency-Key` header a retry answers the same order (another body with the key is 422, one while the first runs 409), as for `POST /api/checkout`.
     #[oai(
         path = "/api/orders",
         method = "post",
@@ -3463,12 +3480,18 @@ impl GatewayEndpoints {
     async fn create_order(
         &self,
         auth: BearerAuth,
+        /// A unique value per order the client places (a UUID), sent again on a retry.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1usize, max_length = 255usize)
+        )]
+        idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: crate::runtime::ContractJson<CreateOrderRequest>,
     ) -> CreateOrderResponse {
         if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
             return Problem::new(403, forbidden.0).into();
         }
-        self.api.create_order(auth.0, body.0).await.into()
+        self.api.create_order(auth.0, idempotency_key.0, body.0).await.into()
     }
     /// One order (served from the gateway cache when possible).
     ///
@@ -3983,6 +4006,7 @@ impl GatewayClient {
     pub async fn create_order(
         &self,
         token: &shopmesh_identity::AccessToken,
+        idempotency_key: Option<&str>,
         body: &CreateOrderRequest,
     ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -4001,6 +4025,10 @@ impl GatewayClient {
             .headers(headers)
             .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
+        let request = match idempotency_key {
+            Some(v) => request.header("Idempotency-Key", v),
+            None => request,
+        };
         let call = async move {
             let response = request
                 .send()

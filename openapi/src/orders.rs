@@ -304,6 +304,9 @@ pub enum CreateOrderResponse {
     /// The body is not `application/json`.
     #[oai(status = 415u16, content_type = "application/problem+json")]
     UnsupportedMediaType(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another request body.
+    #[oai(status = 422u16, content_type = "application/problem+json")]
+    UnprocessableEntity(Json<Problem>),
     /// The service failed unexpectedly; the problem says no more than that.
     #[oai(status = 500u16, content_type = "application/problem+json")]
     InternalServerError(Json<Problem>),
@@ -313,13 +316,22 @@ pub enum CreateOrderResponse {
 }
 #[cfg(feature = "server")]
 fn create_order_bad_request(err: poem::Error) -> CreateOrderResponse {
-    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "Idempotency-Key",
+                place: "header",
+                kind: "a string",
+            },
+        ],
+    );
     Problem::new(err.status().as_u16(), detail).into()
 }
 impl CreateOrderResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 500u16, 503u16,
+        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 422u16, 500u16, 503u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -331,6 +343,7 @@ impl CreateOrderResponse {
             Self::Conflict(_) => 409u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
+            Self::UnprocessableEntity(_) => 422u16,
             Self::InternalServerError(_) => 500u16,
             Self::ServiceUnavailable(_) => 503u16,
         }
@@ -351,6 +364,7 @@ impl From<Problem> for CreateOrderResponse {
             409u16 => Self::Conflict(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
+            422u16 => Self::UnprocessableEntity(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
             _ => Self::InternalServerError(Json(problem)),
         }
@@ -1264,10 +1278,11 @@ pub struct BearerAuth(pub shopmesh_identity::Principal);
 pub trait OrdersApi: Send + Sync + 'static {
     /// Place a one-line order.
     ///
-    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user. With a `paymentToken` the order goes through the checkout saga as `POST /checkouts` does, at the catalog's current price; without one it is only recorded and stays `pending` until cancelled (the behaviour of the first version, kept for its clients). A product no longer on sale is a 409.
+    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user. With a `paymentToken` the order goes through the checkout saga as `POST /checkouts` does, at the catalog's current price; without one it is only recorded and stays `pending` until cancelled (the behaviour of the first version, kept for its clients). A product no longer on sale is a 409. With an `Idempotency-Key` header a retry answers the same order, as for `POST /checkouts`.
     async fn create_order(
         &self,
         principal: shopmesh_identity::Principal,
+        idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem>;
     /// Fetch one order.
@@ -1406,6 +1421,7 @@ impl OrdersApi for Unimplemented {
     async fn create_order(
         &self,
         principal: shopmesh_identity::Principal,
+        idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem> {
         Err(Problem::new(501, "not implemented"))
@@ -1492,7 +1508,7 @@ impl OrdersApi for Unimplemented {
 impl OrdersEndpoints {
     /// Place a one-line order.
     ///
-    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user. With a `paymentToken` the order goes through the checkout saga as `POST /checkouts` does, at the catalog's current price; without one it is only recorded and stays `pending` until cancelled (the behaviour of the first version, kept for its clients). A product no longer on sale is a 409.
+    /// For the caller: `userId` must be the token's subject, unless the caller is an admin, who may order for any existing user. With a `paymentToken` the order goes through the checkout saga as `POST /checkouts` does, at the catalog's current price; without one it is only recorded and stays `pending` until cancelled (the behaviour of the first version, kept for its clients). A product no longer on sale is a 409. With an `Idempotency-Key` header a retry answers the same order, as for `POST /checkouts`.
     #[oai(
         path = "/orders",
         method = "post",
@@ -1502,12 +1518,18 @@ impl OrdersEndpoints {
     async fn create_order(
         &self,
         auth: BearerAuth,
+        /// A unique value per order the client places (a UUID), sent again on a retry.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1usize, max_length = 255usize)
+        )]
+        idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: crate::runtime::ContractJson<CreateOrderRequest>,
     ) -> CreateOrderResponse {
         if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
             return Problem::new(403, forbidden.0).into();
         }
-        self.api.create_order(auth.0, body.0).await.into()
+        self.api.create_order(auth.0, idempotency_key.0, body.0).await.into()
     }
     /// Fetch one order.
     ///
@@ -1789,6 +1811,7 @@ impl OrdersClient {
     pub async fn create_order(
         &self,
         token: &shopmesh_identity::AccessToken,
+        idempotency_key: Option<&str>,
         body: &CreateOrderRequest,
     ) -> Result<Order, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -1807,6 +1830,10 @@ impl OrdersClient {
             .headers(headers)
             .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
+        let request = match idempotency_key {
+            Some(v) => request.header("Idempotency-Key", v),
+            None => request,
+        };
         let call = async move {
             let response = request
                 .send()

@@ -75,6 +75,7 @@ impl GatewayApi for GatewayRest {
     async fn create_order(
         &self,
         principal: Principal,
+        idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem> {
         let request = orders::CreateOrderRequest {
@@ -84,7 +85,9 @@ impl GatewayApi for GatewayRest {
             payment_token: body.payment_token,
         };
         Ok(rest_order(
-            self.backends.create_order(&principal, request).await?,
+            self.backends
+                .create_order(&principal, idempotency_key.as_deref(), request)
+                .await?,
         )?)
     }
 

@@ -388,6 +388,7 @@ impl Backends {
     pub async fn create_order(
         &self,
         caller: &Principal,
+        idempotency_key: Option<&str>,
         request: orders::CreateOrderRequest,
     ) -> Result<orders::Order, GatewayError> {
         // The orders service owns the rules: whose name an order may be placed in, and that
@@ -395,7 +396,8 @@ impl Backends {
         let ticket = self.order_memory.ticket();
         let order = self
             .rest(Rest::Orders, WRITE, || {
-                self.orders.create_order(&caller.token, &request)
+                self.orders
+                    .create_order(&caller.token, idempotency_key, &request)
             })
             .await?;
         self.remember(ticket, &order).await;

@@ -285,6 +285,7 @@ impl GatewayResolvers for GatewayGraph {
         _ctx: &Context<'_>,
         principal: &Principal,
         input: gql::CreateOrderInput,
+        idempotency_key: Option<String>,
     ) -> Result<gql::Order, GatewayError> {
         let request = orders::CreateOrderRequest {
             user_id: parse_id("userId", &input.user_id)?,
@@ -293,7 +294,8 @@ impl GatewayResolvers for GatewayGraph {
             payment_token: input.payment_token,
         };
         // The orders contract bounds the quantity; its 400 arrives as BAD_USER_INPUT.
-        gql_order(self.backends.create_order(principal, request).await?)
+        let key = idempotency_key.as_deref();
+        gql_order(self.backends.create_order(principal, key, request).await?)
     }
 
     async fn mutation_set_cart_line(

@@ -209,6 +209,7 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
     let order = client
         .create_order(
             &gw.admin,
+            None,
             &rest::CreateOrderRequest {
                 user_id: 2,
                 product_id: 7,
@@ -262,6 +263,7 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
     match client
         .create_order(
             &gw.admin,
+            None,
             &rest::CreateOrderRequest {
                 user_id: 5000,
                 product_id: 7,

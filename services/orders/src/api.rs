@@ -55,6 +55,39 @@ impl OrdersService {
         Ok(())
     }
 
+    /// Runs `place` once per idempotency `key` of `user_id` (when the client sent one): a repeat
+    /// of the same `request` answers the stored order without placing another; the key is let
+    /// go when `place` fails, so the client may retry with it.
+    async fn idempotent<F, Fut>(
+        &self,
+        user_id: i64,
+        key: Option<String>,
+        request: String,
+        place: F,
+    ) -> Result<Order, OrdersError>
+    where
+        F: FnOnce(Option<HeldKey>) -> Fut,
+        Fut: std::future::Future<Output = Result<OrderRecord, OrdersError>>,
+    {
+        let Some(key) = key else {
+            return Ok(to_contract(place(None).await?));
+        };
+        let fingerprint = idempotency::fingerprint(&request);
+        let held = match self.keys.claim(user_id, &key, &fingerprint).await? {
+            KeyUse::Run(held) => held,
+            KeyUse::Replay(order) => return Ok(*order),
+        };
+        match place(Some(held.clone())).await {
+            Ok(order) => Ok(to_contract(order)),
+            Err(e) => {
+                if let Err(released) = self.keys.release(&held).await {
+                    tracing::warn!(error = %released, "an idempotency key was not let go");
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Places `lines` for `user_id` at the catalog's prices and starts their saga.
     async fn check_out(
         &self,
@@ -111,6 +144,11 @@ impl OrdersService {
     }
 }
 
+/// What an idempotency key's fingerprint covers: the operation and its body.
+fn request_text(operation: &str, body: &impl poem_openapi::types::ToJSON) -> String {
+    format!("{operation} {}", body.to_json_string())
+}
+
 /// A stored order in its contract form.
 pub fn to_contract(o: OrderRecord) -> Order {
     Order {
@@ -131,22 +169,32 @@ impl OrdersApi for OrdersService {
     async fn create_order(
         &self,
         principal: Principal,
+        idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem> {
         self.acting_for(&principal, body.user_id).await?;
-        if let Some(token) = body.payment_token {
-            let line = [(body.product_id, body.quantity)];
-            let order = self
-                .check_out(body.user_id, &line, token, false, None)
-                .await?;
-            return Ok(to_contract(order));
-        }
-        let new = NewOrder {
-            user_id: body.user_id,
-            product_id: body.product_id,
-            quantity: body.quantity,
-        };
-        Ok(to_contract(self.store.create(new).await?))
+        let request = request_text("createOrder", &body);
+        let order = self
+            .idempotent(body.user_id, idempotency_key, request, |held| async move {
+                if let Some(token) = body.payment_token {
+                    let line = [(body.product_id, body.quantity)];
+                    return self
+                        .check_out(body.user_id, &line, token, false, held)
+                        .await;
+                }
+                let new = NewOrder {
+                    user_id: body.user_id,
+                    product_id: body.product_id,
+                    quantity: body.quantity,
+                };
+                let placement = Placement {
+                    idempotency: held,
+                    ..new.into()
+                };
+                self.store.place(placement).await
+            })
+            .await?;
+        Ok(order)
     }
 
     async fn checkout(
@@ -156,41 +204,25 @@ impl OrdersApi for OrdersService {
         body: CheckoutRequest,
     ) -> Result<Order, Problem> {
         self.acting_for(&principal, body.user_id).await?;
-        let fingerprint =
-            idempotency::fingerprint(&poem_openapi::types::ToJSON::to_json_string(&body));
-        let held = match self
-            .keys
-            .claim(body.user_id, &idempotency_key, &fingerprint)
-            .await?
-        {
-            KeyUse::Run(held) => held,
-            KeyUse::Replay(order) => return Ok(*order),
-        };
-        let placed = async {
-            let cart = self.carts.lines(body.user_id).await?;
-            if cart.is_empty() {
-                return Err(OrdersError::EmptyCart(body.user_id));
-            }
-            let lines: Vec<(i64, i32)> = cart.iter().map(|l| (l.product_id, l.quantity)).collect();
-            self.check_out(
+        let request = request_text("checkout", &body);
+        let order = self
+            .idempotent(
                 body.user_id,
-                &lines,
-                body.payment_token,
-                true,
-                Some(held.clone()),
+                Some(idempotency_key),
+                request,
+                |held| async move {
+                    let cart = self.carts.lines(body.user_id).await?;
+                    if cart.is_empty() {
+                        return Err(OrdersError::EmptyCart(body.user_id));
+                    }
+                    let lines: Vec<(i64, i32)> =
+                        cart.iter().map(|l| (l.product_id, l.quantity)).collect();
+                    self.check_out(body.user_id, &lines, body.payment_token, true, held)
+                        .await
+                },
             )
-            .await
-        }
-        .await;
-        match placed {
-            Ok(order) => Ok(to_contract(order)),
-            Err(e) => {
-                if let Err(released) = self.keys.release(&held).await {
-                    tracing::warn!(error = %released, "an idempotency key was not let go");
-                }
-                Err(e.into())
-            }
-        }
+            .await?;
+        Ok(order)
     }
 
     async fn ship_order(&self, _principal: Principal, id: i64) -> Result<Order, Problem> {

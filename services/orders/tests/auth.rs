@@ -37,10 +37,10 @@ async fn shoppers_reach_only_their_own_orders_and_admins_only_existing_users() {
         payment_token: None,
     };
 
-    let mine = client.create_order(&alice, &order(1)).await.unwrap();
+    let mine = client.create_order(&alice, None, &order(1)).await.unwrap();
     assert_eq!(mine.user_id, 1);
     assert_eq!(
-        problem_status(client.create_order(&alice, &order(2)).await),
+        problem_status(client.create_order(&alice, None, &order(2)).await),
         403,
         "in Bob's name"
     );
@@ -64,9 +64,9 @@ async fn shoppers_reach_only_their_own_orders_and_admins_only_existing_users() {
             .is_empty()
     );
 
-    let for_bob = client.create_order(&admin, &order(2)).await.unwrap();
+    let for_bob = client.create_order(&admin, None, &order(2)).await.unwrap();
     assert_eq!(client.get_order(&bob, for_bob.id).await.unwrap().user_id, 2);
-    match client.create_order(&admin, &order(424242)).await {
+    match client.create_order(&admin, None, &order(424242)).await {
         Err(ClientError::Problem(p)) => {
             assert_eq!(p.status(), 400);
             assert_eq!(p.detail.as_deref(), Some("user 424242 does not exist"));

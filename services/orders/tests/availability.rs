@@ -49,7 +49,7 @@ async fn database_outage_answers_503_and_recovers() {
 
     proxy.restore();
     let order = eventually("orders to recover", Duration::from_secs(20), || async {
-        h.client.create_order(&h.user(1), &req).await.ok()
+        h.client.create_order(&h.user(1), None, &req).await.ok()
     })
     .await;
     assert!(order.id > 0);

@@ -214,7 +214,7 @@ async fn a_one_line_order_with_a_payment_token_goes_through_the_saga() {
     };
     let placed = shop
         .orders
-        .create_order(&shop.shopper, &request)
+        .create_order(&shop.shopper, None, &request)
         .await
         .unwrap();
     assert_eq!(placed.total.map(|t| t.amount_minor), Some(1400));
@@ -413,5 +413,61 @@ async fn rest_checkout_needs_an_idempotency_key_and_answers_a_repeat_with_the_sa
     }
     assert_eq!(ids[0], ids[1]);
     shop.reaches(ids[0], OrderStatus::Confirmed).await;
+    shop.platform.stop().await;
+}
+
+#[tokio::test]
+async fn an_order_placed_with_an_idempotency_key_is_placed_once() {
+    let shop = Shop::open().await;
+    let request = CreateOrderRequest {
+        user_id: 1,
+        product_id: 7,
+        quantity: 1,
+        payment_token: None,
+    };
+    let key = unique("key");
+    let first = shop
+        .orders
+        .create_order(&shop.shopper, Some(&key), &request)
+        .await
+        .unwrap();
+    let again = shop
+        .orders
+        .create_order(&shop.shopper, Some(&key), &request)
+        .await
+        .unwrap();
+    assert_eq!(again.id, first.id);
+    let other = CreateOrderRequest {
+        quantity: 2,
+        ..request.clone()
+    };
+    let reused = shop
+        .orders
+        .create_order(&shop.shopper, Some(&key), &other)
+        .await;
+    assert_eq!(reused.unwrap_err().problem().map(|p| p.status()), Some(422));
+    let keyless = shop
+        .orders
+        .create_order(&shop.shopper, None, &request)
+        .await;
+    assert_ne!(
+        keyless.unwrap().id,
+        first.id,
+        "without a key each request places one"
+    );
+    let graphql_once = "mutation($k: String) { createOrder(input: {userId: \"1\", productId: \"7\", quantity: 1}, idempotencyKey: $k) { id } }";
+    let gql_key = unique("key");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let placed = graphql(
+            &shop,
+            &shop.shopper,
+            graphql_once,
+            serde_json::json!({"k": gql_key}),
+        )
+        .await;
+        ids.push(placed["data"]["createOrder"]["id"].clone());
+    }
+    assert!(ids[0].is_string() && ids[0] == ids[1], "{ids:?}");
     shop.platform.stop().await;
 }

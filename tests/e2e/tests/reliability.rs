@@ -43,6 +43,7 @@ async fn broker_outage_loses_and_duplicates_nothing() {
                 match client
                     .create_order(
                         &shopper,
+                        None,
                         &CreateOrderRequest {
                             user_id: 1 + i % 5,
                             product_id: 1 + i,
@@ -301,6 +302,7 @@ async fn redis_restart_under_load_keeps_the_gateway_and_users_answering() {
     let order = OrdersClient::new(platform.orders_url.clone())
         .create_order(
             &platform.token(1, Role::User),
+            None,
             &CreateOrderRequest {
                 user_id: 1,
                 product_id: 1,

@@ -75,7 +75,7 @@ export interface paths {
         put?: never;
         /**
          * Place an order for an existing user.
-         * @description The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit.
+         * @description The caller orders for themselves (an admin for any existing user). The order is stored with its `order.created` event in one transaction; the notification follows asynchronously. Counts against the caller's rate limit. With an `Idempotency-Key` header a retry answers the same order (another body with the key is 422, one while the first runs 409), as for `POST /api/checkout`.
          */
         post: operations["createOrder"];
         delete?: never;
@@ -1231,7 +1231,10 @@ export interface operations {
     createOrder: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A unique value per order the client places (a UUID), sent again on a retry. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1258,6 +1261,7 @@ export interface operations {
             409: components["responses"]["OrderConflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["KeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];

@@ -165,7 +165,7 @@ impl Running {
             payment_token: None,
         };
         self.client()
-            .create_order(&self.admin, &request)
+            .create_order(&self.admin, None, &request)
             .await
             .unwrap()
     }

@@ -102,6 +102,7 @@ impl Harness {
         self.client
             .create_order(
                 &self.user(user_id),
+                None,
                 &CreateOrderRequest {
                     user_id,
                     product_id,
