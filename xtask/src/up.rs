@@ -21,7 +21,8 @@ use crate::infra::{self, Dependency, addr_of};
 /// copies of the crates they share and rebuild them after every test run.
 pub(crate) fn build_services(release: bool, extra: &[&str]) -> Result<()> {
     let mut cmd = crate::cargo();
-    cmd.args(["build", "--quiet", "--bins"]);
+    // Not quiet: a first build takes minutes, and its progress is the only sign of life.
+    cmd.args(["build", "--bins"]);
     if release {
         cmd.arg("--release");
         // Every service the Stack declares (each binary is named like its package).
