@@ -384,60 +384,58 @@ impl Backends {
         Ok(order)
     }
 
-    /// Places an order for an existing user, then caches it under `order:{id}`.
+    /// Sends a call that writes an order once (a retry by the gateway could apply it twice;
+    /// an idempotency key makes a retry by the client safe), then keeps the order it answers
+    /// as any other read.
+    async fn write_order<F, Fut>(&self, call: F) -> Result<orders::Order, GatewayError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<orders::Order, ClientError>>,
+    {
+        let ticket = self.order_memory.ticket();
+        let order = self.rest(Rest::Orders, WRITE, call).await?;
+        self.remember(ticket, &order).await;
+        Ok(order)
+    }
+
+    /// Places an order. The orders service owns the rules: whose name an order may be placed
+    /// in, and that the user exists (a 400 for one that does not).
     pub async fn create_order(
         &self,
         caller: &Principal,
         idempotency_key: Option<&str>,
         request: orders::CreateOrderRequest,
     ) -> Result<orders::Order, GatewayError> {
-        // The orders service owns the rules: whose name an order may be placed in, and that
-        // the user exists (a 400 for one that does not).
-        let ticket = self.order_memory.ticket();
-        let order = self
-            .rest(Rest::Orders, WRITE, || {
-                self.orders
-                    .create_order(&caller.token, idempotency_key, &request)
-            })
-            .await?;
-        self.remember(ticket, &order).await;
-        Ok(order)
+        self.write_order(|| {
+            self.orders
+                .create_order(&caller.token, idempotency_key, &request)
+        })
+        .await
     }
 
     /// Cancels an order (the orders service decides whether the caller may and whether it
-    /// still can), then keeps the cancelled order as any other read.
+    /// still can).
     pub async fn cancel_order(
         &self,
         caller: &Principal,
         id: i64,
     ) -> Result<orders::Order, GatewayError> {
-        let ticket = self.order_memory.ticket();
-        let order = self
-            .rest(Rest::Orders, WRITE, || {
-                self.orders.cancel_order(&caller.token, id)
-            })
-            .await?;
-        self.remember(ticket, &order).await;
-        Ok(order)
+        self.write_order(|| self.orders.cancel_order(&caller.token, id))
+            .await
     }
 
-    /// Buys `request.user_id`'s cart (sent once: the key makes a retry by the client safe,
-    /// not one by the gateway), then keeps the order as any other read.
+    /// Buys `request.user_id`'s cart.
     pub async fn checkout(
         &self,
         caller: &Principal,
         idempotency_key: &str,
         request: orders::CheckoutRequest,
     ) -> Result<orders::Order, GatewayError> {
-        let ticket = self.order_memory.ticket();
-        let order = self
-            .rest(Rest::Orders, WRITE, || {
-                self.orders
-                    .checkout(&caller.token, idempotency_key, &request)
-            })
-            .await?;
-        self.remember(ticket, &order).await;
-        Ok(order)
+        self.write_order(|| {
+            self.orders
+                .checkout(&caller.token, idempotency_key, &request)
+        })
+        .await
     }
 
     /// Marks an order shipped (the orders service checks the caller is an admin).
@@ -446,14 +444,8 @@ impl Backends {
         caller: &Principal,
         id: i64,
     ) -> Result<orders::Order, GatewayError> {
-        let ticket = self.order_memory.ticket();
-        let order = self
-            .rest(Rest::Orders, WRITE, || {
-                self.orders.ship_order(&caller.token, id)
-            })
-            .await?;
-        self.remember(ticket, &order).await;
-        Ok(order)
+        self.write_order(|| self.orders.ship_order(&caller.token, id))
+            .await
     }
 
     /// `user_id`'s cart (not cached: it changes as the user shops).

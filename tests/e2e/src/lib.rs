@@ -47,6 +47,21 @@ impl Default for PlatformOptions {
     }
 }
 
+/// What the admin puts on sale: `name` at `amount_minor` EUR, with a SKU of its own.
+pub fn product_input(name: &str, amount_minor: i64) -> shopmesh_openapi::catalog::ProductInput {
+    shopmesh_openapi::catalog::ProductInput {
+        sku: shopmesh_testkit::unique("SKU"),
+        name: name.to_owned(),
+        description: None,
+        price: shopmesh_openapi::catalog::Money {
+            amount_minor,
+            currency: "EUR".into(),
+        },
+        active: Some(true),
+        image_url: None,
+    }
+}
+
 /// A running platform.
 pub struct Platform {
     /// The stack it was started from (to start more of it, e.g. another consumer process).
@@ -201,20 +216,10 @@ impl Platform {
 
     /// A product at `amount_minor` EUR with `units` on hand, put on sale by the admin; its id.
     pub async fn put_on_sale(&self, amount_minor: i64, units: i32) -> anyhow::Result<i64> {
-        use shopmesh_openapi::catalog::{CatalogClient, Money, ProductInput, StockAdjustment};
+        use shopmesh_openapi::catalog::{CatalogClient, StockAdjustment};
         let catalog = CatalogClient::new(self.catalog_url.clone());
         let admin = self.token(4, shopmesh_identity::Role::Admin);
-        let input = ProductInput {
-            sku: shopmesh_testkit::unique("SKU"),
-            name: "Mug".into(),
-            description: None,
-            price: Money {
-                amount_minor,
-                currency: "EUR".into(),
-            },
-            active: Some(true),
-            image_url: None,
-        };
+        let input = product_input("Mug", amount_minor);
         let id = catalog.create_product(&admin, &input).await?.id;
         let stock = StockAdjustment {
             delta: units,

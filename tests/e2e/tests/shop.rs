@@ -5,25 +5,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
-use shopmesh_e2e::{Platform, PlatformOptions};
+use shopmesh_e2e::{Platform, PlatformOptions, product_input};
 use shopmesh_identity::Role;
-use shopmesh_openapi::catalog::{CatalogClient, Money, ProductInput};
-use shopmesh_testkit::{self as testkit, authed_http, unique};
-
-/// What the admin puts on sale: `name` at `amount_minor` EUR.
-fn on_sale(name: &str, amount_minor: i64) -> ProductInput {
-    ProductInput {
-        sku: unique("SKU"),
-        name: name.to_owned(),
-        description: None,
-        price: Money {
-            amount_minor,
-            currency: "EUR".into(),
-        },
-        active: Some(true),
-        image_url: None,
-    }
-}
+use shopmesh_openapi::catalog::CatalogClient;
+use shopmesh_testkit::{self as testkit, authed_http};
 
 #[tokio::test]
 async fn an_order_page_loads_each_distinct_product_once() {
@@ -32,7 +17,7 @@ async fn an_order_page_loads_each_distinct_product_once() {
     let admin = platform.token(4, Role::Admin);
     let mut products = Vec::new();
     for name in ["Mug", "Tee"] {
-        let input = on_sale(name, 500);
+        let input = product_input(name, 500);
         products.push(catalog.create_product(&admin, &input).await.unwrap().id);
     }
     let shopper = authed_http(&platform.token(1, Role::User));
@@ -180,7 +165,7 @@ async fn a_cart_shows_todays_prices_and_stock() {
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
     let catalog = CatalogClient::new(platform.catalog_url.clone());
     let admin = platform.token(4, Role::Admin);
-    let mut input = on_sale("Mug", 500);
+    let mut input = product_input("Mug", 500);
     let mug = catalog.create_product(&admin, &input).await.unwrap();
     let adjustment = shopmesh_openapi::catalog::StockAdjustment {
         delta: 3,
