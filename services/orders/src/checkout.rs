@@ -223,7 +223,7 @@ impl ServiceCredential {
     /// Asks the users service at `users_url` as client `client_id` with `secret`.
     pub fn new(users_url: &str, client_id: String, secret: String) -> Self {
         Self {
-            users: UsersClient::new(users_url),
+            users: UsersClient::new(users_url).with_request_hook(crate::traced()),
             credentials: ClientCredentials {
                 client_id,
                 client_secret: secret,
@@ -264,16 +264,9 @@ pub struct Participants {
 impl Participants {
     /// The catalog and payments services at these URLs, called as the orders service.
     pub fn new(catalog_url: &str, payments_url: &str, credential: ServiceCredential) -> Self {
-        let hook = || {
-            shopmesh_openapi::runtime::RequestHook::new(|headers| {
-                headers.extend(shopmesh_common::telemetry::trace_header_map(
-                    &tracing::Span::current(),
-                ));
-            })
-        };
         Self {
-            catalog: CatalogClient::new(catalog_url).with_request_hook(hook()),
-            payments: PaymentsClient::new(payments_url).with_request_hook(hook()),
+            catalog: CatalogClient::new(catalog_url).with_request_hook(crate::traced()),
+            payments: PaymentsClient::new(payments_url).with_request_hook(crate::traced()),
             credential,
         }
     }

@@ -38,6 +38,17 @@ use crate::config::OrdersConfig;
 use crate::events::{OutboxRelay, RelayStatus};
 use crate::store::{MIGRATOR, OrderChanges, OrderStore};
 use crate::users::UserDirectory;
+use shopmesh_openapi::runtime::RequestHook;
+
+/// Adds the current span's trace context to every call a generated client makes, so the
+/// services this one calls continue the request's trace.
+pub fn traced() -> RequestHook {
+    RequestHook::new(|headers| {
+        headers.extend(shopmesh_common::telemetry::trace_header_map(
+            &tracing::Span::current(),
+        ));
+    })
+}
 
 /// The HTTP application: contract routes at `/`, spec at `/openapi.json`, Swagger UI at
 /// `/docs`, health at `/health/live` and `/health/ready`, Prometheus metrics at `/metrics`.

@@ -16,7 +16,7 @@ impl UserDirectory {
     /// Asks the users service at `base_url`.
     pub fn new(base_url: &str) -> Self {
         Self {
-            client: UsersClient::new(base_url),
+            client: UsersClient::new(base_url).with_request_hook(crate::traced()),
         }
     }
 

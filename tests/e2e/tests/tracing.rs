@@ -242,6 +242,41 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
     let users = find(&spans, "users", SpanKind::Server, "GET getUser").unwrap();
     parent_of(&spans, users, "gateway", SpanKind::Client);
 
+    // Trace C: the admin orders for Bob; the orders service confirms Bob with the users
+    // service, and that call continues the request's trace.
+    let trace_c = new_trace_id();
+    let body = graphql(
+        &admin,
+        &platform.gateway_url,
+        &trace_c,
+        r#"mutation { createOrder(input: {userId: "2", productId: "9", quantity: 1}) { id } }"#,
+    )
+    .await;
+    assert!(body["data"]["createOrder"]["id"].is_string(), "{body}");
+    let spans = wait_for_trace(
+        &receiver,
+        &trace_c,
+        &[
+            ("orders", SpanKind::Server, "POST createOrder"),
+            ("orders", SpanKind::Client, "GET /users/{id}"),
+            ("users", SpanKind::Server, "GET getUser"),
+        ],
+    )
+    .await;
+    let confirmed = spans
+        .iter()
+        .filter(|s| s.service == "users" && s.kind == SpanKind::Server)
+        .find(|s| {
+            spans
+                .iter()
+                .any(|p| p.span_id == s.parent_span_id && p.service == "orders")
+        });
+    assert!(
+        confirmed.is_some(),
+        "the orders service's call to users carried the trace:\n{}",
+        describe(&spans)
+    );
+
     // The readiness probes made while starting were not traced.
     let probes: Vec<_> = receiver
         .spans()
