@@ -10,6 +10,7 @@
 //! FILE` writes the Markdown summary and the chart next to the finished report.
 
 mod catalog;
+mod checkout;
 mod cpu;
 mod limits;
 mod proxy;

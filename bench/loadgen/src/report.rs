@@ -116,6 +116,36 @@ fn markdown(r: &Value) -> anyhow::Result<String> {
             writeln!(md, "- {scenario}: {}", busiest.join(", "))?;
         }
     }
+    let checkout = &r["checkout"];
+    if !checkout.is_null() {
+        writeln!(
+            md,
+            "\n## Checkout\n\n{} shoppers in a closed loop, each putting a product in the cart, \
+             checking out with `tok_visa` and waiting for `confirmed` (reserve, authorize, \
+             capture, commit). Latency: from the checkout request to the time of the \
+             `confirmed` transition.\n\n| | per s | p50 ms | p99 ms | failed |\n|---|---|---|---|---|",
+            r["connections"]
+        )?;
+        for (key, name) in [
+            ("raw_order", "raw order transaction (`POST /orders`)"),
+            ("checkout_to_confirmed", "checkout, request to `confirmed`"),
+        ] {
+            let m = &checkout[key];
+            writeln!(
+                md,
+                "| {name} | {:.1} | {:.2} | {:.2} | {} |",
+                f(&m["per_s"]),
+                f(&m["p50_ms"]),
+                f(&m["p99_ms"]),
+                m["failed"]
+            )?;
+        }
+        writeln!(
+            md,
+            "\nConfirmed checkouts per second: {:.3}x the raw order transaction in the same run.",
+            f(&checkout["vs_raw_order"])
+        )?;
+    }
     let hung = &r["redis_hung"];
     writeln!(
         md,

@@ -372,6 +372,16 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
     )
     .await?;
 
+    let checkout = {
+        let products = crate::checkout::products(&t.catalog.catalog, &c.admin.token).await?;
+        let mut shoppers = Vec::new();
+        for i in 0..CONNECTIONS {
+            let email = format!("checkout-{}-{i}@example.com", std::process::id());
+            shoppers.push(new_shopper(&t.gateway, &email).await?);
+        }
+        crate::checkout::measure(&t.orders, &shoppers, &products, measure).await?
+    };
+
     println!("bench: the gateway's order(id) while Redis hangs");
     redis.hang();
     let hung = wrk(&t.gateway, &r.order_cached, CONNECTIONS, measure).await?;
@@ -432,6 +442,7 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
 
     print_table(&table);
     crate::catalog::print(&catalog);
+    crate::checkout::print(&checkout);
     for (scenario, used) in &cpu_by_scenario {
         let busiest: Vec<String> = used
             .as_array()
@@ -517,6 +528,7 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
         "connections": CONNECTIONS,
         "scenarios": table,
         "catalog": catalog,
+        "checkout": checkout,
         "cpu_by_scenario": cpu_by_scenario,
         "redis_hung": outage,
         "curves": curves,

@@ -1,0 +1,259 @@
+//! Checkout, end to end: shoppers each put a product in the cart, check out with `tok_visa`
+//! and wait for the order to be `confirmed`, over and over. Reported: confirmed checkouts per
+//! second and p50/p99 from the checkout request to the moment the order was confirmed (the
+//! time of that transition in the order's timeline: the same clock), against the raw order
+//! transaction (`POST /orders` without a payment, same shoppers, same concurrency) measured
+//! in the same run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+use crate::Session;
+
+/// Products the shoppers spread over (stock enough for the whole run on each).
+const PRODUCTS: usize = 50;
+
+/// What one closed-loop run measured.
+struct Run {
+    done: u64,
+    failed: u64,
+    seconds: f64,
+    latency: Histogram<u64>,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        let ms = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        json!({
+            "per_s": self.done as f64 / self.seconds,
+            "done": self.done,
+            "failed": self.failed,
+            "p50_ms": ms(0.5),
+            "p99_ms": ms(0.99),
+        })
+    }
+}
+
+/// Runs `one` by every shopper in a loop for `duration`; `one` returns the latency it
+/// measured, or `None` for a failure.
+async fn closed_loop<F, Fut>(shoppers: &[(i64, Session)], duration: Duration, one: F) -> Run
+where
+    F: Fn(i64, Session, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Option<Duration>> + Send,
+{
+    let one = Arc::new(one);
+    let totals = Arc::new(Mutex::new((
+        Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
+        0u64,
+        0u64,
+    )));
+    let start = Instant::now();
+    let end = start + duration;
+    let workers: Vec<_> = shoppers
+        .iter()
+        .map(|(user, session)| {
+            let (one, totals, user, session) =
+                (one.clone(), totals.clone(), *user, session.clone());
+            tokio::spawn(async move {
+                let mut i = 0u64;
+                while Instant::now() < end {
+                    let outcome = one(user, session.clone(), i).await;
+                    i += 1;
+                    let mut t = totals.lock().await;
+                    match outcome {
+                        Some(latency) => {
+                            let _ = t.0.record(latency.as_micros().max(1) as u64);
+                            t.1 += 1;
+                        }
+                        None => t.2 += 1,
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let (latency, done, failed) = Arc::try_unwrap(totals)
+        .map(|m| m.into_inner())
+        .unwrap_or_else(|_| unreachable!("every worker has finished"));
+    Run {
+        done,
+        failed,
+        seconds,
+        latency,
+    }
+}
+
+/// One checkout by `user`, from the request to `confirmed`.
+async fn check_out(orders: &str, user: i64, session: &Session, product: i64) -> Option<Duration> {
+    let http = &session.http;
+    http.put(format!("{orders}/carts/{user}/lines/{product}"))
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?;
+    let asked = chrono::Utc::now();
+    let order: Value = http
+        .post(format!("{orders}/checkouts"))
+        .header("idempotency-key", uuid_like())
+        .json(&json!({"userId": user, "paymentToken": "tok_visa"}))
+        .send()
+        .await
+        .ok()?
+        .error_for_status()
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    let id = order["id"].as_i64()?;
+    let waited = Instant::now();
+    while waited.elapsed() < Duration::from_secs(60) {
+        let timeline: Value = http
+            .get(format!("{orders}/orders/{id}/timeline"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let items = timeline["items"].as_array()?;
+        if let Some(confirmed) = items.iter().find(|t| t["to"] == "confirmed") {
+            let at: chrono::DateTime<chrono::Utc> = confirmed["at"].as_str()?.parse().ok()?;
+            return (at - asked)
+                .to_std()
+                .ok()
+                .or(Some(Duration::from_micros(1)));
+        }
+        if items
+            .iter()
+            .any(|t| matches!(t["to"].as_str(), Some("rejected" | "cancelled" | "expired")))
+        {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "bench-{}-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_micros(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Measures checkouts against the raw order transaction; `products` are on sale with stock.
+pub async fn measure(
+    orders: &str,
+    shoppers: &[(i64, Session)],
+    products: &[i64],
+    duration: Duration,
+) -> anyhow::Result<Value> {
+    anyhow::ensure!(!products.is_empty(), "no products to check out");
+    let products: Arc<Vec<i64>> = Arc::new(products.to_vec());
+    println!(
+        "bench: raw order transaction (POST /orders), {} shoppers",
+        shoppers.len()
+    );
+    let (url, list) = (orders.to_owned(), products.clone());
+    let raw = closed_loop(shoppers, duration, move |user, session, i| {
+        let (url, list) = (url.clone(), list.clone());
+        async move {
+            let t = Instant::now();
+            let body =
+                json!({"userId": user, "productId": list[i as usize % list.len()], "quantity": 1});
+            let resp = session
+                .http
+                .post(format!("{url}/orders"))
+                .json(&body)
+                .send()
+                .await
+                .ok()?;
+            resp.status().is_success().then(|| t.elapsed())
+        }
+    })
+    .await;
+    println!("bench: checkout to confirmed, {} shoppers", shoppers.len());
+    let (url, list) = (orders.to_owned(), products.clone());
+    let checkout = closed_loop(shoppers, duration, move |user, session, i| {
+        let (url, list) = (url.clone(), list.clone());
+        async move {
+            let product = list[(user as usize + i as usize) % list.len()];
+            check_out(&url, user, &session, product).await
+        }
+    })
+    .await;
+    let raw_rate = raw.done as f64 / raw.seconds;
+    let checkout_rate = checkout.done as f64 / checkout.seconds;
+    Ok(json!({
+        "raw_order": raw.json(),
+        "checkout_to_confirmed": checkout.json(),
+        "vs_raw_order": checkout_rate / raw_rate.max(0.001),
+    }))
+}
+
+/// Puts `PRODUCTS` products on sale with a million units each; their ids.
+pub async fn products(catalog: &str, admin_token: &str) -> anyhow::Result<Vec<i64>> {
+    let http = reqwest::Client::new();
+    let bearer = format!("Bearer {admin_token}");
+    let mut ids = Vec::new();
+    for i in 0..PRODUCTS {
+        let product: Value = http
+            .post(format!("{catalog}/products"))
+            .header("authorization", &bearer)
+            .json(&json!({
+                "sku": format!("CHECKOUT-{}-{i}", std::process::id()),
+                "name": format!("Checkout product {i}"),
+                "price": {"amountMinor": 500 + i as i64, "currency": "EUR"},
+                "active": true
+            }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let id = product["id"]
+            .as_i64()
+            .ok_or_else(|| anyhow::anyhow!("no id in {product}"))?;
+        http.post(format!("{catalog}/products/{id}/stock-adjustments"))
+            .header("authorization", &bearer)
+            .json(&json!({"delta": 1_000_000, "reason": "bench"}))
+            .send()
+            .await?
+            .error_for_status()?;
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// Prints the figures.
+pub fn print(figures: &Value) {
+    let f = |v: &Value| v.as_f64().unwrap_or(0.0);
+    println!("\ncheckout (orchestrated saga: reserve, authorize, capture, commit)");
+    for key in ["raw_order", "checkout_to_confirmed"] {
+        let m = &figures[key];
+        println!(
+            "  {key:<22} {:>8.1} /s  p50 {:>8.2} ms  p99 {:>8.2} ms  failed {}",
+            f(&m["per_s"]),
+            f(&m["p50_ms"]),
+            f(&m["p99_ms"]),
+            m["failed"]
+        );
+    }
+    println!(
+        "  checkouts confirmed per second: {:.3}x the raw order transaction",
+        f(&figures["vs_raw_order"])
+    );
+}
