@@ -26,7 +26,7 @@ use shopmesh_openapi::payments::{AuthorizationRequest, Money, PaymentStatus, Pay
 use shopmesh_openapi::runtime::ClientError;
 use shopmesh_openapi::users::{ClientCredentials, UsersClient};
 use sqlx::{MySql, MySqlPool, Transaction};
-use tokio::sync::{Mutex, Notify, Semaphore};
+use tokio::sync::{Mutex, Semaphore};
 
 use crate::config::SagaConfig;
 use crate::error::OrdersError;
@@ -177,17 +177,6 @@ impl SagaStore {
             .await?;
         Ok(())
     }
-
-    /// Sagas with work left: `(due now, total)`.
-    pub async fn backlog(&self) -> Result<(i64, i64), sqlx::Error> {
-        let (due, total): (Option<i64>, i64) = sqlx::query_as(
-            "SELECT CAST(SUM(due_at <= UTC_TIMESTAMP(6)) AS SIGNED), COUNT(*) \
-             FROM checkout_sagas WHERE done = FALSE",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok((due.unwrap_or(0), total))
-    }
 }
 
 async fn hold<'e>(
@@ -319,9 +308,9 @@ enum Next {
     Done,
 }
 
-/// Drives the sagas: a loop that takes due ones, and [`CheckoutSaga::nudge`] for one that
-/// has just become due in this process (a checkout, a cancellation), so it does not wait for
-/// the poll.
+/// Drives the sagas: a loop that takes due ones every poll, and [`CheckoutSaga::nudge`] for
+/// one that has just become due in this process (a checkout, a cancellation), so it does not
+/// wait for the poll.
 #[derive(Clone)]
 pub struct CheckoutSaga {
     inner: Arc<SagaInner>,
@@ -332,7 +321,6 @@ struct SagaInner {
     sagas: SagaStore,
     participants: Participants,
     config: SagaConfig,
-    wake: Notify,
     running: Arc<Semaphore>,
 }
 
@@ -347,7 +335,6 @@ impl CheckoutSaga {
                 sagas,
                 participants,
                 config,
-                wake: Notify::new(),
                 running,
             }),
         }
@@ -396,11 +383,6 @@ impl CheckoutSaga {
         self.inner.config.timeout
     }
 
-    /// The saga rows.
-    pub fn sagas(&self) -> &SagaStore {
-        &self.inner.sagas
-    }
-
     /// Runs order `order_id`'s saga now in this process, unless a runner holds it.
     pub fn nudge(&self, order_id: i64) {
         let saga = self.clone();
@@ -421,7 +403,8 @@ impl CheckoutSaga {
         });
     }
 
-    /// Takes due sagas until `shutdown`, every poll interval or when woken.
+    /// Takes due sagas every poll interval until `shutdown` (at once again while a whole batch
+    /// was due).
     pub async fn run(self, shutdown: Shutdown) {
         let config = &self.inner.config;
         let mut backoff = Backoff::new(config.retry_min, config.retry_max);
@@ -458,7 +441,6 @@ impl CheckoutSaga {
             };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = self.inner.wake.notified() => {}
                 _ = shutdown.wait() => return,
             }
         }
@@ -754,11 +736,6 @@ impl CheckoutSaga {
             Err(o) => return later(o),
         }
         Next::Done
-    }
-
-    /// Wakes the loop (a test, or a process that knows sagas are due).
-    pub fn wake(&self) {
-        self.inner.wake.notify_one();
     }
 }
 
