@@ -383,10 +383,12 @@ impl CheckoutSaga {
         self.inner.config.timeout
     }
 
-    /// Runs order `order_id`'s saga now in this process, unless a runner holds it.
+    /// Runs order `order_id`'s saga now in this process, unless a runner holds it; its steps
+    /// continue the current request's trace (their timeline entries carry its trace id).
     pub fn nudge(&self, order_id: i64) {
         let saga = self.clone();
-        tokio::spawn(async move {
+        let span = tracing::info_span!("checkout saga", order_id);
+        let nudged = async move {
             let Ok(_permit) = saga.inner.running.clone().acquire_owned().await else {
                 return;
             };
@@ -400,7 +402,8 @@ impl CheckoutSaga {
                 Ok(false) => {}
                 Err(e) => tracing::warn!(order_id, error = %e, "could not take a saga"),
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(nudged, span));
     }
 
     /// Takes due sagas every poll interval until `shutdown` (at once again while a whole batch
@@ -427,10 +430,14 @@ impl CheckoutSaga {
                             return;
                         };
                         let saga = self.clone();
-                        tokio::spawn(async move {
+                        // A saga taken from the table starts a trace of its own.
+                        let span =
+                            tracing::info_span!(parent: None, "checkout saga", order_id = id);
+                        let driven = async move {
                             saga.drive(id).await;
                             drop(permit);
-                        });
+                        };
+                        tokio::spawn(tracing::Instrument::instrument(driven, span));
                     }
                     if full { Duration::ZERO } else { config.poll }
                 }

@@ -277,6 +277,97 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
         describe(&spans)
     );
 
+    // Trace D: a checkout. Its saga's steps continue the request's trace: the calls to the
+    // catalog and payments are in it, and so is every transition the timeline shows.
+    let catalog = shopmesh_openapi::catalog::CatalogClient::new(
+        platform.stack.url(shopmesh_testkit::Service::Catalog),
+    );
+    let admin_token = shopmesh_testkit::token(&platform.stack, 4, shopmesh_identity::Role::Admin);
+    let product = catalog
+        .create_product(
+            &admin_token,
+            &shopmesh_e2e::product_input("Traced mug", 900),
+        )
+        .await
+        .unwrap()
+        .id;
+    let stock = shopmesh_openapi::catalog::StockAdjustment {
+        delta: 3,
+        reason: "traced".into(),
+    };
+    catalog
+        .adjust_stock(&admin_token, product, &stock)
+        .await
+        .unwrap();
+    let put = http
+        .put(format!(
+            "{}/api/users/1/cart/lines/{product}",
+            platform.gateway_url
+        ))
+        .json(&json!({"quantity": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let trace_d = new_trace_id();
+    let body = graphql(
+        &http,
+        &platform.gateway_url,
+        &trace_d,
+        &format!(
+            r#"mutation {{ checkout(paymentToken: "tok_visa", idempotencyKey: "{}") {{ id }} }}"#,
+            uuid::Uuid::new_v4()
+        ),
+    )
+    .await;
+    let order_id = body["data"]["checkout"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{body}"))
+        .to_owned();
+    wait_for_trace(
+        &receiver,
+        &trace_d,
+        &[
+            ("orders", SpanKind::Server, "POST checkout"),
+            ("catalog", SpanKind::Server, "reserveStock"),
+            ("payments", SpanKind::Server, "authorizePayment"),
+            ("catalog", SpanKind::Server, "commitReservation"),
+        ],
+    )
+    .await;
+    let timeline: Value = http
+        .get(format!(
+            "{}/api/orders/{order_id}/timeline",
+            platform.gateway_url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let traced: Vec<_> = timeline["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["to"].as_str().unwrap_or(""),
+                t["traceId"].as_str() == Some(&trace_d),
+            )
+        })
+        .collect();
+    assert_eq!(
+        traced,
+        [
+            ("pending", true),
+            ("stock_reserved", true),
+            ("paid", true),
+            ("confirmed", true)
+        ],
+        "{timeline}"
+    );
+
     // The readiness probes made while starting were not traced.
     let probes: Vec<_> = receiver
         .spans()
