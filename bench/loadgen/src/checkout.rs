@@ -116,15 +116,15 @@ async fn check_out(orders: &str, user: i64, session: &Session, product: i64) -> 
     let id = order["id"].as_i64()?;
     let waited = Instant::now();
     while waited.elapsed() < Duration::from_secs(60) {
-        let timeline: Value = http
-            .get(format!("{orders}/orders/{id}/timeline"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        let items = timeline["items"].as_array()?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A poll that fails (the service busy answering the shoppers' own polls) is not the
+        // checkout's failure: the order's timeline says how it ended.
+        let Some(timeline) = poll_timeline(http, orders, id).await else {
+            continue;
+        };
+        let Some(items) = timeline["items"].as_array() else {
+            continue;
+        };
         if let Some(confirmed) = items.iter().find(|t| t["to"] == "confirmed") {
             let at: chrono::DateTime<chrono::Utc> = confirmed["at"].as_str()?.parse().ok()?;
             return (at - asked)
@@ -138,9 +138,17 @@ async fn check_out(orders: &str, user: i64, session: &Session, product: i64) -> 
         {
             return None;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     None
+}
+
+async fn poll_timeline(http: &reqwest::Client, orders: &str, id: i64) -> Option<Value> {
+    let resp = http
+        .get(format!("{orders}/orders/{id}/timeline"))
+        .send()
+        .await
+        .ok()?;
+    resp.error_for_status().ok()?.json().await.ok()
 }
 
 fn uuid_like() -> String {
