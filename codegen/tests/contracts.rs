@@ -239,6 +239,7 @@ impl shopmesh_openapi::orders::OrdersApi for Unavailable {
 impl shopmesh_openapi::users::UsersApi for Unavailable {
     async fn create_user(
         &self,
+        _: Option<String>,
         _: shopmesh_openapi::users::NewUser,
     ) -> Result<shopmesh_openapi::users::User, Problem> {
         unavailable()

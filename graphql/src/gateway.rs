@@ -259,15 +259,17 @@ impl Mutation {
         let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
         resolvers(ctx)?.mutation_ship_order(ctx, principal, id).await
     }
-    /// Register a user; the email must not be taken.
+    /// Register a user; the email must not be taken. With an `idempotencyKey` (a UUID per sign-up, sent again on a retry) a retry answers the same user.
     #[graphql(name = "createUser")]
     async fn create_user(
         &self,
         ctx: &async_graphql::Context<'_>,
         #[graphql(name = "input")]
         input: CreateUserInput,
+        #[graphql(name = "idempotencyKey")]
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<User> {
-        resolvers(ctx)?.mutation_create_user(ctx, input).await
+        resolvers(ctx)?.mutation_create_user(ctx, input, idempotency_key).await
     }
     /// Log in with an email and a password.
     #[graphql(name = "login")]
@@ -836,6 +838,7 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         &self,
         ctx: &async_graphql::Context<'_>,
         input: CreateUserInput,
+        idempotency_key: Option<String>,
     ) -> Result<User, Self::Error>;
     /// Resolves `Mutation.login`.
     async fn mutation_login(
@@ -1003,6 +1006,7 @@ trait Resolve: Send + Sync + 'static {
         &self,
         ctx: &async_graphql::Context<'_>,
         input: CreateUserInput,
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<User>;
     async fn mutation_login(
         &self,
@@ -1248,8 +1252,9 @@ impl<R: GatewayResolvers> Resolve for R {
         &self,
         ctx: &async_graphql::Context<'_>,
         input: CreateUserInput,
+        idempotency_key: Option<String>,
     ) -> async_graphql::Result<User> {
-        GatewayResolvers::mutation_create_user(self, ctx, input)
+        GatewayResolvers::mutation_create_user(self, ctx, input, idempotency_key)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }

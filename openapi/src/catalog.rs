@@ -340,6 +340,9 @@ pub enum CreateProductResponse {
     /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
     #[oai(status = 409u16, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another request body.
+    #[oai(status = 422u16, content_type = "application/problem+json")]
+    UnprocessableEntity(Json<Problem>),
     /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -355,13 +358,22 @@ pub enum CreateProductResponse {
 }
 #[cfg(feature = "server")]
 fn create_product_bad_request(err: poem::Error) -> CreateProductResponse {
-    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "Idempotency-Key",
+                place: "header",
+                kind: "a string",
+            },
+        ],
+    );
     Problem::new(err.status().as_u16(), detail).into()
 }
 impl CreateProductResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 401u16, 403u16, 409u16, 413u16, 415u16, 500u16, 503u16,
+        400u16, 401u16, 403u16, 409u16, 422u16, 413u16, 415u16, 500u16, 503u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -371,6 +383,7 @@ impl CreateProductResponse {
             Self::Unauthorized(_) => 401u16,
             Self::Forbidden(_) => 403u16,
             Self::Conflict(_) => 409u16,
+            Self::UnprocessableEntity(_) => 422u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::InternalServerError(_) => 500u16,
@@ -391,6 +404,7 @@ impl From<Problem> for CreateProductResponse {
             401u16 => Self::Unauthorized(Json(problem)),
             403u16 => Self::Forbidden(Json(problem)),
             409u16 => Self::Conflict(Json(problem)),
+            422u16 => Self::UnprocessableEntity(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
@@ -422,6 +436,12 @@ pub enum ImportProductsResponse {
     /// The token is valid but its holder may not do this (an admin operation, or one for the platform's services).
     #[oai(status = 403u16, content_type = "application/problem+json")]
     Forbidden(Json<Problem>),
+    /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
+    #[oai(status = 409u16, content_type = "application/problem+json")]
+    Conflict(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another request body.
+    #[oai(status = 422u16, content_type = "application/problem+json")]
+    UnprocessableEntity(Json<Problem>),
     /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -437,13 +457,22 @@ pub enum ImportProductsResponse {
 }
 #[cfg(feature = "server")]
 fn import_products_bad_request(err: poem::Error) -> ImportProductsResponse {
-    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "Idempotency-Key",
+                place: "header",
+                kind: "a string",
+            },
+        ],
+    );
     Problem::new(err.status().as_u16(), detail).into()
 }
 impl ImportProductsResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 401u16, 403u16, 413u16, 415u16, 500u16, 503u16,
+        400u16, 401u16, 403u16, 409u16, 422u16, 413u16, 415u16, 500u16, 503u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -452,6 +481,8 @@ impl ImportProductsResponse {
             Self::BadRequest(_) => 400u16,
             Self::Unauthorized(_) => 401u16,
             Self::Forbidden(_) => 403u16,
+            Self::Conflict(_) => 409u16,
+            Self::UnprocessableEntity(_) => 422u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::InternalServerError(_) => 500u16,
@@ -471,6 +502,8 @@ impl From<Problem> for ImportProductsResponse {
             400u16 => Self::BadRequest(Json(problem)),
             401u16 => Self::Unauthorized(Json(problem)),
             403u16 => Self::Forbidden(Json(problem)),
+            409u16 => Self::Conflict(Json(problem)),
+            422u16 => Self::UnprocessableEntity(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
@@ -754,6 +787,9 @@ pub enum AdjustStockResponse {
     /// The request conflicts with the current state (a SKU taken, not enough stock, a reservation already settled).
     #[oai(status = 409u16, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another request body.
+    #[oai(status = 422u16, content_type = "application/problem+json")]
+    UnprocessableEntity(Json<Problem>),
     /// The body is larger than the service accepts (64 KiB; 4 MiB for an import).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -777,6 +813,11 @@ fn adjust_stock_bad_request(err: poem::Error) -> AdjustStockResponse {
                 place: "path parameter",
                 kind: "an integer",
             },
+            crate::runtime::ParamInfo {
+                name: "Idempotency-Key",
+                place: "header",
+                kind: "a string",
+            },
         ],
     );
     Problem::new(err.status().as_u16(), detail).into()
@@ -784,7 +825,7 @@ fn adjust_stock_bad_request(err: poem::Error) -> AdjustStockResponse {
 impl AdjustStockResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 401u16, 403u16, 404u16, 409u16, 413u16, 415u16, 500u16, 503u16,
+        400u16, 401u16, 403u16, 404u16, 409u16, 422u16, 413u16, 415u16, 500u16, 503u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -795,6 +836,7 @@ impl AdjustStockResponse {
             Self::Forbidden(_) => 403u16,
             Self::NotFound(_) => 404u16,
             Self::Conflict(_) => 409u16,
+            Self::UnprocessableEntity(_) => 422u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::InternalServerError(_) => 500u16,
@@ -816,6 +858,7 @@ impl From<Problem> for AdjustStockResponse {
             403u16 => Self::Forbidden(Json(problem)),
             404u16 => Self::NotFound(Json(problem)),
             409u16 => Self::Conflict(Json(problem)),
+            422u16 => Self::UnprocessableEntity(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
             503u16 => Self::ServiceUnavailable(Json(problem)),
@@ -1315,18 +1358,20 @@ pub trait CatalogApi: Send + Sync + 'static {
     ) -> Result<ProductPage, Problem>;
     /// Add a product (admin).
     ///
-    /// Its stock starts at 0; add units with a stock adjustment.
+    /// Its stock starts at 0; add units with a stock adjustment. With an `Idempotency-Key` header a retry answers the stored product without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours.
     async fn create_product(
         &self,
         principal: shopmesh_identity::Principal,
+        idempotency_key: Option<String>,
         body: ProductInput,
     ) -> Result<Product, Problem>;
     /// Create or update products from CSV (admin); all rows or none.
     ///
-    /// `csv` holds a header row and up to 10,000 product rows with the columns `sku`, `name`, `description`, `price_minor`, `currency`, `active`, `image_url` (RFC 4180 quoting; `description`, `active` and `image_url` may be empty). Every row is checked exactly as `ProductInput` is, and its currency as `createProduct` checks it; a SKU that exists is updated. When any row is rejected nothing is written and `rejected` says which rows and why. Stock is not imported; add it with stock adjustments.
+    /// `csv` holds a header row and up to 10,000 product rows with the columns `sku`, `name`, `description`, `price_minor`, `currency`, `active`, `image_url` (RFC 4180 quoting; `description`, `active` and `image_url` may be empty). Every row is checked exactly as `ProductInput` is, and its currency as `createProduct` checks it; a SKU that exists is updated. When any row is rejected nothing is written and `rejected` says which rows and why. Stock is not imported; add it with stock adjustments. With an `Idempotency-Key` header a retry answers the stored report without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours.
     async fn import_products(
         &self,
         principal: shopmesh_identity::Principal,
+        idempotency_key: Option<String>,
         body: ProductImport,
     ) -> Result<ImportReport, Problem>;
     /// One product, active or not.
@@ -1348,11 +1393,12 @@ pub trait CatalogApi: Send + Sync + 'static {
     async fn get_product_by_sku(&self, sku: String) -> Result<Product, Problem>;
     /// Add or remove units on hand (admin), recorded in the stock ledger.
     ///
-    /// A removal that would leave fewer units on hand than are reserved is refused with 409.
+    /// A removal that would leave fewer units on hand than are reserved is refused with 409. With an `Idempotency-Key` header a retry answers the stored stock without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours.
     async fn adjust_stock(
         &self,
         principal: shopmesh_identity::Principal,
         id: i64,
+        idempotency_key: Option<String>,
         body: StockAdjustment,
     ) -> Result<Stock, Problem>;
     /// An order's reservation (admin).
@@ -1454,6 +1500,7 @@ impl CatalogApi for Unimplemented {
     async fn create_product(
         &self,
         principal: shopmesh_identity::Principal,
+        idempotency_key: Option<String>,
         body: ProductInput,
     ) -> Result<Product, Problem> {
         Err(Problem::new(501, "not implemented"))
@@ -1461,6 +1508,7 @@ impl CatalogApi for Unimplemented {
     async fn import_products(
         &self,
         principal: shopmesh_identity::Principal,
+        idempotency_key: Option<String>,
         body: ProductImport,
     ) -> Result<ImportReport, Problem> {
         Err(Problem::new(501, "not implemented"))
@@ -1483,6 +1531,7 @@ impl CatalogApi for Unimplemented {
         &self,
         principal: shopmesh_identity::Principal,
         id: i64,
+        idempotency_key: Option<String>,
         body: StockAdjustment,
     ) -> Result<Stock, Problem> {
         Err(Problem::new(501, "not implemented"))
@@ -1556,7 +1605,7 @@ impl CatalogEndpoints {
     }
     /// Add a product (admin).
     ///
-    /// Its stock starts at 0; add units with a stock adjustment.
+    /// Its stock starts at 0; add units with a stock adjustment. With an `Idempotency-Key` header a retry answers the stored product without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours.
     #[oai(
         path = "/products",
         method = "post",
@@ -1566,16 +1615,22 @@ impl CatalogEndpoints {
     async fn create_product(
         &self,
         auth: BearerAuth,
+        /// A unique value per product created (a UUID), sent again on a retry.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1usize, max_length = 255usize)
+        )]
+        idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: crate::runtime::ContractJson<ProductInput>,
     ) -> CreateProductResponse {
         if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
             return Problem::new(403, forbidden.0).into();
         }
-        self.api.create_product(auth.0, body.0).await.into()
+        self.api.create_product(auth.0, idempotency_key.0, body.0).await.into()
     }
     /// Create or update products from CSV (admin); all rows or none.
     ///
-    /// `csv` holds a header row and up to 10,000 product rows with the columns `sku`, `name`, `description`, `price_minor`, `currency`, `active`, `image_url` (RFC 4180 quoting; `description`, `active` and `image_url` may be empty). Every row is checked exactly as `ProductInput` is, and its currency as `createProduct` checks it; a SKU that exists is updated. When any row is rejected nothing is written and `rejected` says which rows and why. Stock is not imported; add it with stock adjustments.
+    /// `csv` holds a header row and up to 10,000 product rows with the columns `sku`, `name`, `description`, `price_minor`, `currency`, `active`, `image_url` (RFC 4180 quoting; `description`, `active` and `image_url` may be empty). Every row is checked exactly as `ProductInput` is, and its currency as `createProduct` checks it; a SKU that exists is updated. When any row is rejected nothing is written and `rejected` says which rows and why. Stock is not imported; add it with stock adjustments. With an `Idempotency-Key` header a retry answers the stored report without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours.
     #[oai(
         path = "/products/import",
         method = "post",
@@ -1585,12 +1640,18 @@ impl CatalogEndpoints {
     async fn import_products(
         &self,
         auth: BearerAuth,
+        /// A unique value per import (a UUID), sent again on a retry.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1usize, max_length = 255usize)
+        )]
+        idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: crate::runtime::ContractJson<ProductImport>,
     ) -> ImportProductsResponse {
         if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
             return Problem::new(403, forbidden.0).into();
         }
-        self.api.import_products(auth.0, body.0).await.into()
+        self.api.import_products(auth.0, idempotency_key.0, body.0).await.into()
     }
     /// One product, active or not.
     ///
@@ -1650,7 +1711,7 @@ impl CatalogEndpoints {
     }
     /// Add or remove units on hand (admin), recorded in the stock ledger.
     ///
-    /// A removal that would leave fewer units on hand than are reserved is refused with 409.
+    /// A removal that would leave fewer units on hand than are reserved is refused with 409. With an `Idempotency-Key` header a retry answers the stored stock without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours.
     #[oai(
         path = "/products/:id/stock-adjustments",
         method = "post",
@@ -1663,12 +1724,18 @@ impl CatalogEndpoints {
         /// Product id.
         #[oai(name = "id", validator(minimum(value = "1")))]
         id: poem_openapi::param::Path<i64>,
+        /// A unique value per adjustment (a UUID), sent again on a retry, so the units are added once.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1usize, max_length = 255usize)
+        )]
+        idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: crate::runtime::ContractJson<StockAdjustment>,
     ) -> AdjustStockResponse {
         if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
             return Problem::new(403, forbidden.0).into();
         }
-        self.api.adjust_stock(auth.0, id.0, body.0).await.into()
+        self.api.adjust_stock(auth.0, id.0, idempotency_key.0, body.0).await.into()
     }
     /// An order's reservation (admin).
     ///
@@ -1865,6 +1932,7 @@ impl CatalogClient {
     pub async fn create_product(
         &self,
         token: &shopmesh_identity::AccessToken,
+        idempotency_key: Option<&str>,
         body: &ProductInput,
     ) -> Result<Product, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -1883,6 +1951,10 @@ impl CatalogClient {
             .headers(headers)
             .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
+        let request = match idempotency_key {
+            Some(v) => request.header("Idempotency-Key", v),
+            None => request,
+        };
         let call = async move {
             let response = request
                 .send()
@@ -1902,6 +1974,7 @@ impl CatalogClient {
     pub async fn import_products(
         &self,
         token: &shopmesh_identity::AccessToken,
+        idempotency_key: Option<&str>,
         body: &ProductImport,
     ) -> Result<ImportReport, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -1920,6 +1993,10 @@ impl CatalogClient {
             .headers(headers)
             .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
+        let request = match idempotency_key {
+            Some(v) => request.header("Idempotency-Key", v),
+            None => request,
+        };
         let call = async move {
             let response = request
                 .send()
@@ -2048,6 +2125,7 @@ impl CatalogClient {
         &self,
         token: &shopmesh_identity::AccessToken,
         id: i64,
+        idempotency_key: Option<&str>,
         body: &StockAdjustment,
     ) -> Result<Stock, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -2066,6 +2144,10 @@ impl CatalogClient {
             .headers(headers)
             .bearer_auth(token.expose())
             .json(&poem_openapi::types::ToJSON::to_json(body));
+        let request = match idempotency_key {
+            Some(v) => request.header("Idempotency-Key", v),
+            None => request,
+        };
         let call = async move {
             let response = request
                 .send()

@@ -2362,6 +2362,9 @@ pub enum CreateUserResponse {
     /// Another user already has this email.
     #[oai(status = 409u16, content_type = "application/problem+json")]
     Conflict(Json<Problem>),
+    /// The `Idempotency-Key` was used before with another request body.
+    #[oai(status = 422u16, content_type = "application/problem+json")]
+    UnprocessableEntity(Json<Problem>),
     /// The body is larger than the gateway accepts (64 KiB).
     #[oai(status = 413u16, content_type = "application/problem+json")]
     PayloadTooLarge(Json<Problem>),
@@ -2401,13 +2404,22 @@ pub enum CreateUserResponse {
 }
 #[cfg(feature = "server")]
 fn create_user_bad_request(err: poem::Error) -> CreateUserResponse {
-    let detail = crate::runtime::bad_request_detail(&err, &[]);
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "Idempotency-Key",
+                place: "header",
+                kind: "a string",
+            },
+        ],
+    );
     Problem::new(err.status().as_u16(), detail).into()
 }
 impl CreateUserResponse {
     /// The error statuses this operation documents, each with a problem body.
     pub const PROBLEM_STATUSES: &'static [u16] = &[
-        400u16, 409u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
+        400u16, 409u16, 422u16, 413u16, 415u16, 429u16, 500u16, 503u16, 504u16,
     ];
     /// The HTTP status of this response.
     pub fn status(&self) -> u16 {
@@ -2415,6 +2427,7 @@ impl CreateUserResponse {
             Self::Created(_) => 201u16,
             Self::BadRequest(_) => 400u16,
             Self::Conflict(_) => 409u16,
+            Self::UnprocessableEntity(_) => 422u16,
             Self::PayloadTooLarge(_) => 413u16,
             Self::UnsupportedMediaType(_) => 415u16,
             Self::TooManyRequests(_) => 429u16,
@@ -2435,6 +2448,7 @@ impl From<Problem> for CreateUserResponse {
         match problem.status() {
             400u16 => Self::BadRequest(Json(problem)),
             409u16 => Self::Conflict(Json(problem)),
+            422u16 => Self::UnprocessableEntity(Json(problem)),
             413u16 => Self::PayloadTooLarge(Json(problem)),
             415u16 => Self::UnsupportedMediaType(Json(problem)),
             429u16 => Self::TooManyRequests(Json(problem)),
@@ -3179,8 +3193,12 @@ pub trait GatewayApi: Send + Sync + 'static {
     ) -> Result<OrderPage, Problem>;
     /// Register a user.
     ///
-    /// Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned.
-    async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem>;
+    /// Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned. With an `Idempotency-Key` header a retry answers the stored user without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours. The key's fingerprint covers the name and email, never the password.
+    async fn create_user(
+        &self,
+        idempotency_key: Option<String>,
+        body: CreateUserRequest,
+    ) -> Result<User, Problem>;
     /// One user.
     ///
     /// A user may read their own record, an admin anyone's.
@@ -3371,7 +3389,11 @@ impl GatewayApi for Unimplemented {
     ) -> Result<OrderPage, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
-    async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem> {
+    async fn create_user(
+        &self,
+        idempotency_key: Option<String>,
+        body: CreateUserRequest,
+    ) -> Result<User, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn get_user(
@@ -3747,7 +3769,7 @@ impl GatewayEndpoints {
     }
     /// Register a user.
     ///
-    /// Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned.
+    /// Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned. With an `Idempotency-Key` header a retry answers the stored user without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours. The key's fingerprint covers the name and email, never the password.
     #[oai(
         path = "/api/users",
         method = "post",
@@ -3756,9 +3778,15 @@ impl GatewayEndpoints {
     )]
     async fn create_user(
         &self,
+        /// A unique value per sign-up (a UUID), sent again on a retry.
+        #[oai(
+            name = "Idempotency-Key",
+            validator(min_length = 1usize, max_length = 255usize)
+        )]
+        idempotency_key: poem_openapi::param::Header<Option<String>>,
         body: crate::runtime::ContractJson<CreateUserRequest>,
     ) -> CreateUserResponse {
-        self.api.create_user(body.0).await.into()
+        self.api.create_user(idempotency_key.0, body.0).await.into()
     }
     /// One user.
     ///
@@ -4462,6 +4490,7 @@ impl GatewayClient {
     /// Register a user.
     pub async fn create_user(
         &self,
+        idempotency_key: Option<&str>,
         body: &CreateUserRequest,
     ) -> Result<User, crate::runtime::ClientError> {
         let span = tracing::info_span!(
@@ -4479,6 +4508,10 @@ impl GatewayClient {
             .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
             .headers(headers)
             .json(&poem_openapi::types::ToJSON::to_json(body));
+        let request = match idempotency_key {
+            Some(v) => request.header("Idempotency-Key", v),
+            None => request,
+        };
         let call = async move {
             let response = request
                 .send()

@@ -2,6 +2,7 @@
 //! Handlers only translate; rules live in [`crate::domain`] and [`crate::store`], and errors
 //! become problems in one place ([`crate::error`]).
 
+use shopmesh_common::idempotency::{IdempotencyKeys, request_text};
 use shopmesh_identity::Principal;
 use shopmesh_openapi::catalog::{
     CatalogApi, ImportReport, Product, ProductImport, ProductInput, ProductPage, Reservation,
@@ -16,12 +17,14 @@ use crate::store::CatalogStore;
 /// The service behind the contract's routes.
 pub struct CatalogService {
     store: CatalogStore,
+    keys: IdempotencyKeys,
 }
 
 impl CatalogService {
     /// Serves the contract from `store`.
     pub fn new(store: CatalogStore) -> Self {
-        Self { store }
+        let keys = IdempotencyKeys::new(store.pool().clone());
+        Self { store, keys }
     }
 }
 
@@ -43,28 +46,49 @@ impl CatalogApi for CatalogService {
         })
     }
 
-    async fn create_product(&self, _: Principal, body: ProductInput) -> Result<Product, Problem> {
-        Ok(self.store.create(&body).await?)
+    async fn create_product(
+        &self,
+        principal: Principal,
+        idempotency_key: Option<String>,
+        body: ProductInput,
+    ) -> Result<Product, Problem> {
+        let request = request_text("createProduct", &body);
+        let product = self
+            .keys
+            .run_once(
+                principal.user_id,
+                idempotency_key,
+                &request,
+                |held| async move { self.store.create(&body, held.as_ref()).await },
+            )
+            .await?;
+        Ok(product)
     }
 
     async fn import_products(
         &self,
-        _: Principal,
+        principal: Principal,
+        idempotency_key: Option<String>,
         body: ProductImport,
     ) -> Result<ImportReport, Problem> {
-        let (products, rejected) = domain::import_rows(&body.csv)?;
-        let (created, updated) = if rejected.is_empty() {
-            self.store.import(&products).await?
-        } else {
-            (0, 0)
-        };
-        let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
-        Ok(ImportReport {
-            imported: count(created + updated),
-            created: count(created),
-            updated: count(updated),
-            rejected,
-        })
+        let request = request_text("importProducts", &body);
+        let report = self
+            .keys
+            .run_once(
+                principal.user_id,
+                idempotency_key,
+                &request,
+                |held| async move {
+                    let (products, rejected) = domain::import_rows(&body.csv)?;
+                    if rejected.is_empty() {
+                        self.store.import(&products, held.as_ref()).await
+                    } else {
+                        Ok(domain::import_report(0, 0, rejected))
+                    }
+                },
+            )
+            .await?;
+        Ok(report)
     }
 
     async fn get_product(&self, id: i64) -> Result<Product, Problem> {
@@ -86,11 +110,26 @@ impl CatalogApi for CatalogService {
 
     async fn adjust_stock(
         &self,
-        _: Principal,
+        principal: Principal,
         id: i64,
+        idempotency_key: Option<String>,
         body: StockAdjustment,
     ) -> Result<Stock, Problem> {
-        Ok(self.store.adjust(id, body.delta, &body.reason).await?)
+        let request = format!("{id} {}", request_text("adjustStock", &body));
+        let stock = self
+            .keys
+            .run_once(
+                principal.user_id,
+                idempotency_key,
+                &request,
+                |held| async move {
+                    self.store
+                        .adjust(id, body.delta, &body.reason, held.as_ref())
+                        .await
+                },
+            )
+            .await?;
+        Ok(stock)
     }
 
     async fn get_reservation(&self, _: Principal, order_id: i64) -> Result<Reservation, Problem> {

@@ -4,7 +4,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use poem_openapi::types::ParseFromJSON;
 use serde_json::{Map, Value, json};
-use shopmesh_openapi::catalog::{ProductInput, RejectedRow};
+use shopmesh_openapi::catalog::{ImportReport, ProductInput, RejectedRow};
 
 use crate::error::CatalogError;
 
@@ -80,6 +80,18 @@ pub const MAX_IMPORT_ROWS: usize = 10_000;
 
 /// The rows of an import CSV as products, each checked as the contract checks a
 /// `ProductInput` (and its currency as a create checks it), with the rows that failed and why.
+/// The report of an import that created `created` products, updated `updated` and rejected
+/// `rejected` rows.
+pub fn import_report(created: usize, updated: usize, rejected: Vec<RejectedRow>) -> ImportReport {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    ImportReport {
+        imported: count(created + updated),
+        created: count(created),
+        updated: count(updated),
+        rejected,
+    }
+}
+
 /// A file that is not the documented CSV at all is an error.
 pub fn import_rows(csv_text: &str) -> Result<(Vec<ProductInput>, Vec<RejectedRow>), CatalogError> {
     let mut reader = csv::ReaderBuilder::new()

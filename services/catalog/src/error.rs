@@ -1,5 +1,6 @@
 //! The catalog service's one error type, mapped once to a problem (and so to a response).
 
+use shopmesh_common::idempotency::KeyRefused;
 use shopmesh_openapi::catalog::ReservationStatus;
 use shopmesh_openapi::runtime::Problem;
 
@@ -67,6 +68,9 @@ pub enum CatalogError {
     /// The order was reserved with other lines.
     #[error("order {0} is reserved with other lines")]
     OtherLines(i64),
+    /// The request's idempotency key does not let it run.
+    #[error("{0}")]
+    Key(KeyRefused),
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
@@ -87,8 +91,20 @@ impl CatalogError {
             | Self::Inactive(_)
             | Self::ReservationSettled { .. }
             | Self::OtherLines(_) => 409,
+            Self::Key(refused) => refused.status(),
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
+        }
+    }
+}
+
+/// A database failure behind a key is the database's; everything else is the key's.
+impl From<KeyRefused> for CatalogError {
+    fn from(refused: KeyRefused) -> Self {
+        match refused {
+            KeyRefused::Store(e) => Self::Unavailable(e),
+            KeyRefused::Corrupt(..) => Self::Internal(refused.to_string()),
+            other => Self::Key(other),
         }
     }
 }

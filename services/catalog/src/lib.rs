@@ -167,7 +167,7 @@ async fn seed_demo_catalog(store: &CatalogStore) -> Result<(), error::CatalogErr
             bad.row, bad.reason
         )));
     }
-    store.import(&products).await?;
+    store.import(&products, None).await?;
     let units: Vec<(String, i32)> = include_str!("../demo/stock.csv")
         .lines()
         .skip(1)

@@ -14,9 +14,11 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::future::BoxFuture;
 use shopmesh_common::cache::RedisCache;
+use shopmesh_common::idempotency::{HeldKey, IdempotencyKeys};
 use shopmesh_common::near_cache::ChangeChannel;
 use shopmesh_openapi::catalog::{
-    Money, Product, ProductInput, Reservation, ReservationLine, ReservationStatus, Stock,
+    ImportReport, Money, Product, ProductInput, Reservation, ReservationLine, ReservationStatus,
+    Stock,
 };
 use sqlx::mysql::MySqlDatabaseError;
 use sqlx::{MySql, MySqlPool, Transaction};
@@ -48,6 +50,16 @@ type ProductRow = (
     NaiveDateTime,
     NaiveDateTime,
 );
+
+/// Product `id` as `tx` sees it.
+async fn product_in(tx: &mut Transaction<'_, MySql>, id: i64) -> Result<Product, CatalogError> {
+    let sql = format!("SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?");
+    let row = sqlx::query_as::<_, ProductRow>(&sql)
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    row.map(product).ok_or(CatalogError::ProductNotFound(id))
+}
 
 fn product(row: ProductRow) -> Product {
     let (id, sku, name, description, amount_minor, currency, active, image_url) =
@@ -195,21 +207,31 @@ impl CatalogStore {
         }
     }
 
-    /// Stores a new product with no stock.
-    pub async fn create(&self, input: &ProductInput) -> Result<Product, CatalogError> {
+    /// Stores a new product with no stock, answering `key` with it.
+    pub async fn create(
+        &self,
+        input: &ProductInput,
+        key: Option<&HeldKey>,
+    ) -> Result<Product, CatalogError> {
         check_currency(&input.price.currency)?;
+        let mut tx = self.pool.begin().await?;
         let insert = sqlx::query(
             "INSERT INTO products (sku, name, description, price_minor, currency, active, image_url) \
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         );
         let inserted = with_product(insert, input)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| sku_taken(e, &input.sku))?;
         let id = i64::try_from(inserted.last_insert_id())
             .map_err(|e| CatalogError::Internal(e.to_string()))?;
+        let created = product_in(&mut tx, id).await?;
+        if let Some(held) = key {
+            IdempotencyKeys::answer(&mut tx, held, &created).await?;
+        }
+        tx.commit().await?;
         self.announce(vec![id.to_string()]).await;
-        self.get(id).await
+        Ok(created)
     }
 
     /// Changes a product's description and price; stock is untouched.
@@ -232,9 +254,13 @@ impl CatalogStore {
         self.get(id).await
     }
 
-    /// Creates or updates (by SKU) every product, in one transaction; returns how many were
-    /// created and how many updated.
-    pub async fn import(&self, products: &[ProductInput]) -> Result<(usize, usize), CatalogError> {
+    /// Creates or updates (by SKU) every product, in one transaction that answers `key` with
+    /// the report of how many were created and how many updated.
+    pub async fn import(
+        &self,
+        products: &[ProductInput],
+        key: Option<&HeldKey>,
+    ) -> Result<ImportReport, CatalogError> {
         let mut tx = self.pool.begin().await?;
         let (mut created, mut updated) = (0, 0);
         for chunk in products.chunks(500) {
@@ -262,9 +288,13 @@ impl CatalogStore {
             created += chunk.len() - existing;
             updated += existing;
         }
+        let report = domain::import_report(created, updated, Vec::new());
+        if let Some(held) = key {
+            IdempotencyKeys::answer(&mut tx, held, &report).await?;
+        }
         tx.commit().await?;
         self.announce(vec![EVERY_PRODUCT.to_owned()]).await;
-        Ok((created, updated))
+        Ok(report)
     }
 
     /// Adds `units` to each listed SKU that has never had stock (no ledger row), so a seed
@@ -283,7 +313,7 @@ impl CatalogStore {
             .fetch_one(&self.pool)
             .await?;
             if !stocked {
-                self.adjust(product.id, *delta, reason).await?;
+                self.adjust(product.id, *delta, reason, None).await?;
             }
         }
         Ok(())
@@ -354,12 +384,27 @@ impl CatalogStore {
     }
 
     /// Adds `delta` units on hand (negative removes), unless that leaves fewer on hand than
-    /// are reserved; records it in the ledger.
-    pub async fn adjust(&self, id: i64, delta: i32, reason: &str) -> Result<Stock, CatalogError> {
+    /// are reserved; records it in the ledger and answers `key` with the stock, in one
+    /// transaction.
+    pub async fn adjust(
+        &self,
+        id: i64,
+        delta: i32,
+        reason: &str,
+        key: Option<&HeldKey>,
+    ) -> Result<Stock, CatalogError> {
         let reason = reason.to_owned();
-        self.transaction(Adjust { id, delta, reason }).await?;
+        let key = key.cloned();
+        let stock = self
+            .transaction(Adjust {
+                id,
+                delta,
+                reason,
+                key,
+            })
+            .await?;
         self.announce(vec![id.to_string()]).await;
-        Ok(self.get(id).await?.stock)
+        Ok(stock)
     }
 
     /// Reserves every line for `order`, or nothing; the same call again returns the same
@@ -499,14 +544,15 @@ struct Adjust {
     id: i64,
     delta: i32,
     reason: String,
+    key: Option<HeldKey>,
 }
 
-impl<'t> AsyncTxFn<'t, ()> for Adjust {
+impl<'t> AsyncTxFn<'t, Stock> for Adjust {
     fn call(
         &self,
         tx: &'t mut Transaction<'static, MySql>,
-    ) -> BoxFuture<'t, Result<(), CatalogError>> {
-        let (id, delta, reason) = (self.id, self.delta, self.reason.clone());
+    ) -> BoxFuture<'t, Result<Stock, CatalogError>> {
+        let (id, delta, reason, key) = (self.id, self.delta, self.reason.clone(), self.key.clone());
         Box::pin(async move {
             let changed = sqlx::query(
                 "UPDATE products SET on_hand = on_hand + ?, updated_at = CURRENT_TIMESTAMP(6) \
@@ -533,7 +579,12 @@ impl<'t> AsyncTxFn<'t, ()> for Adjust {
                     },
                 });
             }
-            ledger(tx, id, i64::from(delta), "adjustment", &reason, None).await
+            ledger(tx, id, i64::from(delta), "adjustment", &reason, None).await?;
+            let stock = product_in(tx, id).await?.stock;
+            if let Some(held) = &key {
+                IdempotencyKeys::answer(tx, held, &stock).await?;
+            }
+            Ok(stock)
         })
     }
 }

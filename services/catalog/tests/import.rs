@@ -35,7 +35,10 @@ async fn ten_thousand_rows_import_in_one_request_and_again_as_updates() {
         .unwrap();
     let client = CatalogClient::with_http_client(h.service.server.base_url.clone(), patient);
     let started = std::time::Instant::now();
-    let report = client.import_products(&h.admin, &csv(&rows)).await.unwrap();
+    let report = client
+        .import_products(&h.admin, None, &csv(&rows))
+        .await
+        .unwrap();
     println!(
         "10,000 rows imported in {:?} (debug build)",
         started.elapsed()
@@ -44,7 +47,10 @@ async fn ten_thousand_rows_import_in_one_request_and_again_as_updates() {
         (report.imported, report.created, report.rejected.len()),
         (10_000, 10_000, 0)
     );
-    let again = client.import_products(&h.admin, &csv(&rows)).await.unwrap();
+    let again = client
+        .import_products(&h.admin, None, &csv(&rows))
+        .await
+        .unwrap();
     assert_eq!((again.created, again.updated), (0, 10_000));
     assert_eq!(product_count(&h).await, 10_000);
     h.stop().await;
@@ -56,7 +62,7 @@ async fn one_bad_row_is_reported_and_nothing_is_written() {
     let rows = "OK-1,Fine,,100,EUR,,\nBAD-1,Bad,,100,USX,,\nBAD-2,,,-5,EUR,,\n";
     let report = h
         .client
-        .import_products(&h.admin, &csv(rows))
+        .import_products(&h.admin, None, &csv(rows))
         .await
         .unwrap();
     assert_eq!(report.imported, 0);
@@ -78,7 +84,7 @@ async fn a_file_that_is_not_the_documented_csv_is_a_400() {
     };
     let err = h
         .client
-        .import_products(&h.admin, &not_csv)
+        .import_products(&h.admin, None, &not_csv)
         .await
         .unwrap_err();
     assert_eq!(status(&err), 400, "{err:?}");

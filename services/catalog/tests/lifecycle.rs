@@ -200,7 +200,7 @@ fn check(ops: &[Op], mut model: Model) -> Result<(), TestCaseError> {
                 active: Some(true),
                 image_url: None,
             };
-            products.push(store.create(&input).await.map_err(|e| TestCaseError::fail(e.to_string()))?.id);
+            products.push(store.create(&input, None).await.map_err(|e| TestCaseError::fail(e.to_string()))?.id);
         }
         for (step, op) in ops.iter().enumerate() {
             let order = |o: &u8| base + i64::from(*o);
@@ -222,7 +222,7 @@ fn check(ops: &[Op], mut model: Model) -> Result<(), TestCaseError> {
                         .map_err(|e| TestCaseError::fail(e.to_string()))?;
                     outcome(store.expire_due(100).await)?
                 }
-                Op::Adjust(p, delta) => outcome(store.adjust(products[*p], *delta, "lifecycle").await)?,
+                Op::Adjust(p, delta) => outcome(store.adjust(products[*p], *delta, "lifecycle", None).await)?,
             };
             let expected = model.apply(op);
             prop_assert_eq!(got, expected, "step {}: {:?}", step, op);

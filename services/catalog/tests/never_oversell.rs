@@ -69,7 +69,7 @@ impl Reservations for OverHttp {
         };
         outcome(
             self.client
-                .adjust_stock(&self.admin, product, &adjustment)
+                .adjust_stock(&self.admin, product, None, &adjustment)
                 .await,
         )
     }
@@ -198,12 +198,12 @@ async fn the_catalog_never_oversells_through_kills_a_cut_link_and_a_database_res
     };
     for i in 0..105 {
         let p = client
-            .create_product(&admin, &input(&unique("SKU"), 100, "EUR"))
+            .create_product(&admin, None, &input(&unique("SKU"), 100, "EUR"))
             .await
             .unwrap();
         let units = if i < 5 { 10 } else { 3 };
         client
-            .adjust_stock(&admin, p.id, &adjustment(units))
+            .adjust_stock(&admin, p.id, None, &adjustment(units))
             .await
             .unwrap();
         if i < 5 {

@@ -22,7 +22,7 @@ async fn an_unknown_currency_is_a_400_and_nothing_is_stored() {
     let sku = unique("SKU");
     let err = h
         .client
-        .create_product(&h.admin, &input(&sku, 100, "USX"))
+        .create_product(&h.admin, None, &input(&sku, 100, "USX"))
         .await
         .unwrap_err();
     assert_eq!(status(&err), 400, "{err:?}");
@@ -38,7 +38,7 @@ async fn a_negative_price_is_refused_by_the_contract() {
     let h = Harness::start().await;
     let err = h
         .client
-        .create_product(&h.admin, &input(&unique("SKU"), -1, "EUR"))
+        .create_product(&h.admin, None, &input(&unique("SKU"), -1, "EUR"))
         .await;
     assert!(err.is_err(), "{err:?}");
     h.stop().await;
@@ -50,7 +50,7 @@ async fn a_taken_sku_is_a_409() {
     let p = h.product(100, "EUR", 0).await;
     let err = h
         .client
-        .create_product(&h.admin, &input(&p.sku, 1, "EUR"))
+        .create_product(&h.admin, None, &input(&p.sku, 1, "EUR"))
         .await
         .unwrap_err();
     assert_eq!(status(&err), 409, "{err:?}");
@@ -62,7 +62,7 @@ async fn only_an_admin_changes_the_catalog() {
     let h = Harness::start().await;
     let err = h
         .client
-        .create_product(&h.shopper, &input(&unique("SKU"), 1, "EUR"))
+        .create_product(&h.shopper, None, &input(&unique("SKU"), 1, "EUR"))
         .await;
     assert_eq!(status(&err.unwrap_err()), 403);
     h.stop().await;
@@ -74,13 +74,13 @@ async fn removing_more_than_is_free_is_a_409_and_the_ledger_keeps_every_change()
     let p = h.product(100, "EUR", 3).await;
     let err = h
         .client
-        .adjust_stock(&h.admin, p.id, &adjustment(-4))
+        .adjust_stock(&h.admin, p.id, None, &adjustment(-4))
         .await
         .unwrap_err();
     assert_eq!(status(&err), 409, "{err:?}");
     let stock = h
         .client
-        .adjust_stock(&h.admin, p.id, &adjustment(-1))
+        .adjust_stock(&h.admin, p.id, None, &adjustment(-1))
         .await
         .unwrap();
     assert_eq!((stock.on_hand, stock.available), (2, 2));

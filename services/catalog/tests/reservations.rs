@@ -155,6 +155,7 @@ async fn a_service_cannot_change_the_catalog_or_read_a_reservation() {
         .client
         .create_product(
             &h.orders,
+            None,
             &helpers::input(&shopmesh_testkit::unique("SKU"), 1, "EUR"),
         )
         .await;

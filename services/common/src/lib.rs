@@ -14,6 +14,8 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
+#[cfg(feature = "mysql")]
+pub mod idempotency;
 pub mod metrics;
 #[cfg(feature = "cache")]
 pub mod near_cache;

@@ -204,13 +204,18 @@ impl GatewayApi for GatewayRest {
         })
     }
 
-    async fn create_user(&self, body: CreateUserRequest) -> Result<User, Problem> {
+    async fn create_user(
+        &self,
+        idempotency_key: Option<String>,
+        body: CreateUserRequest,
+    ) -> Result<User, Problem> {
         let request = users::NewUser {
             name: body.name,
             email: body.email,
             password: body.password,
         };
-        Ok(rest_user(self.backends.create_user(request).await?))
+        let key = idempotency_key.as_deref();
+        Ok(rest_user(self.backends.create_user(key, request).await?))
     }
 
     async fn get_user(&self, principal: Principal, id: i64) -> Result<User, Problem> {

@@ -585,11 +585,16 @@ impl Backends {
         fetched
     }
 
-    /// Registers a user, forgets that the id was missing, and keeps the user in memory.
-    pub async fn create_user(&self, request: users::NewUser) -> Result<users::User, GatewayError> {
+    /// Registers a user (once per idempotency `key`), forgets that the id was missing, and
+    /// keeps the user in memory.
+    pub async fn create_user(
+        &self,
+        key: Option<&str>,
+        request: users::NewUser,
+    ) -> Result<users::User, GatewayError> {
         let ticket = self.user_memory.ticket();
         let user = self
-            .rest(Rest::Users, WRITE, || self.users.create_user(&request))
+            .rest(Rest::Users, WRITE, || self.users.create_user(key, &request))
             .await?;
         self.cache.delete(&self.user_key(user.id)).await;
         self.user_memory.fill(ticket, user.id, user.clone());

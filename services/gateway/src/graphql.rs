@@ -381,6 +381,7 @@ impl GatewayResolvers for GatewayGraph {
         &self,
         _ctx: &Context<'_>,
         input: gql::CreateUserInput,
+        idempotency_key: Option<String>,
     ) -> Result<gql::User, GatewayError> {
         // The users contract holds the email and password rules; its 400 arrives as
         // BAD_USER_INPUT.
@@ -389,7 +390,8 @@ impl GatewayResolvers for GatewayGraph {
             email: poem_openapi::types::Email(input.email),
             password: input.password,
         };
-        Ok(gql_user(self.backends.create_user(request).await?))
+        let key = idempotency_key.as_deref();
+        Ok(gql_user(self.backends.create_user(key, request).await?))
     }
 
     async fn mutation_login(

@@ -83,16 +83,25 @@ async fn every_graphql_operation_round_trips() {
         .graphql("query($id: ID!) { userName(id: $id) }", json!({"id": "1"}))
         .await;
     assert_eq!(name["data"]["userName"], "Alice Johnson");
-    const CREATE_USER: &str =
-        "mutation($input: CreateUserInput!) { createUser(input: $input) { id name email } }";
+    const CREATE_USER: &str = "mutation($input: CreateUserInput!, $key: String) \
+        { createUser(input: $input, idempotencyKey: $key) { id name email } }";
     let email = format!("{}@example.com", unique("grace"));
+    let grace = json!({"name": "Grace Hopper", "email": email, "password": "grace's password"});
     let made = gw
-        .graphql(
-            CREATE_USER,
-            json!({"input": {"name": "Grace Hopper", "email": email, "password": "grace's password"}}),
-        )
+        .graphql(CREATE_USER, json!({"input": grace, "key": "grace-1"}))
         .await;
     assert_eq!(made["data"]["createUser"]["name"], "Grace Hopper", "{made}");
+    let retried = gw
+        .graphql(CREATE_USER, json!({"input": grace, "key": "grace-1"}))
+        .await;
+    assert_eq!(retried["data"], made["data"], "{retried}");
+    let reused = gw
+        .graphql(
+            CREATE_USER,
+            json!({"input": {"name": "Grace Again", "email": email, "password": "x1234567"}, "key": "grace-1"}),
+        )
+        .await;
+    assert_eq!(error_code(&reused), Some("UNPROCESSABLE"), "{reused}");
     let again = gw
         .graphql(
             CREATE_USER,
@@ -240,10 +249,13 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
         email: poem_openapi::types::Email(format!("{}@example.com", unique("linus"))),
         password: "linus's password".into(),
     };
-    let u = client.create_user(&new_user).await.unwrap();
+    let key = Some("linus-sign-up");
+    let u = client.create_user(key, &new_user).await.unwrap();
     assert_eq!(u.name, "Linus");
+    // The key reaches the users service: a retry with it answers the same user.
+    assert_eq!(client.create_user(key, &new_user).await.unwrap(), u);
     assert!(matches!(
-        client.create_user(&new_user).await,
+        client.create_user(None, &new_user).await,
         Err(ClientError::Problem(p)) if p.status == 409
     ));
     let u = client.get_user(&gw.admin, 3).await.unwrap();

@@ -48,11 +48,14 @@ async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
     );
     let created = gw
         .client()
-        .create_user(&rest::CreateUserRequest {
-            name: "Grace".into(),
-            email: poem_openapi::types::Email(format!("{}@example.com", unique("grace"))),
-            password: "grace's password".into(),
-        })
+        .create_user(
+            None,
+            &rest::CreateUserRequest {
+                name: "Grace".into(),
+                email: poem_openapi::types::Email(format!("{}@example.com", unique("grace"))),
+                password: "grace's password".into(),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(created.id, 5);

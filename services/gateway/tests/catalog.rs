@@ -60,7 +60,7 @@ impl Shop {
         let input = input(&unique("SKU"), "Product", amount_minor);
         let p = self
             .client
-            .create_product(&self.admin, &input)
+            .create_product(&self.admin, None, &input)
             .await
             .unwrap();
         if units > 0 {
@@ -69,7 +69,7 @@ impl Shop {
                 reason: "test".into(),
             };
             self.client
-                .adjust_stock(&self.admin, p.id, &adjustment)
+                .adjust_stock(&self.admin, p.id, None, &adjustment)
                 .await
                 .unwrap();
         }

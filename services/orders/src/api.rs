@@ -2,6 +2,7 @@
 //! Handlers only translate; rules live in [`crate::domain`], I/O in [`crate::store`], and errors
 //! become problems in one place ([`crate::error`]).
 
+use shopmesh_common::idempotency::{HeldKey, IdempotencyKeys, request_text};
 use shopmesh_identity::Principal;
 use shopmesh_openapi::orders::{
     Cart, CartLine, CartLineInput, CheckoutRequest, CreateOrderRequest, Order, OrderPage,
@@ -13,7 +14,6 @@ use crate::carts::CartStore;
 use crate::checkout::CheckoutSaga;
 use crate::domain::{self, Cursor};
 use crate::error::OrdersError;
-use crate::idempotency::{self, HeldKey, IdempotencyKeys, KeyUse};
 use crate::store::{
     Changed, NewOrder, OrderRecord, OrderStore, Placement, SagaStart, StatusChange,
 };
@@ -53,39 +53,6 @@ impl OrdersService {
             self.users.confirm(principal, user_id).await?;
         }
         Ok(())
-    }
-
-    /// Runs `place` once per idempotency `key` of `user_id` (when the client sent one): a repeat
-    /// of the same `request` answers the stored order without placing another; the key is let
-    /// go when `place` fails, so the client may retry with it.
-    async fn idempotent<F, Fut>(
-        &self,
-        user_id: i64,
-        key: Option<String>,
-        request: String,
-        place: F,
-    ) -> Result<Order, OrdersError>
-    where
-        F: FnOnce(Option<HeldKey>) -> Fut,
-        Fut: std::future::Future<Output = Result<OrderRecord, OrdersError>>,
-    {
-        let Some(key) = key else {
-            return Ok(to_contract(place(None).await?));
-        };
-        let fingerprint = idempotency::fingerprint(&request);
-        let held = match self.keys.claim(user_id, &key, &fingerprint).await? {
-            KeyUse::Run(held) => held,
-            KeyUse::Replay(order) => return Ok(*order),
-        };
-        match place(Some(held.clone())).await {
-            Ok(order) => Ok(to_contract(order)),
-            Err(e) => {
-                if let Err(released) = self.keys.release(&held).await {
-                    tracing::warn!(error = %released, "an idempotency key was not let go");
-                }
-                Err(e)
-            }
-        }
     }
 
     /// Places `lines` for `user_id` at the catalog's prices and starts their saga.
@@ -144,11 +111,6 @@ impl OrdersService {
     }
 }
 
-/// What an idempotency key's fingerprint covers: the operation and its body.
-fn request_text(operation: &str, body: &impl poem_openapi::types::ToJSON) -> String {
-    format!("{operation} {}", body.to_json_string())
-}
-
 /// A stored order in its contract form.
 pub fn to_contract(o: OrderRecord) -> Order {
     Order {
@@ -175,12 +137,14 @@ impl OrdersApi for OrdersService {
         self.acting_for(&principal, body.user_id).await?;
         let request = request_text("createOrder", &body);
         let order = self
-            .idempotent(body.user_id, idempotency_key, request, |held| async move {
+            .keys
+            .run_once(body.user_id, idempotency_key, &request, |held| async move {
                 if let Some(token) = body.payment_token {
                     let line = [(body.product_id, body.quantity)];
                     return self
                         .check_out(body.user_id, &line, token, false, held)
-                        .await;
+                        .await
+                        .map(to_contract);
                 }
                 let new = NewOrder {
                     user_id: body.user_id,
@@ -191,7 +155,7 @@ impl OrdersApi for OrdersService {
                     idempotency: held,
                     ..new.into()
                 };
-                self.store.place(placement).await
+                self.store.place(placement).await.map(to_contract)
             })
             .await?;
         Ok(order)
@@ -206,10 +170,11 @@ impl OrdersApi for OrdersService {
         self.acting_for(&principal, body.user_id).await?;
         let request = request_text("checkout", &body);
         let order = self
-            .idempotent(
+            .keys
+            .run_once(
                 body.user_id,
                 Some(idempotency_key),
-                request,
+                &request,
                 |held| async move {
                     let cart = self.carts.lines(body.user_id).await?;
                     if cart.is_empty() {
@@ -219,6 +184,7 @@ impl OrdersApi for OrdersService {
                         cart.iter().map(|l| (l.product_id, l.quantity)).collect();
                     self.check_out(body.user_id, &lines, body.payment_token, true, held)
                         .await
+                        .map(to_contract)
                 },
             )
             .await?;

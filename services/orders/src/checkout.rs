@@ -411,15 +411,7 @@ impl CheckoutSaga {
     pub async fn run(self, shutdown: Shutdown) {
         let config = &self.inner.config;
         let mut backoff = Backoff::new(config.retry_min, config.retry_max);
-        let keys = crate::idempotency::IdempotencyKeys::new(self.inner.orders.pool().clone());
-        let mut purged_at = Instant::now();
         loop {
-            if purged_at.elapsed() > Duration::from_secs(60) {
-                purged_at = Instant::now();
-                if let Err(e) = keys.purge_expired(1000).await {
-                    tracing::warn!(error = %e, "could not forget expired idempotency keys");
-                }
-            }
             let limit = u32::try_from(config.concurrency).unwrap_or(u32::MAX);
             let wait = match self.inner.sagas.claim_due(limit, config.lease).await {
                 Ok(ids) => {

@@ -1,5 +1,6 @@
 //! The orders service's one error type, mapped once to a problem (and so to a response).
 
+use shopmesh_common::idempotency::KeyRefused;
 use shopmesh_openapi::runtime::Problem;
 
 /// Everything that can go wrong serving an orders request.
@@ -31,12 +32,9 @@ pub enum OrdersError {
         /// Where it was asked to go.
         to: shopmesh_openapi::orders::OrderStatus,
     },
-    /// A request with this idempotency key is still running.
-    #[error("a request with Idempotency-Key {0:?} is still running; retry once it has answered")]
-    KeyInFlight(String),
-    /// The idempotency key came with another request body before.
-    #[error("Idempotency-Key {0:?} was used with another request")]
-    KeyReused(String),
+    /// The request's idempotency key does not let it run.
+    #[error("{0}")]
+    Key(KeyRefused),
     /// Checkout of an empty cart.
     #[error("user {0}'s cart is empty")]
     EmptyCart(i64),
@@ -78,14 +76,24 @@ impl OrdersError {
             | Self::EmptyCart(_)
             | Self::NotForSale(_)
             | Self::MixedCurrencies(..)
-            | Self::TotalTooLarge
-            | Self::KeyInFlight(_) => 409,
-            Self::KeyReused(_) => 422,
+            | Self::TotalTooLarge => 409,
+            Self::Key(refused) => refused.status(),
             Self::UsersUnavailable(_) | Self::CatalogUnavailable(_) | Self::CheckoutUnavailable => {
                 503
             }
             Self::Unavailable(_) => 503,
             Self::Internal(_) => 500,
+        }
+    }
+}
+
+/// A database failure behind a key is the database's; everything else is the key's.
+impl From<KeyRefused> for OrdersError {
+    fn from(refused: KeyRefused) -> Self {
+        match refused {
+            KeyRefused::Store(e) => Self::Unavailable(e),
+            KeyRefused::Corrupt(..) => Self::Internal(refused.to_string()),
+            other => Self::Key(other),
         }
     }
 }

@@ -14,7 +14,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
-pub mod idempotency;
 pub mod store;
 pub mod users;
 

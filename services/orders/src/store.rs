@@ -44,7 +44,7 @@ pub struct Placement {
     /// The saga that takes the order through reservation and payment, when there is one.
     pub saga: Option<SagaStart>,
     /// The idempotency key the request holds, answered in the transaction placing the order.
-    pub idempotency: Option<crate::idempotency::HeldKey>,
+    pub idempotency: Option<shopmesh_common::idempotency::HeldKey>,
     /// Whether the lines come from the user's cart, which then loses them (a line changed
     /// meanwhile stays).
     pub from_cart: bool,
@@ -386,7 +386,7 @@ impl OrderStore {
         };
         if let Some(held) = &placement.idempotency {
             let answer = crate::api::to_contract(order.clone());
-            crate::idempotency::IdempotencyKeys::answer(&mut tx, held, &answer).await?;
+            shopmesh_common::idempotency::IdempotencyKeys::answer(&mut tx, held, &answer).await?;
         }
         tx.commit().await?;
         self.created.notify_one();

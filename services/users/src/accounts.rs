@@ -16,6 +16,7 @@ use crate::domain::UserFields;
 use crate::error::UsersError;
 use crate::service_clients::ServiceClients;
 use crate::store::{RefreshTokenHash, UserRecord, UserStore};
+use shopmesh_common::idempotency::HeldKey;
 
 /// The password of every demo account.
 pub const DEMO_PASSWORD: &str = "shopmesh-demo";
@@ -188,14 +189,17 @@ impl Accounts {
         &self.issuer
     }
 
-    /// Creates a `user` account.
+    /// Creates a `user` account, answering `key` with it.
     pub async fn sign_up(
         &self,
         fields: &UserFields,
         password: String,
+        key: Option<&HeldKey>,
     ) -> Result<UserRecord, UsersError> {
         let hash = self.passwords.hash(password).await?;
-        self.store.create(fields, &hash, Role::User, None).await
+        self.store
+            .create(fields, &hash, Role::User, None, key)
+            .await
     }
 
     /// Checks an email and password; always one argon2 verification, whether the email has an
@@ -264,7 +268,7 @@ impl Accounts {
                 name: name.to_owned(),
                 email: email.to_owned(),
             };
-            match self.store.create(&fields, &hash, role, id).await {
+            match self.store.create(&fields, &hash, role, id, None).await {
                 Ok(_) | Err(UsersError::DuplicateEmail(_)) => {}
                 Err(e) => return Err(e),
             }

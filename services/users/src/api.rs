@@ -2,6 +2,7 @@
 //! [`Accounts`]; errors become problems in one place ([`crate::error`]).
 
 use poem_openapi::types::ParseFromJSON;
+use shopmesh_common::idempotency::{ANONYMOUS, IdempotencyKeys};
 use shopmesh_identity::Principal;
 use shopmesh_openapi::runtime::{NoContent, Problem};
 use shopmesh_openapi::users::{
@@ -18,12 +19,18 @@ use crate::store::{UserRecord, UserStore};
 pub struct UsersService {
     store: UserStore,
     accounts: Accounts,
+    keys: IdempotencyKeys,
 }
 
 impl UsersService {
     /// Serves users from `store`, accounts and tokens from `accounts`.
     pub fn new(store: UserStore, accounts: Accounts) -> Self {
-        Self { store, accounts }
+        let keys = IdempotencyKeys::new(store.pool().clone());
+        Self {
+            store,
+            accounts,
+            keys,
+        }
     }
 }
 
@@ -49,11 +56,25 @@ fn token_response(tokens: Tokens) -> TokenResponse {
 
 #[async_trait::async_trait]
 impl UsersApi for UsersService {
-    async fn create_user(&self, body: NewUser) -> Result<User, Problem> {
-        let fields = domain::validate(&body.name, &body.email)?;
-        Ok(to_contract(
-            self.accounts.sign_up(&fields, body.password).await?,
-        ))
+    async fn create_user(
+        &self,
+        idempotency_key: Option<String>,
+        body: NewUser,
+    ) -> Result<User, Problem> {
+        let fields = &domain::validate(&body.name, &body.email)?;
+        // The password stays out of the stored fingerprint, even hashed.
+        let request = format!("createUser {}\n{}", fields.name, fields.email);
+        let user = self
+            .keys
+            .run_once(ANONYMOUS, idempotency_key, &request, |held| async move {
+                let user = self
+                    .accounts
+                    .sign_up(fields, body.password, held.as_ref())
+                    .await?;
+                Ok::<_, UsersError>(to_contract(user))
+            })
+            .await?;
+        Ok(user)
     }
 
     async fn get_user(&self, principal: Principal, id: i64) -> Result<User, Problem> {

@@ -1,5 +1,6 @@
 //! The users service's one error type, mapped once to a problem (and so to a response).
 
+use shopmesh_common::idempotency::KeyRefused;
 use shopmesh_openapi::runtime::Problem;
 
 /// Everything that can go wrong serving a users request.
@@ -29,9 +30,22 @@ pub enum UsersError {
     /// Hashing a password failed.
     #[error("password hashing failed: {0}")]
     Hashing(String),
+    /// The sign-up's idempotency key does not let it run.
+    #[error("{0}")]
+    Key(KeyRefused),
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(#[from] sqlx::Error),
+}
+
+/// A database failure behind a key is the database's; everything else is the key's.
+impl From<KeyRefused> for UsersError {
+    fn from(refused: KeyRefused) -> Self {
+        match refused {
+            KeyRefused::Store(e) => Self::Unavailable(e),
+            other => Self::Key(other),
+        }
+    }
 }
 
 impl UsersError {
@@ -46,6 +60,7 @@ impl UsersError {
             | Self::InvalidRefreshToken => 401,
             Self::Forbidden(_) => 403,
             Self::Hashing(_) => 500,
+            Self::Key(refused) => refused.status(),
             Self::Unavailable(_) => 503,
         }
     }
@@ -61,6 +76,10 @@ impl From<UsersError> for Problem {
             }
             UsersError::Hashing(err) => {
                 tracing::error!(error = %err, "password hashing failed");
+                "the service failed unexpectedly".to_owned()
+            }
+            UsersError::Key(refused @ KeyRefused::Corrupt(..)) => {
+                tracing::error!(error = %refused, "stored idempotent answer unreadable");
                 "the service failed unexpectedly".to_owned()
             }
             other => other.to_string(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::{Deserialize, Serialize};
 use shopmesh_common::cache::RedisCache;
+use shopmesh_common::idempotency::{HeldKey, IdempotencyKeys};
 use shopmesh_common::near_cache::{ChangeChannel, MemoryTierConfig, NearCache};
 use shopmesh_identity::Role;
 use sqlx::MySqlPool;
@@ -206,30 +207,36 @@ impl UserStore {
         Ok(user)
     }
 
-    /// Reads the written row back inside `tx`, commits, then refreshes the cache with it.
+    /// Reads the written row back inside `tx`, answers `key` with it, commits, then refreshes
+    /// the cache with it.
     async fn commit_and_remember(
         &self,
         mut tx: sqlx::Transaction<'_, sqlx::MySql>,
         id: i64,
+        key: Option<&HeldKey>,
     ) -> Result<UserRecord, UsersError> {
         let row: UserRow = sqlx::query_as(SELECT_USER)
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
-        tx.commit().await?;
         let user = UserRecord::from(row);
+        if let Some(held) = key {
+            IdempotencyKeys::answer(&mut tx, held, &crate::api::to_contract(user.clone())).await?;
+        }
+        tx.commit().await?;
         self.announce(&user).await;
         Ok(user)
     }
 
     /// Creates a user with a password hash and a role (409 on a taken email, compared without
-    /// case) and caches it. `id` is for the demo seed only.
+    /// case), answers `key` with it and caches it. `id` is for the demo seed only.
     pub async fn create(
         &self,
         fields: &UserFields,
         password_hash: &str,
         role: Role,
         id: Option<i64>,
+        key: Option<&HeldKey>,
     ) -> Result<UserRecord, UsersError> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
@@ -250,7 +257,7 @@ impl UserStore {
             }
         })?;
         let id = i64::try_from(inserted.last_insert_id()).unwrap_or(i64::MAX);
-        self.commit_and_remember(tx, id).await
+        self.commit_and_remember(tx, id, key).await
     }
 
     /// Replaces a user's fields, bumps its version and refreshes the cache, so a read after the
@@ -267,7 +274,7 @@ impl UserStore {
         if updated.rows_affected() == 0 {
             return Err(UsersError::NotFound(id));
         }
-        self.commit_and_remember(tx, id).await
+        self.commit_and_remember(tx, id, None).await
     }
 }
 

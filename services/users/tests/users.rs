@@ -32,7 +32,7 @@ async fn reads_are_cached_and_a_read_after_a_write_sees_the_write() {
     let h = Harness::start().await;
     let created = h
         .client
-        .create_user(&sign_up("Ada Lovelace", "ada@example.com"))
+        .create_user(None, &sign_up("Ada Lovelace", "ada@example.com"))
         .await
         .unwrap();
     let key = h.store.cache_key(created.id);
@@ -296,7 +296,7 @@ async fn a_shopper_signs_up_logs_in_and_reaches_only_themself() {
     let h = Harness::start().await;
     let ada = h
         .client
-        .create_user(&sign_up("Ada Lovelace", "ada@example.com"))
+        .create_user(None, &sign_up("Ada Lovelace", "ada@example.com"))
         .await
         .unwrap();
     assert_eq!(ada.role, shopmesh_openapi::users::Role::User);
@@ -577,5 +577,43 @@ async fn without_demo_seeding_no_demo_account_exists() {
         status(log_in(&h, "admin@example.com", "shopmesh-demo").await),
         401
     );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_sign_up_sent_twice_with_a_key_answers_the_same_user() {
+    let h = Harness::start().await;
+    let key = Some("sign-up-1");
+    let body = sign_up("Ada Lovelace", "ada@example.com");
+    let first = h.client.create_user(key, &body).await.unwrap();
+    let again = h.client.create_user(key, &body).await.unwrap();
+    assert_eq!(again, first, "a retry, not a 409 for the taken email");
+    let other = sign_up("Ada Lovelace", "ada.l@example.com");
+    assert_eq!(status(h.client.create_user(key, &other).await), 422);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_sign_up_key_covers_the_name_and_email_but_not_the_password() {
+    let h = Harness::start().await;
+    let key = Some("sign-up-2");
+    let body = sign_up("Ada Lovelace", "ada@example.com");
+    let first = h.client.create_user(key, &body).await.unwrap();
+    // Were the password in the stored fingerprint, another one would be a 422.
+    let other_password = shopmesh_openapi::users::NewUser {
+        password: "another horse battery".to_owned(),
+        ..body
+    };
+    assert_eq!(
+        h.client.create_user(key, &other_password).await.unwrap(),
+        first
+    );
+    let stored: String =
+        sqlx::query_scalar("SELECT response FROM idempotency_keys WHERE idem_key = ?")
+            .bind("sign-up-2")
+            .fetch_one(h.store.pool())
+            .await
+            .unwrap();
+    assert!(!stored.contains("horse"), "{stored}");
     h.stop().await;
 }

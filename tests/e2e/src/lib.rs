@@ -220,12 +220,12 @@ impl Platform {
         let catalog = CatalogClient::new(self.catalog_url.clone());
         let admin = self.token(4, shopmesh_identity::Role::Admin);
         let input = product_input("Mug", amount_minor);
-        let id = catalog.create_product(&admin, &input).await?.id;
+        let id = catalog.create_product(&admin, None, &input).await?.id;
         let stock = StockAdjustment {
             delta: units,
             reason: "delivery".into(),
         };
-        catalog.adjust_stock(&admin, id, &stock).await?;
+        catalog.adjust_stock(&admin, id, None, &stock).await?;
         Ok(id)
     }
 

@@ -454,12 +454,19 @@ async fn checkouts_survive_kills_and_outages_and_the_books_agree() {
             active: Some(true),
             image_url: None,
         };
-        let id = catalog.create_product(&admin, &input).await.unwrap().id;
+        let id = catalog
+            .create_product(&admin, None, &input)
+            .await
+            .unwrap()
+            .id;
         let stock = StockAdjustment {
             delta: UNITS_EACH,
             reason: "checker stock".into(),
         };
-        catalog.adjust_stock(&admin, id, &stock).await.unwrap();
+        catalog
+            .adjust_stock(&admin, id, None, &stock)
+            .await
+            .unwrap();
         products.push(id);
     }
     let products = Arc::new(products);

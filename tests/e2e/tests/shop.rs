@@ -18,7 +18,13 @@ async fn an_order_page_loads_each_distinct_product_once() {
     let mut products = Vec::new();
     for name in ["Mug", "Tee"] {
         let input = product_input(name, 500);
-        products.push(catalog.create_product(&admin, &input).await.unwrap().id);
+        products.push(
+            catalog
+                .create_product(&admin, None, &input)
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let shopper = authed_http(&platform.token(1, Role::User));
     for i in 0..6 {
@@ -166,13 +172,13 @@ async fn a_cart_shows_todays_prices_and_stock() {
     let catalog = CatalogClient::new(platform.catalog_url.clone());
     let admin = platform.token(4, Role::Admin);
     let mut input = product_input("Mug", 500);
-    let mug = catalog.create_product(&admin, &input).await.unwrap();
+    let mug = catalog.create_product(&admin, None, &input).await.unwrap();
     let adjustment = shopmesh_openapi::catalog::StockAdjustment {
         delta: 3,
         reason: "delivery".into(),
     };
     catalog
-        .adjust_stock(&admin, mug.id, &adjustment)
+        .adjust_stock(&admin, mug.id, None, &adjustment)
         .await
         .unwrap();
     let shopper = authed_http(&platform.token(1, Role::User));

@@ -286,6 +286,7 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
     let product = catalog
         .create_product(
             &admin_token,
+            None,
             &shopmesh_e2e::product_input("Traced mug", 900),
         )
         .await
@@ -296,7 +297,7 @@ async fn one_trace_follows_a_request_through_all_four_services_and_the_broker() 
         reason: "traced".into(),
     };
     catalog
-        .adjust_stock(&admin_token, product, &stock)
+        .adjust_stock(&admin_token, product, None, &stock)
         .await
         .unwrap();
     let put = http

@@ -283,7 +283,7 @@ export interface paths {
         put?: never;
         /**
          * Register a user.
-         * @description Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned.
+         * @description Public. The email must not be taken (409); the password is stored as an Argon2id hash and never returned. With an `Idempotency-Key` header a retry answers the stored user without doing it again (another body with the key is 422, a repeat while the first runs 409); keys are kept 24 hours. The key's fingerprint covers the name and email, never the password.
          */
         post: operations["createUser"];
         delete?: never;
@@ -1654,7 +1654,10 @@ export interface operations {
     createUser: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description A unique value per sign-up (a UUID), sent again on a retry. */
+                "Idempotency-Key"?: string;
+            };
             path?: never;
             cookie?: never;
         };
@@ -1679,6 +1682,7 @@ export interface operations {
             409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["KeyReused"];
             429: components["responses"]["TooManyRequests"];
             500: components["responses"]["InternalError"];
             503: components["responses"]["Unavailable"];

@@ -51,12 +51,16 @@ impl Harness {
     pub async fn product(&self, amount_minor: i64, currency: &str, units: i32) -> Product {
         let created = self
             .client
-            .create_product(&self.admin, &input(&unique("SKU"), amount_minor, currency))
+            .create_product(
+                &self.admin,
+                None,
+                &input(&unique("SKU"), amount_minor, currency),
+            )
             .await
             .unwrap();
         if units > 0 {
             self.client
-                .adjust_stock(&self.admin, created.id, &adjustment(units))
+                .adjust_stock(&self.admin, created.id, None, &adjustment(units))
                 .await
                 .unwrap();
         }
