@@ -5,6 +5,7 @@
 //! transaction (`POST /orders` without a payment, same shoppers, same concurrency) measured
 //! in the same run.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +21,8 @@ const PRODUCTS: usize = 50;
 /// What one closed-loop run measured.
 struct Run {
     done: u64,
-    failed: u64,
+    /// Failed attempts by cause (a status and the step, or how the order ended).
+    failed: BTreeMap<String, u64>,
     seconds: f64,
     latency: Histogram<u64>,
 }
@@ -31,7 +33,8 @@ impl Run {
         json!({
             "per_s": self.done as f64 / self.seconds,
             "done": self.done,
-            "failed": self.failed,
+            "failed": self.failed.values().sum::<u64>(),
+            "failures": self.failed,
             "p50_ms": ms(0.5),
             "p99_ms": ms(0.99),
         })
@@ -39,17 +42,17 @@ impl Run {
 }
 
 /// Runs `one` by every shopper in a loop for `duration`; `one` returns the latency it
-/// measured, or `None` for a failure.
+/// measured, or why it failed.
 async fn closed_loop<F, Fut>(shoppers: &[(i64, Session)], duration: Duration, one: F) -> Run
 where
     F: Fn(i64, Session, u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Option<Duration>> + Send,
+    Fut: std::future::Future<Output = Result<Duration, String>> + Send,
 {
     let one = Arc::new(one);
     let totals = Arc::new(Mutex::new((
         Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("valid bounds"),
         0u64,
-        0u64,
+        BTreeMap::<String, u64>::new(),
     )));
     let start = Instant::now();
     let end = start + duration;
@@ -65,11 +68,11 @@ where
                     i += 1;
                     let mut t = totals.lock().await;
                     match outcome {
-                        Some(latency) => {
+                        Ok(latency) => {
                             let _ = t.0.record(latency.as_micros().max(1) as u64);
                             t.1 += 1;
                         }
-                        None => t.2 += 1,
+                        Err(cause) => *t.2.entry(cause).or_default() += 1,
                     }
                 }
             })
@@ -90,30 +93,57 @@ where
     }
 }
 
+/// The response of `step`, or why it failed (its status and, for a problem, its detail).
+async fn answer(step: &str, sent: reqwest::Result<reqwest::Response>) -> Result<Value, String> {
+    let resp = sent.map_err(|e| format!("{step}: {}", transport(&e)))?;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status.is_success() {
+        return Ok(body);
+    }
+    let detail = body["detail"].as_str().unwrap_or_default();
+    // Ids and keys differ per attempt; the rest of the detail names the cause.
+    let detail: String = detail
+        .split(' ')
+        .map(|w| if w.chars().any(|c| c.is_ascii_digit()) { "N" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ");
+    Err(format!("{step}: {} {detail}", status.as_u16()))
+}
+
+fn transport(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection refused"
+    } else {
+        "transport error"
+    }
+}
+
 /// One checkout by `user`, from the request to `confirmed`.
-async fn check_out(orders: &str, user: i64, session: &Session, product: i64) -> Option<Duration> {
+async fn check_out(
+    orders: &str,
+    user: i64,
+    session: &Session,
+    product: i64,
+) -> Result<Duration, String> {
     let http = &session.http;
-    http.put(format!("{orders}/carts/{user}/lines/{product}"))
+    let put = http
+        .put(format!("{orders}/carts/{user}/lines/{product}"))
         .json(&json!({"quantity": 1}))
         .send()
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?;
+        .await;
+    answer("cart", put).await?;
     let asked = chrono::Utc::now();
-    let order: Value = http
+    let posted = http
         .post(format!("{orders}/checkouts"))
         .header("idempotency-key", uuid_like())
         .json(&json!({"userId": user, "paymentToken": "tok_visa"}))
         .send()
-        .await
-        .ok()?
-        .error_for_status()
-        .ok()?
-        .json()
-        .await
-        .ok()?;
-    let id = order["id"].as_i64()?;
+        .await;
+    let order = answer("checkout", posted).await?;
+    let id = order["id"].as_i64().ok_or("checkout: no order id")?;
     let waited = Instant::now();
     while waited.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -126,20 +156,22 @@ async fn check_out(orders: &str, user: i64, session: &Session, product: i64) -> 
             continue;
         };
         if let Some(confirmed) = items.iter().find(|t| t["to"] == "confirmed") {
-            let at: chrono::DateTime<chrono::Utc> = confirmed["at"].as_str()?.parse().ok()?;
-            return (at - asked)
+            let at: chrono::DateTime<chrono::Utc> = confirmed["at"]
+                .as_str()
+                .and_then(|at| at.parse().ok())
+                .ok_or("timeline: no time")?;
+            return Ok((at - asked)
                 .to_std()
-                .ok()
-                .or(Some(Duration::from_micros(1)));
+                .unwrap_or(Duration::from_micros(1)));
         }
-        if items
+        if let Some(end) = items
             .iter()
-            .any(|t| matches!(t["to"].as_str(), Some("rejected" | "cancelled" | "expired")))
+            .find(|t| matches!(t["to"].as_str(), Some("rejected" | "cancelled" | "expired")))
         {
-            return None;
+            return Err(format!("ended {}: {}", end["to"], end["cause"]));
         }
     }
-    None
+    Err("not confirmed within 60 s".to_owned())
 }
 
 async fn poll_timeline(http: &reqwest::Client, orders: &str, id: i64) -> Option<Value> {
@@ -182,14 +214,13 @@ pub async fn measure(
             let t = Instant::now();
             let body =
                 json!({"userId": user, "productId": list[i as usize % list.len()], "quantity": 1});
-            let resp = session
+            let sent = session
                 .http
                 .post(format!("{url}/orders"))
                 .json(&body)
                 .send()
-                .await
-                .ok()?;
-            resp.status().is_success().then(|| t.elapsed())
+                .await;
+            answer("order", sent).await.map(|_| t.elapsed())
         }
     })
     .await;
@@ -259,6 +290,11 @@ pub fn print(figures: &Value) {
             f(&m["p99_ms"]),
             m["failed"]
         );
+        if let Some(causes) = m["failures"].as_object() {
+            for (cause, n) in causes {
+                println!("    {n:>6} x {cause}");
+            }
+        }
     }
     println!(
         "  checkouts confirmed per second: {:.3}x the raw order transaction",
