@@ -58,6 +58,7 @@ struct Model<'a> {
     entities: BTreeSet<String>,
     query: String,
     mutation: Option<String>,
+    subscription: Option<String>,
 }
 
 impl Model<'_> {
@@ -66,7 +67,11 @@ impl Model<'_> {
     }
 
     fn is_root(&self, name: &str) -> bool {
-        name == self.query || self.mutation.as_deref() == Some(name)
+        name == self.query || self.mutation.as_deref() == Some(name) || self.is_subscription(name)
+    }
+
+    fn is_subscription(&self, name: &str) -> bool {
+        self.subscription.as_deref() == Some(name)
     }
 
     fn is_resolved(&self, parent: &str, field: &FieldDefinition) -> bool {
@@ -86,8 +91,14 @@ fn named(ty: &Type) -> &str {
 /// Generates the crate source for one SDL file; the resolver trait is named after the file.
 pub fn generate_module(source: &Path, text: &str) -> Result<String> {
     let doc = parse_sdl(source, text)?;
-    let (types, query, mutation, declared) = roots_and_types(source, &doc)?;
-    let model = model(source, &types, &query, &mutation)?;
+    let Roots {
+        types,
+        query,
+        mutation,
+        subscription,
+        declared,
+    } = roots_and_types(source, &doc)?;
+    let model = model(source, &types, &query, &mutation, &subscription)?;
     check_references(&model, &types, &declared)?;
     let trait_name = format_ident!(
         "{}Resolvers",
@@ -192,6 +203,16 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
             quote!(async_graphql::EmptyMutation),
         ),
     };
+    let (subscription_ty, subscription_val) = match &model.subscription {
+        Some(m) => {
+            let m = ident(m);
+            (quote!(#m), quote!(#m))
+        }
+        None => (
+            quote!(async_graphql::EmptySubscription),
+            quote!(async_graphql::EmptySubscription),
+        ),
+    };
     let sdl_path = format!("../../{}", source.display());
     let trait_doc = " Everything the gateway must resolve: root fields and links between entities.";
     let tokens = quote! {
@@ -221,17 +242,17 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
         }
 
         /// The executable schema type.
-        pub type Schema = async_graphql::Schema<#query_ident, #mutation_ty, async_graphql::EmptySubscription>;
+        pub type Schema = async_graphql::Schema<#query_ident, #mutation_ty, #subscription_ty>;
 
         /// The schema's types, described as the contract describes them, without resolvers
         /// (enough to print or introspect the schema).
-        pub fn schema_types() -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, async_graphql::EmptySubscription> {
-            async_graphql::Schema::build(#query_ident, #mutation_val, async_graphql::EmptySubscription)
+        pub fn schema_types() -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, #subscription_ty> {
+            async_graphql::Schema::build(#query_ident, #mutation_val, #subscription_val)
                 #(#scalar_descriptions)*
         }
 
         /// A schema builder with `resolvers` installed; add limits and data, then `finish()`.
-        pub fn schema_builder<R: #trait_name>(resolvers: std::sync::Arc<R>) -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, async_graphql::EmptySubscription> {
+        pub fn schema_builder<R: #trait_name>(resolvers: std::sync::Arc<R>) -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, #subscription_ty> {
             let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
             schema_types().data(resolvers)
         }
@@ -290,20 +311,20 @@ fn authorize_fn() -> TokenStream {
 
 type Definition = Positioned<async_graphql_parser::types::TypeDefinition>;
 
-/// The document's types in order, the query and mutation root names, and every declared name.
-#[allow(clippy::type_complexity)]
-fn roots_and_types<'a>(
-    source: &Path,
-    doc: &'a ServiceDocument,
-) -> Result<(
-    Vec<&'a Definition>,
-    String,
-    Option<String>,
-    BTreeSet<String>,
-)> {
+/// The document's types in order, the root type names, and every declared name.
+struct Roots<'a> {
+    types: Vec<&'a Definition>,
+    query: String,
+    mutation: Option<String>,
+    subscription: Option<String>,
+    declared: BTreeSet<String>,
+}
+
+fn roots_and_types<'a>(source: &Path, doc: &'a ServiceDocument) -> Result<Roots<'a>> {
     let mut types = Vec::new();
     let mut query = "Query".to_owned();
     let mut mutation = None;
+    let mut subscription = None;
     let mut declared = BTreeSet::new();
     for def in &doc.definitions {
         match def {
@@ -312,13 +333,7 @@ fn roots_and_types<'a>(
                     query = q.node.to_string();
                 }
                 mutation = s.node.mutation.as_ref().map(|m| m.node.to_string());
-                if s.node.subscription.is_some() {
-                    return Err(CodegenError::schema(
-                        source,
-                        location(s.pos),
-                        "unsupported: subscriptions",
-                    ));
-                }
+                subscription = s.node.subscription.as_ref().map(|m| m.node.to_string());
             }
             TypeSystemDefinition::Type(t) => {
                 if !declared.insert(t.node.name.node.to_string()) {
@@ -345,7 +360,16 @@ fn roots_and_types<'a>(
     if mutation.is_none() && declared.contains("Mutation") {
         mutation = Some("Mutation".to_owned());
     }
-    Ok((types, query, mutation, declared))
+    if subscription.is_none() && declared.contains("Subscription") {
+        subscription = Some("Subscription".to_owned());
+    }
+    Ok(Roots {
+        types,
+        query,
+        mutation,
+        subscription,
+        declared,
+    })
 }
 
 /// The model: objects, entities (objects with `id: ID!`) and roots; the query root must exist.
@@ -354,6 +378,7 @@ fn model<'a>(
     types: &[&'a Definition],
     query: &str,
     mutation: &Option<String>,
+    subscription: &Option<String>,
 ) -> Result<Model<'a>> {
     let objects: BTreeMap<_, _> = types
         .iter()
@@ -377,12 +402,23 @@ fn model<'a>(
         entities,
         query: query.to_owned(),
         mutation: mutation.clone(),
+        subscription: subscription.clone(),
     };
     if !model.objects.contains_key(query) {
         return Err(CodegenError::schema(
             source,
             "document",
             format!("no query root type {query}"),
+        ));
+    }
+    if let Some(root) = subscription
+        .as_deref()
+        .filter(|s| !model.objects.contains_key(*s))
+    {
+        return Err(CodegenError::schema(
+            source,
+            "document",
+            format!("no subscription root type {root}"),
         ));
     }
 
@@ -555,6 +591,29 @@ fn gen_type(
                     None => (quote!(), quote!()),
                 };
                 let trait_doc = format!(" Resolves `{name}.{fname}`.");
+                if model.is_subscription(name) {
+                    let complexity = complexity(model, &f.node)?;
+                    let (stream, methods) = subscription_field(SubscriptionField {
+                        trait_name,
+                        method: &method,
+                        ty: &ty,
+                        trait_doc: &trait_doc,
+                        trait_args: &trait_args,
+                        arg_names: &arg_names,
+                    });
+                    trait_methods.extend(methods.trait_methods);
+                    erased_methods.extend(methods.erased_methods);
+                    erased_impls.extend(methods.erased_impls);
+                    resolved.push(quote! {
+                        #fdoc
+                        #[graphql(name = #fname #complexity #applied_auth)]
+                        async fn #rust_name(&self, ctx: &async_graphql::Context<'_>, #(#arg_decls),*) -> async_graphql::Result<#stream> {
+                            #guard
+                            resolvers(ctx)?.#method(ctx, #(#arg_names),*).await
+                        }
+                    });
+                    continue;
+                }
                 trait_methods.push(quote! {
                     #[doc = #trait_doc]
                     async fn #method(&self, ctx: &async_graphql::Context<'_>, #parent_arg #(#trait_args),*) -> Result<#ty, Self::Error>;
@@ -591,6 +650,19 @@ fn gen_type(
                 if !data_fields.is_empty() {
                     return Err(model.err(t.pos, "root types cannot have data fields"));
                 }
+                if model.is_subscription(name) {
+                    items.push(quote! {
+                        #doc
+                        #[derive(Debug, Default, Clone, Copy)]
+                        pub struct #name_ident;
+
+                        // The Subscription macro reads the type's description from the impl.
+                        #doc
+                        #[async_graphql::Subscription(name = #name)]
+                        impl #name_ident { #(#resolved)* }
+                    });
+                    return Ok(quote!(#(#items)*));
+                }
                 items.push(quote! {
                     #doc
                     #[derive(Debug, Default, Clone, Copy)]
@@ -621,6 +693,53 @@ fn gen_type(
         TypeKind::Interface(_) | TypeKind::Union(_) => unreachable!("rejected above"),
     }
     Ok(quote!(#(#items)*))
+}
+
+/// What one subscription field generates besides its field.
+struct SubscriptionField<'a> {
+    trait_name: &'a syn::Ident,
+    method: &'a syn::Ident,
+    ty: &'a TokenStream,
+    trait_doc: &'a str,
+    trait_args: &'a [TokenStream],
+    arg_names: &'a [syn::Ident],
+}
+
+/// The stream type a subscription field resolves to, and its resolver trait methods: the
+/// resolver answers a stream of events (or refuses to start one); each event may fail on its own.
+fn subscription_field(f: SubscriptionField<'_>) -> (TokenStream, ResolverMethods) {
+    let SubscriptionField {
+        trait_name,
+        method,
+        ty,
+        trait_doc,
+        trait_args,
+        arg_names,
+    } = f;
+    let stream = quote!(futures::stream::BoxStream<'static, async_graphql::Result<#ty>>);
+    let methods = ResolverMethods {
+        trait_methods: vec![quote! {
+            #[doc = #trait_doc]
+            #[doc = " The stream ends when the subscription does; dropping it must free everything."]
+            async fn #method(&self, ctx: &async_graphql::Context<'_>, #(#trait_args),*)
+                -> Result<futures::stream::BoxStream<'static, Result<#ty, Self::Error>>, Self::Error>;
+        }],
+        erased_methods: vec![quote! {
+            async fn #method(&self, ctx: &async_graphql::Context<'_>, #(#trait_args),*) -> async_graphql::Result<#stream>;
+        }],
+        erased_impls: vec![quote! {
+            async fn #method(&self, ctx: &async_graphql::Context<'_>, #(#trait_args),*) -> async_graphql::Result<#stream> {
+                use futures::StreamExt as _;
+                let events = #trait_name::#method(self, ctx, #(#arg_names),*)
+                    .await
+                    .map_err(|e| async_graphql::ErrorExtensions::extend(&e))?;
+                Ok(events
+                    .map(|event| event.map_err(|e| async_graphql::ErrorExtensions::extend(&e)))
+                    .boxed())
+            }
+        }],
+    };
+    (stream, methods)
 }
 
 /// The Rust type of a named GraphQL type.

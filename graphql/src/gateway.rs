@@ -410,6 +410,55 @@ impl OrderStatus {
         }
     }
 }
+/// Live updates over a WebSocket at `/graphql` (the `graphql-transport-ws` protocol, or the legacy
+/// `graphql-ws`), with the access token in the `connection_init` payload
+/// (`{"Authorization": "Bearer ..."}`): browsers cannot set headers on a WebSocket.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Subscription;
+/// Live updates over a WebSocket at `/graphql` (the `graphql-transport-ws` protocol, or the legacy
+/// `graphql-ws`), with the access token in the `connection_init` payload
+/// (`{"Authorization": "Bearer ..."}`): browsers cannot set headers on a WebSocket.
+#[async_graphql::Subscription(name = "Subscription")]
+impl Subscription {
+    /// Each change of an order's status as it happens: of order `orderId`, or without it of every
+    /// order the caller may see (a shopper's own; an admin's, all). A shopper naming someone else's
+    /// order gets NOT_FOUND, as `order(id:)` does.
+    #[graphql(name = "orderStatusChanged", directive = auth::apply(Role::User))]
+    async fn order_status_changed(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "orderId")]
+        order_id: Option<async_graphql::ID>,
+    ) -> async_graphql::Result<
+        futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
+    > {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.subscription_order_status_changed(ctx, principal, order_id).await
+    }
+}
+/// One change of an order's status.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "OrderStatusChange")]
+pub struct OrderStatusChange {
+    #[graphql(name = "orderId")]
+    pub order_id: async_graphql::ID,
+    /// The user who placed the order.
+    #[graphql(name = "userId")]
+    pub user_id: async_graphql::ID,
+    /// The order's version once it got here.
+    #[graphql(name = "version")]
+    pub version: i32,
+    /// The status it left.
+    #[graphql(name = "from")]
+    pub from: OrderStatus,
+    #[graphql(name = "to")]
+    pub to: OrderStatus,
+    /// What caused it, in a few words.
+    #[graphql(name = "cause")]
+    pub cause: String,
+    #[graphql(name = "at")]
+    pub at: chrono::DateTime<chrono::Utc>,
+}
 /// A placed order.
 #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
 #[graphql(name = "Order", complex)]
@@ -859,6 +908,17 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         refresh_token: String,
     ) -> Result<bool, Self::Error>;
+    /// Resolves `Subscription.orderStatusChanged`.
+    /// The stream ends when the subscription does; dropping it must free everything.
+    async fn subscription_order_status_changed(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        order_id: Option<async_graphql::ID>,
+    ) -> Result<
+        futures::stream::BoxStream<'static, Result<OrderStatusChange, Self::Error>>,
+        Self::Error,
+    >;
     /// Resolves `Order.lines`.
     async fn order_lines(
         &self,
@@ -1024,6 +1084,14 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         refresh_token: String,
     ) -> async_graphql::Result<bool>;
+    async fn subscription_order_status_changed(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        order_id: Option<async_graphql::ID>,
+    ) -> async_graphql::Result<
+        futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
+    >;
     async fn order_lines(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -1286,6 +1354,31 @@ impl<R: GatewayResolvers> Resolve for R {
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
+    async fn subscription_order_status_changed(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        order_id: Option<async_graphql::ID>,
+    ) -> async_graphql::Result<
+        futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
+    > {
+        use futures::StreamExt as _;
+        let events = GatewayResolvers::subscription_order_status_changed(
+                self,
+                ctx,
+                principal,
+                order_id,
+            )
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))?;
+        Ok(
+            events
+                .map(|event| {
+                    event.map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+                })
+                .boxed(),
+        )
+    }
     async fn order_lines(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -1351,19 +1444,11 @@ impl<R: GatewayResolvers> Resolve for R {
     }
 }
 /// The executable schema type.
-pub type Schema = async_graphql::Schema<
-    Query,
-    Mutation,
-    async_graphql::EmptySubscription,
->;
+pub type Schema = async_graphql::Schema<Query, Mutation, Subscription>;
 /// The schema's types, described as the contract describes them, without resolvers
 /// (enough to print or introspect the schema).
-pub fn schema_types() -> async_graphql::SchemaBuilder<
-    Query,
-    Mutation,
-    async_graphql::EmptySubscription,
-> {
-    async_graphql::Schema::build(Query, Mutation, async_graphql::EmptySubscription)
+pub fn schema_types() -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
+    async_graphql::Schema::build(Query, Mutation, Subscription)
         .override_output_type_description::<
             chrono::DateTime<chrono::Utc>,
         >("An RFC 3339 timestamp in UTC.")
@@ -1371,7 +1456,7 @@ pub fn schema_types() -> async_graphql::SchemaBuilder<
 /// A schema builder with `resolvers` installed; add limits and data, then `finish()`.
 pub fn schema_builder<R: GatewayResolvers>(
     resolvers: std::sync::Arc<R>,
-) -> async_graphql::SchemaBuilder<Query, Mutation, async_graphql::EmptySubscription> {
+) -> async_graphql::SchemaBuilder<Query, Mutation, Subscription> {
     let resolvers: std::sync::Arc<dyn Resolve> = resolvers;
     schema_types().data(resolvers)
 }

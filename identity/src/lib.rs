@@ -99,6 +99,18 @@ impl AccessToken {
     pub fn header_value(&self) -> String {
         format!("Bearer {}", self.0)
     }
+
+    /// Its `exp` claim, seconds since the epoch, read without checking the signature: only
+    /// for a token a [`TokenVerifier`] accepted (a connection that lives on after the request
+    /// that verified it ends when this passes).
+    pub fn expires_at(&self) -> Option<i64> {
+        use base64::Engine as _;
+        let payload = self.0.split('.').nth(1)?;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        serde_json::from_slice::<serde_json::Value>(&json).ok()?["exp"].as_i64()
+    }
 }
 
 impl fmt::Debug for AccessToken {

@@ -419,6 +419,8 @@ impl Stack {
                     "NOTIFICATION_SERVICE_URL",
                     format!("http://127.0.0.1:{}", peers.notifications_grpc),
                 ),
+                // Status changes for subscriptions come from the orders exchange.
+                topology[0].clone(),
                 jwks,
             ],
         };

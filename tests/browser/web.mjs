@@ -2,7 +2,8 @@
 // would: with a token from POST /api/auth/token (the demo user Alice), the GraphiQL page with
 // the token in its headers editor, Swagger UI's "Authorize" and "Try it out", and a page on
 // another origin calling the gateway through CORS with the token, and a purchase made in
-// GraphiQL (checkout, then the order followed to CONFIRMED). Usage: node web.mjs <gateway base
+// GraphiQL (checkout in one tab, the order followed to CONFIRMED by a subscription in another,
+// without reloading). Usage: node web.mjs <gateway base
 // URL> <id of a product with stock>. Prints one JSON line with what
 // each check saw and exits 1 if any check failed.
 //
@@ -144,7 +145,7 @@ try {
   });
 
   // 4. A purchase in GraphiQL: the cart filled over REST, `checkout` run in the editor with a
-  // test card, then the order queried until the saga has confirmed it.
+  // test card, and the order heard reaching CONFIRMED by a subscription in another tab.
   await check("purchase", async () => {
     if (!productToBuy) throw new Error("no product to buy was given");
     const cart = await fetch(`${gateway.origin}/api/users/1/cart/lines/${productToBuy}`, {
@@ -156,18 +157,27 @@ try {
     const page = await context.newPage();
     watch(page, "purchase");
     // Each operation as a developer runs it: opened, the token pasted into the headers, run.
+    const opened = async (p, query) => {
+      await p.goto(`${gateway.origin}/graphql?query=${encodeURIComponent(query)}`);
+      await p.locator(".graphiql-container").waitFor();
+      await p.getByRole("button", { name: "Headers" }).click();
+      await p.locator(".graphiql-editor-tool .graphiql-editor").last().click();
+      await p.keyboard.press("Control+A");
+      await p.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${accessToken}` }));
+      await p.locator(".graphiql-execute-button").click();
+    };
     const run = async (query, expected) => {
-      await page.goto(`${gateway.origin}/graphql?query=${encodeURIComponent(query)}`);
-      await page.locator(".graphiql-container").waitFor();
-      await page.getByRole("button", { name: "Headers" }).click();
-      await page.locator(".graphiql-editor-tool .graphiql-editor").last().click();
-      await page.keyboard.press("Control+A");
-      await page.keyboard.insertText(JSON.stringify({ Authorization: `Bearer ${accessToken}` }));
-      await page.locator(".graphiql-execute-button").click();
+      await opened(page, query);
       const result = page.locator(".result-window");
       await result.getByText(expected).first().waitFor();
       return (await result.innerText()).replace(/\s+/g, " ").trim();
     };
+    // A second tab listens before the purchase and is never reloaded.
+    const live = await context.newPage();
+    watch(live, "live status");
+    await opened(live, "subscription { orderStatusChanged { orderId to } }");
+    // GraphiQL shows a running subscription with a stop button.
+    await live.locator(".graphiql-execute-button[aria-label*='Stop'], .graphiql-execute-button[aria-label*='stop']").first().waitFor();
     const key = crypto.randomUUID();
     const bought = await run(
       `mutation { checkout(paymentToken: "tok_visa", idempotencyKey: "${key}") { id status total { amountMinor currency } } }`,
@@ -175,11 +185,11 @@ try {
     );
     const id = /"id": "(\d+)"/.exec(bought)?.[1];
     if (!id) throw new Error(`no order id in ${bought}`);
-    let confirmed = "";
-    for (let i = 0; i < 40 && !confirmed.includes("CONFIRMED"); i++) {
-      confirmed = await run(`{ order(id: "${id}") { status } }`, '"status"');
-      if (!confirmed.includes("CONFIRMED")) await new Promise((r) => setTimeout(r, 250));
-    }
+    const heard = live.locator(".result-window");
+    await heard.getByText('"CONFIRMED"').first().waitFor();
+    const confirmed = (await heard.innerText()).replace(/\s+/g, " ").trim();
+    if (!confirmed.includes(`"${id}"`)) throw new Error(`the confirmation heard is not order ${id}'s: ${confirmed}`);
+    await live.close();
     await page.close();
     return { bought, confirmed };
   });

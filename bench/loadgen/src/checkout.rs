@@ -105,7 +105,13 @@ async fn answer(step: &str, sent: reqwest::Result<reqwest::Response>) -> Result<
     // Ids and keys differ per attempt; the rest of the detail names the cause.
     let detail: String = detail
         .split(' ')
-        .map(|w| if w.chars().any(|c| c.is_ascii_digit()) { "N" } else { w })
+        .map(|w| {
+            if w.chars().any(|c| c.is_ascii_digit()) {
+                "N"
+            } else {
+                w
+            }
+        })
         .collect::<Vec<_>>()
         .join(" ");
     Err(format!("{step}: {} {detail}", status.as_u16()))
@@ -160,9 +166,7 @@ async fn check_out(
                 .as_str()
                 .and_then(|at| at.parse().ok())
                 .ok_or("timeline: no time")?;
-            return Ok((at - asked)
-                .to_std()
-                .unwrap_or(Duration::from_micros(1)));
+            return Ok((at - asked).to_std().unwrap_or(Duration::from_micros(1)));
         }
         if let Some(end) = items
             .iter()

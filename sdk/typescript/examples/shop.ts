@@ -1,9 +1,11 @@
 // A small shop client on @shopmesh/sdk: register, log in, place orders over GraphQL and REST,
 // page through them, read an order's notifications, handle a rejected order as a typed error,
-// and buy a product: cart, checkout with a test card, follow the order to CONFIRMED.
+// and buy a product: cart, checkout with a test card, hear the order reach CONFIRMED through a
+// subscription.
 // Usage: node examples/dist/shop.js http://localhost:3000 [productId to buy]
 // Prints one JSON report line at the end (tests/e2e/tests/sdk.rs reads it).
 import { randomUUID } from "node:crypto";
+import WebSocket from "ws";
 import {
   CheckoutDocument,
   CreateOrderDocument,
@@ -13,7 +15,9 @@ import {
   OrderProgressDocument,
   OrdersByUserDocument,
   SetCartLineDocument,
+  WatchOrdersDocument,
   createGraphqlClient,
+  createSubscriptionClient,
   createRestClient,
   type GraphqlResult,
   type OrderStatus,
@@ -84,25 +88,44 @@ const restError = restRejected.error
   : null;
 
 // Buy a product: put it in the cart, check out with a test card, follow the saga.
-let purchase: { status: OrderStatus; total: number | undefined; timeline: string[] } | null = null;
+let purchase: { status: OrderStatus; total: number | undefined; timeline: string[]; heard: string[] } | null = null;
 const toBuy = process.argv[3];
 if (toBuy) {
   const cart = await graphql.request(SetCartLineDocument, { productId: toBuy, quantity: 1 });
   if (!cart.ok) fail("setCartLine", cart.errors);
+  // Listen before buying, so no change is missed; the order's changes arrive as they happen.
+  const live = createSubscriptionClient({ baseUrl, token: () => token, webSocketImpl: WebSocket });
+  const heard: string[] = [];
+  let orderId: string | undefined;
+  const confirmed = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not confirmed within 30 s; heard ${heard.join(",")}`)), 30_000);
+    live.subscribe(WatchOrdersDocument, {}, {
+      next: (data) => {
+        const change = data.orderStatusChanged;
+        if (change.orderId !== orderId) return;
+        heard.push(change.to);
+        if (change.to === "CONFIRMED") {
+          clearTimeout(timer);
+          resolve();
+        }
+      },
+      error: (errors) => reject(new Error(errors.map((e) => `${e.code}: ${e.message}`).join("; "))),
+    });
+  });
+  // The socket is open (its connection_ack) once a subscription is running on it.
+  await new Promise((r) => setTimeout(r, 500));
   // One key per purchase: a retry with it answers the same order instead of buying twice.
   const bought = await graphql.request(CheckoutDocument, { paymentToken: "tok_visa", idempotencyKey: randomUUID() });
   if (!bought.ok) fail("checkout", bought.errors);
-  const orderId = bought.data.checkout.id;
+  orderId = bought.data.checkout.id;
   let status: OrderStatus = bought.data.checkout.status;
-  let timeline: string[] = [];
-  for (let i = 0; i < 120 && status !== "CONFIRMED"; i++) {
-    await new Promise((r) => setTimeout(r, 250));
-    const seen = await graphql.request(OrderProgressDocument, { id: orderId });
-    if (!seen.ok) fail("order status", seen.errors);
-    status = seen.data.order?.status ?? status;
-    timeline = seen.data.order?.timeline.map((t) => t.to) ?? [];
-  }
-  purchase = { status, total: bought.data.checkout.total?.amountMinor, timeline };
+  await confirmed;
+  await live.dispose();
+  const seen = await graphql.request(OrderProgressDocument, { id: orderId });
+  if (!seen.ok) fail("order status", seen.errors);
+  status = seen.data.order?.status ?? status;
+  const timeline = seen.data.order?.timeline.map((t) => t.to) ?? [];
+  purchase = { status, total: bought.data.checkout.total?.amountMinor, timeline, heard };
 }
 
 console.log(

@@ -11,6 +11,9 @@
       variables: JSON.stringify({ id: "1" }, null, 2),
     },
     {
+      query: "# Live status of your orders (paste {\"Authorization\": \"Bearer <token>\"} into Headers first),\n# then place or cancel one in another tab.\nsubscription WatchOrders {\n  orderStatusChanged {\n    orderId\n    from\n    to\n    cause\n    at\n  }\n}\n",
+    },
+    {
       query: "query UserName($id: ID!) {\n  userName(id: $id)\n}\n",
       variables: JSON.stringify({ id: "1" }, null, 2),
     },
@@ -20,7 +23,14 @@
     },
   ];
   const params = new URLSearchParams(window.location.search);
-  const fetcher = GraphiQL.createFetcher({ url: new URL("/graphql", window.location.href).href });
+  // Subscriptions run over a WebSocket at the same path; GraphiQL sends the headers editor's
+  // JSON (e.g. {"Authorization": "Bearer ..."}) as the connection_init payload.
+  const socketUrl = new URL("/graphql", window.location.href);
+  socketUrl.protocol = socketUrl.protocol === "https:" ? "wss:" : "ws:";
+  const fetcher = GraphiQL.createFetcher({
+    url: new URL("/graphql", window.location.href).href,
+    subscriptionUrl: socketUrl.href,
+  });
   const props = {
     fetcher,
     defaultTabs: examples,

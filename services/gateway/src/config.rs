@@ -62,6 +62,31 @@ pub struct GatewayConfig {
     pub cors: CorsOrigins,
     /// Which tokens are accepted (`AUTH_*`).
     pub auth: AuthConfig,
+    /// Live updates: GraphQL subscriptions over WebSocket.
+    pub live: LiveConfig,
+}
+
+/// Where status changes come from and what one WebSocket may hold.
+#[derive(Debug, Clone)]
+pub struct LiveConfig {
+    /// RabbitMQ URL (`RABBITMQ_URL`); each replica consumes every status change through an
+    /// exclusive queue of its own bound to `exchange`.
+    pub rabbitmq_url: SecretUrl,
+    /// The exchange the orders service publishes to (`ORDERS_EXCHANGE`, `orders`).
+    pub exchange: String,
+    /// Status changes a subscription may fall behind by before it is ended with
+    /// `EVENTS_MISSED` (`SUBSCRIPTION_EVENT_BUFFER`, 1024; shared by the replica's subscribers).
+    pub event_buffer: usize,
+    /// Messages waiting to be written to one WebSocket before the client is disconnected as
+    /// too slow, close code 1008 (`SUBSCRIPTION_SEND_BUFFER`, 64).
+    pub send_buffer: usize,
+    /// Subscriptions one WebSocket may run at once (`SUBSCRIPTIONS_PER_CONNECTION`, 20).
+    pub per_connection: usize,
+    /// WebSockets one user may hold on this replica (`SUBSCRIPTION_CONNECTIONS_PER_USER`, 10).
+    pub connections_per_user: usize,
+    /// How long a new WebSocket may take to send `connection_init` before close code 4408
+    /// (`SUBSCRIPTION_INIT_TIMEOUT_MS`, 10000).
+    pub init_timeout: Duration,
 }
 
 /// The origins allowed by CORS (`CORS_ALLOWED_ORIGINS`): unset, any `http://localhost:PORT` or
@@ -232,6 +257,17 @@ impl GatewayConfig {
                 max_downstream_calls: env.parse_or("GRAPHQL_MAX_DOWNSTREAM_CALLS", 50)?,
             },
             auth: AuthConfig::from_env(env)?,
+            live: LiveConfig {
+                rabbitmq_url: env
+                    .string_or("RABBITMQ_URL", "amqp://guest:guest@localhost:5672/%2f")
+                    .into(),
+                exchange: shopmesh_common::amqp::topology_from_env(env)?.exchange,
+                event_buffer: env.parse_or("SUBSCRIPTION_EVENT_BUFFER", 1024)?.max(1),
+                send_buffer: env.parse_or("SUBSCRIPTION_SEND_BUFFER", 64)?.max(1),
+                per_connection: env.parse_or("SUBSCRIPTIONS_PER_CONNECTION", 20)?,
+                connections_per_user: env.parse_or("SUBSCRIPTION_CONNECTIONS_PER_USER", 10)?,
+                init_timeout: ms("SUBSCRIPTION_INIT_TIMEOUT_MS", 10_000)?,
+            },
             cors: CorsOrigins::from_env(env),
             resilience: ResilienceConfig {
                 retries: env.parse_or("DOWNSTREAM_RETRIES", 2)?,

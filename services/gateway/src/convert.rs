@@ -31,6 +31,28 @@ fn gql_order_status(s: orders::OrderStatus) -> Result<gql::OrderStatus, GatewayE
     })
 }
 
+/// A status change from the orders service's event, in the GraphQL contract.
+pub fn gql_status_change(
+    c: &shopmesh_events::OrderStatusChangedV1,
+) -> Result<gql::OrderStatusChange, GatewayError> {
+    let status = |s: &str| {
+        orders::OrderStatus::parse(s)
+            .ok_or_else(|| {
+                GatewayError::Internal(format!("order status {s} is not in the contract"))
+            })
+            .and_then(gql_order_status)
+    };
+    Ok(gql::OrderStatusChange {
+        order_id: c.order_id.into(),
+        user_id: c.user_id.into(),
+        version: c.version,
+        from: status(&c.from)?,
+        to: status(&c.to)?,
+        cause: c.cause.clone(),
+        at: c.changed_at,
+    })
+}
+
 /// The same status in the gateway's REST contract, which uses the orders service's names.
 fn rest_order_status(s: orders::OrderStatus) -> Result<rest::OrderStatus, GatewayError> {
     rest::OrderStatus::parse(s.as_str()).ok_or_else(|| {

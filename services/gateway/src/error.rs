@@ -52,6 +52,11 @@ pub enum GatewayError {
         crate::limits::MAX_DOWNSTREAM_CALLS_NAME
     )]
     CallBudgetSpent,
+    /// A subscription fell further behind the replica's status changes than its buffer holds.
+    #[error(
+        "this subscription missed {0} status changes (it fell behind); re-read the orders and subscribe again"
+    )]
+    EventsMissed(u64),
     /// A bug in the gateway itself (e.g. a missing per-request loader).
     #[error("internal error")]
     Internal(String),
@@ -122,6 +127,7 @@ impl GatewayError {
             Self::Unavailable { .. } => 503,
             Self::Timeout { .. } => 504,
             Self::CallBudgetSpent => 400,
+            Self::EventsMissed(_) => 503,
             Self::Internal(_) => 500,
         }
     }
@@ -139,6 +145,7 @@ impl GatewayError {
             Self::Unavailable { .. } => "DOWNSTREAM_UNAVAILABLE",
             Self::Timeout { .. } => "DOWNSTREAM_TIMEOUT",
             Self::CallBudgetSpent => crate::limits::LIMIT_CODE,
+            Self::EventsMissed(_) => "EVENTS_MISSED",
             Self::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
     }

@@ -7,16 +7,19 @@ use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, ID};
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use shopmesh_graphql::{self as gql, GatewayResolvers};
 use shopmesh_identity::Principal;
 use shopmesh_openapi::{orders, users};
 
 use crate::convert::{
-    gql_cart, gql_notification, gql_order, gql_order_lines, gql_product, gql_timeline, gql_tokens,
-    gql_user, parse_id,
+    gql_cart, gql_notification, gql_order, gql_order_lines, gql_product, gql_status_change,
+    gql_timeline, gql_tokens, gql_user, parse_id,
 };
 use crate::downstream::Backends;
 use crate::error::GatewayError;
+use crate::live::OrderFeed;
 
 /// Loads users by id for one GraphQL request, deduplicating and batching lookups, as the
 /// request's caller (`None` for an anonymous request, which no guarded field lets reach it).
@@ -142,12 +145,13 @@ fn absent_is_null<T>(found: Result<T, GatewayError>) -> Result<Option<T>, Gatewa
 /// The resolvers behind `/graphql`.
 pub struct GatewayGraph {
     backends: Arc<Backends>,
+    feed: OrderFeed,
 }
 
 impl GatewayGraph {
-    /// Resolves against `backends`.
-    pub fn new(backends: Arc<Backends>) -> Self {
-        Self { backends }
+    /// Resolves against `backends`; subscriptions hear `feed`.
+    pub fn new(backends: Arc<Backends>, feed: OrderFeed) -> Self {
+        Self { backends, feed }
     }
 }
 
@@ -156,6 +160,25 @@ impl GatewayGraph {
 #[async_trait::async_trait]
 impl GatewayResolvers for GatewayGraph {
     type Error = GatewayError;
+
+    async fn subscription_order_status_changed(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        order_id: Option<ID>,
+    ) -> Result<BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>>, GatewayError>
+    {
+        let order = order_id.map(|id| parse_id("orderId", &id)).transpose()?;
+        // Listening starts before the check, so a change between the two is not lost.
+        let changes = self.feed.changes_for(principal, order);
+        if let Some(id) = order {
+            // Someone else's order is missing, as the orders service says for `order(id:)`.
+            self.backends.order(principal, id).await?;
+        }
+        Ok(changes
+            .map(|change| change.and_then(|c| gql_status_change(&c)))
+            .boxed())
+    }
 
     async fn query_order(
         &self,

@@ -17,8 +17,10 @@ pub mod downstream;
 pub mod error;
 pub mod graphql;
 pub mod limits;
+pub mod live;
 pub mod pages;
 pub mod ratelimit;
+pub mod subscriptions;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -53,6 +55,9 @@ pub struct Gateway {
     pub limiter: Arc<ClientRateLimiter>,
     /// The executable GraphQL schema.
     pub schema: shopmesh_graphql::Schema,
+    /// Status changes for subscriptions.
+    pub feed: live::OrderFeed,
+    sockets: subscriptions::Sockets,
     documents: documents::ParsedDocuments,
     verifier: TokenVerifier,
     config: Arc<GatewayConfig>,
@@ -71,17 +76,18 @@ impl Gateway {
             verifier.clone(),
         ));
         let documents = documents::ParsedDocuments::new();
-        let mut builder =
-            shopmesh_graphql::schema_builder(Arc::new(GatewayGraph::new(backends.clone())))
-                .limit_complexity(config.graphql.max_complexity)
-                .extension(limits::OperationLimits {
-                    max_depth: config.graphql.max_depth,
-                    max_root_fields: config.graphql.max_root_fields,
-                    max_query_bytes: config.graphql.max_query_bytes,
-                    max_mutations: config.graphql.max_mutations,
-                })
-                // Inside the limits, so a cached document is checked like a parsed one.
-                .extension(documents.clone());
+        let feed = live::OrderFeed::new(config.live.event_buffer);
+        let graph = GatewayGraph::new(backends.clone(), feed.clone());
+        let mut builder = shopmesh_graphql::schema_builder(Arc::new(graph))
+            .limit_complexity(config.graphql.max_complexity)
+            .extension(limits::OperationLimits {
+                max_depth: config.graphql.max_depth,
+                max_root_fields: config.graphql.max_root_fields,
+                max_query_bytes: config.graphql.max_query_bytes,
+                max_mutations: config.graphql.max_mutations,
+            })
+            // Inside the limits, so a cached document is checked like a parsed one.
+            .extension(documents.clone());
         if !config.graphql.introspection {
             // Suggestions ("Did you mean …") would hand out the field names introspection hides.
             builder = builder.disable_introspection().disable_suggestions();
@@ -90,6 +96,8 @@ impl Gateway {
             backends,
             limiter,
             schema: builder.finish(),
+            sockets: subscriptions::Sockets::new(config.live.clone(), Shutdown::new()),
+            feed,
             documents,
             verifier,
             config: Arc::new(config),
@@ -132,6 +140,7 @@ impl Gateway {
                 get(GraphqlGet {
                     page: pages::graphiql().boxed(),
                     execute: graphql_execute.with(limit.clone()).boxed(),
+                    live: subscriptions::upgrade.boxed(),
                 })
                 .post(graphql_execute.with(limit.clone())),
             )
@@ -191,6 +200,7 @@ impl Gateway {
                 .data(self.backends.clone())
                 .data(self.limiter.clone())
                 .data(self.verifier.clone())
+                .data(self.sockets.clone())
                 .data(self.config.clone()),
         )
         .with(http::AllowHeader::new(
@@ -230,18 +240,27 @@ fn cors(origins: &CorsOrigins) -> poem::middleware::Cors {
         .max_age(600)
 }
 
-/// `GET /graphql`: GraphiQL for a browser (it asks for `text/html`) or for a request with no
-/// `query`; otherwise the query in the URL is executed (GraphQL over HTTP, as urql and CDNs
-/// send it), except a mutation, which is 405: a GET must change nothing.
+/// `GET /graphql`: a WebSocket for subscriptions when it asks for an upgrade; GraphiQL for a
+/// browser (it asks for `text/html`) or for a request with no `query`; otherwise the query in
+/// the URL is executed (GraphQL over HTTP, as urql and CDNs send it), except a mutation, which
+/// is 405: a GET must change nothing.
 struct GraphqlGet {
     page: poem::endpoint::BoxEndpoint<'static>,
     execute: poem::endpoint::BoxEndpoint<'static>,
+    live: poem::endpoint::BoxEndpoint<'static>,
 }
 
 impl Endpoint for GraphqlGet {
     type Output = Response;
 
     async fn call(&self, req: poem::Request) -> poem::Result<Response> {
+        let upgrade = req
+            .headers()
+            .get(poem::http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok());
+        if upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket")) {
+            return self.live.call(req).await;
+        }
         let accept = req
             .headers()
             .get(poem::http::header::ACCEPT)
@@ -459,9 +478,23 @@ impl Service for Application {
             self.gateway.limiter.clone(),
             shutdown.clone(),
         ));
+        let feed = tokio::spawn(
+            self.gateway
+                .feed
+                .clone()
+                .run(self.gateway.config.live.clone(), shutdown.clone()),
+        );
+        // Sockets outlive the requests that opened them: they close (1001) when shutdown starts.
+        let sockets = self.gateway.sockets.clone();
+        let closing = shutdown.clone();
+        tokio::spawn(async move {
+            closing.wait().await;
+            sockets.close_all();
+        });
         let served = self.listener.serve(self.gateway.app(), &shutdown).await;
         shutdown.trigger();
         let _ = housekeeping.await;
+        let _ = feed.await;
         Ok(served?)
     }
 }

@@ -62,6 +62,21 @@ pub fn product_input(name: &str, amount_minor: i64) -> shopmesh_openapi::catalog
     }
 }
 
+/// A status change of `order` (placed by `user`) as the orders service publishes it, with a
+/// long cause, for feeding subscriptions directly.
+pub fn status_change(order: i64, user: i64) -> shopmesh_events::OrderStatusChangedV1 {
+    shopmesh_events::OrderStatusChangedV1 {
+        event_id: uuid::Uuid::new_v4(),
+        order_id: order,
+        user_id: user,
+        from: "pending".into(),
+        to: "cancelled".into(),
+        cause: "x".repeat(200),
+        version: 2,
+        changed_at: chrono::Utc::now(),
+    }
+}
+
 /// A running platform.
 pub struct Platform {
     /// The stack it was started from (to start more of it, e.g. another consumer process).
@@ -121,7 +136,13 @@ impl Platform {
 
     /// Starts everything; returns once every service serves.
     pub async fn start(options: PlatformOptions) -> anyhow::Result<Self> {
-        let stack = test_stack()
+        Self::start_stack(test_stack(), options).await
+    }
+
+    /// Starts everything from `stack` (with settings of its own), with the test settings of
+    /// `options` on top.
+    pub async fn start_stack(stack: Stack, options: PlatformOptions) -> anyhow::Result<Self> {
+        let stack = stack
             .set("REDIS_URL", &options.redis_url)
             .set_for(Service::Orders, "RABBITMQ_URL", &options.relay_amqp_url)
             .set_for(Service::Orders, "OUTBOX_POLL_MS", "200")

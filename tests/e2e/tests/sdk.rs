@@ -104,4 +104,10 @@ async fn the_example_app_uses_the_typescript_sdk_against_the_live_gateway() {
         serde_json::json!(["PENDING", "STOCK_RESERVED", "PAID", "CONFIRMED"]),
         "{report:#}"
     );
+    // Heard live through the SDK's subscription client: every change after placing, in order.
+    assert_eq!(
+        report["purchase"]["heard"],
+        serde_json::json!(["STOCK_RESERVED", "PAID", "CONFIRMED"]),
+        "{report:#}"
+    );
 }

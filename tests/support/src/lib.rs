@@ -362,6 +362,29 @@ pub fn service_token(stack: &Stack, client: &str) -> shopmesh_identity::AccessTo
     shopmesh_identity::AccessToken::new(token_issuer(stack).issue_service(client).token)
 }
 
+/// A token for `user_id` with `role` that expires `lifetime` from now, signed with the stack's
+/// key.
+pub fn short_lived_token(
+    stack: &Stack,
+    user_id: i64,
+    role: shopmesh_identity::Role,
+    lifetime: Duration,
+) -> shopmesh_identity::AccessToken {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let claims = shopmesh_identity::AccessClaims {
+        sub: user_id.to_string(),
+        role,
+        iss: "shopmesh-users".into(),
+        aud: "shopmesh".into(),
+        iat: now,
+        exp: now + lifetime.as_secs(),
+    };
+    shopmesh_identity::AccessToken::new(token_issuer(stack).sign(&claims))
+}
+
 /// Signs tokens as the stack's users service does, with its key (as an operator holding the
 /// key could): for tests that need a token without logging in, or a token of their making.
 pub fn token_issuer(stack: &Stack) -> shopmesh_identity::TokenIssuer {

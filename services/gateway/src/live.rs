@@ -1,0 +1,171 @@
+//! Where live order status comes from: every gateway replica consumes every
+//! `order.status-changed` event through an exclusive queue of its own (server-named, gone when
+//! the replica is), so a subscriber on any replica hears every change. Events fan out to the
+//! replica's subscriptions through one bounded ring ([`tokio::sync::broadcast`]): a
+//! subscription that falls further behind than the ring holds is ended with `EVENTS_MISSED`
+//! instead of slowing the others or growing memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
+use lapin::ExchangeKind;
+use lapin::options::{
+    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use shopmesh_common::retry::Backoff;
+use shopmesh_common::shutdown::Shutdown;
+use shopmesh_events::{ORDER_STATUS_CHANGED_ROUTING_KEY, OrderStatusChangedV1};
+use shopmesh_identity::Principal;
+use tokio::sync::broadcast;
+
+use crate::config::LiveConfig;
+use crate::error::GatewayError;
+
+/// One status change as every subscription of the replica shares it.
+pub type StatusChange = Arc<OrderStatusChangedV1>;
+
+/// The replica's feed of status changes.
+#[derive(Clone)]
+pub struct OrderFeed {
+    changes: broadcast::Sender<StatusChange>,
+    consuming: Arc<AtomicBool>,
+}
+
+impl OrderFeed {
+    /// A feed whose subscriptions may fall `buffer` changes behind.
+    pub fn new(buffer: usize) -> Self {
+        Self {
+            changes: broadcast::channel(buffer.max(1)).0,
+            consuming: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the replica's queue is consuming now.
+    pub fn is_consuming(&self) -> bool {
+        self.consuming.load(Ordering::Relaxed)
+    }
+
+    /// The changes `principal` may see, of order `order` alone when given, from now on. The
+    /// caller checks beforehand that `principal` may see that order.
+    pub fn changes_for(
+        &self,
+        principal: &Principal,
+        order: Option<i64>,
+    ) -> BoxStream<'static, Result<StatusChange, GatewayError>> {
+        let principal = principal.clone();
+        let wanted = move |c: &OrderStatusChangedV1| {
+            order.is_none_or(|id| id == c.order_id) && principal.sees(c.user_id)
+        };
+        futures::stream::unfold(Some(self.changes.subscribe()), move |rx| {
+            let wanted = wanted.clone();
+            async move {
+                let mut rx = rx?;
+                loop {
+                    match rx.recv().await {
+                        Ok(change) if wanted(&change) => return Some((Ok(change), Some(rx))),
+                        Ok(_) => {}
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            return Some((Err(GatewayError::EventsMissed(missed)), None));
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            }
+        })
+        .boxed()
+    }
+
+    /// Hands `change` to the replica's subscriptions.
+    pub fn publish(&self, change: OrderStatusChangedV1) {
+        // No subscriber is not an error: nobody is listening now.
+        let _ = self.changes.send(Arc::new(change));
+    }
+
+    /// Consumes the replica's queue until `shutdown`, connecting again after a failure.
+    pub async fn run(self, config: LiveConfig, shutdown: Shutdown) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+        loop {
+            let consumed = tokio::select! {
+                result = self.consume(&config) => result,
+                () = shutdown.wait() => return,
+            };
+            if self.consuming.swap(false, Ordering::Relaxed) {
+                backoff.reset();
+            }
+            if let Err(e) = consumed {
+                tracing::warn!(error = %e, "order status feed lost; reconnecting");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                () = shutdown.wait() => return,
+            }
+        }
+    }
+
+    async fn consume(&self, config: &LiveConfig) -> Result<(), lapin::Error> {
+        let connection = shopmesh_common::amqp::connect(
+            config.rabbitmq_url.expose(),
+            "shopmesh-gateway-live",
+            Duration::from_secs(5),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        channel
+            .exchange_declare(
+                &config.exchange,
+                ExchangeKind::Topic,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let queue = channel
+            .queue_declare(
+                "",
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.name().as_str(),
+                &config.exchange,
+                ORDER_STATUS_CHANGED_ROUTING_KEY,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        // Live updates are best effort by design (a client resumes by re-reading): no acks.
+        let mut deliveries = channel
+            .basic_consume(
+                queue.name().as_str(),
+                "shopmesh-gateway-live",
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        self.consuming.store(true, Ordering::Relaxed);
+        tracing::info!(queue = %queue.name(), "order status feed consuming");
+        while let Some(delivery) = deliveries.next().await {
+            let delivery = delivery?;
+            match serde_json::from_slice::<OrderStatusChangedV1>(&delivery.data) {
+                Ok(change) => self.publish(change),
+                Err(e) => tracing::warn!(error = %e, "an order status change did not parse"),
+            }
+        }
+        Ok(())
+    }
+}

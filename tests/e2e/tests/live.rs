@@ -1,0 +1,392 @@
+//! Live order status: GraphQL subscriptions over WebSocket (`graphql-transport-ws` and the
+//! legacy `graphql-ws`) on the gateway, fed by the orders service's `order.status-changed`
+//! events through RabbitMQ; the protocol's close codes; who hears what; a slow client.
+
+use std::time::Duration;
+
+use futures::{SinkExt as _, StreamExt as _};
+use serde_json::{Value, json};
+use shopmesh_e2e::{Platform, PlatformOptions};
+use shopmesh_identity::{AccessToken, Role};
+use shopmesh_openapi::orders::{CreateOrderRequest, OrdersClient};
+use shopmesh_testkit::{Ports, Running, Service, build_service, short_lived_token, test_stack};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
+
+const WATCH: &str =
+    "subscription($id: ID) { orderStatusChanged(orderId: $id) { orderId version from to cause } }";
+
+/// A WebSocket to the gateway's `/graphql`.
+struct Socket(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl Socket {
+    /// Opens a socket speaking `protocol`, without sending anything.
+    async fn open(platform: &Platform, protocol: &str) -> Self {
+        Self::open_at(&platform.gateway_url, protocol).await
+    }
+
+    async fn open_at(base: &str, protocol: &str) -> Self {
+        let url = base.replace("http://", "ws://") + "/graphql";
+        let mut request = url.into_client_request().unwrap();
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            HeaderValue::from_str(protocol).unwrap(),
+        );
+        let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+        assert_eq!(response.headers()["sec-websocket-protocol"], protocol);
+        Self(socket)
+    }
+
+    /// A `graphql-transport-ws` socket, initialised with `token` and acknowledged.
+    async fn ready(platform: &Platform, token: &AccessToken) -> Self {
+        Self::ready_at(&platform.gateway_url, token).await
+    }
+
+    /// The same at the gateway at `base` (another replica).
+    async fn ready_at(base: &str, token: &AccessToken) -> Self {
+        let mut socket = Self::open_at(base, "graphql-transport-ws").await;
+        socket.init(token).await;
+        assert_eq!(socket.next().await["type"], "connection_ack");
+        socket
+    }
+
+    async fn init(&mut self, token: &AccessToken) {
+        self.send(
+            json!({"type": "connection_init", "payload": {"Authorization": token.header_value()}}),
+        )
+        .await;
+    }
+
+    async fn send(&mut self, message: Value) {
+        self.0
+            .send(Message::text(message.to_string()))
+            .await
+            .unwrap();
+    }
+
+    /// Subscribes as `id` to the changes of `order` (all visible ones without).
+    async fn watch(&mut self, id: &str, order: Option<i64>) {
+        let variables = json!({"id": order.map(|o| o.to_string())});
+        self.send(json!({"type": "subscribe", "id": id, "payload": {"query": WATCH, "variables": variables}}))
+            .await;
+    }
+
+    /// The next protocol message (pings answered by the library are skipped).
+    async fn next(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(20), self.0.next())
+                .await
+                .expect("a message within 20 s")
+                .expect("the socket is open")
+                .unwrap();
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    /// The code and reason the server closes the socket with.
+    async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(20), self.0.next())
+                .await
+                .expect("closed within 20 s");
+            match message {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => {
+                    panic!("closed without a code")
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+}
+
+/// A one-line order for `user`, placed by themselves; its id.
+async fn place(platform: &Platform, user: i64) -> i64 {
+    let orders = OrdersClient::new(platform.orders_url.clone());
+    let body = CreateOrderRequest {
+        user_id: user,
+        product_id: 1,
+        quantity: 1,
+        payment_token: None,
+    };
+    let token = platform.token(user, Role::User);
+    orders.create_order(&token, None, &body).await.unwrap().id
+}
+
+async fn cancel(platform: &Platform, user: i64, order: i64) {
+    let orders = OrdersClient::new(platform.orders_url.clone());
+    let token = platform.token(user, Role::User);
+    orders.cancel_order(&token, order).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_shopper_hears_their_order_change_as_it_happens() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let order = place(&platform, 1).await;
+    let mut socket = Socket::ready(&platform, &platform.token(1, Role::User)).await;
+    socket.watch("1", Some(order)).await;
+    // The subscription is running once a change made now reaches it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel(&platform, 1, order).await;
+    let next = socket.next().await;
+    assert_eq!(next["type"], "next", "{next}");
+    let change = &next["payload"]["data"]["orderStatusChanged"];
+    assert_eq!(
+        (
+            change["orderId"].as_str(),
+            change["from"].as_str(),
+            change["to"].as_str()
+        ),
+        (
+            Some(order.to_string().as_str()),
+            Some("PENDING"),
+            Some("CANCELLED")
+        ),
+        "{next}"
+    );
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_shopper_hears_only_their_own_orders_and_an_admin_hears_all() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let (mine, theirs) = (place(&platform, 1).await, place(&platform, 2).await);
+    let mut shopper = Socket::ready(&platform, &platform.token(1, Role::User)).await;
+    let mut admin = Socket::ready(&platform, &platform.token(4, Role::Admin)).await;
+    shopper.watch("all", None).await;
+    admin.watch("all", None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel(&platform, 2, theirs).await;
+    cancel(&platform, 1, mine).await;
+    let heard = |m: &Value| m["payload"]["data"]["orderStatusChanged"]["orderId"].clone();
+    assert_eq!(heard(&shopper.next().await), json!(mine.to_string()));
+    let admin_heard = [heard(&admin.next().await), heard(&admin.next().await)];
+    assert!(
+        admin_heard.contains(&json!(theirs.to_string())),
+        "{admin_heard:?}"
+    );
+    assert!(
+        admin_heard.contains(&json!(mine.to_string())),
+        "{admin_heard:?}"
+    );
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn someone_elses_order_is_not_found_not_silence() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let theirs = place(&platform, 2).await;
+    let mut socket = Socket::ready(&platform, &platform.token(1, Role::User)).await;
+    socket.watch("1", Some(theirs)).await;
+    let answer = socket.next().await;
+    assert_eq!(
+        (
+            answer["type"].as_str(),
+            answer["payload"][0]["extensions"]["code"].as_str()
+        ),
+        (Some("error"), Some("NOT_FOUND")),
+        "{answer}"
+    );
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn the_legacy_graphql_ws_protocol_is_served_too() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let order = place(&platform, 1).await;
+    let mut socket = Socket::open(&platform, "graphql-ws").await;
+    socket.init(&platform.token(1, Role::User)).await;
+    assert_eq!(socket.next().await["type"], "connection_ack");
+    let variables = json!({"id": order.to_string()});
+    socket
+        .send(json!({"type": "start", "id": "1", "payload": {"query": WATCH, "variables": variables}}))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel(&platform, 1, order).await;
+    let data = socket.next().await;
+    assert_eq!(data["type"], "data", "{data}");
+    assert_eq!(
+        data["payload"]["data"]["orderStatusChanged"]["to"],
+        "CANCELLED"
+    );
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn queries_and_mutations_are_refused_over_the_socket() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let mut socket = Socket::ready(&platform, &platform.token(1, Role::User)).await;
+    socket
+        .send(json!({"type": "subscribe", "id": "q", "payload": {"query": "{ me { id } }"}}))
+        .await;
+    let answer = socket.next().await;
+    assert_eq!(answer["type"], "error", "{answer}");
+    assert_eq!(answer["payload"][0]["extensions"]["code"], "BAD_REQUEST");
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn every_protocol_violation_closes_with_its_code() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let token = platform.token(1, Role::User);
+    let forged = AccessToken::new("not.a.token");
+
+    let mut socket = Socket::open(&platform, "graphql-transport-ws").await;
+    socket.init(&forged).await;
+    assert_eq!(socket.closed().await.0, 4403, "an invalid token");
+
+    let mut socket = Socket::open(&platform, "graphql-transport-ws").await;
+    socket
+        .send(json!({"type": "connection_init", "payload": {}}))
+        .await;
+    assert_eq!(socket.closed().await.0, 4403, "no token");
+
+    let mut socket = Socket::open(&platform, "graphql-transport-ws").await;
+    socket.watch("1", None).await;
+    assert_eq!(
+        socket.closed().await.0,
+        4401,
+        "subscribe before connection_init"
+    );
+
+    let mut socket = Socket::open(&platform, "graphql-transport-ws").await;
+    socket.0.send(Message::text("{not json")).await.unwrap();
+    assert_eq!(socket.closed().await.0, 4400, "not JSON");
+
+    let mut socket = Socket::ready(&platform, &token).await;
+    socket.send(json!({"type": "launch"})).await;
+    assert_eq!(socket.closed().await.0, 4400, "an unknown type");
+
+    let mut socket = Socket::ready(&platform, &token).await;
+    socket.watch("same", None).await;
+    socket.watch("same", None).await;
+    let (code, reason) = socket.closed().await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (4409, "Subscriber for same already exists")
+    );
+
+    let mut socket = Socket::ready(&platform, &token).await;
+    socket.init(&token).await;
+    assert_eq!(socket.closed().await.0, 4429, "a second connection_init");
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_ends_when_its_access_token_expires() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let token = short_lived_token(&platform.stack, 1, Role::User, Duration::from_secs(2));
+    let mut socket = Socket::ready(&platform, &token).await;
+    socket.watch("1", None).await;
+    let (code, reason) = socket.closed().await;
+    assert_eq!(code, 4403);
+    assert!(reason.contains("expired"), "{reason}");
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_that_never_initialises_is_closed_with_4408() {
+    let stack = test_stack().set_for(Service::Gateway, "SUBSCRIPTION_INIT_TIMEOUT_MS", "300");
+    let platform = Platform::start_stack(stack, PlatformOptions::default())
+        .await
+        .unwrap();
+    let mut socket = Socket::open(&platform, "graphql-transport-ws").await;
+    assert_eq!(socket.closed().await.0, 4408);
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_socket_without_a_graphql_subprotocol_is_refused() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let url = platform.gateway_url.replace("http://", "ws://") + "/graphql";
+    let refused = tokio_tungstenite::connect_async(url).await.unwrap_err();
+    assert!(refused.to_string().contains("400"), "{refused}");
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_client_is_disconnected_while_a_fast_one_hears_everything() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let admin = platform.token(4, Role::Admin);
+    let mut slow = Socket::ready(&platform, &admin).await;
+    let mut fast = Socket::ready(&platform, &admin).await;
+    slow.watch("all", None).await;
+    fast.watch("all", None).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Enough changes to fill the slow socket's kernel buffers, then its queue.
+    const CHANGES: usize = 40_000;
+    let feed = platform.gateway.feed.clone();
+    let publisher = tokio::spawn(async move {
+        for i in 0..CHANGES {
+            feed.publish(shopmesh_e2e::status_change(i as i64 + 1, 4));
+            // Paced, so that a client reading as fast as it can keeps up.
+            if i % 16 == 15 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    });
+    let mut heard = 0;
+    while heard < CHANGES {
+        assert_eq!(fast.next().await["type"], "next");
+        heard += 1;
+    }
+    publisher.await.unwrap();
+    assert_eq!(slow.closed().await.0, 1008, "the client that did not read");
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn every_gateway_replica_hears_every_change() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let replica = platform.stack.replica(Ports::free().unwrap());
+    let second = build_service::<shopmesh_gateway::Application>(
+        &replica.env_for(Service::Gateway).unwrap(),
+        |_| {},
+    )
+    .await;
+    let second = Running::start(second).await;
+    let order = place(&platform, 1).await;
+    let token = platform.token(1, Role::User);
+    let mut first = Socket::ready(&platform, &token).await;
+    let mut other = Socket::ready_at(&replica.url(Service::Gateway), &token).await;
+    first.watch("1", Some(order)).await;
+    other.watch("1", Some(order)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cancel(&platform, 1, order).await;
+    for socket in [&mut first, &mut other] {
+        let next = socket.next().await;
+        assert_eq!(
+            next["payload"]["data"]["orderStatusChanged"]["to"], "CANCELLED",
+            "{next}"
+        );
+    }
+    second.stop().await;
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_user_holds_a_bounded_number_of_sockets() {
+    let stack = test_stack().set_for(Service::Gateway, "SUBSCRIPTION_CONNECTIONS_PER_USER", "2");
+    let platform = Platform::start_stack(stack, PlatformOptions::default())
+        .await
+        .unwrap();
+    let token = platform.token(1, Role::User);
+    let _held = [
+        Socket::ready(&platform, &token).await,
+        Socket::ready(&platform, &token).await,
+    ];
+    let mut third = Socket::open(&platform, "graphql-transport-ws").await;
+    third.init(&token).await;
+    assert_eq!(third.closed().await.0, 4429);
+    // Another user is not counted against this one.
+    Socket::ready(&platform, &platform.token(2, Role::User)).await;
+    platform.stop().await;
+}
