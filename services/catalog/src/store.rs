@@ -14,13 +14,15 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use futures::future::BoxFuture;
 use shopmesh_common::cache::RedisCache;
+use shopmesh_common::db::{
+    CONFLICT_ATTEMPTS, conflict_pause, is_retryable_conflict, mysql_error_number,
+};
 use shopmesh_common::idempotency::{HeldKey, IdempotencyKeys};
 use shopmesh_common::near_cache::ChangeChannel;
 use shopmesh_openapi::catalog::{
     ImportReport, Money, Product, ProductInput, Reservation, ReservationLine, ReservationStatus,
     Stock,
 };
-use sqlx::mysql::MySqlDatabaseError;
 use sqlx::{MySql, MySqlPool, Transaction};
 
 use crate::domain::{self, Cursor};
@@ -28,9 +30,6 @@ use crate::error::CatalogError;
 
 /// Migrations in `services/catalog/migrations`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
-
-/// How often a transaction that lost a deadlock or write conflict is tried again.
-const ATTEMPTS: u32 = 5;
 
 const PRODUCT_COLUMNS: &str = "id, sku, name, description, price_minor, currency, active, \
      image_url, on_hand, reserved, sold, created_at, updated_at";
@@ -175,7 +174,7 @@ impl CatalogStore {
         self.retried.load(Ordering::Relaxed)
     }
 
-    /// Runs `work` in a transaction, again (up to [`ATTEMPTS`] times) when the database
+    /// Runs `work` in a transaction, again (up to [`CONFLICT_ATTEMPTS`] times) when the database
     /// chose it as a deadlock victim or refused it for a write conflict.
     async fn transaction<T, F>(&self, work: F) -> Result<T, CatalogError>
     where
@@ -193,14 +192,13 @@ impl CatalogStore {
                 Err(e) => Err(e),
             };
             match result {
-                Err(CatalogError::Unavailable(e)) if retryable(&e) && attempt < ATTEMPTS => {
+                Err(CatalogError::Unavailable(e))
+                    if is_retryable_conflict(&e) && attempt < CONFLICT_ATTEMPTS =>
+                {
                     attempt += 1;
                     self.retried.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("catalog_conflicts_retried_total").increment(1);
-                    tokio::time::sleep(Duration::from_millis(fastrand::u64(
-                        1..10 * attempt as u64,
-                    )))
-                    .await;
+                    conflict_pause(attempt).await;
                 }
                 other => return other,
             }
@@ -846,16 +844,4 @@ fn sku_taken(e: sqlx::Error, sku: &str) -> CatalogError {
     } else {
         e.into()
     }
-}
-
-fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
-    e.as_database_error()?
-        .try_downcast_ref::<MySqlDatabaseError>()
-        .map(MySqlDatabaseError::number)
-}
-
-/// Deadlock victim (1213), lock wait timeout (1205), or MariaDB 11.6+'s snapshot-isolation
-/// write conflict under REPEATABLE READ (1020): the whole transaction may be tried again.
-fn retryable(e: &sqlx::Error) -> bool {
-    matches!(mysql_error_number(e), Some(1213 | 1205 | 1020))
 }

@@ -1,4 +1,5 @@
-//! MySQL plumbing shared by the services that keep their data in MySQL (users, orders).
+//! MySQL plumbing shared by the services that keep their data in MySQL (users, orders,
+//! catalog, payments).
 
 use std::time::Duration;
 
@@ -56,4 +57,29 @@ pub fn migrate_in_background(
 /// Checks the database answers.
 pub async fn ping(pool: &MySqlPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}
+
+/// The server's error number of `e`, when MySQL or MariaDB answered with one.
+pub fn mysql_error_number(e: &sqlx::Error) -> Option<u16> {
+    e.as_database_error()?
+        .try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>()
+        .map(sqlx::mysql::MySqlDatabaseError::number)
+}
+
+/// Deadlock victim (1213), lock wait timeout (1205), or MariaDB 11.6+'s snapshot-isolation
+/// write conflict under REPEATABLE READ (1020): the whole transaction may be tried again.
+pub fn is_retryable_conflict(e: &sqlx::Error) -> bool {
+    matches!(mysql_error_number(e), Some(1213 | 1205 | 1020))
+}
+
+/// How often a transaction that lost a conflict is tried in all.
+pub const CONFLICT_ATTEMPTS: u32 = 5;
+
+/// A short random pause before trying attempt `attempt` (2, 3, ...) again, growing with it.
+pub async fn conflict_pause(attempt: u32) {
+    let ceiling = 10 * u64::from(attempt.max(2));
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    tokio::time::sleep(Duration::from_millis(1 + jitter % ceiling)).await;
 }

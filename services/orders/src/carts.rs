@@ -3,6 +3,7 @@
 //! when a cart is shown, and again at checkout.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
+use shopmesh_common::db::{CONFLICT_ATTEMPTS, conflict_pause, is_retryable_conflict};
 use sqlx::MySqlPool;
 
 use crate::error::OrdersError;
@@ -53,8 +54,30 @@ impl CartStore {
     }
 
     /// Sets how many of `product_id` the cart holds: a new line, unless the cart is full, or
-    /// the line's new quantity.
+    /// the line's new quantity. The first line of an empty cart locks the gap beside other
+    /// users' rows, so two users adding at once can deadlock: the loser is tried again.
     pub async fn set(
+        &self,
+        user_id: i64,
+        product_id: i64,
+        quantity: i32,
+    ) -> Result<(), OrdersError> {
+        let mut attempt = 1;
+        loop {
+            match self.try_set(user_id, product_id, quantity).await {
+                Err(OrdersError::Unavailable(e))
+                    if is_retryable_conflict(&e) && attempt < CONFLICT_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    metrics::counter!("orders_conflicts_retried_total").increment(1);
+                    conflict_pause(attempt).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn try_set(
         &self,
         user_id: i64,
         product_id: i64,

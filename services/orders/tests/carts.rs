@@ -112,3 +112,24 @@ async fn a_full_cart_refuses_a_new_line_but_not_a_new_quantity() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn shoppers_filling_empty_carts_at_once_are_all_served() {
+    // Each empty cart's first line takes locks on the gap beside its neighbours' rows, so
+    // neighbours adding at once deadlock in InnoDB; the loser is tried again, never a 503.
+    let h = Harness::start().await;
+    let shoppers: Vec<i64> = (100..132).collect();
+    for round in 0..10 {
+        let adds = shoppers.iter().map(|&user| {
+            let (client, token) = (h.client.clone(), h.user(user));
+            async move {
+                client.set_cart_line(&token, user, 7, &quantity(1)).await?;
+                client.clear_cart(&token, user).await
+            }
+        });
+        for (user, result) in shoppers.iter().zip(futures::future::join_all(adds).await) {
+            assert!(result.is_ok(), "round {round}, user {user}: {result:?}");
+        }
+    }
+    h.stop().await;
+}
