@@ -422,18 +422,25 @@ pub struct Subscription;
 impl Subscription {
     /// Each change of an order's status as it happens: of order `orderId`, or without it of every
     /// order the caller may see (a shopper's own; an admin's, all). A shopper naming someone else's
-    /// order gets NOT_FOUND, as `order(id:)` does.
+    /// order gets NOT_FOUND, as `order(id:)` does. A client that reconnects passes `afterVersion`,
+    /// the `version` of the last change it heard of order `orderId`: the changes it missed come
+    /// first, in order, then the live ones, none twice (the order's timeline is kept for as long as
+    /// the order, so there is no window to miss). `afterVersion` needs `orderId`.
     #[graphql(name = "orderStatusChanged", directive = auth::apply(Role::User))]
     async fn order_status_changed(
         &self,
         ctx: &async_graphql::Context<'_>,
         #[graphql(name = "orderId")]
         order_id: Option<async_graphql::ID>,
+        #[graphql(name = "afterVersion")]
+        after_version: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     > {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
-        resolvers(ctx)?.subscription_order_status_changed(ctx, principal, order_id).await
+        resolvers(ctx)?
+            .subscription_order_status_changed(ctx, principal, order_id, after_version)
+            .await
     }
 }
 /// One change of an order's status.
@@ -915,6 +922,7 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
         order_id: Option<async_graphql::ID>,
+        after_version: Option<i32>,
     ) -> Result<
         futures::stream::BoxStream<'static, Result<OrderStatusChange, Self::Error>>,
         Self::Error,
@@ -1089,6 +1097,7 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
         order_id: Option<async_graphql::ID>,
+        after_version: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     >;
@@ -1359,6 +1368,7 @@ impl<R: GatewayResolvers> Resolve for R {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
         order_id: Option<async_graphql::ID>,
+        after_version: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     > {
@@ -1368,6 +1378,7 @@ impl<R: GatewayResolvers> Resolve for R {
                 ctx,
                 principal,
                 order_id,
+                after_version,
             )
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))?;

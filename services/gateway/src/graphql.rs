@@ -142,6 +142,38 @@ fn absent_is_null<T>(found: Result<T, GatewayError>) -> Result<Option<T>, Gatewa
     }
 }
 
+/// The changes of order `id` (placed by `owner`) in `timeline` after version `after`, oldest
+/// first.
+fn missed_changes(
+    id: i64,
+    owner: i64,
+    timeline: orders::OrderTimeline,
+    after: i32,
+) -> Result<Vec<gql::OrderStatusChange>, GatewayError> {
+    let current = timeline.items.iter().map(|t| t.version).max().unwrap_or(1);
+    if after > current {
+        return Err(GatewayError::InvalidInput(format!(
+            "order {id} is at version {current}; afterVersion {after} is ahead of it"
+        )));
+    }
+    gql_timeline(id, timeline)?
+        .into_iter()
+        .filter(|t| t.version > after)
+        .filter_map(|t| {
+            Some(gql::OrderStatusChange {
+                order_id: id.into(),
+                user_id: owner.into(),
+                version: t.version,
+                from: t.from?,
+                to: t.to,
+                cause: t.cause,
+                at: t.at,
+            })
+        })
+        .map(Ok)
+        .collect()
+}
+
 /// The resolvers behind `/graphql`.
 pub struct GatewayGraph {
     backends: Arc<Backends>,
@@ -166,18 +198,31 @@ impl GatewayResolvers for GatewayGraph {
         _ctx: &Context<'_>,
         principal: &Principal,
         order_id: Option<ID>,
+        after_version: Option<i32>,
     ) -> Result<BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>>, GatewayError>
     {
         let order = order_id.map(|id| parse_id("orderId", &id)).transpose()?;
-        // Listening starts before the check, so a change between the two is not lost.
-        let changes = self.feed.changes_for(principal, order);
-        if let Some(id) = order {
-            // Someone else's order is missing, as the orders service says for `order(id:)`.
-            self.backends.order(principal, id).await?;
-        }
-        Ok(changes
-            .map(|change| change.and_then(|c| gql_status_change(&c)))
-            .boxed())
+        // Listening starts before anything is read, so a change meanwhile is not lost.
+        let live = self
+            .feed
+            .changes_for(principal, order)
+            .map(|change| change.and_then(|c| gql_status_change(&c)));
+        let Some(id) = order else {
+            if after_version.is_some() {
+                return Err(GatewayError::InvalidInput(
+                    "afterVersion resumes one order's changes: it needs orderId".into(),
+                ));
+            }
+            return Ok(live.boxed());
+        };
+        // Someone else's order is missing, as the orders service says for `order(id:)`.
+        let placed = self.backends.order(principal, id).await?;
+        let Some(after) = after_version else {
+            return Ok(live.boxed());
+        };
+        let timeline = self.backends.order_timeline(principal, id).await?;
+        let missed = missed_changes(id, placed.user_id, timeline, after)?;
+        Ok(crate::live::resumed(missed, live))
     }
 
     async fn query_order(

@@ -22,6 +22,8 @@ use shopmesh_events::{ORDER_STATUS_CHANGED_ROUTING_KEY, OrderStatusChangedV1};
 use shopmesh_identity::Principal;
 use tokio::sync::broadcast;
 
+use shopmesh_graphql as gql;
+
 use crate::config::LiveConfig;
 use crate::error::GatewayError;
 
@@ -167,5 +169,52 @@ impl OrderFeed {
             }
         }
         Ok(())
+    }
+}
+
+/// `missed` (oldest first), then `live` without the changes `missed` already holds: a resumed
+/// subscription hears every change once. Changes are told apart by the order's version, so a
+/// live one arriving out of order is still heard, not dropped.
+pub fn resumed(
+    missed: Vec<gql::OrderStatusChange>,
+    live: impl futures::Stream<Item = Result<gql::OrderStatusChange, GatewayError>> + Send + 'static,
+) -> BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>> {
+    let heard: std::collections::HashSet<i32> = missed.iter().map(|c| c.version).collect();
+    let live = live.scan(heard, |heard, change| {
+        let fresh = match &change {
+            Ok(c) => heard.insert(c.version),
+            Err(_) => true,
+        };
+        futures::future::ready(Some(fresh.then_some(change)))
+    });
+    futures::stream::iter(missed.into_iter().map(Ok))
+        .chain(live.filter_map(futures::future::ready))
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(version: i32) -> gql::OrderStatusChange {
+        gql::OrderStatusChange {
+            order_id: 7.into(),
+            user_id: 1.into(),
+            version,
+            from: gql::OrderStatus::Pending,
+            to: gql::OrderStatus::Cancelled,
+            cause: "test".into(),
+            at: chrono::Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_resumed_stream_hears_each_version_once_even_out_of_order() {
+        let live = futures::stream::iter([4, 6, 5, 6].map(|v| Ok(change(v))));
+        let heard: Vec<i32> = resumed(vec![change(3), change(4)], live)
+            .map(|c| c.map(|c| c.version).unwrap_or(0))
+            .collect()
+            .await;
+        assert_eq!(heard, [3, 4, 6, 5]);
     }
 }

@@ -8,13 +8,17 @@ use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use shopmesh_e2e::{Platform, PlatformOptions};
 use shopmesh_identity::{AccessToken, Role};
-use shopmesh_openapi::orders::{CreateOrderRequest, OrdersClient};
-use shopmesh_testkit::{Ports, Running, Service, build_service, short_lived_token, test_stack};
+use shopmesh_openapi::orders::{
+    CartLineInput, CheckoutRequest, CreateOrderRequest, OrderStatus, OrdersClient,
+};
+use shopmesh_testkit::{
+    Ports, Running, Service, build_service, eventually, short_lived_token, test_stack, unique,
+};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
 
-const WATCH: &str =
-    "subscription($id: ID) { orderStatusChanged(orderId: $id) { orderId version from to cause } }";
+const WATCH: &str = "subscription($id: ID, $after: Int) \
+    { orderStatusChanged(orderId: $id, afterVersion: $after) { orderId version from to cause } }";
 
 /// A WebSocket to the gateway's `/graphql`.
 struct Socket(
@@ -68,7 +72,12 @@ impl Socket {
 
     /// Subscribes as `id` to the changes of `order` (all visible ones without).
     async fn watch(&mut self, id: &str, order: Option<i64>) {
-        let variables = json!({"id": order.map(|o| o.to_string())});
+        self.resume(id, order, None).await;
+    }
+
+    /// The same, resuming after the order's version `after`.
+    async fn resume(&mut self, id: &str, order: Option<i64>, after: Option<i32>) {
+        let variables = json!({"id": order.map(|o| o.to_string()), "after": after});
         self.send(json!({"type": "subscribe", "id": id, "payload": {"query": WATCH, "variables": variables}}))
             .await;
     }
@@ -119,6 +128,46 @@ async fn place(platform: &Platform, user: i64) -> i64 {
     };
     let token = platform.token(user, Role::User);
     orders.create_order(&token, None, &body).await.unwrap().id
+}
+
+/// An order of user 1 bought with a test card and confirmed (versions 1 to 4); its id.
+async fn confirmed_order(platform: &Platform) -> i64 {
+    let orders = OrdersClient::new(platform.orders_url.clone());
+    let shopper = platform.token(1, Role::User);
+    let product = platform.put_on_sale(900, 5).await.unwrap();
+    let line = CartLineInput { quantity: 1 };
+    orders
+        .set_cart_line(&shopper, 1, product, &line)
+        .await
+        .unwrap();
+    let request = CheckoutRequest {
+        user_id: 1,
+        payment_token: "tok_visa".into(),
+    };
+    let key = unique("live");
+    let id = orders.checkout(&shopper, &key, &request).await.unwrap().id;
+    eventually("the order confirmed", Duration::from_secs(30), || async {
+        let order = orders.get_order(&shopper, id).await.ok()?;
+        (order.status == OrderStatus::Confirmed).then_some(())
+    })
+    .await;
+    id
+}
+
+/// The versions `socket`'s subscription `id` hears next, `count` of them, and then silence.
+async fn heard_versions(socket: &mut Socket, count: usize) -> Vec<(i64, String)> {
+    let mut heard = Vec::new();
+    for _ in 0..count {
+        let next = socket.next().await;
+        let change = &next["payload"]["data"]["orderStatusChanged"];
+        heard.push((
+            change["version"].as_i64().unwrap_or(0),
+            change["to"].as_str().unwrap_or("").to_owned(),
+        ));
+    }
+    let more = tokio::time::timeout(Duration::from_millis(500), socket.0.next()).await;
+    assert!(more.is_err(), "nothing more, no duplicate: {more:?}");
+    heard
 }
 
 async fn cancel(platform: &Platform, user: i64, order: i64) {
@@ -388,5 +437,60 @@ async fn a_user_holds_a_bounded_number_of_sockets() {
     assert_eq!(third.closed().await.0, 4429);
     // Another user is not counted against this one.
     Socket::ready(&platform, &platform.token(2, Role::User)).await;
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_resuming_after_a_gateway_restart_hears_what_it_missed_once_and_in_order() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let order = confirmed_order(&platform).await;
+    let token = platform.token(1, Role::User);
+    let start_replica = || async {
+        let stack = platform.stack.replica(Ports::free().unwrap());
+        let env = stack.env_for(Service::Gateway).unwrap();
+        let gateway = build_service::<shopmesh_gateway::Application>(&env, |_| {}).await;
+        (Running::start(gateway).await, stack.url(Service::Gateway))
+    };
+    // Heard up to version 2 (stock reserved) before: the rest comes first, in order.
+    let (first, url) = start_replica().await;
+    let mut socket = Socket::ready_at(&url, &token).await;
+    socket.resume("1", Some(order), Some(2)).await;
+    let heard = heard_versions(&mut socket, 2).await;
+    assert_eq!(heard, [(3, "PAID".into()), (4, "CONFIRMED".into())]);
+    // The gateway restarts (a deploy) while the order ships.
+    first.stop().await;
+    let orders = OrdersClient::new(platform.orders_url.clone());
+    orders
+        .ship_order(&platform.token(4, Role::Admin), order)
+        .await
+        .unwrap();
+    let (second, url) = start_replica().await;
+    let mut socket = Socket::ready_at(&url, &token).await;
+    socket.resume("1", Some(order), Some(4)).await;
+    assert_eq!(
+        heard_versions(&mut socket, 1).await,
+        [(5, "SHIPPED".into())]
+    );
+    second.stop().await;
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn resuming_needs_an_order_and_a_version_it_has_reached() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let order = place(&platform, 1).await;
+    let mut socket = Socket::ready(&platform, &platform.token(1, Role::User)).await;
+    socket.resume("all", None, Some(1)).await;
+    let answer = socket.next().await;
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{answer}"
+    );
+    socket.resume("ahead", Some(order), Some(7)).await;
+    let answer = socket.next().await;
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{answer}"
+    );
     platform.stop().await;
 }
