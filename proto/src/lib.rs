@@ -17,6 +17,7 @@ pub const METHOD_ACCESS: &[(&str, Option<shopmesh_identity::Role>)] = &[
     ("/shopmesh.notification.v1.NotificationService/GetNotifications", Some(shopmesh_identity::Role::User)),
     ("/shopmesh.notification.v1.NotificationService/GetNotificationsForOrders", Some(shopmesh_identity::Role::User)),
     ("/shopmesh.notification.v1.NotificationService/ListUserNotifications", Some(shopmesh_identity::Role::User)),
+    ("/shopmesh.notification.v1.NotificationService/WatchNotifications", Some(shopmesh_identity::Role::User)),
 ];
 
 pub mod shopmesh {

@@ -81,6 +81,20 @@ pub struct ListUserNotificationsResponse {
     #[prost(string, tag = "2")]
     pub next_page_token: ::prost::alloc::string::String,
 }
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchNotificationsRequest {
+    /// The user whose notifications to watch: the caller's own (an admin's: anyone's).
+    #[prost(int64, tag = "1")]
+    pub user_id: i64,
+}
+/// One new notification.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct WatchNotificationsResponse {
+    #[prost(message, optional, tag = "1")]
+    pub notification: ::core::option::Option<Notification>,
+}
 /// Delivery state of a notification.
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -299,6 +313,37 @@ pub mod notification_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// A user's new notifications as they are stored, oldest first, until the client goes away
+        /// (which frees everything at once). Stored on any replica: each stream reads the store.
+        pub async fn watch_notifications(
+            &mut self,
+            request: impl tonic::IntoRequest<super::WatchNotificationsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::WatchNotificationsResponse>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmesh.notification.v1.NotificationService/WatchNotifications",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "shopmesh.notification.v1.NotificationService",
+                        "WatchNotifications",
+                    ),
+                );
+            self.inner.server_streaming(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -337,6 +382,24 @@ pub mod notification_service_server {
             request: tonic::Request<super::ListUserNotificationsRequest>,
         ) -> std::result::Result<
             tonic::Response<super::ListUserNotificationsResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the WatchNotifications method.
+        type WatchNotificationsStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<
+                    super::WatchNotificationsResponse,
+                    tonic::Status,
+                >,
+            >
+            + std::marker::Send
+            + 'static;
+        /// A user's new notifications as they are stored, oldest first, until the client goes away
+        /// (which frees everything at once). Stored on any replica: each stream reads the store.
+        async fn watch_notifications(
+            &self,
+            request: tonic::Request<super::WatchNotificationsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::WatchNotificationsStream>,
             tonic::Status,
         >;
     }
@@ -566,6 +629,57 @@ pub mod notification_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shopmesh.notification.v1.NotificationService/WatchNotifications" => {
+                    #[allow(non_camel_case_types)]
+                    struct WatchNotificationsSvc<T: NotificationService>(pub Arc<T>);
+                    impl<
+                        T: NotificationService,
+                    > tonic::server::ServerStreamingService<
+                        super::WatchNotificationsRequest,
+                    > for WatchNotificationsSvc<T> {
+                        type Response = super::WatchNotificationsResponse;
+                        type ResponseStream = T::WatchNotificationsStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::WatchNotificationsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as NotificationService>::watch_notifications(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = WatchNotificationsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

@@ -2,7 +2,9 @@
 //! [`NotificationStore`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use shopmesh_common::shutdown::Shutdown;
 use shopmesh_proto::guard::caller;
 use shopmesh_proto::shopmesh::notification::v1 as pb;
 use tonic::{Request, Response, Status};
@@ -13,12 +15,111 @@ use crate::store::{NotificationStore, StoredNotification};
 /// The service behind `shopmesh.notification.v1.NotificationService`.
 pub struct NotificationGrpc {
     store: Arc<dyn NotificationStore>,
+    watch_poll: Duration,
+    shutdown: Shutdown,
 }
 
 impl NotificationGrpc {
-    /// Serves notifications from `store`.
-    pub fn new(store: Arc<dyn NotificationStore>) -> Self {
-        Self { store }
+    /// Serves notifications from `store`; watch streams read it every `watch_poll` and end at
+    /// `shutdown`.
+    pub fn new(
+        store: Arc<dyn NotificationStore>,
+        watch_poll: Duration,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            store,
+            watch_poll,
+            shutdown,
+        }
+    }
+}
+
+/// Notifications a watch stream holds for a slow client before it waits for it (that client's
+/// stream alone waits).
+const WATCH_BUFFER: usize = 64;
+
+/// Notifications read per page of a look; a look pages back until it meets one it has sent.
+const WATCH_PAGE: i64 = 50;
+
+/// One client's watch: new notifications of `user_id`, read every `poll`.
+struct Watch {
+    store: Arc<dyn NotificationStore>,
+    reader: i64,
+    user_id: i64,
+    poll: Duration,
+    shutdown: Shutdown,
+    sent: tokio::sync::mpsc::Sender<Result<pb::WatchNotificationsResponse, Status>>,
+}
+
+impl Watch {
+    /// The notifications stored since those in `seen`, newest first (the newest page only on
+    /// the `first` look).
+    async fn look(
+        &self,
+        seen: &std::collections::VecDeque<String>,
+        first: bool,
+    ) -> Result<Vec<StoredNotification>, crate::error::NotificationsError> {
+        let mut fresh = Vec::new();
+        let mut after = None;
+        loop {
+            let (page, next) = self
+                .store
+                .by_user(self.reader, self.user_id, WATCH_PAGE, after)
+                .await?;
+            for n in page {
+                if seen.contains(&n.id) {
+                    return Ok(fresh);
+                }
+                fresh.push(n);
+            }
+            match next {
+                Some(token) if !first => after = Some(token),
+                _ => return Ok(fresh),
+            }
+        }
+    }
+
+    /// Sends what is stored after the first look until the client goes away, the store fails
+    /// or the service stops. A client that goes away ends this at once.
+    async fn run(self) {
+        metrics::gauge!("notifications_watch_streams").increment(1.0);
+        let mut seen: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let mut first = true;
+        loop {
+            let fresh = match self.look(&seen, first).await {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    let _ = self.sent.send(Err(e.into())).await;
+                    break;
+                }
+            };
+            let mut gone = false;
+            // Oldest first; the first look only learns what is already stored.
+            for n in fresh.into_iter().rev() {
+                seen.push_back(n.id.clone());
+                if seen.len() > 4 * WATCH_PAGE as usize {
+                    seen.pop_front();
+                }
+                let next = pb::WatchNotificationsResponse {
+                    notification: Some(to_contract(n)),
+                };
+                if !first && self.sent.send(Ok(next)).await.is_err() {
+                    gone = true;
+                    break;
+                }
+            }
+            first = false;
+            if gone {
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.poll) => {}
+                () = self.sent.closed() => break,
+                () = self.shutdown.wait() => break,
+            }
+        }
+        metrics::gauge!("notifications_watch_streams").decrement(1.0);
     }
 }
 
@@ -61,6 +162,36 @@ async fn observed<T>(
 
 #[tonic::async_trait]
 impl pb::notification_service_server::NotificationService for NotificationGrpc {
+    type WatchNotificationsStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::WatchNotificationsResponse, Status>>;
+
+    async fn watch_notifications(
+        &self,
+        request: Request<pb::WatchNotificationsRequest>,
+    ) -> Result<Response<Self::WatchNotificationsStream>, Status> {
+        observed("WatchNotifications", async {
+            let caller = caller(&request)?.clone();
+            let user_id = domain::positive_id("user_id", request.into_inner().user_id)?;
+            caller
+                .check_access(user_id)
+                .map_err(|f| Status::permission_denied(f.0))?;
+            let (sent, stream) = tokio::sync::mpsc::channel(WATCH_BUFFER);
+            let watch = Watch {
+                store: self.store.clone(),
+                reader: caller.user_id,
+                user_id,
+                poll: self.watch_poll,
+                shutdown: self.shutdown.clone(),
+                sent,
+            };
+            tokio::spawn(watch.run());
+            Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+                stream,
+            )))
+        })
+        .await
+    }
+
     async fn get_notifications(
         &self,
         request: Request<pb::GetNotificationsRequest>,

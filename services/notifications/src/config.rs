@@ -46,6 +46,10 @@ pub struct NotificationsConfig {
     pub consumer_enabled: bool,
     /// Which tokens are accepted (`AUTH_*`).
     pub auth: AuthConfig,
+    /// How often each `WatchNotifications` stream reads the store for new notifications
+    /// (`WATCH_POLL_MS`, 500): reading the store, a stream hears notifications whichever
+    /// replica's consumer stored them.
+    pub watch_poll: Duration,
 }
 
 impl NotificationsConfig {
@@ -83,6 +87,7 @@ impl NotificationsConfig {
                 crate::store::DEFAULT_READS_PER_CALLER,
             )?,
             consumer_enabled: env.parse_or("CONSUMER_ENABLED", true)?,
+            watch_poll: Duration::from_millis(env.parse_or("WATCH_POLL_MS", 500)?.max(10)),
         })
     }
 }

@@ -167,7 +167,11 @@ pub async fn serve_grpc(
         .register_encoded_file_descriptor_set(shopmesh_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let service = NotificationServiceServer::new(api::NotificationGrpc::new(store));
+    let service = NotificationServiceServer::new(api::NotificationGrpc::new(
+        store,
+        settings.watch_poll,
+        shutdown.clone(),
+    ));
     let s = shutdown.clone();
     tonic::transport::Server::builder()
         // Dead peers are found by pings; every connection is recycled at its maximum age.
@@ -205,6 +209,8 @@ pub struct GrpcSettings {
     /// Connections older than this are closed (GOAWAY, then as long again, at most 30 s, for
     /// calls in flight).
     pub max_connection_age: Duration,
+    /// How often a `WatchNotifications` stream looks for new notifications.
+    pub watch_poll: Duration,
 }
 
 /// The notifications service, built from its configuration: HTTP and gRPC listeners bound,
@@ -264,6 +270,7 @@ impl Service for Application {
                 verifier: config.auth.verifier(),
                 health_every: config.health_interval,
                 max_connection_age: config.grpc_max_connection_age,
+                watch_poll: config.watch_poll,
             },
             http,
             grpc,

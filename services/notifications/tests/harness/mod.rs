@@ -203,6 +203,7 @@ impl Harness {
                     verifier,
                     health_every: Duration::from_millis(100),
                     max_connection_age: Duration::from_secs(300),
+                    watch_poll: Duration::from_millis(100),
                 };
                 shopmesh_notifications::serve_grpc(listener, store, st, settings, sh)
                     .await
