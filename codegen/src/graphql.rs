@@ -193,26 +193,12 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
         erased_impls,
     } = resolvers;
     let query_ident = ident(&query);
-    let (mutation_ty, mutation_val) = match &mutation {
-        Some(m) => {
-            let m = ident(m);
-            (quote!(#m), quote!(#m))
-        }
-        None => (
-            quote!(async_graphql::EmptyMutation),
-            quote!(async_graphql::EmptyMutation),
-        ),
-    };
-    let (subscription_ty, subscription_val) = match &model.subscription {
-        Some(m) => {
-            let m = ident(m);
-            (quote!(#m), quote!(#m))
-        }
-        None => (
-            quote!(async_graphql::EmptySubscription),
-            quote!(async_graphql::EmptySubscription),
-        ),
-    };
+    // Root types are unit structs: each name serves as the type and as its value.
+    let mutation_ty = root_or(&mutation, quote!(async_graphql::EmptyMutation));
+    let subscription_ty = root_or(
+        &model.subscription,
+        quote!(async_graphql::EmptySubscription),
+    );
     let sdl_path = format!("../../{}", source.display());
     let trait_doc = " Everything the gateway must resolve: root fields and links between entities.";
     let tokens = quote! {
@@ -247,7 +233,7 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
         /// The schema's types, described as the contract describes them, without resolvers
         /// (enough to print or introspect the schema).
         pub fn schema_types() -> async_graphql::SchemaBuilder<#query_ident, #mutation_ty, #subscription_ty> {
-            async_graphql::Schema::build(#query_ident, #mutation_val, #subscription_val)
+            async_graphql::Schema::build(#query_ident, #mutation_ty, #subscription_ty)
                 #(#scalar_descriptions)*
         }
 
@@ -284,6 +270,17 @@ pub fn generate_module(source: &Path, text: &str) -> Result<String> {
     let src = source.display().to_string();
     let body = crate::rust::format(tokens, &src)?;
     Ok(format!("{}{body}", crate::header(&src)))
+}
+
+/// The root type named `root`, or `empty` when the document declares none.
+fn root_or(root: &Option<String>, empty: TokenStream) -> TokenStream {
+    match root {
+        Some(name) => {
+            let name = ident(name);
+            quote!(#name)
+        }
+        None => empty,
+    }
 }
 
 /// The check behind `@auth(requires:)`, generated when the SDL declares the directive.

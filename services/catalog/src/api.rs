@@ -2,7 +2,7 @@
 //! Handlers only translate; rules live in [`crate::domain`] and [`crate::store`], and errors
 //! become problems in one place ([`crate::error`]).
 
-use shopmesh_common::idempotency::{IdempotencyKeys, request_text};
+use shopmesh_common::idempotency::{HeldKey, IdempotencyKeys, request_text};
 use shopmesh_identity::Principal;
 use shopmesh_openapi::catalog::{
     CatalogApi, ImportReport, Product, ProductImport, ProductInput, ProductPage, Reservation,
@@ -53,16 +53,13 @@ impl CatalogApi for CatalogService {
         body: ProductInput,
     ) -> Result<Product, Problem> {
         let request = request_text("createProduct", &body);
-        let product = self
+        let create =
+            |held: Option<HeldKey>| async move { self.store.create(&body, held.as_ref()).await };
+        let key = idempotency_key;
+        Ok(self
             .keys
-            .run_once(
-                principal.user_id,
-                idempotency_key,
-                &request,
-                |held| async move { self.store.create(&body, held.as_ref()).await },
-            )
-            .await?;
-        Ok(product)
+            .run_once(principal.user_id, key, &request, create)
+            .await?)
     }
 
     async fn import_products(
@@ -72,23 +69,19 @@ impl CatalogApi for CatalogService {
         body: ProductImport,
     ) -> Result<ImportReport, Problem> {
         let request = request_text("importProducts", &body);
-        let report = self
+        let import = |held: Option<HeldKey>| async move {
+            let (products, rejected) = domain::import_rows(&body.csv)?;
+            if rejected.is_empty() {
+                self.store.import(&products, held.as_ref()).await
+            } else {
+                Ok(domain::import_report(0, 0, rejected))
+            }
+        };
+        let key = idempotency_key;
+        Ok(self
             .keys
-            .run_once(
-                principal.user_id,
-                idempotency_key,
-                &request,
-                |held| async move {
-                    let (products, rejected) = domain::import_rows(&body.csv)?;
-                    if rejected.is_empty() {
-                        self.store.import(&products, held.as_ref()).await
-                    } else {
-                        Ok(domain::import_report(0, 0, rejected))
-                    }
-                },
-            )
-            .await?;
-        Ok(report)
+            .run_once(principal.user_id, key, &request, import)
+            .await?)
     }
 
     async fn get_product(&self, id: i64) -> Result<Product, Problem> {
@@ -116,20 +109,15 @@ impl CatalogApi for CatalogService {
         body: StockAdjustment,
     ) -> Result<Stock, Problem> {
         let request = format!("{id} {}", request_text("adjustStock", &body));
-        let stock = self
+        let adjust = |held: Option<HeldKey>| async move {
+            let (delta, reason) = (body.delta, &body.reason);
+            self.store.adjust(id, delta, reason, held.as_ref()).await
+        };
+        let key = idempotency_key;
+        Ok(self
             .keys
-            .run_once(
-                principal.user_id,
-                idempotency_key,
-                &request,
-                |held| async move {
-                    self.store
-                        .adjust(id, body.delta, &body.reason, held.as_ref())
-                        .await
-                },
-            )
-            .await?;
-        Ok(stock)
+            .run_once(principal.user_id, key, &request, adjust)
+            .await?)
     }
 
     async fn get_reservation(&self, _: Principal, order_id: i64) -> Result<Reservation, Problem> {

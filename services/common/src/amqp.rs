@@ -97,17 +97,7 @@ pub async fn declare_order_created(
     channel: &Channel,
     topology: &OrderCreatedTopology,
 ) -> Result<(), lapin::Error> {
-    channel
-        .exchange_declare(
-            &topology.exchange,
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    declare_orders_exchange(channel, &topology.exchange).await?;
     channel
         .queue_declare(
             &topology.queue,
@@ -130,6 +120,24 @@ pub async fn declare_order_created(
             .await?;
     }
     Ok(())
+}
+
+/// Declares the durable topic exchange order events are published to (a no-op when it exists).
+pub async fn declare_orders_exchange(
+    channel: &Channel,
+    exchange: &str,
+) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            exchange,
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// Adds `span`'s W3C trace context (`traceparent`, `tracestate`) to message headers, so the

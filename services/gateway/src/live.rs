@@ -11,10 +11,7 @@ use std::time::Duration;
 
 use futures::StreamExt as _;
 use futures::stream::BoxStream;
-use lapin::ExchangeKind;
-use lapin::options::{
-    BasicConsumeOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use shopmesh_common::retry::Backoff;
 use shopmesh_common::shutdown::Shutdown;
@@ -116,17 +113,7 @@ impl OrderFeed {
         )
         .await?;
         let channel = connection.create_channel().await?;
-        channel
-            .exchange_declare(
-                &config.exchange,
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        shopmesh_common::amqp::declare_orders_exchange(&channel, &config.exchange).await?;
         let queue = channel
             .queue_declare(
                 "",
