@@ -244,7 +244,26 @@ pub async fn measure(
         "raw_order": raw.json(),
         "checkout_to_confirmed": checkout.json(),
         "vs_raw_order": checkout_rate / raw_rate.max(0.001),
+        "orders_database_failures": database_failures(orders).await,
     }))
+}
+
+/// The orders service's database failures by kind since it started (its
+/// `orders_database_failures_total`): why requests were answered 503.
+async fn database_failures(orders: &str) -> Value {
+    let Ok(resp) = reqwest::get(format!("{orders}/metrics")).await else {
+        return Value::Null;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    let kinds: serde_json::Map<String, Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("orders_database_failures_total{kind=\""))
+        .filter_map(|l| {
+            let (kind, rest) = l.split_once("\"}")?;
+            Some((kind.to_owned(), json!(rest.trim().parse::<f64>().ok()?)))
+        })
+        .collect();
+    Value::Object(kinds)
 }
 
 /// Puts `PRODUCTS` products on sale with a million units each; their ids.
@@ -303,5 +322,9 @@ pub fn print(figures: &Value) {
     println!(
         "  checkouts confirmed per second: {:.3}x the raw order transaction",
         f(&figures["vs_raw_order"])
+    );
+    println!(
+        "  the orders service's database failures by kind: {}",
+        figures["orders_database_failures"]
     );
 }

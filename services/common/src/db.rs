@@ -83,3 +83,19 @@ pub async fn conflict_pause(attempt: u32) {
         .map_or(0, |d| u64::from(d.subsec_nanos()));
     tokio::time::sleep(Duration::from_millis(1 + jitter % ceiling)).await;
 }
+
+/// What kind of database failure `e` is, as a metric label: `pool_timeout` (every connection
+/// busy for the acquire timeout), `deadlock`, `lock_wait`, `conflict`, `connection` (the server
+/// is out of reach) or `other`.
+pub fn failure_kind(e: &sqlx::Error) -> &'static str {
+    match e {
+        sqlx::Error::PoolTimedOut => "pool_timeout",
+        sqlx::Error::Io(_) | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => "connection",
+        _ => match mysql_error_number(e) {
+            Some(1213) => "deadlock",
+            Some(1205) => "lock_wait",
+            Some(1020) => "conflict",
+            _ => "other",
+        },
+    }
+}

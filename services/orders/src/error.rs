@@ -103,7 +103,9 @@ impl From<OrdersError> for Problem {
     fn from(e: OrdersError) -> Self {
         let detail = match &e {
             OrdersError::Unavailable(err) => {
-                tracing::warn!(error = %err, "database unavailable");
+                let kind = shopmesh_common::db::failure_kind(err);
+                metrics::counter!("orders_database_failures_total", "kind" => kind).increment(1);
+                tracing::warn!(error = %err, kind, "database unavailable");
                 "the order database is unavailable; retry later".to_owned()
             }
             OrdersError::UsersUnavailable(err) => {
