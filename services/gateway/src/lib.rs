@@ -77,6 +77,8 @@ impl Gateway {
         ));
         let documents = documents::ParsedDocuments::new();
         let feed = live::OrderFeed::new(config.live.event_buffer);
+        let sockets =
+            subscriptions::Sockets::new(config.live.clone(), limiter.clone(), Shutdown::new());
         let graph = GatewayGraph::new(backends.clone(), feed.clone());
         let mut builder = shopmesh_graphql::schema_builder(Arc::new(graph))
             .limit_complexity(config.graphql.max_complexity)
@@ -96,7 +98,7 @@ impl Gateway {
             backends,
             limiter,
             schema: builder.finish(),
-            sockets: subscriptions::Sockets::new(config.live.clone(), Shutdown::new()),
+            sockets,
             feed,
             documents,
             verifier,

@@ -10,11 +10,13 @@
 //! | 4403 | no valid access token in the `connection_init` payload, or it expired while open |
 //! | 4408 | no `connection_init` within `SUBSCRIPTION_INIT_TIMEOUT_MS` |
 //! | 4409 | `subscribe` with the id of a running subscription |
-//! | 4429 | a second `connection_init`, or more than `SUBSCRIPTION_CONNECTIONS_PER_USER` sockets |
+//! | 4429 | a second `connection_init`, more than `SUBSCRIPTION_CONNECTIONS_PER_USER` sockets, or a user over their rate limit |
 //! | 1008 | the client reads too slowly: `SUBSCRIPTION_SEND_BUFFER` messages wait unsent |
 //! | 1001 | the gateway is shutting down |
 //!
-//! Only subscriptions run here; queries and mutations go over HTTP, where the rate limit and the
+//! Opening a socket and starting a subscription each count as one request against the user's
+//! rate limit (`RATE_LIMIT_MAX_USER`/`_ADMIN`): a subscription over it is refused with
+//! `RATE_LIMITED`. Only subscriptions run here; queries and mutations go over HTTP, where the rate limit and the
 //! per-request budgets apply.
 
 use std::collections::HashMap;
@@ -32,6 +34,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::LiveConfig;
+use crate::ratelimit::{ClientRateLimiter, Decision, RateKey};
 
 /// The subprotocols served, in order of preference.
 pub const PROTOCOLS: [&str; 2] = ["graphql-transport-ws", "graphql-ws"];
@@ -66,21 +69,39 @@ impl Protocol {
     }
 }
 
-/// What the sockets of one gateway share: who holds how many.
+/// What the sockets of one gateway share: who holds how many, and the rate limiter that
+/// counts every socket opened and every subscription started as a request of its user.
 #[derive(Clone)]
 pub struct Sockets {
     config: LiveConfig,
     per_user: Arc<Mutex<HashMap<i64, usize>>>,
+    limiter: Arc<ClientRateLimiter>,
     shutdown: Shutdown,
 }
 
 impl Sockets {
-    /// Sockets limited by `config`, all closed (1001) when `shutdown` triggers.
-    pub fn new(config: LiveConfig, shutdown: Shutdown) -> Self {
+    /// Sockets limited by `config` and `limiter`, all closed (1001) when `shutdown` triggers.
+    pub fn new(config: LiveConfig, limiter: Arc<ClientRateLimiter>, shutdown: Shutdown) -> Self {
         Self {
             config,
             per_user: Arc::default(),
+            limiter,
             shutdown,
+        }
+    }
+
+    /// Counts one request of `caller` against their rate limit; why not, when over it.
+    async fn charge(&self, caller: &Principal) -> Result<(), Value> {
+        match self.limiter.check(RateKey::of(caller)).await {
+            Decision::Allow(_) => Ok(()),
+            Decision::Reject { retry_after_secs } => Err(json!({
+                "message": format!("too many requests; retry after {retry_after_secs} s"),
+                "extensions": {"code": "RATE_LIMITED", "retryAfter": retry_after_secs},
+            })),
+            Decision::Unavailable => Err(json!({
+                "message": "the rate limit cannot be checked; retry later",
+                "extensions": {"code": "DOWNSTREAM_UNAVAILABLE"},
+            })),
         }
     }
 
@@ -210,6 +231,13 @@ impl Connection {
             Ok(principal) => principal,
             Err(reason) => return Some(Close::new(4403, format!("Forbidden: {reason}"))),
         };
+        if let Err(refused) = self.sockets.charge(&principal).await {
+            let reason = refused["message"]
+                .as_str()
+                .unwrap_or("rate limited")
+                .to_owned();
+            return Some(Close::new(4429, reason));
+        }
         let Some(_slot) = self.sockets.admit(principal.user_id) else {
             return Some(Close::new(
                 4429,
@@ -275,6 +303,10 @@ impl Connection {
                         Ok(ClientMessage::Subscribe { id, payload }) => {
                             if running.contains_key(&id) {
                                 return Some(Close::new(4409, format!("Subscriber for {id} already exists")));
+                            }
+                            if let Err(refused) = self.sockets.charge(&principal).await {
+                                if out.try_send(self.error(&id, json!([refused]))).is_err() { slow.notify_one(); }
+                                continue;
                             }
                             if running.len() >= config.per_connection {
                                 let refused = self.error(&id, json!([{

@@ -161,12 +161,17 @@ impl Platform {
                 "RATE_LIMIT_MAX",
                 options.rate_limit.to_string(),
             )
-            // Logged-in callers are not what these tests limit (the gateway's own tests cover
-            // the tiers).
-            .set_for(Service::Gateway, "RATE_LIMIT_MAX_USER", "1000000")
-            .set_for(Service::Gateway, "RATE_LIMIT_MAX_ADMIN", "1000000")
             .set_for(Service::Gateway, "TRUST_FORWARDED_FOR", "true")
             .set_for(Service::Gateway, "TRUSTED_PROXIES", "127.0.0.1/32");
+        // Logged-in callers are not what these tests limit (the gateway's own tests cover the
+        // tiers), unless the stack given says otherwise.
+        let gateway_env = stack.env_for(Service::Gateway)?;
+        let mut stack = stack;
+        for tier in ["RATE_LIMIT_MAX_USER", "RATE_LIMIT_MAX_ADMIN"] {
+            if !gateway_env.contains_key(tier) {
+                stack = stack.set_for(Service::Gateway, tier, "1000000");
+            }
+        }
         let topology = topology(&stack.names);
         // Declare the consumer's topology now, so events published before it connects are kept.
         let conn = shopmesh_common::amqp::connect(&amqp_url(), "e2e-setup", Duration::from_secs(5))

@@ -494,3 +494,26 @@ async fn resuming_needs_an_order_and_a_version_it_has_reached() {
     );
     platform.stop().await;
 }
+
+#[tokio::test]
+async fn sockets_and_subscriptions_count_against_the_users_rate_limit() {
+    let stack = test_stack().set_for(Service::Gateway, "RATE_LIMIT_MAX_USER", "3");
+    let platform = Platform::start_stack(stack, PlatformOptions::default())
+        .await
+        .unwrap();
+    // The socket is one request, each subscription one more: the third is over.
+    let mut socket = Socket::ready(&platform, &platform.token(1, Role::User)).await;
+    socket.watch("1", None).await;
+    socket.watch("2", None).await;
+    socket.watch("3", None).await;
+    let refused = socket.next().await;
+    assert_eq!(
+        (
+            refused["id"].as_str(),
+            refused["payload"][0]["extensions"]["code"].as_str()
+        ),
+        (Some("3"), Some("RATE_LIMITED")),
+        "{refused}"
+    );
+    platform.stop().await;
+}
