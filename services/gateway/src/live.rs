@@ -16,10 +16,9 @@ use lapin::types::FieldTable;
 use shopmesh_common::retry::Backoff;
 use shopmesh_common::shutdown::Shutdown;
 use shopmesh_events::{ORDER_STATUS_CHANGED_ROUTING_KEY, OrderStatusChangedV1};
+use shopmesh_graphql as gql;
 use shopmesh_identity::Principal;
 use tokio::sync::broadcast;
-
-use shopmesh_graphql as gql;
 
 use crate::config::LiveConfig;
 use crate::error::GatewayError;
@@ -43,13 +42,9 @@ impl OrderFeed {
         }
     }
 
-    /// Whether the replica's queue is consuming now.
-    pub fn is_consuming(&self) -> bool {
-        self.consuming.load(Ordering::Relaxed)
-    }
-
-    /// The changes `principal` may see, of order `order` alone when given, from now on. The
-    /// caller checks beforehand that `principal` may see that order.
+    /// The changes `principal` may see, of order `order` alone when given, from now on. Whether
+    /// `principal` may see that order at all is the caller's check, made before it hands the
+    /// stream out (and after calling this, so that no change falls between the two).
     pub fn changes_for(
         &self,
         principal: &Principal,
