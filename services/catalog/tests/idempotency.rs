@@ -92,3 +92,18 @@ async fn an_import_sent_twice_with_a_key_answers_the_first_report() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn an_import_that_wrote_nothing_still_answers_its_retry() {
+    // A rejected row means nothing is written, so no transaction stored the answer: it is
+    // stored after the work, or the retry would find the key still running (409).
+    let h = Harness::start().await;
+    let csv = "sku,name,description,price_minor,currency,active,image_url\nBAD,Bad,,1,USX,,\n";
+    let body = ProductImport { csv: csv.into() };
+    let key = Some(unique("import"));
+    let import = || h.client.import_products(&h.admin, key.as_deref(), &body);
+    let first = import().await.unwrap();
+    assert_eq!(first.rejected.len(), 1);
+    assert_eq!(import().await.unwrap(), first);
+    h.stop().await;
+}

@@ -8,7 +8,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use poem_openapi::types::{ParseFromJSON, ToJSON};
@@ -29,13 +29,25 @@ const PURGE_BATCH: u32 = 1000;
 pub const ANONYMOUS: i64 = 0;
 
 /// A key a request holds while it runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct HeldKey {
     /// The user the key belongs to ([`ANONYMOUS`] without an account).
     pub user_id: i64,
     /// The client's key.
     pub key: String,
+    /// Whether the work wrote its answer in its transaction ([`IdempotencyKeys::answer`]);
+    /// shared by the clones the work was given.
+    answered: Arc<AtomicBool>,
 }
+
+/// Two held keys are the same key; whether it was answered yet is bookkeeping.
+impl PartialEq for HeldKey {
+    fn eq(&self, other: &Self) -> bool {
+        (self.user_id, &self.key) == (other.user_id, &other.key)
+    }
+}
+
+impl Eq for HeldKey {}
 
 /// What the first look at a key says.
 #[derive(Debug)]
@@ -140,6 +152,8 @@ impl IdempotencyKeys {
         };
         let done = work(Some(held.clone())).await;
         match &done {
+            // Answered in the work's own transaction, which committed, since the work succeeded.
+            Ok(_) if held.answered.load(Ordering::Relaxed) => {}
             Ok(answer) => {
                 let stored = sqlx::query(
                     "UPDATE idempotency_keys SET response = ? \
@@ -174,6 +188,7 @@ impl IdempotencyKeys {
         let held = HeldKey {
             user_id,
             key: key.to_owned(),
+            answered: Arc::default(),
         };
         let inserted = sqlx::query(
             "INSERT IGNORE INTO idempotency_keys (user_id, idem_key, fingerprint, started_at) \
@@ -229,7 +244,8 @@ impl IdempotencyKeys {
             .ok_or_else(|| KeyRefused::InFlight(key.to_owned()))
     }
 
-    /// Stores `answer` for the request holding `held`, in the transaction doing its work.
+    /// Stores `answer` for the request holding `held`, in the transaction doing its work (a
+    /// transaction that then fails fails the work, whose key is let go).
     pub async fn answer(
         tx: &mut Transaction<'_, MySql>,
         held: &HeldKey,
@@ -241,6 +257,7 @@ impl IdempotencyKeys {
             .bind(&held.key)
             .execute(&mut **tx)
             .await?;
+        held.answered.store(true, Ordering::Relaxed);
         Ok(())
     }
 
