@@ -16,6 +16,7 @@ pub mod graphql;
 pub mod openapi;
 pub mod proto;
 mod rust;
+pub mod typescript;
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,7 @@ pub fn generate_all(root: &Path) -> Result<Vec<GeneratedFile>> {
     let mut files = openapi::generate_crate(root)?;
     files.extend(graphql::generate_crate(root)?);
     files.extend(proto::generate_crate(root)?);
+    files.push(typescript::generate(root)?);
     Ok(files)
 }
 

@@ -20,6 +20,7 @@ import { createClient as createSocketClient } from "graphql-ws";
 import type { components, paths } from "./gen/gateway.js";
 
 export * from "./gen/graphql.js";
+export * from "./gen/contract.js";
 export type { components, paths, operations } from "./gen/gateway.js";
 
 /** An RFC 9457 problem, the body of every REST error. */
