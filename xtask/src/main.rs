@@ -2,7 +2,7 @@
 //!
 //! | command | what it does |
 //! |---|---|
-//! | `gen` | regenerate `proto/`, `openapi/`, `graphql/` and the TypeScript SDK's `sdk/typescript/src/gen/` from `schema/` |
+//! | `gen` | regenerate `proto/`, `openapi/`, `graphql/` and the TypeScript SDK's `sdk/typescript/src/gen/` from `schema/`, then type-check and build the shop's web app (`web/`) into `services/gateway/assets/shop/` |
 //! | `gen --check` | fail, with a summary, when any generated file is stale |
 //! | `lint [--against REF]` | buf lint; Spectral on the OpenAPI contracts; contract evolution since REF (default `HEAD~1`: OpenAPI, GraphQL, events, buf breaking); Kubernetes manifests validated offline, Prometheus config and rules checked, rustfmt check, clippy with warnings denied |
 //! | `test` | `gen --check`, lint, then every test against real infrastructure |
@@ -24,6 +24,7 @@ mod sdk;
 mod tools;
 mod up;
 mod vendor;
+mod web;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -101,10 +102,11 @@ fn generate(check: bool) -> Result<()> {
     let files = shopmesh_codegen::generate_all(&root)?;
     if check {
         let stale = shopmesh_codegen::stale_files(&root, &files)?;
-        let stale_sdk = sdk::stale(&root)?;
+        let mut stale_sdk = sdk::stale(&root)?;
+        stale_sdk.extend(web::stale(&root)?);
         if stale.is_empty() && stale_sdk.is_empty() {
             println!(
-                "gen --check: {} generated files and the TypeScript SDK are up to date",
+                "gen --check: {} generated files, the TypeScript SDK and the shop's web app are up to date",
                 files.len()
             );
             return Ok(());
@@ -125,7 +127,8 @@ fn generate(check: bool) -> Result<()> {
         println!("wrote {}", path.display());
     }
     println!("gen: {} files, {} changed", files.len(), changed.len());
-    sdk::generate(&root)
+    sdk::generate(&root)?;
+    web::generate(&root)
 }
 
 /// Runs a command in the workspace root, failing with its name when it fails.

@@ -471,7 +471,7 @@ async fn standard_introspection_works_under_the_depth_limit() {
 /// the page may load only from the gateway (its Content-Security-Policy says so), and every
 /// asset it references is served.
 #[tokio::test]
-async fn graphiql_the_index_and_the_favicon_are_served_from_the_gateway() {
+async fn the_shop_graphiql_the_index_and_the_favicon_are_served_from_the_gateway() {
     let backend = Backend::start().await;
     let gw = Running::start(&backend, backend.config()).await;
     let base = &gw.server.base_url;
@@ -504,10 +504,29 @@ async fn graphiql_the_index_and_the_favicon_are_served_from_the_gateway() {
         assert!(ty.starts_with(expected), "{path}: {ty}");
         assert!(!asset.bytes().await.unwrap().is_empty(), "{path}");
     }
-    let index = get("/").await.unwrap();
+    // The shop at `/`: its script and stylesheet from the gateway, under a strict CSP.
+    let shop = get("/").await.unwrap();
+    assert_eq!(shop.status(), 200);
+    let csp = shop.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self';") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let html = shop.text().await.unwrap();
+    for asset in ["/shop/shop.js", "/shop/shop.css"] {
+        assert!(html.contains(asset), "the shop loads {asset}");
+        let served = get(asset).await.unwrap();
+        assert_eq!(served.status(), 200, "{asset}");
+        assert!(!served.bytes().await.unwrap().is_empty(), "{asset}");
+    }
+    let index = get("/dev").await.unwrap();
     assert_eq!(index.status(), 200);
     let index = index.text().await.unwrap();
     for link in [
+        "/",
         "/graphql",
         "/docs",
         "/api/openapi.json",

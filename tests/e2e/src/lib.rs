@@ -242,10 +242,15 @@ impl Platform {
 
     /// A product at `amount_minor` EUR with `units` on hand, put on sale by the admin; its id.
     pub async fn put_on_sale(&self, amount_minor: i64, units: i32) -> anyhow::Result<i64> {
+        self.sell("Mug", amount_minor, units).await
+    }
+
+    /// Puts `name` on sale at `amount_minor` EUR with `units` in stock; returns its id.
+    pub async fn sell(&self, name: &str, amount_minor: i64, units: i32) -> anyhow::Result<i64> {
         use shopmesh_openapi::catalog::{CatalogClient, StockAdjustment};
         let catalog = CatalogClient::new(self.catalog_url.clone());
         let admin = self.token(4, shopmesh_identity::Role::Admin);
-        let input = product_input("Mug", amount_minor);
+        let input = product_input(name, amount_minor);
         let id = catalog.create_product(&admin, None, &input).await?.id;
         let stock = StockAdjustment {
             delta: units,

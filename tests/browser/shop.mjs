@@ -1,0 +1,264 @@
+// Drives real Chromium (playwright-core) through the shop at the gateway's `/` as its people
+// would: a shopper signs up, searches, fills a cart by mouse and by keyboard, changes a
+// quantity, pays with the succeeding test token and watches the order reach CONFIRMED without
+// reloading; pays again with a declined token and is told why; reloads and is still logged
+// in; another shopper is refused the first one's order and the admin page; the admin ships the
+// order and the first shopper's open page shows it shipped. Every page is checked with
+// axe-core (no serious or critical violation) and photographed at 375 and 1,280 px.
+//
+// Usage: node shop.mjs <gateway base URL> <search term> <artifacts dir> <product id>:<name>...
+// Prints one JSON line with what each check saw and exits 1 if any check failed. Every request
+// is recorded; one leaving the machine fails the run, and so does any console or page error.
+
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+
+const gateway = new URL(process.argv[2] ?? "");
+const searchTerm = process.argv[3] ?? "";
+const artifacts = process.argv[4] ?? "shop-artifacts";
+const products = process.argv.slice(5).map((p) => {
+  const [id, ...name] = p.split(":");
+  return { id, name: name.join(":") };
+});
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost"]);
+const TIMEOUT = 30_000;
+const WIDTHS = [375, 1280];
+const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
+
+const report = { checks: {}, offsite: [], consoleErrors: [], accessibility: {}, screenshots: [], overflow: [] };
+mkdirSync(artifacts, { recursive: true });
+
+function watch(page, label) {
+  page.on("request", (r) => {
+    const url = new URL(r.url());
+    if (!["http:", "https:", "ws:", "wss:"].includes(url.protocol)) return;
+    if (!LOCAL_HOSTS.has(url.hostname)) report.offsite.push(`${label}: ${r.url()}`);
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error") report.consoleErrors.push(`${label}: ${m.text()}`);
+  });
+  page.on("pageerror", (e) => report.consoleErrors.push(`${label}: ${e.message}`));
+}
+
+let lastPage;
+async function check(name, body) {
+  try {
+    report.checks[name] = { ok: true, ...(await body()) };
+  } catch (e) {
+    const seen = await lastPage?.locator("body").innerText().catch(() => "") ?? "";
+    report.checks[name] = { ok: false, error: String(e?.stack ?? e), seen };
+  }
+}
+
+/** axe-core on the page as it is (run through the debugger, so the page's CSP does not apply). */
+async function audit(page, name) {
+  const violations = await page.evaluate(
+    `${axeSource};
+     axe.run(document, { resultTypes: ["violations"] }).then((r) =>
+       r.violations.map((v) => ({ id: v.id, impact: v.impact, nodes: v.nodes.length, help: v.help })))`,
+  );
+  report.accessibility[name] = violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+}
+
+/** Audits the page and photographs it at each width. */
+async function capture(page, name) {
+  await audit(page, name);
+  const width = page.viewportSize()?.width ?? 1280;
+  for (const w of WIDTHS) {
+    await page.setViewportSize({ width: w, height: 900 });
+    const path = `${artifacts}/${name}-${w}.png`;
+    await page.screenshot({ path, fullPage: true });
+    report.screenshots.push(path);
+    // Nothing wider than the screen: no sideways scrolling on a phone.
+    const scrollWidth = await page.evaluate(() => document.documentElement.scrollWidth);
+    if (scrollWidth > w) report.overflow.push(`${name} at ${w} px is ${scrollWidth} px wide`);
+  }
+  await page.setViewportSize({ width, height: 900 });
+}
+
+async function signUp(page, name, email) {
+  await page.goto(`${gateway.origin}/#/signup`);
+  await page.getByLabel("Name").fill(name);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Sign up" }).click();
+  await page.getByRole("button", { name: "Log out" }).waitFor();
+}
+
+async function addToCart(page, product, quantity, { keyboard = false } = {}) {
+  await page.goto(`${gateway.origin}/#/product/${product.id}`);
+  await page.getByRole("heading", { name: product.name }).waitFor();
+  const field = page.getByLabel("Quantity");
+  await field.fill(String(quantity));
+  if (keyboard) {
+    await field.focus();
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+  } else {
+    await page.getByRole("button", { name: "Add to cart" }).click();
+  }
+  await page.getByText(`Added ${quantity} to your cart.`).waitFor();
+}
+
+async function checkOut(page, token) {
+  await page.goto(`${gateway.origin}/#/cart`);
+  await page.getByRole("radio", { name: new RegExp(token) }).check();
+  await page.getByRole("button", { name: "Place order" }).click();
+  await page.waitForURL(/#\/orders\/\d+$/);
+  return page.url().split("/").pop();
+}
+
+async function statusIs(page, status) {
+  await page.getByTestId("order-status").getByText(status, { exact: true }).waitFor();
+}
+
+async function available(id) {
+  const r = await fetch(`${gateway.origin}/graphql`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ query: `{ product(id: "${id}") { stock { available } } }` }),
+  });
+  return (await r.json()).data.product.stock.available;
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+});
+const stamp = Date.now();
+const shopperEmail = `shopper-${stamp}@example.com`;
+let firstOrder;
+try {
+  const shopper = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  shopper.setDefaultTimeout(TIMEOUT);
+  const page = await shopper.newPage();
+  lastPage = page;
+  watch(page, "shopper");
+
+  await check("purchase", async () => {
+    await page.goto(`${gateway.origin}/`);
+    await page.getByRole("heading", { name: "Products" }).waitFor();
+    await capture(page, "products");
+    await page.getByRole("link", { name: "Sign up" }).click();
+    await page.getByRole("heading", { name: "Sign up" }).waitFor();
+    await capture(page, "signup");
+    await signUp(page, "Pat Shopper", shopperEmail);
+    // Search finds both products by the term they share.
+    await page.goto(`${gateway.origin}/`);
+    await page.getByLabel("Search by name or SKU").fill(searchTerm);
+    await page.getByRole("button", { name: "Search" }).click();
+    for (const p of products) await page.getByRole("link", { name: p.name }).waitFor();
+    const [first, second] = products;
+    await page.getByRole("link", { name: first.name }).click();
+    await page.getByRole("heading", { name: first.name }).waitFor();
+    await capture(page, "product");
+    await addToCart(page, first, 1);
+    await addToCart(page, second, 1, { keyboard: true });
+    await page.goto(`${gateway.origin}/#/cart`);
+    const quantity = page.getByLabel(`Quantity of ${first.name}`);
+    await quantity.fill("2");
+    const changed = page.waitForResponse((r) => r.url().endsWith("/graphql") && /ChangeCartLine/.test(r.request().postData() ?? ""));
+    await quantity.press("Tab");
+    await changed;
+    const total = await page.getByTestId("cart-total").textContent();
+    await capture(page, "cart");
+    // A marker the page keeps only if it is never reloaded.
+    await page.evaluate(() => (window.notReloaded = true));
+    firstOrder = await checkOut(page, "tok_visa");
+    await statusIs(page, "confirmed");
+    const timeline = await page.getByTestId("timeline").locator("li").allTextContents();
+    const stayed = await page.evaluate(() => window.notReloaded === true);
+    await capture(page, "order");
+    return { order: firstOrder, total, timeline, stayed };
+  });
+
+  await check("declined", async () => {
+    const product = products[0];
+    const before = await available(product.id);
+    await addToCart(page, product, 1);
+    await checkOut(page, "tok_declined");
+    await statusIs(page, "cancelled");
+    const why = await page.getByTestId("order-why").textContent();
+    const after = await available(product.id);
+    return { why, before, after };
+  });
+
+  await check("session", async () => {
+    await page.goto(`${gateway.origin}/#/orders`);
+    await page.reload();
+    await page.getByRole("button", { name: "Log out" }).waitFor();
+    await page.locator(".orders li").first().waitFor();
+    const orders = await page.locator(".orders li").count();
+    await capture(page, "orders");
+    return { orders };
+  });
+
+  await check("privacy", async () => {
+    const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    other.setDefaultTimeout(TIMEOUT);
+    const stranger = await other.newPage();
+    watch(stranger, "stranger");
+    await signUp(stranger, "Sam Stranger", `stranger-${stamp}@example.com`);
+    await stranger.goto(`${gateway.origin}/#/orders/${firstOrder}`);
+    const order = await stranger.getByRole("alert").textContent();
+    await stranger.goto(`${gateway.origin}/#/admin`);
+    const admin = await stranger.getByRole("alert").textContent();
+    await capture(stranger, "admin-refused");
+    // The API refuses too: the page hides nothing the services would allow.
+    const ship = await stranger.evaluate(async (id) => {
+      const { accessToken } = JSON.parse(localStorage.getItem("shopmesh.session"));
+      const r = await fetch("/graphql", {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${accessToken}` },
+        body: JSON.stringify({ query: `mutation { shipOrder(id: "${id}") { status } }` }),
+      });
+      return (await r.json()).errors?.[0]?.extensions?.code;
+    }, firstOrder);
+    await other.close();
+    return { order, admin, ship };
+  });
+
+  await check("admin", async () => {
+    // The shopper's page stays open on the order; the admin ships it in another browser.
+    await page.goto(`${gateway.origin}/#/orders/${firstOrder}`);
+    await statusIs(page, "confirmed");
+    await page.evaluate(() => (window.notReloaded = true));
+    const staff = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    staff.setDefaultTimeout(TIMEOUT);
+    const admin = await staff.newPage();
+    watch(admin, "admin");
+    await admin.goto(`${gateway.origin}/#/login`);
+    await capture(admin, "login");
+    await admin.getByLabel("Email").fill("admin@example.com");
+    await admin.getByLabel("Password").fill("shopmesh-demo");
+    await admin.getByRole("button", { name: "Log in" }).click();
+    await admin.getByRole("link", { name: "Admin" }).click();
+    await admin.getByLabel("Open order").fill(firstOrder);
+    await capture(admin, "admin");
+    await admin.getByRole("button", { name: "Open" }).click();
+    await admin.getByRole("button", { name: "Mark shipped" }).click();
+    await statusIs(admin, "shipped");
+    await statusIs(page, "shipped");
+    const stayed = await page.evaluate(() => window.notReloaded === true);
+    await staff.close();
+    return { stayed };
+  });
+
+  await check("logout", async () => {
+    const header = page.getByRole("banner");
+    await header.getByRole("button", { name: "Log out" }).click();
+    await header.getByRole("link", { name: "Log in" }).waitFor();
+    await page.reload();
+    await header.getByRole("link", { name: "Log in" }).waitFor();
+    return { stored: await page.evaluate(() => localStorage.getItem("shopmesh.session")) };
+  });
+  await shopper.close();
+} finally {
+  await browser.close();
+}
+
+const failed = Object.values(report.checks).some((c) => !c.ok);
+console.log(JSON.stringify(report));
+process.exit(failed ? 1 : 0);
