@@ -233,6 +233,16 @@ impl shopmesh_openapi::orders::OrdersApi for Unavailable {
     ) -> Result<shopmesh_openapi::orders::OrderPage, Problem> {
         unavailable()
     }
+
+    async fn list_orders(
+        &self,
+        _: Principal,
+        _: Option<String>,
+        _: i32,
+        _: Option<String>,
+    ) -> Result<shopmesh_openapi::orders::OrderPage, Problem> {
+        unavailable()
+    }
 }
 
 #[async_trait::async_trait]

@@ -15,6 +15,7 @@ pub const DESCRIPTION: &str = "Places orders and lists them per user. Every crea
 /// Every path template of the contract with its methods, for `Allow` headers.
 pub const ROUTES: &[(&str, &[&str])] = &[
     ("/orders", &["POST"]),
+    ("/orders/all", &["GET"]),
     ("/orders/{id}", &["GET"]),
     ("/orders/{id}/timeline", &["GET"]),
     ("/orders/{id}/cancel", &["POST"]),
@@ -372,6 +373,95 @@ impl From<Problem> for CreateOrderResponse {
 }
 impl From<Result<Order, Problem>> for CreateOrderResponse {
     fn from(result: Result<Order, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
+/// Every response of `listOrders` the contract allows.
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(feature = "server", oai(bad_request_handler = "list_orders_bad_request"))]
+pub enum ListOrdersResponse {
+    /// One page of orders.
+    #[oai(status = 200u16)]
+    Ok(Json<OrderPage>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn list_orders_bad_request(err: poem::Error) -> ListOrdersResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "status",
+                place: "query parameter",
+                kind: "a string",
+            },
+            crate::runtime::ParamInfo {
+                name: "limit",
+                place: "query parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "cursor",
+                place: "query parameter",
+                kind: "a string",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+impl ListOrdersResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+impl From<OrderPage> for ListOrdersResponse {
+    fn from(value: OrderPage) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+impl From<Problem> for ListOrdersResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+impl From<Result<OrderPage, Problem>> for ListOrdersResponse {
+    fn from(result: Result<OrderPage, Problem>) -> Self {
         match result {
             Ok(value) => value.into(),
             Err(problem) => problem.into(),
@@ -1285,6 +1375,16 @@ pub trait OrdersApi: Send + Sync + 'static {
         idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem>;
+    /// Every user's orders, newest first, one page at a time; optionally in one status (admin).
+    ///
+    /// For shop staff working through orders, e.g. every `confirmed` order waiting to ship.
+    async fn list_orders(
+        &self,
+        principal: shopmesh_identity::Principal,
+        status: Option<String>,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> Result<OrderPage, Problem>;
     /// Fetch one order.
     ///
     /// The order's user may read it; an admin any order.
@@ -1373,6 +1473,10 @@ pub trait OrdersApi: Send + Sync + 'static {
     ) -> Result<OrderPage, Problem>;
 }
 #[cfg(feature = "server")]
+fn list_orders_limit_default() -> i32 {
+    20
+}
+#[cfg(feature = "server")]
 fn list_user_orders_limit_default() -> i32 {
     20
 }
@@ -1424,6 +1528,15 @@ impl OrdersApi for Unimplemented {
         idempotency_key: Option<String>,
         body: CreateOrderRequest,
     ) -> Result<Order, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn list_orders(
+        &self,
+        principal: shopmesh_identity::Principal,
+        status: Option<String>,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> Result<OrderPage, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn get_order(
@@ -1530,6 +1643,37 @@ impl OrdersEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.create_order(auth.0, idempotency_key.0, body.0).await.into()
+    }
+    /// Every user's orders, newest first, one page at a time; optionally in one status (admin).
+    ///
+    /// For shop staff working through orders, e.g. every `confirmed` order waiting to ship.
+    #[oai(
+        path = "/orders/all",
+        method = "get",
+        operation_id = "listOrders",
+        tag = OrdersTag::Orders
+    )]
+    async fn list_orders(
+        &self,
+        auth: BearerAuth,
+        /// Only orders in this status, one of `OrderStatus` (e.g. `confirmed`); another value is a 400.
+        #[oai(name = "status", validator(pattern = "^[a-z_]{1,32}$"))]
+        status: poem_openapi::param::Query<Option<String>>,
+        /// Page size.
+        #[oai(
+            name = "limit",
+            validator(minimum(value = "1"), maximum(value = "100")),
+            default = "list_orders_limit_default"
+        )]
+        limit: poem_openapi::param::Query<i32>,
+        /// Opaque cursor from a previous page's `nextCursor`.
+        #[oai(name = "cursor", validator(max_length = 200usize))]
+        cursor: poem_openapi::param::Query<Option<String>>,
+    ) -> ListOrdersResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.list_orders(auth.0, status.0, limit.0, cursor.0).await.into()
     }
     /// Fetch one order.
     ///
@@ -1844,6 +1988,48 @@ impl OrdersClient {
                     response?,
                     201u16,
                     CreateOrderResponse::PROBLEM_STATUSES,
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Every user's orders, newest first, one page at a time; optionally in one status (admin).
+    pub async fn list_orders(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        status: Option<String>,
+        limit: Option<i32>,
+        cursor: Option<String>,
+    ) -> Result<OrderPage, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /orders/all", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/orders/all", http.response.status_code = tracing::field::Empty,
+            shopmesh.operation = "listOrders",
+        );
+        let url = format!("{}/orders/all", self.base_url);
+        let query_pairs: [Option<(&str, String)>; 3usize] = [
+            status.map(|v| ("status", v.to_string())),
+            limit.map(|v| ("limit", v.to_string())),
+            cursor.map(|v| ("cursor", v.to_string())),
+        ];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    ListOrdersResponse::PROBLEM_STATUSES,
                 )
                 .await
         };

@@ -284,6 +284,24 @@ impl OrdersApi for OrdersService {
         Ok(self.cart(user_id).await?)
     }
 
+    async fn list_orders(
+        &self,
+        _principal: Principal,
+        status: Option<String>,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> Result<OrderPage, Problem> {
+        let status = status
+            .map(|s| OrderStatus::parse(&s).ok_or(OrdersError::UnknownStatus(s)))
+            .transpose()?;
+        let after = cursor.as_deref().map(Cursor::decode).transpose()?;
+        let (records, next) = self.store.list(status, limit, after).await?;
+        Ok(OrderPage {
+            items: records.into_iter().map(to_contract).collect(),
+            next_cursor: next.map(|c| c.encode()),
+        })
+    }
+
     async fn list_user_orders(
         &self,
         principal: Principal,

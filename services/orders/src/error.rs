@@ -15,6 +15,9 @@ pub enum OrdersError {
     /// The caller may not act on this user's orders.
     #[error("{0}")]
     Forbidden(#[from] shopmesh_identity::Forbidden),
+    /// A status filter that names no status of the contract's lifecycle.
+    #[error("{0:?} is no order status")]
+    UnknownStatus(String),
     /// An admin ordered for a user that does not exist.
     #[error("user {0} does not exist")]
     UnknownUser(i64),
@@ -69,7 +72,7 @@ impl OrdersError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NotFound(_) => 404,
-            Self::InvalidCursor(_) | Self::UnknownUser(_) => 400,
+            Self::InvalidCursor(_) | Self::UnknownUser(_) | Self::UnknownStatus(_) => 400,
             Self::Forbidden(_) => 403,
             Self::IllegalTransition { .. }
             | Self::CartFull(_)

@@ -587,6 +587,49 @@ impl OrderStore {
         }))
     }
 
+    /// Every user's orders, newest first, only those in `status` when given.
+    pub async fn list(
+        &self,
+        status: Option<OrderStatus>,
+        limit: i32,
+        after: Option<Cursor>,
+    ) -> Result<(Vec<OrderRecord>, Option<Cursor>), OrdersError> {
+        let limit = domain::page_size(limit);
+        let mut filters = Vec::new();
+        if status.is_some() {
+            filters.push("status = ?");
+        }
+        if after.is_some() {
+            filters.push("(created_at < ? OR (created_at = ? AND id < ?))");
+        }
+        let filter = if filters.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filters.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS} FROM orders {filter} ORDER BY created_at DESC, id DESC LIMIT ?"
+        );
+        let mut query = sqlx::query_as::<_, OrderRow>(&sql);
+        if let Some(status) = status {
+            query = query.bind(status.as_str());
+        }
+        if let Some(c) = &after {
+            let at = c.created_at.naive_utc();
+            query = query.bind(at).bind(at).bind(c.id);
+        }
+        let rows = query.bind(limit + 1).fetch_all(&self.pool).await?;
+        let records = rows
+            .into_iter()
+            .map(OrderRecord::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        let records = self.with_lines(records).await?;
+        Ok(domain::paginate(records, limit, |o: &OrderRecord| Cursor {
+            created_at: o.created_at,
+            id: o.id,
+        }))
+    }
+
     /// Number of outbox rows not yet confirmed by the broker.
     pub async fn pending_outbox(&self) -> Result<i64, sqlx::Error> {
         sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE published_at IS NULL")

@@ -366,3 +366,67 @@ async fn a_cursor_with_an_out_of_range_timestamp_is_a_400() {
     }
     h.stop().await;
 }
+
+#[tokio::test]
+async fn staff_list_every_users_orders_by_status_and_shoppers_may_not() {
+    let h = Harness::start().await;
+    let kept = h.create(7, 100, 1).await;
+    let cancelled = h.create(8, 101, 1).await;
+    h.client.cancel_order(&h.admin, cancelled.id).await.unwrap();
+    let ids = |page: shopmesh_openapi::orders::OrderPage| {
+        page.items.into_iter().map(|o| o.id).collect::<Vec<_>>()
+    };
+
+    let all = h.client.list_orders(&h.admin, None, None, None).await;
+    assert_eq!(
+        ids(all.unwrap()),
+        vec![cancelled.id, kept.id],
+        "newest first"
+    );
+    let pending = h
+        .client
+        .list_orders(&h.admin, Some("pending".into()), None, None)
+        .await;
+    assert_eq!(ids(pending.unwrap()), vec![kept.id]);
+    let by_status = h
+        .client
+        .list_orders(&h.admin, Some("cancelled".into()), Some(1), None)
+        .await
+        .unwrap();
+    assert_eq!(ids(by_status.clone()), vec![cancelled.id]);
+    assert!(by_status.next_cursor.is_none());
+
+    let unknown = h
+        .client
+        .list_orders(&h.admin, Some("lost".into()), None, None)
+        .await;
+    assert_eq!(problem_status(unknown), 400);
+    let shopper = h.client.list_orders(&h.user(7), None, None, None).await;
+    assert_eq!(problem_status(shopper), 403);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn listing_by_status_walks_an_index_newest_first() {
+    let h = Harness::start().await;
+    for user in 1..=10 {
+        h.create(user, 1, 1).await;
+    }
+    sqlx::query("ANALYZE TABLE orders")
+        .execute(h.store.pool())
+        .await
+        .unwrap();
+    use sqlx::Row;
+    let row = sqlx::query(
+        "EXPLAIN SELECT id FROM orders WHERE status = 'confirmed' \
+         ORDER BY created_at DESC, id DESC LIMIT 21",
+    )
+    .fetch_one(h.store.pool())
+    .await
+    .unwrap();
+    let key: Option<String> = row.try_get("key").unwrap();
+    let extra: Option<String> = row.try_get("Extra").unwrap();
+    assert_eq!(key.as_deref(), Some("idx_orders_status_created"));
+    assert!(!extra.unwrap_or_default().contains("filesort"));
+    h.stop().await;
+}
