@@ -14,7 +14,8 @@ use crate::{GeneratedFile, Result, layout};
 /// Where the module goes.
 pub const CONTRACT_TS: &str = "sdk/typescript/src/gen/contract.ts";
 
-/// The contract whose fields the SDK's clients send.
+/// The contract whose fields the SDK's clients send; the services' contracts add the schemas
+/// the gateway passes through (an admin's `ProductInput`, `StockAdjustment`).
 const GATEWAY_CONTRACT: &str = "gateway.yaml";
 
 /// One field's rules, as JSON: only what the contract declares.
@@ -48,16 +49,18 @@ fn field_rules(ty: &TypeRef, required: bool, v: &Validators) -> Value {
 pub fn generate(root: &Path) -> Result<GeneratedFile> {
     let mut fields = Map::new();
     let mut lifecycles = Map::new();
-    for rel in crate::contracts_in(root, layout::OPENAPI_DIR, "yaml")? {
+    let mut contracts = crate::contracts_in(root, layout::OPENAPI_DIR, "yaml")?;
+    // The gateway's schemas first: a name it shares with a service's contract is the gateway's.
+    contracts.sort_by_key(|rel| rel.file_name().is_none_or(|n| n != GATEWAY_CONTRACT));
+    for rel in contracts {
         let api = openapi::parse(&rel, &crate::read_contract(root, &rel)?)?;
-        let is_gateway = rel.file_name().is_some_and(|n| n == GATEWAY_CONTRACT);
         for schema in &api.schemas {
             match schema {
                 SchemaDef::Object {
                     name,
                     fields: props,
                     ..
-                } if is_gateway => {
+                } if !fields.contains_key(name) => {
                     let rules: Map<String, Value> = props
                         .iter()
                         .map(|f| {
@@ -100,7 +103,10 @@ export interface FieldRule {{
   readonly pattern?: string;
 }}
 
-/** The rules of every field of every schema of `schema/openapi/gateway.yaml`, by schema and field. */
+/**
+ * The rules of every field of every schema of `schema/openapi/`, by schema and field: the
+ * gateway's (`gateway.yaml`), then the services' schemas the gateway does not name itself.
+ */
 export const fieldRules = {fields} as const satisfies Record<string, Record<string, FieldRule>>;
 
 /** A lifecycle a contract declares with `x-state-machine`: where it starts and every allowed move. */

@@ -72,6 +72,26 @@ impl Query {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
         resolvers(ctx)?.query_orders_by_user(ctx, principal, user_id, first, after).await
     }
+    /// Every user's orders, newest first, one page at a time; only those in `status` when given (admin).
+    #[graphql(
+        name = "orders",
+        complexity = "1 + (first.max(0) as usize).saturating_mul(child_complexity)",
+        directive = listSize::apply(Some(vec!["first".to_owned()])),
+        directive = auth::apply(Role::Admin)
+    )]
+    async fn orders(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "status")]
+        status: Option<OrderStatus>,
+        #[graphql(name = "first", default = 20)]
+        first: i32,
+        #[graphql(name = "after")]
+        after: Option<String>,
+    ) -> async_graphql::Result<OrderConnection> {
+        let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
+        resolvers(ctx)?.query_orders(ctx, principal, status, first, after).await
+    }
     /// One user; null when no user has this id.
     #[graphql(name = "user", directive = auth::apply(Role::User))]
     async fn user(
@@ -271,6 +291,77 @@ impl Mutation {
     ) -> async_graphql::Result<User> {
         resolvers(ctx)?.mutation_create_user(ctx, input, idempotency_key).await
     }
+    /// Put a new product in the catalog (admin); its stock starts at 0. With an `idempotencyKey` (a UUID per product, sent again on a retry) a retry answers the same product.
+    #[graphql(name = "createProduct", directive = auth::apply(Role::Admin))]
+    async fn create_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "input")]
+        input: ProductInput,
+        #[graphql(name = "idempotencyKey")]
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Product> {
+        let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
+        resolvers(ctx)?
+            .mutation_create_product(ctx, principal, input, idempotency_key)
+            .await
+    }
+    /// Change a product (admin), every field at once; `active: false` takes it off sale.
+    #[graphql(name = "updateProduct", directive = auth::apply(Role::Admin))]
+    async fn update_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "id")]
+        id: async_graphql::ID,
+        #[graphql(name = "input")]
+        input: ProductInput,
+    ) -> async_graphql::Result<Product> {
+        let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
+        resolvers(ctx)?.mutation_update_product(ctx, principal, id, input).await
+    }
+    /// Create or update products from CSV (admin), all rows or none: a header row and up to 10,000
+    /// rows with the columns `sku`, `name`, `description`, `price_minor`, `currency`, `active`,
+    /// `image_url`. When any row is rejected nothing is written and `rejected` says which and why.
+    #[graphql(name = "importProducts", directive = auth::apply(Role::Admin))]
+    async fn import_products(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "csv")]
+        csv: String,
+        #[graphql(name = "idempotencyKey")]
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<ImportReport> {
+        let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
+        resolvers(ctx)?
+            .mutation_import_products(ctx, principal, csv, idempotency_key)
+            .await
+    }
+    /// Add (positive `delta`) or remove (negative) units on hand, with the reason kept in the stock ledger (admin).
+    #[graphql(name = "adjustStock", directive = auth::apply(Role::Admin))]
+    async fn adjust_stock(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "productId")]
+        product_id: async_graphql::ID,
+        #[graphql(name = "delta")]
+        delta: i32,
+        #[graphql(name = "reason")]
+        reason: String,
+        #[graphql(name = "idempotencyKey")]
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Product> {
+        let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
+        resolvers(ctx)?
+            .mutation_adjust_stock(
+                ctx,
+                principal,
+                product_id,
+                delta,
+                reason,
+                idempotency_key,
+            )
+            .await
+    }
     /// Log in with an email and a password.
     #[graphql(name = "login")]
     async fn login(
@@ -348,6 +439,61 @@ pub struct CreateOrderInput {
     /// Pay with this token through the checkout saga, as `checkout` does; without one the order is only recorded (`PENDING` until cancelled).
     #[graphql(name = "paymentToken")]
     pub payment_token: Option<String>,
+}
+/// What an admin sends to create or change a product.
+#[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
+#[graphql(name = "ProductInput")]
+pub struct ProductInput {
+    /// Letters, digits, `.`, `_` and `-`; 1 to 64, starting with a letter or digit.
+    #[graphql(name = "sku")]
+    pub sku: String,
+    /// 1 to 200 characters.
+    #[graphql(name = "name")]
+    pub name: String,
+    /// Up to 2,000 characters.
+    #[graphql(name = "description")]
+    pub description: Option<String>,
+    #[graphql(name = "price")]
+    pub price: MoneyInput,
+    /// Whether it is on sale; true when absent.
+    #[graphql(name = "active")]
+    pub active: Option<bool>,
+    #[graphql(name = "imageUrl")]
+    pub image_url: Option<String>,
+}
+/// An amount in the currency's minor unit.
+#[derive(async_graphql::InputObject, Debug, Clone, PartialEq)]
+#[graphql(name = "MoneyInput")]
+pub struct MoneyInput {
+    #[graphql(name = "amountMinor")]
+    pub amount_minor: i32,
+    /// ISO 4217 code.
+    #[graphql(name = "currency")]
+    pub currency: String,
+}
+/// What an import wrote; nothing when any row was rejected.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "ImportReport")]
+pub struct ImportReport {
+    #[graphql(name = "imported")]
+    pub imported: i32,
+    #[graphql(name = "created")]
+    pub created: i32,
+    #[graphql(name = "updated")]
+    pub updated: i32,
+    #[graphql(name = "rejected")]
+    pub rejected: Vec<RejectedRow>,
+}
+/// A CSV row that was not imported, and why (rows count from 1 after the header).
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "RejectedRow")]
+pub struct RejectedRow {
+    #[graphql(name = "row")]
+    pub row: i32,
+    #[graphql(name = "sku")]
+    pub sku: Option<String>,
+    #[graphql(name = "reason")]
+    pub reason: String,
 }
 /// Lifecycle state of an order.
 #[derive(async_graphql::Enum, Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -792,6 +938,15 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         first: i32,
         after: Option<String>,
     ) -> Result<OrderConnection, Self::Error>;
+    /// Resolves `Query.orders`.
+    async fn query_orders(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        status: Option<OrderStatus>,
+        first: i32,
+        after: Option<String>,
+    ) -> Result<OrderConnection, Self::Error>;
     /// Resolves `Query.user`.
     async fn query_user(
         &self,
@@ -896,6 +1051,40 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         input: CreateUserInput,
         idempotency_key: Option<String>,
     ) -> Result<User, Self::Error>;
+    /// Resolves `Mutation.createProduct`.
+    async fn mutation_create_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        input: ProductInput,
+        idempotency_key: Option<String>,
+    ) -> Result<Product, Self::Error>;
+    /// Resolves `Mutation.updateProduct`.
+    async fn mutation_update_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+        input: ProductInput,
+    ) -> Result<Product, Self::Error>;
+    /// Resolves `Mutation.importProducts`.
+    async fn mutation_import_products(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        csv: String,
+        idempotency_key: Option<String>,
+    ) -> Result<ImportReport, Self::Error>;
+    /// Resolves `Mutation.adjustStock`.
+    async fn mutation_adjust_stock(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+        delta: i32,
+        reason: String,
+        idempotency_key: Option<String>,
+    ) -> Result<Product, Self::Error>;
     /// Resolves `Mutation.login`.
     async fn mutation_login(
         &self,
@@ -984,6 +1173,14 @@ trait Resolve: Send + Sync + 'static {
         ctx: &async_graphql::Context<'_>,
         principal: &shopmesh_identity::Principal,
         user_id: async_graphql::ID,
+        first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<OrderConnection>;
+    async fn query_orders(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        status: Option<OrderStatus>,
         first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<OrderConnection>;
@@ -1076,6 +1273,36 @@ trait Resolve: Send + Sync + 'static {
         input: CreateUserInput,
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<User>;
+    async fn mutation_create_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        input: ProductInput,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Product>;
+    async fn mutation_update_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+        input: ProductInput,
+    ) -> async_graphql::Result<Product>;
+    async fn mutation_import_products(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        csv: String,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<ImportReport>;
+    async fn mutation_adjust_stock(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+        delta: i32,
+        reason: String,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Product>;
     async fn mutation_login(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -1165,6 +1392,18 @@ impl<R: GatewayResolvers> Resolve for R {
                 first,
                 after,
             )
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn query_orders(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        status: Option<OrderStatus>,
+        first: i32,
+        after: Option<String>,
+    ) -> async_graphql::Result<OrderConnection> {
+        GatewayResolvers::query_orders(self, ctx, principal, status, first, after)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
@@ -1332,6 +1571,72 @@ impl<R: GatewayResolvers> Resolve for R {
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<User> {
         GatewayResolvers::mutation_create_user(self, ctx, input, idempotency_key)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_create_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        input: ProductInput,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Product> {
+        GatewayResolvers::mutation_create_product(
+                self,
+                ctx,
+                principal,
+                input,
+                idempotency_key,
+            )
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_update_product(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        id: async_graphql::ID,
+        input: ProductInput,
+    ) -> async_graphql::Result<Product> {
+        GatewayResolvers::mutation_update_product(self, ctx, principal, id, input)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_import_products(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        csv: String,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<ImportReport> {
+        GatewayResolvers::mutation_import_products(
+                self,
+                ctx,
+                principal,
+                csv,
+                idempotency_key,
+            )
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_adjust_stock(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        product_id: async_graphql::ID,
+        delta: i32,
+        reason: String,
+        idempotency_key: Option<String>,
+    ) -> async_graphql::Result<Product> {
+        GatewayResolvers::mutation_adjust_stock(
+                self,
+                ctx,
+                principal,
+                product_id,
+                delta,
+                reason,
+                idempotency_key,
+            )
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }

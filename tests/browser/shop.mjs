@@ -221,13 +221,14 @@ try {
   });
 
   await check("admin", async () => {
-    // The shopper's page stays open on the order; the admin ships it in another browser.
+    // The shopper's page stays open on the order; the admin works in another browser.
     await page.goto(`${gateway.origin}/#/orders/${firstOrder}`);
     await statusIs(page, "confirmed");
     await page.evaluate(() => (window.notReloaded = true));
     const staff = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     staff.setDefaultTimeout(TIMEOUT);
     const admin = await staff.newPage();
+    lastPage = admin;
     watch(admin, "admin");
     await admin.goto(`${gateway.origin}/#/login`);
     await capture(admin, "login");
@@ -235,15 +236,51 @@ try {
     await admin.getByLabel("Password").fill("shopmesh-demo");
     await admin.getByRole("button", { name: "Log in" }).click();
     await admin.getByRole("link", { name: "Admin" }).click();
-    await admin.getByLabel("Open order").fill(firstOrder);
-    await capture(admin, "admin");
-    await admin.getByRole("button", { name: "Open" }).click();
-    await admin.getByRole("button", { name: "Mark shipped" }).click();
-    await statusIs(admin, "shipped");
+
+    // A product, created from the form, then given stock with a reason.
+    const sku = `ADM-${stamp}`;
+    const tabs = admin.getByRole("navigation", { name: "Admin" });
+    await tabs.getByRole("link", { name: "Products" }).click();
+    await admin.getByRole("link", { name: "New product" }).click();
+    await admin.getByLabel("SKU").fill(sku);
+    await admin.getByLabel("Name").fill(`${searchTerm} Teapot`);
+    await admin.getByLabel("Price").fill("19.90");
+    await admin.getByRole("button", { name: "Create product" }).click();
+    await admin.getByRole("heading", { name: `Edit ${searchTerm} Teapot` }).waitFor();
+    await admin.getByLabel("Units (+ or −)").fill("7");
+    await admin.getByLabel("Reason").fill("delivery");
+    await admin.getByRole("button", { name: "Adjust stock" }).click();
+    await admin.getByText("Stock adjusted by 7").waitFor();
+    const stock = await admin.getByTestId("stock").textContent();
+    await capture(admin, "admin-product");
+
+    // An import with one bad row: reported, and nothing written.
+    await tabs.getByRole("link", { name: "Import CSV" }).click();
+    const good = `IMP-${stamp}`;
+    await admin.getByLabel("or paste it").fill(
+      `sku,name,description,price_minor,currency,active,image_url\n${good},Imported mug,,900,EUR,true,\nBAD-${stamp},Bad mug,,900,XXX,true,\n`,
+    );
+    await admin.getByRole("button", { name: "Import" }).click();
+    await admin.getByTestId("rejected").waitFor();
+    const rejected = await admin.getByTestId("rejected").locator("tbody tr").allTextContents();
+    await capture(admin, "admin-import");
+    const written = await fetch(`${gateway.origin}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: `{ productBySku(sku: "${good}") { id } }` }),
+    }).then((r) => r.json());
+
+    // The confirmed order, found by status and shipped; the shopper's open page shows it.
+    await tabs.getByRole("link", { name: "Orders" }).click();
+    await admin.getByLabel("Status").selectOption("CONFIRMED");
+    await capture(admin, "admin-orders");
+    await admin.getByRole("button", { name: `Ship order ${firstOrder}` }).click();
+    await admin.getByRole("button", { name: `Ship order ${firstOrder}` }).waitFor({ state: "detached" });
     await statusIs(page, "shipped");
     const stayed = await page.evaluate(() => window.notReloaded === true);
     await staff.close();
-    return { stayed };
+    lastPage = page;
+    return { stock, rejected, importedWithBadRow: written.data?.productBySku ?? null, stayed };
   });
 
   await check("logout", async () => {

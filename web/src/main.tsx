@@ -40,7 +40,7 @@ function page(route: Route, person: Person | null) {
     case "signup":
       return <SignUpPage next={route.query.get("next")} />;
     case "admin":
-      return <AdminPage person={person} />;
+      return <AdminPage person={person} path={route.path.slice(1)} />;
     default:
       return (
         <section>

@@ -28,11 +28,33 @@ export function explain(errors: readonly GraphqlError[]): string {
   }
 }
 
+/** Digits after the point in `currency`'s major unit (2 for EUR, 0 for JPY). */
+function minorDigits(currency: string): number {
+  try {
+    return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits ?? 2;
+  } catch {
+    return 2;
+  }
+}
+
 /** `amountMinor` of `currency` as people read it (`€19.99`). */
 export function money(m: { amountMinor: number; currency: string }): string {
   const format = new Intl.NumberFormat("en", { style: "currency", currency: m.currency });
-  const digits = format.resolvedOptions().maximumFractionDigits ?? 2;
-  return format.format(m.amountMinor / 10 ** digits);
+  return format.format(m.amountMinor / 10 ** minorDigits(m.currency));
+}
+
+/** An amount typed in the major unit (`12.50`) in the minor unit (`1250`), or null. */
+export function toMinor(typed: string, currency: string): number | null {
+  const digits = minorDigits(currency);
+  const match = new RegExp(`^(\\d+)(?:\\.(\\d{0,${digits}}))?$`).exec(typed.trim());
+  if (!match) return null;
+  return Number(match[1]) * 10 ** digits + Number((match[2] ?? "").padEnd(digits, "0") || 0);
+}
+
+/** An amount in the minor unit as typed in the major unit (`1250` EUR: `12.50`). */
+export function fromMinor(m: { amountMinor: number; currency: string }): string {
+  const digits = minorDigits(m.currency);
+  return (m.amountMinor / 10 ** digits).toFixed(digits);
 }
 
 /** A status as words: `STOCK_RESERVED` → `stock reserved`. */

@@ -74,6 +74,21 @@ pub fn gql_order(o: orders::Order) -> Result<gql::Order, GatewayError> {
     })
 }
 
+/// A page of orders for GraphQL.
+pub fn gql_order_page(page: orders::OrderPage) -> Result<gql::OrderConnection, GatewayError> {
+    Ok(gql::OrderConnection {
+        nodes: page
+            .items
+            .into_iter()
+            .map(gql_order)
+            .collect::<Result<_, _>>()?,
+        page_info: gql::PageInfo {
+            has_next_page: page.next_cursor.is_some(),
+            end_cursor: page.next_cursor,
+        },
+    })
+}
+
 /// An amount for GraphQL, whose `Int` holds 32 bits.
 fn gql_money(what: &str, m: orders::Money) -> Result<gql::Money, GatewayError> {
     Ok(gql::Money {
@@ -200,6 +215,39 @@ fn int(what: &str, value: i64) -> Result<i32, GatewayError> {
 }
 
 /// Product for GraphQL.
+/// What an admin sends for a product, as the catalog takes it (the catalog checks every rule).
+pub fn catalog_input(input: gql::ProductInput) -> catalog::ProductInput {
+    catalog::ProductInput {
+        sku: input.sku,
+        name: input.name,
+        description: input.description,
+        price: catalog::Money {
+            amount_minor: i64::from(input.price.amount_minor),
+            currency: input.price.currency,
+        },
+        active: input.active,
+        image_url: input.image_url,
+    }
+}
+
+/// An import's report for GraphQL.
+pub fn gql_import_report(r: catalog::ImportReport) -> gql::ImportReport {
+    gql::ImportReport {
+        imported: r.imported,
+        created: r.created,
+        updated: r.updated,
+        rejected: r
+            .rejected
+            .into_iter()
+            .map(|row| gql::RejectedRow {
+                row: row.row,
+                sku: row.sku,
+                reason: row.reason,
+            })
+            .collect(),
+    }
+}
+
 pub fn gql_product(p: catalog::Product) -> Result<gql::Product, GatewayError> {
     Ok(gql::Product {
         id: ID::from(p.id),

@@ -335,6 +335,67 @@ impl Backends {
         Ok(page)
     }
 
+    /// Adds a product (the catalog checks the caller is an admin). Writes are sent once: an
+    /// idempotency key makes a retry by the client safe. The catalog announces the change,
+    /// which clears every gateway's product memory.
+    pub async fn create_product(
+        &self,
+        caller: &Principal,
+        idempotency_key: Option<&str>,
+        input: catalog::ProductInput,
+    ) -> Result<catalog::Product, GatewayError> {
+        self.rest(Rest::Catalog, WRITE, || {
+            self.catalog
+                .create_product(&caller.token, idempotency_key, &input)
+        })
+        .await
+    }
+
+    /// Changes product `id`.
+    pub async fn update_product(
+        &self,
+        caller: &Principal,
+        id: i64,
+        input: catalog::ProductInput,
+    ) -> Result<catalog::Product, GatewayError> {
+        self.rest(Rest::Catalog, WRITE, || {
+            self.catalog.update_product(&caller.token, id, &input)
+        })
+        .await
+    }
+
+    /// Creates or updates products from CSV, all rows or none.
+    pub async fn import_products(
+        &self,
+        caller: &Principal,
+        idempotency_key: Option<&str>,
+        import: catalog::ProductImport,
+    ) -> Result<catalog::ImportReport, GatewayError> {
+        self.rest(Rest::Catalog, WRITE, || {
+            self.catalog
+                .import_products(&caller.token, idempotency_key, &import)
+        })
+        .await
+    }
+
+    /// Adjusts product `id`'s units on hand, then answers the product as the catalog has it
+    /// now (read past this gateway's memory, which may not have heard of the change yet).
+    pub async fn adjust_stock(
+        &self,
+        caller: &Principal,
+        id: i64,
+        idempotency_key: Option<&str>,
+        adjustment: catalog::StockAdjustment,
+    ) -> Result<catalog::Product, GatewayError> {
+        self.rest(Rest::Catalog, WRITE, || {
+            self.catalog
+                .adjust_stock(&caller.token, id, idempotency_key, &adjustment)
+        })
+        .await?;
+        self.rest(Rest::Catalog, READ, || self.catalog.get_product(id))
+            .await
+    }
+
     /// Redis key of a cached order (`order:{id}`, after the configured prefix).
     pub fn order_key(&self, id: i64) -> String {
         shopmesh_common::cache::order_key(&self.prefix, id)
@@ -525,6 +586,26 @@ impl Backends {
         self.rest(Rest::Orders, READ, || {
             self.orders
                 .list_user_orders(&caller.token, user_id, Some(limit), cursor.clone())
+        })
+        .await
+    }
+
+    /// Every user's orders, in `status` (the orders contract's spelling) when given; the orders
+    /// service lets only admins list them.
+    pub async fn orders(
+        &self,
+        caller: &Principal,
+        status: Option<&str>,
+        limit: i32,
+        cursor: Option<String>,
+    ) -> Result<orders::OrderPage, GatewayError> {
+        self.rest(Rest::Orders, READ, || {
+            self.orders.list_orders(
+                &caller.token,
+                status.map(str::to_owned),
+                Some(limit),
+                cursor.clone(),
+            )
         })
         .await
     }

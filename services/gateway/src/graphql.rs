@@ -11,11 +11,11 @@ use futures::StreamExt as _;
 use futures::stream::BoxStream;
 use shopmesh_graphql::{self as gql, GatewayResolvers};
 use shopmesh_identity::Principal;
-use shopmesh_openapi::{orders, users};
+use shopmesh_openapi::{catalog, orders, users};
 
 use crate::convert::{
-    gql_cart, gql_notification, gql_order, gql_order_lines, gql_product, gql_status_change,
-    gql_timeline, gql_tokens, gql_user, parse_id,
+    catalog_input, gql_cart, gql_import_report, gql_notification, gql_order, gql_order_lines,
+    gql_order_page, gql_product, gql_status_change, gql_timeline, gql_tokens, gql_user, parse_id,
 };
 use crate::downstream::Backends;
 use crate::error::GatewayError;
@@ -253,17 +253,25 @@ impl GatewayResolvers for GatewayGraph {
             .backends
             .orders_by_user(principal, user_id, first, after)
             .await?;
-        Ok(gql::OrderConnection {
-            nodes: page
-                .items
-                .into_iter()
-                .map(gql_order)
-                .collect::<Result<_, _>>()?,
-            page_info: gql::PageInfo {
-                has_next_page: page.next_cursor.is_some(),
-                end_cursor: page.next_cursor,
-            },
-        })
+        gql_order_page(page)
+    }
+
+    async fn query_orders(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        status: Option<gql::OrderStatus>,
+        first: i32,
+        after: Option<String>,
+    ) -> Result<gql::OrderConnection, GatewayError> {
+        // The orders contract spells each status in lower case (`STOCK_RESERVED` is
+        // `stock_reserved`); it checks the page size and the caller's role.
+        let status = status.map(|s| s.as_str().to_ascii_lowercase());
+        let page = self
+            .backends
+            .orders(principal, status.as_deref(), first, after)
+            .await?;
+        gql_order_page(page)
     }
 
     async fn query_user(
@@ -443,6 +451,71 @@ impl GatewayResolvers for GatewayGraph {
     ) -> Result<gql::Order, GatewayError> {
         let id = parse_id("id", &id)?;
         gql_order(self.backends.ship_order(principal, id).await?)
+    }
+
+    async fn mutation_create_product(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        input: gql::ProductInput,
+        idempotency_key: Option<String>,
+    ) -> Result<gql::Product, GatewayError> {
+        let product = self
+            .backends
+            .create_product(principal, idempotency_key.as_deref(), catalog_input(input))
+            .await?;
+        gql_product(product)
+    }
+
+    async fn mutation_update_product(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        id: ID,
+        input: gql::ProductInput,
+    ) -> Result<gql::Product, GatewayError> {
+        let id = parse_id("id", &id)?;
+        let product = self
+            .backends
+            .update_product(principal, id, catalog_input(input))
+            .await?;
+        gql_product(product)
+    }
+
+    async fn mutation_import_products(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        csv: String,
+        idempotency_key: Option<String>,
+    ) -> Result<gql::ImportReport, GatewayError> {
+        let report = self
+            .backends
+            .import_products(
+                principal,
+                idempotency_key.as_deref(),
+                catalog::ProductImport { csv },
+            )
+            .await?;
+        Ok(gql_import_report(report))
+    }
+
+    async fn mutation_adjust_stock(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        product_id: ID,
+        delta: i32,
+        reason: String,
+        idempotency_key: Option<String>,
+    ) -> Result<gql::Product, GatewayError> {
+        let id = parse_id("productId", &product_id)?;
+        let adjustment = catalog::StockAdjustment { delta, reason };
+        let product = self
+            .backends
+            .adjust_stock(principal, id, idempotency_key.as_deref(), adjustment)
+            .await?;
+        gql_product(product)
     }
 
     async fn mutation_create_user(

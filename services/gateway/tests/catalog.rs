@@ -89,6 +89,16 @@ impl Shop {
         body
     }
 
+    /// A GraphQL request to the first gateway as the holder of `token`.
+    async fn query_as(&self, token: &AccessToken, query: &str, variables: Value) -> Value {
+        let auth = token.header_value();
+        let base = &self.gateways[0].server.base_url;
+        let headers = [("authorization", auth.as_str())];
+        graphql(&self.http, base, &headers, query, variables)
+            .await
+            .1
+    }
+
     async fn get(&self, path: &str) -> reqwest::Response {
         let base = &self.gateways[0].server.base_url;
         self.http.get(format!("{base}{path}")).send().await.unwrap()
@@ -327,5 +337,79 @@ async fn a_gateway_deaf_to_the_catalog_keeps_the_old_price() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(price(&shop.query(0, PRODUCT, variables).await), 100);
+    shop.stop().await;
+}
+
+const CREATE: &str = "mutation($input: ProductInput!, $key: String) { createProduct(input: $input, idempotencyKey: $key) { id active } }";
+const ADJUST: &str = "mutation($id: ID!) { adjustStock(productId: $id, delta: 5, reason: \"delivery\", idempotencyKey: \"k-1\") { stock { onHand } } }";
+
+fn product_json(sku: &str, active: bool) -> Value {
+    json!({"sku": sku, "name": "Teapot", "price": {"amountMinor": 1990, "currency": "EUR"}, "active": active})
+}
+
+#[tokio::test]
+async fn staff_manage_products_through_graphql() {
+    let shop = Shop::start(1).await;
+    let sku = unique("ADM");
+    let vars = json!({"input": product_json(&sku, true), "key": unique("key")});
+    let created = shop.query_as(&shop.admin, CREATE, vars.clone()).await;
+    let id = created["data"]["createProduct"]["id"].clone();
+    assert!(id.is_string(), "{created}");
+    let again = shop.query_as(&shop.admin, CREATE, vars).await;
+    assert_eq!(
+        again["data"]["createProduct"]["id"], id,
+        "a retried key answers the same product"
+    );
+
+    // Taken off sale.
+    let update = "mutation($id: ID!, $input: ProductInput!) { updateProduct(id: $id, input: $input) { active } }";
+    let vars = json!({"id": id, "input": product_json(&sku, false)});
+    let updated = shop.query_as(&shop.admin, update, vars).await;
+    assert_eq!(
+        updated["data"]["updateProduct"]["active"], false,
+        "{updated}"
+    );
+
+    // A retried adjustment adds its units once.
+    for _ in 0..2 {
+        let adjusted = shop.query_as(&shop.admin, ADJUST, json!({"id": id})).await;
+        assert_eq!(
+            adjusted["data"]["adjustStock"]["stock"]["onHand"], 5,
+            "{adjusted}"
+        );
+    }
+
+    let import = "mutation($csv: String!) { importProducts(csv: $csv) { imported rejected { row reason } } }";
+    let csv = format!(
+        "sku,name,description,price_minor,currency,active,image_url\n{sku}-2,Mug,,900,EUR,true,\n{sku}-3,Mug,,900,XXX,true,\n"
+    );
+    let report = shop
+        .query_as(&shop.admin, import, json!({"csv": csv}))
+        .await;
+    let report = &report["data"]["importProducts"];
+    assert_eq!(report["imported"], 0, "all rows or none: {report}");
+    assert_eq!(report["rejected"][0]["row"], 2, "{report}");
+    shop.stop().await;
+}
+
+#[tokio::test]
+async fn a_shopper_may_not_change_the_catalog() {
+    let shop = Shop::start(1).await;
+    let shopper = token(&shop.catalog.stack, 7, Role::User);
+    let id = shop.product(1000, 3).await;
+    let vars = json!({"input": product_json(&unique("ADM"), true)});
+    for (query, vars) in [(CREATE, vars), (ADJUST, json!({"id": id.to_string()}))] {
+        let refused = shop.query_as(&shopper, query, vars).await;
+        assert_eq!(
+            refused["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            "{refused}"
+        );
+        assert_eq!(refused["data"], Value::Null, "{refused}");
+    }
+    let product = shop.query(0, PRODUCT, json!({"id": id.to_string()})).await;
+    assert_eq!(
+        product["data"]["product"]["stock"]["available"], 3,
+        "unchanged"
+    );
     shop.stop().await;
 }

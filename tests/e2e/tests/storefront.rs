@@ -77,7 +77,7 @@ async fn a_shopper_buys_in_the_browser_and_staff_ship_it() {
         assert_eq!(serious, &json!([]), "axe-core on {page}: {report:#}");
     }
     assert!(
-        report["accessibility"].as_object().unwrap().len() >= 8,
+        report["accessibility"].as_object().unwrap().len() >= 11,
         "every page audited: {report:#}"
     );
 
@@ -124,7 +124,25 @@ async fn a_shopper_buys_in_the_browser_and_staff_ship_it() {
         "{report:#}"
     );
     assert_eq!(privacy["ship"], "FORBIDDEN", "{report:#}");
-    assert_eq!(checks["admin"]["stayed"], true, "{report:#}");
+    let admin = &checks["admin"];
+    assert_eq!(admin["stayed"], true, "{report:#}");
+    assert!(
+        admin["stock"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("7 on hand")),
+        "{report:#}"
+    );
+    let rejected = admin["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 1, "one bad row: {report:#}");
+    assert!(
+        rejected[0].as_str().is_some_and(|r| r.contains("XXX")),
+        "{report:#}"
+    );
+    assert_eq!(
+        admin["importedWithBadRow"],
+        Value::Null,
+        "all rows or none: {report:#}"
+    );
     assert_eq!(checks["logout"]["stored"], Value::Null, "{report:#}");
     assert!(out.status.success(), "{report:#}");
 }

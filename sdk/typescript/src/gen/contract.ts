@@ -12,8 +12,21 @@ export interface FieldRule {
   readonly pattern?: string;
 }
 
-/** The rules of every field of every schema of `schema/openapi/gateway.yaml`, by schema and field. */
+/**
+ * The rules of every field of every schema of `schema/openapi/`, by schema and field: the
+ * gateway's (`gateway.yaml`), then the services' schemas the gateway does not name itself.
+ */
 export const fieldRules = {
+  "AuthorizationRequest": {
+    "amount": {
+      "required": true
+    },
+    "paymentToken": {
+      "maxLength": 200,
+      "minLength": 1,
+      "required": true
+    }
+  },
   "Cart": {
     "lines": {
       "required": true
@@ -51,6 +64,18 @@ export const fieldRules = {
     },
     "userId": {
       "minimum": 1,
+      "required": true
+    }
+  },
+  "ClientCredentials": {
+    "clientId": {
+      "maxLength": 64,
+      "minLength": 1,
+      "required": true
+    },
+    "clientSecret": {
+      "maxLength": 256,
+      "minLength": 1,
       "required": true
     }
   },
@@ -101,11 +126,67 @@ export const fieldRules = {
       "required": true
     }
   },
+  "ImportReport": {
+    "created": {
+      "required": true
+    },
+    "imported": {
+      "required": true
+    },
+    "rejected": {
+      "required": true
+    },
+    "updated": {
+      "required": true
+    }
+  },
+  "Jwk": {
+    "alg": {
+      "required": true
+    },
+    "crv": {
+      "required": true
+    },
+    "kid": {
+      "required": true
+    },
+    "kty": {
+      "required": true
+    },
+    "use": {
+      "required": true
+    },
+    "x": {
+      "required": true
+    }
+  },
+  "JwkSet": {
+    "keys": {
+      "required": true
+    }
+  },
   "Money": {
     "amountMinor": {
       "required": true
     },
     "currency": {
+      "required": true
+    }
+  },
+  "NewUser": {
+    "email": {
+      "format": "email",
+      "maxLength": 254,
+      "required": true
+    },
+    "name": {
+      "maxLength": 200,
+      "minLength": 1,
+      "required": true
+    },
+    "password": {
+      "maxLength": 128,
+      "minLength": 8,
       "required": true
     }
   },
@@ -209,6 +290,37 @@ export const fieldRules = {
       "required": true
     }
   },
+  "Payment": {
+    "amount": {
+      "required": true
+    },
+    "declineReason": {
+      "required": false
+    },
+    "history": {
+      "required": true
+    },
+    "orderId": {
+      "required": true
+    },
+    "providerReference": {
+      "required": false
+    },
+    "status": {
+      "required": true
+    }
+  },
+  "PaymentStep": {
+    "at": {
+      "required": true
+    },
+    "detail": {
+      "required": false
+    },
+    "status": {
+      "required": true
+    }
+  },
   "Problem": {
     "detail": {
       "required": false
@@ -258,6 +370,38 @@ export const fieldRules = {
       "required": true
     }
   },
+  "ProductImport": {
+    "csv": {
+      "maxLength": 4000000,
+      "minLength": 1,
+      "required": true
+    }
+  },
+  "ProductInput": {
+    "active": {
+      "required": false
+    },
+    "description": {
+      "maxLength": 2000,
+      "required": false
+    },
+    "imageUrl": {
+      "maxLength": 2000,
+      "required": false
+    },
+    "name": {
+      "maxLength": 200,
+      "minLength": 1,
+      "required": true
+    },
+    "price": {
+      "required": true
+    },
+    "sku": {
+      "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+      "required": true
+    }
+  },
   "ProductPage": {
     "items": {
       "required": true
@@ -272,6 +416,58 @@ export const fieldRules = {
       "required": true
     }
   },
+  "RejectedRow": {
+    "reason": {
+      "required": true
+    },
+    "row": {
+      "required": true
+    },
+    "sku": {
+      "required": false
+    }
+  },
+  "Reservation": {
+    "expiresAt": {
+      "required": true
+    },
+    "lines": {
+      "required": true
+    },
+    "orderId": {
+      "required": true
+    },
+    "status": {
+      "required": true
+    }
+  },
+  "ReservationLine": {
+    "productId": {
+      "minimum": 1,
+      "required": true
+    },
+    "quantity": {
+      "maximum": 1000,
+      "minimum": 1,
+      "required": true
+    }
+  },
+  "ReservationRequest": {
+    "lines": {
+      "required": true
+    }
+  },
+  "ServiceTokenResponse": {
+    "accessToken": {
+      "required": true
+    },
+    "expiresIn": {
+      "required": true
+    },
+    "tokenType": {
+      "required": true
+    }
+  },
   "Stock": {
     "available": {
       "required": true
@@ -283,6 +479,18 @@ export const fieldRules = {
       "required": true
     },
     "sold": {
+      "required": true
+    }
+  },
+  "StockAdjustment": {
+    "delta": {
+      "maximum": 1000000,
+      "minimum": -1000000,
+      "required": true
+    },
+    "reason": {
+      "maxLength": 200,
+      "minLength": 1,
       "required": true
     }
   },
@@ -311,6 +519,18 @@ export const fieldRules = {
       "required": true
     },
     "name": {
+      "required": true
+    }
+  },
+  "UserInput": {
+    "email": {
+      "format": "email",
+      "maxLength": 254,
+      "required": true
+    },
+    "name": {
+      "maxLength": 200,
+      "minLength": 1,
       "required": true
     }
   },
