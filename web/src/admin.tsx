@@ -133,7 +133,8 @@ function OrdersAdmin() {
                 <td>{when(o.createdAt)}</td>
                 <td>{statusWords(o.status)}</td>
                 <td>{o.total ? money(o.total) : "—"}</td>
-                <td class="row">
+                <td>
+                  <div class="row">
                   {canMove(lifecycles.OrderStatus, o.status, "shipped") && (
                     <button type="button" onClick={() => void act(o.id, "shipped")}>
                       Ship <span class="sr-only">order {o.id}</span>
@@ -144,6 +145,7 @@ function OrdersAdmin() {
                       Cancel <span class="sr-only">order {o.id}</span>
                     </button>
                   )}
+                  </div>
                 </td>
               </tr>
             ))}
@@ -165,7 +167,7 @@ function ProductsAdmin() {
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     void graphql
-      .request(StorefrontProductsDocument, { first: 50, query: search === "" ? null : search })
+      .request(StorefrontProductsDocument, { first: 20, query: search === "" ? null : search })
       .then((r) => (r.ok ? setPage(r.data.products) : setError(explain(r.errors))));
   }, [search]);
   return (

@@ -11,6 +11,12 @@ export function go(to: string): void {
 /** The signed-in person, re-rendering on log-in and log-out. */
 export function usePerson(): Person | null {
   const [person, setPerson] = useState(currentPerson());
-  useEffect(() => onSessionChange(() => setPerson(currentPerson())), []);
+  useEffect(() => {
+    const stop = onSessionChange(() => setPerson(currentPerson()));
+    // Effects run after the first paint: a log-in finished before this one subscribed would
+    // otherwise never be heard of.
+    setPerson(currentPerson());
+    return stop;
+  }, []);
   return person;
 }

@@ -79,10 +79,15 @@ export function OrderPage({ id, person }: { id: string; person: Person | null })
   const load = async (): Promise<OrderFieldsFragment | null> => {
     const r = await graphql.request(OrderPageDocument, { id });
     if (!r.ok) return (setError(explain(r.errors)), null);
-    if (r.data.order === null) return (setError("There is no such order, or it is not yours to see."), null);
+    const read = r.data.order;
+    if (read === null) return (setError("There is no such order, or it is not yours to see."), null);
+    // The order and its timeline are read separately; the timeline, which only grows, may
+    // already hold a newer status than the order did when it was read.
+    const latest = read.timeline[read.timeline.length - 1];
+    const order = latest && latest.version > read.version ? { ...read, status: latest.to, version: latest.version } : read;
     setError(null);
-    setOrder(r.data.order);
-    return r.data.order;
+    setOrder(order);
+    return order;
   };
 
   useEffect(() => {
@@ -97,7 +102,24 @@ export function OrderPage({ id, person }: { id: string; person: Person | null })
         WatchOrdersDocument,
         { id, after },
         {
-          next: () => void load(),
+          // The change itself, not a re-read: a read right after it may still be answered from
+          // a cache that has not heard of it.
+          next: ({ orderStatusChanged: c }) =>
+            setOrder((o) =>
+              o === null || c.version <= o.version
+                ? o
+                : {
+                    ...o,
+                    status: c.to,
+                    version: c.version,
+                    timeline: o.timeline.some((t) => t.version === c.version)
+                      ? o.timeline
+                      : [
+                          ...o.timeline,
+                          { id: `${c.orderId}:${c.version}`, version: c.version, from: c.from, to: c.to, cause: c.cause, at: c.at },
+                        ],
+                  },
+            ),
           error: () => setLive(false),
           complete: () => setLive(false),
         },

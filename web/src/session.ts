@@ -89,8 +89,16 @@ async function keep(next: Tokens | null): Promise<GraphqlError[] | null> {
   }
   localStorage.setItem(STORAGE_KEY, JSON.stringify(next));
   refreshTimer = setTimeout(() => void refresh(), Math.max(next.expiresAt - Date.now() - REFRESH_MARGIN_MS, 1_000));
-  const me = await graphql.request(MeDocument, {});
-  if (!me.ok) return me.errors;
+  const me = await graphql.request(MeDocument, {}).catch((e: unknown) => {
+    // No answer at all (the network, or a navigation cutting the request short).
+    console.warn("shopmesh: who am I?", e);
+    return null;
+  });
+  if (me === null) return [{ message: "no answer", code: "BAD_RESPONSE", extensions: {} }];
+  if (!me.ok) {
+    console.warn("shopmesh: who am I?", me.errors);
+    return me.errors;
+  }
   person = { id: me.data.me.id, name: me.data.me.name, admin: roleOf(next.accessToken) === "admin" };
   changed();
   return null;
@@ -117,9 +125,9 @@ async function refresh(): Promise<void> {
       await keep(null);
       return;
     }
-    const result = await graphql.request(RefreshTokenDocument, { refreshToken: stored.refreshToken });
-    if (result.ok) await keep(fromPayload(result.data.refreshToken));
-    else if (refused(result.errors)) await keep(null);
+    const result = await graphql.request(RefreshTokenDocument, { refreshToken: stored.refreshToken }).catch(() => null);
+    if (result?.ok) await keep(fromPayload(result.data.refreshToken));
+    else if (result !== null && refused(result.errors)) await keep(null);
     // Unanswered: the token is unused, so keep it and try again shortly.
     else refreshTimer = setTimeout(() => void refresh(), 5_000);
   });
