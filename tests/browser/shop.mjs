@@ -12,7 +12,7 @@
 
 import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
-import { chromium } from "playwright-core";
+import { launchChromium, watchPage } from "./support.mjs";
 
 const gateway = new URL(process.argv[2] ?? "");
 const searchTerm = process.argv[3] ?? "";
@@ -21,8 +21,6 @@ const products = process.argv.slice(5).map((p) => {
   const [id, ...name] = p.split(":");
   return { id, name: name.join(":") };
 });
-const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost"]);
 const TIMEOUT = 30_000;
 const WIDTHS = [375, 1280];
 const axeSource = readFileSync(createRequire(import.meta.url).resolve("axe-core/axe.min.js"), "utf8");
@@ -31,16 +29,8 @@ const report = { checks: {}, offsite: [], consoleErrors: [], accessibility: {}, 
 mkdirSync(artifacts, { recursive: true });
 
 function watch(page, label) {
-  page.on("request", (r) => {
-    const url = new URL(r.url());
-    if (!["http:", "https:", "ws:", "wss:"].includes(url.protocol)) return;
-    if (!LOCAL_HOSTS.has(url.hostname)) report.offsite.push(`${label}: ${r.url()}`);
-  });
-  page.on("console", (m) => {
-    if (m.type() === "error") report.consoleErrors.push(`${label}: ${m.text()}`);
-    if (m.type() === "warning") report.consoleWarnings.push(`${label}: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => report.consoleErrors.push(`${label}: ${e.message}`));
+  watchPage(page, label, report);
+  page.on("console", (m) => m.type() === "warning" && report.consoleWarnings.push(`${label}: ${m.text()}`));
   page.on("requestfailed", (r) => report.failedRequests.push(`${label}: ${r.url()} ${r.failure()?.errorText}`));
   page.on("framenavigated", (f) => f === page.mainFrame() && report.navigations.push(`${label}: ${f.url()}`));
   // GraphQL errors the page was answered with (some are expected: a refused order, a declined
@@ -136,10 +126,7 @@ async function available(id) {
   return (await r.json()).data.product.stock.available;
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const browser = await launchChromium();
 const stamp = Date.now();
 const shopperEmail = `shopper-${stamp}@example.com`;
 let firstOrder;

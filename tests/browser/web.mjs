@@ -11,12 +11,10 @@
 // fails the run, and so does any console error or uncaught page error.
 
 import http from "node:http";
-import { chromium } from "playwright-core";
+import { launchChromium, watchPage } from "./support.mjs";
 
 const gateway = new URL(process.argv[2] ?? "");
 const productToBuy = process.argv[3];
-const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const LOCAL_HOSTS = new Set(["127.0.0.1", "localhost"]);
 const TIMEOUT = 30_000;
 
 const report = { checks: {}, offsite: [], consoleErrors: [] };
@@ -34,15 +32,7 @@ if (login.status !== 200) {
 const { accessToken } = await login.json();
 
 function watch(page, label) {
-  page.on("request", (r) => {
-    const url = new URL(r.url());
-    if (!["http:", "https:", "ws:", "wss:"].includes(url.protocol)) return;
-    if (!LOCAL_HOSTS.has(url.hostname)) report.offsite.push(`${label}: ${r.url()}`);
-  });
-  page.on("console", (m) => {
-    if (m.type() === "error") report.consoleErrors.push(`${label}: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => report.consoleErrors.push(`${label}: ${e.message}`));
+  watchPage(page, label, report);
 }
 
 async function check(name, body) {
@@ -53,10 +43,7 @@ async function check(name, body) {
   }
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext();
   context.setDefaultTimeout(TIMEOUT);

@@ -576,6 +576,16 @@ impl OrderStore {
                     .await?
             }
         };
+        self.page_of(rows, limit).await
+    }
+
+    /// Up to `limit` of `rows` (read newest first, one more than the page) with their lines,
+    /// and the cursor of the next page when there is one.
+    async fn page_of(
+        &self,
+        rows: Vec<OrderRow>,
+        limit: i32,
+    ) -> Result<(Vec<OrderRecord>, Option<Cursor>), OrdersError> {
         let records = rows
             .into_iter()
             .map(OrderRecord::try_from)
@@ -619,15 +629,7 @@ impl OrderStore {
             query = query.bind(at).bind(at).bind(c.id);
         }
         let rows = query.bind(limit + 1).fetch_all(&self.pool).await?;
-        let records = rows
-            .into_iter()
-            .map(OrderRecord::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let records = self.with_lines(records).await?;
-        Ok(domain::paginate(records, limit, |o: &OrderRecord| Cursor {
-            created_at: o.created_at,
-            id: o.id,
-        }))
+        self.page_of(rows, limit).await
     }
 
     /// Number of outbox rows not yet confirmed by the broker.

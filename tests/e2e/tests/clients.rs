@@ -152,26 +152,8 @@ async fn graphql_inspector_introspects_the_live_schema_and_finds_the_contract() 
         .lines()
         .filter(|l| l.contains('✖') || l.contains('⚠') || l.contains('✔'))
         .collect();
-    let expected = [
-        "Directive cost was removed from field Order.notifications",
-        "Directive cost was removed from field Order.timeline",
-        "Directive listSize was removed from field Query.ordersByUser",
-        "Directive listSize was removed from field Query.products",
-        "Directive auth was removed from field Query.order",
-        "Directive auth was removed from field Query.ordersByUser",
-        "Directive auth was removed from field Query.user",
-        "Directive auth was removed from field Query.userName",
-        "Directive auth was removed from field Query.me",
-        "Directive auth was removed from field Query.cart",
-        "Directive auth was removed from field Mutation.setCartLine",
-        "Directive auth was removed from field Mutation.removeCartLine",
-        "Directive auth was removed from field Mutation.clearCart",
-        "Directive auth was removed from field Mutation.createOrder",
-        "Directive auth was removed from field Mutation.cancelOrder",
-        "Directive auth was removed from field Mutation.checkout",
-        "Directive auth was removed from field Mutation.shipOrder",
-        "Directive auth was removed from field Subscription.orderStatusChanged",
-    ];
+    let expected = directives_on_fields(&std::fs::read_to_string(&committed).unwrap());
+    assert!(expected.len() >= 20, "{expected:?}");
     assert_eq!(
         changes.len(),
         expected.len(),
@@ -179,8 +161,52 @@ async fn graphql_inspector_introspects_the_live_schema_and_finds_the_contract() 
     );
     for change in changes {
         assert!(
-            expected.iter().any(|e| change.contains(e)),
+            expected.iter().any(|e| change.contains(e.as_str())),
             "graphql-inspector diff:\n{said}"
         );
     }
+}
+
+/// `Directive D was removed from field T.f` for every directive `D` the SDL puts on a field
+/// `f` of a type `T`: introspection carries no directives, so this is what graphql-inspector
+/// sees between the committed SDL and the live schema.
+fn directives_on_fields(sdl: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let (mut ty, mut field) = (None::<&str>, None::<&str>);
+    let mut in_description = false;
+    for line in sdl.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("\"\"\"") {
+            // `"""` alone opens or closes a block; `"""text"""` is one line.
+            let one_line = trimmed.len() > 3 && trimmed.ends_with("\"\"\"");
+            in_description = !in_description && !one_line;
+            continue;
+        }
+        if in_description || trimmed.starts_with('"') || trimmed.starts_with('#') {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("type ") {
+            ty = rest.split_whitespace().next();
+            continue;
+        }
+        if line.starts_with('}') || !line.starts_with(' ') {
+            ty = None;
+            continue;
+        }
+        let Some(ty) = ty else { continue };
+        if line.starts_with("  ") && !line.starts_with("   ") {
+            field = trimmed.split(['(', ':']).next().map(str::trim);
+        }
+        let Some(field) = field else { continue };
+        for directive in trimmed.split('@').skip(1) {
+            let name: String = directive
+                .chars()
+                .take_while(|c| c.is_alphanumeric())
+                .collect();
+            found.push(format!(
+                "Directive {name} was removed from field {ty}.{field}"
+            ));
+        }
+    }
+    found
 }
