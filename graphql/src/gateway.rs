@@ -92,6 +92,15 @@ impl Query {
         let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
         resolvers(ctx)?.query_orders(ctx, principal, status, first, after).await
     }
+    /// The order events the notifications service could not handle, waiting in its dead-letter queue (admin).
+    #[graphql(name = "deadLetters", directive = auth::apply(Role::Admin))]
+    async fn dead_letters(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<DeadLetters> {
+        let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
+        resolvers(ctx)?.query_dead_letters(ctx, principal).await
+    }
     /// One user; null when no user has this id.
     #[graphql(name = "user", directive = auth::apply(Role::User))]
     async fn user(
@@ -362,6 +371,19 @@ impl Mutation {
             )
             .await
     }
+    /// Move dead-lettered events back to the notifications service's queue, once their cause is
+    /// fixed (admin): those whose reason contains `reason` (every one without it) and that are not
+    /// poison, which stays. Nothing is lost on the way, and running it again is safe.
+    #[graphql(name = "redriveDeadLetters", directive = auth::apply(Role::Admin))]
+    async fn redrive_dead_letters(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        #[graphql(name = "reason")]
+        reason: Option<String>,
+    ) -> async_graphql::Result<RedriveReport> {
+        let principal = authorize(ctx, shopmesh_identity::Role::Admin)?;
+        resolvers(ctx)?.mutation_redrive_dead_letters(ctx, principal, reason).await
+    }
     /// Log in with an email and a password.
     #[graphql(name = "login")]
     async fn login(
@@ -470,6 +492,25 @@ pub struct MoneyInput {
     /// ISO 4217 code.
     #[graphql(name = "currency")]
     pub currency: String,
+}
+/// The notifications service's dead-letter queue.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "DeadLetters")]
+pub struct DeadLetters {
+    /// Events waiting in it.
+    #[graphql(name = "count")]
+    pub count: i32,
+}
+/// What a redrive did.
+#[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
+#[graphql(name = "RedriveReport")]
+pub struct RedriveReport {
+    /// Events moved back to be handled again.
+    #[graphql(name = "moved")]
+    pub moved: i32,
+    /// Events left in the dead-letter queue (poison, or another reason).
+    #[graphql(name = "kept")]
+    pub kept: i32,
 }
 /// What an import wrote; nothing when any row was rejected.
 #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
@@ -947,6 +988,12 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         first: i32,
         after: Option<String>,
     ) -> Result<OrderConnection, Self::Error>;
+    /// Resolves `Query.deadLetters`.
+    async fn query_dead_letters(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> Result<DeadLetters, Self::Error>;
     /// Resolves `Query.user`.
     async fn query_user(
         &self,
@@ -1085,6 +1132,13 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         reason: String,
         idempotency_key: Option<String>,
     ) -> Result<Product, Self::Error>;
+    /// Resolves `Mutation.redriveDeadLetters`.
+    async fn mutation_redrive_dead_letters(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        reason: Option<String>,
+    ) -> Result<RedriveReport, Self::Error>;
     /// Resolves `Mutation.login`.
     async fn mutation_login(
         &self,
@@ -1184,6 +1238,11 @@ trait Resolve: Send + Sync + 'static {
         first: i32,
         after: Option<String>,
     ) -> async_graphql::Result<OrderConnection>;
+    async fn query_dead_letters(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<DeadLetters>;
     async fn query_user(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -1303,6 +1362,12 @@ trait Resolve: Send + Sync + 'static {
         reason: String,
         idempotency_key: Option<String>,
     ) -> async_graphql::Result<Product>;
+    async fn mutation_redrive_dead_letters(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        reason: Option<String>,
+    ) -> async_graphql::Result<RedriveReport>;
     async fn mutation_login(
         &self,
         ctx: &async_graphql::Context<'_>,
@@ -1404,6 +1469,15 @@ impl<R: GatewayResolvers> Resolve for R {
         after: Option<String>,
     ) -> async_graphql::Result<OrderConnection> {
         GatewayResolvers::query_orders(self, ctx, principal, status, first, after)
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn query_dead_letters(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<DeadLetters> {
+        GatewayResolvers::query_dead_letters(self, ctx, principal)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }
@@ -1637,6 +1711,16 @@ impl<R: GatewayResolvers> Resolve for R {
                 reason,
                 idempotency_key,
             )
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+    }
+    async fn mutation_redrive_dead_letters(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+        reason: Option<String>,
+    ) -> async_graphql::Result<RedriveReport> {
+        GatewayResolvers::mutation_redrive_dead_letters(self, ctx, principal, reason)
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))
     }

@@ -18,6 +18,8 @@ pub const METHOD_ACCESS: &[(&str, Option<shopmesh_identity::Role>)] = &[
     ("/shopmesh.notification.v1.NotificationService/GetNotificationsForOrders", Some(shopmesh_identity::Role::User)),
     ("/shopmesh.notification.v1.NotificationService/ListUserNotifications", Some(shopmesh_identity::Role::User)),
     ("/shopmesh.notification.v1.NotificationService/WatchNotifications", Some(shopmesh_identity::Role::User)),
+    ("/shopmesh.notification.v1.NotificationService/GetDeadLetters", Some(shopmesh_identity::Role::Admin)),
+    ("/shopmesh.notification.v1.NotificationService/RedriveDeadLetters", Some(shopmesh_identity::Role::Admin)),
 ];
 
 pub mod shopmesh {

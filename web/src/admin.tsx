@@ -1,5 +1,6 @@
 // The shop admin, for staff accounts: orders by status (ship, cancel), products (create,
-// edit, take off sale), stock adjustments with reasons, and CSV import with its per-row report.
+// edit, take off sale), stock adjustments with reasons, CSV import with its per-row report, and
+// the notifications' dead-letter queue with redrive.
 // The page only hides itself from shoppers; the services refuse a shopper's token on every
 // admin operation whatever the page shows.
 import {
@@ -10,7 +11,9 @@ import {
   AdminProductDocument,
   AdminShipOrderDocument,
   CreateProductDocument,
+  DeadLettersDocument,
   ImportProductsDocument,
+  RedriveDeadLettersDocument,
   StorefrontProductsDocument,
   UpdateProductDocument,
   canMove,
@@ -21,6 +24,7 @@ import type {
   AdminProductFieldsFragment,
   ImportProductsMutation,
   OrderStatus,
+  RedriveDeadLettersMutation,
   ProductInput,
   StorefrontProductsQuery,
 } from "@shopmesh/sdk";
@@ -40,6 +44,7 @@ function Tabs({ at }: { at: string }) {
     ["orders", "Orders"],
     ["products", "Products"],
     ["import", "Import CSV"],
+    ["dead-letters", "Dead letters"],
   ];
   return (
     <nav class="tabs" aria-label="Admin">
@@ -75,6 +80,7 @@ export function AdminPage({ person, path }: { person: Person | null; path: strin
       {section === "orders" && <OrdersAdmin />}
       {section === "products" && (id ? <ProductForm id={id === "new" ? null : id} /> : <ProductsAdmin />)}
       {section === "import" && <ImportAdmin />}
+      {section === "dead-letters" && <DeadLettersAdmin />}
     </section>
   );
 }
@@ -406,6 +412,48 @@ function ImportAdmin() {
             </tbody>
           </table>
         </>
+      )}
+    </>
+  );
+}
+
+function DeadLettersAdmin() {
+  const [count, setCount] = useState<number | null>(null);
+  const [report, setReport] = useState<RedriveDeadLettersMutation["redriveDeadLetters"] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const load = () =>
+    void graphql
+      .request(DeadLettersDocument, {})
+      .then((r) => (r.ok ? (setCount(r.data.deadLetters.count), setError(null)) : setError(explain(r.errors))));
+  useEffect(load, []);
+  return (
+    <>
+      <h2>Dead letters</h2>
+      <p class="muted">
+        Order events the notifications service gave up on after its retries. Once the cause is fixed, move them back
+        to be handled again; events that cannot be read stay here.
+      </p>
+      {error && <p role="alert">{error}</p>}
+      {count !== null && <p data-testid="dead-letters">{count} waiting</p>}
+      <form
+        class="row"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          const reason = text(e.currentTarget, "reason");
+          const r = await graphql.request(RedriveDeadLettersDocument, { reason: reason === "" ? null : reason });
+          if (!r.ok) return setError(explain(r.errors));
+          setReport(r.data.redriveDeadLetters);
+          load();
+        }}
+      >
+        <label for="reason">Only those whose reason contains (optional)</label>
+        <input id="reason" name="reason" />
+        <button type="submit">Redrive</button>
+      </form>
+      {report && (
+        <p role="status">
+          Moved back: {report.moved}. Left here: {report.kept}.
+        </p>
       )}
     </>
   );

@@ -278,7 +278,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         _ => "off (set OTEL_EXPORTER_OTLP_ENDPOINT, e.g. http://127.0.0.1:4318)".to_owned(),
     };
     println!(
-        "\nup: all services ready\n  start here          http://localhost:3000/\n  GraphiQL            http://localhost:3000/graphql\n  REST + Swagger UI   http://localhost:3000/docs  (spec: /api/openapi.json)\n  gRPC                localhost:{grpc}  (grpcurl -plaintext localhost:{grpc} list)\n  RabbitMQ UI         http://localhost:15672  (where the management plugin is enabled)\n  metrics             http://localhost:3000/metrics, :3001, :3002, :3003\n  traces              {traces}\nPress Ctrl-C to stop.\n"
+        "\nup: all services ready\n  the shop            http://localhost:3000/  (staff: admin@example.com / shopmesh-demo, then Admin)\n  developer index     http://localhost:3000/dev\n  GraphiQL            http://localhost:3000/graphql\n  REST + Swagger UI   http://localhost:3000/docs  (spec: /api/openapi.json)\n  gRPC                localhost:{grpc}  (grpcurl -plaintext localhost:{grpc} list)\n  RabbitMQ UI         http://localhost:15672  (where the management plugin is enabled)\n  metrics             http://localhost:3000/metrics, :3001, :3002, :3003\n  traces              {traces}\nPress Ctrl-C to stop.\n"
     );
     let mut result = Ok(());
     while !stop.load(Ordering::SeqCst) {

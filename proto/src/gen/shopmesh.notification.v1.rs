@@ -95,6 +95,33 @@ pub struct WatchNotificationsResponse {
     #[prost(message, optional, tag = "1")]
     pub notification: ::core::option::Option<Notification>,
 }
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetDeadLettersRequest {}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetDeadLettersResponse {
+    /// Events in the dead-letter queue now.
+    #[prost(uint32, tag = "1")]
+    pub count: u32,
+}
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RedriveDeadLettersRequest {
+    /// Only events whose dead-letter reason contains this text; every one when empty.
+    #[prost(string, tag = "1")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[allow(clippy::all)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RedriveDeadLettersResponse {
+    /// Events moved back to the main queue.
+    #[prost(uint32, tag = "1")]
+    pub moved: u32,
+    /// Events left in the dead-letter queue (poison, or another reason).
+    #[prost(uint32, tag = "2")]
+    pub kept: u32,
+}
 /// Delivery state of a notification.
 #[allow(clippy::all)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
@@ -344,6 +371,69 @@ pub mod notification_service_client {
                 );
             self.inner.server_streaming(req, path, codec).await
         }
+        /// How many events wait in the dead-letter queue (admin).
+        pub async fn get_dead_letters(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetDeadLettersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetDeadLettersResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmesh.notification.v1.NotificationService/GetDeadLetters",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "shopmesh.notification.v1.NotificationService",
+                        "GetDeadLetters",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Moves dead-lettered events back to the main queue, with a fresh retry ladder: those whose
+        /// dead-letter reason contains `reason` (every one when it is empty) and that are not poison
+        /// (unparseable or oversized events stay). Each move is confirmed before the original is
+        /// acknowledged, so nothing is lost and running it again is safe (admin).
+        pub async fn redrive_dead_letters(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RedriveDeadLettersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RedriveDeadLettersResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/shopmesh.notification.v1.NotificationService/RedriveDeadLetters",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "shopmesh.notification.v1.NotificationService",
+                        "RedriveDeadLetters",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -400,6 +490,25 @@ pub mod notification_service_server {
             request: tonic::Request<super::WatchNotificationsRequest>,
         ) -> std::result::Result<
             tonic::Response<Self::WatchNotificationsStream>,
+            tonic::Status,
+        >;
+        /// How many events wait in the dead-letter queue (admin).
+        async fn get_dead_letters(
+            &self,
+            request: tonic::Request<super::GetDeadLettersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetDeadLettersResponse>,
+            tonic::Status,
+        >;
+        /// Moves dead-lettered events back to the main queue, with a fresh retry ladder: those whose
+        /// dead-letter reason contains `reason` (every one when it is empty) and that are not poison
+        /// (unparseable or oversized events stay). Each move is confirmed before the original is
+        /// acknowledged, so nothing is lost and running it again is safe (admin).
+        async fn redrive_dead_letters(
+            &self,
+            request: tonic::Request<super::RedriveDeadLettersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::RedriveDeadLettersResponse>,
             tonic::Status,
         >;
     }
@@ -680,6 +789,104 @@ pub mod notification_service_server {
                                 max_encoding_message_size,
                             );
                         let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shopmesh.notification.v1.NotificationService/GetDeadLetters" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetDeadLettersSvc<T: NotificationService>(pub Arc<T>);
+                    impl<
+                        T: NotificationService,
+                    > tonic::server::UnaryService<super::GetDeadLettersRequest>
+                    for GetDeadLettersSvc<T> {
+                        type Response = super::GetDeadLettersResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetDeadLettersRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as NotificationService>::get_dead_letters(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetDeadLettersSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/shopmesh.notification.v1.NotificationService/RedriveDeadLetters" => {
+                    #[allow(non_camel_case_types)]
+                    struct RedriveDeadLettersSvc<T: NotificationService>(pub Arc<T>);
+                    impl<
+                        T: NotificationService,
+                    > tonic::server::UnaryService<super::RedriveDeadLettersRequest>
+                    for RedriveDeadLettersSvc<T> {
+                        type Response = super::RedriveDeadLettersResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RedriveDeadLettersRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as NotificationService>::redrive_dead_letters(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RedriveDeadLettersSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
                         Ok(res)
                     };
                     Box::pin(fut)

@@ -209,12 +209,11 @@ pub fn gql_user(u: users::User) -> gql::User {
 
 /// A count or amount from the catalog in GraphQL's 32-bit `Int`; the catalog's contract
 /// bounds prices to fit, so only a stock count past two billion units would not.
-fn int(what: &str, value: i64) -> Result<i32, GatewayError> {
+pub fn int(what: &str, value: i64) -> Result<i32, GatewayError> {
     i32::try_from(value)
         .map_err(|_| GatewayError::Internal(format!("{what} {value} exceeds GraphQL's Int")))
 }
 
-/// Product for GraphQL.
 /// What an admin sends for a product, as the catalog takes it (the catalog checks every rule).
 pub fn catalog_input(input: gql::ProductInput) -> catalog::ProductInput {
     catalog::ProductInput {
@@ -248,6 +247,7 @@ pub fn gql_import_report(r: catalog::ImportReport) -> gql::ImportReport {
     }
 }
 
+/// Product for GraphQL.
 pub fn gql_product(p: catalog::Product) -> Result<gql::Product, GatewayError> {
     Ok(gql::Product {
         id: ID::from(p.id),

@@ -756,6 +756,35 @@ impl Backends {
             .await
     }
 
+    /// Events in the notifications service's dead-letter queue (the service checks the caller
+    /// is an admin).
+    pub async fn dead_letters(&self, caller: &Principal) -> Result<u32, GatewayError> {
+        let request = pb::GetDeadLettersRequest {};
+        let answer = self
+            .notifications_rpc("GetDeadLetters", caller, request, |mut c, r| async move {
+                c.get_dead_letters(r).await
+            })
+            .await?;
+        Ok(answer.count)
+    }
+
+    /// Moves dead-lettered events whose reason contains `reason` back; sent once (not behind
+    /// the breaker's retries: a redrive is an operator's deliberate act).
+    pub async fn redrive_dead_letters(
+        &self,
+        caller: &Principal,
+        reason: String,
+    ) -> Result<pb::RedriveDeadLettersResponse, GatewayError> {
+        let request = pb::RedriveDeadLettersRequest { reason };
+        self.notifications_rpc(
+            "RedriveDeadLetters",
+            caller,
+            request,
+            |mut c, r| async move { c.redrive_dead_letters(r).await },
+        )
+        .await
+    }
+
     /// One call to the notifications service as `caller` (its token in the `authorization`
     /// metadata): counted, traced (a client span whose context travels in the request
     /// metadata) and bounded by the downstream timeout.

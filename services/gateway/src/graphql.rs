@@ -15,7 +15,8 @@ use shopmesh_openapi::{catalog, orders, users};
 
 use crate::convert::{
     catalog_input, gql_cart, gql_import_report, gql_notification, gql_order, gql_order_lines,
-    gql_order_page, gql_product, gql_status_change, gql_timeline, gql_tokens, gql_user, parse_id,
+    gql_order_page, gql_product, gql_status_change, gql_timeline, gql_tokens, gql_user, int,
+    parse_id,
 };
 use crate::downstream::Backends;
 use crate::error::GatewayError;
@@ -256,6 +257,17 @@ impl GatewayResolvers for GatewayGraph {
         gql_order_page(page)
     }
 
+    async fn query_dead_letters(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+    ) -> Result<gql::DeadLetters, GatewayError> {
+        let waiting = self.backends.dead_letters(principal).await?;
+        Ok(gql::DeadLetters {
+            count: int("count", waiting.into())?,
+        })
+    }
+
     async fn query_orders(
         &self,
         _ctx: &Context<'_>,
@@ -451,6 +463,22 @@ impl GatewayResolvers for GatewayGraph {
     ) -> Result<gql::Order, GatewayError> {
         let id = parse_id("id", &id)?;
         gql_order(self.backends.ship_order(principal, id).await?)
+    }
+
+    async fn mutation_redrive_dead_letters(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+        reason: Option<String>,
+    ) -> Result<gql::RedriveReport, GatewayError> {
+        let report = self
+            .backends
+            .redrive_dead_letters(principal, reason.unwrap_or_default())
+            .await?;
+        Ok(gql::RedriveReport {
+            moved: int("moved", report.moved.into())?,
+            kept: int("kept", report.kept.into())?,
+        })
     }
 
     async fn mutation_create_product(

@@ -10,29 +10,39 @@ use shopmesh_proto::shopmesh::notification::v1 as pb;
 use tonic::{Request, Response, Status};
 
 use crate::domain::{self, NotificationStatus, PageToken};
+use crate::redrive::DeadLetters;
 use crate::store::{NotificationStore, StoredNotification};
 
 /// The service behind `shopmesh.notification.v1.NotificationService`.
 pub struct NotificationGrpc {
     store: Arc<dyn NotificationStore>,
+    dead_letters: DeadLetters,
     watch_poll: Duration,
     shutdown: Shutdown,
 }
 
 impl NotificationGrpc {
-    /// Serves notifications from `store`; watch streams read it every `watch_poll` and end at
-    /// `shutdown`.
+    /// Serves notifications from `store` and the admin's view of `dead_letters`; watch streams
+    /// read the store every `watch_poll` and end at `shutdown`.
     pub fn new(
         store: Arc<dyn NotificationStore>,
+        dead_letters: DeadLetters,
         watch_poll: Duration,
         shutdown: Shutdown,
     ) -> Self {
         Self {
             store,
+            dead_letters,
             watch_poll,
             shutdown,
         }
     }
+}
+
+/// The broker failing under an admin's dead-letter call.
+fn broker_unavailable(e: lapin::Error) -> Status {
+    tracing::warn!(error = %e, "dead-letter queue unavailable");
+    Status::unavailable("the message broker is unavailable; retry later")
 }
 
 /// Notifications a watch stream holds for a slow client before it waits for it (that client's
@@ -204,6 +214,41 @@ impl pb::notification_service_server::NotificationService for NotificationGrpc {
             found.retain(|n| caller.sees(n.user_id));
             Ok(Response::new(pb::GetNotificationsResponse {
                 notifications: found.into_iter().map(to_contract).collect(),
+            }))
+        })
+        .await
+    }
+
+    async fn get_dead_letters(
+        &self,
+        _request: Request<pb::GetDeadLettersRequest>,
+    ) -> Result<Response<pb::GetDeadLettersResponse>, Status> {
+        observed("GetDeadLetters", async {
+            let count = self
+                .dead_letters
+                .count()
+                .await
+                .map_err(broker_unavailable)?;
+            Ok(Response::new(pb::GetDeadLettersResponse { count }))
+        })
+        .await
+    }
+
+    async fn redrive_dead_letters(
+        &self,
+        request: Request<pb::RedriveDeadLettersRequest>,
+    ) -> Result<Response<pb::RedriveDeadLettersResponse>, Status> {
+        observed("RedriveDeadLetters", async {
+            let reason = request.into_inner().reason;
+            let report = self
+                .dead_letters
+                .redrive(&reason)
+                .await
+                .map_err(broker_unavailable)?;
+            tracing::info!(moved = report.moved, kept = report.kept, %reason, "dead letters redriven");
+            Ok(Response::new(pb::RedriveDeadLettersResponse {
+                moved: report.moved,
+                kept: report.kept,
             }))
         })
         .await

@@ -169,6 +169,7 @@ pub async fn serve_grpc(
         .build_v1alpha()?;
     let service = NotificationServiceServer::new(api::NotificationGrpc::new(
         store,
+        settings.dead_letters,
         settings.watch_poll,
         shutdown.clone(),
     ));
@@ -211,6 +212,8 @@ pub struct GrpcSettings {
     pub max_connection_age: Duration,
     /// How often a `WatchNotifications` stream looks for new notifications.
     pub watch_poll: Duration,
+    /// The dead-letter queue the admin's calls count and redrive.
+    pub dead_letters: redrive::DeadLetters,
 }
 
 /// The notifications service, built from its configuration: HTTP and gRPC listeners bound,
@@ -257,7 +260,7 @@ impl Service for Application {
         let consumer = NotificationConsumer::new(
             Arc::new(store.clone()),
             config.rabbitmq_url.expose().to_owned(),
-            config.topology,
+            config.topology.clone(),
             config.consumer,
         );
         let http = HttpListener::bind(config.http_port, config.http).await?;
@@ -271,6 +274,10 @@ impl Service for Application {
                 health_every: config.health_interval,
                 max_connection_age: config.grpc_max_connection_age,
                 watch_poll: config.watch_poll,
+                dead_letters: redrive::DeadLetters {
+                    amqp_url: config.rabbitmq_url.expose().to_owned(),
+                    topology: config.topology.clone(),
+                },
             },
             http,
             grpc,

@@ -27,6 +27,48 @@ pub struct RedriveReport {
     pub kept: u32,
 }
 
+/// Where the dead-lettered events are, for the admin's gRPC calls: counted and redriven with a
+/// connection of their own, opened per call (they are rare, and must not share the consumer's).
+#[derive(Clone)]
+pub struct DeadLetters {
+    /// The broker.
+    pub amqp_url: String,
+    /// The queues.
+    pub topology: OrderCreatedTopology,
+}
+
+impl DeadLetters {
+    /// Events in the dead-letter queue now.
+    pub async fn count(&self) -> Result<u32, lapin::Error> {
+        let connection = shopmesh_common::amqp::connect(
+            &self.amqp_url,
+            "shopmesh-notifications-dead-letters",
+            std::time::Duration::from_secs(5),
+        )
+        .await?;
+        let channel = connection.create_channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let queue = channel
+            .queue_declare(
+                &self.topology.dead_letter_queue(),
+                passive,
+                Default::default(),
+            )
+            .await?;
+        let _ = connection.close(200, "counted").await;
+        Ok(queue.message_count())
+    }
+
+    /// [`redrive`] of the events whose reason contains `reason` (all when empty).
+    pub async fn redrive(&self, reason: &str) -> Result<RedriveReport, lapin::Error> {
+        let reason = Some(reason).filter(|r| !r.is_empty());
+        redrive(&self.amqp_url, &self.topology, reason).await
+    }
+}
+
 /// Moves the dead-lettered messages whose reason contains `reason` (all when `None`) and that
 /// are not poison back to the main queue.
 pub async fn redrive(

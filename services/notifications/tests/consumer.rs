@@ -260,31 +260,13 @@ async fn a_store_outage_pauses_consumption_instead_of_dead_lettering() {
 #[tokio::test]
 async fn redrive_moves_good_events_back_and_leaves_poison() {
     let h = Harness::start(Options::default()).await;
-    let dead_letter = |payload: Vec<u8>, reason: &'static str| {
-        let ch = h.publisher.1.clone();
-        let dlq = h.topology.dead_letter_queue();
-        async move {
-            let mut headers = lapin::types::FieldTable::default();
-            headers.insert(REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
-            headers.insert("x-retry-count".into(), AMQPValue::LongUInt(5));
-            ch.basic_publish(
-                "",
-                &dlq,
-                BasicPublishOptions::default(),
-                &payload,
-                BasicProperties::default().with_headers(headers),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        }
-    };
     let events: Vec<_> = (1..=3).map(|i| event(700 + i, 1)).collect();
     for e in &events {
-        dead_letter(e.to_json(), "store failed after 5 retries: timeout").await;
+        h.dead_letter(&e.to_json(), "store failed after 5 retries: timeout")
+            .await;
     }
-    dead_letter(b"{not json".to_vec(), "expected value at line 1").await;
+    h.dead_letter(b"{not json", "expected value at line 1")
+        .await;
     assert_eq!(dead_lettered(&h).await, 4);
 
     let url = amqp_url();

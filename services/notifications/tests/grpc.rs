@@ -423,3 +423,47 @@ async fn grpc_callers_need_a_token_and_reach_only_their_own_notifications() {
     );
     h.stop().await;
 }
+
+/// An admin counts the dead-lettered events and moves them back over gRPC, as the `redrive`
+/// command does; a shopper may do neither.
+#[tokio::test]
+async fn an_admin_counts_and_redrives_dead_letters_and_a_shopper_may_not() {
+    use shopmesh_proto::shopmesh::notification::v1::{
+        GetDeadLettersRequest, RedriveDeadLettersRequest,
+    };
+    let h = Harness::start(Options::default()).await;
+    h.dead_letter(
+        &event(801, 1).to_json(),
+        "store failed after 5 retries: timeout",
+    )
+    .await;
+    h.dead_letter(b"{not json", "expected value at line 1")
+        .await;
+    let mut admin = h.client().await;
+    let count = admin.get_dead_letters(GetDeadLettersRequest {}).await;
+    assert_eq!(count.unwrap().into_inner().count, 2);
+
+    let mut shopper = h.client_as(&token(&h.stack, 1, Role::User)).await;
+    let refused = shopper.get_dead_letters(GetDeadLettersRequest {}).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::PermissionDenied);
+    let all = RedriveDeadLettersRequest {
+        reason: String::new(),
+    };
+    let refused = shopper.redrive_dead_letters(all.clone()).await;
+    assert_eq!(refused.unwrap_err().code(), tonic::Code::PermissionDenied);
+
+    let report = admin.redrive_dead_letters(all).await.unwrap().into_inner();
+    assert_eq!((report.moved, report.kept), (1, 1), "poison stays");
+    eventually(
+        "the redriven event stored",
+        Duration::from_secs(20),
+        || async {
+            let mut client = h.client().await;
+            (!for_order(&mut client, 801).await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let count = admin.get_dead_letters(GetDeadLettersRequest {}).await;
+    assert_eq!(count.unwrap().into_inner().count, 1);
+    h.stop().await;
+}

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shopmesh_events::OrderCreatedTopology;
+use shopmesh_events::{Event as _, OrderCreatedTopology, OrderCreatedV1};
 use shopmesh_gateway::Gateway;
 use shopmesh_notifications::events::{ConsumerConfig, ConsumerStatus, NotificationConsumer};
 use shopmesh_notifications::store::MongoNotificationStore;
@@ -258,6 +258,33 @@ impl Platform {
         };
         catalog.adjust_stock(&admin, id, None, &stock).await?;
         Ok(id)
+    }
+
+    /// Leaves `event` in the notifications' dead-letter queue, as the consumer does with one that
+    /// failed for `reason` after its retries.
+    pub async fn dead_letter(&self, event: &OrderCreatedV1, reason: &str) -> anyhow::Result<()> {
+        use lapin::types::{AMQPValue, FieldTable};
+        let conn =
+            shopmesh_common::amqp::connect(&amqp_url(), "e2e-dlq", Duration::from_secs(5)).await?;
+        let channel = conn.create_channel().await?;
+        let mut headers = FieldTable::default();
+        headers.insert(
+            shopmesh_notifications::events::REASON_HEADER.into(),
+            AMQPValue::LongString(reason.into()),
+        );
+        let properties = lapin::BasicProperties::default().with_headers(headers);
+        channel
+            .basic_publish(
+                "",
+                &self.topology.dead_letter_queue(),
+                lapin::options::BasicPublishOptions::default(),
+                &event.to_json(),
+                properties,
+            )
+            .await?
+            .await?;
+        conn.close(200, "done").await?;
+        Ok(())
     }
 
     /// Number of stored notifications.

@@ -33,6 +33,19 @@ async fn a_shopper_buys_in_the_browser_and_staff_ship_it() {
         .sell(&format!("{term} Towel"), 800, 5)
         .await
         .unwrap();
+    // An event the notifications service gave up on, for the admin to redrive.
+    let lost = shopmesh_events::OrderCreatedV1 {
+        event_id: uuid::Uuid::now_v7(),
+        order_id: 900_001,
+        user_id: 1,
+        product_id: mug,
+        quantity: 1,
+        created_at: chrono::Utc::now(),
+    };
+    platform
+        .dead_letter(&lost, "store failed after 5 retries: timeout")
+        .await
+        .unwrap();
     let artifacts = root().join("target/browser-artifacts/shop");
     let args = vec![
         "shop.mjs".to_owned(),
@@ -77,7 +90,7 @@ async fn a_shopper_buys_in_the_browser_and_staff_ship_it() {
         assert_eq!(serious, &json!([]), "axe-core on {page}: {report:#}");
     }
     assert!(
-        report["accessibility"].as_object().unwrap().len() >= 11,
+        report["accessibility"].as_object().unwrap().len() >= 12,
         "every page audited: {report:#}"
     );
 
@@ -136,6 +149,15 @@ async fn a_shopper_buys_in_the_browser_and_staff_ship_it() {
     assert_eq!(rejected.len(), 1, "one bad row: {report:#}");
     assert!(
         rejected[0].as_str().is_some_and(|r| r.contains("XXX")),
+        "{report:#}"
+    );
+    assert_eq!(
+        admin["deadLetters"],
+        json!(["1 waiting", "0 waiting"]),
+        "{report:#}"
+    );
+    assert_eq!(
+        admin["redrive"], "Moved back: 1. Left here: 0.",
         "{report:#}"
     );
     assert_eq!(

@@ -193,6 +193,8 @@ impl Harness {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let grpc_url = format!("http://{}", listener.local_addr().unwrap());
             let (st, sh) = (status.clone(), shutdown.clone());
+            let dead_letter_url = opts.amqp_url.clone().unwrap_or_else(amqp_url);
+            let dead_letter_topology = topology.clone();
             let verifier = shopmesh_common::auth::AuthConfig::from_env(
                 &stack.env_for(Service::Notifications).unwrap(),
             )
@@ -204,6 +206,10 @@ impl Harness {
                     health_every: Duration::from_millis(100),
                     max_connection_age: Duration::from_secs(300),
                     watch_poll: Duration::from_millis(100),
+                    dead_letters: shopmesh_notifications::redrive::DeadLetters {
+                        amqp_url: dead_letter_url,
+                        topology: dead_letter_topology,
+                    },
                 };
                 shopmesh_notifications::serve_grpc(listener, store, st, settings, sh)
                     .await
@@ -254,6 +260,30 @@ impl Harness {
         })
         .await;
         NotificationServiceClient::with_interceptor(channel, GrpcBearer(token.clone()))
+    }
+
+    /// Puts `payload` straight into the dead-letter queue, as the consumer leaves an event
+    /// that failed for `reason` after its retries.
+    pub async fn dead_letter(&self, payload: &[u8], reason: &str) {
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert(
+            shopmesh_notifications::events::REASON_HEADER.into(),
+            lapin::types::AMQPValue::LongString(reason.into()),
+        );
+        headers.insert("x-retry-count".into(), lapin::types::AMQPValue::LongUInt(5));
+        self.publisher
+            .1
+            .basic_publish(
+                "",
+                &self.topology.dead_letter_queue(),
+                lapin::options::BasicPublishOptions::default(),
+                payload,
+                lapin::BasicProperties::default().with_headers(headers),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
     }
 
     pub async fn publish_raw(&self, payload: &[u8], message_id: &str) {
