@@ -14,7 +14,7 @@ import {
   DeadLettersDocument,
   ImportProductsDocument,
   RedriveDeadLettersDocument,
-  StorefrontProductsDocument,
+  ProductsDocument,
   UpdateProductDocument,
   canMove,
   lifecycles,
@@ -26,7 +26,7 @@ import type {
   OrderStatus,
   RedriveDeadLettersMutation,
   ProductInput,
-  StorefrontProductsQuery,
+  ProductsQuery,
 } from "@shopmesh/sdk";
 import { useEffect, useState } from "preact/hooks";
 
@@ -169,11 +169,11 @@ function OrdersAdmin() {
 
 function ProductsAdmin() {
   const [search, setSearch] = useState("");
-  const [page, setPage] = useState<StorefrontProductsQuery["products"] | null>(null);
+  const [page, setPage] = useState<ProductsQuery["products"] | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     void graphql
-      .request(StorefrontProductsDocument, { first: 20, query: search === "" ? null : search })
+      .request(ProductsDocument, { first: 20, query: search === "" ? null : search })
       .then((r) => (r.ok ? setPage(r.data.products) : setError(explain(r.errors))));
   }, [search]);
   return (

@@ -1,6 +1,6 @@
 // Browsing: products one page at a time with search, and a product's page.
-import { CartDocument, ChangeCartLineDocument, StorefrontProductDocument, StorefrontProductsDocument } from "@shopmesh/sdk";
-import type { StorefrontProductQuery, StorefrontProductsQuery } from "@shopmesh/sdk";
+import { CartDocument, ChangeCartLineDocument, StorefrontProductDocument, ProductsDocument } from "@shopmesh/sdk";
+import type { StorefrontProductQuery, ProductsQuery } from "@shopmesh/sdk";
 import { useEffect, useState } from "preact/hooks";
 
 import { go, usePerson } from "./nav";
@@ -21,12 +21,12 @@ function Availability({ available }: { available: number }) {
 export function ProductsPage({ query }: { query: URLSearchParams }) {
   const search = query.get("q") ?? "";
   const after = query.get("after");
-  const [page, setPage] = useState<StorefrontProductsQuery["products"] | null>(null);
+  const [page, setPage] = useState<ProductsQuery["products"] | null>(null);
   const [error, setError] = useState<string | null>(null);
   useEffect(() => {
     setPage(null);
     void graphql
-      .request(StorefrontProductsDocument, { first: PAGE_SIZE, after, query: search === "" ? null : search })
+      .request(ProductsDocument, { first: PAGE_SIZE, after, query: search === "" ? null : search })
       .then((r) => (r.ok ? (setPage(r.data.products), setError(null)) : setError(explain(r.errors))));
   }, [search, after]);
   const link = (q: string, cursor: string | null) => {
