@@ -48,6 +48,23 @@ pub fn validate_operations(root: &Path) -> Result<()> {
             errors.len()
         );
     }
+    select_ids(root, &args[1..])
+}
+
+/// Fails, naming each, when an operation selects an object that has an `id` without it:
+/// normalizing caches (Apollo Client, urql's graphcache) key objects by `id`
+/// (`sdk/typescript/scripts/check-ids.mjs`).
+fn select_ids(root: &Path, schema_and_docs: &[&Path]) -> Result<()> {
+    let sdk = root.join(SDK_DIR);
+    tools::node_packages(&sdk)?;
+    let status = Command::new("node")
+        .arg(sdk.join("scripts/check-ids.mjs"))
+        .args(schema_and_docs)
+        .current_dir(&sdk)
+        .status()?;
+    if !status.success() {
+        bail!("{OPERATIONS_DIR}: select `id` on every object that has one (above)");
+    }
     Ok(())
 }
 

@@ -111,3 +111,95 @@ async fn the_example_app_uses_the_typescript_sdk_against_the_live_gateway() {
         "{report:#}"
     );
 }
+
+/// A consumer outside the repository installs the SDK as `npm pack` makes it and uses it by
+/// its README: the tarball holds the built `dist/` (code and types), and logging in works.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_installs_the_packed_sdk_and_logs_in_with_it() {
+    let consumer =
+        std::env::temp_dir().join(format!("shopmesh-sdk-consumer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&consumer);
+    std::fs::create_dir_all(&consumer).unwrap();
+    let npm = PathBuf::from("npm");
+    let destination = consumer.display().to_string();
+    let packed = run(
+        npm.clone(),
+        vec![
+            "pack".into(),
+            "--silent".into(),
+            "--pack-destination".into(),
+            destination,
+        ],
+    )
+    .await;
+    assert!(packed.status.success(), "npm pack:\n{}", shown(&packed));
+    let tarball = consumer.join(
+        String::from_utf8_lossy(&packed.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap(),
+    );
+    std::fs::write(
+        consumer.join("package.json"),
+        r#"{"name":"consumer","private":true,"type":"module"}"#,
+    )
+    .unwrap();
+    let script = r#"
+        import { createGraphqlClient, LogInDocument, MeDocument, fieldRules } from "@shopmesh/sdk";
+        let token;
+        const gateway = createGraphqlClient({ baseUrl: process.argv[2], token: () => token });
+        const login = await gateway.request(LogInDocument, { email: "alice@example.com", password: "shopmesh-demo" });
+        token = login.ok ? login.data.login.accessToken : undefined;
+        const me = await gateway.request(MeDocument, {});
+        console.log(JSON.stringify({ name: me.ok ? me.data.me.name : null, rules: fieldRules.CreateUserRequest.password }));
+    "#;
+    std::fs::write(consumer.join("consumer.mjs"), script).unwrap();
+    let install = tokio::task::spawn_blocking({
+        let consumer = consumer.clone();
+        move || {
+            Command::new("npm")
+                .args([
+                    "install",
+                    "--silent",
+                    "--no-audit",
+                    "--no-fund",
+                    "--prefer-offline",
+                ])
+                .arg(&tarball)
+                .current_dir(&consumer)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    assert!(
+        install.status.success(),
+        "npm install:\n{}",
+        shown(&install)
+    );
+    let installed = consumer.join("node_modules/@shopmesh/sdk/dist");
+    assert!(installed.join("index.js").exists() && installed.join("index.d.ts").exists());
+
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let url = platform.gateway_url.clone();
+    let used = tokio::task::spawn_blocking({
+        let consumer = consumer.clone();
+        move || {
+            Command::new("node")
+                .args(["consumer.mjs", &url])
+                .current_dir(&consumer)
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    platform.stop().await;
+    let _ = std::fs::remove_dir_all(&consumer);
+    assert!(used.status.success(), "{}", shown(&used));
+    let report: Value = serde_json::from_slice(&used.stdout).unwrap_or(Value::Null);
+    assert_eq!(report["name"], "Alice Johnson", "{}", shown(&used));
+    assert_eq!(report["rules"]["minLength"], 8, "{}", shown(&used));
+}
