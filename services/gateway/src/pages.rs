@@ -88,6 +88,69 @@ fn fixed(
     })
 }
 
+/// One of the shop's assets, revalidated on every load (its name is fixed, its content is not)
+/// and sent gzipped to a client that accepts it.
+#[derive(Clone)]
+struct ShopAsset {
+    content_type: &'static str,
+    plain: &'static [u8],
+    gzipped: bytes::Bytes,
+    etag: std::sync::Arc<str>,
+}
+
+impl ShopAsset {
+    /// Compresses `plain` once, at start-up.
+    fn new(content_type: &'static str, plain: &'static [u8]) -> Self {
+        use std::hash::{Hash, Hasher};
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing to memory cannot fail; an empty body would only cost the compression.
+        let gzipped = encoder
+            .write_all(plain)
+            .and_then(|()| encoder.finish())
+            .unwrap_or_default();
+        // Every replica runs the same build, so the same bytes have the same tag everywhere.
+        let mut hasher = std::hash::DefaultHasher::new();
+        plain.hash(&mut hasher);
+        Self {
+            content_type,
+            plain,
+            gzipped: bytes::Bytes::from(gzipped),
+            etag: format!("\"{:016x}\"", hasher.finish()).into(),
+        }
+    }
+
+    fn endpoint(self) -> impl Endpoint<Output = Response> {
+        poem::endpoint::make_sync(move |request: poem::Request| {
+            let header_has = |name, value: &str| {
+                request
+                    .headers()
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .any(|v| v.contains(value))
+            };
+            let response = Response::builder()
+                .content_type(self.content_type)
+                .header(header::CACHE_CONTROL, "no-cache")
+                .header(header::ETAG, &*self.etag)
+                .header(header::VARY, "accept-encoding")
+                .header("x-content-type-options", "nosniff");
+            if header_has(header::IF_NONE_MATCH, &self.etag) {
+                return response.status(StatusCode::NOT_MODIFIED).finish();
+            }
+            let gzip = !self.gzipped.is_empty() && header_has(header::ACCEPT_ENCODING, "gzip");
+            if gzip {
+                response
+                    .header(header::CONTENT_ENCODING, "gzip")
+                    .body(self.gzipped.clone())
+            } else {
+                response.body(self.plain)
+            }
+        })
+    }
+}
+
 /// The GraphiQL page (for `GET /graphql`).
 pub fn graphiql() -> impl Endpoint<Output = Response> {
     fixed(GRAPHIQL_PAGE, "text/html; charset=utf-8", 0)
@@ -105,10 +168,10 @@ pub fn routes(metrics_port: Option<u16>) -> Route {
     for (name, content_type, bytes) in GRAPHIQL_ASSETS {
         assets = assets.at(format!("/{name}"), get(fixed(bytes, content_type, 3600)));
     }
-    // The names are fixed, not hashed, so a new build must not be served from a stale cache.
     let mut shop_assets = Route::new();
     for (name, content_type, bytes) in SHOP_ASSETS {
-        shop_assets = shop_assets.at(format!("/{name}"), get(fixed(bytes, content_type, 0)));
+        let asset = ShopAsset::new(content_type, bytes).endpoint();
+        shop_assets = shop_assets.at(format!("/{name}"), get(asset));
     }
     let shop = fixed(SHOP_PAGE, "text/html; charset=utf-8", 0)
         .with(poem::middleware::SetHeader::new().overriding("content-security-policy", SHOP_CSP));

@@ -548,3 +548,50 @@ async fn the_shop_graphiql_the_index_and_the_favicon_are_served_from_the_gateway
     );
     backend.stop().await;
 }
+
+/// The shop's script goes gzipped to a browser that accepts it (a quarter of its size) and as
+/// it is to one that does not; a browser holding the current version gets 304 and no body.
+#[tokio::test]
+async fn the_shops_assets_are_sent_gzipped_and_revalidated() {
+    use std::io::Read;
+    let backend = Backend::start().await;
+    let gw = Running::start(&backend, backend.config()).await;
+    let url = format!("{}/shop/shop.js", gw.server.base_url);
+    let plain = gw.http.get(&url).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    let etag = plain.headers()["etag"].to_str().unwrap().to_owned();
+    let plain = plain.bytes().await.unwrap();
+
+    let zipped = gw
+        .http
+        .get(&url)
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    assert_eq!(zipped.headers()["vary"], "accept-encoding");
+    let zipped = zipped.bytes().await.unwrap();
+    assert!(
+        zipped.len() * 3 < plain.len(),
+        "{} of {}",
+        zipped.len(),
+        plain.len()
+    );
+    let mut unzipped = Vec::new();
+    flate2::read::GzDecoder::new(&zipped[..])
+        .read_to_end(&mut unzipped)
+        .unwrap();
+    assert_eq!(unzipped, plain);
+
+    let cached = gw
+        .http
+        .get(&url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    assert!(cached.bytes().await.unwrap().is_empty());
+    backend.stop().await;
+}
