@@ -4,9 +4,10 @@
 //! page offers only the transitions the service will accept). openapi-typescript emits types
 //! only; these are the values.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::openapi::{self, SchemaDef, TypeRef, Validators};
 use crate::{GeneratedFile, Result, layout};
@@ -18,78 +19,116 @@ pub const CONTRACT_TS: &str = "sdk/typescript/src/gen/contract.ts";
 /// the gateway passes through (an admin's `ProductInput`, `StockAdjustment`).
 const GATEWAY_CONTRACT: &str = "gateway.yaml";
 
-/// One field's rules, as JSON: only what the contract declares.
-fn field_rules(ty: &TypeRef, required: bool, v: &Validators) -> Value {
-    let mut rules = Map::new();
-    rules.insert("required".into(), required.into());
-    if *ty == TypeRef::Email {
-        rules.insert("format".into(), "email".into());
+/// One field's rules: only what the contract declares. Typed, and maps sorted, so the output
+/// is the same whatever features `serde_json` was built with (`preserve_order` changes how its
+/// maps iterate).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FieldRule {
+    required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minimum: Option<serde_json::Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maximum: Option<serde_json::Number>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_length: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_length: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pattern: Option<String>,
+}
+
+/// A bound as JSON: integral bounds print as integers (`1000`, not `1000.0`).
+fn number(n: f64) -> Option<serde_json::Number> {
+    if n.fract() == 0.0 {
+        Some((n as i64).into())
+    } else {
+        serde_json::Number::from_f64(n)
     }
-    let numbers = [("minimum", v.minimum), ("maximum", v.maximum)];
-    for (key, n) in numbers.into_iter().filter_map(|(k, n)| Some((k, n?))) {
-        // Integral bounds print as integers (`1000`, not `1000.0`).
-        let n = if n.fract() == 0.0 {
-            json!(n as i64)
-        } else {
-            json!(n)
-        };
-        rules.insert(key.into(), n);
+}
+
+fn field_rules(ty: &TypeRef, required: bool, v: &Validators) -> FieldRule {
+    FieldRule {
+        required,
+        format: (*ty == TypeRef::Email).then_some("email"),
+        minimum: v.minimum.and_then(number),
+        maximum: v.maximum.and_then(number),
+        min_length: v.min_length,
+        max_length: v.max_length,
+        pattern: v.pattern.clone(),
     }
-    let lengths = [("minLength", v.min_length), ("maxLength", v.max_length)];
-    for (key, n) in lengths.into_iter().filter_map(|(k, n)| Some((k, n?))) {
-        rules.insert(key.into(), n.into());
-    }
-    if let Some(p) = &v.pattern {
-        rules.insert("pattern".into(), p.as_str().into());
-    }
-    Value::Object(rules)
+}
+
+#[derive(Serialize)]
+struct Lifecycle<'a> {
+    initial: &'a str,
+    transitions: Vec<Move<'a>>,
+}
+
+#[derive(Serialize)]
+struct Move<'a> {
+    from: &'a str,
+    to: &'a str,
+    on: &'a str,
+}
+
+/// `value` as indented JSON.
+fn pretty(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned())
 }
 
 /// Generates the module from every contract under `root`.
 pub fn generate(root: &Path) -> Result<GeneratedFile> {
-    let mut fields = Map::new();
-    let mut lifecycles = Map::new();
+    let mut fields: BTreeMap<String, BTreeMap<String, FieldRule>> = BTreeMap::new();
     let mut contracts = crate::contracts_in(root, layout::OPENAPI_DIR, "yaml")?;
     // The gateway's schemas first: a name it shares with a service's contract is the gateway's.
     contracts.sort_by_key(|rel| rel.file_name().is_none_or(|n| n != GATEWAY_CONTRACT));
+    let mut apis = Vec::new();
     for rel in contracts {
-        let api = openapi::parse(&rel, &crate::read_contract(root, &rel)?)?;
-        for schema in &api.schemas {
-            match schema {
-                SchemaDef::Object {
-                    name,
-                    fields: props,
-                    ..
-                } if !fields.contains_key(name) => {
-                    let rules: Map<String, Value> = props
-                        .iter()
-                        .map(|f| {
-                            let rules = field_rules(&f.ty, f.required, &f.validators);
-                            (f.json_name.clone(), rules)
-                        })
-                        .collect();
-                    fields.insert(name.clone(), Value::Object(rules));
-                }
-                SchemaDef::Enum {
-                    name,
-                    machine: Some(machine),
-                    ..
-                } => {
-                    let transitions: Vec<Value> = machine
-                        .transitions
-                        .iter()
-                        .map(|t| json!({"from": t.from, "to": t.to, "on": t.on}))
-                        .collect();
-                    let lifecycle = json!({"initial": machine.initial, "transitions": transitions});
-                    lifecycles.insert(name.clone(), lifecycle);
-                }
-                _ => {}
+        apis.push(openapi::parse(&rel, &crate::read_contract(root, &rel)?)?);
+    }
+    let mut lifecycles = BTreeMap::new();
+    for schema in apis.iter().flat_map(|api| &api.schemas) {
+        match schema {
+            SchemaDef::Object {
+                name,
+                fields: props,
+                ..
+            } if !fields.contains_key(name) => {
+                let rules = props
+                    .iter()
+                    .map(|f| {
+                        let rules = field_rules(&f.ty, f.required, &f.validators);
+                        (f.json_name.clone(), rules)
+                    })
+                    .collect();
+                fields.insert(name.clone(), rules);
             }
+            SchemaDef::Enum {
+                name,
+                machine: Some(machine),
+                ..
+            } => {
+                let transitions = machine
+                    .transitions
+                    .iter()
+                    .map(|t| Move {
+                        from: &t.from,
+                        to: &t.to,
+                        on: &t.on,
+                    })
+                    .collect();
+                let lifecycle = Lifecycle {
+                    initial: &machine.initial,
+                    transitions,
+                };
+                lifecycles.insert(name.as_str(), lifecycle);
+            }
+            _ => {}
         }
     }
-    let pretty = |v: Map<String, Value>| {
-        serde_json::to_string_pretty(&Value::Object(v)).unwrap_or_else(|_| "{}".to_owned())
-    };
     let text = format!(
         "{header}\
 /** What the gateway's REST contract declares about one field of a request or response body. */
@@ -129,8 +168,8 @@ export function canMove(lifecycle: Lifecycle, from: string, to: string): boolean
 }}
 ",
         header = crate::header(layout::OPENAPI_DIR),
-        fields = pretty(fields),
-        lifecycles = pretty(lifecycles),
+        fields = pretty(&fields),
+        lifecycles = pretty(&lifecycles),
     );
     Ok(GeneratedFile::text(CONTRACT_TS, text))
 }

@@ -11,10 +11,12 @@ use crate::tools;
 
 const WEB_DIR: &str = "web";
 const OUT_DIR: &str = "services/gateway/assets/shop";
-/// The bar for the initial JavaScript, gzipped.
+/// The most the shop's initial JavaScript may weigh, gzipped, so a phone on a slow link starts it
+/// in seconds.
 const MAX_INITIAL_JS_GZIP: u64 = 150 * 1024;
 
-fn npx(root: &Path, tool: &str) -> Command {
+/// A tool from `web/node_modules/.bin`, run in `web/`.
+fn web_tool(root: &Path, tool: &str) -> Command {
     let mut cmd = Command::new(root.join(WEB_DIR).join("node_modules/.bin").join(tool));
     cmd.current_dir(root.join(WEB_DIR));
     cmd
@@ -34,11 +36,11 @@ fn run_in_web(cmd: &mut Command, what: &str) -> Result<()> {
 fn build_into(root: &Path, out: &Path) -> Result<()> {
     tools::node_packages(&root.join(WEB_DIR))?;
     run_in_web(
-        npx(root, "tsc").args(["-p", "tsconfig.json", "--noEmit"]),
+        web_tool(root, "tsc").args(["-p", "tsconfig.json", "--noEmit"]),
         "tsc --strict on web/",
     )?;
     run_in_web(
-        npx(root, "vite").arg("build").env("WEB_OUT_DIR", out),
+        web_tool(root, "vite").arg("build").env("WEB_OUT_DIR", out),
         "vite build of web/",
     )?;
     let js = out.join("shop.js");

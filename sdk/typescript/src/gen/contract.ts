@@ -22,9 +22,9 @@ export const fieldRules = {
       "required": true
     },
     "paymentToken": {
-      "maxLength": 200,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 200
     }
   },
   "Cart": {
@@ -51,79 +51,79 @@ export const fieldRules = {
   },
   "CartLineInput": {
     "quantity": {
-      "maximum": 1000,
+      "required": true,
       "minimum": 1,
-      "required": true
+      "maximum": 1000
     }
   },
   "CheckoutRequest": {
     "paymentToken": {
-      "maxLength": 200,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 200
     },
     "userId": {
-      "minimum": 1,
-      "required": true
+      "required": true,
+      "minimum": 1
     }
   },
   "ClientCredentials": {
     "clientId": {
-      "maxLength": 64,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 64
     },
     "clientSecret": {
-      "maxLength": 256,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 256
     }
   },
   "CreateOrderRequest": {
     "paymentToken": {
-      "maxLength": 200,
+      "required": false,
       "minLength": 1,
-      "required": false
+      "maxLength": 200
     },
     "productId": {
-      "minimum": 1,
-      "required": true
+      "required": true,
+      "minimum": 1
     },
     "quantity": {
-      "maximum": 1000,
+      "required": true,
       "minimum": 1,
-      "required": true
+      "maximum": 1000
     },
     "userId": {
-      "minimum": 1,
-      "required": true
+      "required": true,
+      "minimum": 1
     }
   },
   "CreateUserRequest": {
     "email": {
+      "required": true,
       "format": "email",
-      "maxLength": 254,
-      "required": true
+      "maxLength": 254
     },
     "name": {
-      "maxLength": 200,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 200
     },
     "password": {
-      "maxLength": 128,
+      "required": true,
       "minLength": 8,
-      "required": true
+      "maxLength": 128
     }
   },
   "Credentials": {
     "email": {
-      "maxLength": 254,
-      "required": true
+      "required": true,
+      "maxLength": 254
     },
     "password": {
-      "maxLength": 128,
-      "required": true
+      "required": true,
+      "maxLength": 128
     }
   },
   "ImportReport": {
@@ -175,19 +175,19 @@ export const fieldRules = {
   },
   "NewUser": {
     "email": {
+      "required": true,
       "format": "email",
-      "maxLength": 254,
-      "required": true
+      "maxLength": 254
     },
     "name": {
-      "maxLength": 200,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 200
     },
     "password": {
-      "maxLength": 128,
+      "required": true,
       "minLength": 8,
-      "required": true
+      "maxLength": 128
     }
   },
   "Notification": {
@@ -241,8 +241,8 @@ export const fieldRules = {
       "required": true
     },
     "version": {
-      "minimum": 1,
-      "required": true
+      "required": true,
+      "minimum": 1
     }
   },
   "OrderLine": {
@@ -286,8 +286,8 @@ export const fieldRules = {
       "required": false
     },
     "version": {
-      "minimum": 1,
-      "required": true
+      "required": true,
+      "minimum": 1
     }
   },
   "Payment": {
@@ -372,9 +372,9 @@ export const fieldRules = {
   },
   "ProductImport": {
     "csv": {
-      "maxLength": 4000000,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 4000000
     }
   },
   "ProductInput": {
@@ -382,24 +382,24 @@ export const fieldRules = {
       "required": false
     },
     "description": {
-      "maxLength": 2000,
-      "required": false
+      "required": false,
+      "maxLength": 2000
     },
     "imageUrl": {
-      "maxLength": 2000,
-      "required": false
+      "required": false,
+      "maxLength": 2000
     },
     "name": {
-      "maxLength": 200,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 200
     },
     "price": {
       "required": true
     },
     "sku": {
-      "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-      "required": true
+      "required": true,
+      "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
     }
   },
   "ProductPage": {
@@ -412,8 +412,8 @@ export const fieldRules = {
   },
   "RefreshRequest": {
     "refreshToken": {
-      "maxLength": 200,
-      "required": true
+      "required": true,
+      "maxLength": 200
     }
   },
   "RejectedRow": {
@@ -443,13 +443,13 @@ export const fieldRules = {
   },
   "ReservationLine": {
     "productId": {
-      "minimum": 1,
-      "required": true
+      "required": true,
+      "minimum": 1
     },
     "quantity": {
-      "maximum": 1000,
+      "required": true,
       "minimum": 1,
-      "required": true
+      "maximum": 1000
     }
   },
   "ReservationRequest": {
@@ -484,14 +484,14 @@ export const fieldRules = {
   },
   "StockAdjustment": {
     "delta": {
-      "maximum": 1000000,
+      "required": true,
       "minimum": -1000000,
-      "required": true
+      "maximum": 1000000
     },
     "reason": {
-      "maxLength": 200,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 200
     }
   },
   "TokenResponse": {
@@ -524,14 +524,14 @@ export const fieldRules = {
   },
   "UserInput": {
     "email": {
+      "required": true,
       "format": "email",
-      "maxLength": 254,
-      "required": true
+      "maxLength": 254
     },
     "name": {
-      "maxLength": 200,
+      "required": true,
       "minLength": 1,
-      "required": true
+      "maxLength": 200
     }
   },
   "UserName": {
@@ -557,58 +557,58 @@ export const lifecycles = {
     "transitions": [
       {
         "from": "pending",
-        "on": "every line reserved",
-        "to": "stock_reserved"
+        "to": "stock_reserved",
+        "on": "every line reserved"
       },
       {
         "from": "pending",
-        "on": "a line out of stock (nothing charged)",
-        "to": "rejected"
+        "to": "rejected",
+        "on": "a line out of stock (nothing charged)"
       },
       {
         "from": "pending",
-        "on": "cancelled by the shopper or an admin",
-        "to": "cancelled"
+        "to": "cancelled",
+        "on": "cancelled by the shopper or an admin"
       },
       {
         "from": "pending",
-        "on": "no answer from the catalog in time",
-        "to": "expired"
+        "to": "expired",
+        "on": "no answer from the catalog in time"
       },
       {
         "from": "stock_reserved",
-        "on": "payment captured",
-        "to": "paid"
+        "to": "paid",
+        "on": "payment captured"
       },
       {
         "from": "stock_reserved",
-        "on": "payment declined, or cancelled (stock released)",
-        "to": "cancelled"
+        "to": "cancelled",
+        "on": "payment declined, or cancelled (stock released)"
       },
       {
         "from": "stock_reserved",
-        "on": "payment or reservation timed out (stock released)",
-        "to": "expired"
+        "to": "expired",
+        "on": "payment or reservation timed out (stock released)"
       },
       {
         "from": "paid",
-        "on": "reserved stock sold",
-        "to": "confirmed"
+        "to": "confirmed",
+        "on": "reserved stock sold"
       },
       {
         "from": "paid",
-        "on": "cancelled (refunded, stock released)",
-        "to": "cancelled"
+        "to": "cancelled",
+        "on": "cancelled (refunded, stock released)"
       },
       {
         "from": "confirmed",
-        "on": "shipped by an admin",
-        "to": "shipped"
+        "to": "shipped",
+        "on": "shipped by an admin"
       },
       {
         "from": "confirmed",
-        "on": "cancelled before shipping (refunded, stock returned)",
-        "to": "cancelled"
+        "to": "cancelled",
+        "on": "cancelled before shipping (refunded, stock returned)"
       }
     ]
   },
@@ -617,33 +617,33 @@ export const lifecycles = {
     "transitions": [
       {
         "from": "pending",
-        "on": "the provider holds the amount",
-        "to": "authorized"
+        "to": "authorized",
+        "on": "the provider holds the amount"
       },
       {
         "from": "pending",
-        "on": "the provider declined the payment method",
-        "to": "declined"
+        "to": "declined",
+        "on": "the provider declined the payment method"
       },
       {
         "from": "pending",
-        "on": "the provider kept failing",
-        "to": "failed"
+        "to": "failed",
+        "on": "the provider kept failing"
       },
       {
         "from": "authorized",
-        "on": "the amount was taken",
-        "to": "captured"
+        "to": "captured",
+        "on": "the amount was taken"
       },
       {
         "from": "authorized",
-        "on": "the hold was released (order cancelled)",
-        "to": "voided"
+        "to": "voided",
+        "on": "the hold was released (order cancelled)"
       },
       {
         "from": "captured",
-        "on": "the amount was given back (order cancelled)",
-        "to": "refunded"
+        "to": "refunded",
+        "on": "the amount was given back (order cancelled)"
       }
     ]
   }
