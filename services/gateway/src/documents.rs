@@ -3,6 +3,9 @@
 //! cost of serving a cached read. The limits in [`crate::limits`] and validation still run on
 //! every request.
 //!
+//! The document a request runs is also what puts its answer's keys back in the query's order
+//! ([`crate::response_order`]).
+//!
 //! Only documents that passed validation are kept, so text an attacker makes up cannot fill
 //! the cache, and each is weighed by an estimate of the memory its parsed tree holds, not by
 //! its text: a dense document's tree is tens of times larger than its text.
@@ -12,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextValidation,
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextValidation,
 };
 use async_graphql::parser::types::{
     Directive, ExecutableDocument, OperationDefinition, Selection, SelectionSet,
@@ -67,6 +70,7 @@ impl ExtensionFactory for ParsedDocuments {
         Arc::new(DocumentLookup {
             cache: self.clone(),
             parsed: Mutex::new(None),
+            running: Mutex::new(None),
         })
     }
 }
@@ -74,7 +78,9 @@ impl ExtensionFactory for ParsedDocuments {
 /// One request's use of the cache: a document it had to parse is kept once it validated.
 struct DocumentLookup {
     cache: ParsedDocuments,
-    parsed: Mutex<Option<(Arc<str>, ExecutableDocument)>>,
+    parsed: Mutex<Option<(Arc<str>, Arc<ExecutableDocument>)>>,
+    /// The request's document, to order its answer by.
+    running: Mutex<Option<Arc<ExecutableDocument>>>,
 }
 
 #[async_trait::async_trait]
@@ -88,11 +94,19 @@ impl Extension for DocumentLookup {
     ) -> ServerResult<ExecutableDocument> {
         if let Some(document) = self.cache.documents.get(query) {
             self.cache.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(ExecutableDocument::clone(&document));
+            let copy = ExecutableDocument::clone(&document);
+            if let Ok(mut running) = self.running.lock() {
+                *running = Some(document);
+            }
+            return Ok(copy);
         }
         let document = next.run(ctx, query, variables).await?;
+        let kept = Arc::new(document.clone());
+        if let Ok(mut running) = self.running.lock() {
+            *running = Some(kept.clone());
+        }
         if let Ok(mut parsed) = self.parsed.lock() {
-            *parsed = Some((Arc::from(query), document.clone()));
+            *parsed = Some((Arc::from(query), kept));
         }
         Ok(document)
     }
@@ -104,9 +118,23 @@ impl Extension for DocumentLookup {
     ) -> Result<ValidationResult, Vec<ServerError>> {
         let result = next.run(ctx).await?;
         if let Some((text, document)) = self.parsed.lock().ok().and_then(|mut p| p.take()) {
-            self.cache.documents.insert(text, Arc::new(document));
+            self.cache.documents.insert(text, document);
         }
         Ok(result)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> async_graphql::Response {
+        let mut response = next.run(ctx, operation_name).await;
+        let document = self.running.lock().ok().and_then(|mut r| r.take());
+        if let Some(document) = document {
+            crate::response_order::restore(&mut response.data, &document, operation_name);
+        }
+        response
     }
 }
 

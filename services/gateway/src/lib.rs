@@ -16,10 +16,12 @@ pub mod documents;
 pub mod downstream;
 pub mod error;
 pub mod graphql;
+mod graphql_http;
 pub mod limits;
 pub mod live;
 pub mod pages;
 pub mod ratelimit;
+mod response_order;
 pub mod subscriptions;
 
 use std::sync::Arc;
@@ -27,7 +29,6 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_graphql::dataloader::DataLoader;
-use async_graphql_poem::{GraphQLRequest, GraphQLResponse};
 use poem::web::Data;
 use poem::{Endpoint, EndpointExt, Response, get, handler};
 use shopmesh_common::cache::RedisCache;
@@ -268,10 +269,15 @@ impl Endpoint for GraphqlGet {
             .get(poem::http::header::ACCEPT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        let params = async_graphql::http::parse_query_string(req.uri().query().unwrap_or(""));
-        let request = match params {
-            Ok(request) if !accept.contains("text/html") && !request.query.is_empty() => request,
-            _ => return self.page.call(req).await,
+        let query = req.uri().query().unwrap_or_default();
+        let asks = url::form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "query");
+        if accept.contains("text/html") || !asks {
+            return self.page.call(req).await;
+        }
+        let media = graphql_http::ResponseMedia::from_accept(Some(accept));
+        let request = match graphql_http::from_url(query) {
+            Ok(request) => request,
+            Err(malformed) => return Ok(malformed.into_response(media)),
         };
         if selects_a_mutation(&request) {
             let body = serde_json::json!({"errors": [{
@@ -281,7 +287,7 @@ impl Endpoint for GraphqlGet {
             return Ok(Response::builder()
                 .status(poem::http::StatusCode::METHOD_NOT_ALLOWED)
                 .header(poem::http::header::ALLOW, "GET, POST")
-                .content_type("application/json")
+                .content_type(media.content_type())
                 .body(body.to_string()));
         }
         self.execute.call(req).await
@@ -377,8 +383,13 @@ async fn graphql_execute(
     limiter: Data<&Arc<ClientRateLimiter>>,
     verifier: Data<&TokenVerifier>,
     config: Data<&Arc<GatewayConfig>>,
-    req: GraphQLRequest,
+    received: graphql_http::Received,
 ) -> Response {
+    let media = received.media;
+    let request = match received.request {
+        Ok(request) => request,
+        Err(malformed) => return malformed.into_response(media),
+    };
     let caller = match graphql_caller(http, &verifier).await {
         Ok(caller) => caller,
         Err(error) => return refused(error),
@@ -404,7 +415,7 @@ async fn graphql_execute(
         ProductLoader::new(backends.0.clone()),
         spawn(budget.clone()),
     );
-    let mut request = req.0.data(loader).data(notifications).data(products);
+    let mut request = request.data(loader).data(notifications).data(products);
     if let Some(caller) = caller {
         request = request.data(caller);
     }
@@ -428,16 +439,7 @@ async fn graphql_execute(
     if let Some(value) = charged.and_then(|l| l.field().parse().ok()) {
         response.http_headers.insert("ratelimit", value);
     }
-    if limits::is_request_error(&response) {
-        // Nothing ran, so there is no `data` at all (GraphQL spec, "Response Format").
-        let body = serde_json::json!({ "errors": response.errors });
-        let mut answer = Response::builder().content_type("application/json");
-        for (name, value) in response.http_headers.iter() {
-            answer = answer.header(name, value);
-        }
-        return answer.body(body.to_string());
-    }
-    poem::IntoResponse::into_response(GraphQLResponse::from(response))
+    graphql_http::respond(response, media)
 }
 
 /// The gateway, built from its configuration: listener bound, clients, cache, limiter and

@@ -147,3 +147,86 @@ async fn an_unselected_operations_variables_do_not_matter() {
     );
     gw.server.stop().await;
 }
+
+/// A POST sent as `content_type` with `body` and `Accept: accept`: status, content type and body.
+async fn raw(
+    gw: &Gateway,
+    content_type: Option<&str>,
+    accept: &str,
+    body: &str,
+) -> (u16, String, Value) {
+    let mut request = gw
+        .http
+        .post(format!("{}/graphql", gw.server.base_url))
+        .header("accept", accept)
+        .body(body.to_owned());
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let media = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    (status, media, response.json().await.unwrap_or(Value::Null))
+}
+
+/// What is not a GraphQL request never reaches the executor: a body of another media type is
+/// 415, one that is not a request object 400, each with a coded error and no `data`.
+#[tokio::test]
+async fn bodies_that_are_not_graphql_requests_are_refused() {
+    let gw = Gateway::start().await;
+    let json = Some("application/json");
+    for (content_type, body, status) in [
+        (
+            Some("text/plain;charset=UTF-8"),
+            r#"{"query":"{ __typename }"}"#,
+            415,
+        ),
+        (None, r#"{"query":"{ __typename }"}"#, 415),
+        (json, "", 400),
+        (json, "{ \"not JSON", 400),
+        (json, "{}", 400),
+        (json, r#"{"query": 5}"#, 400),
+        (json, r#"[{"query":"{ __typename }"}]"#, 400),
+        (json, r#"{"query":"{ __typename }","variables":[]}"#, 400),
+    ] {
+        let (got, _, answer) = raw(&gw, content_type, "application/json", body).await;
+        assert_eq!(got, status, "{content_type:?} {body}: {answer}");
+        assert!(answer.get("data").is_none(), "{body}: {answer}");
+        assert!(!code(&answer).is_empty(), "{body}: {answer}");
+    }
+    gw.server.stop().await;
+}
+
+/// `application/graphql-response+json` is answered in kind, and a request that did not run is
+/// then a 400 with no `data`; `application/json` keeps 200 for the same request.
+#[tokio::test]
+async fn the_graphql_response_media_type_says_with_its_status_whether_a_request_ran() {
+    let gw = Gateway::start().await;
+    let json = Some("application/json");
+    let unknown_field = r#"{"query":"{ nosuchfield }"}"#;
+    let typed = "application/graphql-response+json";
+    let (status, media, answer) = raw(&gw, json, typed, unknown_field).await;
+    assert_eq!(
+        (status, media.as_str()),
+        (400, "application/graphql-response+json; charset=utf-8"),
+        "{answer}"
+    );
+    assert!(answer.get("data").is_none(), "{answer}");
+    let (status, media, _) = raw(&gw, json, "application/json", unknown_field).await;
+    assert_eq!(
+        (status, media.as_str()),
+        (200, "application/json; charset=utf-8")
+    );
+    let (status, media, answer) = raw(&gw, json, typed, r#"{"query":"{ __typename }"}"#).await;
+    assert_eq!(
+        (status, media.as_str()),
+        (200, "application/graphql-response+json; charset=utf-8")
+    );
+    assert_eq!(answer["data"]["__typename"], "Query");
+    gw.server.stop().await;
+}
