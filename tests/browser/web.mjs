@@ -71,6 +71,33 @@ try {
     return { tabs, shown };
   });
 
+  // 1b. GraphiQL's first minute: a fresh load opens on the log-in tab with the demo user's
+  // variables; running it puts the token in the headers, so the next tab (Me) answers with
+  // nothing pasted.
+  await check("firstMinute", async () => {
+    const page = await context.newPage();
+    watch(page, "firstMinute");
+    await page.goto(`${gateway.origin}/graphql`);
+    await page.locator(".graphiql-container").waitFor();
+    const firstTab = (await page.locator(".graphiql-tab").first().innerText()).trim();
+    await page.locator(".graphiql-execute-button").click();
+    const result = page.locator(".result-window");
+    await result.getByText("accessToken").waitFor();
+    const loggedIn = (await result.innerText()).replace(/\s+/g, " ").trim();
+    await page.locator(".graphiql-tab", { hasText: "Me" }).first().click();
+    await page.locator(".graphiql-query-editor").getByText("query Me").waitFor();
+    // GraphiQL re-reads the operation name a moment after a tab switch (a debounce); a run
+    // clicked within it sends the previous tab's name. A person is slower than that.
+    await page.waitForTimeout(1000);
+    await page.locator(".graphiql-execute-button").click();
+    await result.getByText("Alice Johnson").waitFor().catch(async (e) => {
+      throw new Error(`${e.message}\nthe Me tab showed: ${await result.innerText()}`);
+    });
+    const me = (await result.innerText()).replace(/\s+/g, " ").trim();
+    await page.close();
+    return { firstTab, loggedIn: loggedIn.slice(0, 80), me };
+  });
+
   // 2. Swagger UI: "Try it out" on GET /api/users/{id}/name answers 200 with the name.
   await check("swagger", async () => {
     const page = await context.newPage();

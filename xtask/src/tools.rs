@@ -134,15 +134,19 @@ pub fn kubernetes_validate(root: &Path) -> Result<PathBuf> {
     )
 }
 
-/// Chromium (Debian's package) and `tests/browser/node_modules` (playwright-core,
-/// graphql-inspector, from `tests/browser/package-lock.json`) for the third-party client tests;
-/// installs what is missing.
+/// Pinned Python gql, the GraphQL client the client tests drive from Python.
+pub const GQL_VERSION: &str = "3.5.3";
+
+/// Chromium (Debian's package), `tests/browser/node_modules` (playwright-core, the JavaScript
+/// GraphQL clients and audits, from `tests/browser/package-lock.json`) and Python's gql (in
+/// `.tools/venv`) for the third-party client tests; installs what is missing.
 pub fn browser_clients(root: &Path) -> Result<()> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     if !Path::new(&chromium).exists() {
         apt_install("chromium")
             .context("the browser tests need Debian's chromium (or CHROMIUM=/path/to/chrome)")?;
     }
+    pip_tool(root, "gql[requests]", GQL_VERSION, "gql-cli")?;
     node_packages(&root.join("tests/browser"))
 }
 

@@ -260,6 +260,20 @@ impl Platform {
         Ok(id)
     }
 
+    /// A one-line order (no payment) that `user` placed themselves; its id.
+    pub async fn place_order(&self, user: i64) -> anyhow::Result<i64> {
+        use shopmesh_openapi::orders::{CreateOrderRequest, OrdersClient};
+        let orders = OrdersClient::new(self.orders_url.clone());
+        let body = CreateOrderRequest {
+            user_id: user,
+            product_id: 1,
+            quantity: 1,
+            payment_token: None,
+        };
+        let token = self.token(user, shopmesh_identity::Role::User);
+        Ok(orders.create_order(&token, None, &body).await?.id)
+    }
+
     /// Leaves `event` in the notifications' dead-letter queue, as the consumer does with one that
     /// failed for `reason` after its retries.
     pub async fn dead_letter(&self, event: &OrderCreatedV1, reason: &str) -> anyhow::Result<()> {

@@ -8,9 +8,7 @@ use futures::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
 use shopmesh_e2e::{Platform, PlatformOptions};
 use shopmesh_identity::{AccessToken, Role};
-use shopmesh_openapi::orders::{
-    CartLineInput, CheckoutRequest, CreateOrderRequest, OrderStatus, OrdersClient,
-};
+use shopmesh_openapi::orders::{CartLineInput, CheckoutRequest, OrderStatus, OrdersClient};
 use shopmesh_testkit::{
     Ports, Running, Service, build_service, eventually, short_lived_token, test_stack, unique,
 };
@@ -119,15 +117,7 @@ impl Socket {
 
 /// A one-line order for `user`, placed by themselves; its id.
 async fn place(platform: &Platform, user: i64) -> i64 {
-    let orders = OrdersClient::new(platform.orders_url.clone());
-    let body = CreateOrderRequest {
-        user_id: user,
-        product_id: 1,
-        quantity: 1,
-        payment_token: None,
-    };
-    let token = platform.token(user, Role::User);
-    orders.create_order(&token, None, &body).await.unwrap().id
+    platform.place_order(user).await.unwrap()
 }
 
 /// An order of user 1 bought with a test card and confirmed (versions 1 to 4); its id.
