@@ -1094,7 +1094,7 @@ fn rust_type(ty: &TypeRef) -> TokenStream {
         TypeRef::F64 => quote!(f64),
         TypeRef::Bool => quote!(bool),
         TypeRef::String => quote!(String),
-        TypeRef::Email => quote!(poem_openapi::types::Email),
+        TypeRef::Email => quote!(crate::runtime::Email),
         TypeRef::DateTime => quote!(chrono::DateTime<chrono::Utc>),
         TypeRef::Uuid => quote!(uuid::Uuid),
         TypeRef::Named(n) => {
@@ -1174,6 +1174,7 @@ pub fn generate_module(api: &Api) -> Result<String> {
         Some(quote!((#path, #bytes)))
     });
     let tokens = quote! {
+        #[cfg(feature = "server")]
         use poem_openapi::payload::Json;
 
         /// The contract this module was generated from, verbatim.
@@ -1226,24 +1227,28 @@ fn gen_schema(schema: &SchemaDef) -> TokenStream {
                 } else {
                     quote!(,)
                 };
+                // serde carries the model on the wire for clients; poem-openapi (servers
+                // only) also checks the contract's rules and describes it.
                 if f.required {
                     quote! {
                         #doc
-                        #[oai(rename = #json #sep #validator)]
+                        #[serde(rename = #json)]
+                        #[cfg_attr(feature = "server", oai(rename = #json #sep #validator))]
                         pub #rust_name: #base,
                     }
                 } else {
                     quote! {
                         #doc
-                        #[oai(rename = #json, skip_serializing_if_is_none #sep #validator)]
+                        #[serde(rename = #json, default, skip_serializing_if = "Option::is_none")]
+                        #[cfg_attr(feature = "server", oai(rename = #json, skip_serializing_if_is_none #sep #validator))]
                         pub #rust_name: Option<#base>,
                     }
                 }
             });
             quote! {
                 #doc
-                #[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
-                #[oai(rename = #name)]
+                #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+                #[cfg_attr(feature = "server", derive(poem_openapi::Object), oai(rename = #name))]
                 pub struct #name_ident { #(#fields)* }
             }
         }
@@ -1260,7 +1265,7 @@ fn gen_schema(schema: &SchemaDef) -> TokenStream {
                 .map(|v| ident(&v.to_upper_camel_case()))
                 .collect();
             let decls = values.iter().zip(&variants).map(|(v, id)| {
-                quote! { #[oai(rename = #v)] #id, }
+                quote! { #[serde(rename = #v)] #[cfg_attr(feature = "server", oai(rename = #v))] #id, }
             });
             let as_str = values
                 .iter()
@@ -1276,8 +1281,8 @@ fn gen_schema(schema: &SchemaDef) -> TokenStream {
                 .unwrap_or_default();
             quote! {
                 #doc
-                #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
-                #[oai(rename = #name)]
+                #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+                #[cfg_attr(feature = "server", derive(poem_openapi::Enum), oai(rename = #name))]
                 pub enum #name_ident { #(#decls)* }
 
                 impl #name_ident {
@@ -1336,6 +1341,7 @@ fn gen_tags(api: &Api) -> TokenStream {
     });
     quote! {
         /// Tags that group this contract's operations.
+        #[cfg(feature = "server")]
         #[derive(Debug, poem_openapi::Tags)]
         pub enum #name { #(#variants)* }
     }
@@ -1455,12 +1461,14 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
     let doc = format!(" Every response of `{}` the contract allows.", op.id);
     quote! {
         #[doc = #doc]
+        #[cfg(feature = "server")]
         #[derive(Debug, poem_openapi::ApiResponse)]
         #attr
         pub enum #name { #(#variants)* }
 
         #handler
 
+        #[cfg(feature = "server")]
         impl #name {
             /// The error statuses this operation documents, each with a problem body.
             pub const PROBLEM_STATUSES: &'static [u16] = &[#(#problem_statuses),*];
@@ -1469,10 +1477,12 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
             pub fn status(&self) -> u16 { match self { #(#status_arms)* } }
         }
 
+        #[cfg(feature = "server")]
         impl From<#success_ty> for #name {
             fn from(value: #success_ty) -> Self { #from_success }
         }
 
+        #[cfg(feature = "server")]
         impl From<Problem> for #name {
             fn from(problem: Problem) -> Self {
                 let problem = problem.answered_as(Self::PROBLEM_STATUSES);
@@ -1480,6 +1490,7 @@ fn gen_response_enum(op: &Operation) -> TokenStream {
             }
         }
 
+        #[cfg(feature = "server")]
         impl From<Result<#success_ty, Problem>> for #name {
             fn from(result: Result<#success_ty, Problem>) -> Self {
                 match result {
@@ -1697,7 +1708,7 @@ fn gen_client(api: &Api) -> TokenStream {
     let mut methods = Vec::new();
     for op in &api.operations {
         let method_name = ident(&op.id.to_snake_case());
-        let resp = response_enum_name(op);
+        let problem_statuses = op.problem_statuses();
         let doc = docs(op.summary.as_deref());
         let mut args = Vec::new();
         let auth = op.secured().then(|| {
@@ -1746,10 +1757,7 @@ fn gen_client(api: &Api) -> TokenStream {
             let ty = rust_type(b);
             quote!(body: &#ty)
         });
-        let body_call = op
-            .body
-            .as_ref()
-            .map(|_| quote!(.json(&poem_openapi::types::ToJSON::to_json(body))));
+        let body_call = op.body.as_ref().map(|_| quote!(.json(body)));
         args.extend(body_arg);
         let http_method = format_ident!("{}", op.method);
         let fmt = format!("{{}}{path_fmt}");
@@ -1781,7 +1789,7 @@ fn gen_client(api: &Api) -> TokenStream {
                 let call = async move {
                     let response = request.send().await.map_err(crate::runtime::ClientError::from_reqwest);
                     crate::runtime::record_response(&tracing::Span::current(), &response);
-                    crate::runtime::decode_response(response?, #success_status, #resp::PROBLEM_STATUSES).await
+                    crate::runtime::decode_response(response?, #success_status, &[#(#problem_statuses),*]).await
                 };
                 tracing::Instrument::instrument(call, span).await
             }

@@ -5,19 +5,88 @@
 //! mapping of a problem onto the statuses an operation documents, and the client runtime.
 
 /// An RFC 9457 problem detail.
-#[derive(Debug, Clone, PartialEq, poem_openapi::Object)]
-#[oai(rename = "Problem")]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "server", derive(poem_openapi::Object), oai(rename = "Problem"))]
 pub struct Problem {
-    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    #[cfg_attr(feature = "server", oai(rename = "type"))]
     pub r#type: String,
-    #[oai(rename = "title")]
+    #[serde(rename = "title")]
+    #[cfg_attr(feature = "server", oai(rename = "title"))]
     pub title: String,
-    #[oai(rename = "status")]
+    #[serde(rename = "status")]
+    #[cfg_attr(feature = "server", oai(rename = "status"))]
     pub status: i32,
-    #[oai(rename = "detail", skip_serializing_if_is_none)]
+    #[serde(rename = "detail", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", oai(rename = "detail", skip_serializing_if_is_none))]
     pub detail: Option<String>,
-    #[oai(rename = "instance", skip_serializing_if_is_none)]
+    #[serde(rename = "instance", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "server", oai(rename = "instance", skip_serializing_if_is_none))]
     pub instance: Option<String>,
+}
+
+/// An e-mail address (`format: email`): servers check its form when they parse it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Email(pub String);
+
+impl std::ops::Deref for Email {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Email {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+// poem-openapi's own e-mail type checks and describes the address; this one delegates to it.
+#[cfg(feature = "server")]
+impl poem_openapi::types::Type for Email {
+    const IS_REQUIRED: bool = true;
+    type RawValueType = Self;
+    type RawElementValueType = Self;
+
+    fn name() -> std::borrow::Cow<'static, str> {
+        <poem_openapi::types::Email as poem_openapi::types::Type>::name()
+    }
+
+    fn schema_ref() -> poem_openapi::registry::MetaSchemaRef {
+        <poem_openapi::types::Email as poem_openapi::types::Type>::schema_ref()
+    }
+
+    fn as_raw_value(&self) -> Option<&Self::RawValueType> {
+        Some(self)
+    }
+
+    fn raw_element_iter<'a>(&'a self) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
+        Box::new(self.as_raw_value().into_iter())
+    }
+}
+
+#[cfg(feature = "server")]
+impl poem_openapi::types::ParseFromJSON for Email {
+    fn parse_from_json(value: Option<serde_json::Value>) -> poem_openapi::types::ParseResult<Self> {
+        <poem_openapi::types::Email as poem_openapi::types::ParseFromJSON>::parse_from_json(value)
+            .map(|email| Self(email.0))
+            .map_err(poem_openapi::types::ParseError::propagate)
+    }
+}
+
+#[cfg(feature = "server")]
+impl poem_openapi::types::ToJSON for Email {
+    fn to_json(&self) -> Option<serde_json::Value> {
+        Some(serde_json::Value::String(self.0.clone()))
+    }
 }
 
 impl Problem {
@@ -63,7 +132,7 @@ impl Problem {
 }
 
 fn reason(status: u16) -> &'static str {
-    poem::http::StatusCode::from_u16(status)
+    http::StatusCode::from_u16(status)
         .ok()
         .and_then(|s| s.canonical_reason())
         .unwrap_or("Error")
@@ -135,10 +204,8 @@ impl ClientError {
 
 /// Decodes and validates a JSON body for a given status with the contract's own parser.
 #[cfg(feature = "client")]
-pub fn decode_json<T: poem_openapi::types::ParseFromJSON>(status: u16, bytes: &[u8]) -> Result<T, ClientError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| ClientError::Decode { status, reason: e.to_string() })?;
-    T::parse_from_json(Some(value)).map_err(|e| ClientError::Decode { status, reason: e.into_message() })
+pub fn decode_json<T: serde::de::DeserializeOwned>(status: u16, bytes: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(bytes).map_err(|e| ClientError::Decode { status, reason: e.to_string() })
 }
 
 /// What a successful response carries: a JSON body of the contract's type, or nothing.
@@ -149,7 +216,7 @@ pub trait SuccessBody: Sized {
 }
 
 #[cfg(feature = "client")]
-impl<T: poem_openapi::types::ParseFromJSON> SuccessBody for T {
+impl<T: serde::de::DeserializeOwned> SuccessBody for T {
     fn decode(status: u16, bytes: &[u8]) -> Result<Self, ClientError> {
         decode_json(status, bytes)
     }

@@ -556,7 +556,7 @@ impl GatewayResolvers for GatewayGraph {
         // BAD_USER_INPUT.
         let request = users::NewUser {
             name: input.name,
-            email: poem_openapi::types::Email(input.email),
+            email: shopmesh_openapi::runtime::Email(input.email),
             password: input.password,
         };
         let key = idempotency_key.as_deref();

@@ -246,7 +246,7 @@ async fn every_rest_route_round_trips_and_docs_work_offline() {
     assert_eq!(p.items, vec![order.clone()]);
     let new_user = rest::CreateUserRequest {
         name: "Linus".into(),
-        email: poem_openapi::types::Email(format!("{}@example.com", unique("linus"))),
+        email: shopmesh_openapi::runtime::Email(format!("{}@example.com", unique("linus"))),
         password: "linus's password".into(),
     };
     let key = Some("linus-sign-up");

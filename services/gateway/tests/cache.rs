@@ -52,7 +52,7 @@ async fn unknown_users_are_remembered_briefly_and_creating_one_replaces_that() {
             None,
             &rest::CreateUserRequest {
                 name: "Grace".into(),
-                email: poem_openapi::types::Email(format!("{}@example.com", unique("grace"))),
+                email: shopmesh_openapi::runtime::Email(format!("{}@example.com", unique("grace"))),
                 password: "grace's password".into(),
             },
         )

@@ -2,9 +2,9 @@
 //! configuration with overrides, with its own database and cache-key namespace.
 #![allow(dead_code)]
 
-use poem_openapi::types::Email;
 use shopmesh_identity::{AccessToken, Role};
 use shopmesh_openapi::runtime::ClientError;
+use shopmesh_openapi::runtime::Email;
 use shopmesh_openapi::users::{Credentials, NewUser, TokenResponse, UserInput, UsersClient};
 use shopmesh_testkit::{
     Running, Service, Stack, build_service, redis_url, remove_names, test_stack, token,
