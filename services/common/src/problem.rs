@@ -13,9 +13,7 @@ pub use shopmesh_openapi::runtime::Problem;
 pub fn response(problem: &Problem) -> Response {
     let status =
         StatusCode::from_u16(problem.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = poem_openapi::types::ToJSON::to_json(problem)
-        .map(|v| v.to_string())
-        .unwrap_or_default();
+    let body = serde_json::to_string(problem).unwrap_or_default();
     Response::builder()
         .status(status)
         .content_type(PROBLEM_JSON)
