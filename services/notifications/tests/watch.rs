@@ -5,21 +5,6 @@ mod harness;
 
 use harness::*;
 
-async fn open_streams(h: &Harness) -> f64 {
-    let url = h.http_url.clone().expect("the Application serves HTTP");
-    let metrics = reqwest::get(format!("{url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("notifications_watch_streams "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_user_watches_their_new_notifications_and_leaving_frees_the_stream() {
     let h = Harness::start(Options::default()).await;
@@ -54,11 +39,11 @@ async fn a_user_watches_their_new_notifications_and_leaving_frees_the_stream() {
         "user 1's, not user 2's"
     );
 
-    assert_eq!(open_streams(&h).await, 1.0);
+    assert_eq!(h.open_streams().await, 1.0);
     drop(stream);
     drop(client);
     eventually("the stream freed", Duration::from_secs(5), || async {
-        (open_streams(&h).await == 0.0).then_some(())
+        (h.open_streams().await == 0.0).then_some(())
     })
     .await;
     h.stop().await;

@@ -133,6 +133,22 @@ impl Default for Options {
 }
 
 impl Harness {
+    /// `WatchNotifications` streams open, from the service's metrics (a gauge of the process).
+    pub async fn open_streams(&self) -> f64 {
+        let url = self.http_url.clone().expect("the Application serves HTTP");
+        let metrics = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("notifications_watch_streams "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub async fn start(opts: Options) -> Self {
         let stack = test_stack();
         // Tokens are verified against the stack's key, served here.
