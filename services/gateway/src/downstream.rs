@@ -87,6 +87,8 @@ pub struct Backends {
     cache: RedisCache,
     /// Orders, coherent with the orders service's announcements.
     order_memory: NearCache<i64, orders::Order>,
+    /// Order versions the live feed has told subscribers of: no cached copy older is served.
+    heard: crate::live::HeardVersions,
     /// Users, coherent with the users service's announcements.
     user_memory: NearCache<i64, users::User>,
     /// Products by id, coherent with the catalog's announcements.
@@ -208,6 +210,7 @@ impl Backends {
             health_http: http.clone(),
             cache,
             order_memory,
+            heard: crate::live::HeardVersions::new(),
             user_memory,
             product_memory,
             product_queries,
@@ -421,9 +424,16 @@ impl Backends {
         self.order_memory.fill(ticket, order.id, order.clone());
     }
 
-    /// One order, from the cache when present (and the caller's to see).
+    /// The versions the live feed records, shared with it.
+    pub fn heard_versions(&self) -> crate::live::HeardVersions {
+        self.heard.clone()
+    }
+
+    /// One order, from the cache when present (and the caller's to see) and not older than a
+    /// change the live feed has told.
     pub async fn order(&self, caller: &Principal, id: i64) -> Result<orders::Order, GatewayError> {
-        if let Some(order) = self.order_memory.get(&id) {
+        let current = |order: &orders::Order| !self.heard.is_behind(order.id, order.version);
+        if let Some(order) = self.order_memory.get(&id).filter(current) {
             return visible(caller, order);
         }
         let ticket = self.order_memory.ticket();
@@ -432,6 +442,7 @@ impl Backends {
             .get_versioned(&self.order_key(id))
             .await
             .and_then(|t| decode::<orders::Order>(&t))
+            .filter(current)
         {
             self.order_memory.fill(ticket, id, order.clone());
             return visible(caller, order);

@@ -77,7 +77,7 @@ impl Gateway {
             verifier.clone(),
         ));
         let documents = documents::ParsedDocuments::new();
-        let feed = live::OrderFeed::new(config.live.event_buffer);
+        let feed = live::OrderFeed::new(config.live.event_buffer, backends.heard_versions());
         let sockets =
             subscriptions::Sockets::new(config.live.clone(), limiter.clone(), Shutdown::new());
         let graph = GatewayGraph::new(backends.clone(), feed.clone());

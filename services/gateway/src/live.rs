@@ -26,18 +26,61 @@ use crate::error::GatewayError;
 /// One status change as every subscription of the replica shares it.
 pub type StatusChange = Arc<OrderStatusChangedV1>;
 
+/// Orders whose change the replica's feed has handed to subscribers: each one's newest version
+/// heard. A subscriber that hears a change and reads the order at once must not be answered
+/// from a cached copy older than the change, which the cache's own invalidation may not have
+/// reached yet; the gateway's order reads ask the orders service instead.
+#[derive(Clone)]
+pub struct HeardVersions(moka::sync::Cache<i64, i32>);
+
+/// Orders [`HeardVersions`] remembers, and for how long: longer than an announcement takes.
+const HEARD_ORDERS: u64 = 100_000;
+const HEARD_FOR: Duration = Duration::from_secs(60);
+
+impl HeardVersions {
+    /// Nothing heard yet.
+    pub fn new() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(HEARD_ORDERS)
+                .time_to_live(HEARD_FOR)
+                .build(),
+        )
+    }
+
+    fn record(&self, order: i64, version: i32) {
+        self.0
+            .entry(order)
+            .and_upsert_with(|seen| seen.map_or(version, |v| v.into_value().max(version)));
+    }
+
+    /// Whether a copy of `order` at `version` is older than a change the feed has told.
+    pub fn is_behind(&self, order: i64, version: i32) -> bool {
+        self.0.get(&order).is_some_and(|heard| version < heard)
+    }
+}
+
+impl Default for HeardVersions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// The replica's feed of status changes.
 #[derive(Clone)]
 pub struct OrderFeed {
     changes: broadcast::Sender<StatusChange>,
+    heard: HeardVersions,
     consuming: Arc<AtomicBool>,
 }
 
 impl OrderFeed {
-    /// A feed whose subscriptions may fall `buffer` changes behind.
-    pub fn new(buffer: usize) -> Self {
+    /// A feed whose subscriptions may fall `buffer` changes behind, recording in `heard` each
+    /// change before any subscriber hears it.
+    pub fn new(buffer: usize, heard: HeardVersions) -> Self {
         Self {
             changes: broadcast::channel(buffer.max(1)).0,
+            heard,
             consuming: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -75,6 +118,7 @@ impl OrderFeed {
 
     /// Hands `change` to the replica's subscriptions.
     pub fn publish(&self, change: OrderStatusChangedV1) {
+        self.heard.record(change.order_id, change.version);
         // No subscriber is not an error: nobody is listening now.
         let _ = self.changes.send(Arc::new(change));
     }

@@ -507,3 +507,40 @@ async fn sockets_and_subscriptions_count_against_the_users_rate_limit() {
     );
     platform.stop().await;
 }
+
+/// A client that hears a change and reads the order at once gets the order as changed, even
+/// while the gateway's cached copy has not yet heard of it (the cache's own announcement comes
+/// on its own time): the gateway never answers a version older than one its feed has told.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_order_read_after_its_change_was_heard_is_not_older_than_the_change() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let order = place(&platform, 1).await;
+    let alice = platform.token(1, Role::User);
+    let http = shopmesh_testkit::authed_http(&alice);
+    let read = || async {
+        let (_, body) = shopmesh_testkit::graphql(
+            &http,
+            &platform.gateway_url,
+            &[],
+            "query($id: ID!) { order(id: $id) { status version } }",
+            json!({"id": order.to_string()}),
+        )
+        .await;
+        body["data"]["order"].clone()
+    };
+    assert_eq!(read().await, json!({"status": "PENDING", "version": 1}));
+    // The change is committed, and the cached copy not yet told (no announcement)...
+    sqlx::query("UPDATE orders SET status = 'cancelled', version = 2 WHERE id = ?")
+        .bind(order)
+        .execute(platform.orders_store.pool())
+        .await
+        .unwrap();
+    // ...when the gateway's feed hears it and hands it to subscribers.
+    platform
+        .gateway
+        .feed
+        .publish(shopmesh_e2e::status_change(order, 1));
+    let after = read().await;
+    platform.stop().await;
+    assert_eq!(after, json!({"status": "CANCELLED", "version": 2}));
+}
