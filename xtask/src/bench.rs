@@ -138,11 +138,20 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&scratch)?;
     // The gateway's Redis goes through the load generator's proxy, which hangs it once.
     let redis_proxy = format!("127.0.0.1:{REDIS_PROXY_PORT}");
-    let stack = stack(root, &env, 3100, "bench", &mongo_url).set_for(
-        Service::Gateway,
-        "REDIS_URL",
-        format!("redis://{redis_proxy}/"),
-    );
+    // The live-status scenario holds 10,000 sockets of one shopper on the gateway: above the
+    // default connection cap (4,096) and the per-user socket limit (10).
+    let stack = stack(root, &env, 3100, "bench", &mongo_url)
+        .set_for(
+            Service::Gateway,
+            "REDIS_URL",
+            format!("redis://{redis_proxy}/"),
+        )
+        .set_for(Service::Gateway, "HTTP_MAX_CONNECTIONS", "12000")
+        .set_for(
+            Service::Gateway,
+            "SUBSCRIPTION_CONNECTIONS_PER_USER",
+            "11000",
+        );
     let database = |s: Service| -> Result<String> {
         stack.database_url(s)?.context("the service has a database")
     };
@@ -181,8 +190,14 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .collect();
 
         let raw = scratch.join("suite.json");
+        let gateway_pid = children
+            .iter()
+            .find(|(name, _)| *name == Service::Gateway.name())
+            .map(|(_, pid)| pid.to_string())
+            .unwrap_or_default();
         crate::run(
             loadgen()?
+                .env("BENCH_GATEWAY_PID", gateway_pid)
                 .env("BENCH_BASELINE_URL", "http://127.0.0.1:3199")
                 .env("BENCH_GATEWAY_URL", stack.url(Service::Gateway))
                 .env("BENCH_USERS_URL", stack.url(Service::Users))

@@ -16,6 +16,7 @@ mod limits;
 mod proxy;
 mod report;
 mod seed;
+mod subscribers;
 mod suite;
 mod wrk;
 
@@ -595,6 +596,11 @@ async fn main() -> anyhow::Result<()> {
         runs: number("BENCH_RUNS", 3)? as usize,
         seconds,
         data_size: number("BENCH_DATA_SIZE", 1_000_000)?,
+        gateway_pid: std::env::var("BENCH_GATEWAY_PID")
+            .ok()
+            .and_then(|p| p.parse().ok()),
     };
+    // Ten thousand subscribers are ten thousand sockets: take the hard limit on open files.
+    shopmesh_common::http::descriptor_limit();
     suite::run(targets, &get("BENCH_OUTPUT")?).await
 }

@@ -41,7 +41,12 @@ pub struct Targets {
     pub seconds: u64,
     /// Rows (orders, and notifications) for the data-size comparison; 0 skips it.
     pub data_size: u64,
+    /// The gateway's process, whose memory the live-status scenario reads.
+    pub gateway_pid: Option<u32>,
 }
+
+/// Subscribers the live-status scenario holds on one gateway, one count after the other.
+const SUBSCRIBER_COUNTS: [usize; 2] = [1_000, 10_000];
 
 /// Connections every HTTP scenario and limit is measured with.
 const CONNECTIONS: usize = 32;
@@ -440,9 +445,21 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
         None
     };
 
+    let live = {
+        let email = format!("live-{}@example.com", std::process::id());
+        let (user_id, shopper) = new_shopper(&t.gateway, &email).await?;
+        let targets = crate::subscribers::LiveTargets {
+            gateway: &t.gateway,
+            orders: &t.orders,
+            gateway_pid: t.gateway_pid,
+        };
+        crate::subscribers::measure(&targets, &shopper, user_id, &SUBSCRIBER_COUNTS).await?
+    };
+
     print_table(&table);
     crate::catalog::print(&catalog);
     crate::checkout::print(&checkout);
+    crate::subscribers::print(&live);
     for (scenario, used) in &cpu_by_scenario {
         let busiest: Vec<String> = used
             .as_array()
@@ -538,6 +555,7 @@ pub async fn run(t: Targets, out: &str) -> anyhow::Result<()> {
             "note": "stored: order createdAt (MySQL) to notification sentAt (MongoDB, ms precision); client: 201 received to the notification readable over gRPC, 1 in 10 orders"
         },
         "data_size": data_size,
+        "live_status": live,
     });
     std::fs::write(out, serde_json::to_string_pretty(&report)?)?;
     Ok(())
