@@ -52,12 +52,7 @@ async fn published_events_become_notifications_readable_over_grpc() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 200, "MongoDB and RabbitMQ up");
-    let metrics = reqwest::get(format!("{http_url}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     assert!(
         metrics.contains(r#"notifications_consumed_total{outcome="stored"}"#),
         "{metrics}"

@@ -230,6 +230,26 @@ fn report_of(script: &str, out: &std::process::Output) -> Value {
         })
 }
 
+/// Runs `script` with `program` against a platform where Alice (user 1) placed an order:
+/// `script <gateway URL> <Alice's token> <order id>`. The order's id, and the script's report.
+async fn with_an_order(program: PathBuf, script: &str) -> (i64, Value) {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let order = platform.place_order(1).await.unwrap();
+    let token = platform.token(1, shopmesh_identity::Role::User);
+    let out = run(
+        program,
+        vec![
+            script.into(),
+            platform.gateway_url.clone(),
+            token.expose().to_owned(),
+            order.to_string(),
+        ],
+    )
+    .await;
+    platform.stop().await;
+    (order, report_of(script, &out))
+}
+
 /// Runs the GraphQL-over-HTTP spec's own server audits (npm `graphql-http`) at `url`.
 async fn audit(url: String, token: &str) -> Value {
     browser_dir();
@@ -274,22 +294,8 @@ async fn graphql_http_server_audits_pass_at_the_gateway() {
 /// cache run the SDK's own operations unmodified, with nothing logged against the answers.
 #[tokio::test(flavor = "multi_thread")]
 async fn urql_and_apollo_client_run_the_sdks_operations() {
-    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
-    let order = platform.place_order(1).await.unwrap();
-    let token = platform.token(1, shopmesh_identity::Role::User);
     browser_dir();
-    let out = run(
-        PathBuf::from("node"),
-        vec![
-            "clients.mjs".into(),
-            platform.gateway_url.clone(),
-            token.expose().to_owned(),
-            order.to_string(),
-        ],
-    )
-    .await;
-    platform.stop().await;
-    let report = report_of("clients.mjs", &out);
+    let (order, report) = with_an_order(PathBuf::from("node"), "clients.mjs").await;
     eprintln!("clients.mjs: {report}");
     assert_eq!(report["ok"], true, "{report:#}");
     assert_eq!(report["warnings"], serde_json::json!([]), "{report:#}");
@@ -324,21 +330,7 @@ async fn python_gql_runs_named_operations_of_the_sdks_document() {
         python.exists() && root().join(".tools/venv/bin/gql-cli").exists(),
         "Python gql is missing: run `cargo xtask test` (it installs it into .tools/venv)"
     );
-    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
-    let order = platform.place_order(1).await.unwrap();
-    let token = platform.token(1, shopmesh_identity::Role::User);
-    let out = run(
-        python,
-        vec![
-            "gql_client.py".into(),
-            platform.gateway_url.clone(),
-            token.expose().to_owned(),
-            order.to_string(),
-        ],
-    )
-    .await;
-    platform.stop().await;
-    let report = report_of("gql_client.py", &out);
+    let (order, report) = with_an_order(python, "gql_client.py").await;
     assert_eq!(report["ok"], true, "{report:#}");
     let answers = &report["answers"];
     assert_eq!(answers["Me"]["me"]["name"], "Alice Johnson", "{report:#}");

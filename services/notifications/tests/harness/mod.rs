@@ -133,16 +133,21 @@ impl Default for Options {
 }
 
 impl Harness {
-    /// `WatchNotifications` streams open, from the service's metrics (a gauge of the process).
-    pub async fn open_streams(&self) -> f64 {
+    /// The service's Prometheus metrics, as scraped.
+    pub async fn metrics(&self) -> String {
         let url = self.http_url.clone().expect("the Application serves HTTP");
-        let metrics = reqwest::get(format!("{url}/metrics"))
+        reqwest::get(format!("{url}/metrics"))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        metrics
+            .unwrap()
+    }
+
+    /// `WatchNotifications` streams open, from the service's metrics (a gauge of the process).
+    pub async fn open_streams(&self) -> f64 {
+        self.metrics()
+            .await
             .lines()
             .find_map(|l| l.strip_prefix("notifications_watch_streams "))
             .and_then(|v| v.trim().parse().ok())
