@@ -544,3 +544,24 @@ async fn an_order_read_after_its_change_was_heard_is_not_older_than_the_change()
     platform.stop().await;
     assert_eq!(after, json!({"status": "CANCELLED", "version": 2}));
 }
+
+/// A socket takes messages no larger than a GraphQL request may be (twice
+/// `GRAPHQL_MAX_QUERY_BYTES`, for the variables): a larger one closes it with 1009 instead of
+/// being read into memory (WebSocket's own default is 64 MiB a message).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_larger_than_a_request_may_be_closes_the_socket_with_1009() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let alice = platform.token(1, Role::User);
+    let mut socket = Socket::ready(&platform, &alice).await;
+    let padding = "x".repeat(200 * 1024);
+    socket
+        .send(json!({"type": "ping", "payload": {"padding": padding}}))
+        .await;
+    let (code, _) = socket.closed().await;
+    let mut next = Socket::ready(&platform, &alice).await;
+    next.send(json!({"type": "ping"})).await;
+    let pong = next.next().await;
+    platform.stop().await;
+    assert_eq!(code, 1009);
+    assert_eq!(pong["type"], "pong", "a socket of the right size is served");
+}
