@@ -33,20 +33,42 @@ fn selected<'a>(
     }
 }
 
+/// The response keys a selection gives, in order, each with the shape of what it holds: worked
+/// out once per answer from the query, whatever the number of list elements.
+struct Shape(Vec<(Name, Shape)>);
+
+impl Shape {
+    /// The shape of the fields `sets` select (a key selected in several merges them).
+    fn of(sets: &[&SelectionSet], document: &ExecutableDocument) -> Self {
+        let mut fields: Vec<(Name, Vec<&SelectionSet>)> = Vec::new();
+        for set in sets {
+            collect(set, document, &mut fields, 0);
+        }
+        Self(
+            fields
+                .into_iter()
+                .map(|(key, subs)| (key, Self::of(&subs, document)))
+                .collect(),
+        )
+    }
+}
+
 /// Orders `value` (an object, or a list of them) by the fields `sets` select.
 fn order(value: &mut ConstValue, sets: &[&SelectionSet], document: &ExecutableDocument) {
+    order_by(value, &Shape::of(sets, document));
+}
+
+/// Orders `value` (an object, or lists of them) and what its fields hold by `shape`.
+fn order_by(value: &mut ConstValue, shape: &Shape) {
     match value {
         ConstValue::List(items) => {
             for item in items {
-                order(item, sets, document);
+                order_by(item, shape);
             }
         }
         ConstValue::Object(map) => {
-            let mut fields: Vec<(Name, Vec<&SelectionSet>)> = Vec::new();
-            for set in sets {
-                collect(set, document, &mut fields, 0);
-            }
-            let named: Vec<&Name> = fields
+            let named: Vec<&Name> = shape
+                .0
                 .iter()
                 .map(|(key, _)| key)
                 .filter(|key| map.contains_key(*key))
@@ -54,18 +76,18 @@ fn order(value: &mut ConstValue, sets: &[&SelectionSet], document: &ExecutableDo
             let in_order = map.keys().take(named.len()).eq(named.iter().copied());
             if !in_order {
                 let mut old = std::mem::take(map);
-                for (key, _) in &fields {
+                for (key, _) in &shape.0 {
                     if let Some((key, value)) = old.shift_remove_entry(key) {
                         map.insert(key, value);
                     }
                 }
                 map.extend(old);
             }
-            for (key, sub) in &fields {
+            for (key, sub) in &shape.0 {
                 if let Some(child) = map.get_mut(key)
-                    && !sub.is_empty()
+                    && !sub.0.is_empty()
                 {
-                    order(child, sub, document);
+                    order_by(child, sub);
                 }
             }
         }
