@@ -83,9 +83,9 @@ async function capture(page, name) {
 
 async function signUp(page, name, email) {
   await page.goto(`${gateway.origin}/#/signup`);
-  await page.getByLabel("Name").fill(name);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByLabel("Name", { exact: true }).fill(name);
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByLabel("Password", { exact: true }).fill("correct horse battery");
   await page.getByRole("button", { name: "Sign up" }).click();
   await page.getByRole("button", { name: "Log out" }).waitFor();
 }
@@ -241,9 +241,12 @@ try {
     const tabs = admin.getByRole("navigation", { name: "Admin" });
     await tabs.getByRole("link", { name: "Products" }).click();
     await admin.getByRole("link", { name: "New product" }).click();
-    await admin.getByLabel("SKU").fill(sku);
-    await admin.getByLabel("Name").fill(`${searchTerm} Teapot`);
-    await admin.getByLabel("Price").fill("19.90");
+    // The list's search box is labelled "Name or SKU": wait for the form, and match its labels exactly,
+    // or the fills can land in the list that is still on screen.
+    await admin.getByRole("heading", { name: "New product" }).waitFor();
+    await admin.getByLabel("SKU", { exact: true }).fill(sku);
+    await admin.getByLabel("Name", { exact: true }).fill(`${searchTerm} Teapot`);
+    await admin.getByLabel("Price", { exact: true }).fill("19.90");
     await admin.getByRole("button", { name: "Create product" }).click();
     await admin.getByRole("heading", { name: `Edit ${searchTerm} Teapot` }).waitFor();
     await admin.getByLabel("Units (+ or −)").fill("7");
