@@ -174,6 +174,10 @@ pub struct OrderStatusChangedV1 {
     pub version: i32,
     /// When it changed (RFC 3339, UTC).
     pub changed_at: DateTime<Utc>,
+    #[doc = "The change's place among the status changes of all the user's orders: 1 for the first, one more for each next, numbered in commit order. Absent from events of orders services older than it."]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub user_sequence: Option<i64>,
 }
 
 impl Event for OrderStatusChangedV1 {

@@ -26,6 +26,7 @@ fn status_changed() -> OrderStatusChangedV1 {
         cause: "cancelled by the shopper".into(),
         version: 2,
         changed_at: Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap(),
+        user_sequence: Some(5),
     }
 }
 
@@ -68,6 +69,11 @@ fn a_status_change_round_trips_and_its_rules_hold() {
         ),
         ("a cause says something", "cause", serde_json::json!("")),
         ("an order id is positive", "orderId", serde_json::json!(0)),
+        (
+            "a sequence starts at 1",
+            "userSequence",
+            serde_json::json!(0),
+        ),
     ] {
         let mut v = base.clone();
         v[key] = value;

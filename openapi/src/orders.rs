@@ -25,6 +25,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/carts/{userId}", &["GET", "DELETE"]),
     ("/carts/{userId}/lines/{productId}", &["PUT", "DELETE"]),
     ("/orders/user/{userId}", &["GET"]),
+    ("/orders/user/{userId}/changes", &["GET"]),
 ];
 /// Paths whose requests may carry more than a service's default body limit
 /// (`x-max-body-bytes`), with their limit in bytes.
@@ -349,6 +350,17 @@ pub struct OrderTransition {
     #[serde(rename = "traceId", default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "server", oai(rename = "traceId", skip_serializing_if_is_none))]
     pub trace_id: Option<String>,
+    /// For a change of status, its place among the changes of all the user's orders (see `listUserOrderChanges`).
+    #[serde(rename = "sequence", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "server",
+        oai(
+            rename = "sequence",
+            skip_serializing_if_is_none,
+            validator(minimum(value = "1"))
+        )
+    )]
+    pub sequence: Option<i64>,
 }
 /// Every status an order has had, oldest first.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -361,6 +373,67 @@ pub struct OrderTimeline {
     #[serde(rename = "items")]
     #[cfg_attr(feature = "server", oai(rename = "items"))]
     pub items: Vec<OrderTransition>,
+}
+/// One change of status of one of a user's orders.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(
+    feature = "server",
+    derive(poem_openapi::Object),
+    oai(rename = "OrderChange")
+)]
+pub struct OrderChange {
+    /// Its place among the changes of all the user's orders (1, 2, 3, ... in commit order).
+    #[serde(rename = "sequence")]
+    #[cfg_attr(
+        feature = "server",
+        oai(rename = "sequence", validator(minimum(value = "1")))
+    )]
+    pub sequence: i64,
+    #[serde(rename = "orderId")]
+    #[cfg_attr(
+        feature = "server",
+        oai(rename = "orderId", validator(minimum(value = "1")))
+    )]
+    pub order_id: i64,
+    /// The order's version once it got here.
+    #[serde(rename = "version")]
+    #[cfg_attr(
+        feature = "server",
+        oai(rename = "version", validator(minimum(value = "2")))
+    )]
+    pub version: i32,
+    #[serde(rename = "from")]
+    #[cfg_attr(feature = "server", oai(rename = "from"))]
+    pub from: OrderStatus,
+    #[serde(rename = "to")]
+    #[cfg_attr(feature = "server", oai(rename = "to"))]
+    pub to: OrderStatus,
+    /// What caused it, in a few words.
+    #[serde(rename = "cause")]
+    #[cfg_attr(feature = "server", oai(rename = "cause"))]
+    pub cause: String,
+    #[serde(rename = "at")]
+    #[cfg_attr(feature = "server", oai(rename = "at"))]
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+/// Changes of a user's orders, oldest first.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(
+    feature = "server",
+    derive(poem_openapi::Object),
+    oai(rename = "OrderChangePage")
+)]
+pub struct OrderChangePage {
+    #[serde(rename = "items")]
+    #[cfg_attr(feature = "server", oai(rename = "items"))]
+    pub items: Vec<OrderChange>,
+    /// The user's newest sequence number when this was read (0 if none); more changes wait when it is past the last item's.
+    #[serde(rename = "latest")]
+    #[cfg_attr(
+        feature = "server",
+        oai(rename = "latest", validator(minimum(value = "0")))
+    )]
+    pub latest: i64,
 }
 /// One page of a user's orders, newest first.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -1522,6 +1595,105 @@ impl From<Result<OrderPage, Problem>> for ListUserOrdersResponse {
         }
     }
 }
+/// Every response of `listUserOrderChanges` the contract allows.
+#[cfg(feature = "server")]
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "list_user_order_changes_bad_request")
+)]
+pub enum ListUserOrderChangesResponse {
+    /// The changes after `after`, oldest first.
+    #[oai(status = 200u16)]
+    Ok(Json<OrderChangePage>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn list_user_order_changes_bad_request(
+    err: poem::Error,
+) -> ListUserOrderChangesResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "userId",
+                place: "path parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "after",
+                place: "query parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "limit",
+                place: "query parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+#[cfg(feature = "server")]
+impl ListUserOrderChangesResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+#[cfg(feature = "server")]
+impl From<OrderChangePage> for ListUserOrderChangesResponse {
+    fn from(value: OrderChangePage) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+#[cfg(feature = "server")]
+impl From<Problem> for ListUserOrderChangesResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+#[cfg(feature = "server")]
+impl From<Result<OrderChangePage, Problem>> for ListUserOrderChangesResponse {
+    fn from(result: Result<OrderChangePage, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
 /// An access token from the users service's `POST /auth/token`.
 #[cfg(feature = "server")]
 #[derive(poem_openapi::SecurityScheme)]
@@ -1641,6 +1813,16 @@ pub trait OrdersApi: Send + Sync + 'static {
         limit: i32,
         cursor: Option<String>,
     ) -> Result<OrderPage, Problem>;
+    /// The status changes of a user's orders after a sequence number, oldest first.
+    ///
+    /// Every change of status of any of the user's orders carries the user's next sequence number, given in the order the changes commit, so "after N" misses none and repeats none. A client of the live `orderStatusChanged` subscription resumes from the last one it heard. A user may read their own; an admin anyone's.
+    async fn list_user_order_changes(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        after: i64,
+        limit: i32,
+    ) -> Result<OrderChangePage, Problem>;
 }
 #[cfg(feature = "server")]
 fn list_orders_limit_default() -> i32 {
@@ -1649,6 +1831,14 @@ fn list_orders_limit_default() -> i32 {
 #[cfg(feature = "server")]
 fn list_user_orders_limit_default() -> i32 {
     20
+}
+#[cfg(feature = "server")]
+fn list_user_order_changes_after_default() -> i64 {
+    0
+}
+#[cfg(feature = "server")]
+fn list_user_order_changes_limit_default() -> i32 {
+    100
 }
 /// Mounts an implementation of the trait as poem-openapi routes that parse and validate
 /// requests exactly as the contract says.
@@ -1783,6 +1973,15 @@ impl OrdersApi for Unimplemented {
         limit: i32,
         cursor: Option<String>,
     ) -> Result<OrderPage, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn list_user_order_changes(
+        &self,
+        principal: shopmesh_identity::Principal,
+        user_id: i64,
+        after: i64,
+        limit: i32,
+    ) -> Result<OrderChangePage, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
 }
@@ -2075,6 +2274,44 @@ impl OrdersEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.list_user_orders(auth.0, user_id.0, limit.0, cursor.0).await.into()
+    }
+    /// The status changes of a user's orders after a sequence number, oldest first.
+    ///
+    /// Every change of status of any of the user's orders carries the user's next sequence number, given in the order the changes commit, so "after N" misses none and repeats none. A client of the live `orderStatusChanged` subscription resumes from the last one it heard. A user may read their own; an admin anyone's.
+    #[oai(
+        path = "/orders/user/:userId/changes",
+        method = "get",
+        operation_id = "listUserOrderChanges",
+        tag = OrdersTag::Orders
+    )]
+    async fn list_user_order_changes(
+        &self,
+        auth: BearerAuth,
+        /// User id.
+        #[oai(name = "userId", validator(minimum(value = "1")))]
+        user_id: poem_openapi::param::Path<i64>,
+        /// The last sequence number already heard; 0 for all.
+        #[oai(
+            name = "after",
+            validator(minimum(value = "0")),
+            default = "list_user_order_changes_after_default"
+        )]
+        after: poem_openapi::param::Query<i64>,
+        /// Most changes in one answer.
+        #[oai(
+            name = "limit",
+            validator(minimum(value = "1"), maximum(value = "500")),
+            default = "list_user_order_changes_limit_default"
+        )]
+        limit: poem_openapi::param::Query<i32>,
+    ) -> ListUserOrderChangesResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::User) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api
+            .list_user_order_changes(auth.0, user_id.0, after.0, limit.0)
+            .await
+            .into()
     }
 }
 /// Typed client (SDK) for the orders contract.
@@ -2561,6 +2798,48 @@ impl OrdersClient {
         let query_pairs: [Option<(&str, String)>; 2usize] = [
             limit.map(|v| ("limit", v.to_string())),
             cursor.map(|v| ("cursor", v.to_string())),
+        ];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    &[400u16, 401u16, 403u16, 500u16, 503u16],
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// The status changes of a user's orders after a sequence number, oldest first.
+    pub async fn list_user_order_changes(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        user_id: i64,
+        after: Option<i64>,
+        limit: Option<i32>,
+    ) -> Result<OrderChangePage, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /orders/user/{userId}/changes", otel.kind =
+            "client", otel.status_code = tracing::field::Empty, http.request.method =
+            "GET", url.template = "/orders/user/{userId}/changes", http.response
+            .status_code = tracing::field::Empty, shopmesh.operation =
+            "listUserOrderChanges",
+        );
+        let url = format!("{}/orders/user/{}/changes", self.base_url, user_id);
+        let query_pairs: [Option<(&str, String)>; 2usize] = [
+            after.map(|v| ("after", v.to_string())),
+            limit.map(|v| ("limit", v.to_string())),
         ];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self

@@ -84,6 +84,32 @@ pub async fn conflict_pause(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(1 + jitter % ceiling)).await;
 }
 
+/// Runs `attempt` (one whole transaction) again while it loses a conflict (`conflict` finds
+/// the database error inside its failure), up to [`CONFLICT_ATTEMPTS`] times, counting each
+/// retry on the counter `retried`.
+pub async fn retry_conflicts<T, E, Fut>(
+    retried: &'static str,
+    conflict: impl Fn(&E) -> Option<&sqlx::Error>,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, E>
+where
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(e)
+                if tries < CONFLICT_ATTEMPTS && conflict(&e).is_some_and(is_retryable_conflict) =>
+            {
+                tries += 1;
+                metrics::counter!(retried).increment(1);
+                conflict_pause(tries).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 /// What kind of database failure `e` is, as a metric label: `pool_timeout` (every connection
 /// busy for the acquire timeout), `deadlock`, `lock_wait`, `conflict`, `connection` (the server
 /// is out of reach) or `other`.

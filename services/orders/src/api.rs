@@ -5,8 +5,8 @@
 use shopmesh_common::idempotency::{HeldKey, IdempotencyKeys, request_text};
 use shopmesh_identity::Principal;
 use shopmesh_openapi::orders::{
-    Cart, CartLine, CartLineInput, CheckoutRequest, CreateOrderRequest, Order, OrderPage,
-    OrderStatus, OrderTimeline, OrderTransition, OrdersApi,
+    Cart, CartLine, CartLineInput, CheckoutRequest, CreateOrderRequest, Order, OrderChange,
+    OrderChangePage, OrderPage, OrderStatus, OrderTimeline, OrderTransition, OrdersApi,
 };
 use shopmesh_openapi::runtime::Problem;
 
@@ -224,6 +224,7 @@ impl OrdersApi for OrdersService {
                     cause: t.cause,
                     at: t.at,
                     trace_id: t.trace_id,
+                    sequence: t.sequence,
                 })
                 .collect(),
         })
@@ -316,5 +317,31 @@ impl OrdersApi for OrdersService {
             items: records.into_iter().map(to_contract).collect(),
             next_cursor: next.map(|c| c.encode()),
         })
+    }
+
+    async fn list_user_order_changes(
+        &self,
+        principal: Principal,
+        user_id: i64,
+        after: i64,
+        limit: i32,
+    ) -> Result<OrderChangePage, Problem> {
+        principal.check_access(user_id).map_err(OrdersError::from)?;
+        let (changes, latest) = self.store.changes_after(user_id, after, limit).await?;
+        let items = changes
+            .into_iter()
+            .filter_map(|(order_id, t)| {
+                Some(OrderChange {
+                    sequence: t.sequence?,
+                    order_id,
+                    version: t.version,
+                    from: t.from?,
+                    to: t.to,
+                    cause: t.cause,
+                    at: t.at,
+                })
+            })
+            .collect();
+        Ok(OrderChangePage { items, latest })
     }
 }

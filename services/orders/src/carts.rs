@@ -3,10 +3,10 @@
 //! when a cart is shown, and again at checkout.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use shopmesh_common::db::{CONFLICT_ATTEMPTS, conflict_pause, is_retryable_conflict};
+use shopmesh_common::db::retry_conflicts;
 use sqlx::MySqlPool;
 
-use crate::error::OrdersError;
+use crate::error::{CONFLICTS_RETRIED, OrdersError};
 
 /// The most lines a cart holds.
 pub const MAX_CART_LINES: i64 = 100;
@@ -62,19 +62,10 @@ impl CartStore {
         product_id: i64,
         quantity: i32,
     ) -> Result<(), OrdersError> {
-        let mut attempt = 1;
-        loop {
-            match self.try_set(user_id, product_id, quantity).await {
-                Err(OrdersError::Unavailable(e))
-                    if is_retryable_conflict(&e) && attempt < CONFLICT_ATTEMPTS =>
-                {
-                    attempt += 1;
-                    metrics::counter!("orders_conflicts_retried_total").increment(1);
-                    conflict_pause(attempt).await;
-                }
-                done => return done,
-            }
-        }
+        retry_conflicts(CONFLICTS_RETRIED, OrdersError::database, || {
+            self.try_set(user_id, product_id, quantity)
+        })
+        .await
     }
 
     async fn try_set(

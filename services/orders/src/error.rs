@@ -67,7 +67,18 @@ pub enum OrdersError {
     Internal(String),
 }
 
+/// The counter of transactions tried again after losing a conflict.
+pub const CONFLICTS_RETRIED: &str = "orders_conflicts_retried_total";
+
 impl OrdersError {
+    /// The database's own error, when this is one (to tell a lost conflict).
+    pub fn database(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Unavailable(e) => Some(e),
+            _ => None,
+        }
+    }
+
     /// HTTP status for this error.
     pub fn status(&self) -> u16 {
         match self {

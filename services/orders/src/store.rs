@@ -134,6 +134,19 @@ type TimelineRow = (
     String,
     Option<String>,
     NaiveDateTime,
+    Option<i64>,
+);
+
+/// The order's id, then a [`TimelineRow`].
+type ChangeRow = (
+    i64,
+    i32,
+    Option<String>,
+    String,
+    String,
+    Option<String>,
+    NaiveDateTime,
+    Option<i64>,
 );
 
 impl TryFrom<OrderRow> for OrderRecord {
@@ -196,6 +209,8 @@ pub struct TimelineEntry {
     pub trace_id: Option<String>,
     /// When.
     pub at: DateTime<Utc>,
+    /// For a change of status, its number among the changes of all the user's orders.
+    pub sequence: Option<i64>,
 }
 
 /// What placing an order records as its cause.
@@ -363,11 +378,14 @@ impl OrderStore {
         let traceparent = shopmesh_common::telemetry::current_traceparent();
         insert_transition(
             &mut tx,
-            id,
-            1,
-            None,
-            OrderStatus::INITIAL,
-            PLACED,
+            Transition {
+                order_id: id,
+                version: 1,
+                from: None,
+                to: OrderStatus::INITIAL,
+                cause: PLACED,
+                user: None,
+            },
             traceparent.as_deref(),
             created_at,
         )
@@ -442,6 +460,21 @@ impl OrderStore {
         id: i64,
         change: StatusChange<'_>,
     ) -> Result<Changed, OrdersError> {
+        // Two first changes of a new user's orders at once can deadlock on creating the
+        // user's counter: the loser is tried again.
+        shopmesh_common::db::retry_conflicts(
+            crate::error::CONFLICTS_RETRIED,
+            OrdersError::database,
+            || self.try_change_status(id, change),
+        )
+        .await
+    }
+
+    async fn try_change_status(
+        &self,
+        id: i64,
+        change: StatusChange<'_>,
+    ) -> Result<Changed, OrdersError> {
         let mut tx = self.pool.begin().await?;
         let row: Option<OrderRow> = sqlx::query_as(&format!(
             "SELECT {ORDER_COLUMNS} FROM orders WHERE id = ? FOR UPDATE"
@@ -472,14 +505,23 @@ impl OrderStore {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        if matches!(change.to, OrderStatus::Cancelled | OrderStatus::Expired) {
+            crate::checkout::SagaStore::compensate(&mut tx, id).await?;
+        }
+        // The user's counter is the last lock taken (what follows only inserts), so holding it
+        // to the commit orders the user's changes without waiting on anything else.
+        let sequence = next_user_sequence(&mut tx, order.user_id).await?;
         let traceparent = shopmesh_common::telemetry::current_traceparent();
         insert_transition(
             &mut tx,
-            id,
-            version,
-            Some(change.from),
-            change.to,
-            change.cause,
+            Transition {
+                order_id: id,
+                version,
+                from: Some(change.from),
+                to: change.to,
+                cause: change.cause,
+                user: Some((order.user_id, sequence)),
+            },
             traceparent.as_deref(),
             changed_at,
         )
@@ -493,11 +535,9 @@ impl OrderStore {
             cause: change.cause.to_owned(),
             version,
             changed_at,
+            user_sequence: Some(sequence),
         };
         insert_outbox(&mut tx, &event, traceparent.as_deref()).await?;
-        if matches!(change.to, OrderStatus::Cancelled | OrderStatus::Expired) {
-            crate::checkout::SagaStore::compensate(&mut tx, id).await?;
-        }
         tx.commit().await?;
         self.created.notify_one();
         let mut order = self.one_with_lines(order).await?;
@@ -507,31 +547,61 @@ impl OrderStore {
         Ok(Changed::Moved(order))
     }
 
+    /// Up to `limit` changes of `user`'s orders numbered after `after`, oldest first, and the
+    /// user's newest number. A user's numbers commit in their order, so whatever a read sees
+    /// past `after` has no gap before it.
+    pub async fn changes_after(
+        &self,
+        user: i64,
+        after: i64,
+        limit: i32,
+    ) -> Result<(Vec<(i64, TimelineEntry)>, i64), OrdersError> {
+        let latest: Option<i64> = sqlx::query_scalar(
+            "SELECT last_sequence FROM order_change_sequences WHERE user_id = ?",
+        )
+        .bind(user)
+        .fetch_optional(&self.pool)
+        .await?;
+        let rows: Vec<ChangeRow> =
+            sqlx::query_as(
+                "SELECT order_id, version, from_status, to_status, cause, trace_id, changed_at, user_sequence \
+                 FROM order_transitions WHERE user_id = ? AND user_sequence > ? \
+                 ORDER BY user_sequence LIMIT ?",
+            )
+            .bind(user)
+            .bind(after)
+            .bind(limit.clamp(1, 500))
+            .fetch_all(&self.pool)
+            .await?;
+        // A change committed after the counter was read may be listed: count it too.
+        let latest = rows
+            .last()
+            .and_then(|r| r.7)
+            .unwrap_or(0)
+            .max(latest.unwrap_or(0));
+        let changes = rows
+            .into_iter()
+            .map(
+                |(order, version, from, to, cause, trace_id, at, sequence)| {
+                    let row = (version, from, to, cause, trace_id, at, sequence);
+                    Ok((order, timeline_entry(order, row)?))
+                },
+            )
+            .collect::<Result<_, OrdersError>>()?;
+        Ok((changes, latest))
+    }
+
     /// Every status order `id` has had, oldest first.
     pub async fn timeline(&self, id: i64) -> Result<Vec<TimelineEntry>, OrdersError> {
         let rows: Vec<TimelineRow> = sqlx::query_as(
-            "SELECT version, from_status, to_status, cause, trace_id, changed_at \
+            "SELECT version, from_status, to_status, cause, trace_id, changed_at, user_sequence \
                  FROM order_transitions WHERE order_id = ? ORDER BY version",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        let status = |s: &str| {
-            OrderStatus::parse(s).ok_or_else(|| {
-                OrdersError::Internal(format!("order {id}'s timeline has unknown status {s:?}"))
-            })
-        };
         rows.into_iter()
-            .map(|(version, from, to, cause, trace_id, at)| {
-                Ok(TimelineEntry {
-                    version,
-                    from: from.as_deref().map(status).transpose()?,
-                    to: status(&to)?,
-                    cause,
-                    trace_id,
-                    at: at.and_utc(),
-                })
-            })
+            .map(|row| timeline_entry(id, row))
             .collect()
     }
 
@@ -690,15 +760,40 @@ pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, s
      WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
      ORDER BY created_at DESC, id DESC LIMIT ?";
 
-/// Appends one entry to an order's timeline.
-#[allow(clippy::too_many_arguments)]
-async fn insert_transition(
-    tx: &mut Transaction<'_, MySql>,
+/// Entry `row` of order `order`'s timeline.
+fn timeline_entry(order: i64, row: TimelineRow) -> Result<TimelineEntry, OrdersError> {
+    let (version, from, to, cause, trace_id, at, sequence) = row;
+    let status = |s: &str| {
+        OrderStatus::parse(s).ok_or_else(|| {
+            OrdersError::Internal(format!("order {order}'s timeline has unknown status {s:?}"))
+        })
+    };
+    Ok(TimelineEntry {
+        version,
+        from: from.as_deref().map(status).transpose()?,
+        to: status(&to)?,
+        cause,
+        trace_id,
+        at: at.and_utc(),
+        sequence,
+    })
+}
+
+/// One entry of an order's timeline, as it is written.
+struct Transition<'a> {
     order_id: i64,
     version: i32,
     from: Option<OrderStatus>,
     to: OrderStatus,
-    cause: &str,
+    cause: &'a str,
+    /// The user and their sequence number, for a change of status (placing has none).
+    user: Option<(i64, i64)>,
+}
+
+/// Appends one entry to an order's timeline.
+async fn insert_transition(
+    tx: &mut Transaction<'_, MySql>,
+    t: Transition<'_>,
     traceparent: Option<&str>,
     at: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
@@ -706,19 +801,39 @@ async fn insert_transition(
     let trace_id = traceparent.and_then(|t| t.split('-').nth(1));
     sqlx::query(
         "INSERT INTO order_transitions \
-         (order_id, version, from_status, to_status, cause, trace_id, changed_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         (order_id, version, from_status, to_status, cause, trace_id, changed_at, user_id, user_sequence) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
-    .bind(order_id)
-    .bind(version)
-    .bind(from.map(OrderStatus::as_str))
-    .bind(to.as_str())
-    .bind(cause)
+    .bind(t.order_id)
+    .bind(t.version)
+    .bind(t.from.map(OrderStatus::as_str))
+    .bind(t.to.as_str())
+    .bind(t.cause)
     .bind(trace_id)
     .bind(at.naive_utc())
+    .bind(t.user.map(|(user, _)| user))
+    .bind(t.user.map(|(_, sequence)| sequence))
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Takes `user`'s next change sequence number, locking their counter until `tx` ends.
+async fn next_user_sequence(
+    tx: &mut Transaction<'_, MySql>,
+    user: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO order_change_sequences (user_id, last_sequence) VALUES (?, 1) \
+         ON DUPLICATE KEY UPDATE last_sequence = last_sequence + 1",
+    )
+    .bind(user)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query_scalar("SELECT last_sequence FROM order_change_sequences WHERE user_id = ?")
+        .bind(user)
+        .fetch_one(&mut **tx)
+        .await
 }
 
 async fn insert_outbox<E: Event>(

@@ -74,6 +74,7 @@ pub fn status_change(order: i64, user: i64) -> shopmesh_events::OrderStatusChang
         cause: "x".repeat(200),
         version: 2,
         changed_at: chrono::Utc::now(),
+        user_sequence: None,
     }
 }
 

@@ -245,6 +245,41 @@ export const fieldRules = {
       "minimum": 1
     }
   },
+  "OrderChange": {
+    "at": {
+      "required": true
+    },
+    "cause": {
+      "required": true
+    },
+    "from": {
+      "required": true
+    },
+    "orderId": {
+      "required": true,
+      "minimum": 1
+    },
+    "sequence": {
+      "required": true,
+      "minimum": 1
+    },
+    "to": {
+      "required": true
+    },
+    "version": {
+      "required": true,
+      "minimum": 2
+    }
+  },
+  "OrderChangePage": {
+    "items": {
+      "required": true
+    },
+    "latest": {
+      "required": true,
+      "minimum": 0
+    }
+  },
   "OrderLine": {
     "productId": {
       "required": true
