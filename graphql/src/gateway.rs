@@ -612,7 +612,10 @@ impl Subscription {
     /// order gets NOT_FOUND, as `order(id:)` does. A client that reconnects passes `afterVersion`,
     /// the `version` of the last change it heard of order `orderId`: the changes it missed come
     /// first, in order, then the live ones, none twice (the order's timeline is kept for as long as
-    /// the order, so there is no window to miss). `afterVersion` needs `orderId`.
+    /// the order, so there is no window to miss). `afterVersion` needs `orderId`. A shopper
+    /// listening to all their orders resumes with `afterSequence`, the `sequence` of the last change
+    /// heard, in the same way; an admin's stream of every user's orders has no single sequence to
+    /// resume from (re-read `orders(status:)` after a reconnect).
     #[graphql(name = "orderStatusChanged", directive = auth::apply(Role::User))]
     async fn order_status_changed(
         &self,
@@ -621,12 +624,20 @@ impl Subscription {
         order_id: Option<async_graphql::ID>,
         #[graphql(name = "afterVersion")]
         after_version: Option<i32>,
+        #[graphql(name = "afterSequence")]
+        after_sequence: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     > {
         let principal = authorize(ctx, shopmesh_identity::Role::User)?;
         resolvers(ctx)?
-            .subscription_order_status_changed(ctx, principal, order_id, after_version)
+            .subscription_order_status_changed(
+                ctx,
+                principal,
+                order_id,
+                after_version,
+                after_sequence,
+            )
             .await
     }
 }
@@ -642,6 +653,11 @@ pub struct OrderStatusChange {
     /// The order's version once it got here.
     #[graphql(name = "version")]
     pub version: i32,
+    /// The change's place among the changes of all the orders of the user who placed it (1, 2, 3,
+    /// ... in commit order): what `afterSequence` takes. Null only for a change announced by an
+    /// orders service older than sequences.
+    #[graphql(name = "sequence")]
+    pub sequence: Option<i32>,
     /// The status it left.
     #[graphql(name = "from")]
     pub from: OrderStatus,
@@ -1166,6 +1182,7 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         principal: &shopmesh_identity::Principal,
         order_id: Option<async_graphql::ID>,
         after_version: Option<i32>,
+        after_sequence: Option<i32>,
     ) -> Result<
         futures::stream::BoxStream<'static, Result<OrderStatusChange, Self::Error>>,
         Self::Error,
@@ -1390,6 +1407,7 @@ trait Resolve: Send + Sync + 'static {
         principal: &shopmesh_identity::Principal,
         order_id: Option<async_graphql::ID>,
         after_version: Option<i32>,
+        after_sequence: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     >;
@@ -1758,6 +1776,7 @@ impl<R: GatewayResolvers> Resolve for R {
         principal: &shopmesh_identity::Principal,
         order_id: Option<async_graphql::ID>,
         after_version: Option<i32>,
+        after_sequence: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     > {
@@ -1768,6 +1787,7 @@ impl<R: GatewayResolvers> Resolve for R {
                 principal,
                 order_id,
                 after_version,
+                after_sequence,
             )
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))?;

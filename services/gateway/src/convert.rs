@@ -46,11 +46,57 @@ pub fn gql_status_change(
         order_id: c.order_id.into(),
         user_id: c.user_id.into(),
         version: c.version,
+        sequence: c.user_sequence.map(sequence_of).transpose()?,
         from: status(&c.from)?,
         to: status(&c.to)?,
         cause: c.cause.clone(),
         at: c.changed_at,
     })
+}
+
+/// A user's change sequence number as GraphQL's `Int`.
+fn sequence_of(n: i64) -> Result<i32, GatewayError> {
+    i32::try_from(n).map_err(|_| GatewayError::Internal(format!("sequence {n} exceeds Int")))
+}
+
+/// Entry `t` of the timeline of order `order_id` (placed by `user_id`) as a change of status;
+/// none for placing it.
+pub fn gql_transition_change(
+    order_id: i64,
+    user_id: i64,
+    t: orders::OrderTransition,
+) -> Result<Option<gql::OrderStatusChange>, GatewayError> {
+    let Some(from) = t.from else {
+        return Ok(None);
+    };
+    Ok(Some(gql::OrderStatusChange {
+        order_id: order_id.into(),
+        user_id: user_id.into(),
+        version: t.version,
+        sequence: t.sequence.map(sequence_of).transpose()?,
+        from: gql_order_status(from)?,
+        to: gql_order_status(t.to)?,
+        cause: t.cause,
+        at: t.at,
+    }))
+}
+
+/// A change the orders service listed after a sequence number, of `user_id`'s orders.
+pub fn gql_listed_change(
+    user_id: i64,
+    c: orders::OrderChange,
+) -> Result<gql::OrderStatusChange, GatewayError> {
+    let t = orders::OrderTransition {
+        version: c.version,
+        from: Some(c.from),
+        to: c.to,
+        cause: c.cause,
+        at: c.at,
+        trace_id: None,
+        sequence: Some(c.sequence),
+    };
+    gql_transition_change(c.order_id, user_id, t)?
+        .ok_or_else(|| GatewayError::Internal("a listed change without `from`".into()))
 }
 
 /// The same status in the gateway's REST contract, which uses the orders service's names.

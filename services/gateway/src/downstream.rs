@@ -586,6 +586,21 @@ impl Backends {
         .await
     }
 
+    /// Up to `limit` changes of `user_id`'s orders numbered after `after`, oldest first.
+    pub async fn order_changes(
+        &self,
+        caller: &Principal,
+        user_id: i64,
+        after: i64,
+        limit: i32,
+    ) -> Result<orders::OrderChangePage, GatewayError> {
+        self.rest(Rest::Orders, READ, || {
+            self.orders
+                .list_user_order_changes(&caller.token, user_id, Some(after), Some(limit))
+        })
+        .await
+    }
+
     /// A page of a user's orders (not cached: pages change with every new order).
     pub async fn orders_by_user(
         &self,

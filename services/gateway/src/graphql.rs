@@ -14,9 +14,9 @@ use shopmesh_identity::Principal;
 use shopmesh_openapi::{catalog, orders, users};
 
 use crate::convert::{
-    catalog_input, gql_cart, gql_import_report, gql_notification, gql_order, gql_order_lines,
-    gql_order_page, gql_product, gql_status_change, gql_timeline, gql_tokens, gql_user, int,
-    parse_id,
+    catalog_input, gql_cart, gql_import_report, gql_listed_change, gql_notification, gql_order,
+    gql_order_lines, gql_order_page, gql_product, gql_status_change, gql_timeline, gql_tokens,
+    gql_transition_change, gql_user, int, parse_id,
 };
 use crate::downstream::Backends;
 use crate::error::GatewayError;
@@ -157,23 +157,17 @@ fn missed_changes(
             "order {id} is at version {current}; afterVersion {after} is ahead of it"
         )));
     }
-    gql_timeline(id, timeline)?
+    timeline
+        .items
         .into_iter()
         .filter(|t| t.version > after)
-        .filter_map(|t| {
-            Some(gql::OrderStatusChange {
-                order_id: id.into(),
-                user_id: owner.into(),
-                version: t.version,
-                from: t.from?,
-                to: t.to,
-                cause: t.cause,
-                at: t.at,
-            })
-        })
-        .map(Ok)
+        .filter_map(|t| gql_transition_change(id, owner, t).transpose())
         .collect()
 }
+
+/// The most changes a resumed stream of all one's orders is replayed: a client away for more
+/// is told to re-read instead.
+pub const MAX_REPLAYED_CHANGES: i64 = 1_000;
 
 /// The resolvers behind `/graphql`.
 pub struct GatewayGraph {
@@ -188,6 +182,53 @@ impl GatewayGraph {
     }
 }
 
+impl GatewayGraph {
+    /// The changes of `principal`'s orders numbered after `after`, oldest first.
+    async fn missed_of_all(
+        &self,
+        principal: &Principal,
+        after: i32,
+    ) -> Result<Vec<gql::OrderStatusChange>, GatewayError> {
+        if principal.is_admin() {
+            return Err(GatewayError::InvalidInput(
+                "an admin's stream of every user's orders has no one sequence to resume from: \
+                 re-read orders(status:) and subscribe again"
+                    .into(),
+            ));
+        }
+        let user = principal.user_id;
+        let mut cursor = i64::from(after);
+        let mut missed = Vec::new();
+        loop {
+            let page = self
+                .backends
+                .order_changes(principal, user, cursor, REPLAY_PAGE)
+                .await?;
+            if page.latest < i64::from(after) {
+                return Err(GatewayError::InvalidInput(format!(
+                    "your newest order change is {}; afterSequence {after} is ahead of it",
+                    page.latest
+                )));
+            }
+            let behind = page.latest - i64::from(after);
+            if behind > MAX_REPLAYED_CHANGES {
+                return Err(GatewayError::EventsMissed(behind.unsigned_abs()));
+            }
+            let full = page.items.len() == REPLAY_PAGE as usize;
+            for change in page.items {
+                cursor = change.sequence;
+                missed.push(gql_listed_change(user, change)?);
+            }
+            if !full || cursor >= page.latest {
+                return Ok(missed);
+            }
+        }
+    }
+}
+
+/// Changes asked of the orders service at once when replaying.
+const REPLAY_PAGE: i32 = 500;
+
 /// Resolvers return [`GatewayError`]; the generated layer turns it into a GraphQL error with
 /// `extensions.code` (its `ErrorExtensions`).
 #[async_trait::async_trait]
@@ -200,6 +241,7 @@ impl GatewayResolvers for GatewayGraph {
         principal: &Principal,
         order_id: Option<ID>,
         after_version: Option<i32>,
+        after_sequence: Option<i32>,
     ) -> Result<BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>>, GatewayError>
     {
         let order = order_id.map(|id| parse_id("orderId", &id)).transpose()?;
@@ -214,8 +256,20 @@ impl GatewayResolvers for GatewayGraph {
                     "afterVersion resumes one order's changes: it needs orderId".into(),
                 ));
             }
-            return Ok(live.boxed());
+            let Some(after) = after_sequence else {
+                return Ok(live.boxed());
+            };
+            let missed = self.missed_of_all(principal, after).await?;
+            let heard = move |c: &gql::OrderStatusChange| c.sequence.is_some_and(|s| s <= after);
+            return Ok(crate::live::resumed(missed, heard, live));
         };
+        if after_sequence.is_some() {
+            return Err(GatewayError::InvalidInput(
+                "afterSequence resumes the stream of all your orders: leave out orderId \
+                 (afterVersion resumes one order's)"
+                    .into(),
+            ));
+        }
         // Someone else's order is missing, as the orders service says for `order(id:)`.
         let placed = self.backends.order(principal, id).await?;
         let Some(after) = after_version else {
@@ -223,7 +277,8 @@ impl GatewayResolvers for GatewayGraph {
         };
         let timeline = self.backends.order_timeline(principal, id).await?;
         let missed = missed_changes(id, placed.user_id, timeline, after)?;
-        Ok(crate::live::resumed(missed, live))
+        let heard = move |c: &gql::OrderStatusChange| c.version <= after;
+        Ok(crate::live::resumed(missed, heard, live))
     }
 
     async fn query_order(

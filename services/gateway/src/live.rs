@@ -198,17 +198,19 @@ impl OrderFeed {
     }
 }
 
-/// `missed` (oldest first), then `live` without the changes `missed` already holds: a resumed
-/// subscription hears every change once. Changes are told apart by the order's version, so a
-/// live one arriving out of order is still heard, not dropped.
+/// `missed` (oldest first), then `live` without the changes `missed` already holds or the
+/// client had `heard` before: a resumed subscription hears every change once. Changes are told
+/// apart by order and version, so a live one arriving out of order is still heard, not dropped.
 pub fn resumed(
     missed: Vec<gql::OrderStatusChange>,
+    heard: impl Fn(&gql::OrderStatusChange) -> bool + Send + 'static,
     live: impl futures::Stream<Item = Result<gql::OrderStatusChange, GatewayError>> + Send + 'static,
 ) -> BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>> {
-    let heard: std::collections::HashSet<i32> = missed.iter().map(|c| c.version).collect();
-    let live = live.scan(heard, |heard, change| {
+    let key = |c: &gql::OrderStatusChange| (c.order_id.to_string(), c.version);
+    let replayed: std::collections::HashSet<_> = missed.iter().map(key).collect();
+    let live = live.scan(replayed, move |replayed, change| {
         let fresh = match &change {
-            Ok(c) => heard.insert(c.version),
+            Ok(c) => !heard(c) && replayed.insert(key(c)),
             Err(_) => true,
         };
         futures::future::ready(Some(fresh.then_some(change)))
@@ -227,6 +229,7 @@ mod tests {
             order_id: 7.into(),
             user_id: 1.into(),
             version,
+            sequence: Some(version),
             from: gql::OrderStatus::Pending,
             to: gql::OrderStatus::Cancelled,
             cause: "test".into(),
@@ -236,8 +239,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_resumed_stream_hears_each_version_once_even_out_of_order() {
-        let live = futures::stream::iter([4, 6, 5, 6].map(|v| Ok(change(v))));
-        let heard: Vec<i32> = resumed(vec![change(3), change(4)], live)
+        let live = futures::stream::iter([2, 4, 6, 5, 6].map(|v| Ok(change(v))));
+        let heard: Vec<i32> = resumed(vec![change(3), change(4)], |c| c.version <= 2, live)
             .map(|c| c.map(|c| c.version).unwrap_or(0))
             .collect()
             .await;

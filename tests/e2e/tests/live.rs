@@ -18,6 +18,9 @@ use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
 const WATCH: &str = "subscription($id: ID, $after: Int) \
     { orderStatusChanged(orderId: $id, afterVersion: $after) { orderId version from to cause } }";
 
+const WATCH_ALL: &str = "subscription($after: Int) \
+    { orderStatusChanged(afterSequence: $after) { orderId version sequence to } }";
+
 /// A WebSocket to the gateway's `/graphql`.
 struct Socket(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
@@ -77,6 +80,13 @@ impl Socket {
     async fn resume(&mut self, id: &str, order: Option<i64>, after: Option<i32>) {
         let variables = json!({"id": order.map(|o| o.to_string()), "after": after});
         self.send(json!({"type": "subscribe", "id": id, "payload": {"query": WATCH, "variables": variables}}))
+            .await;
+    }
+
+    /// Subscribes as `id` to the changes of all the caller's orders, resuming after `after`.
+    async fn resume_all(&mut self, id: &str, after: i32) {
+        let variables = json!({"after": after});
+        self.send(json!({"type": "subscribe", "id": id, "payload": {"query": WATCH_ALL, "variables": variables}}))
             .await;
     }
 
@@ -144,20 +154,26 @@ async fn confirmed_order(platform: &Platform) -> i64 {
     id
 }
 
-/// The versions `socket`'s subscription `id` hears next, `count` of them, and then silence.
-async fn heard_versions(socket: &mut Socket, count: usize) -> Vec<(i64, String)> {
+/// The changes `socket` hears next, `count` of them, and then silence.
+async fn heard(socket: &mut Socket, count: usize) -> Vec<Value> {
     let mut heard = Vec::new();
     for _ in 0..count {
         let next = socket.next().await;
-        let change = &next["payload"]["data"]["orderStatusChanged"];
-        heard.push((
-            change["version"].as_i64().unwrap_or(0),
-            change["to"].as_str().unwrap_or("").to_owned(),
-        ));
+        heard.push(next["payload"]["data"]["orderStatusChanged"].clone());
     }
     let more = tokio::time::timeout(Duration::from_millis(500), socket.0.next()).await;
     assert!(more.is_err(), "nothing more, no duplicate: {more:?}");
     heard
+}
+
+/// The versions and statuses `socket` hears next, `count` of them, and then silence.
+async fn heard_versions(socket: &mut Socket, count: usize) -> Vec<(i64, String)> {
+    let field = |c: &Value, k: &str| c[k].as_str().unwrap_or("").to_owned();
+    let changes = heard(socket, count).await;
+    changes
+        .iter()
+        .map(|c| (c["version"].as_i64().unwrap_or(0), field(c, "to")))
+        .collect()
 }
 
 async fn cancel(platform: &Platform, user: i64, order: i64) {
@@ -466,6 +482,67 @@ async fn a_client_resuming_after_a_gateway_restart_hears_what_it_missed_once_and
 }
 
 #[tokio::test]
+async fn a_shopper_resuming_all_their_orders_after_a_restart_hears_each_missed_change_once() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let first = confirmed_order(&platform).await;
+    let token = platform.token(1, Role::User);
+    let replica = || async {
+        let stack = platform.stack.replica(Ports::free().unwrap());
+        let env = stack.env_for(Service::Gateway).unwrap();
+        let gateway = build_service::<shopmesh_gateway::Application>(&env, |_| {}).await;
+        (Running::start(gateway).await, stack.url(Service::Gateway))
+    };
+    let seen = |c: &Value| {
+        (
+            c["orderId"].clone(),
+            c["sequence"].as_i64(),
+            c["to"].clone(),
+        )
+    };
+    // Heard the first change (stock reserved) before: the next two come first.
+    let (gateway, url) = replica().await;
+    let mut socket = Socket::ready_at(&url, &token).await;
+    socket.resume_all("all", 1).await;
+    let changes: Vec<_> = heard(&mut socket, 2).await.iter().map(seen).collect();
+    let order = json!(first.to_string());
+    assert_eq!(
+        changes,
+        [
+            (order.clone(), Some(2), json!("PAID")),
+            (order.clone(), Some(3), json!("CONFIRMED"))
+        ]
+    );
+    // While the gateway is down, the first order ships and a second is placed and cancelled.
+    gateway.stop().await;
+    let orders = OrdersClient::new(platform.orders_url.clone());
+    let admin = platform.token(4, Role::Admin);
+    orders.ship_order(&admin, first).await.unwrap();
+    let second = place(&platform, 1).await;
+    cancel(&platform, 1, second).await;
+    let (gateway, url) = replica().await;
+    let mut socket = Socket::ready_at(&url, &token).await;
+    socket.resume_all("all", 3).await;
+    let changes: Vec<_> = heard(&mut socket, 2).await.iter().map(seen).collect();
+    assert_eq!(
+        changes,
+        [
+            (order, Some(4), json!("SHIPPED")),
+            (json!(second.to_string()), Some(5), json!("CANCELLED"))
+        ]
+    );
+    // And the live ones follow.
+    let third = place(&platform, 1).await;
+    cancel(&platform, 1, third).await;
+    let live: Vec<_> = heard(&mut socket, 1).await.iter().map(seen).collect();
+    assert_eq!(
+        live,
+        [(json!(third.to_string()), Some(6), json!("CANCELLED"))]
+    );
+    gateway.stop().await;
+    platform.stop().await;
+}
+
+#[tokio::test]
 async fn resuming_needs_an_order_and_a_version_it_has_reached() {
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
     let order = place(&platform, 1).await;
@@ -478,6 +555,30 @@ async fn resuming_needs_an_order_and_a_version_it_has_reached() {
     );
     socket.resume("ahead", Some(order), Some(7)).await;
     let answer = socket.next().await;
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{answer}"
+    );
+    // A sequence number past the newest, and one given with an order, are refused too; so is
+    // an admin's, whose stream of every user's orders has no one sequence.
+    socket.resume_all("sequence ahead", 1).await;
+    let answer = socket.next().await;
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{answer}"
+    );
+    let both = json!({"query": "subscription($id: ID) { orderStatusChanged(orderId: $id, afterSequence: 0) { version } }", "variables": {"id": order.to_string()}});
+    socket
+        .send(json!({"type": "subscribe", "id": "both", "payload": both}))
+        .await;
+    let answer = socket.next().await;
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{answer}"
+    );
+    let mut admin = Socket::ready(&platform, &platform.token(4, Role::Admin)).await;
+    admin.resume_all("admin", 0).await;
+    let answer = admin.next().await;
     assert_eq!(
         answer["payload"][0]["extensions"]["code"], "BAD_USER_INPUT",
         "{answer}"
