@@ -726,7 +726,14 @@ impl OrderStore {
         &self,
         limit: u32,
     ) -> Result<(Transaction<'static, MySql>, Vec<OutboxMessage>), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        // READ COMMITTED: the locking read takes the rows and no gaps. Under REPEATABLE READ it
+        // also locked the gap where new outbox rows go, so an order being placed waited for
+        // the relay while the relay's update waited for that order's row: a deadlock, and a
+        // 503 for the shopper.
+        let mut tx = self
+            .pool
+            .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+            .await?;
         let rows: Vec<(i64, String, String, String, Option<String>)> = sqlx::query_as(
             "SELECT id, event_id, routing_key, payload, traceparent FROM outbox \
              WHERE published_at IS NULL ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED",

@@ -111,3 +111,22 @@ async fn relay_restart_resumes_pending_rows() {
     let _ = conn.close(200, "done").await;
     h.stop().await;
 }
+
+#[tokio::test]
+async fn an_order_placed_while_the_relay_holds_its_batch_does_not_wait_for_it() {
+    let h = Harness::start().await;
+    h.create(1, 3, 1).await;
+    // The relay's batch stays locked while it publishes. Had its locking read also locked the
+    // gap where new outbox rows go, this order would wait for the batch, and the relay's
+    // update of the batch could then wait for this order: a deadlock.
+    let (batch, rows) = h.store.lock_pending(100).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let placed = tokio::time::timeout(Duration::from_secs(5), h.create(1, 3, 1)).await;
+    assert!(placed.is_ok(), "the order waited for the relay's batch");
+    let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+    shopmesh_orders::store::finish_batch(batch, &ids, &[])
+        .await
+        .unwrap();
+    assert_eq!(h.store.pending_outbox().await.unwrap(), 1);
+    h.stop().await;
+}
