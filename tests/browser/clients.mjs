@@ -1,16 +1,19 @@
 // GraphQL client libraries as an application uses them, unmodified, against a running gateway,
 // with the SDK's own operation documents (schema/graphql/operations/shop.graphql):
 // - urql with graphcache (queries sent with GET, urql's default), and
-// - Apollo Client with its InMemoryCache.
+// - Apollo Client with its InMemoryCache, and
+// - Apollo Client sending automatic persisted queries (hashes over GET) for a public query.
 // Usage: node clients.mjs <gateway base URL> <access token> <id of one of the caller's orders>.
 // Prints one JSON line with what each client saw (every request's method, the answers, the
 // warnings the libraries logged) and exits 1 if a client failed.
 
+import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { parse } from "graphql";
 import { Client, fetchExchange } from "@urql/core";
 import { cacheExchange } from "@urql/exchange-graphcache";
 import { ApolloClient, HttpLink, InMemoryCache } from "@apollo/client";
+import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
 
 const [base, token, orderId] = process.argv.slice(2);
 const endpoint = `${base}/graphql`;
@@ -25,7 +28,7 @@ function operation(name) {
   return { kind: "Document", definitions: [definition] };
 }
 
-const report = { ok: true, warnings: [], urql: {}, apollo: {} };
+const report = { ok: true, warnings: [], urql: {}, apollo: {}, persisted: {} };
 // Both libraries report what they cannot cache (a missing field, an entity without a key) as
 // console warnings; every one is a finding.
 for (const level of ["warn", "error"]) {
@@ -82,7 +85,33 @@ async function apollo() {
   return { methods, me: me.data.me.name, order: order.data.order.id, normalized };
 }
 
-for (const [name, run] of [["urql", urql], ["apollo", apollo]]) {
+/** Two visitors' Apollo Clients asking for the product list by its hash over GET. */
+async function persisted() {
+  const requests = [];
+  const visitor = () =>
+    new ApolloClient({
+      link: new PersistedQueryLink({
+        sha256: (query) => createHash("sha256").update(query).digest("hex"),
+        useGETForHashedQueries: true,
+      }).concat(
+        new HttpLink({
+          uri: endpoint,
+          fetch: async (input, init = {}) => {
+            const response = await fetch(input, init);
+            const sent = init.method === "POST" ? "query" : new URL(input).searchParams.has("query") ? "query" : "hash";
+            requests.push(`${init.method ?? "GET"} ${sent} ${response.status} ${response.headers.get("cache-control")}`);
+            return response;
+          },
+        }),
+      ),
+      cache: new InMemoryCache(),
+    });
+  const first = await visitor().query({ query: operation("Products"), variables: { first: 3 } });
+  const second = await visitor().query({ query: operation("Products"), variables: { first: 3 } });
+  return { requests, products: [first, second].map((r) => r.data.products.nodes.length) };
+}
+
+for (const [name, run] of [["urql", urql], ["apollo", apollo], ["persisted", persisted]]) {
   try {
     report[name] = await run();
   } catch (e) {

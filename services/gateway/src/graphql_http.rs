@@ -187,9 +187,15 @@ pub fn from_url(query: &str) -> Result<async_graphql::Request, Malformed> {
 
 /// The request's parameters, each of the type the spec gives it.
 fn from_fields(mut fields: Map<String, Value>) -> Result<async_graphql::Request, Malformed> {
+    // A persisted query may come as its hash alone; [`crate::persisted`] fills it in.
+    let hashed = fields
+        .get("extensions")
+        .and_then(|e| e.get("persistedQuery"))
+        .is_some();
     let query = match fields.remove("query") {
         Some(Value::String(query)) => query,
         Some(_) => return Err(Malformed::bad("`query` must be a string")),
+        None if hashed => String::new(),
         None => return Err(Malformed::bad("`query` is missing")),
     };
     let mut request = async_graphql::Request::new(query);
@@ -217,6 +223,64 @@ fn from_fields(mut fields: Map<String, Value>) -> Result<async_graphql::Request,
         Some(_) => return Err(Malformed::bad("`extensions` must be an object or null")),
     }
     Ok(request)
+}
+
+/// How long a shared cache may keep a public answer to a `GET`.
+pub const PUBLIC_MAX_AGE_SECS: u32 = 10;
+
+/// The caching headers of an answer to a `GET`: an answer to a request without credentials
+/// that ran without errors (one [`respond`] gave no `Cache-Control`) is public for [`PUBLIC_MAX_AGE_SECS`] with an `ETag` (and a `304`
+/// to an `If-None-Match` that names it); any other is `private, no-store`, so no shared cache
+/// keeps one person's data.
+pub async fn cache_get(answer: Response, public: bool, if_none_match: Option<&str>) -> Response {
+    let kept_private = answer.headers().contains_key(header::CACHE_CONTROL);
+    if !public || kept_private || answer.status() != StatusCode::OK {
+        let mut answer = answer;
+        answer.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-store"),
+        );
+        return answer;
+    }
+    let (parts, body) = answer.into_parts();
+    let Ok(bytes) = body.into_bytes().await else {
+        return Response::builder()
+            .status(StatusCode::INTERNAL_SERVER_ERROR)
+            .finish();
+    };
+    let etag = format!("\"{}\"", &crate::persisted::sha256_hex(&bytes)[..32]);
+    let matches = if_none_match.is_some_and(|tags| {
+        tags.split(',')
+            .any(|t| t.trim().trim_start_matches("W/") == etag)
+    });
+    let mut answer = if matches {
+        let mut unchanged = Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .finish();
+        for name in [
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("ratelimit"),
+        ] {
+            if let Some(value) = parts.headers.get(&name) {
+                unchanged.headers_mut().insert(name, value.clone());
+            }
+        }
+        unchanged
+    } else {
+        Response::from_parts(parts, bytes.into())
+    };
+    let headers = answer.headers_mut();
+    let control = format!("public, max-age={PUBLIC_MAX_AGE_SECS}");
+    for (name, value) in [
+        (header::CACHE_CONTROL, control),
+        (header::ETAG, etag),
+        (header::VARY, "Authorization, Accept".to_owned()),
+    ] {
+        if let Ok(value) = header::HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+    answer
 }
 
 /// `response` framed for `media`: a request that did not run has no `data` and, for
@@ -247,10 +311,10 @@ pub fn respond(response: async_graphql::Response, media: ResponseMedia) -> Respo
     let mut answer = Response::builder()
         .status(status)
         .content_type(media.content_type());
-    if !not_run
-        && response.errors.is_empty()
-        && let Some(value) = response.cache_control.value()
-    {
+    if not_run || !response.errors.is_empty() {
+        // An answer with errors is not one to keep, even for a public query.
+        answer = answer.header(header::CACHE_CONTROL, "private, no-store");
+    } else if let Some(value) = response.cache_control.value() {
         answer = answer.header(header::CACHE_CONTROL, value);
     }
     for (name, value) in response.http_headers.iter() {

@@ -20,6 +20,7 @@ mod graphql_http;
 pub mod limits;
 pub mod live;
 pub mod pages;
+pub mod persisted;
 pub mod ratelimit;
 mod response_order;
 pub mod subscriptions;
@@ -60,6 +61,7 @@ pub struct Gateway {
     pub feed: live::OrderFeed,
     sockets: subscriptions::Sockets,
     documents: documents::ParsedDocuments,
+    persisted: Arc<persisted::PersistedQueries>,
     verifier: TokenVerifier,
     config: Arc<GatewayConfig>,
 }
@@ -102,6 +104,7 @@ impl Gateway {
             sockets,
             feed,
             documents,
+            persisted: Arc::new(persisted::PersistedQueries::new()),
             verifier,
             config: Arc::new(config),
         })
@@ -144,6 +147,7 @@ impl Gateway {
                     page: pages::graphiql().boxed(),
                     execute: graphql_execute.with(limit.clone()).boxed(),
                     live: subscriptions::upgrade.boxed(),
+                    persisted: self.persisted.clone(),
                 })
                 .post(graphql_execute.with(limit.clone())),
             )
@@ -204,7 +208,11 @@ impl Gateway {
                 .data(self.limiter.clone())
                 .data(self.verifier.clone())
                 .data(self.sockets.clone())
-                .data(self.config.clone()),
+                .data(self.persisted.clone())
+                .data(self.config.clone())
+                // One dynamic call instead of a type nested too deep for the compiler's
+                // default recursion limit.
+                .boxed(),
         )
         .with(http::AllowHeader::new(
             shopmesh_openapi::gateway::ROUTES,
@@ -251,6 +259,7 @@ struct GraphqlGet {
     page: poem::endpoint::BoxEndpoint<'static>,
     execute: poem::endpoint::BoxEndpoint<'static>,
     live: poem::endpoint::BoxEndpoint<'static>,
+    persisted: Arc<persisted::PersistedQueries>,
 }
 
 impl Endpoint for GraphqlGet {
@@ -270,16 +279,19 @@ impl Endpoint for GraphqlGet {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
         let query = req.uri().query().unwrap_or_default();
-        let asks = url::form_urlencoded::parse(query.as_bytes()).any(|(name, _)| name == "query");
+        // A persisted query may come as its hash alone, in `extensions`.
+        let asks = url::form_urlencoded::parse(query.as_bytes())
+            .any(|(name, _)| name == "query" || name == "extensions");
         if accept.contains("text/html") || !asks {
             return self.page.call(req).await;
         }
         let media = graphql_http::ResponseMedia::from_accept(Some(accept));
-        let request = match graphql_http::from_url(query) {
+        let mut request = match graphql_http::from_url(query) {
             Ok(request) => request,
             Err(malformed) => return Ok(malformed.into_response(media)),
         };
-        if selects_a_mutation(&request) {
+        // Not found here is answered by the executing handler, which resolves it again.
+        if self.persisted.resolve(&mut request).is_ok() && selects_a_mutation(&request) {
             let body = serde_json::json!({"errors": [{
                 "message": "a mutation changes data and is sent with POST, never GET",
                 "extensions": {"code": "METHOD_NOT_ALLOWED"},
@@ -290,7 +302,17 @@ impl Endpoint for GraphqlGet {
                 .content_type(media.content_type())
                 .body(body.to_string()));
         }
-        self.execute.call(req).await
+        let public = req
+            .headers()
+            .get(poem::http::header::AUTHORIZATION)
+            .is_none();
+        let known = req
+            .headers()
+            .get(poem::http::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let answer = self.execute.call(req).await?;
+        Ok(graphql_http::cache_get(answer, public, known.as_deref()).await)
     }
 }
 
@@ -386,10 +408,14 @@ async fn graphql_execute(
     received: graphql_http::Received,
 ) -> Response {
     let media = received.media;
-    let request = match received.request {
+    let mut request = match received.request {
         Ok(request) => request,
         Err(malformed) => return malformed.into_response(media),
     };
+    let persisted = http.data::<Arc<persisted::PersistedQueries>>();
+    if let Some(Err(refused)) = persisted.map(|p| p.resolve(&mut request)) {
+        return graphql_http::respond(refused.response(), media);
+    }
     let caller = match graphql_caller(http, &verifier).await {
         Ok(caller) => caller,
         Err(error) => return refused(error),

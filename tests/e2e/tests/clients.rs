@@ -319,6 +319,24 @@ async fn urql_and_apollo_client_run_the_sdks_operations() {
         normalized.contains(&format!("Order:{order}")) && normalized.contains("User:1"),
         "Apollo normalized the order and its user: {report:#}"
     );
+    // The first visitor's hash is unknown, so its query follows once; the second's is answered
+    // from the hash alone, cacheably.
+    let persisted = &report["persisted"];
+    assert_eq!(
+        persisted["requests"],
+        serde_json::json!([
+            "GET hash 400 private, no-store",
+            "POST query 200 null",
+            "GET hash 200 public, max-age=10"
+        ]),
+        "{report:#}"
+    );
+    let listed = &urql["products"];
+    assert_eq!(
+        persisted["products"],
+        serde_json::json!([listed, listed]),
+        "{report:#}"
+    );
 }
 
 /// Python's gql sends the SDK's whole document with an operation name, as an application that
