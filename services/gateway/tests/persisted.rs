@@ -29,9 +29,9 @@ async fn get_by_hash(gw: &Gateway, query: &str, headers: &[(&str, &str)]) -> req
     request.send().await.unwrap()
 }
 
-/// A POST of `query` with its hash, which registers it.
-async fn register(gw: &Gateway, query: &str) -> Value {
-    let extensions: Value = serde_json::from_str(&hashed(query)).unwrap();
+/// A POST of `query` with the hash of `named` (its own when they are the same).
+async fn post(gw: &Gateway, query: &str, named: &str) -> Value {
+    let extensions: Value = serde_json::from_str(&hashed(named)).unwrap();
     let body = json!({"query": query, "extensions": extensions});
     gw.http
         .post(format!("{}/graphql", gw.server.base_url))
@@ -42,6 +42,11 @@ async fn register(gw: &Gateway, query: &str) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+/// A POST of `query` with its hash, which registers it.
+async fn register(gw: &Gateway, query: &str) -> Value {
+    post(gw, query, query).await
 }
 
 #[tokio::test]
@@ -62,18 +67,7 @@ async fn a_hash_is_asked_for_its_query_once_and_then_answered_by_get() {
 #[tokio::test]
 async fn a_hash_that_is_not_the_querys_is_refused_and_a_mutation_stays_off_get() {
     let gw = Gateway::start().await;
-    let extensions: Value = serde_json::from_str(&hashed("{ me { id } }")).unwrap();
-    let body = json!({"query": QUERY, "extensions": extensions});
-    let wrong: Value = gw
-        .http
-        .post(format!("{}/graphql", gw.server.base_url))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let wrong = post(&gw, QUERY, "{ me { id } }").await;
     assert_eq!(code(&wrong), "BAD_REQUEST", "{wrong}");
     let unknown: Value = get_by_hash(&gw, "{ me { id } }", &[])
         .await

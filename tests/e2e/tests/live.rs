@@ -176,6 +176,14 @@ async fn heard_versions(socket: &mut Socket, count: usize) -> Vec<(i64, String)>
         .collect()
 }
 
+/// Another gateway replica of `platform`, running, and its URL.
+async fn gateway_replica(platform: &Platform) -> (Running, String) {
+    let stack = platform.stack.replica(Ports::free().unwrap());
+    let env = stack.env_for(Service::Gateway).unwrap();
+    let gateway = build_service::<shopmesh_gateway::Application>(&env, |_| {}).await;
+    (Running::start(gateway).await, stack.url(Service::Gateway))
+}
+
 async fn cancel(platform: &Platform, user: i64, order: i64) {
     let orders = OrdersClient::new(platform.orders_url.clone());
     let token = platform.token(user, Role::User);
@@ -401,17 +409,11 @@ async fn a_slow_client_is_disconnected_while_a_fast_one_hears_everything() {
 #[tokio::test]
 async fn every_gateway_replica_hears_every_change() {
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
-    let replica = platform.stack.replica(Ports::free().unwrap());
-    let second = build_service::<shopmesh_gateway::Application>(
-        &replica.env_for(Service::Gateway).unwrap(),
-        |_| {},
-    )
-    .await;
-    let second = Running::start(second).await;
+    let (second, url) = gateway_replica(&platform).await;
     let order = place(&platform, 1).await;
     let token = platform.token(1, Role::User);
     let mut first = Socket::ready(&platform, &token).await;
-    let mut other = Socket::ready_at(&replica.url(Service::Gateway), &token).await;
+    let mut other = Socket::ready_at(&url, &token).await;
     first.watch("1", Some(order)).await;
     other.watch("1", Some(order)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -451,12 +453,7 @@ async fn a_client_resuming_after_a_gateway_restart_hears_what_it_missed_once_and
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
     let order = confirmed_order(&platform).await;
     let token = platform.token(1, Role::User);
-    let start_replica = || async {
-        let stack = platform.stack.replica(Ports::free().unwrap());
-        let env = stack.env_for(Service::Gateway).unwrap();
-        let gateway = build_service::<shopmesh_gateway::Application>(&env, |_| {}).await;
-        (Running::start(gateway).await, stack.url(Service::Gateway))
-    };
+    let start_replica = || gateway_replica(&platform);
     // Heard up to version 2 (stock reserved) before: the rest comes first, in order.
     let (first, url) = start_replica().await;
     let mut socket = Socket::ready_at(&url, &token).await;
@@ -486,12 +483,7 @@ async fn a_shopper_resuming_all_their_orders_after_a_restart_hears_each_missed_c
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
     let first = confirmed_order(&platform).await;
     let token = platform.token(1, Role::User);
-    let replica = || async {
-        let stack = platform.stack.replica(Ports::free().unwrap());
-        let env = stack.env_for(Service::Gateway).unwrap();
-        let gateway = build_service::<shopmesh_gateway::Application>(&env, |_| {}).await;
-        (Running::start(gateway).await, stack.url(Service::Gateway))
-    };
+    let replica = || gateway_replica(&platform);
     let seen = |c: &Value| {
         (
             c["orderId"].clone(),
