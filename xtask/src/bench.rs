@@ -155,6 +155,13 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let database = |s: Service| -> Result<String> {
         stack.database_url(s)?.context("the service has a database")
     };
+    // Every service's database is dropped before a run: one kept (payments' was) remembers
+    // the order ids of the last run, which the new run's orders reuse.
+    let mut databases = Vec::new();
+    for service in Service::ALL {
+        databases.extend(stack.database_url(*service)?);
+    }
+    let databases = databases.join("\n");
     let loadgen = || -> Result<Command> {
         let mut cmd = Command::new(release.join("loadgen"));
         cmd.env("BENCH_REDIS_BENCHMARK", &redis_benchmark)
@@ -162,6 +169,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .env("BENCH_ORDERS_DB", database(Service::Orders)?)
             .env("BENCH_USERS_DB", database(Service::Users)?)
             .env("BENCH_CATALOG_DB", database(Service::Catalog)?)
+            .env("BENCH_DATABASES", &databases)
             .env("BENCH_MONGO_URL", &mongo_url)
             .env("BENCH_MONGO_DB", &stack.names.mongo_db);
         Ok(cmd)

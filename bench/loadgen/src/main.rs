@@ -573,7 +573,8 @@ async fn main() -> anyhow::Result<()> {
         mongo_db: get("BENCH_MONGO_DB")?,
     };
     if args.first().map(String::as_str) == Some("reset") {
-        return seed::reset(&stores, &[get("BENCH_USERS_DB")?, get("BENCH_CATALOG_DB")?]).await;
+        let databases: Vec<String> = get("BENCH_DATABASES")?.lines().map(str::to_owned).collect();
+        return seed::reset(&stores, &databases).await;
     }
     let targets = suite::Targets {
         baseline: get("BENCH_BASELINE_URL")?,
