@@ -229,9 +229,9 @@ fn from_fields(mut fields: Map<String, Value>) -> Result<async_graphql::Request,
 pub const PUBLIC_MAX_AGE_SECS: u32 = 10;
 
 /// The caching headers of an answer to a `GET`: an answer to a request without credentials
-/// that ran without errors (one [`respond`] gave no `Cache-Control`) is public for [`PUBLIC_MAX_AGE_SECS`] with an `ETag` (and a `304`
-/// to an `If-None-Match` that names it); any other is `private, no-store`, so no shared cache
-/// keeps one person's data.
+/// that ran without errors (one [`respond`] gave no `Cache-Control`) is public for
+/// [`PUBLIC_MAX_AGE_SECS`] with an `ETag` (and a `304` to an `If-None-Match` that names it);
+/// any other is `private, no-store`, so no shared cache keeps one person's data.
 pub async fn cache_get(answer: Response, public: bool, if_none_match: Option<&str>) -> Response {
     let kept_private = answer.headers().contains_key(header::CACHE_CONTROL);
     if !public || kept_private || answer.status() != StatusCode::OK {
