@@ -234,6 +234,15 @@ impl shopmesh_openapi::orders::OrdersApi for Unavailable {
         unavailable()
     }
 
+    async fn list_order_changes(
+        &self,
+        _: Principal,
+        _: i64,
+        _: i32,
+    ) -> Result<shopmesh_openapi::orders::OrderChangePage, Problem> {
+        unavailable()
+    }
+
     async fn list_user_order_changes(
         &self,
         _: Principal,

@@ -178,6 +178,10 @@ pub struct OrderStatusChangedV1 {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub user_sequence: Option<i64>,
+    #[doc = "The change's place among every status change in the shop: numbered by the outbox relay just before it publishes the change, in the order the numbers commit, and kept if the change is published again. Absent from events of orders services older than it."]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub shop_sequence: Option<i64>,
 }
 
 impl Event for OrderStatusChangedV1 {

@@ -27,6 +27,7 @@ fn status_changed() -> OrderStatusChangedV1 {
         version: 2,
         changed_at: Utc.with_ymd_and_hms(2026, 12, 7, 10, 0, 0).unwrap(),
         user_sequence: Some(5),
+        shop_sequence: Some(12),
     }
 }
 

@@ -614,8 +614,9 @@ impl Subscription {
     /// first, in order, then the live ones, none twice (the order's timeline is kept for as long as
     /// the order, so there is no window to miss). `afterVersion` needs `orderId`. A shopper
     /// listening to all their orders resumes with `afterSequence`, the `sequence` of the last change
-    /// heard, in the same way; an admin's stream of every user's orders has no single sequence to
-    /// resume from (re-read `orders(status:)` after a reconnect).
+    /// heard, in the same way. An admin listening to every order resumes with `afterShopSequence`,
+    /// the `shopSequence` of the last change heard (a shopper's `afterShopSequence` is FORBIDDEN).
+    /// A client more than 1,000 changes behind gets EVENTS_MISSED and re-reads instead.
     #[graphql(name = "orderStatusChanged", directive = auth::apply(Role::User))]
     async fn order_status_changed(
         &self,
@@ -626,6 +627,8 @@ impl Subscription {
         after_version: Option<i32>,
         #[graphql(name = "afterSequence")]
         after_sequence: Option<i32>,
+        #[graphql(name = "afterShopSequence")]
+        after_shop_sequence: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     > {
@@ -637,6 +640,7 @@ impl Subscription {
                 order_id,
                 after_version,
                 after_sequence,
+                after_shop_sequence,
             )
             .await
     }
@@ -658,6 +662,12 @@ pub struct OrderStatusChange {
     /// orders service older than sequences.
     #[graphql(name = "sequence")]
     pub sequence: Option<i32>,
+    /// The change's place among every change in the shop (1, 2, 3, ... as the orders service
+    /// publishes them): what an admin's `afterShopSequence` takes. Null for a change announced by
+    /// an orders service older than it. Changes published by two orders replicas at once may
+    /// arrive a few numbers out of order; each is still heard once.
+    #[graphql(name = "shopSequence")]
+    pub shop_sequence: Option<i32>,
     /// The status it left.
     #[graphql(name = "from")]
     pub from: OrderStatus,
@@ -1183,6 +1193,7 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         order_id: Option<async_graphql::ID>,
         after_version: Option<i32>,
         after_sequence: Option<i32>,
+        after_shop_sequence: Option<i32>,
     ) -> Result<
         futures::stream::BoxStream<'static, Result<OrderStatusChange, Self::Error>>,
         Self::Error,
@@ -1408,6 +1419,7 @@ trait Resolve: Send + Sync + 'static {
         order_id: Option<async_graphql::ID>,
         after_version: Option<i32>,
         after_sequence: Option<i32>,
+        after_shop_sequence: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     >;
@@ -1777,6 +1789,7 @@ impl<R: GatewayResolvers> Resolve for R {
         order_id: Option<async_graphql::ID>,
         after_version: Option<i32>,
         after_sequence: Option<i32>,
+        after_shop_sequence: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
     > {
@@ -1788,6 +1801,7 @@ impl<R: GatewayResolvers> Resolve for R {
                 order_id,
                 after_version,
                 after_sequence,
+                after_shop_sequence,
             )
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))?;

@@ -25,6 +25,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     ("/carts/{userId}", &["GET", "DELETE"]),
     ("/carts/{userId}/lines/{productId}", &["PUT", "DELETE"]),
     ("/orders/user/{userId}", &["GET"]),
+    ("/orders/changes", &["GET"]),
     ("/orders/user/{userId}/changes", &["GET"]),
 ];
 /// Paths whose requests may carry more than a service's default body limit
@@ -361,6 +362,17 @@ pub struct OrderTransition {
         )
     )]
     pub sequence: Option<i64>,
+    /// For a change of status once the outbox relay has numbered it (just before publishing it), its place among every change in the shop (see `listOrderChanges`).
+    #[serde(rename = "shopSequence", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "server",
+        oai(
+            rename = "shopSequence",
+            skip_serializing_if_is_none,
+            validator(minimum(value = "1"))
+        )
+    )]
+    pub shop_sequence: Option<i64>,
 }
 /// Every status an order has had, oldest first.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -389,12 +401,30 @@ pub struct OrderChange {
         oai(rename = "sequence", validator(minimum(value = "1")))
     )]
     pub sequence: i64,
+    /// Its place among every change in the shop (1, 2, 3, ... as the outbox relay numbers them before publishing); absent until then.
+    #[serde(rename = "shopSequence", default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "server",
+        oai(
+            rename = "shopSequence",
+            skip_serializing_if_is_none,
+            validator(minimum(value = "1"))
+        )
+    )]
+    pub shop_sequence: Option<i64>,
     #[serde(rename = "orderId")]
     #[cfg_attr(
         feature = "server",
         oai(rename = "orderId", validator(minimum(value = "1")))
     )]
     pub order_id: i64,
+    /// The user who placed the order.
+    #[serde(rename = "userId")]
+    #[cfg_attr(
+        feature = "server",
+        oai(rename = "userId", validator(minimum(value = "1")))
+    )]
+    pub user_id: i64,
     /// The order's version once it got here.
     #[serde(rename = "version")]
     #[cfg_attr(
@@ -416,7 +446,7 @@ pub struct OrderChange {
     #[cfg_attr(feature = "server", oai(rename = "at"))]
     pub at: chrono::DateTime<chrono::Utc>,
 }
-/// Changes of a user's orders, oldest first.
+/// Changes of orders, oldest first (of one user's, or of the whole shop's).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(
     feature = "server",
@@ -427,7 +457,7 @@ pub struct OrderChangePage {
     #[serde(rename = "items")]
     #[cfg_attr(feature = "server", oai(rename = "items"))]
     pub items: Vec<OrderChange>,
-    /// The user's newest sequence number when this was read (0 if none); more changes wait when it is past the last item's.
+    /// The newest sequence number when this was read (the user's, or the shop's for `listOrderChanges`; 0 if none); more changes wait when it is past the last item's.
     #[serde(rename = "latest")]
     #[cfg_attr(
         feature = "server",
@@ -1595,6 +1625,98 @@ impl From<Result<OrderPage, Problem>> for ListUserOrdersResponse {
         }
     }
 }
+/// Every response of `listOrderChanges` the contract allows.
+#[cfg(feature = "server")]
+#[derive(Debug, poem_openapi::ApiResponse)]
+#[cfg_attr(
+    feature = "server",
+    oai(bad_request_handler = "list_order_changes_bad_request")
+)]
+pub enum ListOrderChangesResponse {
+    /// The changes numbered after `after`, oldest first; `latest` is the shop's newest number.
+    #[oai(status = 200u16)]
+    Ok(Json<OrderChangePage>),
+    /// The request is malformed or violates the contract.
+    #[oai(status = 400u16, content_type = "application/problem+json")]
+    BadRequest(Json<Problem>),
+    /// No valid access token (missing, malformed, expired, or not signed by a trusted key).
+    #[oai(status = 401u16, content_type = "application/problem+json")]
+    Unauthorized(Json<Problem>),
+    /// The token is valid but its holder may not act on this resource.
+    #[oai(status = 403u16, content_type = "application/problem+json")]
+    Forbidden(Json<Problem>),
+    /// The service failed unexpectedly; the problem says no more than that.
+    #[oai(status = 500u16, content_type = "application/problem+json")]
+    InternalServerError(Json<Problem>),
+    /// A dependency of the service is down; retry later.
+    #[oai(status = 503u16, content_type = "application/problem+json")]
+    ServiceUnavailable(Json<Problem>),
+}
+#[cfg(feature = "server")]
+fn list_order_changes_bad_request(err: poem::Error) -> ListOrderChangesResponse {
+    let detail = crate::runtime::bad_request_detail(
+        &err,
+        &[
+            crate::runtime::ParamInfo {
+                name: "after",
+                place: "query parameter",
+                kind: "an integer",
+            },
+            crate::runtime::ParamInfo {
+                name: "limit",
+                place: "query parameter",
+                kind: "an integer",
+            },
+        ],
+    );
+    Problem::new(err.status().as_u16(), detail).into()
+}
+#[cfg(feature = "server")]
+impl ListOrderChangesResponse {
+    /// The error statuses this operation documents, each with a problem body.
+    pub const PROBLEM_STATUSES: &'static [u16] = &[
+        400u16, 401u16, 403u16, 500u16, 503u16,
+    ];
+    /// The HTTP status of this response.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::Ok(_) => 200u16,
+            Self::BadRequest(_) => 400u16,
+            Self::Unauthorized(_) => 401u16,
+            Self::Forbidden(_) => 403u16,
+            Self::InternalServerError(_) => 500u16,
+            Self::ServiceUnavailable(_) => 503u16,
+        }
+    }
+}
+#[cfg(feature = "server")]
+impl From<OrderChangePage> for ListOrderChangesResponse {
+    fn from(value: OrderChangePage) -> Self {
+        Self::Ok(Json(value))
+    }
+}
+#[cfg(feature = "server")]
+impl From<Problem> for ListOrderChangesResponse {
+    fn from(problem: Problem) -> Self {
+        let problem = problem.answered_as(Self::PROBLEM_STATUSES);
+        match problem.status() {
+            400u16 => Self::BadRequest(Json(problem)),
+            401u16 => Self::Unauthorized(Json(problem)),
+            403u16 => Self::Forbidden(Json(problem)),
+            503u16 => Self::ServiceUnavailable(Json(problem)),
+            _ => Self::InternalServerError(Json(problem)),
+        }
+    }
+}
+#[cfg(feature = "server")]
+impl From<Result<OrderChangePage, Problem>> for ListOrderChangesResponse {
+    fn from(result: Result<OrderChangePage, Problem>) -> Self {
+        match result {
+            Ok(value) => value.into(),
+            Err(problem) => problem.into(),
+        }
+    }
+}
 /// Every response of `listUserOrderChanges` the contract allows.
 #[cfg(feature = "server")]
 #[derive(Debug, poem_openapi::ApiResponse)]
@@ -1813,6 +1935,15 @@ pub trait OrdersApi: Send + Sync + 'static {
         limit: i32,
         cursor: Option<String>,
     ) -> Result<OrderPage, Problem>;
+    /// Every status change in the shop after a shop-wide sequence number, oldest first (admin).
+    ///
+    /// The outbox relay numbers every change of status just before it publishes it (the number travels in the event as `shopSequence`), holding the shop's counter until the numbers it took commit, so "after N" misses none and repeats none. A change that is committed but not yet numbered is not listed yet; it follows once published. An admin's live `orderStatusChanged` stream of every order resumes from the last one it heard.
+    async fn list_order_changes(
+        &self,
+        principal: shopmesh_identity::Principal,
+        after: i64,
+        limit: i32,
+    ) -> Result<OrderChangePage, Problem>;
     /// The status changes of a user's orders after a sequence number, oldest first.
     ///
     /// Every change of status of any of the user's orders carries the user's next sequence number, given in the order the changes commit, so "after N" misses none and repeats none. A client of the live `orderStatusChanged` subscription resumes from the last one it heard. A user may read their own; an admin anyone's.
@@ -1831,6 +1962,14 @@ fn list_orders_limit_default() -> i32 {
 #[cfg(feature = "server")]
 fn list_user_orders_limit_default() -> i32 {
     20
+}
+#[cfg(feature = "server")]
+fn list_order_changes_after_default() -> i64 {
+    0
+}
+#[cfg(feature = "server")]
+fn list_order_changes_limit_default() -> i32 {
+    100
 }
 #[cfg(feature = "server")]
 fn list_user_order_changes_after_default() -> i64 {
@@ -1973,6 +2112,14 @@ impl OrdersApi for Unimplemented {
         limit: i32,
         cursor: Option<String>,
     ) -> Result<OrderPage, Problem> {
+        Err(Problem::new(501, "not implemented"))
+    }
+    async fn list_order_changes(
+        &self,
+        principal: shopmesh_identity::Principal,
+        after: i64,
+        limit: i32,
+    ) -> Result<OrderChangePage, Problem> {
         Err(Problem::new(501, "not implemented"))
     }
     async fn list_user_order_changes(
@@ -2274,6 +2421,38 @@ impl OrdersEndpoints {
             return Problem::new(403, forbidden.0).into();
         }
         self.api.list_user_orders(auth.0, user_id.0, limit.0, cursor.0).await.into()
+    }
+    /// Every status change in the shop after a shop-wide sequence number, oldest first (admin).
+    ///
+    /// The outbox relay numbers every change of status just before it publishes it (the number travels in the event as `shopSequence`), holding the shop's counter until the numbers it took commit, so "after N" misses none and repeats none. A change that is committed but not yet numbered is not listed yet; it follows once published. An admin's live `orderStatusChanged` stream of every order resumes from the last one it heard.
+    #[oai(
+        path = "/orders/changes",
+        method = "get",
+        operation_id = "listOrderChanges",
+        tag = OrdersTag::Orders
+    )]
+    async fn list_order_changes(
+        &self,
+        auth: BearerAuth,
+        /// The last shop sequence number already heard; 0 for all.
+        #[oai(
+            name = "after",
+            validator(minimum(value = "0")),
+            default = "list_order_changes_after_default"
+        )]
+        after: poem_openapi::param::Query<i64>,
+        /// Most changes in one answer.
+        #[oai(
+            name = "limit",
+            validator(minimum(value = "1"), maximum(value = "500")),
+            default = "list_order_changes_limit_default"
+        )]
+        limit: poem_openapi::param::Query<i32>,
+    ) -> ListOrderChangesResponse {
+        if let Err(forbidden) = auth.0.check_role(shopmesh_identity::Role::Admin) {
+            return Problem::new(403, forbidden.0).into();
+        }
+        self.api.list_order_changes(auth.0, after.0, limit.0).await.into()
     }
     /// The status changes of a user's orders after a sequence number, oldest first.
     ///
@@ -2798,6 +2977,46 @@ impl OrdersClient {
         let query_pairs: [Option<(&str, String)>; 2usize] = [
             limit.map(|v| ("limit", v.to_string())),
             cursor.map(|v| ("cursor", v.to_string())),
+        ];
+        let headers = span.in_scope(|| self.hook_headers());
+        let request = self
+            .http
+            .get(url)
+            .query(&query_pairs.into_iter().flatten().collect::<Vec<_>>())
+            .headers(headers)
+            .bearer_auth(token.expose());
+        let call = async move {
+            let response = request
+                .send()
+                .await
+                .map_err(crate::runtime::ClientError::from_reqwest);
+            crate::runtime::record_response(&tracing::Span::current(), &response);
+            crate::runtime::decode_response(
+                    response?,
+                    200u16,
+                    &[400u16, 401u16, 403u16, 500u16, 503u16],
+                )
+                .await
+        };
+        tracing::Instrument::instrument(call, span).await
+    }
+    /// Every status change in the shop after a shop-wide sequence number, oldest first (admin).
+    pub async fn list_order_changes(
+        &self,
+        token: &shopmesh_identity::AccessToken,
+        after: Option<i64>,
+        limit: Option<i32>,
+    ) -> Result<OrderChangePage, crate::runtime::ClientError> {
+        let span = tracing::info_span!(
+            "http.client", otel.name = "GET /orders/changes", otel.kind = "client", otel
+            .status_code = tracing::field::Empty, http.request.method = "GET", url
+            .template = "/orders/changes", http.response.status_code =
+            tracing::field::Empty, shopmesh.operation = "listOrderChanges",
+        );
+        let url = format!("{}/orders/changes", self.base_url);
+        let query_pairs: [Option<(&str, String)>; 2usize] = [
+            after.map(|v| ("after", v.to_string())),
+            limit.map(|v| ("limit", v.to_string())),
         ];
         let headers = span.in_scope(|| self.hook_headers());
         let request = self

@@ -47,6 +47,7 @@ pub fn gql_status_change(
         user_id: c.user_id.into(),
         version: c.version,
         sequence: c.user_sequence.map(sequence_of).transpose()?,
+        shop_sequence: c.shop_sequence.map(sequence_of).transpose()?,
         from: status(&c.from)?,
         to: status(&c.to)?,
         cause: c.cause.clone(),
@@ -54,7 +55,7 @@ pub fn gql_status_change(
     })
 }
 
-/// A user's change sequence number as GraphQL's `Int`.
+/// A change sequence number (a user's or the shop's) as GraphQL's `Int`.
 fn sequence_of(n: i64) -> Result<i32, GatewayError> {
     i32::try_from(n).map_err(|_| GatewayError::Internal(format!("sequence {n} exceeds Int")))
 }
@@ -74,6 +75,7 @@ pub fn gql_transition_change(
         user_id: user_id.into(),
         version: t.version,
         sequence: t.sequence.map(sequence_of).transpose()?,
+        shop_sequence: t.shop_sequence.map(sequence_of).transpose()?,
         from: gql_order_status(from)?,
         to: gql_order_status(t.to)?,
         cause: t.cause,
@@ -81,11 +83,8 @@ pub fn gql_transition_change(
     }))
 }
 
-/// A change the orders service listed after a sequence number, of `user_id`'s orders.
-pub fn gql_listed_change(
-    user_id: i64,
-    c: orders::OrderChange,
-) -> Result<gql::OrderStatusChange, GatewayError> {
+/// A change the orders service listed after a sequence number.
+pub fn gql_listed_change(c: orders::OrderChange) -> Result<gql::OrderStatusChange, GatewayError> {
     let t = orders::OrderTransition {
         version: c.version,
         from: Some(c.from),
@@ -94,8 +93,9 @@ pub fn gql_listed_change(
         at: c.at,
         trace_id: None,
         sequence: Some(c.sequence),
+        shop_sequence: c.shop_sequence,
     };
-    gql_transition_change(c.order_id, user_id, t)?
+    gql_transition_change(c.order_id, c.user_id, t)?
         .ok_or_else(|| GatewayError::Internal("a listed change without `from`".into()))
 }
 

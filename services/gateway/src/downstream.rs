@@ -601,6 +601,20 @@ impl Backends {
         .await
     }
 
+    /// The shop's status changes numbered after `after`, oldest first (an admin's).
+    pub async fn shop_order_changes(
+        &self,
+        caller: &Principal,
+        after: i64,
+        limit: i32,
+    ) -> Result<orders::OrderChangePage, GatewayError> {
+        self.rest(Rest::Orders, READ, || {
+            self.orders
+                .list_order_changes(&caller.token, Some(after), Some(limit))
+        })
+        .await
+    }
+
     /// A page of a user's orders (not cached: pages change with every new order).
     pub async fn orders_by_user(
         &self,

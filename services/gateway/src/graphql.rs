@@ -182,47 +182,130 @@ impl GatewayGraph {
     }
 }
 
-impl GatewayGraph {
-    /// The changes of `principal`'s orders numbered after `after`, oldest first.
-    async fn missed_of_all(
-        &self,
-        principal: &Principal,
-        after: i32,
-    ) -> Result<Vec<gql::OrderStatusChange>, GatewayError> {
-        if principal.is_admin() {
-            return Err(GatewayError::InvalidInput(
-                "an admin's stream of every user's orders has no one sequence to resume from: \
-                 re-read orders(status:) and subscribe again"
-                    .into(),
-            ));
+/// The numbers a stream of all the orders one may see follows.
+#[derive(Clone, Copy)]
+enum Numbering {
+    /// A shopper's: `sequence`, among their own orders' changes.
+    User(i64),
+    /// An admin's: `shopSequence`, among every change in the shop.
+    Shop,
+}
+
+impl Numbering {
+    /// The argument that resumes by these numbers.
+    fn argument(self) -> &'static str {
+        match self {
+            Numbering::User(_) => "afterSequence",
+            Numbering::Shop => "afterShopSequence",
         }
-        let user = principal.user_id;
-        let mut cursor = i64::from(after);
-        let mut missed = Vec::new();
-        loop {
-            let page = self
-                .backends
-                .order_changes(principal, user, cursor, REPLAY_PAGE)
-                .await?;
-            if page.latest < i64::from(after) {
-                return Err(GatewayError::InvalidInput(format!(
-                    "your newest order change is {}; afterSequence {after} is ahead of it",
-                    page.latest
-                )));
+    }
+
+    /// A listed change's number.
+    fn of_listed(self, c: &orders::OrderChange) -> Option<i64> {
+        match self {
+            Numbering::User(_) => Some(c.sequence),
+            Numbering::Shop => c.shop_sequence,
+        }
+    }
+
+    /// A change's number, as the live stream has it.
+    fn of(self, c: &gql::OrderStatusChange) -> Option<i32> {
+        match self {
+            Numbering::User(_) => c.sequence,
+            Numbering::Shop => c.shop_sequence,
+        }
+    }
+}
+
+/// The changes numbered after `after`, and before `before` when given, oldest first, read from
+/// the orders service a page at a time.
+async fn replay(
+    backends: &Backends,
+    principal: &Principal,
+    numbering: Numbering,
+    after: i64,
+    before: Option<i64>,
+) -> Result<Vec<gql::OrderStatusChange>, GatewayError> {
+    let mut cursor = after;
+    let mut missed = Vec::new();
+    loop {
+        let page = match numbering {
+            Numbering::User(user) => {
+                backends
+                    .order_changes(principal, user, cursor, REPLAY_PAGE)
+                    .await?
             }
-            let behind = page.latest - i64::from(after);
-            if behind > MAX_REPLAYED_CHANGES {
-                return Err(GatewayError::EventsMissed(behind.unsigned_abs()));
+            Numbering::Shop => {
+                backends
+                    .shop_order_changes(principal, cursor, REPLAY_PAGE)
+                    .await?
             }
-            let full = page.items.len() == REPLAY_PAGE as usize;
-            for change in page.items {
-                cursor = change.sequence;
-                missed.push(gql_listed_change(user, change)?);
-            }
-            if !full || cursor >= page.latest {
+        };
+        if page.latest < after {
+            return Err(GatewayError::InvalidInput(format!(
+                "the newest order change is {}; {} {after} is ahead of it",
+                page.latest,
+                numbering.argument()
+            )));
+        }
+        let behind = before.map_or(page.latest, |b| b - 1).min(page.latest) - after;
+        if behind > MAX_REPLAYED_CHANGES {
+            return Err(GatewayError::EventsMissed(behind.unsigned_abs()));
+        }
+        let full = page.items.len() == REPLAY_PAGE as usize;
+        for change in page.items {
+            let number = numbering.of_listed(&change).unwrap_or(cursor);
+            if before.is_some_and(|b| number >= b) {
                 return Ok(missed);
             }
+            cursor = number;
+            missed.push(gql_listed_change(change)?);
         }
+        if !full || cursor >= page.latest {
+            return Ok(missed);
+        }
+    }
+}
+
+impl GatewayGraph {
+    /// An admin's stream of every change in the shop, in the order of their numbers, after
+    /// `after` when resuming: what was missed first, then `live` with any gap filled.
+    async fn shop_changes(
+        &self,
+        principal: &Principal,
+        after: Option<i32>,
+        live: BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>>,
+    ) -> Result<BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>>, GatewayError>
+    {
+        let missed = match after {
+            Some(after) => {
+                replay(
+                    &self.backends,
+                    principal,
+                    Numbering::Shop,
+                    i64::from(after),
+                    None,
+                )
+                .await?
+            }
+            None => Vec::new(),
+        };
+        let last = missed
+            .last()
+            .and_then(|c| Numbering::Shop.of(c))
+            .or(after)
+            .map(i64::from);
+        let (backends, principal) = (self.backends.clone(), principal.clone());
+        let fill = move |last: i64, next: i64| {
+            let (backends, principal) = (backends.clone(), principal.clone());
+            futures::FutureExt::boxed(async move {
+                replay(&backends, &principal, Numbering::Shop, last, Some(next)).await
+            })
+        };
+        let live = crate::live::in_order(live, |c| Numbering::Shop.of(c), last, fill);
+        Ok(futures::stream::iter(missed.into_iter().map(Ok))
+            .chain(live)
+            .boxed())
     }
 }
 
@@ -242,6 +325,7 @@ impl GatewayResolvers for GatewayGraph {
         order_id: Option<ID>,
         after_version: Option<i32>,
         after_sequence: Option<i32>,
+        after_shop_sequence: Option<i32>,
     ) -> Result<BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>>, GatewayError>
     {
         let order = order_id.map(|id| parse_id("orderId", &id)).transpose()?;
@@ -256,17 +340,32 @@ impl GatewayResolvers for GatewayGraph {
                     "afterVersion resumes one order's changes: it needs orderId".into(),
                 ));
             }
-            let Some(after) = after_sequence else {
-                return Ok(live.boxed());
-            };
-            let missed = self.missed_of_all(principal, after).await?;
-            let heard = move |c: &gql::OrderStatusChange| c.sequence.is_some_and(|s| s <= after);
-            return Ok(crate::live::resumed(missed, heard, live));
+            if after_sequence.is_some() && principal.is_admin() {
+                return Err(GatewayError::InvalidInput(
+                    "an admin's stream of every user's orders follows the shop's numbers: \
+                     resume it with afterShopSequence"
+                        .into(),
+                ));
+            }
+            if let Some(after) = after_sequence {
+                let numbering = Numbering::User(principal.user_id);
+                let missed =
+                    replay(&self.backends, principal, numbering, i64::from(after), None).await?;
+                let heard =
+                    move |c: &gql::OrderStatusChange| c.sequence.is_some_and(|s| s <= after);
+                return Ok(crate::live::resumed(missed, heard, live));
+            }
+            if after_shop_sequence.is_some() || principal.is_admin() {
+                return self
+                    .shop_changes(principal, after_shop_sequence, live.boxed())
+                    .await;
+            }
+            return Ok(live.boxed());
         };
-        if after_sequence.is_some() {
+        if after_sequence.is_some() || after_shop_sequence.is_some() {
             return Err(GatewayError::InvalidInput(
-                "afterSequence resumes the stream of all your orders: leave out orderId \
-                 (afterVersion resumes one order's)"
+                "afterSequence and afterShopSequence resume the stream of all orders: leave out \
+                 orderId (afterVersion resumes one order's)"
                     .into(),
             ));
         }

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt as _;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
@@ -220,6 +221,53 @@ pub fn resumed(
         .boxed()
 }
 
+/// `live` passed on in the order of the numbers `number` reads, after `last` (or from the
+/// first change heard): a change numbered at or below the last one passed on was heard or
+/// replayed already and is dropped, and a gap before a change is filled first with the changes
+/// numbered in between, which `fill(last, next)` reads. The numbers are stored before any
+/// change carrying one is published, so a gap is only ever a change still on its way (from
+/// another relay, or one that died before publishing it). A change without a number (from an
+/// older orders service) is passed on as it comes.
+pub fn in_order<F>(
+    live: BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>>,
+    number: fn(&gql::OrderStatusChange) -> Option<i32>,
+    last: Option<i64>,
+    fill: F,
+) -> BoxStream<'static, Result<gql::OrderStatusChange, GatewayError>>
+where
+    F: Fn(i64, i64) -> BoxFuture<'static, Result<Vec<gql::OrderStatusChange>, GatewayError>>
+        + Send
+        + Sync
+        + 'static,
+{
+    futures::stream::unfold(Some((live, last, fill)), move |state| async move {
+        let (mut live, mut last, fill) = state?;
+        loop {
+            let change = match live.next().await? {
+                Ok(change) => change,
+                Err(e) => return Some((vec![Err(e)], None)),
+            };
+            let Some(n) = number(&change).map(i64::from) else {
+                return Some((vec![Ok(change)], Some((live, last, fill))));
+            };
+            let mut passed = match last {
+                Some(l) if n <= l => continue,
+                Some(l) if n > l + 1 => match fill(l, n).await {
+                    Ok(missed) => missed,
+                    Err(e) => return Some((vec![Err(e)], None)),
+                },
+                _ => Vec::new(),
+            };
+            passed.push(change);
+            last = Some(n);
+            let passed: Vec<_> = passed.into_iter().map(Ok).collect();
+            return Some((passed, Some((live, last, fill))));
+        }
+    })
+    .flat_map(futures::stream::iter)
+    .boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +278,7 @@ mod tests {
             user_id: 1.into(),
             version,
             sequence: Some(version),
+            shop_sequence: Some(version),
             from: gql::OrderStatus::Pending,
             to: gql::OrderStatus::Cancelled,
             cause: "test".into(),
@@ -245,5 +294,35 @@ mod tests {
             .collect()
             .await;
         assert_eq!(heard, [3, 4, 6, 5]);
+    }
+
+    /// The changes numbered after `last` and before `next`, as an orders service holding
+    /// changes 1..=9 lists them.
+    fn stored(
+        last: i64,
+        next: i64,
+    ) -> BoxFuture<'static, Result<Vec<gql::OrderStatusChange>, GatewayError>> {
+        let changes = (last + 1..next.min(10)).map(|n| change(n as i32)).collect();
+        futures::FutureExt::boxed(futures::future::ready(Ok(changes)))
+    }
+
+    #[tokio::test]
+    async fn a_numbered_stream_is_passed_on_in_order_with_its_gaps_filled() {
+        let live = futures::stream::iter([4, 3, 5, 8, 6, 7, 9, 9].map(|n| Ok(change(n)))).boxed();
+        let heard: Vec<i32> = in_order(live, |c| c.shop_sequence, Some(2), stored)
+            .map(|c| c.map(|c| c.version).unwrap_or(0))
+            .collect()
+            .await;
+        assert_eq!(heard, [3, 4, 5, 6, 7, 8, 9]);
+    }
+
+    #[tokio::test]
+    async fn a_numbered_stream_starts_at_the_first_change_heard() {
+        let live = futures::stream::iter([5, 4, 6].map(|n| Ok(change(n)))).boxed();
+        let heard: Vec<i32> = in_order(live, |c| c.shop_sequence, None, stored)
+            .map(|c| c.map(|c| c.version).unwrap_or(0))
+            .collect()
+            .await;
+        assert_eq!(heard, [5, 6]);
     }
 }

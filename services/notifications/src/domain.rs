@@ -223,6 +223,7 @@ mod tests {
             version: 2,
             changed_at: Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
             user_sequence: Some(1),
+            shop_sequence: Some(1),
         };
         let payload = e.to_json();
         let parsed = OrderEvent::parse(Some("order.status-changed"), &payload).unwrap();

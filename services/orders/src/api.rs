@@ -15,7 +15,7 @@ use crate::checkout::CheckoutSaga;
 use crate::domain::{self, Cursor};
 use crate::error::OrdersError;
 use crate::store::{
-    Changed, NewOrder, OrderRecord, OrderStore, Placement, SagaStart, StatusChange,
+    Changed, ListedChange, NewOrder, OrderRecord, OrderStore, Placement, SagaStart, StatusChange,
 };
 use crate::users::UserDirectory;
 
@@ -225,6 +225,7 @@ impl OrdersApi for OrdersService {
                     at: t.at,
                     trace_id: t.trace_id,
                     sequence: t.sequence,
+                    shop_sequence: t.shop_sequence,
                 })
                 .collect(),
         })
@@ -328,20 +329,38 @@ impl OrdersApi for OrdersService {
     ) -> Result<OrderChangePage, Problem> {
         principal.check_access(user_id).map_err(OrdersError::from)?;
         let (changes, latest) = self.store.changes_after(user_id, after, limit).await?;
-        let items = changes
-            .into_iter()
-            .filter_map(|(order_id, t)| {
-                Some(OrderChange {
-                    sequence: t.sequence?,
-                    order_id,
-                    version: t.version,
-                    from: t.from?,
-                    to: t.to,
-                    cause: t.cause,
-                    at: t.at,
-                })
-            })
-            .collect();
-        Ok(OrderChangePage { items, latest })
+        Ok(change_page(changes, latest))
     }
+
+    async fn list_order_changes(
+        &self,
+        _principal: Principal,
+        after: i64,
+        limit: i32,
+    ) -> Result<OrderChangePage, Problem> {
+        let (changes, latest) = self.store.shop_changes_after(after, limit).await?;
+        Ok(change_page(changes, latest))
+    }
+}
+
+/// Listed changes as the contract's page.
+fn change_page(changes: Vec<ListedChange>, latest: i64) -> OrderChangePage {
+    let items = changes
+        .into_iter()
+        .filter_map(|c| {
+            let t = c.entry;
+            Some(OrderChange {
+                sequence: t.sequence?,
+                shop_sequence: t.shop_sequence,
+                order_id: c.order_id,
+                user_id: c.user_id,
+                version: t.version,
+                from: t.from?,
+                to: t.to,
+                cause: t.cause,
+                at: t.at,
+            })
+        })
+        .collect();
+    OrderChangePage { items, latest }
 }

@@ -186,11 +186,12 @@ impl OutboxRelay {
 
     /// Publishes one batch of pending rows; returns how many the broker confirmed.
     async fn publish_batch(&self, channel: &Channel) -> Result<usize, RelayError> {
-        let (tx, messages) = self.store.lock_pending(self.config.batch_size).await?;
+        let (tx, mut messages) = self.store.lock_pending(self.config.batch_size).await?;
         if messages.is_empty() {
             tx.commit().await?;
             return Ok(0);
         }
+        self.store.number_changes(&mut messages).await?;
         // Send the whole batch, then collect the confirms: one round trip for the batch.
         let mut pending = Vec::with_capacity(messages.len());
         for m in &messages {

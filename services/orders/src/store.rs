@@ -126,28 +126,24 @@ fn money(amount_minor: Option<i64>, currency: Option<String>) -> Option<Money> {
     })
 }
 
-/// version, from, to, cause, trace id, time.
-type TimelineRow = (
-    i32,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    NaiveDateTime,
-    Option<i64>,
-);
+/// One row of `order_transitions`, read with [`TRANSITION_COLUMNS`].
+#[derive(sqlx::FromRow)]
+struct TransitionRow {
+    order_id: i64,
+    user_id: Option<i64>,
+    version: i32,
+    from_status: Option<String>,
+    to_status: String,
+    cause: String,
+    trace_id: Option<String>,
+    changed_at: NaiveDateTime,
+    user_sequence: Option<i64>,
+    shop_sequence: Option<i64>,
+}
 
-/// The order's id, then a [`TimelineRow`].
-type ChangeRow = (
-    i64,
-    i32,
-    Option<String>,
-    String,
-    String,
-    Option<String>,
-    NaiveDateTime,
-    Option<i64>,
-);
+/// The columns of a [`TransitionRow`].
+const TRANSITION_COLUMNS: &str = "order_id, user_id, version, from_status, to_status, cause, \
+     trace_id, changed_at, user_sequence, shop_sequence";
 
 impl TryFrom<OrderRow> for OrderRecord {
     type Error = OrdersError;
@@ -211,6 +207,19 @@ pub struct TimelineEntry {
     pub at: DateTime<Utc>,
     /// For a change of status, its number among the changes of all the user's orders.
     pub sequence: Option<i64>,
+    /// For a change of status the outbox relay has numbered, its number in the shop.
+    pub shop_sequence: Option<i64>,
+}
+
+/// A change of status listed after a sequence number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedChange {
+    /// The order that changed.
+    pub order_id: i64,
+    /// The user who placed it.
+    pub user_id: i64,
+    /// The change, as the order's timeline has it.
+    pub entry: TimelineEntry,
 }
 
 /// What placing an order records as its cause.
@@ -536,6 +545,8 @@ impl OrderStore {
             version,
             changed_at,
             user_sequence: Some(sequence),
+            // The relay numbers it in the shop just before publishing it.
+            shop_sequence: None,
         };
         insert_outbox(&mut tx, &event, traceparent.as_deref()).await?;
         tx.commit().await?;
@@ -555,54 +566,60 @@ impl OrderStore {
         user: i64,
         after: i64,
         limit: i32,
-    ) -> Result<(Vec<(i64, TimelineEntry)>, i64), OrdersError> {
+    ) -> Result<(Vec<ListedChange>, i64), OrdersError> {
         let latest: Option<i64> = sqlx::query_scalar(
             "SELECT last_sequence FROM order_change_sequences WHERE user_id = ?",
         )
         .bind(user)
         .fetch_optional(&self.pool)
         .await?;
-        let rows: Vec<ChangeRow> =
-            sqlx::query_as(
-                "SELECT order_id, version, from_status, to_status, cause, trace_id, changed_at, user_sequence \
-                 FROM order_transitions WHERE user_id = ? AND user_sequence > ? \
-                 ORDER BY user_sequence LIMIT ?",
-            )
-            .bind(user)
-            .bind(after)
-            .bind(limit.clamp(1, 500))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows: Vec<TransitionRow> = sqlx::query_as(&format!(
+            "SELECT {TRANSITION_COLUMNS} FROM order_transitions \
+             WHERE user_id = ? AND user_sequence > ? ORDER BY user_sequence LIMIT ?"
+        ))
+        .bind(user)
+        .bind(after)
+        .bind(limit.clamp(1, 500))
+        .fetch_all(&self.pool)
+        .await?;
         // A change committed after the counter was read may be listed: count it too.
-        let latest = rows
-            .last()
-            .and_then(|r| r.7)
-            .unwrap_or(0)
-            .max(latest.unwrap_or(0));
-        let changes = rows
-            .into_iter()
-            .map(
-                |(order, version, from, to, cause, trace_id, at, sequence)| {
-                    let row = (version, from, to, cause, trace_id, at, sequence);
-                    Ok((order, timeline_entry(order, row)?))
-                },
-            )
-            .collect::<Result<_, OrdersError>>()?;
-        Ok((changes, latest))
+        let newest = rows.last().and_then(|r| r.user_sequence).unwrap_or(0);
+        Ok((listed(rows)?, newest.max(latest.unwrap_or(0))))
+    }
+
+    /// Up to `limit` changes in the shop numbered after `after`, oldest first, and the shop's
+    /// newest number. The relay's numbers commit in their order, so whatever a read sees past
+    /// `after` has no gap before it.
+    pub async fn shop_changes_after(
+        &self,
+        after: i64,
+        limit: i32,
+    ) -> Result<(Vec<ListedChange>, i64), OrdersError> {
+        let latest: Option<i64> =
+            sqlx::query_scalar("SELECT last_sequence FROM shop_change_sequence WHERE id = 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        let rows: Vec<TransitionRow> = sqlx::query_as(&format!(
+            "SELECT {TRANSITION_COLUMNS} FROM order_transitions \
+             WHERE shop_sequence > ? ORDER BY shop_sequence LIMIT ?"
+        ))
+        .bind(after)
+        .bind(limit.clamp(1, 500))
+        .fetch_all(&self.pool)
+        .await?;
+        let newest = rows.last().and_then(|r| r.shop_sequence).unwrap_or(0);
+        Ok((listed(rows)?, newest.max(latest.unwrap_or(0))))
     }
 
     /// Every status order `id` has had, oldest first.
     pub async fn timeline(&self, id: i64) -> Result<Vec<TimelineEntry>, OrdersError> {
-        let rows: Vec<TimelineRow> = sqlx::query_as(
-            "SELECT version, from_status, to_status, cause, trace_id, changed_at, user_sequence \
-                 FROM order_transitions WHERE order_id = ? ORDER BY version",
-        )
+        let rows: Vec<TransitionRow> = sqlx::query_as(&format!(
+            "SELECT {TRANSITION_COLUMNS} FROM order_transitions WHERE order_id = ? ORDER BY version"
+        ))
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
-            .map(|row| timeline_entry(id, row))
-            .collect()
+        rows.into_iter().map(timeline_entry).collect()
     }
 
     /// One order.
@@ -755,6 +772,83 @@ impl OrderStore {
             .collect();
         Ok((tx, messages))
     }
+
+    /// Gives each status change among `messages` its number in the shop and writes it into
+    /// the message's payload; a change numbered before (by a relay that died before it could
+    /// mark the change published) keeps its number. The numbers are taken in a transaction of
+    /// their own that holds the shop's counter until it commits, so they commit in their order
+    /// and are stored before any event carrying one is published.
+    pub async fn number_changes(&self, messages: &mut [OutboxMessage]) -> Result<(), sqlx::Error> {
+        let mut changes: Vec<(&mut OutboxMessage, OrderStatusChangedV1)> = messages
+            .iter_mut()
+            .filter(|m| m.routing_key == OrderStatusChangedV1::ROUTING_KEY)
+            .filter_map(|m| {
+                let change = serde_json::from_str(&m.payload).ok()?;
+                Some((m, change))
+            })
+            .collect();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin_with("SET TRANSACTION ISOLATION LEVEL READ COMMITTED; START TRANSACTION")
+            .await?;
+        let mut last: i64 = sqlx::query_scalar(
+            "SELECT last_sequence FROM shop_change_sequence WHERE id = 1 FOR UPDATE",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let orders = vec!["?"; changes.len()].join(",");
+        let sql = format!(
+            "SELECT order_id, version, shop_sequence FROM order_transitions WHERE order_id IN ({orders})"
+        );
+        let mut query = sqlx::query_as(&sql);
+        for (_, change) in &changes {
+            query = query.bind(change.order_id);
+        }
+        let given: Vec<(i64, i32, Option<i64>)> = query.fetch_all(&mut *tx).await?;
+        let taken = last;
+        for (_, change) in &mut changes {
+            let entry = given.iter().find(|(order, version, _)| {
+                *order == change.order_id && *version == change.version
+            });
+            // A change whose timeline entry is missing is published as it is, unnumbered.
+            let Some((order, version, number)) = entry else {
+                continue;
+            };
+            let number = match number {
+                Some(n) => *n,
+                None => {
+                    last += 1;
+                    sqlx::query(
+                        "UPDATE order_transitions SET shop_sequence = ? WHERE order_id = ? AND version = ?",
+                    )
+                    .bind(last)
+                    .bind(order)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+                    last
+                }
+            };
+            change.shop_sequence = Some(number);
+        }
+        if last > taken {
+            sqlx::query("UPDATE shop_change_sequence SET last_sequence = ? WHERE id = 1")
+                .bind(last)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        for (message, change) in changes {
+            if change.shop_sequence.is_some() {
+                message.payload =
+                    serde_json::to_string(&change).map_err(|e| sqlx::Error::Encode(Box::new(e)))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// First page of a user's orders: served by `idx_orders_user_created` (user_id, created_at),
@@ -767,23 +861,41 @@ pub const BY_USER_NEXT_PAGE: &str = "SELECT id, user_id, product_id, quantity, s
      WHERE user_id = ? AND (created_at < ? OR (created_at = ? AND id < ?)) \
      ORDER BY created_at DESC, id DESC LIMIT ?";
 
-/// Entry `row` of order `order`'s timeline.
-fn timeline_entry(order: i64, row: TimelineRow) -> Result<TimelineEntry, OrdersError> {
-    let (version, from, to, cause, trace_id, at, sequence) = row;
+/// The timeline entry `row` holds.
+fn timeline_entry(row: TransitionRow) -> Result<TimelineEntry, OrdersError> {
+    let order = row.order_id;
     let status = |s: &str| {
         OrderStatus::parse(s).ok_or_else(|| {
             OrdersError::Internal(format!("order {order}'s timeline has unknown status {s:?}"))
         })
     };
     Ok(TimelineEntry {
-        version,
-        from: from.as_deref().map(status).transpose()?,
-        to: status(&to)?,
-        cause,
-        trace_id,
-        at: at.and_utc(),
-        sequence,
+        version: row.version,
+        from: row.from_status.as_deref().map(status).transpose()?,
+        to: status(&row.to_status)?,
+        cause: row.cause,
+        trace_id: row.trace_id,
+        at: row.changed_at.and_utc(),
+        sequence: row.user_sequence,
+        shop_sequence: row.shop_sequence,
     })
+}
+
+/// Changes of status read from `order_transitions`, each with its order and user.
+fn listed(rows: Vec<TransitionRow>) -> Result<Vec<ListedChange>, OrdersError> {
+    rows.into_iter()
+        .map(|row| {
+            let order_id = row.order_id;
+            let user_id = row.user_id.ok_or_else(|| {
+                OrdersError::Internal(format!("order {order_id}'s change has no user"))
+            })?;
+            Ok(ListedChange {
+                order_id,
+                user_id,
+                entry: timeline_entry(row)?,
+            })
+        })
+        .collect()
 }
 
 /// One entry of an order's timeline, as it is written.

@@ -1,11 +1,13 @@
 //! Each change of status of a user's orders takes the user's next sequence number, in commit
 //! order: a reader that follows "after N" never sees a number before the one under it, so it
-//! cannot skip a change that commits late. The live subscription resumes from these numbers.
+//! cannot skip a change that commits late. The outbox relay numbers every change in the shop
+//! the same way before publishing it. The live subscription resumes from these numbers.
 
 mod harness;
 
 use futures::StreamExt as _;
 use harness::*;
+use shopmesh_events::OrderStatusChangedV1;
 use shopmesh_orders::store::StatusChange;
 
 /// Changes of `user`'s orders after `after`, as (sequence, order, version), read by `token`.
@@ -19,6 +21,37 @@ async fn changes(h: &Harness, token: &AccessToken, user: i64, after: i64) -> Vec
     page.items
         .iter()
         .map(|c| (c.sequence, c.order_id, c.version))
+        .collect()
+}
+
+/// Every change in the shop after `after`, as (shop sequence, order, version), read by an admin.
+async fn shop_changes(h: &Harness, after: i64) -> Vec<(i64, i64, i32)> {
+    let page = h
+        .client
+        .list_order_changes(&h.admin, Some(after), Some(500))
+        .await
+        .unwrap();
+    let numbers = page.items.iter().map(|c| c.shop_sequence.unwrap_or(0));
+    assert!(page.latest >= numbers.clone().max().unwrap_or(0));
+    page.items
+        .iter()
+        .map(|c| (c.shop_sequence.unwrap_or(0), c.order_id, c.version))
+        .collect()
+}
+
+/// The shop sequence numbers in the status changes among `messages`' payloads.
+fn numbered(messages: impl IntoIterator<Item = (String, Vec<u8>)>) -> Vec<(i64, i64, i32)> {
+    messages
+        .into_iter()
+        .filter(|(key, _)| key == "order.status-changed")
+        .map(|(_, payload)| {
+            let event = OrderStatusChangedV1::from_json(&payload).unwrap();
+            (
+                event.shop_sequence.unwrap_or(0),
+                event.order_id,
+                event.version,
+            )
+        })
         .collect()
 }
 
@@ -137,5 +170,136 @@ async fn a_shopper_reads_only_their_own_changes() {
         .list_user_order_changes(&h.user(1), 1, Some(-1), None)
         .await;
     assert_eq!(problem_status(answer), 400);
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn two_relays_number_every_change_in_the_shop_once_and_a_reader_never_sees_a_gap() {
+    // Each relay holds two connections (its batch and its numbering), the held change one.
+    let h = Harness::start_pooled(test_stack(), 12).await;
+    const ORDERS: i64 = 40;
+    let mut ids = Vec::new();
+    for i in 0..ORDERS {
+        ids.push(h.create(1 + i % 4, 3, 1).await.id);
+    }
+    let topology = test_topology();
+    let (conn, ch) = amqp_channel().await;
+    shopmesh_common::amqp::declare_order_created(&ch, &topology)
+        .await
+        .unwrap();
+    // Two relays in small batches, so their numbering interleaves.
+    let shutdown = Shutdown::new();
+    let small = RelayConfig {
+        batch_size: 3,
+        ..fast_relay()
+    };
+    let reader = {
+        let (client, admin) = (h.client.clone(), h.admin.clone());
+        tokio::spawn(async move {
+            let (mut cursor, mut seen) = (0, Vec::new());
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            while cursor < ORDERS && tokio::time::Instant::now() < deadline {
+                let Ok(page) = client
+                    .list_order_changes(&admin, Some(cursor), Some(500))
+                    .await
+                else {
+                    continue;
+                };
+                for change in page.items {
+                    assert_eq!(
+                        change.shop_sequence,
+                        Some(cursor + 1),
+                        "a gap after {cursor}"
+                    );
+                    cursor += 1;
+                    seen.push(change.order_id);
+                }
+            }
+            seen
+        })
+    };
+    // The first change is held up once it has its number: its timeline entry is locked by a
+    // transaction left open, so the relay numbering it waits while holding the shop's counter.
+    // The other relay must not commit numbers after it meanwhile.
+    cancel(&h.store, ids[0]).await;
+    let mut holder = h.store.pool().begin().await.unwrap();
+    sqlx::query(
+        "SELECT cause FROM order_transitions WHERE order_id = ? AND version = 2 FOR UPDATE",
+    )
+    .bind(ids[0])
+    .execute(&mut *holder)
+    .await
+    .unwrap();
+    let relays: Vec<_> = (0..2)
+        .map(|_| {
+            let relay =
+                OutboxRelay::new(h.store.clone(), amqp_url(), topology.clone(), small.clone());
+            tokio::spawn(relay.run(shutdown.clone()))
+        })
+        .collect();
+    let store = h.store.clone();
+    let cancels = futures::stream::iter(ids[1..].to_vec()).map(move |id| cancel(&store, id));
+    cancels.buffer_unordered(4).collect::<Vec<()>>().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    holder.rollback().await.unwrap();
+    let seen: BTreeSet<i64> = reader.await.unwrap().into_iter().collect();
+    assert_eq!(seen, ids.iter().copied().collect::<BTreeSet<_>>());
+    // The events carry the numbers the orders service lists, each number once.
+    let got = drain(
+        &ch,
+        &topology.queue,
+        2 * ORDERS as usize,
+        Duration::from_secs(30),
+    )
+    .await;
+    let messages = got.iter().map(|m| {
+        let key = m.delivery.routing_key.as_str().to_owned();
+        (key, m.delivery.data.clone())
+    });
+    let mut published = numbered(messages);
+    published.sort();
+    assert_eq!(published, shop_changes(&h, 0).await);
+    let numbers: Vec<i64> = published.iter().map(|c| c.0).collect();
+    assert_eq!(numbers, (1..=ORDERS).collect::<Vec<_>>());
+    shutdown.trigger();
+    for relay in relays {
+        relay.await.unwrap();
+    }
+    remove_topology(&topology, 0).await;
+    let _ = conn.close(200, "done").await;
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_published_again_keeps_its_number() {
+    let h = Harness::start().await;
+    let id = h.create(1, 3, 1).await.id;
+    h.client.cancel_order(&h.user(1), id).await.unwrap();
+    // Twice numbered, as by a relay that dies before marking its batch published and by the
+    // one that publishes it again.
+    for _ in 0..2 {
+        let (batch, mut messages) = h.store.lock_pending(10).await.unwrap();
+        h.store.number_changes(&mut messages).await.unwrap();
+        let payloads = messages
+            .into_iter()
+            .map(|m| (m.routing_key, m.payload.into_bytes()));
+        assert_eq!(numbered(payloads), [(1, id, 2)]);
+        batch.rollback().await.unwrap();
+    }
+    assert_eq!(shop_changes(&h, 0).await, [(1, id, 2)]);
+    let timeline = h.store.timeline(id).await.unwrap();
+    let numbers: Vec<_> = timeline.iter().map(|t| t.shop_sequence).collect();
+    assert_eq!(numbers, [None, Some(1)], "placing takes no number");
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn only_an_admin_reads_the_shops_changes() {
+    let h = Harness::start().await;
+    let answer = h.client.list_order_changes(&h.user(1), None, None).await;
+    assert_eq!(problem_status(answer), 403);
+    let answer = h.client.list_order_changes(&h.admin, Some(-1), None).await;
+    assert_eq!(problem_status(answer), 400);
+    assert!(shop_changes(&h, 0).await.is_empty());
     h.stop().await;
 }

@@ -75,6 +75,7 @@ pub fn status_change(order: i64, user: i64) -> shopmesh_events::OrderStatusChang
         version: 2,
         changed_at: chrono::Utc::now(),
         user_sequence: None,
+        shop_sequence: None,
     }
 }
 

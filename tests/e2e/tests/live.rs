@@ -21,6 +21,9 @@ const WATCH: &str = "subscription($id: ID, $after: Int) \
 const WATCH_ALL: &str = "subscription($after: Int) \
     { orderStatusChanged(afterSequence: $after) { orderId version sequence to } }";
 
+const WATCH_SHOP: &str = "subscription($after: Int) \
+    { orderStatusChanged(afterShopSequence: $after) { orderId version shopSequence to } }";
+
 /// A WebSocket to the gateway's `/graphql`.
 struct Socket(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
@@ -87,6 +90,13 @@ impl Socket {
     async fn resume_all(&mut self, id: &str, after: i32) {
         let variables = json!({"after": after});
         self.send(json!({"type": "subscribe", "id": id, "payload": {"query": WATCH_ALL, "variables": variables}}))
+            .await;
+    }
+
+    /// Subscribes as `id` to every change in the shop (an admin's), resuming after `after`.
+    async fn resume_shop(&mut self, id: &str, after: i32) {
+        let variables = json!({"after": after});
+        self.send(json!({"type": "subscribe", "id": id, "payload": {"query": WATCH_SHOP, "variables": variables}}))
             .await;
     }
 
@@ -535,6 +545,47 @@ async fn a_shopper_resuming_all_their_orders_after_a_restart_hears_each_missed_c
 }
 
 #[tokio::test]
+async fn an_admin_resuming_every_order_after_a_restart_hears_each_missed_change_once() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let admin = platform.token(4, Role::Admin);
+    let seen = |c: &Value| (c["orderId"].clone(), c["shopSequence"].as_i64());
+    let cancelled = |order: i64, n: i64| (json!(order.to_string()), Some(n));
+    let (first, second) = (place(&platform, 1).await, place(&platform, 2).await);
+    cancel(&platform, 1, first).await;
+    cancel(&platform, 2, second).await;
+    let (gateway, url) = gateway_replica(&platform).await;
+    let mut socket = Socket::ready_at(&url, &admin).await;
+    socket.resume_shop("shop", 0).await;
+    let changes: Vec<_> = heard(&mut socket, 2).await.iter().map(seen).collect();
+    assert_eq!(changes, [cancelled(first, 1), cancelled(second, 2)]);
+    // While the gateway is down, two users' orders are cancelled.
+    gateway.stop().await;
+    let (third, fourth) = (place(&platform, 2).await, place(&platform, 1).await);
+    cancel(&platform, 2, third).await;
+    cancel(&platform, 1, fourth).await;
+    let (gateway, url) = gateway_replica(&platform).await;
+    let mut socket = Socket::ready_at(&url, &admin).await;
+    socket.resume_shop("shop", 2).await;
+    let changes: Vec<_> = heard(&mut socket, 2).await.iter().map(seen).collect();
+    assert_eq!(changes, [cancelled(third, 3), cancelled(fourth, 4)]);
+    // And the live ones follow.
+    let fifth = place(&platform, 2).await;
+    cancel(&platform, 2, fifth).await;
+    let live: Vec<_> = heard(&mut socket, 1).await.iter().map(seen).collect();
+    assert_eq!(live, [cancelled(fifth, 5)]);
+    // The shop's numbers are an admin's: a shopper's resume by them is refused.
+    let mut shopper = Socket::ready_at(&url, &platform.token(1, Role::User)).await;
+    shopper.resume_shop("shop", 0).await;
+    let answer = shopper.next().await;
+    assert_eq!(
+        answer["payload"][0]["extensions"]["code"], "FORBIDDEN",
+        "{answer}"
+    );
+    gateway.stop().await;
+    platform.stop().await;
+}
+
+#[tokio::test]
 async fn resuming_needs_an_order_and_a_version_it_has_reached() {
     let platform = Platform::start(PlatformOptions::default()).await.unwrap();
     let order = place(&platform, 1).await;
@@ -552,7 +603,7 @@ async fn resuming_needs_an_order_and_a_version_it_has_reached() {
         "{answer}"
     );
     // A sequence number past the newest, and one given with an order, are refused too; so is
-    // an admin's, whose stream of every user's orders has no one sequence.
+    // an admin's, whose stream of every user's orders follows the shop's numbers.
     socket.resume_all("sequence ahead", 1).await;
     let answer = socket.next().await;
     assert_eq!(

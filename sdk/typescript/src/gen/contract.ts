@@ -263,8 +263,16 @@ export const fieldRules = {
       "required": true,
       "minimum": 1
     },
+    "shopSequence": {
+      "required": false,
+      "minimum": 1
+    },
     "to": {
       "required": true
+    },
+    "userId": {
+      "required": true,
+      "minimum": 1
     },
     "version": {
       "required": true,

@@ -52,10 +52,15 @@ impl Harness {
 
     /// Starts the service from `stack` (e.g. with `DATABASE_URL` through a proxy).
     pub async fn start_on(stack: Stack) -> Self {
+        Self::start_pooled(stack, 5).await
+    }
+
+    /// The same with `pool` database connections.
+    pub async fn start_pooled(stack: Stack, pool: u32) -> Self {
         let jwks = serve_jwks(&stack).await;
         let stack = verifying_with(stack, &jwks)
             .set_for(Service::Orders, "OUTBOX_RELAY_ENABLED", "false")
-            .set_for(Service::Orders, "DB_POOL_SIZE", "5")
+            .set_for(Service::Orders, "DB_POOL_SIZE", pool.to_string())
             .set_for(Service::Orders, "DB_ACQUIRE_TIMEOUT_MS", "700");
         let app =
             build_service::<Application>(&stack.env_for(Service::Orders).unwrap(), |_| {}).await;
