@@ -89,6 +89,16 @@ fn generate_into(root: &Path, out: &Path) -> Result<()> {
     if !status.success() {
         bail!("graphql-codegen failed with {status}");
     }
+    // The documents as the SDK sends them, by hash: the gateway's registered operations.
+    let status = Command::new("node")
+        .arg(sdk.join("scripts/operations.mjs"))
+        .arg(out.join("graphql.ts"))
+        .arg(out.join("operations.json"))
+        .current_dir(&sdk)
+        .status()?;
+    if !status.success() {
+        bail!("scripts/operations.mjs failed with {status}");
+    }
     Ok(())
 }
 

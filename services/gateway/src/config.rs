@@ -190,6 +190,31 @@ pub struct GraphqlConfig {
     /// Downstream calls (retries included) one request may make; further ones fail with
     /// `QUERY_LIMIT_EXCEEDED` (`GRAPHQL_MAX_DOWNSTREAM_CALLS`, 50).
     pub max_downstream_calls: u32,
+    /// Which operations run (`GRAPHQL_OPERATIONS`, `any`).
+    pub operations: Operations,
+}
+
+/// Which GraphQL operations the gateway runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operations {
+    /// Any valid document, sent as text or by a hash sent with its text before.
+    Any,
+    /// Only the SDK's operations (`sdk/typescript/src/gen/operations.json`, written by `cargo
+    /// xtask gen` from `schema/graphql/operations/`), by their text or their hash: a
+    /// production shop whose clients are its own.
+    Registered,
+}
+
+impl std::str::FromStr for Operations {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "any" => Ok(Self::Any),
+            "registered" => Ok(Self::Registered),
+            other => Err(format!("`any` or `registered`, not {other:?}")),
+        }
+    }
 }
 
 /// Retries and circuit breaking of downstream calls (see [`crate::breaker`]).
@@ -255,6 +280,7 @@ impl GatewayConfig {
                 max_query_bytes: env.parse_or("GRAPHQL_MAX_QUERY_BYTES", 32 * 1024)?,
                 max_mutations: env.parse_or("GRAPHQL_MAX_MUTATIONS", 5)?,
                 max_downstream_calls: env.parse_or("GRAPHQL_MAX_DOWNSTREAM_CALLS", 50)?,
+                operations: env.parse_or("GRAPHQL_OPERATIONS", Operations::Any)?,
             },
             auth: AuthConfig::from_env(env)?,
             live: LiveConfig {

@@ -104,7 +104,7 @@ impl Gateway {
             sockets,
             feed,
             documents,
-            persisted: Arc::new(persisted::PersistedQueries::new()),
+            persisted: Arc::new(persisted::PersistedQueries::new(config.graphql.operations)),
             verifier,
             config: Arc::new(config),
         })

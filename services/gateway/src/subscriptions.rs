@@ -35,6 +35,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::config::LiveConfig;
+use crate::persisted::PersistedQueries;
 use crate::ratelimit::{ClientRateLimiter, Decision, RateKey};
 
 /// The subprotocols served, in order of preference.
@@ -154,6 +155,7 @@ pub async fn upgrade(
     schema: Data<&shopmesh_graphql::Schema>,
     verifier: Data<&TokenVerifier>,
     sockets: Data<&Sockets>,
+    persisted: Data<&Arc<PersistedQueries>>,
     config: Data<&Arc<crate::config::GatewayConfig>>,
 ) -> Response {
     let offered = req
@@ -170,6 +172,7 @@ pub async fn upgrade(
     };
     let connection = Connection {
         schema: schema.0.clone(),
+        persisted: persisted.0.clone(),
         verifier: verifier.0.clone(),
         sockets: sockets.0.clone(),
         protocol,
@@ -222,6 +225,7 @@ impl Close {
 /// One socket's state.
 struct Connection {
     schema: shopmesh_graphql::Schema,
+    persisted: Arc<PersistedQueries>,
     verifier: TokenVerifier,
     sockets: Sockets,
     protocol: Protocol,
@@ -356,6 +360,7 @@ impl Connection {
                             }
                             let job = Subscription {
                                 schema: self.schema.clone(),
+                                persisted: self.persisted.clone(),
                                 principal: principal.clone(),
                                 protocol: self.protocol,
                                 id: id.clone(),
@@ -471,6 +476,7 @@ impl ClientMessage {
 /// One running subscription: it writes to its socket's bounded queue and never waits on it.
 struct Subscription {
     schema: shopmesh_graphql::Schema,
+    persisted: Arc<PersistedQueries>,
     principal: Principal,
     protocol: Protocol,
     id: String,
@@ -481,22 +487,32 @@ struct Subscription {
 impl Subscription {
     /// Runs the operation in `payload`; answers its id when it ends.
     async fn run(self, payload: Value) -> String {
-        match serde_json::from_value::<async_graphql::Request>(payload) {
-            Err(e) => {
-                self.send(self.failed(
-                    &format!("the subscribe payload is not a GraphQL request: {e}"),
-                    "BAD_REQUEST",
-                ));
-            }
-            Ok(request) if !selects_a_subscription(&request) => {
-                self.send(self.failed(
-                    "only subscriptions are served over WebSocket; send queries and mutations over HTTP",
-                    "BAD_REQUEST",
-                ));
-            }
+        match self.request(payload) {
             Ok(request) => self.stream(request.data(self.principal.clone())).await,
+            Err((message, code)) => {
+                self.send(self.failed(&message, code));
+            }
         }
         self.id
+    }
+
+    /// The subscription `payload` asks for, or why it does not run.
+    fn request(&self, payload: Value) -> Result<async_graphql::Request, (String, &'static str)> {
+        let mut request =
+            serde_json::from_value::<async_graphql::Request>(payload).map_err(|e| {
+                let message = format!("the subscribe payload is not a GraphQL request: {e}");
+                (message, "BAD_REQUEST")
+            })?;
+        self.persisted.resolve(&mut request).map_err(|refused| {
+            let (message, code) = refused.message_and_code();
+            (message.to_owned(), code)
+        })?;
+        if !selects_a_subscription(&request) {
+            let message = "only subscriptions are served over WebSocket; send queries and \
+                           mutations over HTTP";
+            return Err((message.to_owned(), "BAD_REQUEST"));
+        }
+        Ok(request)
     }
 
     async fn stream(&self, request: async_graphql::Request) {

@@ -1,6 +1,7 @@
 //! Automatic persisted queries (a query's SHA-256 in place of its text) and the HTTP caching
 //! of answers to GET: public answers carry `Cache-Control` and an `ETag` (304 when it still
-//! matches), private ones are never kept by a shared cache.
+//! matches), private ones are never kept by a shared cache. With `GRAPHQL_OPERATIONS=registered`
+//! only the SDK's own operations run.
 
 mod standalone;
 
@@ -101,5 +102,53 @@ async fn a_public_answer_is_cacheable_and_revalidated_and_a_private_one_is_not()
     assert!(bearer.headers().get("etag").is_none());
     let failed = get_by_hash(&gw, "{ nope }", &[]).await;
     assert_eq!(failed.headers()["cache-control"], "private, no-store");
+    gw.server.stop().await;
+}
+
+/// The SDK's operation `name` as `cargo xtask gen` registered it: (hash, document).
+fn registered(name: &str) -> (String, String) {
+    let manifest: Value = serde_json::from_str(include_str!(
+        "../../../sdk/typescript/src/gen/operations.json"
+    ))
+    .unwrap();
+    let operations = manifest["operations"].as_array().unwrap();
+    let operation = operations.iter().find(|o| o["name"] == name).unwrap();
+    let field = |key: &str| operation[key].as_str().unwrap().to_owned();
+    (field("sha256"), field("document"))
+}
+
+#[tokio::test]
+async fn only_the_sdks_registered_operations_run_when_the_gateway_is_told_so() {
+    let settings = [
+        ("RATE_LIMIT_MAX", "100000"),
+        ("GRAPHQL_OPERATIONS", "registered"),
+    ];
+    let gw = Gateway::start_with(&settings).await;
+    let (hash, products) = registered("Products");
+    assert_eq!(hash, sha256_hex(products.as_bytes()));
+    // As its text, and by its hash alone, it runs: no catalog answers here, so the error is
+    // the one its `products` field met when it was executed.
+    let ran = |body: &Value| body["errors"][0]["path"] == json!(["products"]);
+    let variables = json!({"first": 1});
+    let (_, by_text) = gw
+        .post(json!({"query": products, "variables": variables}))
+        .await;
+    assert!(ran(&by_text), "{by_text}");
+    let extensions: Value = serde_json::from_str(&hashed(&products)).unwrap();
+    let (_, by_hash) = gw
+        .post(json!({"extensions": extensions, "variables": variables}))
+        .await;
+    assert!(ran(&by_hash), "{by_hash}");
+    // Anything else is refused, as text or by hash, and sending it does not register it.
+    let (_, other) = gw.post(json!({"query": QUERY})).await;
+    assert_eq!(code(&other), "OPERATION_NOT_REGISTERED", "{other}");
+    assert!(other.get("data").is_none(), "{other}");
+    let sent = register(&gw, QUERY).await;
+    assert_eq!(code(&sent), "OPERATION_NOT_REGISTERED", "{sent}");
+    let again: Value = get_by_hash(&gw, QUERY, &[]).await.json().await.unwrap();
+    assert_eq!(code(&again), "OPERATION_NOT_REGISTERED", "{again}");
+    // A registered hash sent with another text is a mismatch.
+    let changed = post(&gw, &format!("{products} "), &products).await;
+    assert_eq!(code(&changed), "BAD_REQUEST", "{changed}");
     gw.server.stop().await;
 }

@@ -11,6 +11,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use shopmesh_e2e::{Platform, PlatformOptions};
+use shopmesh_testkit::{Service, test_stack};
 
 fn sdk_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/typescript");
@@ -54,7 +55,11 @@ async fn the_example_app_uses_the_typescript_sdk_against_the_live_gateway() {
         );
     }
 
-    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    // Only the SDK's registered operations run: everything the SDK sends is registered as sent.
+    let stack = test_stack().set_for(Service::Gateway, "GRAPHQL_OPERATIONS", "registered");
+    let platform = Platform::start_stack(stack, PlatformOptions::default())
+        .await
+        .unwrap();
     let product = platform.put_on_sale(1500, 5).await.unwrap();
     let out = run(
         PathBuf::from("node"),
