@@ -194,6 +194,13 @@ async fn gateway_replica(platform: &Platform) -> (Running, String) {
     (Running::start(gateway).await, stack.url(Service::Gateway))
 }
 
+/// An order of `user`'s, placed and cancelled; its id.
+async fn cancelled_order(platform: &Platform, user: i64) -> i64 {
+    let order = place(platform, user).await;
+    cancel(platform, user, order).await;
+    order
+}
+
 async fn cancel(platform: &Platform, user: i64, order: i64) {
     let orders = OrdersClient::new(platform.orders_url.clone());
     let token = platform.token(user, Role::User);
@@ -519,8 +526,7 @@ async fn a_shopper_resuming_all_their_orders_after_a_restart_hears_each_missed_c
     let orders = OrdersClient::new(platform.orders_url.clone());
     let admin = platform.token(4, Role::Admin);
     orders.ship_order(&admin, first).await.unwrap();
-    let second = place(&platform, 1).await;
-    cancel(&platform, 1, second).await;
+    let second = cancelled_order(&platform, 1).await;
     let (gateway, url) = replica().await;
     let mut socket = Socket::ready_at(&url, &token).await;
     socket.resume_all("all", 3).await;
@@ -533,8 +539,7 @@ async fn a_shopper_resuming_all_their_orders_after_a_restart_hears_each_missed_c
         ]
     );
     // And the live ones follow.
-    let third = place(&platform, 1).await;
-    cancel(&platform, 1, third).await;
+    let third = cancelled_order(&platform, 1).await;
     let live: Vec<_> = heard(&mut socket, 1).await.iter().map(seen).collect();
     assert_eq!(
         live,
@@ -550,9 +555,8 @@ async fn an_admin_resuming_every_order_after_a_restart_hears_each_missed_change_
     let admin = platform.token(4, Role::Admin);
     let seen = |c: &Value| (c["orderId"].clone(), c["shopSequence"].as_i64());
     let cancelled = |order: i64, n: i64| (json!(order.to_string()), Some(n));
-    let (first, second) = (place(&platform, 1).await, place(&platform, 2).await);
-    cancel(&platform, 1, first).await;
-    cancel(&platform, 2, second).await;
+    let first = cancelled_order(&platform, 1).await;
+    let second = cancelled_order(&platform, 2).await;
     let (gateway, url) = gateway_replica(&platform).await;
     let mut socket = Socket::ready_at(&url, &admin).await;
     socket.resume_shop("shop", 0).await;
@@ -560,17 +564,15 @@ async fn an_admin_resuming_every_order_after_a_restart_hears_each_missed_change_
     assert_eq!(changes, [cancelled(first, 1), cancelled(second, 2)]);
     // While the gateway is down, two users' orders are cancelled.
     gateway.stop().await;
-    let (third, fourth) = (place(&platform, 2).await, place(&platform, 1).await);
-    cancel(&platform, 2, third).await;
-    cancel(&platform, 1, fourth).await;
+    let third = cancelled_order(&platform, 2).await;
+    let fourth = cancelled_order(&platform, 1).await;
     let (gateway, url) = gateway_replica(&platform).await;
     let mut socket = Socket::ready_at(&url, &admin).await;
     socket.resume_shop("shop", 2).await;
     let changes: Vec<_> = heard(&mut socket, 2).await.iter().map(seen).collect();
     assert_eq!(changes, [cancelled(third, 3), cancelled(fourth, 4)]);
     // And the live ones follow.
-    let fifth = place(&platform, 2).await;
-    cancel(&platform, 2, fifth).await;
+    let fifth = cancelled_order(&platform, 2).await;
     let live: Vec<_> = heard(&mut socket, 1).await.iter().map(seen).collect();
     assert_eq!(live, [cancelled(fifth, 5)]);
     // The shop's numbers are an admin's: a shopper's resume by them is refused.
