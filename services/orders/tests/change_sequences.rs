@@ -182,11 +182,8 @@ async fn two_relays_number_every_change_in_the_shop_once_and_a_reader_never_sees
     for i in 0..ORDERS {
         ids.push(h.create(1 + i % 4, 3, 1).await.id);
     }
-    let topology = test_topology();
-    let (conn, ch) = amqp_channel().await;
-    shopmesh_common::amqp::declare_order_created(&ch, &topology)
-        .await
-        .unwrap();
+    let broker = TestBroker::declare().await;
+    let (topology, ch) = (broker.topology.clone(), broker.ch.clone());
     // Two relays in small batches, so their numbering interleaves.
     let shutdown = Shutdown::new();
     let small = RelayConfig {
@@ -265,8 +262,7 @@ async fn two_relays_number_every_change_in_the_shop_once_and_a_reader_never_sees
     for relay in relays {
         relay.await.unwrap();
     }
-    remove_topology(&topology, 0).await;
-    let _ = conn.close(200, "done").await;
+    broker.remove().await;
     h.stop().await;
 }
 

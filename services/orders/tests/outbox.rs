@@ -8,11 +8,8 @@ use harness::*;
 #[tokio::test]
 async fn outbox_delivers_every_event_exactly_once_across_a_broker_outage() {
     let h = Harness::start().await;
-    let topology = test_topology();
-    let (conn, ch) = amqp_channel().await;
-    shopmesh_common::amqp::declare_order_created(&ch, &topology)
-        .await
-        .unwrap();
+    let broker = TestBroker::declare().await;
+    let (topology, ch) = (broker.topology.clone(), broker.ch.clone());
 
     let (target, _) = reroute(&amqp_url(), "x:1");
     let proxy = TcpProxy::start(&target).await;
@@ -56,19 +53,15 @@ async fn outbox_delivers_every_event_exactly_once_across_a_broker_outage() {
 
     shutdown.trigger();
     relay_task.await.unwrap();
-    remove_topology(&topology, 0).await;
-    let _ = conn.close(200, "done").await;
+    broker.remove().await;
     h.stop().await;
 }
 
 #[tokio::test]
 async fn relay_restart_resumes_pending_rows() {
     let h = Harness::start().await;
-    let topology = test_topology();
-    let (conn, ch) = amqp_channel().await;
-    shopmesh_common::amqp::declare_order_created(&ch, &topology)
-        .await
-        .unwrap();
+    let broker = TestBroker::declare().await;
+    let (topology, ch) = (broker.topology.clone(), broker.ch.clone());
 
     // Orders created while no relay runs stay pending.
     for i in 0..10 {
@@ -107,8 +100,7 @@ async fn relay_restart_resumes_pending_rows() {
     .await;
     second.trigger();
     task.await.unwrap();
-    remove_topology(&topology, 0).await;
-    let _ = conn.close(200, "done").await;
+    broker.remove().await;
     h.stop().await;
 }
 

@@ -128,6 +128,30 @@ pub fn test_topology() -> OrderCreatedTopology {
     }
 }
 
+/// A topology of the test's own on the real broker, declared, with a channel to read it.
+pub struct TestBroker {
+    pub topology: OrderCreatedTopology,
+    pub conn: lapin::Connection,
+    pub ch: lapin::Channel,
+}
+
+impl TestBroker {
+    pub async fn declare() -> Self {
+        let topology = test_topology();
+        let (conn, ch) = amqp_channel().await;
+        shopmesh_common::amqp::declare_order_created(&ch, &topology)
+            .await
+            .unwrap();
+        Self { topology, conn, ch }
+    }
+
+    /// Removes the topology and closes the connection.
+    pub async fn remove(self) {
+        remove_topology(&self.topology, 0).await;
+        let _ = self.conn.close(200, "done").await;
+    }
+}
+
 pub fn fast_relay() -> RelayConfig {
     RelayConfig {
         batch_size: 50,
