@@ -644,6 +644,19 @@ impl Subscription {
             )
             .await
     }
+    /// The caller's own new notifications as the notifications service stores them (its
+    /// `WatchNotifications` stream), from now on; stopping the subscription ends the stream there.
+    /// Past ones are read with `Order.notifications`.
+    #[graphql(name = "notificationAdded", directive = auth::apply(Role::User))]
+    async fn notification_added(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+    ) -> async_graphql::Result<
+        futures::stream::BoxStream<'static, async_graphql::Result<Notification>>,
+    > {
+        let principal = authorize(ctx, shopmesh_identity::Role::User)?;
+        resolvers(ctx)?.subscription_notification_added(ctx, principal).await
+    }
 }
 /// One change of an order's status.
 #[derive(async_graphql::SimpleObject, Debug, Clone, PartialEq)]
@@ -1198,6 +1211,16 @@ pub trait GatewayResolvers: Send + Sync + 'static {
         futures::stream::BoxStream<'static, Result<OrderStatusChange, Self::Error>>,
         Self::Error,
     >;
+    /// Resolves `Subscription.notificationAdded`.
+    /// The stream ends when the subscription does; dropping it must free everything.
+    async fn subscription_notification_added(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> Result<
+        futures::stream::BoxStream<'static, Result<Notification, Self::Error>>,
+        Self::Error,
+    >;
     /// Resolves `Order.lines`.
     async fn order_lines(
         &self,
@@ -1422,6 +1445,13 @@ trait Resolve: Send + Sync + 'static {
         after_shop_sequence: Option<i32>,
     ) -> async_graphql::Result<
         futures::stream::BoxStream<'static, async_graphql::Result<OrderStatusChange>>,
+    >;
+    async fn subscription_notification_added(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<
+        futures::stream::BoxStream<'static, async_graphql::Result<Notification>>,
     >;
     async fn order_lines(
         &self,
@@ -1802,6 +1832,29 @@ impl<R: GatewayResolvers> Resolve for R {
                 after_version,
                 after_sequence,
                 after_shop_sequence,
+            )
+            .await
+            .map_err(|e| async_graphql::ErrorExtensions::extend(&e))?;
+        Ok(
+            events
+                .map(|event| {
+                    event.map_err(|e| async_graphql::ErrorExtensions::extend(&e))
+                })
+                .boxed(),
+        )
+    }
+    async fn subscription_notification_added(
+        &self,
+        ctx: &async_graphql::Context<'_>,
+        principal: &shopmesh_identity::Principal,
+    ) -> async_graphql::Result<
+        futures::stream::BoxStream<'static, async_graphql::Result<Notification>>,
+    > {
+        use futures::StreamExt as _;
+        let events = GatewayResolvers::subscription_notification_added(
+                self,
+                ctx,
+                principal,
             )
             .await
             .map_err(|e| async_graphql::ErrorExtensions::extend(&e))?;

@@ -796,6 +796,24 @@ impl Backends {
             .await
     }
 
+    /// The caller's new notifications as the notifications service stores them, until the
+    /// stream is dropped (which ends the call there).
+    pub async fn watch_notifications(
+        &self,
+        caller: &Principal,
+    ) -> Result<tonic::Streaming<pb::WatchNotificationsResponse>, GatewayError> {
+        let request = pb::WatchNotificationsRequest {
+            user_id: caller.user_id,
+        };
+        self.notifications_rpc(
+            "WatchNotifications",
+            caller,
+            request,
+            |mut c, r| async move { c.watch_notifications(r).await },
+        )
+        .await
+    }
+
     /// Events in the notifications service's dead-letter queue (the service checks the caller
     /// is an admin).
     pub async fn dead_letters(&self, caller: &Principal) -> Result<u32, GatewayError> {

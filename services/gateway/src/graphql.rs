@@ -380,6 +380,22 @@ impl GatewayResolvers for GatewayGraph {
         Ok(crate::live::resumed(missed, heard, live))
     }
 
+    async fn subscription_notification_added(
+        &self,
+        _ctx: &Context<'_>,
+        principal: &Principal,
+    ) -> Result<BoxStream<'static, Result<gql::Notification, GatewayError>>, GatewayError> {
+        let watched = self.backends.watch_notifications(principal).await?;
+        Ok(watched
+            .map(|item| match item {
+                Ok(added) => added.notification.map(gql_notification).ok_or_else(|| {
+                    GatewayError::Internal("WatchNotifications sent no notification".into())
+                }),
+                Err(status) => Err(GatewayError::from_status("notifications", status)),
+            })
+            .boxed())
+    }
+
     async fn query_order(
         &self,
         _ctx: &Context<'_>,

@@ -24,6 +24,8 @@ const WATCH_ALL: &str = "subscription($after: Int) \
 const WATCH_SHOP: &str = "subscription($after: Int) \
     { orderStatusChanged(afterShopSequence: $after) { orderId version shopSequence to } }";
 
+const NOTIFICATIONS: &str = "subscription { notificationAdded { orderId userId message } }";
+
 /// A WebSocket to the gateway's `/graphql`.
 struct Socket(
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
@@ -256,6 +258,31 @@ async fn a_shopper_hears_only_their_own_orders_and_an_admin_hears_all() {
     assert!(
         admin_heard.contains(&json!(mine.to_string())),
         "{admin_heard:?}"
+    );
+    platform.stop().await;
+}
+
+#[tokio::test]
+async fn a_shopper_hears_their_own_new_notifications_and_no_one_elses() {
+    let platform = Platform::start(PlatformOptions::default()).await.unwrap();
+    let mut socket = Socket::ready(&platform, &platform.token(1, Role::User)).await;
+    let subscribe = json!({"type": "subscribe", "id": "n", "payload": {"query": NOTIFICATIONS}});
+    socket.send(subscribe).await;
+    // The stream hears what is stored after it first looked; give that look time.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let theirs = place(&platform, 2).await;
+    let mine = place(&platform, 1).await;
+    let next = socket.next().await;
+    let added = &next["payload"]["data"]["notificationAdded"];
+    assert_eq!(added["orderId"], json!(mine.to_string()), "{next}");
+    assert_eq!(added["userId"], "1", "not order {theirs}'s: {next}");
+    // Stopping the subscription ends the gRPC stream behind it; the socket goes on.
+    socket.send(json!({"type": "complete", "id": "n"})).await;
+    socket.watch("after", Some(mine)).await;
+    cancel(&platform, 1, mine).await;
+    assert_eq!(
+        heard_versions(&mut socket, 1).await,
+        [(2, "CANCELLED".into())]
     );
     platform.stop().await;
 }
